@@ -1,0 +1,122 @@
+"""The frozen data model: windows, timing, rules, rule sets, and what an outcome became (a plan)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping
+
+from .errors import Loc
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DECISIONS = ("pass", "reject", "offer", "hold")
+CHANNEL_ADDRESS = {  # the candidate field a channel needs; a channel not listed needs none
+    "dingtalk": "candidate.dingtalk_userid",
+    "sms": "candidate.phone",
+    "email": "candidate.email",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """A named send window: weekdays (0=mon..6=sun), minute ranges [start, end), optional holiday calendar."""
+
+    name: str
+    days: frozenset
+    ranges: tuple  # ((start_minute, end_minute), ...), end exclusive, 0 <= start < end <= 1440
+    holidays: str | None = None
+    loc: Loc | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When to send: delay after the outcome (or approval), window, deadline, escalation."""
+
+    delay: timedelta = timedelta(0)
+    window: str | None = None
+    deadline: timedelta | None = None
+    escalate_after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One wording under comparison: a template and its weight."""
+
+    template: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule after defaults are merged; `predicate` is the compiled `when` (None: always true)."""
+
+    id: str
+    template: str
+    channels: tuple
+    timing: Timing
+    match: tuple = ()  # ((field_path, (allowed values...)), ...)
+    when: str | None = None
+    variants: tuple = ()  # (Variant, ...)
+    locale: str = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+    priority: int = 0
+    description: str = ""
+    file: str = ""
+    line: int = 0
+    order: int = 0  # position in the whole set: files by name, then position in the file
+    predicate: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def templates(self) -> tuple:
+        """Every template this rule may render: its variants', else its own."""
+        return tuple(v.template for v in self.variants) or (self.template,)
+
+    def decisions(self) -> tuple:
+        """The decisions this rule can match (all of them when it does not pin `decision`)."""
+        for path, values in self.match:
+            if path == "decision":
+                return tuple(values)
+        return DECISIONS
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A validated, ordered rule set: rules in evaluation order, windows by name, a content hash."""
+
+    rules: tuple
+    windows: Mapping[str, Window]
+    version: str
+    files: tuple = ()
+
+
+@dataclass(frozen=True)
+class Message:
+    """One rendered message for one channel."""
+
+    channel: str
+    body: str
+    subject: str | None = None
+    html: str | None = None
+    sms_segments: int | None = None
+    sms_chars: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one outcome became: status, rule, template, channel order, schedule, rendered messages."""
+
+    outcome_id: str | None
+    status: str  # matched | unmatched | held | duplicate | invalid
+    rule: str | None = None
+    rule_version: str | None = None
+    template: str | None = None
+    variant: str | None = None
+    locale: str | None = None
+    channels: tuple = ()
+    skipped_channels: tuple = ()  # channels of the rule left out for want of an address
+    send_at: datetime | None = None
+    deadline_at: datetime | None = None
+    escalations: tuple = ()  # (datetime when channel i+1 would be tried, ...)
+    late: bool = False
+    messages: tuple = ()  # (Message, ...)
+    error: str | None = None
+    outcome: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)

@@ -1,0 +1,1 @@
+"""The JSON Schemas shipped with herald, installed as the package data `engine.schemas`."""
