@@ -1,1 +1,1 @@
-"""The JSON Schemas shipped with herald, installed as the package data `engine.schemas`."""
+"""The JSON Schemas shipped with herald, installed as the package `herald_schemas`."""

@@ -1,0 +1,1 @@
+"""herald: tells interview candidates their result."""

@@ -1,0 +1,1 @@
+"""Channels: one module per transport."""
