@@ -62,6 +62,7 @@ class Rule:
     description: str = ""
     file: str = ""
     line: int = 0
+    column: int = 0
     order: int = 0  # position in the whole set: files by name, then position in the file
     predicate: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False, repr=False)
 
@@ -86,6 +87,7 @@ class RuleSet:
     windows: Mapping[str, Window]
     version: str
     files: tuple = ()
+    disabled: tuple = ()  # ids of rules written with `enabled: false`: validated, never routed
 
 
 @dataclass(frozen=True)

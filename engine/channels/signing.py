@@ -1,0 +1,177 @@
+"""Shared transport helpers: HMAC signatures, a Secret wrapper, redaction of secrets, and settings coercion."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any, Iterable, Mapping
+
+REDACTED = "***"
+
+
+class Secret:
+    """A secret setting: prints as *** everywhere (repr, str, f-strings, logs); reveal() gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED!r})"
+
+    def __str__(self) -> str:
+        return REDACTED
+
+    def __format__(self, spec: str) -> str:
+        return REDACTED
+
+    def __reduce__(self) -> Any:  # never pickle the value into a traceback dump or a queue
+        raise TypeError("Secret cannot be pickled")
+
+
+def redact(text: str, secrets: Iterable[str | Secret | None]) -> str:
+    """Replace every occurrence of each secret (and its URL-quoted forms) in text with ***."""
+    from urllib.parse import quote, quote_plus
+
+    values: set[str] = set()
+    for s in secrets:
+        raw = s.reveal() if isinstance(s, Secret) else s
+        if not raw:
+            continue
+        values.update({raw, quote(raw, safe=""), quote_plus(raw)})
+    for value in sorted(values, key=len, reverse=True):  # longest first: a quoted form may contain the raw one
+        if len(value) >= 4:  # a 1-3 character "secret" would shred ordinary text; such secrets are refused anyway
+            text = text.replace(value, REDACTED)
+    return text
+
+
+# --- HMAC ------------------------------------------------------------------------------------------
+
+def hmac_sha256(key: str | bytes, message: str | bytes) -> bytes:
+    k = key.encode("utf-8") if isinstance(key, str) else key
+    m = message.encode("utf-8") if isinstance(message, str) else message
+    return hmac.new(k, m, hashlib.sha256).digest()
+
+
+def webhook_signature(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The X-Herald-Signature value: 'sha256=' + hex HMAC-SHA256(secret, f'{timestamp}.' + raw body bytes)."""
+    return "sha256=" + hmac_sha256(secret, str(timestamp).encode("ascii") + b"." + body).hex()
+
+
+def verify_signature(secret: str, timestamp: int | str | None, body: bytes | str, header: str | None,
+                     tolerance: float = 300, now: float | None = None) -> bool:
+    """True when header is the webhook signature of (timestamp, body) under secret and the timestamp is fresh.
+
+    For receivers of herald's webhook: pass the X-Herald-Timestamp header, the raw request body (bytes, exactly as
+    received, before any JSON parsing) and the X-Herald-Signature header. A timestamp more than `tolerance` seconds
+    away from now is refused (replay protection). Never raises on malformed input; answers False.
+    """
+    if not secret or header is None or timestamp is None:
+        return False
+    try:
+        ts = int(str(timestamp).strip())
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance:
+        return False
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    expected = webhook_signature(secret, ts, raw)
+    return hmac.compare_digest(expected.encode("ascii"), header.strip().encode("utf-8", "replace"))
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int | str) -> str:
+    """DingTalk robot signature: base64(HMAC-SHA256(key=secret, msg=f'{timestamp}\\n{secret}')), not yet URL-encoded."""
+    return base64.b64encode(hmac_sha256(secret, f"{timestamp_ms}\n{secret}")).decode("ascii")
+
+
+# --- settings coercion (values may come from YAML or from ${ENV} strings) -------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsReader:
+    """Reads a channel's settings block, collecting every problem (named by setting, never by value)."""
+
+    def __init__(self, transport: str, channel: str, settings: Mapping[str, Any], spec: Mapping[str, tuple]):
+        self.prefix = f"channel {channel!r} ({transport})"
+        self.settings = dict(settings)
+        self.problems: list[str] = []
+        unknown = sorted(k for k in self.settings if k not in spec and k != "transport")
+        if unknown:
+            self.problems.append(f"unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(spec))}")
+        for name, (required, _secret, _doc) in spec.items():
+            value = self.settings.get(name)
+            if required and (value is None or (isinstance(value, str) and not value.strip())):
+                self.problems.append(f"setting {name!r} is required")
+
+    def fail(self, name: str, why: str) -> None:
+        self.problems.append(f"setting {name!r} {why}")
+
+    def raise_if_problems(self) -> None:
+        if self.problems:
+            raise ValueError(f"{self.prefix}: " + "; ".join(self.problems))
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.settings.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.fail(name, "must be a string")
+            return default
+        value = str(value).strip()
+        if any(c in value for c in "\r\n\0"):
+            self.fail(name, "must not contain line breaks")
+            return default
+        return value or default
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.settings.get(name)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            self.fail(name, "must be a string")
+            return None
+        if any(c in value for c in "\r\n\0"):
+            self.fail(name, "must not contain line breaks")
+            return None
+        if len(value) < 4:
+            self.fail(name, "is too short to be a real secret")
+            return None
+        return Secret(value)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.settings.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        self.fail(name, "must be true or false")
+        return default
+
+    def number(self, name: str, default: float, minimum: float = 0.0, integer: bool = False) -> float:
+        value = self.settings.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = int(str(value).strip()) if integer else float(str(value).strip())
+        except ValueError:
+            self.fail(name, "must be an integer" if integer else "must be a number")
+            return default
+        if number < minimum or number != number:
+            self.fail(name, f"must be at least {minimum:g}")
+            return default
+        return number

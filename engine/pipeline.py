@@ -1,0 +1,188 @@
+"""The stages an outcome goes through (intake, gate, route, render, schedule), shared by dry-run and the daemon."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator, Mapping
+
+from .deployment import Deployment
+from .gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult
+from .model import CHANNEL_ADDRESS, Message, Plan, Rule
+from .routing import Router, choose_variant, lookup
+from .schemas import TEMPLATE_EXTRAS
+from .timing import load_timezone, parse_instant, schedule
+
+MATCHED = "matched"
+UNMATCHED = "unmatched"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- stage: route -------------------------------------------------------------------------------
+
+def reachable_channels(rule: Rule, outcome: Mapping) -> tuple[tuple, tuple]:
+    """The rule's channels the candidate has an address for (in order), and those left out."""
+    keep, skip = [], []
+    for ch in rule.channels:
+        need = CHANNEL_ADDRESS.get(ch)
+        (keep if need is None or lookup(outcome, need) else skip).append(ch)
+    return tuple(keep), tuple(skip)
+
+
+def locale_prefs(rule: Rule, outcome: Mapping) -> tuple:
+    """Locales to try for the template: the candidate's, then the rule's (the fallback file comes last)."""
+    cand = lookup(outcome, "candidate.locale")
+    return tuple(x for x in (cand, rule.locale) if isinstance(x, str) and x)
+
+
+# --- stage: render ------------------------------------------------------------------------------
+
+def render_messages(templates, template: str, prefs: tuple, channels: Iterable[str], outcome: Mapping,
+                    extras: Mapping) -> tuple[tuple, str | None, str | None]:
+    """Render `template` for each channel: (messages, chosen locale, first error)."""
+    from .render import build_context
+
+    messages, locale, error = [], None, None
+    for ch in channels:
+        ctx = build_context(outcome, {**extras, "channel": ch})
+        result = templates.render(template, prefs, ch, ctx)
+        if result.error:
+            error = error or f"{ch}: {result.error}"
+            continue
+        locale = locale or result.locale
+        messages.append(result.message)
+    return tuple(messages), locale, error
+
+
+# --- stage: schedule ----------------------------------------------------------------------------
+
+def timezone_for(rule: Rule, outcome: Mapping):
+    """The candidate's time zone when it is a real one, else the rule's."""
+    name = lookup(outcome, "candidate.timezone")
+    tz = load_timezone(name) if isinstance(name, str) else None
+    return tz or load_timezone(rule.timezone) or timezone.utc
+
+
+@dataclass
+class Pipeline:
+    """The stages wired together over one deployment; `dry-run` and `serve` both drive this."""
+
+    deployment: Deployment
+    now: datetime | None = None            # a fixed clock (--now); None: the real time
+    render_channels: str = "all"           # "all" | "first": which channels to render up front
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.deployment.ruleset is None:
+            raise ValueError("the deployment has errors; validate it first")
+        self.router = Router(self.deployment.ruleset)
+        self.windows = self.deployment.ruleset.windows
+        company = dict(TEMPLATE_EXTRAS["company"])
+        company.update(self.deployment.config.company or {})
+        self.base_extras = {"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras}
+
+    def clock(self) -> datetime:
+        return self.now or utcnow()
+
+    # The stages as one call each.
+    def gate(self) -> Gate:
+        return Gate()
+
+    def route(self, outcome: Mapping) -> tuple[Rule | None, str | None]:
+        rule = self.router.route(outcome)
+        if rule is None:
+            return None, None
+        return rule, choose_variant(rule, str(outcome.get("id", "")))
+
+    def plan(self, outcome: Mapping, approved_at: datetime | None = None, status: str = MATCHED,
+             links: Mapping | None = None) -> Plan:
+        """Route, render and schedule one admitted outcome."""
+        oid = outcome.get("id")
+        rule, template = self.route(outcome)
+        version = self.deployment.ruleset.version
+        if rule is None:
+            return Plan(oid, UNMATCHED if status == MATCHED else status, rule_version=version, outcome=outcome)
+        channels, skipped = reachable_channels(rule, outcome)
+        prefs = locale_prefs(rule, outcome)
+        base = Plan(oid, status, rule=rule.id, rule_version=version, template=template,
+                    variant=template if rule.variants else None, channels=channels,
+                    skipped_channels=skipped, outcome=outcome)
+        if status == HELD:
+            locale = self.deployment.templates.resolve(template, prefs)
+            return replace(base, locale=locale.locale if locale else None)
+        now = self.clock()
+        wanted = channels if self.render_channels == "all" else channels[:1]
+        extras = {**self.base_extras, "links": {**self.base_extras["links"], **(links or {})}}
+        messages, locale, error = render_messages(self.deployment.templates, template, prefs, wanted,
+                                                  outcome, extras)
+        if locale is None:
+            chosen = self.deployment.templates.resolve(template, prefs)
+            locale = chosen.locale if chosen else None
+        occurred = parse_instant(outcome.get("occurred_at")) if outcome.get("occurred_at") else None
+        tz = timezone_for(rule, outcome)
+        sched = schedule(rule.timing, self.windows, occurred or now, tz, now,
+                         approved_at=approved_at, channels=max(len(channels), 1))
+        if not channels:
+            error = error or "the candidate has no address for any of the rule's channels"
+        return replace(base, locale=locale, send_at=sched.send_at, deadline_at=sched.deadline_at,
+                       escalations=tuple(sched.escalations), late=sched.late, messages=messages,
+                       error=error or sched.error)
+
+    def admit(self, gate: Gate, result: GateResult) -> Plan:
+        """The plan for one gate verdict."""
+        result = gate.admit(result)
+        if result.status == INVALID:
+            return Plan(result.outcome_id, INVALID, error=result.error)
+        if result.status == DUPLICATE:
+            return Plan(result.outcome_id, DUPLICATE, outcome=result.outcome)
+        return self.plan(result.outcome, status=HELD if result.status == HELD else MATCHED)
+
+    def run_lines(self, lines: Iterable[str]) -> Iterator[Plan]:
+        """Intake of JSON lines through every stage, one plan per non-blank line, in input order."""
+        from .gate import parse_line
+
+        gate = self.gate()
+        for line in lines:
+            if not line.strip():
+                continue
+            yield self.admit(gate, parse_line(line))
+
+    def run_records(self, records: Iterable[Any]) -> Iterator[Plan]:
+        from .gate import check_record
+
+        gate = self.gate()
+        for record in records:
+            if not isinstance(record, dict):
+                yield Plan(None, INVALID, error="an outcome must be a JSON object")
+                continue
+            yield self.admit(gate, check_record(record))
+
+
+def plan_json(plan: Plan) -> dict:
+    """A plan as SPEC's dry-run JSON object (keys scripts rely on first; extra detail after)."""
+    out: dict = {"outcome": plan.outcome_id, "status": plan.status}
+    if plan.status == INVALID:
+        out["error"] = plan.error
+        return out
+    if plan.rule is not None:
+        out.update({"rule": plan.rule, "template": plan.template, "locale": plan.locale,
+                    "channels": list(plan.channels)})
+        if plan.send_at is not None:
+            out["send_at"] = plan.send_at.isoformat()
+        if plan.variant:
+            out["variant"] = plan.variant
+        if plan.skipped_channels:
+            out["skipped_channels"] = list(plan.skipped_channels)
+        if plan.deadline_at is not None:
+            out["deadline"] = plan.deadline_at.isoformat()
+            out["late"] = plan.late
+        if plan.escalations:
+            out["escalations"] = [e.isoformat() for e in plan.escalations]
+        if plan.error:
+            out["error"] = plan.error
+    return out
+
+
+__all__ = ["Pipeline", "plan_json", "MATCHED", "UNMATCHED", "HELD", "DUPLICATE", "INVALID", "OK", "Message"]

@@ -1,0 +1,629 @@
+"""Tests of the durable store: migrations, intake, claims across processes, leases, attempts, receipts, crash safety."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.channels.base import SendResult
+from engine.migrations import MIGRATIONS, Migration
+from engine.model import Message, Plan
+from engine.store import (Accepted, NOTIFICATION_STATES, PlannedNotification, SchemaVersionError, Store, StoreError,
+                          StoreUnavailable, utc)
+
+T0 = 1_800_000_000.0  # a fixed "now" for deterministic tests
+
+
+def plan(send_at: float = T0, channels: tuple = ("dingtalk", "email"), **kw) -> PlannedNotification:
+    msgs = tuple(Message(c, f"hello on {c}", subject="s" if c == "email" else None) for c in channels)
+    return PlannedNotification(channels=channels, messages=msgs, send_at=send_at, rule=kw.pop("rule", "r1"),
+                               ruleset_version=kw.pop("ruleset_version", "v1"), template=kw.pop("template", "t/x"),
+                               **kw)
+
+
+def item(oid: str, *, note: PlannedNotification | None = None, with_plan: bool = True, **kw) -> Accepted:
+    raw = kw.pop("raw", json.dumps({"id": oid, "decision": "reject"}, ensure_ascii=False))
+    if note is None and with_plan:
+        note = plan()
+    return Accepted(id=oid, raw=raw, decision="reject", stage="first_round", role="backend",
+                    notification=note, **kw)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "herald.db")
+    yield s
+    s.close()
+
+
+def count(path: Path, table: str) -> int:
+    c = sqlite3.connect(path)
+    try:
+        return c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------------------------------- migrations
+
+def test_migrations_from_an_empty_file(tmp_path: Path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with Store(path) as s:
+        assert s.schema_version() == MIGRATIONS[-1].version
+        c = s._db().conn
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert c.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert c.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert c.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"schema_migrations", "outcomes", "outcome_changes", "notifications", "attempts", "events",
+            "rulesets", "dead_letters", "replies"} <= tables
+
+
+def test_reopen_is_idempotent_and_keeps_data(tmp_path: Path):
+    path = tmp_path / "h.db"
+    with Store(path) as s:
+        s.accept_outcomes([item("a")])
+    with Store(path) as s:
+        assert s.get_outcome("a") is not None
+    with Store.open(path) as s:
+        assert s.schema_version() == MIGRATIONS[-1].version
+    assert count(path, "schema_migrations") == len(MIGRATIONS)
+
+
+def test_an_older_database_is_upgraded_once(tmp_path: Path):
+    path = tmp_path / "h.db"
+    ran = []
+
+    def add_note(db):
+        ran.append(1)
+        db.execute("ALTER TABLE outcomes ADD COLUMN note TEXT")
+
+    with Store(path) as s:
+        s.accept_outcomes([item("a")])
+    newer = (*MIGRATIONS, Migration(MIGRATIONS[-1].version + 1, "outcome notes", add_note))
+    with Store(path, migrations=newer) as s:
+        assert s.schema_version() == newer[-1].version
+        assert s.get_outcome("a") is not None
+    with Store(path, migrations=newer):
+        pass
+    assert ran == [1]
+    c = sqlite3.connect(path)
+    assert "note" in [r[1] for r in c.execute("PRAGMA table_info(outcomes)")]
+    c.close()
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
+    path = tmp_path / "h.db"
+    Store(path).close()
+
+    def broken(db):
+        db.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        Store(path, migrations=(*MIGRATIONS, Migration(99, "broken", broken)))
+    c = sqlite3.connect(path)
+    assert c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == MIGRATIONS[-1].version
+    assert not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchall()
+    c.close()
+
+
+def test_a_newer_database_is_refused_and_untouched(tmp_path: Path):
+    path = tmp_path / "h.db"
+    Store(path).close()
+    c = sqlite3.connect(path)
+    c.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
+    c.commit()
+    c.close()
+    with pytest.raises(SchemaVersionError, match=r"schema version 999.*knows versions up to"):
+        Store(path)
+    c = sqlite3.connect(path)
+    assert c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 999
+    c.close()
+
+
+def test_memory_and_naive_times_are_refused(tmp_path: Path, store: Store):
+    with pytest.raises(StoreError):
+        Store(":memory:")
+    with pytest.raises(StoreError, match="naive"):
+        store.claim_due(datetime(2026, 1, 1), 10, "x", 30)
+
+
+# ---------------------------------------------------------------------------------------------- intake
+
+def test_accept_batch_with_duplicates_in_and_across_batches(tmp_path: Path, store: Store):
+    raw = '{"id": "a",  "note": "spacing and 中文 kept"}'
+    assert store.accept_outcomes([item("a", raw=raw), item("b"), item("a"), item("c", with_plan=False,
+                                                                             status="unmatched")],
+                                 at=T0) == ["accepted", "accepted", "duplicate", "accepted"]
+    assert store.accept_outcomes([item("b"), item("d")], at=T0 + 1) == ["duplicate", "accepted"]
+    assert store.get_outcome("a").raw == raw
+    assert store.get_outcome("a").received_at == T0
+    path = tmp_path / "herald.db"
+    assert count(path, "outcomes") == 4
+    assert count(path, "notifications") == 3  # a, b, d; c is unmatched
+    assert count(path, "outcome_changes") == 4
+    kinds = [e.kind for e in store.get_notification("a#1").events]
+    assert kinds == ["queued"]
+    assert [o.id for o in store.unmatched()] == ["c"]
+    assert store.outcome_counts() == {"matched": 3, "unmatched": 1}
+    assert store.notification_counts_by_state() == dict.fromkeys(NOTIFICATION_STATES, 0) | {"scheduled": 3}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=8), max_size=5))
+def test_accept_is_idempotent_on_id_property(tmp_path_factory, batches):
+    path = tmp_path_factory.mktemp("prop") / "h.db"
+    seen: set = set()
+    with Store(path) as s:
+        for batch in batches:
+            res = s.accept_outcomes([item(i) for i in batch])
+            expect = []
+            for i in batch:
+                expect.append("duplicate" if i in seen else "accepted")
+                seen.add(i)
+            assert res == expect
+    assert count(path, "outcomes") == len(seen) == count(path, "notifications")
+
+
+def test_accepted_from_a_plan(store: Store):
+    send = datetime(2026, 11, 20, 12, 30, tzinfo=timezone(timedelta(hours=8)))
+    p = Plan(outcome_id="x1", status="matched", rule="r", rule_version="v9", template="t", locale="zh-CN",
+             channels=("dingtalk", "email"), send_at=send, deadline_at=send + timedelta(hours=24),
+             escalations=(send + timedelta(hours=2),), messages=(Message("dingtalk", "d"), Message("email", "e")),
+             outcome={"id": "x1", "decision": "reject", "occurred_at": "2026-11-20T10:30:00+08:00"})
+    assert store.accept_outcomes([Accepted.from_plan('{"id":"x1"}', p, source="http")]) == ["accepted"]
+    n = store.get_notification("x1#1").notification
+    assert (n.ruleset_version, n.escalate_after_s, n.send_at) == ("v9", 7200.0, send.timestamp())
+    assert utc(n.send_at) == send
+    assert n.message("email").body == "e" and n.message().channel == "dingtalk"
+    assert store.get_outcome("x1").occurred_at == datetime(2026, 11, 20, 2, 30, tzinfo=timezone.utc).timestamp()
+
+
+def test_dead_letters_keep_the_raw_body_byte_exact(store: Store):
+    bodies = [b'{"id": "x", \xff\xfe broken', b"", "text with 中文".encode(), b"\x00\x01nul"]
+    ids = [store.dead_letter("http", "not JSON", None, b, remote="10.0.0.1") for b in bodies]
+    surrogate = b"caf\xe9".decode("utf-8", errors="surrogateescape")
+    ids.append(store.dead_letter("file", "schema", "decision", surrogate))
+    rows = {r.id: r for r in store.dead_letters(limit=10)}
+    assert [rows[i].raw for i in ids] == [*bodies, b"caf\xe9"]
+    assert rows[ids[0]].remote == "10.0.0.1" and rows[ids[4]].field == "decision"
+    assert "\ufffd" in rows[ids[0]].text
+    assert store.dead_letter_count() == 5
+
+
+def test_rulesets_are_recorded(store: Store):
+    store.record_ruleset("h1", {"rules/a.yaml": "x: 1"}, True, at=T0)
+    store.record_ruleset("h2", {"rules/a.yaml": "x: ["}, False, ["rules/a.yaml:1:5: error: bad"], at=T0 + 1)
+    assert store.latest_ruleset().version == "h1"
+    assert store.latest_ruleset(ok=None).errors == ("rules/a.yaml:1:5: error: bad",)
+    store.record_ruleset("h1", {"rules/a.yaml": "x: 1"}, True, at=T0 + 2)
+    r = store.get_ruleset("h1")
+    assert (r.loaded_at, r.last_loaded_at, r.files) == (T0, T0 + 2, {"rules/a.yaml": "x: 1"})
+
+
+# ----------------------------------------------------------------------------------------------- claims
+
+def _claim_worker(path: str, owner: str, out: str, go) -> None:
+    go.wait(30)
+    got: list[str] = []
+    with Store(path) as s:
+        while True:
+            rows = s.claim_due(T0 + 10, 7, owner, 300)
+            if not rows:
+                break
+            got.extend(r.id for r in rows)
+    Path(out).write_text(json.dumps(got))
+
+
+def test_two_processes_never_claim_the_same_notification(tmp_path: Path):
+    path = tmp_path / "h.db"
+    with Store(path) as s:
+        for k in range(5):
+            s.accept_outcomes([item(f"o{k}-{i}", note=plan(send_at=T0 + (i % 10))) for i in range(100)])
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs, outs = [], []
+    for w in range(2):
+        outs.append(tmp_path / f"claims{w}.json")
+        procs.append(ctx.Process(target=_claim_worker, args=(str(path), f"w{w}", str(outs[-1]), go)))
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    a, b = (json.loads(o.read_text()) for o in outs)
+    assert len(a) == len(set(a)) and len(b) == len(set(b))
+    assert not set(a) & set(b)
+    assert len(a) + len(b) == 500
+    print(f"\nclaims split {len(a)}/{len(b)}")
+    with Store(path) as s:
+        assert s.notification_counts_by_state()["sending"] == 500
+
+
+def test_claims_respect_due_time_limit_order_and_approval(store: Store):
+    store.accept_outcomes([item("late", note=plan(send_at=T0 + 5)), item("early", note=plan(send_at=T0 - 5)),
+                           item("held", with_plan=False, approved=False, status="held"),
+                           item("future", note=plan(send_at=T0 + 100))])
+    with pytest.raises(StoreError, match="not approved"):
+        store.add_notification("held", plan(send_at=T0 - 9))
+    with pytest.raises(StoreError, match="not approved"):
+        store.accept_outcomes([item("held2", approved=False)])
+    assert store.get_outcome("held2") is None
+    assert [o.id for o in store.outcomes_with_status("held")] == ["held"]
+    assert store.next_due_time() == T0 - 5
+    assert [n.id for n in store.claim_due(T0, 1, "me", 30)] == ["early#1"]
+    assert [n.id for n in store.claim_due(T0 + 10, 10, "me", 30)] == ["late#1"]
+    assert store.approve("held", at=T0 + 11).approved
+    assert store.approve("held", at=T0 + 12).approved_at == T0 + 11  # idempotent
+    assert [c.kind for c in store.outcome_history("held")] == ["received", "approved"]
+    assert store.approve("nope") is None
+    assert store.add_notification("held", plan(send_at=T0 - 9), T0 + 11) == "held#1"
+    assert store.get_outcome("held").status == "matched"
+    rows = store.claim_due(T0 + 11, 10, "me", 30)
+    assert [(n.id, n.state, n.lease_owner, n.lease_until) for n in rows] == [("held#1", "sending", "me", T0 + 41)]
+    assert store.claim_due(T0 + 11, 10, "other", 30) == []
+
+
+def test_expired_leases_return_claims(store: Store):
+    store.accept_outcomes([item("a"), item("b")])
+    assert len(store.claim_due(T0, 10, "crashed", 30)) == 2
+    assert store.next_due_time() == T0 + 30
+    assert store.release_expired_leases(T0 + 29) == 0
+    assert store.release_expired_leases(T0 + 30) == 2
+    rows = store.claim_due(T0 + 31, 10, "second", 30)
+    assert sorted(n.id for n in rows) == ["a#1", "b#1"] and {n.lease_owner for n in rows} == {"second"}
+
+
+# --------------------------------------------------------------------------------------------- attempts
+
+def test_a_crash_mid_send_resends_with_the_same_attempt_key(tmp_path: Path):
+    path = tmp_path / "h.db"
+    with Store(path) as s:
+        s.accept_outcomes([item("a")])
+        n = s.claim_due(T0, 1, "d1", 30)[0]
+        first = s.begin_attempt(n.id, n.channel, "outbox", at=T0)
+        # kill -9 here: the transport may or may not have been called; nothing else is recorded
+    with Store(path) as s:
+        assert s.claim_due(T0 + 1, 1, "d2", 30) == []  # still leased
+        assert s.release_expired_leases(T0 + 31) == 1
+        n = s.claim_due(T0 + 31, 1, "d2", 30)[0]
+        assert s.pending_attempt(n.id) == first
+        again = s.begin_attempt(n.id, n.channel, "outbox", at=T0 + 31)
+        assert again == first and again.status == "pending" and again.attempt_key == "a#1:0:1"
+        assert s.begin_attempt(n.id, n.channel, "outbox", attempt_key=first.attempt_key) == first
+        assert s.mark_sent(n.id, T0 + 32, attempt_id=again.id, result=SendResult("accepted", provider_id="p1"))
+        d = s.get_notification(n.id)
+        assert d.notification.state == "sent" and len(d.attempts) == 1
+        assert d.attempts[0].status == "accepted" and d.attempts[0].provider_id == "p1"
+        assert [e.kind for e in d.events] == ["queued", "sent"]
+        with pytest.raises(StoreError):
+            s.begin_attempt(n.id, "sms", "outbox")
+
+
+def test_a_crash_after_the_provider_accepted_is_not_sent_again(store: Store):
+    store.accept_outcomes([item("a")])
+    n = store.claim_due(T0, 1, "d1", 30)[0]
+    a = store.begin_attempt(n.id, n.channel, "outbox", at=T0)
+    store.finish_attempt(a.id, "accepted", provider_id="p1", at=T0 + 1)
+    # crash before mark_sent
+    assert store.release_expired_leases(T0 + 60) == 1
+    d = store.get_notification(n.id)
+    assert d.notification.state == "sent" and d.notification.sent_at == T0 + 1
+    assert d.events[-1].kind == "sent" and d.events[-1].detail["recovered"] is True
+    assert store.claim_due(T0 + 61, 10, "d2", 30) == []
+
+
+def test_retry_fallback_and_failure(store: Store):
+    store.accept_outcomes([item("a", note=plan(channels=("dingtalk", "sms", "email")))])
+    n = store.claim_due(T0, 1, "d", 30)[0]
+    a1 = store.begin_attempt(n.id, "dingtalk", "outbox")
+    assert store.schedule_retry(n.id, T0 + 60, attempt_id=a1.id, result=SendResult("recoverable", error="timeout"))
+    assert store.claim_due(T0 + 59, 1, "d", 30) == []
+    n = store.claim_due(T0 + 60, 1, "d", 30)[0]
+    assert n.attempt_count == 1 and n.last_error == "timeout"
+    a2 = store.begin_attempt(n.id, "dingtalk", "outbox")
+    assert a2.attempt_key == "a#1:0:2"
+    assert store.advance_channel(n.id, 1, T0 + 61, "no such user", attempt_id=a2.id,
+                                 result=SendResult("permanent", error="no such user", code="33012"))
+    assert not store.advance_channel(n.id, 1, T0 + 61, "again")  # forward only
+    n = store.claim_due(T0 + 61, 1, "d", 30)[0]
+    assert (n.channel, n.channel_index, n.attempt_count) == ("sms", 1, 0)
+    a3 = store.begin_attempt(n.id, "sms", "outbox")
+    assert a3.attempt_key == "a#1:1:1"
+    assert store.mark_failed(n.id, "gave up", T0 + 62, attempt_id=a3.id)
+    d = store.get_notification(n.id)
+    assert d.notification.state == "failed"
+    assert [a.status for a in d.attempts] == ["recoverable", "permanent", "permanent"]
+    assert d.attempts[1].code == "33012"
+    assert [e.kind for e in d.events] == ["queued", "escalated", "failed"]
+
+
+# -------------------------------------------------------------------------------------- withdraw, amend
+
+def test_withdraw_cancels_queued_and_nothing_is_sendable(store: Store):
+    store.accept_outcomes([item("a"), item("b")])
+    claimed = store.claim_due(T0, 1, "d", 30)[0]  # one of them is being sent right now
+    other = "b#1" if claimed.id == "a#1" else "a#1"
+    assert store.still_sendable(claimed.id) and store.still_sendable(other)
+    oid_claimed, oid_other = claimed.outcome_id, other.split("#")[0]
+    assert store.withdraw(oid_other, T0 + 1, "un-reject") == 1
+    assert store.withdraw(oid_other, T0 + 2) == 0
+    assert store.withdraw("nope") is None
+    assert not store.still_sendable(other)
+    d = store.get_notification(other)
+    assert d.notification.state == "cancelled" and d.events[-1].kind == "cancelled"
+    assert store.withdraw(oid_claimed, T0 + 1) == 0  # it is 'sending': left to the dispatcher
+    assert not store.still_sendable(claimed.id)
+    assert store.cancel(claimed.id, T0 + 2, "withdrawn")
+    assert store.get_outcome(oid_other).state == "withdrawn"
+    assert [c.kind for c in store.outcome_history(oid_other)] == ["received", "withdrawn"]
+    assert store.claim_due(T0 + 100, 10, "d", 30) == []
+    assert store.next_due_time() is None
+
+
+def test_withdraw_during_a_send_then_crash_cancels_on_lease_expiry(store: Store):
+    store.accept_outcomes([item("a")])
+    n = store.claim_due(T0, 1, "d", 30)[0]
+    store.begin_attempt(n.id, n.channel, "outbox")
+    store.withdraw("a", T0 + 1)
+    assert store.release_expired_leases(T0 + 31) == 1
+    assert store.get_notification(n.id).notification.state == "cancelled"
+
+
+def test_amend_supersedes_the_queued_notification(store: Store):
+    store.accept_outcomes([item("a"), item("b")])
+    n = store.claim_due(T0, 10, "d", 30)
+    assert store.amend(item("a", raw='{"id":"a","decision":"pass"}', note=plan(send_at=T0 + 5)), T0 + 1) == 0
+    assert not store.still_sendable("a#1")  # the old revision, being sent now, must not go out
+    assert store.still_sendable("a#2")
+    assert store.get_outcome("a").rev == 2 and store.get_outcome("a").raw == '{"id":"a","decision":"pass"}'
+    assert store.amend(item("zz")) is None
+    assert store.supersede("b", T0 + 2, by="b2") == 0
+    assert store.get_outcome("b").state == "superseded" and not store.still_sendable("b#1")
+    assert sorted(x.id for x in n) == ["a#1", "b#1"]
+    assert store.release_expired_leases(T0 + 100) == 2
+    assert store.get_notification("a#1").notification.state == "cancelled"
+    assert store.get_notification("b#1").notification.state == "cancelled"
+    assert [x.id for x in store.claim_due(T0 + 100, 10, "d", 30)] == ["a#2"]
+    assert [c.kind for c in store.outcome_history("a")] == ["received", "amended"]
+
+
+def test_a_send_that_races_a_withdrawal(store: Store):
+    store.accept_outcomes([item("a"), item("b"), item("c")])
+    claimed = {n.outcome_id: n for n in store.claim_due(T0, 10, "d", 30)}
+    attempts = {k: store.begin_attempt(n.id, n.channel, "outbox") for k, n in claimed.items()}
+    for oid in "abc":
+        store.withdraw(oid, T0 + 1)
+    # a: the transport failed recoverably; b: permanently; neither may be rescheduled
+    assert not store.schedule_retry("a#1", T0 + 60, "timeout", attempt_id=attempts["a"].id)
+    assert not store.advance_channel("b#1", 1, T0 + 2, "no user", attempt_id=attempts["b"].id)
+    # c: still_sendable said no, the dispatcher cancelled it, but the provider had it already
+    assert store.cancel("c#1", T0 + 2, "withdrawn")
+    assert not store.mark_sent("c#1", T0 + 3, "p-c", attempt_id=attempts["c"].id)
+    assert not store.mark_sent("c#1", T0 + 3, "p-c", attempt_id=attempts["c"].id)
+    for nid in ("a#1", "b#1", "c#1"):
+        assert store.get_notification(nid).notification.state == "cancelled"
+    assert [e.detail for e in store.get_notification("c#1").events if e.kind == "sent"] == [
+        {"provider_id": "p-c", "after": "cancelled"}]
+    assert store.next_due_time() is None
+
+
+def test_unmatched_routed_by_hand(store: Store):
+    store.accept_outcomes([item("u", with_plan=False, status="unmatched")])
+    assert [o.id for o in store.unmatched()] == ["u"]
+    nid = store.add_notification("u", plan(), T0, status="routed", handled_by="hr@example.com")
+    assert nid == "u#1"
+    assert store.add_notification("u", plan(), T0) == "u#1"  # idempotent
+    assert store.unmatched() == []
+    o = store.get_outcome("u")
+    assert (o.status, o.handled_by, o.handled_at) == ("routed", "hr@example.com", T0)
+    assert store.add_notification("nope", plan()) is None
+    assert store.outcomes_with_status("routed")[0].id == "u"
+
+
+# -------------------------------------------------------------------------------------- receipts, escalation
+
+def _send(store: Store, oid: str, provider_id: str, at: float = T0, **kw):
+    n = store.claim_due(at, 1, "d", 30)[0]
+    a = store.begin_attempt(n.id, n.channel, "outbox")
+    assert store.mark_sent(n.id, at, provider_id, attempt_id=a.id, **kw)
+    return n
+
+
+def test_receipts_are_idempotent_and_never_go_back(store: Store):
+    store.accept_outcomes([item("a")])
+    n = _send(store, "a", "p1")
+    assert store.record_receipt("p1", "delivered", T0 + 1) == n.id
+    assert store.record_receipt("p1", "delivered", T0 + 2) == n.id
+    assert store.record_receipt("p1", "read", T0 + 3) == n.id
+    assert store.record_receipt("p1", "delivered", T0 + 4) == n.id
+    assert store.record_receipt("p1", "clicked", T0 + 5, {"url": "x"}) == n.id
+    assert store.record_receipt("p1", "clicked", T0 + 5, {"url": "x"}) == n.id
+    assert store.record_receipt("p1", "clicked", T0 + 6) == n.id
+    assert store.record_receipt("unknown", "delivered") is None
+    d = store.get_notification(n.id)
+    assert (d.notification.state, d.notification.delivered_at, d.notification.read_at) == ("read", T0 + 1, T0 + 3)
+    assert [e.kind for e in d.events] == ["queued", "sent", "delivered", "read", "clicked", "clicked"]
+    assert d.events[4].detail == {"url": "x", "provider_id": "p1"}
+    assert store.add_event(n.id, "rated", T0 + 7, detail={"score": 5}, dedupe_key="rating:1")
+    assert not store.add_event(n.id, "rated", T0 + 8, detail={"score": 4}, dedupe_key="rating:1")
+    counts = {(c.rule_id, c.kind): c.count for c in store.event_counts()}
+    assert counts[("r1", "clicked")] == 2 and counts[("r1", "rated")] == 1
+
+
+def test_escalation_after_silence_and_on_undelivered(store: Store):
+    store.accept_outcomes([item("a", note=plan(escalate_after=60)), item("b", note=plan(escalate_after=60)),
+                           item("c", note=plan(escalate_after=60, channels=("dingtalk",)))])
+    for oid in ("a", "b", "c"):
+        _send(store, oid, f"p-{oid}", await_read=(oid == "a"))
+    assert store.get_notification("c#1").notification.escalate_at is None  # no next channel
+    store.record_receipt("p-a", "delivered", T0 + 10)  # a awaits a read: delivery is not enough
+    store.record_receipt("p-b", "delivered", T0 + 10)  # b: delivered stops escalation
+    assert store.due_escalations(T0 + 59) == []
+    assert store.next_due_time() == T0 + 60
+    assert [n.id for n in store.due_escalations(T0 + 60)] == ["a#1"]
+    assert store.advance_channel("a#1", 1, T0 + 60, "not read in 60s", at=T0 + 60)
+    assert not store.advance_channel("a#1", 1, T0 + 60, "not read in 60s")
+    n = store.claim_due(T0 + 60, 10, "d", 30)
+    assert [(x.id, x.channel) for x in n] == [("a#1", "email")]
+    store.record_receipt("p-a", "read", T0 + 61)  # a late read of the earlier channel: event only
+    assert store.get_notification("a#1").notification.state == "sending"
+    store.record_receipt("p-c", "undelivered", T0 + 62)  # last channel: failed
+    assert store.get_notification("c#1").notification.state == "failed"
+
+
+def test_undelivered_makes_the_next_channel_due_now(store: Store):
+    store.accept_outcomes([item("a", note=plan(escalate_after=3600))])
+    _send(store, "a", "p1")
+    store.record_receipt("p1", "undelivered", T0 + 5, {"code": "bounced"})
+    assert [n.id for n in store.due_escalations(T0 + 5)] == ["a#1"]
+
+
+def test_late_is_flagged_when_sent_after_the_deadline(store: Store):
+    store.accept_outcomes([item("a", note=plan(deadline_at=T0 + 10)), item("b", note=plan(deadline_at=T0 + 10))])
+    _send(store, "a", "p1", at=T0 + 5)
+    _send(store, "b", "p2", at=T0 + 11)
+    assert not store.get_notification("a#1").notification.late
+    d = store.get_notification("b#1")
+    assert d.notification.late and [e.kind for e in d.events] == ["queued", "sent", "late"]
+
+
+def test_replies(store: Store):
+    store.accept_outcomes([item("a")])
+    rid = store.add_reply("a#1", "谢谢", T0, channel="sms")
+    assert [r.content for r in store.replies()] == ["谢谢"]
+    assert store.mark_reply_handled(rid, T0 + 1) and store.replies() == []
+    assert store.get_notification("a#1").events[-1].kind == "replied"
+
+
+# --------------------------------------------------------------------------------------- threads, crashes
+
+def test_threads_share_one_store(store: Store):
+    errors = []
+
+    def worker(k: int) -> None:
+        try:
+            for b in range(10):
+                store.accept_outcomes([item(f"t{k}-{b}-{i}") for i in range(20)])
+                store.claim_due(T0, 5, f"w{k}", 30)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    counts = store.notification_counts_by_state()
+    assert sum(counts.values()) == 800 and counts["sending"] == 200
+    import gc
+    gc.collect()
+    assert len(store._dbs) == 1  # a finished thread's connection is freed, not kept until close()
+
+
+_CHILD = textwrap.dedent("""
+    import json, sys, time
+    from engine.store import Accepted, PlannedNotification, Store
+    from engine.model import Message
+    path, mode, prefix, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    note = PlannedNotification(channels=("email",), messages=(Message("email", "x" * 400),), send_at=1.0)
+    s = Store(path)
+    def batch(tag):
+        return [Accepted(f"{prefix}-{tag}-{i}", json.dumps({"id": i, "pad": "y" * 300}), notification=note)
+                for i in range(size)]
+    if mode == "once":
+        s.accept_outcomes(batch(0))
+        print("done", flush=True)
+        time.sleep(60)
+    else:
+        print("ready", flush=True)
+        k = 0
+        while True:
+            s.accept_outcomes(batch(k))
+            k += 1
+""")
+
+
+def _child(path: Path, mode: str, prefix: str, size: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _CHILD, str(path), mode, prefix, str(size)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_a_locked_database_is_reported_as_unavailable(tmp_path: Path):
+    path = tmp_path / "h.db"
+    Store(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with Store(path, busy_timeout=0.2) as s:
+            assert s.get_outcome("a") is None  # WAL: reads go on while another process writes
+            with pytest.raises(StoreUnavailable, match="locked"):
+                s.accept_outcomes([item("a")])
+            holder.execute("ROLLBACK")
+            assert s.accept_outcomes([item("a")]) == ["accepted"]
+    finally:
+        holder.close()
+
+
+def test_an_acknowledged_batch_survives_sigkill(tmp_path: Path):
+    path = tmp_path / "h.db"
+    Store(path).close()
+    p = _child(path, "once", "k", 1000)
+    assert p.stdout.readline().strip() == "done"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    with Store(path) as s:
+        assert s.notification_counts_by_state()["scheduled"] == 1000
+        assert s.get_outcome("k-0-999") is not None
+    assert count(path, "outcomes") == 1000
+
+
+def test_a_batch_killed_mid_transaction_is_all_or_nothing(tmp_path: Path):
+    path = tmp_path / "h.db"
+    size = 250
+    Store(path).close()
+    rng = random.Random(4)
+    for run in range(6):
+        p = _child(path, "loop", f"r{run}", size)
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.5))
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    n = count(path, "outcomes")
+    print(f"\n{n} outcomes survived 6 kills")
+    assert n % size == 0
+    assert count(path, "notifications") == n == count(path, "events") == count(path, "outcome_changes")
+    c = sqlite3.connect(path)
+    per_batch = c.execute("SELECT count(*) FROM outcomes GROUP BY substr(id, 1, instr(substr(id, 4), '-') + 3)")
+    assert {r[0] for r in per_batch} <= {size}
+    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    c.close()
+
+
+def test_accept_throughput(tmp_path: Path):
+    with Store(tmp_path / "h.db") as s:
+        batches = [[item(f"b{b}-{i}") for i in range(100)] for b in range(50)]
+        start = time.perf_counter()
+        for batch in batches:
+            s.accept_outcomes(batch)
+        rate = 5000 / (time.perf_counter() - start)
+    print(f"\naccept_outcomes: {rate:,.0f} outcomes/s durable, batches of 100 (with a notification each)")
