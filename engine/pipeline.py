@@ -45,8 +45,9 @@ def render_messages(templates, template: str, prefs: tuple, channels: Iterable[s
     from .render import build_context
 
     messages, locale, error = [], None, None
+    base = build_context(outcome, extras, trusted=True)
     for ch in channels:
-        ctx = build_context(outcome, {**extras, "channel": ch})
+        ctx = {**base, "channel": ch}
         result = templates.render(template, prefs, ch, ctx)
         if result.error:
             error = error or f"{ch}: {result.error}"

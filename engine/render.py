@@ -325,9 +325,13 @@ def _plain(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
-def build_context(outcome: Mapping, extras: Mapping) -> dict:
-    """What a template sees: the outcome's fields at top level, then herald's extras (company, links, channel)."""
-    ctx = _plain(dict(outcome or {}))
+def build_context(outcome: Mapping, extras: Mapping, trusted: bool = False) -> dict:
+    """What a template sees: the outcome's fields at top level, then herald's extras (company, links, channel).
+
+    `trusted`: the outcome came from json.loads (only dicts, lists, strings, numbers): no copy needed,
+    since the sandbox is immutable and templates cannot change it.
+    """
+    ctx = dict(outcome or {}) if trusted else _plain(dict(outcome or {}))
     ctx.update(_plain(dict(extras or {})))
     return ctx
 

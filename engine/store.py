@@ -13,6 +13,18 @@ several threads or processes on the same file serialise on SQLite's write lock (
 `busy_timeout`); `claim_due` is one UPDATE ... RETURNING under that lock, so no two dispatchers claim the
 same notification. Open one Store per process (never carry one across fork).
 
+The dispatcher's protocol (crash-safe at every step):
+    rows = claim_due(now, limit, owner, lease_seconds)          # scheduled -> sending, leased
+    for n in rows:
+        if not still_sendable(n.id): cancel(n.id, now, "withdrawn"); continue
+        a = begin_attempt(n.id, n.channel, transport)           # committed first; reuses a crashed pending one
+        r = transport.send(envelope with a.attempt_key)
+        accepted    -> mark_sent(n.id, now, attempt_id=a.id, result=r, await_read=...)
+        recoverable -> schedule_retry(n.id, backoff, attempt_id=a.id, result=r)
+        permanent   -> advance_channel(n.id, n.channel_index + 1, now, ..., attempt_id=a.id, result=r)
+                       or mark_failed(...) on the last channel
+    release_expired_leases(now); due_escalations(now) -> advance_channel(...); sleep until next_due_time()
+
 Interface rules (a PostgreSQL backend will implement the same class): callers see frozen row
 dataclasses, str notification ids, int attempt/event ids, floats for times, never sqlite objects.
 """

@@ -220,10 +220,10 @@ def test_rulesets_are_recorded(store: Store):
 
 # ----------------------------------------------------------------------------------------------- claims
 
-def _claim_worker(path: str, owner: str, out: str, go) -> None:
-    go.wait(30)
+def _claim_worker(path: str, owner: str, out: str, both_ready) -> None:
     got: list[str] = []
     with Store(path) as s:
+        both_ready.wait(60)  # start claiming together, so the claims really race
         while True:
             rows = s.claim_due(T0 + 10, 7, owner, 300)
             if not rows:
@@ -238,14 +238,13 @@ def test_two_processes_never_claim_the_same_notification(tmp_path: Path):
         for k in range(5):
             s.accept_outcomes([item(f"o{k}-{i}", note=plan(send_at=T0 + (i % 10))) for i in range(100)])
     ctx = multiprocessing.get_context("spawn")
-    go = ctx.Event()
+    both_ready = ctx.Barrier(2)
     procs, outs = [], []
     for w in range(2):
         outs.append(tmp_path / f"claims{w}.json")
-        procs.append(ctx.Process(target=_claim_worker, args=(str(path), f"w{w}", str(outs[-1]), go)))
+        procs.append(ctx.Process(target=_claim_worker, args=(str(path), f"w{w}", str(outs[-1]), both_ready)))
     for p in procs:
         p.start()
-    go.set()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0

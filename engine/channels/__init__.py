@@ -1,1 +1,37 @@
-"""Channels: one module per transport."""
+"""Channels: one module per transport, and the registry that builds a transport from a channel's config."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult, Transport
+
+# transport name -> "module:Class", imported only when a channel uses it
+TRANSPORTS = {
+    "outbox": "engine.channels.outbox:OutboxTransport",
+    "smtp": "engine.channels.smtp:SMTPTransport",
+    "webhook": "engine.channels.webhook:WebhookTransport",
+    "dingtalk-robot": "engine.channels.dingtalk_robot:DingTalkRobotTransport",
+    "dingtalk-work-notice": "engine.channels.dingtalk:DingTalkWorkNoticeTransport",
+    "aliyun-sms": "engine.channels.aliyun_sms:AliyunSmsTransport",
+}
+
+
+def transport_class(name: str) -> Any:
+    target = TRANSPORTS.get(name)
+    if target is None:
+        raise ValueError(f"unknown transport {name!r} (known: {', '.join(sorted(TRANSPORTS))})")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_transport(channel) -> Transport:
+    """The transport for a ChannelConfig (engine.config); ValueError names a bad or missing setting."""
+    cls = transport_class(channel.transport)
+    if channel.transport == "outbox":
+        return cls(channel.name, channel.settings.get("directory", "outbox"))
+    return cls(channel.name, channel.settings)
+
+
+__all__ = ["ACCEPTED", "PERMANENT", "RECOVERABLE", "Envelope", "Receipt", "SendResult", "Transport",
+           "TRANSPORTS", "build_transport", "transport_class"]

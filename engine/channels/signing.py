@@ -33,7 +33,13 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return REDACTED
 
-    def __reduce__(self) -> Any:  # never pickle the value into a traceback dump or a queue
+    def __copy__(self) -> "Secret":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Secret":
+        return self
+
+    def __reduce__(self) -> Any:  # copying works (above); pickling, which could write the value out, does not
         raise TypeError("Secret cannot be pickled")
 
 
