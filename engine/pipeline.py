@@ -1,7 +1,7 @@
 """The stages an outcome goes through (intake, gate, route, render, schedule), shared by dry-run and the daemon."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -40,7 +40,7 @@ def locale_prefs(rule: Rule, outcome: Mapping) -> tuple:
 # --- stage: render ------------------------------------------------------------------------------
 
 def render_messages(templates, template: str, prefs: tuple, channels: Iterable[str], outcome: Mapping,
-                    extras: Mapping) -> tuple[tuple, str | None, str | None]:
+                    extras: Mapping, main_only: bool = False) -> tuple[tuple, str | None, str | None]:
     """Render `template` for each channel: (messages, chosen locale, first error)."""
     from .render import build_context
 
@@ -48,7 +48,7 @@ def render_messages(templates, template: str, prefs: tuple, channels: Iterable[s
     base = build_context(outcome, extras, trusted=True)
     for ch in channels:
         ctx = {**base, "channel": ch}
-        result = templates.render(template, prefs, ch, ctx)
+        result = templates.render(template, prefs, ch, ctx, main_only=main_only)
         if result.error:
             error = error or f"{ch}: {result.error}"
             continue
@@ -72,7 +72,10 @@ class Pipeline:
 
     deployment: Deployment
     now: datetime | None = None            # a fixed clock (--now); None: the real time
-    render_channels: str = "all"           # "all" | "first": which channels to render up front
+    # "all": every channel's message and the escalation times (text dry-run, test, the daemon);
+    # "first": the first channel's main block only, no escalation preview (jsonl dry-run: it prints
+    # neither, and still catches an outcome whose data breaks the template).
+    render_channels: str = "all"
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,7 +85,9 @@ class Pipeline:
         self.windows = self.deployment.ruleset.windows
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
-        self.base_extras = {"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras}
+        from .render import _plain
+
+        self.base_extras = _plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
 
     def clock(self) -> datetime:
         return self.now or utcnow()
@@ -107,29 +112,32 @@ class Pipeline:
             return Plan(oid, UNMATCHED if status == MATCHED else status, rule_version=version, outcome=outcome)
         channels, skipped = reachable_channels(rule, outcome)
         prefs = locale_prefs(rule, outcome)
-        base = Plan(oid, status, rule=rule.id, rule_version=version, template=template,
-                    variant=template if rule.variants else None, channels=channels,
-                    skipped_channels=skipped, outcome=outcome)
+        variant = template if rule.variants else None
+        templates = self.deployment.templates
         if status == HELD:
-            locale = self.deployment.templates.resolve(template, prefs)
-            return replace(base, locale=locale.locale if locale else None)
+            chosen = templates.resolve(template, prefs)
+            return Plan(oid, status, rule=rule.id, rule_version=version, template=template, variant=variant,
+                        locale=chosen.locale if chosen else None, channels=channels,
+                        skipped_channels=skipped, outcome=outcome)
         now = self.clock()
-        wanted = channels if self.render_channels == "all" else channels[:1]
-        extras = {**self.base_extras, "links": {**self.base_extras["links"], **(links or {})}}
-        messages, locale, error = render_messages(self.deployment.templates, template, prefs, wanted,
-                                                  outcome, extras)
+        full = self.render_channels == "all"
+        extras = self.base_extras if not links else {**self.base_extras,
+                                                     "links": {**self.base_extras["links"], **links}}
+        messages, locale, error = render_messages(templates, template, prefs,
+                                                  channels if full else channels[:1], outcome, extras,
+                                                  main_only=not full)
         if locale is None:
-            chosen = self.deployment.templates.resolve(template, prefs)
+            chosen = templates.resolve(template, prefs)
             locale = chosen.locale if chosen else None
         occurred = parse_instant(outcome.get("occurred_at")) if outcome.get("occurred_at") else None
-        tz = timezone_for(rule, outcome)
-        sched = schedule(rule.timing, self.windows, occurred or now, tz, now,
-                         approved_at=approved_at, channels=max(len(channels), 1))
+        sched = schedule(rule.timing, self.windows, occurred or now, timezone_for(rule, outcome), now,
+                         approved_at=approved_at, channels=max(len(channels), 1) if full else 1)
         if not channels:
             error = error or "the candidate has no address for any of the rule's channels"
-        return replace(base, locale=locale, send_at=sched.send_at, deadline_at=sched.deadline_at,
-                       escalations=tuple(sched.escalations), late=sched.late, messages=messages,
-                       error=error or sched.error)
+        return Plan(oid, status, rule=rule.id, rule_version=version, template=template, variant=variant,
+                    locale=locale, channels=channels, skipped_channels=skipped, send_at=sched.send_at,
+                    deadline_at=sched.deadline_at, escalations=tuple(sched.escalations), late=sched.late,
+                    messages=messages, error=error or sched.error, outcome=outcome)
 
     def admit(self, gate: Gate, result: GateResult) -> Plan:
         """The plan for one gate verdict."""

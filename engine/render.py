@@ -207,6 +207,11 @@ def _capped_filter(name: str) -> Callable:
     return capped
 
 
+_DICT_ATTRS = frozenset(dir(dict))
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
+_ABSENT = object()
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, with methods wrapped so they cannot be printed and sizes capped."""
 
@@ -218,6 +223,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return value
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        # Fast path for the common case, a key of a plain dict holding plain data (the outcome's
+        # fields): the same answer Jinja gives, without the sandbox's attribute checks.
+        if type(obj) is dict and attribute.__class__ is str and attribute not in _DICT_ATTRS:
+            value = obj.get(attribute, _ABSENT)
+            if value.__class__ in _PLAIN_TYPES:
+                return value
         return self._wrap(super().getattr(obj, attribute), str(attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -328,10 +339,12 @@ def _plain(value: Any, depth: int = 0) -> Any:
 def build_context(outcome: Mapping, extras: Mapping, trusted: bool = False) -> dict:
     """What a template sees: the outcome's fields at top level, then herald's extras (company, links, channel).
 
-    `trusted`: the outcome came from json.loads (only dicts, lists, strings, numbers): no copy needed,
-    since the sandbox is immutable and templates cannot change it.
+    `trusted`: outcome and extras are plain data already (from json.loads, or made plain once at
+    load time): no copy needed, since the sandbox is immutable and templates cannot change them.
     """
-    ctx = dict(outcome or {}) if trusted else _plain(dict(outcome or {}))
+    if trusted:
+        return {**(outcome or {}), **(extras or {})}
+    ctx = _plain(dict(outcome or {}))
     ctx.update(_plain(dict(extras or {})))
     return ctx
 
@@ -685,6 +698,7 @@ class _Entry:
     syntax_ok: bool
     ast: Any = None
     compiled: dict = field(default_factory=dict)  # autoescape flag -> Template | Exception
+    top_level: dict = field(default_factory=dict)  # autoescape flag -> has top-level set/macro/...
 
 
 def _display(path: Path) -> str:
@@ -753,6 +767,12 @@ def _for_mode(ast: nodes.Template, html: bool) -> nodes.Template:
     tree = nodes.Template(body, lineno=ast.lineno)
     tree.environment = ast.environment
     return tree
+
+
+def _blank_output(node: nodes.Node) -> bool:
+    """Whitespace between blocks: nothing to run before rendering a block."""
+    return isinstance(node, nodes.Output) and all(
+        isinstance(n, nodes.TemplateData) and not n.data.strip() for n in node.nodes)
 
 
 def _minimal_outcome(decision: str) -> dict:
@@ -830,6 +850,8 @@ class TemplateStore:
                 tree = _for_mode(entry.ast, html) if entry.ast is not None else entry.source
                 code = env.compile(tree, name=entry.file.name, filename=entry.file.path)
                 entry.compiled[html] = env.template_class.from_code(env, code, env.make_globals(None))
+                entry.top_level[html] = not isinstance(tree, nodes.Template) or any(
+                    not isinstance(n, nodes.Block) and not _blank_output(n) for n in tree.body)
             except Exception as exc:  # noqa: BLE001
                 entry.compiled[html] = exc
         return entry.compiled[html]
@@ -866,25 +888,53 @@ class TemplateStore:
 
     def _render_block(self, entry: _Entry, block: str, context: Mapping) -> tuple[str | None, str | None, int | None]:
         """(text, error, template line of the error)."""
-        template = self._compiled(entry, _is_html_block(block))
-        if isinstance(template, Exception):
-            return None, f"template does not compile: {_short(template)}", getattr(template, "lineno", None)
-        if block not in template.blocks:
-            return None, f"template {entry.file.name} ({entry.file.path}) has no block {block}", None
-        try:
-            ctx = template.new_context(dict(context))
-            real_blocks = ctx.blocks
-            ctx.blocks = {k: [lambda c: iter(())] for k in real_blocks}
-            for _ in template.root_render_func(ctx):  # top-level set / macro, so blocks can use them
-                pass
-            ctx.blocks = real_blocks
-            text = "".join(str(part) for part in template.blocks[block](ctx))
-        except Exception as exc:  # noqa: BLE001 - a template must never take herald down
-            return None, _short(exc), _frame_line(exc, entry.file.path, template)
-        return _tidy(text, block), None, None
+        return self._render_blocks(entry, (block,), context)[block]
 
-    def render(self, name: str, locale_prefs: Sequence[str], channel: str, context: Mapping) -> RenderResult:
-        """The message for `channel` from the best file of `name`; errors (never exceptions) in `error`."""
+    def _render_blocks(self, entry: _Entry, blocks: Sequence[str], context: Mapping) -> dict:
+        """Render several blocks of one file: one context (and one run of the top level) per escape mode.
+
+        Returns block -> (text, error, template line of the error).
+        """
+        out: dict = {}
+        for html in (False, True):
+            wanted = [b for b in blocks if _is_html_block(b) == html]
+            if not wanted:
+                continue
+            template = self._compiled(entry, html)
+            if isinstance(template, Exception):
+                err = (None, f"template does not compile: {_short(template)}", getattr(template, "lineno", None))
+                out.update({b: err for b in wanted})
+                continue
+            try:
+                ctx = template.new_context(dict(context))
+                if entry.top_level.get(html, True):  # top-level set / macro, so blocks can use them
+                    real_blocks = ctx.blocks
+                    ctx.blocks = {k: [lambda c: iter(())] for k in real_blocks}
+                    for _ in template.root_render_func(ctx):
+                        pass
+                    ctx.blocks = real_blocks
+            except Exception as exc:  # noqa: BLE001 - a template must never take herald down
+                err = (None, _short(exc), _frame_line(exc, entry.file.path, template))
+                out.update({b: err for b in wanted})
+                continue
+            for block in wanted:
+                if block not in template.blocks:
+                    out[block] = (None, f"template {entry.file.name} ({entry.file.path}) has no block {block}", None)
+                    continue
+                try:
+                    text = "".join([str(part) for part in template.blocks[block](ctx)])
+                except Exception as exc:  # noqa: BLE001
+                    out[block] = (None, _short(exc), _frame_line(exc, entry.file.path, template))
+                    continue
+                out[block] = (_tidy(text, block), None, None)
+        return out
+
+    def render(self, name: str, locale_prefs: Sequence[str], channel: str, context: Mapping,
+               main_only: bool = False) -> RenderResult:
+        """The message for `channel` from the best file of `name`; errors (never exceptions) in `error`.
+
+        `main_only`: render just the channel's own block (no subject, no HTML part).
+        """
         entry = self._entry(name, locale_prefs)
         if entry is None:
             hint = did_you_mean(name, self._entries)
@@ -900,31 +950,25 @@ class TemplateStore:
             return fail(f"template {name} ({file.path}) does not declare decision {decision}")
         ctx = dict(context or {})
         ctx["channel"] = channel
-
-        def block(b: str) -> tuple[str | None, str | None]:
-            text, err, line = self._render_block(entry, b, ctx)
-            if err is not None:
-                where = f"{file.path}:{line}" if line else file.path
-                return None, f"{where}: block {b}: {err}"
-            return text, None
-
         needed = CHANNEL_BLOCKS.get(channel, (channel,))
         missing = [b for b in needed if b not in file.blocks]
         if missing:
             return fail(f"template {name} ({file.path}) has no block {missing[0]} for channel {channel}")
-        body, err = block("email" if channel == "email" else channel)
-        if err:
-            return fail(err)
-        subject = html = None
-        if "subject" in file.blocks:
-            subject, err = block("subject")
-            if err:
-                return fail(err)
-            subject = " ".join(subject.split())
-        if channel == "email" and "email_html" in file.blocks:
-            html, err = block("email_html")
-            if err:
-                return fail(err)
+        main = "email" if channel == "email" else channel
+        wanted = [main]
+        if "subject" in file.blocks and not main_only:
+            wanted.append("subject")
+        if channel == "email" and "email_html" in file.blocks and not main_only:
+            wanted.append("email_html")
+        rendered = self._render_blocks(entry, wanted, ctx)
+        for b in wanted:
+            text, err, line = rendered[b]
+            if err is not None:
+                where = f"{file.path}:{line}" if line else file.path
+                return fail(f"{where}: block {b}: {err}")
+        body = rendered[main][0]
+        subject = " ".join(rendered["subject"][0].split()) if "subject" in rendered else None
+        html = rendered["email_html"][0] if "email_html" in rendered else None
         sms_chars = sms_segments = None
         if channel == "sms":
             sms_chars, sms_segments = sms_length(body)

@@ -39,6 +39,7 @@ POSITIONS = {  # role: (zh title, en title, zh department, en department)
     "hr": ("招聘专员", "Recruiter", "人力资源部", "Human Resources"),
     "finance": ("财务分析师", "Financial Analyst", "财务部", "Finance"),
     "admin": ("行政专员", "Office Administrator", "行政部", "Administration"),
+    "legal": ("法务专员", "Legal Counsel", "法务部", "Legal"),  # no role rule: the catch-alls serve it
 }
 
 # Strengths are noun phrases ("您在{strengths}方面的表现…", "Your {strengths} made…");
@@ -157,7 +158,7 @@ def make_candidate(rng: random.Random, n: int) -> dict:
 
 
 def make_outcome(rng: random.Random, n: int) -> dict:
-    role = rng.choice(list(POSITIONS))
+    role = weighted(rng, [(r, 2 if r == "legal" else 10) for r in POSITIONS])
     fam = family(role)
     decision = weighted(rng, [("reject", 50), ("pass", 25), ("offer", 10), ("hold", 15)])
     if decision == "offer":
@@ -168,7 +169,10 @@ def make_outcome(rng: random.Random, n: int) -> dict:
         stage = weighted(rng, [("first_round", 50), ("second_round", 30), ("final", 20)])
     candidate = make_candidate(rng, n)
     lang = "zh" if candidate["locale"] == "zh-CN" else "en"
-    day, hour, minute = rng.randint(1, 30), rng.randint(8, 21), rng.choice([0, 5, 10, 15, 20, 30, 40, 45, 50])
+    # Interviews happen mostly on weekdays (2026-11-01 is a Sunday), in office hours and a little after.
+    weekdays = [d for d in range(1, 31) if date(2026, 11, d).weekday() < 5]
+    day = rng.choice(weekdays) if rng.random() < 0.9 else rng.randint(1, 30)
+    hour, minute = weighted(rng, [(h, 1 if h in (8, 20, 21) else 4) for h in range(8, 22)]), rng.choice([0, 5, 10, 15, 20, 30, 40, 45, 50])
     short = {"first_round": "r1", "second_round": "r2", "final": "r3"}[stage]
 
     outcome = {

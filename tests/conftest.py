@@ -1,0 +1,60 @@
+"""Shared test fixtures: throw-away deployments on disk, and the herald CLI run in-process."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import pytest
+from click.testing import CliRunner, Result
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_files(root: Path, files: Mapping[str, str | None]) -> None:
+    """Write {relative path: text} under `root`; a None text means "leave this file out"."""
+    for rel, text in files.items():
+        if text is None:
+            continue
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: deployment({"rules/10.yaml": ..., "templates/x.j2": ..., "herald.yaml": ...}) -> its root.
+
+    rules/ and templates/ are always created (pass dirs=False to create only the files given), so a
+    deployment without herald.yaml runs on the built-in defaults. Each call makes a new directory.
+    """
+    counter = itertools.count()
+
+    def make(files: Mapping[str, str | None] = {}, *, dirs: bool = True) -> Path:
+        root = tmp_path / f"deployment-{next(counter)}"
+        root.mkdir()
+        if dirs:
+            (root / "rules").mkdir()
+            (root / "templates").mkdir()
+        write_files(root, files)
+        return root
+
+    return make
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """run_cli(["validate", ...], cwd=root, input="...") -> click Result (stdout, stderr, exit_code).
+
+    Runs in-process through click's CliRunner with the working directory changed to `cwd` for the
+    rest of the test; exceptions other than SystemExit propagate, so a crash fails the test loudly.
+    """
+    def run(args: Sequence[str], cwd: Path | str | None = None, input: str | None = None,
+            env: Mapping[str, str] | None = None) -> Result:
+        from cli import main
+
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
+
+    return run
