@@ -81,7 +81,7 @@ def message_lines(plan: Plan, show_pii: bool) -> list[str]:
         to = _address(plan, msg.channel)
         extra = f" · {msg.sms_chars} chars, {msg.sms_segments} segment(s)" if msg.sms_segments else ""
         out.append(f"   [{msg.channel}] to {hide(to)}{extra}")
-        if msg.subject:
+        if msg.subject and msg.channel != "sms":
             out.append(f"   subject: {hide(msg.subject)}")
         out.extend("   | " + line for line in hide(msg.body).splitlines())
         if msg.html:

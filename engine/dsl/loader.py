@@ -12,7 +12,7 @@ from ..errors import Diagnostic, Loc
 from ..model import DECISIONS, Rule, RuleSet, Timing, Variant
 from ..schemas import FieldCatalog, outcome_fields, schema
 from .schemacheck import schema_diagnostics
-from .suggest import did_you_mean
+from .suggest import closest, did_you_mean
 from .yamlpos import Document, load_yaml_file
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -239,7 +239,8 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
             ctx.diags.append(doc.loc(path + ("template",), key=True).error(
                 "template-and-variants", f'rule "{rid}" has both template and variants: keep one'))
     template = raw.get("template") if isinstance(raw.get("template"), str) else (variants[0].template if variants else "")
-    if not template and "variants" not in raw:
+    typo = any(k not in ("template", "variants") and closest(str(k), ("template", "variants")) for k in raw)
+    if not template and "variants" not in raw and not typo:  # a misspelt key is reported already
         ctx.diags.append(loc.error("missing-template", f'rule "{rid}" needs a template (or variants)'))
     rule = Rule(
         id=rid, template=template, channels=channels,

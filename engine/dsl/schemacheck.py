@@ -28,7 +28,13 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _where(path: tuple) -> str:
+def _where(path: tuple, data: Any = None) -> str:
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int) and isinstance(data, dict):
+        rules = data.get("rules")
+        rule = rules[path[1]] if isinstance(rules, list) and path[1] < len(rules) else None
+        if isinstance(rule, dict) and isinstance(rule.get("id"), str):
+            rest = _where(path[2:])
+            return f'rule "{rule["id"]}"' + ("" if rest == "the file" else f" {rest}")
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -61,7 +67,7 @@ def schema_diagnostics(name: str, doc: Document) -> list[Diagnostic]:
 
 def _convert(err, doc: Document) -> list[Diagnostic]:
     path = tuple(err.absolute_path)
-    where = _where(path)
+    where = _where(path, doc.data)
     kw = err.validator
     if kw in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
         allowed = set(err.schema.get("properties", {}))

@@ -1,0 +1,111 @@
+"""What people do to stored outcomes: approve, withdraw, re-route the unmatched, route one by hand (HTTP and CLI)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..intake import planned
+from ..pipeline import Pipeline
+from ..store import Store, StoreError, utc
+from .planning import find_rule, pinned
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """An outcome after an action: its status and state, and the notification queued for it, if any."""
+
+    id: str
+    status: str
+    state: str
+    approved: bool
+    notification: str | None = None
+    send_at: str | None = None
+    rule: str | None = None
+    error: str | None = None
+    cancelled: int | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class ActionError(Exception):
+    """An action that cannot be done; `code` is an HTTP-like status (404 unknown, 409 conflicting state)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _result(store: Store, outcome_id: str, **extra) -> ActionResult:
+    row = store.get_outcome(outcome_id)
+    if row is None:
+        raise ActionError(404, f"no outcome {outcome_id!r}")
+    current = [n for n in store.notifications_for(outcome_id) if n.outcome_rev == row.rev]
+    note = current[-1] if current else None
+    fields = dict(notification=note.id if note else None, rule=note.rule_id if note else None,
+                  send_at=utc(note.send_at).isoformat() if note else None)
+    fields.update({k: v for k, v in extra.items() if v is not None})
+    return ActionResult(row.id, row.status, row.state, row.approved, **fields)
+
+
+def _schedule(store: Store, pipeline: Pipeline, outcome_id: str, now: float, handled_by: str | None = None
+              ) -> ActionResult:
+    """Plans the outcome as it stands now and queues its notification, or marks it unmatched."""
+    row = store.get_outcome(outcome_id)
+    approved_at = utc(row.approved_at) if row.approved_at is not None else None
+    plan = pipeline.plan(row.data(), approved_at=approved_at)
+    note = planned(plan)
+    if note is None:
+        store.set_status(outcome_id, "unmatched", at=now)
+        why = plan.error or ("no rule matches" if plan.rule is None else "no send time")
+        return _result(store, outcome_id, error=why)
+    store.add_notification(outcome_id, note, at=now, status="matched", handled_by=handled_by)
+    return _result(store, outcome_id)
+
+
+def approve(store: Store, pipeline: Pipeline, outcome_id: str, now: float) -> ActionResult:
+    """Releases a held outcome and schedules it (idempotent: approving again changes nothing)."""
+    row = store.approve(outcome_id, at=now)
+    if row is None:
+        raise ActionError(404, f"no outcome {outcome_id!r}")
+    if row.state != "active" or row.status != "held":
+        return _result(store, outcome_id)
+    return _schedule(store, pipeline, outcome_id, now)
+
+
+def withdraw(store: Store, outcome_id: str, now: float, reason: str | None = None) -> ActionResult:
+    """The decision changed: the outcome is withdrawn and its queued notifications cancelled, never sent."""
+    cancelled = store.withdraw(outcome_id, at=now, reason=reason)
+    if cancelled is None:
+        raise ActionError(404, f"no outcome {outcome_id!r}")
+    return _result(store, outcome_id, cancelled=cancelled)
+
+
+def retry_unmatched(store: Store, pipeline: Pipeline, now: float, limit: int = 1000) -> list[ActionResult]:
+    """Routes every outcome waiting for a person again with the current rules; those still unmatched stay."""
+    return [_schedule(store, pipeline, row.id, now) for row in store.unmatched(limit)]
+
+
+def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: str, now: float,
+                  by: str | None = None) -> ActionResult:
+    """Plans one outcome with the rule a person chose (its template, channels and timing) and queues it."""
+    row = store.get_outcome(outcome_id)
+    if row is None:
+        raise ActionError(404, f"no outcome {outcome_id!r}")
+    if row.state != "active":
+        raise ActionError(409, f"outcome {outcome_id!r} is {row.state}")
+    if not row.approved:
+        raise ActionError(409, f"outcome {outcome_id!r} is held: approve it first")
+    if any(n.outcome_rev == row.rev for n in store.notifications_for(outcome_id)):
+        raise ActionError(409, f"outcome {outcome_id!r} already has a notification")
+    rule = find_rule(pipeline, rule_id)
+    if rule is None:
+        raise ActionError(404, f"no rule {rule_id!r} in rule set {pipeline.deployment.ruleset.version}")
+    plan = pinned(pipeline, rule).plan(row.data(), approved_at=utc(row.approved_at) if row.approved_at else None)
+    note = planned(plan)
+    if note is None:
+        raise ActionError(409, f"rule {rule_id} cannot send it: {plan.error or 'no send time'}")
+    try:
+        store.add_notification(outcome_id, note, at=now, status="matched", handled_by=by or "cli")
+    except StoreError as e:
+        raise ActionError(409, str(e)) from e
+    return _result(store, outcome_id)

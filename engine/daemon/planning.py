@@ -1,0 +1,47 @@
+"""Pipelines for the daemon: one that reads the daemon's Clock, and one pinned to a rule (routing by hand)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Mapping
+
+from ..clock import Clock
+from ..model import Rule
+from ..pipeline import Pipeline
+from ..routing import choose_variant
+
+
+@dataclass
+class ClockedPipeline(Pipeline):
+    """The shared Pipeline, with `now` from the daemon's Clock (real or scaled time)."""
+
+    source: Clock | None = None
+
+    def clock(self) -> datetime:
+        if self.now is not None or self.source is None:
+            return super().clock()
+        return self.source.now_dt()
+
+
+@dataclass
+class PinnedPipeline(ClockedPipeline):
+    """Routes every outcome to one rule, chosen by a person: its template, channels and timing apply."""
+
+    rule: Rule | None = None
+
+    def route(self, outcome: Mapping) -> tuple[Rule | None, str | None]:
+        if self.rule is None:
+            return super().route(outcome)
+        return self.rule, choose_variant(self.rule, str(outcome.get("id", "")))
+
+
+def find_rule(pipeline: Pipeline, rule_id: str) -> Rule | None:
+    """The active rule `rule_id` of the pipeline's rule set."""
+    return next((r for r in pipeline.deployment.ruleset.rules if r.id == rule_id), None)
+
+
+def pinned(pipeline: Pipeline, rule: Rule) -> PinnedPipeline:
+    """A pipeline over the same deployment and clock that sends everything through `rule`."""
+    source = pipeline.source if isinstance(pipeline, ClockedPipeline) else None
+    return PinnedPipeline(pipeline.deployment, now=pipeline.now, render_channels="all", extras=pipeline.extras,
+                          source=source, rule=rule)
