@@ -137,10 +137,10 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
                 sys.exit(0)
         click.echo(f"no outcome with id {explain_id!r} in the input", err=True)
         sys.exit(1)
-    stderr_tty = click.get_text_stream("stderr").isatty()
+    stderr_tty = sys.stderr.isatty()
     bar = stderr_tty and len(lines) > 2000
     summary = Summary()
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "jsonl":
         for plan in progress(pipe.run_lines(lines), len(lines), bar, click.echo):
             summary.add(plan)
@@ -194,6 +194,188 @@ def test_cmd(now, paths: tuple, config_path: str | None, verbose: bool) -> None:
         click.echo("no test files found (rules/tests/*.yaml)", err=True)
     click.echo(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+# --------------------------------------------------------------------------------------------- daemon
+
+rules_option = click.option("--rules", "paths", multiple=True, type=click.Path(),
+                            help="Rule files or directories (default: config).")
+
+
+def _store(config_path: str | None, dep=None):
+    """The store of the deployment (or of herald.yaml alone, when the rules need not be valid)."""
+    from engine.config import load_config
+    from engine.store import Store
+
+    cfg = dep.config if dep is not None else load_config(config_path)[0]
+    return Store(cfg.store_path)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: server.host, else 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: server.port, else 8025; 0: any free port).")
+@click.option("--time-scale", type=float, default=1.0, show_default=True,
+              help="For demos and tests: time runs this many times faster from the start (600: 10 minutes a second).")
+@click.option("--log-level", type=click.Choice(("DEBUG", "INFO", "WARNING", "ERROR")), default="INFO",
+              show_default=True)
+@rules_option
+@config_option
+def serve(host: str | None, port: int | None, time_scale: float, log_level: str, paths: tuple,
+          config_path: str | None) -> None:
+    """Run the daemon: HTTP intake, scheduler, dispatcher, hot reload of rules and templates.
+
+    Refuses to start when the rules are invalid (exit 1). Stops cleanly on SIGTERM or Ctrl-C (exit 0);
+    SIGHUP reloads the rules. Without server.auth it listens on loopback only.
+    """
+    from engine.daemon import Daemon, DaemonError, setup_logging
+
+    if not time_scale > 0:
+        raise click.BadParameter("must be positive", param_hint="--time-scale")
+    dep = _load_or_exit(paths, config_path)
+    setup_logging(log_level)
+    try:
+        daemon = Daemon(dep, paths=paths, config_path=config_path, host=host, port=port, time_scale=time_scale)
+        sys.exit(daemon.run())
+    except DaemonError as e:
+        click.echo(f"herald serve: {e}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--batch", type=click.IntRange(1, 10000), default=500, show_default=True,
+              help="Outcomes per transaction.")
+@click.option("--format", "fmt", type=click.Choice(("text", "jsonl")), default="text", show_default=True,
+              help="jsonl: one status object per input item, in order.")
+@rules_option
+@config_option
+def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | None) -> None:
+    """Load outcomes from FILE (JSON lines, or CSV with a header row) into the store, through the same gate.
+
+    CSV columns are outcome fields, dotted for nested ones (candidate.name, candidate.email, position.title);
+    score is read as a number, approved as a boolean, feedback lists split on | or ;. A running daemon picks
+    the new notifications up. Invalid items are kept as dead letters and listed.
+    """
+    import json
+    from collections import Counter
+
+    from engine.intake import intake, read_items
+    from engine.pipeline import Pipeline
+
+    dep = _load_or_exit(paths, config_path)
+    items = list(read_items(file))
+    pipe = Pipeline(dep, render_channels="all")
+    counts: Counter = Counter()
+    problems = []
+    show_bar = sys.stderr.isatty() and fmt == "text"
+    with _store(config_path, dep) as store, click.progressbar(length=len(items), label="ingesting", file=sys.stderr,
+                                                             hidden=not show_bar) as bar:
+        for start in range(0, len(items), batch):
+            chunk = items[start:start + batch]
+            for item, status in zip(chunk, intake(chunk, pipe, store, "file")):
+                counts[status.status] += 1
+                if fmt == "jsonl":
+                    click.echo(json.dumps(status.as_dict(), ensure_ascii=False))
+                elif status.status == "invalid" or status.error:
+                    problems.append(f"{item.where}: {status.id or '-'}: {status.status}: {status.error}")
+            bar.update(len(chunk))
+        where = store.path
+    for line in problems:
+        click.echo(line, err=True)
+    summary = ", ".join(f"{counts[k]} {k}" for k in ("matched", "unmatched", "held", "duplicate", "invalid")
+                        if counts[k])
+    click.echo(f"ingested {len(items)} item(s) from {file} into {where}: {summary or 'nothing'}", err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--url", default=None, help="The daemon (default: http://<server.host>:<server.port> of herald.yaml).")
+@click.option("--token", envvar="HERALD_TOKEN", default=None, help="Bearer token [env HERALD_TOKEN].")
+@click.option("--hmac-secret", envvar="HERALD_HMAC_SECRET", default=None,
+              help="Sign each body with HMAC-SHA256 instead [env HERALD_HMAC_SECRET].")
+@click.option("--batch", type=click.IntRange(1, 1000), default=100, show_default=True)
+@config_option
+def post(file: str, url: str | None, token: str | None, hmac_secret: str | None, batch: int,
+         config_path: str | None) -> None:
+    """Post the outcomes of FILE (JSON lines or CSV) to a running daemon, in batches; print the counts."""
+    from engine.config import load_config
+    from engine.daemon.client import PostError, post_file
+
+    if url is None:
+        server = load_config(config_path)[0].server or {}
+        url = f"http://{server.get('host') or '127.0.0.1'}:{server.get('port') or 8025}"
+    try:
+        counts = post_file(file, url, token, hmac_secret, batch)
+    except PostError as e:
+        click.echo(f"herald post: {e}", err=True)
+        sys.exit(1)
+    except Exception as e:  # connection refused and friends: no traceback for a user
+        click.echo(f"herald post: {url}: {type(e).__name__}: {e}", err=True)
+        sys.exit(1)
+    total = sum(counts.values())
+    click.echo(f"posted {total} to {url}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
+@main.command()
+@click.option("--retry", is_flag=True, help="Route them again with the current rules.")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@rules_option
+@config_option
+def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) -> None:
+    """List the outcomes no rule matched, waiting for a person; --retry routes them again."""
+    import time
+
+    from engine.store import utc
+
+    if retry:
+        from engine.daemon.actions import retry_unmatched
+        from engine.pipeline import Pipeline
+
+        dep = _load_or_exit(paths, config_path)
+        with _store(config_path, dep) as store:
+            results = retry_unmatched(store, Pipeline(dep, render_channels="all"), time.time(), limit)
+        for r in results:
+            if r.notification:
+                click.echo(f"{r.id}: matched {r.rule}: notification {r.notification} at {r.send_at}")
+            else:
+                click.echo(f"{r.id}: still unmatched ({r.error})")
+        click.echo(f"{sum(bool(r.notification) for r in results)} routed, "
+                   f"{sum(not r.notification for r in results)} still waiting")
+        return
+    with _store(config_path) as store:
+        rows = store.unmatched(limit)
+    for row in rows:
+        fields = " ".join(f"{k}={v}" for k, v in (("decision", row.decision), ("stage", row.stage),
+                                                 ("role", row.role), ("reason", row.reason)) if v)
+        click.echo(f"{row.id}\t{utc(row.received_at).isoformat(timespec='seconds')}\t{fields}")
+    click.echo(f"{len(rows)} outcome(s) waiting for a person" + (
+        ": route one with `herald route ID --rule RULE`, or edit the rules and run `herald unmatched --retry`"
+        if rows else ""), err=True)
+
+
+@main.command()
+@click.argument("outcome_id")
+@click.option("--rule", "rule_id", required=True, help="The rule whose template, channels and timing to use.")
+@click.option("--by", default=None, help="Who routed it (default: $USER).")
+@rules_option
+@config_option
+def route(outcome_id: str, rule_id: str, by: str | None, paths: tuple, config_path: str | None) -> None:
+    """Route one stored outcome by hand with RULE (for an unmatched one, or a rule the match would not pick)."""
+    import os
+    import time
+
+    from engine.daemon.actions import ActionError, route_by_hand
+    from engine.pipeline import Pipeline
+
+    dep = _load_or_exit(paths, config_path)
+    with _store(config_path, dep) as store:
+        try:
+            r = route_by_hand(store, Pipeline(dep, render_channels="all"), outcome_id, rule_id, time.time(),
+                              by or os.environ.get("USER") or "cli")
+        except ActionError as e:
+            click.echo(f"herald route: {e}", err=True)
+            sys.exit(1)
+    click.echo(f"{r.id}: routed by hand to {rule_id}: notification {r.notification} at {r.send_at}")
 
 
 if __name__ == "__main__":  # pragma: no cover

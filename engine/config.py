@@ -113,15 +113,19 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
             if not isinstance(spec, dict):
                 continue
             loc = doc.loc(("channels", name), key=True) if doc else None
-            missing: list = []
-            settings = expand_env({k: v for k, v in spec.items() if k != "transport"}, env, missing)
+            settings = {}
+            for key, value in spec.items():
+                if key == "transport":
+                    continue
+                missing: list = []
+                settings[key] = expand_env(value, env, missing)
+                for var in missing:
+                    diags.append(doc.loc(("channels", name, key)).warning(
+                        "unset-env", f"channel {name}: {key}: environment variable {var} is not set"))
             for key, value in spec.items():
                 if key in SECRET_KEYS and isinstance(value, str) and value and not _ENV.search(value):
                     diags.append(doc.loc(("channels", name, key)).warning(
                         "literal-secret", f'channel {name}: "{key}" is written in the file; write "${{ENV_VAR}}" and set it in the environment'))
-            for var in missing:
-                diags.append(doc.loc(("channels", name)).warning(
-                    "unset-env", f"channel {name}: environment variable {var} is not set"))
             transport = spec.get("transport", "outbox")
             if transport == "outbox":
                 settings.setdefault("directory", str(outbox))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
@@ -52,6 +53,10 @@ class Summary:
         return out
 
 
+def _dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def _cell(value: str, width: int) -> str:
     # East Asian characters take two columns in a terminal.
     w = sum(2 if ord(c) > 0x2E80 else 1 for c in value)
@@ -61,7 +66,7 @@ def _cell(value: str, width: int) -> str:
 def table_row(plan: Plan) -> str:
     send = plan.send_at.strftime("%Y-%m-%d %H:%M %z") if plan.send_at else "-"
     chans = ",".join(plan.channels) or "-"
-    return "  ".join([_cell(str(plan.outcome_id), 22), _cell(plan.status, 9), _cell(plan.rule or "-", 32),
+    return "  ".join([_cell(_dash(plan.outcome_id), 22), _cell(plan.status, 9), _cell(plan.rule or "-", 32),
                       _cell(chans, 22), send])
 
 
@@ -73,7 +78,7 @@ def message_lines(plan: Plan, show_pii: bool) -> list[str]:
     if not plan.messages and not plan.error:
         return []
     hide = (lambda s: s) if show_pii else mask_text
-    out = [f"── {plan.outcome_id} · {plan.rule} · {plan.template} ({plan.locale})"
+    out = [f"── {_dash(plan.outcome_id)} · {_dash(plan.rule)} · {_dash(plan.template)} ({plan.locale or 'default'})"
            + (f" · skipped {', '.join(plan.skipped_channels)} (no address)" if plan.skipped_channels else "")]
     if plan.error:
         out.append(f"   problem: {plan.error}")
@@ -116,5 +121,5 @@ def progress(items: Iterable, total: int | None, enabled: bool, echo: Callable) 
         return
     import click
 
-    with click.progressbar(items, length=total, label="dry-run", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(items, length=total, label="dry-run", file=sys.stderr) as bar:
         yield from bar

@@ -16,6 +16,7 @@ from .suggest import closest, did_you_mean
 from .yamlpos import Document, load_yaml_file
 
 RULE_SUFFIXES = (".yaml", ".yml")
+_SCHEMA_REPORTS = frozenset({"unknown-key", "bad-weekday", "bad-window"})  # the schema check says these already
 DURATION_KEYS = ("delay", "deadline", "escalate_after")
 _LOCALE_OK = __import__("re").compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -26,6 +27,7 @@ class _Ctx:
 
     cfg: Config
     windows: dict
+    window_names: set
     templates: Any
     catalog: FieldCatalog
     diags: list = field(default_factory=list)
@@ -44,6 +46,10 @@ def rule_files(cfg: Config) -> tuple[list[Path], list[Diagnostic]]:
         else:
             diags.append(Loc(cfg.file or display_path(entry), 0, 0).error(
                 "no-rules", f"rules path {display_path(entry)} does not exist"))
+    if not files and not diags:
+        where = ", ".join(display_path(e) for e in cfg.rules)
+        diags.append(Loc(display_path(cfg.rules[0]) if cfg.rules else "rules", 0, 0).warning(
+            "no-rules", f"no rule files (*.yaml) in {where}: every outcome would wait as unmatched"))
     return files, diags
 
 
@@ -89,6 +95,8 @@ def collect_windows(cfg: Config, docs: list[Document]) -> tuple[dict, list[Diagn
             continue  # the schema check reported it
         window, problems = parse_window(str(name), spec)
         for key, code, message in problems:
+            if code in _SCHEMA_REPORTS:
+                continue
             where = doc.loc(path + (key,)) if doc is not None else loc
             diags.append(where.error(code, f'window "{name}": {message}'))
         if window is not None:
@@ -115,7 +123,7 @@ def _timing_part(raw: Any, doc: Document, path: tuple, ctx: _Ctx) -> dict:
             out[key] = parsed
     if "window" in raw and raw["window"] is not None:
         name = raw["window"]
-        if isinstance(name, str) and name not in ctx.windows:
+        if isinstance(name, str) and name not in ctx.window_names:
             ctx.diags.append(doc.loc(path + ("window",)).error(
                 "unknown-window", f'unknown window "{name}"{did_you_mean(name, ctx.windows)}'))
         out["window"] = name if isinstance(name, str) else None
@@ -160,6 +168,8 @@ def _match(raw: Any, doc: Document, path: tuple, ctx: _Ctx) -> tuple:
                 "unknown-field", f'match: "{key}" is not an outcome field{did_you_mean(key, ctx.catalog.leaves())}'))
             continue
         values = tuple(value) if isinstance(value, list) else (value,)
+        if not all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
+            continue  # a mapping or nested list: the schema check reports it; nothing sane to match on
         spec = _field_schema(props, key)
         for j, v in enumerate(values):
             vpath = path + (key, j) if isinstance(value, list) else path + (key,)
@@ -254,8 +264,8 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
         predicate=when.predicate if when is not None else None,
     )
     _timing_warnings(rule, doc, path, ctx)
-    if ctx.templates is not None and channels:
-        decisions = rule.decisions()
+    if ctx.templates is not None:  # decisions are checked even when the channels are wrong
+        decisions = tuple(d for d in rule.decisions() if d in DECISIONS)
         if variants:
             for j, v in enumerate(variants):
                 ctx.diags += ctx.templates.check_usage(v.template, decisions, channels,
@@ -322,7 +332,8 @@ def load_ruleset(cfg: Config, templates: Any = None, catalog: FieldCatalog | Non
     diags += more
     windows, more = collect_windows(cfg, docs)
     diags += more
-    ctx = _Ctx(cfg, windows, templates, catalog or outcome_fields(), diags)
+    names = set(cfg.windows) | {n for d in docs if isinstance(d.data.get("windows"), dict) for n in d.data["windows"]}
+    ctx = _Ctx(cfg, windows, names, templates, catalog or outcome_fields(), diags)
     rules: list[Rule] = []
     disabled: list[str] = []
     order = 0

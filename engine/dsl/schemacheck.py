@@ -86,6 +86,8 @@ def _convert(err, doc: Document) -> list[Diagnostic]:
         missing = [k for k in err.validator_value if isinstance(err.instance, dict) and k not in err.instance]
         return [doc.loc(path).error("missing-key", f'{where} needs "{k}"') for k in missing]
     loc = doc.loc(path)
+    if kw == "uniqueItems" and path and path[-1] == "channels":
+        return []  # the loader names the repeated channel (duplicate-channel)
     if kw == "type":
         want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         names = " or ".join(_TYPE_NAMES.get(t, t) for t in want)

@@ -76,12 +76,20 @@ class Document:
             return base
         before = value[:offset]
         if style in ("|", ">"):
+            # Block scalars: content lines start on the line after the key, at the block's indent.
+            # Each source line contributes its text plus one joining character (a newline for `|`,
+            # a space for `>` folding), so offsets map back line by line.
             lines = self.text.splitlines()
-            nl = before.count("\n")
-            line_no = base.line + 1 + nl
-            src = lines[base.line] if 0 <= base.line < len(lines) else ""  # the block's first line sets its indent
-            indent = len(src) - len(src.lstrip(" "))
-            return Loc(self.file, line_no, indent + 1 + len(before) - (before.rfind("\n") + 1))
+            first = lines[base.line] if 0 <= base.line < len(lines) else ""
+            indent = len(first) - len(first.lstrip(" "))
+            consumed = 0
+            line_no = base.line + 1
+            for line_no in range(base.line + 1, len(lines) + 1):
+                content = lines[line_no - 1][indent:]
+                if offset <= consumed + len(content):
+                    return Loc(self.file, line_no, indent + 1 + offset - consumed)
+                consumed += len(content) + 1
+            return Loc(self.file, max(line_no, base.line), indent + 1)
         if "\n" in before:  # a folded flow scalar: good enough to name the line it starts on
             return base
         return Loc(self.file, base.line, base.column + offset + (1 if style in ("'", '"') else 0))
@@ -206,10 +214,14 @@ def load_yaml(text: str, file: str) -> tuple[Document, list[Diagnostic]]:
         what = " ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
         return Document(file, None), [Diagnostic(file, line, col, "error", "yaml-syntax", f"YAML syntax: {what}")]
     except (yaml.YAMLError, ValueError, UnicodeError) as e:  # reader errors (control characters, encodings)
-        mark = getattr(e, "problem_mark", None)
-        line = getattr(e, "position", None)
-        return Document(file, None), [Diagnostic(file, (mark.line + 1) if mark else 1, (mark.column + 1) if mark else 1,
-                                                 "error", "yaml-syntax", f"YAML syntax: {e}".splitlines()[0])]
+        line, col = 1, 1
+        pos = getattr(e, "position", None)
+        if isinstance(pos, int):  # libyaml counts bytes of UTF-8, the pure reader characters
+            prefix = text.encode("utf-8")[:pos].decode("utf-8", "ignore") if CParser is not None else text[:pos]
+            line = prefix.count("\n") + 1
+            col = len(prefix) - (prefix.rfind("\n") + 1) + 1
+        return Document(file, None), [Diagnostic(file, line, col, "error", "yaml-syntax",
+                                                 f"YAML syntax: {e}".splitlines()[0])]
     if node is None:
         return Document(file, None), []
     b = _Builder(file)

@@ -140,8 +140,6 @@ def test_syntax_errors_are_located(text: str, line: int, col: int) -> None:
     assert problems[0].message.startswith("YAML syntax: ")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a ReaderError (control character) is always reported at 1:1; "
-                                       "yamlpos.load_yaml ignores the error's `position`")
 def test_control_character_is_located_at_its_line() -> None:
     _, problems = load_yaml("a: b\nc: d\x01\n", "f.yaml")
     assert codes(problems) == [(2, 5, "yaml-syntax")]
@@ -270,8 +268,6 @@ def test_text_loc_checks_the_source_character() -> None:
             assert lines[loc.line - 1][loc.column - 1] == char, (path, offset)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: text_loc treats a folded (>) block like a literal one, so a "
-                                       "character on a later line is placed past the end of the first line")
 def test_text_loc_in_folded_block() -> None:
     doc, _ = load_yaml("when: >\n  score >= 60 and\n  role === 1\n", "f.yaml")
     assert doc.data["when"] == "score >= 60 and role === 1\n"

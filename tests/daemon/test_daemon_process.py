@@ -1,0 +1,141 @@
+"""`herald serve` as a process: SIGHUP reload, SIGTERM with a send in flight, and SIGKILL in a stream of outcomes."""
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from daemon_support import RULES, TEMPLATE, ServeProcess, make_deployment, outbox, outcome, wait_for
+from engine.store import Store
+
+
+@pytest.fixture
+def slow_hook():
+    """A loopback webhook receiver that takes 1.5 s to answer 200."""
+    arrived = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            arrived.set()
+            time.sleep(1.5)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"id": "hook-1"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", arrived
+    server.shutdown()
+    server.server_close()
+
+
+def test_sighup_reloads_and_sigterm_finishes_the_send_in_flight(tmp_path, slow_hook):
+    url, arrived = slow_hook
+    rules = "version: 1\nrules:\n  - id: hooked\n    match: {decision: reject}\n    template: any/generic\n" \
+            "    channels: [webhook]\n    locale: en\n    timezone: UTC\n"
+    root = make_deployment(tmp_path, rules=rules, channels=f"  webhook: {{transport: webhook, url: '{url}'}}")
+    proc = ServeProcess(root)
+    try:
+        base = proc.wait_ready()
+        old = httpx.get(base + "/healthz").json()["ruleset"]
+        (root / "templates" / "any" / "generic.j2").write_text(TEMPLATE.replace("MARK", "v2"))
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "(SIGHUP" in proc.log() or "changed:" in proc.log(), timeout=15)
+        assert httpx.get(base + "/healthz").json()["ruleset"] != old
+        r = httpx.post(base + "/v1/outcomes", json=outcome("term-1"))
+        assert r.status_code == 202
+        assert arrived.wait(10), proc.log()
+        proc.proc.send_signal(signal.SIGTERM)  # while the webhook is still answering
+        assert proc.proc.wait(30) == 0, proc.log()
+    finally:
+        proc.stop()
+    assert "stopped" in proc.log() and "still running" not in proc.log()
+    with Store(root / "herald.db") as s:
+        n = s.get_notification("term-1#1")
+        assert n.notification.state in ("sent", "delivered"), proc.log()
+        assert [a.status for a in n.attempts] == ["accepted"] and n.attempts[0].provider_id == "hook-1"
+
+
+def _stream(base: str, start: int, acked: list, stop: threading.Event) -> None:
+    """Posts outcomes one by one (every fifth request a list of 5) until stopped or the daemon is gone."""
+    client = httpx.Client(timeout=5)
+    i = start
+    try:
+        while not stop.is_set():
+            batch = [outcome(f"crash-{i + k}") for k in range(5 if i % 25 == 0 else 1)]
+            try:
+                r = client.post(base + "/v1/outcomes", json=batch if len(batch) > 1 else batch[0])
+            except httpx.HTTPError:
+                return
+            if r.status_code == 202:
+                acked.extend(item["id"] for item in r.json()["items"] if item["status"] == "matched")
+            i += len(batch)
+    finally:
+        client.close()
+
+
+def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
+    # every message waits 1 s, so a burst of 800 falls due at once and the kill lands mid-dispatch
+    root = make_deployment(tmp_path, rules=RULES.replace("  timing: {delay: 0s}", "  timing: {delay: 1s}"))
+    acked: list[str] = []
+    first = ServeProcess(root)
+    try:
+        base = first.wait_ready()
+        stop = threading.Event()
+        t = threading.Thread(target=_stream, args=(base, 0, acked, stop))
+        t.start()
+        for b in range(8):
+            r = httpx.post(base + "/v1/outcomes", json=[outcome(f"burst-{b}-{i}") for i in range(100)], timeout=30)
+            acked += [item["id"] for item in r.json()["items"] if item["status"] == "matched"]
+        wait_for(lambda: len(list((root / "outbox").rglob("*.json"))) >= 200, timeout=30, step=0.005)
+        first.proc.kill()  # SIGKILL: intake and dispatch both busy
+        first.proc.wait(10)
+        stop.set()
+        t.join(10)
+    finally:
+        first.stop()
+    with Store(root / "herald.db") as s:
+        at_kill = s.notification_counts_by_state()
+    assert at_kill["scheduled"] + at_kill["sending"] > 0, at_kill  # the kill came with work left
+    before = len(acked)
+    second = ServeProcess(root)
+    try:
+        base = second.wait_ready()
+        stop = threading.Event()
+        t = threading.Thread(target=_stream, args=(base, 100_000, acked, stop))
+        t.start()
+        time.sleep(0.5)
+        stop.set()
+        t.join(10)
+        assert len(acked) > before
+        with Store(root / "herald.db") as s:
+            wait_for(lambda: _all_sent(s), timeout=60)
+    finally:
+        second.stop()
+    files = collections.Counter(m["notification"] for m in outbox(root))
+    assert max(files.values()) == 1, [k for k, v in files.items() if v > 1]
+    missing = [oid for oid in acked if files.get(f"{oid}#1") != 1]
+    assert not missing, missing[:10]
+    with Store(root / "herald.db") as s:
+        counts = s.notification_counts_by_state()
+        assert counts["delivered"] + counts["sent"] == sum(counts.values()) == len(files), counts
+        sent_twice = s._db().conn.execute(
+            "SELECT notification_id FROM events WHERE kind = 'sent' GROUP BY 1 HAVING count(*) > 1").fetchall()
+        assert sent_twice == []
+        stored = s._db().conn.execute("SELECT count(*) FROM outcomes").fetchone()[0]
+    assert stored == len(files) >= len(acked)  # committed but killed before the 202: sent as well
+
+
+def _all_sent(s: Store) -> bool:
+    counts = s.notification_counts_by_state()
+    return counts["scheduled"] == 0 and counts["sending"] == 0
