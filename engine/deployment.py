@@ -63,6 +63,10 @@ def load_deployment(paths: Sequence[str] = (), config_path: str | None = None,
         diags += templates.check(template_fields())
     ruleset, more = load_ruleset(cfg, templates)
     diags += more
+    if ruleset is not None:
+        from .sms import check_sms_templates
+
+        diags += check_sms_templates(cfg, templates, ruleset.rules)
     diags = sort_diagnostics(diags)
     if any(d.is_error for d in diags):
         ruleset = None

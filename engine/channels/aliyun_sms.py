@@ -271,7 +271,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _URL = re.compile(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|cn|net|org|io|cc|top|xyz|me)\b|\b\d{1,3}(?:\.\d{1,3}){3}\b",
                   re.IGNORECASE)
 _QQ_WX = re.compile(r"(?:QQ|微信|wechat|weixin|vx)\D{0,4}\d{5,}", re.IGNORECASE)
-_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+_MOBILE = re.compile(r"(?:(?<!\d)|(?<=86))1[3-9]\d{9}(?!\d)")  # also +86 13800000000
 
 
 def check_sms_params(params: Mapping[str, Any]) -> list[str]:
