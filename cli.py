@@ -43,7 +43,7 @@ def validate(paths: tuple, config_path: str | None, fmt: str, strict: bool) -> N
     """
     from engine.deployment import load_deployment
 
-    dep = load_deployment(paths, config_path)
+    dep = load_deployment(paths, config_path, parallel=True)
     diags = list(dep.diagnostics)
     if fmt == "json":
         click.echo(to_json(diags))
@@ -376,6 +376,118 @@ def route(outcome_id: str, rule_id: str, by: str | None, paths: tuple, config_pa
             click.echo(f"herald route: {e}", err=True)
             sys.exit(1)
     click.echo(f"{r.id}: routed by hand to {rule_id}: notification {r.notification} at {r.send_at}")
+
+
+# --- tracking and report (issue 6) ---
+
+def _tracking_store_path(store_path: str | None, config_path: str | None):
+    """--store, else store.path of herald.yaml (default herald.db); exits 1 when there is no store there."""
+    from pathlib import Path
+
+    from engine.config import load_config
+
+    path = Path(store_path) if store_path else load_config(config_path)[0].store_path
+    if not path.is_file():
+        click.echo(f"herald: no store at {path} (run `herald serve` or `herald ingest` first, or pass --store)",
+                   err=True)
+        sys.exit(1)
+    return path
+
+
+store_path_option = click.option("--store", "store_path", type=click.Path(dir_okay=False),
+                                 help="The SQLite store (default: store.path of herald.yaml, else herald.db).")
+
+
+@main.command("report")
+@click.option("--since", metavar="DATE", help="Outcomes that occurred on or after DATE (YYYY-MM-DD or RFC 3339).")
+@click.option("--until", metavar="DATE", help="... and before the end of DATE (a day is included).")
+@click.option("--rule", "rules", multiple=True, metavar="ID", help="Only this rule (repeatable).")
+@click.option("--channel", metavar="C", help="Only notifications last sent on channel C.")
+@click.option("--role", metavar="R", help="Only outcomes with role R.")
+@click.option("--stage", metavar="S", help="Only outcomes at stage S.")
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json", "html")), default="table",
+              show_default=True, help="html: one self-contained file with charts.")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@click.option("--timezone", "tz_name", default=None, metavar="TZ",
+              help="Time zone of DATEs and of the days in charts (default: this machine's).")
+@store_path_option
+@config_option
+def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, store_path, config_path) -> None:
+    """Per-rule performance: per rule, rule-set version and variant, matched, sent, delivered %, opened %,
+    clicked %, replied % (rates over sent), satisfaction, time to notify (median, p90), late, fallbacks and
+    failures by reason; variants compared (two-proportion z-test). Read-only: safe beside a running daemon.
+
+    Exit 0; 1 when there is no store; 2 on a bad option.
+    """
+    from engine.daemon_tracking import report_filters
+    from engine.report import ReportStoreError, build_report, render
+    from engine.report.dates import zone_name
+
+    path = _tracking_store_path(store_path, config_path)
+    try:
+        flt = report_filters(since, until, tuple(rules), channel, role, stage, tz_name)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since/--until/--timezone")
+    try:
+        rep = build_report(path, flt, timezone_name=zone_name(tz_name), with_days=fmt in ("json", "html"))
+    except ReportStoreError as e:
+        click.echo(f"herald report: {e}", err=True)
+        sys.exit(1)
+    text = render(rep, fmt)
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command("replies")
+@click.option("--all", "show_all", is_flag=True, help="Also list replies already handled.")
+@click.option("--handle", "handle_ids", type=int, multiple=True, metavar="ID",
+              help="Mark reply ID handled (repeatable); its time to answer is measured from the reply.")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@store_path_option
+@config_option
+def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_path, config_path) -> None:
+    """Candidates' replies not handled yet, each with the message it answers; --handle ID marks one handled.
+
+    Exit 0; 1 when there is no store or an ID is unknown.
+    """
+    import json
+    import time
+
+    from engine.report.inbox import format_item, inbox
+    from engine.store import Store
+
+    path = _tracking_store_path(store_path, config_path)
+    with Store(path) as store:
+        if handle_ids:
+            from engine.report.queries import reply_exists
+
+            bad = False
+            for rid in handle_ids:
+                if store.mark_reply_handled(rid):
+                    click.echo(f"reply {rid} handled")
+                elif reply_exists(path, rid):
+                    click.echo(f"reply {rid} was already handled")
+                else:
+                    click.echo(f"herald replies: no reply {rid}", err=True)
+                    bad = True
+            sys.exit(1 if bad else 0)
+        items = inbox(store, show_all, limit)
+    if fmt == "json":
+        click.echo(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=2))
+        return
+    if not items:
+        click.echo("No replies waiting." if not show_all else "No replies.")
+        return
+    now = time.time()
+    click.echo("\n\n".join(format_item(i, now) for i in items))
+    waiting = sum(1 for i in items if i.handled_at is None)
+    click.echo(f"\n{waiting} waiting" + (f", {len(items) - waiting} handled" if show_all else "")
+               + "; mark one handled with: herald replies --handle ID", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,7 +184,7 @@ def _admit(item: Item, pipeline: Pipeline, store: Store, source: str, remote: st
     try:
         plan = pipeline.plan(record, status=HELD if held else MATCHED)
     except Exception as e:  # noqa: BLE001 - a valid outcome is never dropped: it waits for a person
-        log.exception("planning %s failed", record["id"])
+        log.error("planning %s failed (%s: %s): stored as unmatched", record["id"], type(e).__name__, e)
         acc = Accepted(id=record["id"], raw=raw, status=HELD if held else UNMATCHED, approved=not held,
                        decision=record.get("decision"), stage=record.get("stage"), role=record.get("role"),
                        reason=record.get("reason"), source=source)

@@ -785,6 +785,7 @@ class TemplateStore:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._entries: dict[str, list[_Entry]] = {}
+        self._entry_memo: dict = {}  # (name, locale preferences) -> _Entry | None
         self._usage_cache: dict = {}
         self._check_cache: dict = {}
         self._scan()
@@ -867,6 +868,17 @@ class TemplateStore:
         return [e.file for e in self._entries.get(name, [])]
 
     def _entry(self, name: str, locales: Sequence[str]) -> _Entry | None:
+        key = (name, tuple(locales or ()))
+        try:
+            return self._entry_memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable preferences: resolve without the memo
+            return self._find_entry(name, locales)
+        found = self._entry_memo[key] = self._find_entry(name, locales)
+        return found
+
+    def _find_entry(self, name: str, locales: Sequence[str]) -> _Entry | None:
         entries = self._entries.get(name)
         if not entries:
             return None
@@ -906,7 +918,7 @@ class TemplateStore:
                 out.update({b: err for b in wanted})
                 continue
             try:
-                ctx = template.new_context(dict(context))
+                ctx = template.new_context(context)  # Jinja copies the variables into a new context
                 if entry.top_level.get(html, True):  # top-level set / macro, so blocks can use them
                     real_blocks = ctx.blocks
                     ctx.blocks = {k: [lambda c: iter(())] for k in real_blocks}
@@ -943,13 +955,12 @@ class TemplateStore:
         fail = lambda msg: RenderResult(file, file.locale, None, msg)  # noqa: E731
         if not entry.syntax_ok:
             return fail(f"template {file.path} has a syntax error")
-        decision = context.get("decision") if isinstance(context, Mapping) else None
+        decision = context.get("decision") if type(context) is dict or isinstance(context, Mapping) else None
         if file.meta is None:
             return fail(f"template {file.path} has no valid header declaring its decisions")
         if isinstance(decision, str) and decision not in file.meta.decisions:
             return fail(f"template {name} ({file.path}) does not declare decision {decision}")
-        ctx = dict(context or {})
-        ctx["channel"] = channel
+        ctx = context if context.get("channel") == channel else {**(context or {}), "channel": channel}
         needed = CHANNEL_BLOCKS.get(channel, (channel,))
         missing = [b for b in needed if b not in file.blocks]
         if missing:

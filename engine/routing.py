@@ -9,15 +9,15 @@ and one dict lookup, whatever the number of rules.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import itertools
+import operator
 from collections import defaultdict
 from typing import Any, Callable, Mapping, Sequence
 
 from .model import Rule, RuleSet
 
 _MISSING = None
-CACHE_LIMIT = 200_000
+CACHE_LIMIT = 200_000  # decision-cache entries before it is cleared (0: no caching)
 
 
 class _Unmatchable:
@@ -55,6 +55,61 @@ def compile_extractor(paths: Sequence[str]) -> Callable[[Mapping], tuple]:
     return scope["extract"]
 
 
+_NO_MATCH = ()  # cached: no rule can match this key
+
+
+def _raw_ok(key: tuple) -> bool:
+    """A raw key may be cached as-is only when every value is text or null: then equal keys are
+    exactly equal values (no `true == 1`, no unhashable lists)."""
+    for v in key:
+        if v is not None and v.__class__ is not str:
+            return False
+    return True
+
+
+def _route_source(fields: Sequence[str]) -> str:
+    """Python source of a route function specialised to the rule set's match fields.
+
+    Each parent mapping (candidate, attributes, ...) is fetched once; the tuple of raw values is the
+    decision-cache key; a cached entry is the winning rule itself when no `when` stands before it.
+    """
+    parents: dict = {}
+    lines = ["def route(o):"]
+    values = []
+    for path in fields:
+        parts = path.split(".")
+        if len(parts) == 1:
+            values.append(f"o.get({parts[0]!r})")
+            continue
+        parent = ".".join(parts[:-1])
+        if parent not in parents:
+            var = f"p{len(parents)}"
+            parents[parent] = var
+            src = "o"
+            for part in parts[:-1]:
+                src = f"_sub({src}, {part!r})"
+            lines.append(f"    {var} = {src}")
+            lines.append(f"    {var} = {var} if {var}.__class__ is dict else _EMPTY")
+        values.append(f"{parents[parent]}.get({parts[-1]!r})")
+    lines.append(f"    k = ({', '.join(values)}{',' if len(values) == 1 else ''})")
+    lines += [
+        "    try:",
+        "        r = cache_get(k, _MISS)",
+        "    except TypeError:  # a list or mapping among the values: never cached",
+        "        return slow(o, k)",
+        "    if r is _MISS:",
+        "        return slow(o, k)",
+        "    if r.__class__ is not tuple:",
+        "        return r",
+        "    for rule in r:",
+        "        pred = rule.predicate",
+        "        if pred is None or pred(o):",
+        "            return rule",
+        "    return None",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class Router:
     """First-match routing over a RuleSet (priority, then file, then position)."""
 
@@ -71,26 +126,37 @@ class Router:
             value_lists = [[_norm(v) for v in dict(rule.match)[k]] for k in keys]
             for combo in itertools.product(*value_lists):
                 groups[keys][combo].append(idx)
-        # (positions of the group's fields in the extracted tuple, index)
-        self._groups = [(tuple(pos[k] for k in keys), dict(index)) for keys, index in groups.items()]
+        # (a function picking the group's fields out of the extracted tuple, index)
+        self._groups = []
+        for keys, index in groups.items():
+            positions = [pos[k] for k in keys]
+            if not positions:
+                picker = (lambda key: ())
+            elif len(positions) == 1:
+                p0 = positions[0]
+                picker = (lambda key, p0=p0: (key[p0],))
+            else:
+                picker = operator.itemgetter(*positions)
+            self._groups.append((picker, dict(index)))
         self._cache: dict = {}
+        scope = {"_sub": _sub, "_EMPTY": {}, "_MISS": object(), "cache_get": self._cache.get,
+                 "slow": self._route_slow}
+        exec(compile(_route_source(fields), "<herald-router>", "exec"), scope)  # noqa: S102 - field names only
+        self.route = scope["route"]
 
     def candidates(self, key: tuple) -> tuple:
         """Indices of the rules whose `match` accepts the extracted `key`, in evaluation order."""
-        lists = []
-        for positions, index in self._groups:
+        found = []
+        for picker, index in self._groups:
             try:
-                found = index.get(tuple(key[p] for p in positions))
+                hit = index.get(picker(key))
             except TypeError:
-                found = None
-            if found:
-                lists.append(found)
-        if not lists:
+                hit = None
+            if hit:
+                found.append(hit)
+        if not found:
             return ()
-        if len(lists) == 1:
-            merged = lists[0]
-        else:
-            merged = list(heapq.merge(*lists))
+        merged = found[0] if len(found) == 1 else sorted(itertools.chain.from_iterable(found))
         out = []
         for idx in merged:  # stop after the first rule without `when`: nothing after it can win
             out.append(idx)
@@ -98,27 +164,27 @@ class Router:
                 break
         return tuple(out)
 
-    def route(self, outcome: Mapping) -> Rule | None:
-        """The first rule that matches `outcome`, or None."""
-        key = self._extract(outcome)
-        try:
-            cands = self._cache.get(key)
-        except TypeError:
-            cands = None
-            key = None
-        if cands is None:
-            cands = self.candidates(key if key is not None else self._extract(outcome))
-            if key is not None:
-                if len(self._cache) >= CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[key] = cands
-        rules = self.rules
-        for idx in cands:
-            rule = rules[idx]
-            pred = rule.predicate
-            if pred is None or pred(outcome):
+    def _route_slow(self, outcome: Mapping, raw_key: tuple) -> Rule | None:
+        """A decision-cache miss: find the candidates, cache them when the key allows, evaluate."""
+        cands = self.candidates(self._extract(outcome))
+        rules = tuple(self.rules[i] for i in cands)
+        if CACHE_LIMIT and _raw_ok(raw_key):
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            if not rules:
+                self._cache[raw_key] = _NO_MATCH
+            elif rules[0].predicate is None:
+                self._cache[raw_key] = rules[0]
+            else:
+                self._cache[raw_key] = rules
+        for rule in rules:
+            if rule.predicate is None or rule.predicate(outcome):
                 return rule
         return None
+
+    def route(self, outcome: Mapping) -> Rule | None:  # replaced per instance by the generated function
+        """The first rule that matches `outcome`, or None."""
+        raise NotImplementedError
 
     def explain(self, outcome: Mapping) -> list[tuple[Rule, str | None]]:
         """Every rule in order until the winner, each with the first condition that failed (None: it matched)."""

@@ -253,15 +253,20 @@ def _offset(u: datetime, tz: ZoneInfo) -> timedelta:
     return u.astimezone(tz).utcoffset()  # type: ignore[return-value]
 
 
-def _transition(u: datetime, until: datetime, tz: ZoneInfo, off: timedelta) -> datetime | None:
-    """The first UTC instant in (u, until] where tz's offset leaves `off`, probing a day at a time.
+@lru_cache(maxsize=4096)
+def _year_transitions(tz: ZoneInfo, year: int) -> tuple:
+    """Every UTC instant in [year-01-01, year+1-01-01) UTC where tz's offset changes, found once per year.
 
-    Assumes a zone's offset does not change and change back within one day (true of every real zone)."""
-    lo = u
-    while lo < until:
-        hi = min(lo + _DAY, until)
+    Probes a day at a time and bisects to the second; assumes a zone's offset does not change and
+    change back within one day (true of every real zone)."""
+    lo = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    out = []
+    off = _offset(lo - _SECOND, tz)
+    while lo < end:
+        hi = min(lo + _DAY, end)
         if _offset(hi, tz) != off:
-            a = (lo - _EPOCH) // _SECOND  # transitions fall on whole seconds: offset(a) == off
+            a = (lo - _EPOCH) // _SECOND - 1  # offset(a) == off
             b = -((_EPOCH - hi) // _SECOND)  # ceil: offset(b) != off
             while b - a > 1:
                 mid = (a + b) // 2
@@ -269,8 +274,22 @@ def _transition(u: datetime, until: datetime, tz: ZoneInfo, off: timedelta) -> d
                     b = mid
                 else:
                     a = mid
-            return _EPOCH + b * _SECOND
+            change = _EPOCH + b * _SECOND
+            if change < end:
+                out.append(change)
+            off = _offset(hi, tz)
         lo = hi
+    return tuple(out)
+
+
+def _transition(u: datetime, until: datetime, tz: ZoneInfo, off: timedelta) -> datetime | None:
+    """The first UTC instant in (u, until] where tz's offset leaves `off` (the offset at u)."""
+    for year in range(u.year, until.year + 1):
+        for change in _year_transitions(tz, year):
+            if change > until:
+                return None
+            if change > u:
+                return change
     return None
 
 

@@ -1,6 +1,7 @@
 """Checks across rules: duplicate ids, and rules made unreachable by an earlier catch-all."""
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 from ..errors import Diagnostic, Loc
@@ -36,10 +37,11 @@ def _norm(v):
 def unreachable(active: list[Rule]) -> list[Diagnostic]:
     """Warn on each rule whose `match` an earlier rule without `when` covers: it can never be chosen.
 
-    Earlier `when`-less rules are grouped by their set of match keys and indexed by one (key, value)
-    pair, so a large rule set is checked in close to linear time.
+    Earlier `when`-less rules are grouped by their set of match keys and indexed under every
+    combination of their values. A rule that covers B must accept each of B's combinations, so
+    looking up one of them finds every candidate: close to linear time on large rule sets.
     """
-    groups: dict = defaultdict(lambda: defaultdict(list))  # keyset -> (key, value) -> [rule]
+    groups: dict = defaultdict(lambda: defaultdict(list))  # keyset -> combination -> [rule]
     catch_all: Rule | None = None
     out = []
     for rule in active:  # evaluation order
@@ -47,18 +49,10 @@ def unreachable(active: list[Rule]) -> list[Diagnostic]:
         shadow = catch_all
         if shadow is None:
             for keyset, index in groups.items():
-                if not keyset <= b.keys():
+                if not set(keyset) <= b.keys():
                     continue
-                if not keyset:
-                    continue
-                probe = min(keyset)
-                for value in b[probe]:
-                    for a in index.get((probe, _norm(value)), ()):
-                        if _covers(a, b):
-                            shadow = a
-                            break
-                    if shadow:
-                        break
+                probe = tuple(_norm(b[k][0]) for k in keyset)
+                shadow = next((a for a in index.get(probe, ()) if _covers(a, b)), None)
                 if shadow:
                     break
         if shadow is not None:
@@ -70,10 +64,9 @@ def unreachable(active: list[Rule]) -> list[Diagnostic]:
             if not rule.match:
                 catch_all = catch_all or rule
             else:
-                keyset = frozenset(b)
-                probe = min(keyset)
-                for value in b[probe]:
-                    groups[keyset][(probe, _norm(value))].append(rule)
+                keyset = tuple(sorted(b))
+                for combo in itertools.product(*[[_norm(v) for v in b[k]] for k in keyset]):
+                    groups[keyset][combo].append(rule)
     return out
 
 

@@ -249,8 +249,8 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
             ctx.diags.append(doc.loc(path + ("template",), key=True).error(
                 "template-and-variants", f'rule "{rid}" has both template and variants: keep one'))
     template = raw.get("template") if isinstance(raw.get("template"), str) else (variants[0].template if variants else "")
-    typo = any(k not in ("template", "variants") and closest(str(k), ("template", "variants")) for k in raw)
-    if not template and "variants" not in raw and not typo:  # a misspelt key is reported already
+    if not template and "variants" not in raw and not any(  # a misspelt key is reported already
+            k not in ("template", "variants") and closest(str(k), ("template", "variants")) for k in raw):
         ctx.diags.append(loc.error("missing-template", f'rule "{rid}" needs a template (or variants)'))
     rule = Rule(
         id=rid, template=template, channels=channels,

@@ -1,0 +1,192 @@
+"""The HTTP API (FastAPI): intake, approve, withdraw, notification and outcome lookups, health and metrics."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..intake import split_body
+from ..store import StoreUnavailable
+from .actions import ActionError
+from .models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,
+                     iso, notification_doc, outcome_doc, outcome_request_schema)
+
+log = logging.getLogger("herald.http")
+
+
+class HTTPProblem(Exception):
+    """An error answer: status code, message, and optionally the field and dead letter."""
+
+    def __init__(self, code: int, error: str, field: str | None = None, dead_letter: int | None = None,
+                 headers: dict | None = None):
+        super().__init__(error)
+        self.code, self.error, self.field, self.dead_letter, self.headers = code, error, field, dead_letter, headers
+
+
+def _problems(*codes: int) -> dict:
+    words = {401: "No valid bearer token or body signature.", 404: "No such outcome or notification.",
+             409: "The outcome is not in a state that allows this.", 413: "Body larger than 8 MiB.",
+             422: "Not JSON, or an outcome that breaks the schema (the field is named; the body is kept).",
+             503: "The store is busy or unavailable: retry later."}
+    return {c: {"model": Problem, "description": words[c]} for c in codes}
+
+
+def create_app(runtime) -> FastAPI:
+    """The ASGI app for one Runtime."""
+    app = FastAPI(title="herald", version=__version__,
+                  description="Tells interview candidates their result. Intake needs `Authorization: Bearer <token>` "
+                              "or a signature header `sha256=<hex HMAC-SHA256 of the raw body>` when server.auth "
+                              "is configured; /healthz and /metrics are open.")
+    app.state.runtime = runtime
+
+    @app.exception_handler(HTTPProblem)
+    async def _problem(_request: Request, exc: HTTPProblem) -> JSONResponse:
+        return JSONResponse({"error": exc.error, "field": exc.field, "dead_letter": exc.dead_letter},
+                            status_code=exc.code, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:  # unknown path, method
+        return JSONResponse({"error": str(exc.detail), "field": None, "dead_letter": None},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ActionError)
+    async def _action(_request: Request, exc: ActionError) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "field": None, "dead_letter": None}, status_code=exc.code)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _busy(_request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        return JSONResponse({"error": "the store is busy or unavailable; retry", "field": None, "dead_letter": None},
+                            status_code=503, headers={"Retry-After": "1"})
+
+    def authorize(request: Request, body: bytes = b"") -> None:
+        if not runtime.state.auth.allows(request.headers, body):
+            raise HTTPProblem(401, "authentication required: Authorization: Bearer <token>, or "
+                              f"{runtime.state.auth.signature_header}: sha256=<hex HMAC-SHA256 of the body>",
+                              headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_body(request: Request) -> bytes:
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > MAX_BODY:
+            raise HTTPProblem(413, f"body larger than {MAX_BODY} bytes")
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > MAX_BODY:
+                raise HTTPProblem(413, f"body larger than {MAX_BODY} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    _component, request_body = outcome_request_schema()
+
+    links = {"GetOutcome": {"operationId": "get_outcome", "parameters": {"outcome_id": "$response.body#/items/0/id"}},
+             "GetNotification": {"operationId": "get_notification",
+                                 "parameters": {"notification_id": "$response.body#/items/0/notification"}},
+             "Approve": {"operationId": "approve", "parameters": {"outcome_id": "$response.body#/items/0/id"}},
+             "Withdraw": {"operationId": "withdraw", "parameters": {"outcome_id": "$response.body#/items/0/id"}}}
+
+    @app.post("/v1/outcomes", status_code=202, response_model=IntakeResponse, tags=["intake"],
+              operation_id="post_outcomes", openapi_extra={"requestBody": request_body},
+              responses={202: {"links": links}, **_problems(401, 413, 422, 503)})
+    async def post_outcomes(request: Request) -> Any:
+        """Takes one outcome or a list; 202 with a status per item once they are durably stored.
+
+        A body that is not JSON, or a single outcome that breaks the schema, gets 422 naming the field, and the
+        raw body is kept as a dead letter. In a list, each item is judged alone: valid ones are stored, invalid
+        ones get status `invalid` with the field (and a dead letter), and the answer is still 202.
+        """
+        body = await read_body(request)
+        authorize(request, body)
+        remote = request.client.host if request.client else None
+        items, is_list, error = split_body(body)
+        if error is not None:
+            dl = await run_in_threadpool(runtime.store.dead_letter, "http", error, "", body, remote)
+            runtime.metrics.outcomes.labels("invalid").inc()
+            raise HTTPProblem(422, error, "", dl)
+        if len(items) > MAX_ITEMS:
+            raise HTTPProblem(422, f"{len(items)} outcomes in one request; at most {MAX_ITEMS}", "")
+        statuses = await run_in_threadpool(runtime.intake, items, "http", remote)
+        if not is_list and statuses[0].status == "invalid":
+            s = statuses[0]
+            raise HTTPProblem(422, s.error or "invalid outcome", s.field or "", s.dead_letter)
+        return {"items": [s.as_dict() for s in statuses], "counts": dict(Counter(s.status for s in statuses))}
+
+    @app.post("/v1/outcomes/{outcome_id:path}/approve", response_model=ActionOut, tags=["outcomes"],
+              operation_id="approve", responses=_problems(401, 404, 503))
+    def approve(outcome_id: str, request: Request) -> Any:
+        """Releases a held outcome: its notification is planned now (delays count from the approval)."""
+        authorize(request)
+        return runtime.approve(outcome_id).as_dict()
+
+    @app.post("/v1/outcomes/{outcome_id:path}/withdraw", response_model=ActionOut, tags=["outcomes"],
+              operation_id="withdraw", responses=_problems(401, 404, 503))
+    def withdraw(outcome_id: str, request: Request, reason: str | None = None) -> Any:
+        """The decision changed: queued notifications are cancelled and never sent."""
+        authorize(request)
+        return runtime.withdraw(outcome_id, reason).as_dict()
+
+    @app.get("/v1/outcomes/{outcome_id:path}", response_model=OutcomeOut, tags=["outcomes"],
+             operation_id="get_outcome", responses=_problems(401, 404, 503))
+    def get_outcome(outcome_id: str, request: Request) -> Any:
+        """An outcome as stored, with its history and notifications."""
+        authorize(request)
+        store = runtime.store
+        row = store.get_outcome(outcome_id)
+        if row is None:
+            raise HTTPProblem(404, f"no outcome {outcome_id!r}")
+        return outcome_doc(row, store.outcome_history(outcome_id), store.notifications_for(outcome_id))
+
+    @app.get("/v1/notifications/{notification_id:path}", response_model=NotificationOut, tags=["notifications"],
+             operation_id="get_notification", responses=_problems(401, 404, 503))
+    def get_notification(notification_id: str, request: Request) -> Any:
+        """A notification (id `<outcome id>#<revision>`) with its attempts and events."""
+        authorize(request)
+        detail = runtime.store.get_notification(notification_id)
+        if detail is None:
+            raise HTTPProblem(404, f"no notification {notification_id!r}")
+        return notification_doc(detail)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], operation_id="healthz")
+    def healthz() -> Any:
+        """Liveness: the rule set in use, whether the last reload failed, the daemon's clock."""
+        dispatcher = getattr(runtime, "dispatcher", None)
+        alive = dispatcher is None or dispatcher.alive
+        return {"status": "ok" if alive else "degraded", "ruleset": runtime.version,
+                "reload_failed": bool(runtime.last_reload_error), "now": iso(runtime.now()),
+                "time_scale": runtime.clock.scale, "auth": runtime.state.auth.enabled}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"], operation_id="metrics",
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format."}})
+    def metrics() -> Any:
+        """Prometheus metrics."""
+        return PlainTextResponse(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            comps = doc.setdefault("components", {})
+            comps.setdefault("schemas", {})["Outcome"] = _component
+            comps["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "signature": {"type": "apiKey", "in": "header", "name": runtime.state.auth.signature_header,
+                              "description": "sha256=<hex HMAC-SHA256 of the raw body>"}}
+            if runtime.state.auth.enabled:
+                for path, ops in doc.get("paths", {}).items():
+                    if path.startswith("/v1/"):
+                        for op in ops.values():
+                            op["security"] = [{"bearer": []}, {"signature": []}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,117 @@
+"""A small HTTP client for a running daemon: post outcome files in batches (`herald post`, `make run`, the benchmark)."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable
+
+import httpx
+
+from ..intake import Item, read_items
+from .auth import sign
+
+
+class PostError(Exception):
+    """The daemon refused a request for a reason other than the data (401, 413, 5xx...)."""
+
+
+def headers_for(body: bytes, token: str | None = None, hmac_secret: str | None = None,
+                signature_header: str = "X-Herald-Signature") -> dict:
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    if hmac_secret:
+        h[signature_header] = "sha256=" + sign(hmac_secret, body)
+    return h
+
+
+def wait_healthy(url: str, timeout: float = 30.0) -> dict:
+    """GET /healthz until it answers 200; its JSON, or TimeoutError."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url.rstrip("/") + "/healthz", timeout=2.0)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.HTTPError as e:
+            last = e
+        time.sleep(0.1)
+    raise TimeoutError(f"no answer from {url}/healthz in {timeout:.0f}s ({last})")
+
+
+class Poster:
+    """Posts raw outcome bodies to /v1/outcomes and counts the statuses the daemon answers with."""
+
+    def __init__(self, url: str, token: str | None = None, hmac_secret: str | None = None,
+                 signature_header: str = "X-Herald-Signature", client: httpx.Client | None = None):
+        self.url = url.rstrip("/") + "/v1/outcomes"
+        self.token, self.hmac_secret, self.signature_header = token, hmac_secret, signature_header
+        self.client = client or httpx.Client(timeout=60.0)
+        self.counts: Counter = Counter()
+        self.items: list[dict] = []
+
+    def post(self, body: bytes, retries: int = 3) -> httpx.Response:
+        """One POST (retrying connection errors and 503); PostError for answers other than 202 and 422."""
+        for attempt in range(retries + 1):
+            try:
+                r = self.client.post(self.url, content=body, headers=headers_for(
+                    body, self.token, self.hmac_secret, self.signature_header))
+            except httpx.TransportError:
+                if attempt == retries:
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
+                continue
+            if r.status_code == 503 and attempt < retries:
+                time.sleep(0.2 * 2 ** attempt)
+                continue
+            if r.status_code == 202:
+                for item in r.json()["items"]:
+                    self.counts[item["status"]] += 1
+                    self.items.append(item)
+            elif r.status_code == 422:
+                self.counts["invalid"] += 1
+                self.items.append({"id": None, "status": "invalid", **r.json()})
+            else:
+                raise PostError(f"{self.url}: HTTP {r.status_code}: {r.text[:300]}")
+            return r
+        raise AssertionError("unreachable")
+
+    def post_items(self, items: Iterable[Item], batch: int = 100, progress: Callable[[int], None] | None = None
+                   ) -> Counter:
+        """Valid JSON items in lists of `batch`; an unparsable one alone (the daemon keeps it as a dead letter)."""
+        chunk: list[bytes] = []
+
+        def flush() -> None:
+            if chunk:
+                self.post(b"[" + b",".join(chunk) + b"]")
+                if progress:
+                    progress(len(chunk))
+                chunk.clear()
+
+        for item in items:
+            raw = item.raw if isinstance(item.raw, bytes) else item.raw.encode("utf-8")
+            if item.error is not None:
+                self.post(raw)
+                if progress:
+                    progress(1)
+                continue
+            chunk.append(raw)
+            if len(chunk) >= batch:
+                flush()
+        flush()
+        return self.counts
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def post_file(path: str | Path, url: str, token: str | None = None, hmac_secret: str | None = None,
+              batch: int = 100, progress: Callable[[int], None] | None = None) -> Counter:
+    """Posts a JSON-lines (or CSV) file to a running daemon; the statuses counted."""
+    poster = Poster(url, token, hmac_secret)
+    try:
+        return poster.post_items(read_items(path), batch, progress)
+    finally:
+        poster.close()

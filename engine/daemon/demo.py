@@ -1,0 +1,126 @@
+"""`make run`: start `herald serve` on the defaults with time x600, post the examples, show what it sends; Ctrl-C stops it."""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ..config import load_config
+from .client import Poster, wait_healthy
+from ..intake import read_items
+
+_URL = re.compile(r"listening on (http://\S+)")
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _herald() -> list[str]:
+    script = Path(sys.executable).with_name("herald")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--outcomes", default="examples/outcomes.jsonl")
+    ap.add_argument("--time-scale", type=float, default=600.0)
+    ap.add_argument("--config", default=None)
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)[0]
+    host, port = (cfg.server or {}).get("host") or "127.0.0.1", int((cfg.server or {}).get("port") or 8025)
+    if not _free(host, port):
+        print(f"port {port} is in use: using a free one", flush=True)
+        port = 0
+    cmd = _herald() + ["serve", "--host", host, "--port", str(port), "--time-scale", f"{args.time_scale:g}"]
+    if args.config:
+        cmd += ["--config", args.config]
+    print("$ " + " ".join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+    found = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        for line in proc.stderr:
+            m = _URL.search(line)
+            if m and not url:
+                url.append(m.group(1))
+                found.set()
+            sys.stdout.write("  | " + line)
+            sys.stdout.flush()
+        found.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        if not found.wait(60) or not url:
+            print("herald serve did not start (see above)", flush=True)
+            return proc.wait() or 1
+        wait_healthy(url[0])
+        print(_where(cfg, url[0], args.time_scale), flush=True)
+        poster = Poster(url[0], token=((cfg.server or {}).get("auth") or {}).get("token"))
+        counts = poster.post_items(read_items(args.outcomes))
+        poster.close()
+        print(f"posted {args.outcomes}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), flush=True)
+        if counts.get("duplicate"):
+            print("  (duplicate: an id already in the store, from an earlier run or repeated in the file: "
+                  "never sent twice)", flush=True)
+        return _wait(proc, reader)
+    except KeyboardInterrupt:
+        return _stop(proc, reader)
+
+
+def _where(cfg, url: str, scale: float) -> str:
+    outbox, store = cfg.outbox, cfg.store_path
+    sqlite = "sqlite3" if shutil.which("sqlite3") else f"{Path(sys.executable).name} -m sqlite3"
+    return f"""
+  daemon   {url}   (time runs x{scale:g}: a minute passes every {60 / scale:.2f} s; windows are real windows)
+  outbox   {outbox}/<channel>/<outcome>_<revision>_<channel index>_<attempt>.json   (one file per message sent)
+  store    {store}
+           {sqlite} {store} "select id, state, channel, datetime(send_at, 'unixepoch') from notifications order by send_at"
+  API      curl -s {url}/v1/notifications/ats-98001-r1%231     curl -s {url}/metrics | grep ^herald_
+  rules    edit rules/*.yaml or templates/ while it runs: the new set is validated and swapped in
+
+  Messages appear below as they fall due, in send_at order. Ctrl-C stops the daemon cleanly.
+"""
+
+
+def _wait(proc: subprocess.Popen, reader: threading.Thread) -> int:
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        return _stop(proc, reader)
+    reader.join(2)
+    return code
+
+
+def _stop(proc: subprocess.Popen, reader: threading.Thread) -> int:
+    print("\nstopping herald serve (SIGTERM) ...", flush=True)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    else:
+        code = proc.returncode
+    reader.join(2)
+    print(f"herald serve exited with {code}", flush=True)
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Prometheus metrics of one daemon: intake, sends, dispatch lag, reloads, and the store's counts at scrape time."""
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from ..store import Store
+
+INTAKE_STATUSES = ("matched", "unmatched", "held", "duplicate", "invalid")
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+class _StoreCollector:
+    """Reads the store when scraped: notifications by state, outcomes by status, dead letters."""
+
+    def __init__(self, store: Callable[[], Store]):
+        self._store = store
+
+    def collect(self):
+        store = self._store()
+        notes = GaugeMetricFamily("herald_notifications", "Notifications in the store, by state.", labels=["state"])
+        for state, n in store.notification_counts_by_state().items():
+            notes.add_metric([state], n)
+        yield notes
+        outcomes = GaugeMetricFamily("herald_outcomes_stored", "Outcomes in the store, by status (active ones) "
+                                     "or state (withdrawn, superseded).", labels=["status"])
+        for status, n in sorted(store.outcome_counts().items()):
+            outcomes.add_metric([str(status)], n)
+        yield outcomes
+        yield GaugeMetricFamily("herald_dead_letters", "Refused inputs kept for inspection.",
+                                value=store.dead_letter_count())
+
+
+class Metrics:
+    """Every metric of one daemon, in its own registry (so tests can run several daemons in one process)."""
+
+    def __init__(self, store: Callable[[], Store] | None = None):
+        r = self.registry = CollectorRegistry()
+        self.outcomes = Counter("herald_outcomes", "Outcomes received, by intake status.", ["status"], registry=r)
+        for s in INTAKE_STATUSES:
+            self.outcomes.labels(s)
+        self.sends = Counter("herald_sends", "Transport calls and skipped channels, by channel and result "
+                             "(accepted, recoverable, permanent, no_address, cancelled).", ["channel", "result"],
+                             registry=r)
+        self.escalations = Counter("herald_escalations", "Moves to the next channel: fallback after a permanent "
+                                   "failure or escalation when no delivery came in time.", ["reason"], registry=r)
+        self.lag = Histogram("herald_dispatch_lag_seconds", "Real seconds from a message's due time to its "
+                             "transport call.", buckets=LAG_BUCKETS, registry=r)
+        self.reloads = Counter("herald_ruleset_reloads", "Rule-set reloads, by result.", ["result"], registry=r)
+        for s in ("success", "failure"):
+            self.reloads.labels(s)
+        self.reload_failed = Gauge("herald_ruleset_reload_failed", "1 when the last reload failed and the "
+                                   "previous rule set is still in use, else 0.", registry=r)
+        self.ruleset = Info("herald_ruleset", "The rule-set version in use.", registry=r)
+        if store is not None:
+            r.register(_StoreCollector(store))
+
+    def intake(self, statuses) -> None:
+        for s in statuses:
+            self.outcomes.labels(s.status).inc()
+
+    def set_ruleset(self, version: str, rules: int) -> None:
+        self.ruleset.info({"version": version, "rules": str(rules)})
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,186 @@
+"""The HTTP API's documents: response models, the outcome request schema, and store rows turned into JSON."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ..schemas import schema
+from ..store import NotificationDetail, OutcomeRow
+
+MAX_ITEMS = 1000           # outcomes in one POST
+MAX_BODY = 8 * 1024 * 1024  # bytes in one POST
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+class ItemResult(BaseModel):
+    """What became of one posted outcome."""
+
+    id: str | None
+    status: Literal["matched", "unmatched", "held", "duplicate", "invalid"]
+    field: str | None = None
+    error: str | None = None
+    warning: str | None = None
+    notification: str | None = None
+    send_at: str | None = None
+    rule: str | None = None
+    dead_letter: int | None = None
+
+
+class IntakeResponse(BaseModel):
+    """One entry per posted outcome, in order, and how many got each status."""
+
+    items: list[ItemResult]
+    counts: dict[str, int]
+
+
+class Problem(BaseModel):
+    """An error: what went wrong, the field at fault for a schema error, and the dead letter that keeps the body."""
+
+    error: str
+    field: str | None = None
+    dead_letter: int | None = None
+
+
+class ActionOut(BaseModel):
+    """An outcome after approve or withdraw."""
+
+    id: str
+    status: str
+    state: str
+    approved: bool
+    notification: str | None = None
+    send_at: str | None = None
+    rule: str | None = None
+    error: str | None = None
+    cancelled: int | None = None
+
+
+class AttemptOut(BaseModel):
+    id: int
+    channel: str
+    channel_index: int
+    transport: str
+    attempt_key: str
+    provider_id: str | None
+    status: str
+    error: str | None
+    code: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    kind: str
+    channel: str | None
+    at: str | None
+    detail: dict[str, Any] | None
+
+
+class MessageOut(BaseModel):
+    channel: str
+    subject: str | None
+    body: str
+    html: str | None
+
+
+class NotificationOut(BaseModel):
+    """A notification with its plan, state, attempts and events."""
+
+    id: str
+    outcome: str
+    outcome_rev: int
+    rule: str | None
+    ruleset_version: str | None
+    template: str | None
+    variant: str | None
+    locale: str | None
+    channels: list[str]
+    channel_index: int
+    channel: str
+    state: str
+    send_at: str | None
+    deadline_at: str | None
+    late: bool
+    sent_at: str | None
+    delivered_at: str | None
+    read_at: str | None
+    last_error: str | None
+    messages: list[MessageOut]
+    attempts: list[AttemptOut]
+    events: list[EventOut]
+
+
+class ChangeOut(BaseModel):
+    kind: str
+    at: str | None
+    detail: dict[str, Any] | None
+
+
+class OutcomeOut(BaseModel):
+    """An outcome as stored: body as received, status, state, history and notifications."""
+
+    id: str
+    rev: int
+    status: str
+    state: str
+    approved: bool
+    received_at: str | None
+    approved_at: str | None
+    source: str | None
+    body: Any
+    history: list[ChangeOut]
+    notifications: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    ruleset: str
+    reload_failed: bool
+    now: str
+    time_scale: float
+    auth: bool
+
+
+def notification_doc(d: NotificationDetail) -> dict:
+    n = d.notification
+    return {
+        "id": n.id, "outcome": n.outcome_id, "outcome_rev": n.outcome_rev, "rule": n.rule_id,
+        "ruleset_version": n.ruleset_version, "template": n.template, "variant": n.variant, "locale": n.locale,
+        "channels": list(n.channels), "channel_index": n.channel_index, "channel": n.channel, "state": n.state,
+        "send_at": iso(n.send_at), "deadline_at": iso(n.deadline_at), "late": n.late, "sent_at": iso(n.sent_at),
+        "delivered_at": iso(n.delivered_at), "read_at": iso(n.read_at), "last_error": n.last_error,
+        "messages": [{"channel": m.channel, "subject": m.subject, "body": m.body, "html": m.html} for m in n.messages],
+        "attempts": [{"id": a.id, "channel": a.channel, "channel_index": a.channel_index, "transport": a.transport,
+                      "attempt_key": a.attempt_key, "provider_id": a.provider_id, "status": a.status,
+                      "error": a.error, "code": a.code, "started_at": iso(a.started_at),
+                      "finished_at": iso(a.finished_at)} for a in d.attempts],
+        "events": [{"id": e.id, "kind": e.kind, "channel": e.channel, "at": iso(e.at),
+                    "detail": dict(e.detail) if isinstance(e.detail, dict) else None} for e in d.events],
+    }
+
+
+def outcome_doc(row: OutcomeRow, history, notifications) -> dict:
+    return {"id": row.id, "rev": row.rev, "status": row.status, "state": row.state, "approved": row.approved,
+            "received_at": iso(row.received_at), "approved_at": iso(row.approved_at), "source": row.source,
+            "body": row.data(), "notifications": [n.id for n in notifications],
+            "history": [{"kind": c.kind, "at": iso(c.at),
+                         "detail": dict(c.detail) if isinstance(c.detail, dict) else None} for c in history]}
+
+
+def outcome_request_schema() -> tuple[dict, dict]:
+    """(the Outcome component, the request body): one outcome object, or a list of up to MAX_ITEMS."""
+    component = {k: v for k, v in schema("outcome").items() if k not in ("$schema", "$id")}
+    ref = {"$ref": "#/components/schemas/Outcome"}
+    each = {"anyOf": [ref, {}], "description": "An Outcome. A list is judged item by item, so an item that is not "
+            "a valid outcome does not refuse the list: it gets status invalid (with the field) and a dead letter."}
+    body = {"required": True, "description": "One outcome (an invalid one is refused with 422), or a list of up to "
+            f"{MAX_ITEMS} outcomes (202; valid items stored, invalid ones reported in their entry).",
+            "content": {"application/json": {"schema": {"oneOf": [
+                ref, {"type": "array", "items": each, "maxItems": MAX_ITEMS}]}}}}
+    return component, body

@@ -1,0 +1,149 @@
+"""One running daemon's state: the deployment in use (swapped whole on reload), store, clock, transports, metrics."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from ..channels import build_transport
+from ..clock import Clock
+from ..deployment import Deployment
+from ..intake import ItemStatus, intake
+from ..store import Store
+from . import actions
+from .auth import Auth
+from .metrics import Metrics
+from .planning import ClockedPipeline
+
+log = logging.getLogger("herald")
+
+
+class Transports:
+    """The transport of each configured channel, built on first use; a channel that cannot be built gives its error."""
+
+    def __init__(self, channels: dict):
+        self.channels = channels
+        self._built: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> tuple[Any | None, str | None]:
+        """(transport, None) or (None, why the channel cannot send)."""
+        with self._lock:
+            if name not in self._built:
+                ch = self.channels.get(name)
+                if ch is None:
+                    self._built[name] = f"channel {name!r} is not configured"
+                else:
+                    try:
+                        self._built[name] = build_transport(ch)
+                    except Exception as e:  # noqa: BLE001 - a bad channel must not stop the others
+                        self._built[name] = f"channel {name!r} cannot be built: {e}"
+            got = self._built[name]
+        return (None, got) if isinstance(got, str) else (got, None)
+
+    def put(self, name: str, transport: Any) -> None:
+        """Uses `transport` for channel `name` (tests and embedding: a transport that is not in the registry)."""
+        with self._lock:
+            self._built[name] = transport
+
+    def close(self) -> None:
+        for t in list(self._built.values()):
+            close = getattr(t, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything that comes from the deployment's files, replaced as one reference on reload."""
+
+    deployment: Deployment
+    pipeline: ClockedPipeline
+    transports: Transports
+    auth: Auth
+
+
+def ruleset_files(dep: Deployment) -> dict[str, str]:
+    """Rule files and templates of a deployment with a short content hash each, for the rule-set record."""
+    out: dict[str, str] = {}
+    paths = [Path(f) for f in (dep.ruleset.files if dep.ruleset else ())]
+    tdir = Path(dep.config.templates)
+    paths += sorted(tdir.rglob("*.j2")) if tdir.is_dir() else []
+    for p in paths:
+        try:
+            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+        except OSError:
+            continue
+    return out
+
+
+class Runtime:
+    """The daemon's state and its actions; HTTP handlers, the dispatcher and the reloader all go through it."""
+
+    def __init__(self, deployment: Deployment, store: Store, clock: Clock, *, paths: Sequence[str] = (),
+                 config_path: str | None = None):
+        self.paths = tuple(paths)
+        self.config_path = config_path
+        self.store = store
+        self.clock = clock
+        self.metrics = Metrics(lambda: self.store)
+        self.reload_lock = threading.Lock()
+        self.last_reload_error: list[str] = []
+        self._wakers: list[Callable[[], None]] = []
+        self.state = self.make_state(deployment)
+        self.metrics.set_ruleset(deployment.ruleset.version, len(deployment.ruleset.rules))
+
+    def make_state(self, dep: Deployment) -> State:
+        """A complete new State for `dep` (built before anything is swapped)."""
+        pipeline = ClockedPipeline(dep, render_channels="all", source=self.clock)
+        return State(dep, pipeline, Transports(dict(dep.config.channels)), Auth.from_server(dep.config.server))
+
+    def swap(self, state: State) -> State:
+        """Puts `state` in use (one reference assignment) and returns the old one."""
+        old, self.state = self.state, state
+        self.metrics.set_ruleset(state.deployment.ruleset.version, len(state.deployment.ruleset.rules))
+        return old
+
+    @property
+    def pipeline(self) -> ClockedPipeline:
+        return self.state.pipeline
+
+    @property
+    def version(self) -> str:
+        return self.state.deployment.ruleset.version
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    # -- waking the dispatcher
+
+    def on_work(self, waker: Callable[[], None]) -> None:
+        self._wakers.append(waker)
+
+    def wake(self) -> None:
+        for w in self._wakers:
+            w()
+
+    # -- actions
+
+    def intake(self, items: Iterable[Any], source: str, remote: str | None = None) -> list[ItemStatus]:
+        statuses = intake(items, self.pipeline, self.store, source, remote, now=self.clock.now_dt())
+        self.metrics.intake(statuses)
+        if any(s.notification for s in statuses):
+            self.wake()
+        return statuses
+
+    def approve(self, outcome_id: str) -> actions.ActionResult:
+        result = actions.approve(self.store, self.pipeline, outcome_id, self.now())
+        if result.notification:
+            self.wake()
+        return result
+
+    def withdraw(self, outcome_id: str, reason: str | None = None) -> actions.ActionResult:
+        return actions.withdraw(self.store, outcome_id, self.now(), reason)

@@ -1,0 +1,216 @@
+"""Sending one claimed notification: re-check, envelope, attempt, transport call, and the result recorded in one call."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from ..channels.base import ACCEPTED, RECOVERABLE, Envelope, SendResult
+from ..model import CHANNEL_ADDRESS, Message
+from ..pipeline import render_messages, timezone_for
+from ..routing import lookup
+from ..store import NotificationRow
+from ..timing import load_timezone, next_open
+from .planning import find_rule
+
+log = logging.getLogger("herald.dispatch")
+
+READ_RECEIPTS = frozenset({"dingtalk-work-notice"})         # escalation waits for a read, not a delivery
+DELIVERY_RECEIPTS = frozenset({"dingtalk-work-notice", "aliyun-sms"})
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """dispatch: in herald.yaml; times are clock seconds except poll_interval and lease (real seconds)."""
+
+    workers: int = 2
+    max_attempts: int = 5
+    backoff_base: float = 30.0
+    backoff_max: float = 3600.0
+    poll_interval: float = 1.0
+    batch: int = 10
+    lease: float = 120.0
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None) -> "DispatchSettings":
+        from ..timing import parse_duration
+
+        raw = raw or {}
+
+        def seconds(key: str, default: float) -> float:
+            d = parse_duration(raw.get(key)) if isinstance(raw.get(key), str) else None
+            return d.total_seconds() if d is not None else default
+
+        return cls(workers=int(raw.get("workers") or 2), max_attempts=int(raw.get("max_attempts") or 5),
+                   backoff_base=seconds("backoff_base", 30.0), backoff_max=seconds("backoff_max", 3600.0),
+                   poll_interval=max(seconds("poll_interval", 1.0), 0.05))
+
+    def backoff(self, tries: int, rng: random.Random | None = None) -> float:
+        """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(tries-1))], at least 1 s."""
+        cap = min(self.backoff_max, self.backoff_base * (2 ** min(max(tries - 1, 0), 60)))
+        return max(1.0, (rng or random).uniform(0, cap))
+
+
+def reports_delivery(transport: Any) -> bool:
+    """Whether the transport can ever tell herald a message was delivered (receipts polled or pushed)."""
+    return getattr(transport, "name", "") in DELIVERY_RECEIPTS or callable(getattr(transport, "poll_receipts", None))
+
+
+def address(channel: str, outcome: Mapping, settings: Mapping[str, Any] | None) -> str | None:
+    """Where the message goes: the candidate's address for the channel, or the channel's URL (webhook)."""
+    need = CHANNEL_ADDRESS.get(channel)
+    if need is not None:
+        value = lookup(outcome, need)
+        return str(value) if value else None
+    settings = settings or {}
+    return str(settings.get("url") or settings.get("directory") or channel)
+
+
+def next_channel(n: NotificationRow, outcome: Mapping) -> int | None:
+    """The index of the next channel the candidate has an address for, after the current one."""
+    for i in range(n.channel_index + 1, len(n.channels)):
+        need = CHANNEL_ADDRESS.get(n.channels[i])
+        if need is None or lookup(outcome, need):
+            return i
+    return None
+
+
+def _iso(ts: float, tz: Any = None) -> str:
+    return datetime.fromtimestamp(ts, tz or timezone.utc).isoformat(timespec="seconds")
+
+
+class Sender:
+    """Sends claimed notifications for one Runtime; safe to share between worker threads."""
+
+    def __init__(self, runtime, settings: DispatchSettings):
+        self.rt = runtime
+        self.settings = settings
+
+    # -- one notification
+
+    def process(self, n: NotificationRow) -> str:
+        """Sends `n` (claimed, 'sending') on its current channel and records what happened; returns the result."""
+        rt, store = self.rt, self.rt.store
+        state = rt.state
+        now = rt.now()
+        due = n.next_attempt_at if n.next_attempt_at is not None else n.send_at
+        rt.metrics.lag.observe(max(0.0, rt.clock.real(now - due)))
+        if not store.still_sendable(n.id):
+            store.cancel(n.id, at=now, reason="outcome withdrawn or changed before sending")
+            return self._count(n.channel, "cancelled")
+        row = store.get_outcome(n.outcome_id)
+        outcome = row.data() if row is not None else {}
+        transport, why = state.transports.get(n.channel)
+        if transport is None:
+            return self._fallback(n, outcome, why, now, "permanent")
+        to = address(n.channel, outcome, getattr(state.deployment.config.channels.get(n.channel), "settings", None))
+        if not to:
+            return self._fallback(n, outcome, f"no {CHANNEL_ADDRESS.get(n.channel)} for {n.channel}", now, "no_address")
+        message = n.message() or self._render(n, outcome, state)
+        if isinstance(message, str):
+            return self._fallback(n, outcome, message, now, "permanent")
+        attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now)
+        tries = n.attempt_count + (1 if attempt.started_at == now else 0)
+        called = rt.now()
+        env = Envelope(notification_id=n.id, attempt_key=attempt.attempt_key, channel=n.channel, to=to,
+                       body=message.body, subject=message.subject, html=message.html,
+                       meta={"outcome": n.outcome_id, "rule": n.rule_id, "ruleset_version": n.ruleset_version,
+                             "template": n.template, "variant": n.variant, "locale": n.locale,
+                             "send_at": _iso(n.send_at), "due_at": due, "called_at": called,
+                             "attempt": tries})
+        try:
+            result = transport.send(env)
+        except Exception as e:  # noqa: BLE001 - a transport bug is a failed attempt, not a dead worker
+            log.exception("transport %s raised on %s", transport.name, n.id)
+            result = SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
+        done = rt.now()
+        if result.status == ACCEPTED:
+            store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
+                            await_read=transport.name in READ_RECEIPTS)
+            if result.provider_id and not reports_delivery(transport):
+                # no receipt will ever come: count acceptance as delivery, so escalate_after does not fire
+                store.record_receipt(result.provider_id, "delivered", at=done, channel=n.channel,
+                                     detail={"assumed": True, "why": f"{transport.name} reports no receipts"})
+            self._log_sent(n, outcome, transport, env, result, done)
+            return self._count(n.channel, ACCEPTED)
+        if result.status == RECOVERABLE and tries < self.settings.max_attempts:
+            delay = self.settings.backoff(tries)
+            if result.retry_after:
+                delay = max(delay, rt.clock.virtual(result.retry_after))
+            at = self.placed(n, outcome, done + delay)
+            store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done)
+            log.info("retry   %s %s on %s in %.0fs: %s", n.outcome_id, n.id, n.channel, at - done, result.error)
+            return self._count(n.channel, RECOVERABLE)
+        reason = result.error or result.status
+        if result.status == RECOVERABLE:
+            reason = f"gave up after {tries} attempts: {reason}"
+        return self._fallback(n, outcome, reason, done, result.status, attempt.id, result)
+
+    # -- helpers
+
+    def _count(self, channel: str, label: str) -> str:
+        self.rt.metrics.sends.labels(channel, label).inc()
+        return label
+
+    def _fallback(self, n: NotificationRow, outcome: Mapping, reason: str, now: float, label: str,
+                  attempt_id: int | None = None, result: SendResult | None = None) -> str:
+        """A channel that will not work: the next channel the candidate can be reached on, else failed."""
+        store = self.rt.store
+        idx = next_channel(n, outcome)
+        if idx is not None:
+            store.advance_channel(n.id, idx, self.placed(n, outcome, now), f"{n.channel}: {reason}",
+                                  attempt_id=attempt_id, result=result, at=now)
+            self.rt.metrics.escalations.labels("fallback").inc()
+            self.rt.wake()
+            log.info("fallback %s %s: %s -> %s (%s)", n.outcome_id, n.id, n.channel, n.channels[idx], reason)
+        else:
+            store.mark_failed(n.id, f"{n.channel}: {reason}", at=now, attempt_id=attempt_id, result=result)
+            log.warning("failed  %s %s on %s, no channel left: %s", n.outcome_id, n.id, n.channel, reason)
+        return self._count(n.channel, label)
+
+    def escalate(self, n: NotificationRow) -> bool:
+        """No delivery (or read) in time on the current channel: schedule the next one."""
+        store, now = self.rt.store, self.rt.now()
+        row = store.get_outcome(n.outcome_id)
+        outcome = row.data() if row is not None else {}
+        idx = next_channel(n, outcome)
+        idx = n.channel_index + 1 if idx is None else idx  # unreachable next channel: it fails there, never loops
+        moved = store.advance_channel(n.id, idx, self.placed(n, outcome, now),
+                                      f"escalated: nothing heard on {n.channel} in time", at=now)
+        if moved:
+            self.rt.metrics.escalations.labels("escalated").inc()
+            log.info("escalate %s %s: %s -> %s", n.outcome_id, n.id, n.channel, n.channels[idx])
+        return moved
+
+    def placed(self, n: NotificationRow, outcome: Mapping, t: float) -> float:
+        """`t`, moved into the send window of the notification's rule (as the rule stands now), if it has one."""
+        try:
+            pipeline = self.rt.pipeline
+            rule = find_rule(pipeline, n.rule_id) if n.rule_id else None
+            window = pipeline.windows.get(rule.timing.window) if rule and rule.timing.window else None
+            if window is None:
+                return t
+            opened = next_open(datetime.fromtimestamp(t, timezone.utc), window, timezone_for(rule, outcome))
+            return opened.timestamp() if opened is not None else t
+        except Exception:  # noqa: BLE001 - never let a window question stop a send
+            log.exception("window placement for %s", n.id)
+            return t
+
+    def _render(self, n: NotificationRow, outcome: Mapping, state) -> Message | str:
+        """The message for a channel that was not rendered at plan time, rendered now (or why it cannot be)."""
+        if not n.template:
+            return f"no message for {n.channel} and no template to render one"
+        prefs = tuple(x for x in (lookup(outcome, "candidate.locale"), n.locale) if isinstance(x, str) and x)
+        messages, _locale, error = render_messages(state.deployment.templates, n.template, prefs, [n.channel],
+                                                   outcome, state.pipeline.base_extras)
+        return messages[0] if messages else f"cannot render {n.template} for {n.channel}: {error}"
+
+    def _log_sent(self, n: NotificationRow, outcome: Mapping, transport: Any, env: Envelope, result: SendResult,
+                  at: float) -> None:
+        tzname = lookup(outcome, "candidate.timezone")
+        tz = load_timezone(tzname) if isinstance(tzname, str) else None
+        path_for = getattr(transport, "path_for", None)
+        where = str(path_for(env)) if callable(path_for) else (result.provider_id or "")
+        log.info("sent    %s  %-14s %-30s %-8s %s", _iso(at, tz), n.outcome_id, n.rule_id or "-", n.channel, where)

@@ -1,0 +1,215 @@
+"""`herald serve`: open the store, start dispatcher and reloader, serve HTTP with uvicorn, stop cleanly on SIGTERM."""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..clock import make_clock
+from ..deployment import Deployment
+from ..store import Store
+from .auth import is_loopback
+from .dispatch import Dispatcher
+from .reload import Reloader
+from .runtime import Runtime, ruleset_files
+
+log = logging.getLogger("herald")
+startup = logging.getLogger("herald.startup")  # always at INFO: scripts wait for its "listening on" line
+startup.setLevel(logging.INFO)
+FAR = 10 * 365 * 86400.0  # beyond any lease: "every lease"
+
+
+class DaemonError(Exception):
+    """The daemon cannot start (bad host/auth combination, port in use, store problem)."""
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (click's test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """One line per event on stderr: `HH:MM:SS level message`."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_herald", False) for h in root.handlers):
+        h = _Stderr()
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+        h._herald = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class Daemon:
+    """Everything `herald serve` runs, for one deployment; `run()` in the main thread, or `start()` in a thread (tests)."""
+
+    def __init__(self, deployment: Deployment, *, paths: Sequence[str] = (), config_path: str | None = None,
+                 host: str | None = None, port: int | None = None, time_scale: float = 1.0,
+                 start_at: float | None = None, watch: bool = True):
+        cfg = deployment.config
+        server = cfg.server or {}
+        self.host = host or server.get("host") or "127.0.0.1"
+        self.port = int(port if port is not None else server.get("port") or 8025)
+        clock = make_clock(time_scale, start_at)
+        self.runtime = rt = Runtime(deployment, Store(cfg.store_path), clock, paths=paths, config_path=config_path)
+        if not rt.state.auth.enabled and not is_loopback(self.host):
+            rt.store.close()
+            raise DaemonError(f"refusing to listen on {self.host} without authentication: set server.auth.token "
+                              "or server.auth.hmac_secret in herald.yaml (from an environment variable), "
+                              "or listen on 127.0.0.1")
+        self._lock_fd = self._lock(Path(cfg.store_path))
+        self.dispatcher = Dispatcher(rt)
+        rt.dispatcher = self.dispatcher
+        self.reloader = Reloader(rt) if watch else None
+        self.server = None
+        self.sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # -- start
+
+    @staticmethod
+    def _lock(store_path: Path) -> int | None:
+        """flock() on the store file (SQLite itself uses fcntl locks, which flock does not touch): while we hold it,
+        no other `herald serve` uses this store, so any claim still leased is an orphan of a dead process."""
+        fd = os.open(str(store_path), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            log.warning("another herald serve uses %s: its claims are left to their leases", store_path)
+            return None
+        return fd
+
+    def bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto set: asyncio then sets TCP_NODELAY
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as e:
+            sock.close()
+            raise DaemonError(f"cannot listen on {self.host}:{self.port}: {e.strerror}") from e
+        sock.listen(2048)
+        sock.setblocking(False)
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        return sock
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start_background(self) -> None:
+        """Records the rule set, takes back orphaned claims, starts the dispatcher and the file watcher."""
+        rt = self.runtime
+        dep = rt.state.deployment
+        rt.store.record_ruleset(dep.ruleset.version, ruleset_files(dep), ok=True, at=rt.now())
+        if self._lock_fd is not None:
+            taken = rt.store.release_expired_leases(rt.now() + FAR)
+            if taken:
+                log.warning("recovered %d notification(s) claimed by a previous run", taken)
+        self.dispatcher.start()
+        if self.reloader is not None:
+            self.reloader.start()
+        cfg = dep.config
+        startup.info("herald: listening on %s (rule set %s, %d rules; store %s; outbox %s%s)", self.url,
+                 dep.ruleset.version, len(dep.ruleset.rules), cfg.store_path, cfg.outbox,
+                 f"; time x{rt.clock.scale:g}" if rt.clock.scaled else "")
+        if not rt.state.auth.enabled:
+            log.warning("no server.auth configured: intake takes unauthenticated requests, allowed only because "
+                        "the daemon listens on loopback %s", self.host)
+
+    def _server(self):
+        import uvicorn
+
+        from .app import create_app
+
+        config = uvicorn.Config(create_app(self.runtime), log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=10, server_header=False)
+        self.server = uvicorn.Server(config)
+        return self.server
+
+    # -- run in the foreground (herald serve)
+
+    def run(self) -> int:
+        """Serves until SIGTERM or SIGINT, then stops cleanly; returns the exit code (0)."""
+        sock = self.bind()
+        server = self._server()
+
+        def early_exit(*_):  # before uvicorn takes the signals over (and after: it re-raises them here)
+            server.should_exit = True
+
+        signal.signal(signal.SIGTERM, early_exit)
+        signal.signal(signal.SIGINT, early_exit)
+        if hasattr(signal, "SIGHUP") and self.reloader is not None:
+            signal.signal(signal.SIGHUP, lambda *_: self.reloader.request("SIGHUP"))
+        self.start_background()
+        try:
+            server.run(sockets=[sock])
+        finally:
+            self.stop()
+        return 0
+
+    # -- run in a thread (tests, embedding)
+
+    def start(self, timeout: float = 20.0) -> "Daemon":
+        sock = self.bind()
+        server = self._server()
+        self.start_background()
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="herald-http",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise DaemonError("the HTTP server did not start")
+            time.sleep(0.01)
+        return self
+
+    def shutdown(self) -> None:
+        """Stops a daemon started with start()."""
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+        self.stop()
+
+    # -- stop
+
+    def stop(self) -> None:
+        """Lets in-flight sends finish, gives back claims not started, closes the store."""
+        if self._stopped:
+            return
+        self._stopped = True
+        rt = self.runtime
+        log.info("stopping: intake closed, waiting for sends in flight")
+        clean = self.dispatcher.stop(timeout=30)
+        if self.reloader is not None:
+            self.reloader.stop()
+        try:
+            if clean and self._lock_fd is not None:
+                rt.store.release_expired_leases(rt.now() + FAR)
+        finally:
+            rt.store.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+        if self.sock is not None:
+            self.sock.close()
+        log.info("stopped%s", "" if clean else " (a send was still running after 30 s)")

@@ -1,0 +1,59 @@
+"""Periods for the report: --since / --until as dates in a time zone (or exact RFC 3339 instants)."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def zone(name: str | None):
+    """A tzinfo for `name` (an IANA zone, UTC, or "local" / None for this machine's zone); ValueError if unknown."""
+    if not name or name == "local":
+        return datetime.now().astimezone().tzinfo
+    if name.upper() == "UTC":
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from e
+
+
+def zone_name(name: str | None) -> str:
+    if name and name != "local":
+        return name
+    tz = datetime.now().astimezone().tzinfo
+    return getattr(tz, "key", None) or datetime.now().astimezone().strftime("UTC%z")
+
+
+def tz_offset(name: str | None, at: datetime | None = None) -> float:
+    """Seconds east of UTC of the zone now (days of the time-to-notify chart start there; a DST zone is
+    bucketed at its current offset)."""
+    tz = zone(name)
+    return (at or datetime.now(timezone.utc)).astimezone(tz).utcoffset().total_seconds()
+
+
+def _instant(value: str, tz, end: bool) -> float:
+    text = value.strip()
+    try:
+        d = date.fromisoformat(text)
+    except ValueError:
+        d = None
+    if d is not None:  # a day: its start, or for `until` the start of the next day (the day is included)
+        start = datetime.combine(d + timedelta(days=1) if end else d, time(0), tz)
+        return start.timestamp()
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or an RFC 3339 time") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt.timestamp()
+
+
+def period(since: str | None, until: str | None, timezone_name: str | None) -> tuple[float | None, float | None]:
+    """[since, until) in epoch seconds; a date for `until` includes that whole day."""
+    tz = zone(timezone_name)
+    lo = _instant(since, tz, False) if since else None
+    hi = _instant(until, tz, True) if until else None
+    if lo is not None and hi is not None and hi <= lo:
+        raise ValueError("--until must come after --since")
+    return lo, hi

@@ -1,0 +1,105 @@
+"""The router: first-match order, the index and decision cache agree with a naive loop; variants; explain."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import engine.routing as routing
+from engine.model import Rule, RuleSet, Timing, Variant
+from engine.routing import Router, choose_variant, lookup, why_not
+
+FIELDS = ("decision", "stage", "attributes.flag", "candidate.locale")
+VALUES = {"decision": ["pass", "reject"], "stage": ["a", "b", None],
+          "attributes.flag": [True, False, 1, 0, "1", None], "candidate.locale": ["zh-CN", "en"]}
+
+
+def _rule(i: int, match: dict, pred=None, priority: int = 0) -> Rule:
+    return Rule(id=f"r{i}", template="t", channels=("email",), timing=Timing(timedelta(0)),
+                match=tuple((k, tuple(v)) for k, v in match.items()), when="x" if pred else None,
+                predicate=pred, priority=priority, order=i)
+
+
+def naive(rules, outcome):
+    for rule in rules:
+        ok = True
+        for path, values in rule.match:
+            got = lookup(outcome, path)
+            if isinstance(got, (list, dict)) or not any(type(got) is type(v) and got == v
+                                                         or (got is None and v is None) for v in values):
+                ok = False
+                break
+        if ok and (rule.predicate is None or rule.predicate(outcome)):
+            return rule
+    return None
+
+
+PREDICATES = [lambda o: (o.get("score") or 0) >= 60, lambda o: o.get("stage") == "a"]
+
+match_st = st.dictionaries(st.sampled_from(FIELDS), st.integers(0, 5), max_size=3).map(
+    lambda d: {k: [VALUES[k][n % len(VALUES[k])] for n in range(v % 2 + 1)] if v % 3 else [VALUES[k][v % len(VALUES[k])]]
+               for k, v in d.items()})
+rules_st = st.lists(st.tuples(match_st, st.sampled_from([None, 0, 1]), st.integers(-1, 1)), max_size=12)
+
+
+def _outcome(d):
+    out = {"decision": d[0], "stage": d[1], "score": d[4]}
+    if d[2] != "absent":
+        out["attributes"] = {"flag": d[2]} if d[2] != "list" else {"flag": [1]}
+    out["candidate"] = {"locale": d[3]} if d[3] else "not a mapping"
+    return out
+
+
+outcome_st = st.tuples(st.sampled_from(VALUES["decision"] + [None]), st.sampled_from(VALUES["stage"]),
+                       st.sampled_from([True, False, 1, 0, "1", None, "absent", "list"]),
+                       st.sampled_from(["zh-CN", "en", None]), st.integers(0, 100)).map(_outcome)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rules_st, st.lists(outcome_st, min_size=1, max_size=20))
+def test_router_agrees_with_naive_first_match(spec, outcomes):
+    rules = [_rule(i, m, PREDICATES[p] if p is not None else None, prio) for i, (m, p, prio) in enumerate(spec)]
+    ordered = sorted(rules, key=lambda r: (-r.priority, r.order))
+    router = Router(RuleSet(tuple(ordered), {}, "v"))
+    for o in outcomes + outcomes:  # the second pass is served by the decision cache
+        assert router.route(o) is naive(ordered, o)
+
+
+def test_true_and_one_are_different_values():
+    rules = (_rule(0, {"attributes.flag": [1]}), _rule(1, {"attributes.flag": [True]}))
+    router = Router(RuleSet(rules, {}, "v"))
+    for _ in range(2):
+        assert router.route({"attributes": {"flag": True}}).id == "r1"
+        assert router.route({"attributes": {"flag": 1}}).id == "r0"
+        assert router.route({"attributes": {"flag": 1.0}}).id == "r0"
+
+
+def test_no_cache_gives_the_same_answers(monkeypatch):
+    monkeypatch.setattr(routing, "CACHE_LIMIT", 0)
+    rules = (_rule(0, {"decision": ["reject"]}, PREDICATES[0]), _rule(1, {"decision": ["reject"]}))
+    router = Router(RuleSet(rules, {}, "v"))
+    assert router.route({"decision": "reject", "score": 70}).id == "r0"
+    assert router.route({"decision": "reject", "score": 10}).id == "r1"
+    assert router._cache == {}
+
+
+def test_variants_are_deterministic_and_follow_weights():
+    rule = Rule(id="v", template="a", channels=("email",), timing=Timing(),
+                variants=(Variant("a", 3), Variant("b", 1)))
+    picks = [choose_variant(rule, f"id-{i}") for i in range(4000)]
+    assert picks == [choose_variant(rule, f"id-{i}") for i in range(4000)]
+    assert 0.70 < picks.count("a") / len(picks) < 0.80
+
+
+@pytest.mark.parametrize("outcome,reason", [
+    ({"decision": "reject", "stage": "b"}, "stage: wanted a, got b"),
+    ({"decision": "reject"}, "stage: wanted a, got nothing"),
+    ({"decision": "reject", "stage": "a", "score": 10}, "when: x was false"),
+    ({"decision": "reject", "stage": "a", "score": 70}, None),
+])
+def test_why_not(outcome, reason):
+    rule = _rule(0, {"decision": ["reject"], "stage": ["a"]}, PREDICATES[0])
+    got = why_not(rule, outcome)
+    assert got == reason or (reason and got and got.startswith(reason.split(" was")[0]))
