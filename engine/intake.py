@@ -232,6 +232,10 @@ def read_items(path: str | Path) -> Iterator[Item]:
     p = Path(path)
     with open(p, "rb") as fh:
         data = fh.read()
+    if data.lstrip().startswith(b"["):  # one JSON list of outcomes
+        items, _, error = split_body(data)
+        yield from ([Item(data, error=error, where="file")] if error else items)
+        return
     if p.suffix.lower() == ".csv" or (p.suffix.lower() not in (".jsonl", ".json", ".ndjson")
                                       and not data.lstrip().startswith(b"{")):
         yield from csv_items(data.decode("utf-8-sig"))

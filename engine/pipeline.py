@@ -22,19 +22,29 @@ def utcnow() -> datetime:
 
 # --- stage: route -------------------------------------------------------------------------------
 
+_ADDRESS_KEYS = {ch: path.split(".")[-1] for ch, path in CHANNEL_ADDRESS.items()}
+assert all(path.startswith("candidate.") and path.count(".") == 1 for path in CHANNEL_ADDRESS.values())
+
+
 def reachable_channels(rule: Rule, outcome: Mapping) -> tuple[tuple, tuple]:
     """The rule's channels the candidate has an address for (in order), and those left out."""
+    cand = outcome.get("candidate")
+    if cand.__class__ is not dict:
+        cand = {}
     keep, skip = [], []
     for ch in rule.channels:
-        need = CHANNEL_ADDRESS.get(ch)
-        (keep if need is None or lookup(outcome, need) else skip).append(ch)
+        key = _ADDRESS_KEYS.get(ch)
+        (keep if key is None or cand.get(key) else skip).append(ch)
     return tuple(keep), tuple(skip)
 
 
 def locale_prefs(rule: Rule, outcome: Mapping) -> tuple:
     """Locales to try for the template: the candidate's, then the rule's (the fallback file comes last)."""
-    cand = lookup(outcome, "candidate.locale")
-    return tuple(x for x in (cand, rule.locale) if isinstance(x, str) and x)
+    cand = outcome.get("candidate")
+    mine = cand.get("locale") if cand.__class__ is dict else None
+    if mine.__class__ is str and mine and mine != rule.locale:
+        return (mine, rule.locale)
+    return (rule.locale,)
 
 
 # --- stage: render ------------------------------------------------------------------------------

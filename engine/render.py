@@ -145,6 +145,8 @@ def _finalize(value: Any) -> Any:
     """Applied to every `{{ ... }}`: None prints as nothing, non-data objects are refused."""
     if value is None:
         return ""
+    if value.__class__ is str or value.__class__ is int:  # the common case, first
+        return value
     _check_printable(value)
     return value
 
@@ -850,7 +852,8 @@ class TemplateStore:
                 # both environments parse alike, so the scan's AST serves both (no optimizer: it stays intact)
                 tree = _for_mode(entry.ast, html) if entry.ast is not None else entry.source
                 code = env.compile(tree, name=entry.file.name, filename=entry.file.path)
-                entry.compiled[html] = env.template_class.from_code(env, code, env.make_globals(None))
+                # a plain dict, not Jinja's ChainMap: every render copies the globals into its context
+                entry.compiled[html] = env.template_class.from_code(env, code, dict(env.make_globals(None)))
                 entry.top_level[html] = not isinstance(tree, nodes.Template) or any(
                     not isinstance(n, nodes.Block) and not _blank_output(n) for n in tree.body)
             except Exception as exc:  # noqa: BLE001

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Sequence
 
 from ..clock import make_clock
 from ..deployment import Deployment
-from ..store import Store
+from ..store import Store, StoreError
 from .auth import is_loopback
 from .dispatch import Dispatcher
 from .reload import Reloader
@@ -65,7 +66,11 @@ class Daemon:
         self.host = host or server.get("host") or "127.0.0.1"
         self.port = int(port if port is not None else server.get("port") or 8025)
         clock = make_clock(time_scale, start_at)
-        self.runtime = rt = Runtime(deployment, Store(cfg.store_path), clock, paths=paths, config_path=config_path)
+        try:
+            store = Store(cfg.store_path)
+        except (StoreError, OSError, sqlite3.Error) as e:
+            raise DaemonError(f"cannot open the store {cfg.store_path}: {e}") from e
+        self.runtime = rt = Runtime(deployment, store, clock, paths=paths, config_path=config_path)
         if not rt.state.auth.enabled and not is_loopback(self.host):
             rt.store.close()
             raise DaemonError(f"refusing to listen on {self.host} without authentication: set server.auth.token "
@@ -103,6 +108,7 @@ class Daemon:
             sock.bind((self.host, self.port))
         except OSError as e:
             sock.close()
+            self._abort()
             raise DaemonError(f"cannot listen on {self.host}:{self.port}: {e.strerror}") from e
         sock.listen(2048)
         sock.setblocking(False)
@@ -191,6 +197,14 @@ class Daemon:
         self.stop()
 
     # -- stop
+
+    def _abort(self) -> None:
+        """Never started: close the store and let go of the lock."""
+        self._stopped = True
+        self.runtime.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def stop(self) -> None:
         """Lets in-flight sends finish, gives back claims not started, closes the store."""
