@@ -7,6 +7,8 @@ from typing import Callable, Sequence
 
 from sqlite_utils import Database
 
+from . import migrations_tracking
+
 
 class StoreError(Exception):
     """Something the store cannot do: a bad argument, a schema it does not know."""
@@ -175,6 +177,7 @@ def _v1(db: Database) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _v1),
+    Migration(2, migrations_tracking.NAME, migrations_tracking.apply),
 )
 
 

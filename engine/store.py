@@ -490,6 +490,7 @@ class Store:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA temp_store = MEMORY")  # statement journals of the report triggers stay off disk
         self._local.db = db
         return db
 
