@@ -419,9 +419,9 @@ def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, 
 
     Exit 0; 1 when there is no store; 2 on a bad option.
     """
-    from engine.daemon_tracking import report_filters
     from engine.report import ReportStoreError, build_report, render
-    from engine.report.dates import zone_name
+    from engine.report.dates import report_filters, zone_name
+    from engine.report.queries import has_facts
 
     path = _tracking_store_path(store_path, config_path)
     try:
@@ -429,6 +429,9 @@ def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, 
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--since/--until/--timezone")
     try:
+        if not has_facts(path):
+            click.echo("herald report: this store has no report_facts table yet (its migration was not applied): "
+                       "rebuilding the figures from the events, which takes longer on a large store", err=True)
         rep = build_report(path, flt, timezone_name=zone_name(tz_name), with_days=fmt in ("json", "html"))
     except ReportStoreError as e:
         click.echo(f"herald report: {e}", err=True)

@@ -120,17 +120,17 @@ def create_app(runtime) -> FastAPI:
 
     @app.post("/v1/outcomes/{outcome_id:path}/approve", response_model=ActionOut, tags=["outcomes"],
               operation_id="approve", responses=_problems(401, 404, 503))
-    def approve(outcome_id: str, request: Request) -> Any:
+    async def approve(outcome_id: str, request: Request) -> Any:
         """Releases a held outcome: its notification is planned now (delays count from the approval)."""
-        authorize(request)
-        return runtime.approve(outcome_id).as_dict()
+        authorize(request, await read_body(request))  # a signature covers whatever body was sent
+        return (await run_in_threadpool(runtime.approve, outcome_id)).as_dict()
 
     @app.post("/v1/outcomes/{outcome_id:path}/withdraw", response_model=ActionOut, tags=["outcomes"],
               operation_id="withdraw", responses=_problems(401, 404, 503))
-    def withdraw(outcome_id: str, request: Request, reason: str | None = None) -> Any:
+    async def withdraw(outcome_id: str, request: Request, reason: str | None = None) -> Any:
         """The decision changed: queued notifications are cancelled and never sent."""
-        authorize(request)
-        return runtime.withdraw(outcome_id, reason).as_dict()
+        authorize(request, await read_body(request))
+        return (await run_in_threadpool(runtime.withdraw, outcome_id, reason)).as_dict()
 
     @app.get("/v1/outcomes/{outcome_id:path}", response_model=OutcomeOut, tags=["outcomes"],
              operation_id="get_outcome", responses=_problems(401, 404, 503))

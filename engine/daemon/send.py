@@ -173,6 +173,9 @@ class Sender:
     def escalate(self, n: NotificationRow) -> bool:
         """No delivery (or read) in time on the current channel: schedule the next one."""
         store, now = self.rt.store, self.rt.now()
+        transport, _ = self.rt.state.transports.get(n.channel)
+        if transport is not None and not reports_delivery(transport) and self._assume_delivered(n, transport, now):
+            return True  # e.g. killed between mark_sent and the assumed receipt: no receipt can ever come
         row = store.get_outcome(n.outcome_id)
         outcome = row.data() if row is not None else {}
         idx = next_channel(n, outcome)
@@ -183,6 +186,18 @@ class Sender:
             self.rt.metrics.escalations.labels("escalated").inc()
             log.info("escalate %s %s: %s -> %s", n.outcome_id, n.id, n.channel, n.channels[idx])
         return moved
+
+    def _assume_delivered(self, n: NotificationRow, transport: Any, now: float) -> bool:
+        """Records the assumed delivery of the accepted attempt on the current channel (False: none found)."""
+        detail = self.rt.store.get_notification(n.id)
+        accepted = [a for a in (detail.attempts if detail else ()) if a.channel_index == n.channel_index
+                    and a.status == ACCEPTED and a.provider_id]
+        if not accepted:
+            return False
+        self.rt.store.record_receipt(accepted[-1].provider_id, "delivered", at=now, channel=n.channel,
+                                     detail={"assumed": True, "why": f"{transport.name} reports no receipts"})
+        after = self.rt.store.get_notification(n.id)
+        return after is not None and after.notification.state != n.state  # moved on: no longer due
 
     def placed(self, n: NotificationRow, outcome: Mapping, t: float) -> float:
         """`t`, moved into the send window of the notification's rule (as the rule stands now), if it has one."""

@@ -252,7 +252,9 @@ def assemble(store: str, f: Filters, groups: list, fails: list, reply_rows: list
 
 def notes_for(report: Report) -> list[str]:
     t = report.total.counts
-    notes = ["Rates (delivered, opened, clicked, replied) are over sent notifications, not over matched ones.",
+    notes = ["Rates (delivered, opened, clicked, replied) are over sent notifications, not over matched ones. "
+             "Matched: notifications queued for the rule (an outcome amended before it was sent has one per "
+             "revision; the cancelled ones are counted apart in the JSON and CSV).",
              f"Time to notify runs from the outcome's occurred_at to the first delivery receipt (or DingTalk read). "
              f"On channels that report no deliveries (outbox, smtp, webhook, robot) herald counts the provider's "
              f"acceptance as the delivery, so there it is the time to sent: {t['assumed']} of the "

@@ -57,3 +57,13 @@ def period(since: str | None, until: str | None, timezone_name: str | None) -> t
     if lo is not None and hi is not None and hi <= lo:
         raise ValueError("--until must come after --since")
     return lo, hi
+
+
+def report_filters(since: str | None, until: str | None, rules: tuple = (), channel: str | None = None,
+                   role: str | None = None, stage: str | None = None, timezone_name: str = "UTC") -> Filters:
+    """Filters from dates (YYYY-MM-DD: the day's start in the time zone; --until includes its day) or RFC 3339."""
+    from .queries import Filters
+
+    lo, hi = period(since, until, timezone_name)
+    return Filters(since=lo, until=hi, rules=tuple(r for r in rules if r), channel=channel or None,
+                   role=role or None, stage=stage or None, tz_offset=tz_offset(timezone_name))

@@ -96,8 +96,10 @@ def ensure_temp_facts(conn: sqlite3.Connection) -> None:
 
 # ----------------------------------------------------------------------------------------------- groups
 
-# Time to notify: outcome occurred_at -> first delivery (or read), seconds; only where both are known.
-_TTN = "CASE WHEN delivered_at IS NOT NULL AND occurred_at IS NOT NULL THEN delivered_at - occurred_at END"
+# Time to notify: outcome occurred_at -> first delivery (or read), seconds; only where both are known. As text
+# with 17 significant digits, which gives Python the very same double back (group_concat's default has 15).
+_TTN = ("CASE WHEN delivered_at IS NOT NULL AND occurred_at IS NOT NULL "
+        "THEN printf('%!.17g', delivered_at - occurred_at) END")
 _COUNTS = """count(*), count(sent_at), count(delivered_at), count(opened_at), count(clicked_at), count(replied_at),
     count(score), total(score), sum(late), sum(fallbacks > 0), count(failed_at), count(cancelled_at),
     sum(delivered_at IS NOT NULL AND assumed = 1), sum(undelivered > 0)"""
@@ -243,8 +245,13 @@ def reply_exists(path: str | Path, reply_id: int) -> bool:
         conn.close()
 
 
-def table_exists(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+def has_facts(path: str | Path) -> bool:
+    """Whether the store keeps report_facts (the tracking migration was applied)."""
+    conn = connect(path, facts_needed=False)
+    try:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FACTS,)).fetchone() is not None
+    finally:
+        conn.close()
 
 
 __all__ = ["Filters", "GroupRow", "ReportStoreError", "connect", "groups", "failures", "replies", "unmatched",

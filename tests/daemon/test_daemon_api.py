@@ -31,6 +31,9 @@ def test_auth_bearer_hmac_and_open_endpoints(authed):
     body2 = json.dumps(outcome("auth-2")).encode()
     r = post(d.url, body2, **{"X-Herald-Signature": "sha256=" + sign(SECRET, body2)})
     assert r.status_code == 202, r.text
+    signed = {"X-Herald-Signature": "sha256=" + sign(SECRET, b'{"by": "hr"}')}
+    assert httpx.post(d.url + "/v1/outcomes/auth-1/withdraw", content=b'{"by": "hr"}', headers=signed).status_code == 200
+    assert httpx.post(d.url + "/v1/outcomes/auth-1/approve", content=b'{"by": "x"}', headers=signed).status_code == 401
     assert httpx.get(d.url + "/v1/outcomes/auth-1").status_code == 401
     assert httpx.get(d.url + "/v1/outcomes/auth-1", headers=BEARER).status_code == 200
     assert httpx.get(d.url + "/healthz").json()["auth"] is True

@@ -111,3 +111,26 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
         draws = [s.backoff(tries, rng) for _ in range(200)]
         assert all(1.0 <= x <= cap for x in draws) and max(draws) > cap * 0.8
     assert DispatchSettings.from_config({"backoff_base": "1m", "backoff_max": "2h", "max_attempts": 7}).backoff_max == 7200
+
+
+def test_no_escalation_on_a_channel_that_cannot_report_delivery(deploy, daemons):
+    """Outbox/SMTP/webhook never send receipts: acceptance counts as delivery, even after a crash between the two."""
+    import time
+
+    from engine.deployment import load_deployment
+    from engine.intake import intake
+    from engine.pipeline import Pipeline
+    from engine.store import Store
+
+    with Store(deploy / "herald.db") as s:  # a run killed between mark_sent and the assumed receipt
+        intake([outcome("ne-1", decision="offer")], Pipeline(load_deployment([str(deploy)])), s, "cli")
+        [n] = s.claim_due(time.time(), 10, "dead", 60)
+        a = s.begin_attempt(n.id, n.channel, "outbox")
+        s.mark_sent(n.id, provider_id="ne-1_1_0_1.json", attempt_id=a.id)
+        assert s.get_notification("ne-1#1").notification.escalate_at is not None
+    d = daemons(deploy, time_scale=3600.0)  # escalate_after 1h = 1 s
+    wait_for(lambda: notification(d, "ne-1#1")["state"] == "delivered", timeout=15)
+    time.sleep(0.3)
+    n = notification(d, "ne-1#1")
+    assert [a["channel"] for a in n["attempts"]] == ["email"] and "escalated" not in [e["kind"] for e in n["events"]]
+    assert [e["detail"].get("assumed") for e in n["events"] if e["kind"] == "delivered"] == [True]

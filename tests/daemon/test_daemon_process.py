@@ -139,3 +139,37 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
 def _all_sent(s: Store) -> bool:
     counts = s.notification_counts_by_state()
     return counts["scheduled"] == 0 and counts["sending"] == 0
+
+
+def test_make_run_demo_sends_and_stops_cleanly_on_ctrl_c(tmp_path):
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    for part in ("rules", "templates", "examples"):
+        shutil.copytree(repo / part, tmp_path / part)
+    demo = subprocess.Popen([sys.executable, "-m", "engine.daemon.demo"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True).start()
+    try:
+        wait_for(lambda: any(line.startswith("posted ") for line in lines), timeout=60)
+        wait_for(lambda: sum(" sent " in line for line in lines) >= 5, timeout=30)
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        assert demo.wait(60) == 0, "".join(lines)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        for pid in re.findall(r"Started server process \[(\d+)\]", "".join(lines)):
+            try:
+                os.kill(int(pid), signal.SIGKILL)  # only if the demo left its daemon behind
+            except ProcessLookupError:
+                pass
+    text = "".join(lines)
+    assert "herald serve exited with 0" in text and re.search(r"posted examples/outcomes.jsonl: .*\d+ matched", text)
+    assert (tmp_path / "herald.db").exists() and len(outbox(tmp_path)) >= 5

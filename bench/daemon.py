@@ -1,0 +1,212 @@
+"""Daemon benchmark: durable intake throughput (single POSTs, batches of 100) and dispatch lag at 100 notifications/s.
+
+The load comes from this process; the daemon is a real `herald serve` subprocess on a temporary deployment
+(the example rules and templates; every channel on the outbox transport, in the temporary directory).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+HERALD = str(Path(sys.executable).with_name("herald"))
+TEMPLATE = """{# herald: decisions=[reject, pass, offer, hold] #}
+{% block subject %}Interview result{% endblock %}
+{% block email %}Hello {{ candidate.name }}, thank you for your time.{% endblock %}
+"""
+NOW_RULES = """version: 1
+rules:
+  - id: bench-now
+    match: {decision: [reject, pass, offer, hold]}
+    template: bench/now
+    channels: [email]
+    locale: en
+    timezone: UTC
+    timing: {delay: 0s}
+"""
+
+
+class Serve:
+    """`herald serve` on a free port in `root`; stopped with SIGTERM."""
+
+    def __init__(self, root: Path):
+        self.proc = subprocess.Popen([HERALD, "serve", "--port", "0", "--log-level", "WARNING"], cwd=root,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.url = None
+        self.lines: list[str] = []
+        found = threading.Event()
+
+        def pump() -> None:
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                if self.url is None and "listening on " in line:
+                    self.url = line.split("listening on ")[1].split()[0]
+                    found.set()
+            found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(60) or self.url is None:
+            self.stop()
+            raise SystemExit("herald serve did not start:\n" + "".join(self.lines))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def example_records() -> list[dict]:
+    """The valid records of examples/outcomes.jsonl, approved (so each is routed, rendered and scheduled)."""
+    sys.path.insert(0, str(ROOT))
+    from engine.gate import OK, check_record
+
+    out = []
+    for line in (ROOT / "examples" / "outcomes.jsonl").read_text("utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if check_record(rec).status == OK:
+            rec["approved"] = True
+            out.append(rec)
+    return out
+
+
+def bodies(records: list[dict], prefix: str, n: int) -> list[bytes]:
+    out = []
+    for i in range(n):
+        rec = dict(records[i % len(records)], id=f"{prefix}-{i}")
+        out.append(json.dumps(rec, ensure_ascii=False).encode())
+    return out
+
+
+def post_all(url: str, payloads: list[bytes], clients: int) -> tuple[float, int]:
+    """POSTs every payload from `clients` threads; (seconds, outcomes acknowledged with 202)."""
+    acked = [0] * clients
+    chunks = [payloads[i::clients] for i in range(clients)]
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=120, headers={"Content-Type": "application/json"}) as c:
+            for body in chunks[k]:
+                r = c.post(url + "/v1/outcomes", content=body)
+                if r.status_code != 202:
+                    raise SystemExit(f"HTTP {r.status_code}: {r.text[:200]}")
+                acked[k] += sum(1 for it in r.json()["items"] if it["status"] != "invalid")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, sum(acked)
+
+
+def bench_intake(tmp: Path, singles: int, batched: int) -> dict:
+    root = tmp / "intake"
+    root.mkdir()
+    shutil.copytree(ROOT / "rules", root / "rules")
+    shutil.copytree(ROOT / "templates", root / "templates")
+    records = example_records()
+    serve = Serve(root)
+    try:
+        httpx.post(serve.url + "/v1/outcomes", content=bodies(records, "warm", 1)[0])
+        single = bodies(records, "single", singles)
+        s_secs, s_acked = post_all(serve.url, single, clients=4)
+        items = bodies(records, "batch", batched)
+        lists = [b"[" + b",".join(items[i:i + 100]) + b"]" for i in range(0, len(items), 100)]
+        b_secs, b_acked = post_all(serve.url, lists, clients=2)
+    finally:
+        serve.stop()
+    db = sqlite3.connect(root / "herald.db")
+    stored = db.execute("SELECT count(*) FROM outcomes WHERE id LIKE 'single-%' OR id LIKE 'batch-%'").fetchone()[0]
+    db.close()
+    assert stored == s_acked + b_acked, (stored, s_acked, b_acked)
+    return {"single": s_acked / s_secs, "batch": b_acked / b_secs, "single_n": s_acked, "batch_n": b_acked}
+
+
+def bench_lag(tmp: Path, rate: float, seconds: float) -> dict:
+    root = tmp / "lag"
+    (root / "rules").mkdir(parents=True)
+    (root / "templates" / "bench").mkdir(parents=True)
+    (root / "rules" / "10-now.yaml").write_text(NOW_RULES)
+    (root / "templates" / "bench" / "now.j2").write_text(TEMPLATE)
+    records = example_records()
+    for rec in records:  # due now: no occurred_at (delays count from receipt), every candidate reachable
+        rec.pop("occurred_at", None)
+        rec["candidate"] = dict(rec["candidate"], email=rec["candidate"].get("email") or "x@example.com")
+    payloads = bodies(records, "lag", int(rate * seconds))
+    serve = Serve(root)
+    try:
+        with httpx.Client(timeout=30, headers={"Content-Type": "application/json"}) as c:
+            start = time.perf_counter()
+            for i, body in enumerate(payloads):  # paced single POSTs: `rate` new notifications a second
+                wait = start + i / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                r = c.post(serve.url + "/v1/outcomes", content=body)
+                assert r.status_code == 202 and r.json()["items"][0]["status"] == "matched", r.text
+        deadline = time.monotonic() + 60
+        files: list[Path] = []
+        while time.monotonic() < deadline:
+            files = list((root / "outbox").rglob("*.json"))
+            if len(files) >= len(payloads):
+                break
+            time.sleep(0.2)
+    finally:
+        serve.stop()
+    lags = []
+    for f in files:
+        meta = json.loads(f.read_text("utf-8"))["meta"]
+        lags.append(meta["called_at"] - meta["due_at"])
+    lags.sort()
+    q = statistics.quantiles(lags, n=100)
+    return {"n": len(lags), "sent": len(files), "p50": q[49], "p99": q[98], "max": lags[-1]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--singles", type=int, default=3000, help="outcomes posted one per request")
+    ap.add_argument("--batched", type=int, default=30000, help="outcomes posted in lists of 100")
+    ap.add_argument("--rate", type=float, default=100.0, help="notifications a second for the lag run")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of the lag run")
+    args = ap.parse_args()
+    print(f"herald daemon benchmark ({os.cpu_count()} CPUs; load from this process, daemon in a subprocess)",
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="herald-bench-") as d:
+        tmp = Path(d)
+        intake = bench_intake(tmp, args.singles, args.batched)
+        lag = bench_lag(tmp, args.rate, args.seconds)
+    rows = [
+        (f"durable intake, single POSTs ({intake['single_n']}, 4 clients)", f"{intake['single']:,.0f} outcomes/s",
+         "", ""),
+        (f"durable intake, batches of 100 ({intake['batch_n']}, 2 clients)", f"{intake['batch']:,.0f} outcomes/s",
+         ">= 2,000 outcomes/s", "target met" if intake["batch"] >= 2000 else "target MISSED"),
+        (f"dispatch lag p50 at {args.rate:g}/s ({lag['n']} sent)", f"{lag['p50'] * 1000:,.1f} ms", "", ""),
+        (f"dispatch lag p99 at {args.rate:g}/s", f"{lag['p99'] * 1000:,.1f} ms", "< 1 s",
+         "target met" if lag["p99"] < 1.0 and lag["sent"] >= lag["n"] else "target MISSED"),
+        ("dispatch lag max", f"{lag['max'] * 1000:,.1f} ms", "", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':>20}  {'target':<20}  result")
+    for name, value, target, verdict in rows:
+        print(f"{name:<{width}}  {value:>20}  {target:<20}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
