@@ -198,7 +198,12 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
             return message_page(t, "title", "busy", 503)
         return message_page(t, "unsub_done", "unsub_done_body")
 
-    @router.post("/v1/replies", status_code=201, tags=["tracking"])
+    _errors = {c: {"description": d} for c, d in (
+        (401, "No valid bearer token or body signature."), (404, "No such notification."),
+        (413, "Body too large."), (422, "Not JSON, or a field is missing or wrong (it is named)."),
+        (503, "The store is busy: retry later."))}
+
+    @router.post("/v1/replies", status_code=201, tags=["tracking"], responses=_errors)
     async def post_reply(request: Request) -> Any:
         """A candidate's reply from an inbound integration: JSON {notification_id | provider_id | phone | email,
         channel, content, at?}. 201 {reply_id, notification_id, matched}; a reply that matches no notification is

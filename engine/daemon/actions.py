@@ -52,7 +52,7 @@ def _schedule(store: Store, pipeline: Pipeline, outcome_id: str, now: float, han
     """Plans the outcome as it stands now and queues its notification, or marks it unmatched."""
     row = store.get_outcome(outcome_id)
     approved_at = utc(row.approved_at) if row.approved_at is not None else None
-    plan = pipeline.plan(row.data(), approved_at=approved_at)
+    plan = pipeline.plan(row.data(), approved_at=approved_at, **_rev(pipeline, row))
     note = planned(plan)
     if note is None:
         store.set_status(outcome_id, "unmatched", at=now)
@@ -100,7 +100,8 @@ def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: st
     rule = find_rule(pipeline, rule_id)
     if rule is None:
         raise ActionError(404, f"no rule {rule_id!r} in rule set {pipeline.deployment.ruleset.version}")
-    plan = pinned(pipeline, rule).plan(row.data(), approved_at=utc(row.approved_at) if row.approved_at else None)
+    plan = pinned(pipeline, rule).plan(row.data(), approved_at=utc(row.approved_at) if row.approved_at else None,
+                                       **_rev(pipeline, row))
     note = planned(plan)
     if note is None:
         raise ActionError(409, f"rule {rule_id} cannot send it: {plan.error or 'no send time'}")
@@ -109,3 +110,10 @@ def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: st
     except StoreError as e:
         raise ActionError(409, str(e)) from e
     return _result(store, outcome_id)
+
+
+def _rev(pipeline, row) -> dict:
+    """The outcome revision, for pipelines that sign links per notification (`<id>#<rev>`)."""
+    from .planning import ClockedPipeline
+
+    return {"rev": row.rev} if isinstance(pipeline, ClockedPipeline) else {}

@@ -84,6 +84,12 @@ def create_app(runtime) -> FastAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    from ..daemon_tracking import tracking_router
+
+    tz = (runtime.state.deployment.config.tracking or {}).get("timezone") or "Asia/Shanghai"
+    app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
+                                       report_auth=runtime.state.auth.enabled, report_timezone=tz))
+
     _component, request_body = outcome_request_schema()
 
     links = {"GetOutcome": {"operationId": "get_outcome", "parameters": {"outcome_id": "$response.body#/items/0/id"}},

@@ -56,6 +56,9 @@ class Metrics:
         self.ruleset = Info("herald_ruleset", "The rule-set version in use.", registry=r)
         if store is not None:
             r.register(_StoreCollector(store))
+            from ..daemon_tracking import ReportCollector
+
+            r.register(ReportCollector(store))  # per-rule delivered / opened / replied rates, satisfaction
 
     def intake(self, statuses) -> None:
         for s in statuses:

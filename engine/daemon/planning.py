@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..clock import Clock
 from ..model import Rule
@@ -16,11 +16,19 @@ class ClockedPipeline(Pipeline):
     """The shared Pipeline, with `now` from the daemon's Clock (real or scaled time)."""
 
     source: Clock | None = None
+    links_for: Callable[[str], Mapping | None] | None = None  # notification id -> signed tracking links
 
     def clock(self) -> datetime:
         if self.now is not None or self.source is None:
             return super().clock()
         return self.source.now_dt()
+
+    def plan(self, outcome: Mapping, approved_at: datetime | None = None, status: str = "matched",
+             links: Mapping | None = None, rev: int = 1):
+        """The shared plan, with the links (rating, unsubscribe) signed for notification `<id>#<rev>`."""
+        if links is None and self.links_for is not None:
+            links = self.links_for(f"{outcome.get('id')}#{rev}")
+        return super().plan(outcome, approved_at=approved_at, status=status, links=links)
 
 
 @dataclass
@@ -44,4 +52,4 @@ def pinned(pipeline: Pipeline, rule: Rule) -> PinnedPipeline:
     """A pipeline over the same deployment and clock that sends everything through `rule`."""
     source = pipeline.source if isinstance(pipeline, ClockedPipeline) else None
     return PinnedPipeline(pipeline.deployment, now=pipeline.now, render_channels="all", extras=pipeline.extras,
-                          source=source, rule=rule)
+                          source=source, links_for=getattr(pipeline, "links_for", None), rule=rule)

@@ -96,12 +96,14 @@ class Runtime:
         self.reload_lock = threading.Lock()
         self.last_reload_error: list[str] = []
         self._wakers: list[Callable[[], None]] = []
+        self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
+        self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links
         self.state = self.make_state(deployment)
         self.metrics.set_ruleset(deployment.ruleset.version, len(deployment.ruleset.rules))
 
     def make_state(self, dep: Deployment) -> State:
         """A complete new State for `dep` (built before anything is swapped)."""
-        pipeline = ClockedPipeline(dep, render_channels="all", source=self.clock)
+        pipeline = ClockedPipeline(dep, render_channels="all", source=self.clock, links_for=self.links)
         return State(dep, pipeline, Transports(dict(dep.config.channels)), Auth.from_server(dep.config.server))
 
     def swap(self, state: State) -> State:
@@ -109,6 +111,14 @@ class Runtime:
         old, self.state = self.state, state
         self.metrics.set_ruleset(state.deployment.ruleset.version, len(state.deployment.ruleset.rules))
         return old
+
+    def links(self, notification_id: str) -> dict | None:
+        """The signed rating and unsubscribe links for one notification, when tracking is set up."""
+        if not self.public_url or not self.tracking_key:
+            return None
+        from ..tracking import links_for
+
+        return links_for(notification_id, None, self.public_url, self.tracking_key)
 
     @property
     def pipeline(self) -> ClockedPipeline:

@@ -111,6 +111,14 @@ class Sender:
         message = n.message() or self._render(n, outcome, state)
         if isinstance(message, str):
             return self._fallback(n, outcome, message, now, "permanent")
+        meta_links: dict = {}
+        if rt.public_url and rt.tracking_key:  # clicks and opens come back signed; the stored message stays as is
+            from ..tracking import links_for, track_message
+
+            message = track_message(message, n.id, rt.public_url, rt.tracking_key)
+            unsubscribe = links_for(n.id, n.channel, rt.public_url, rt.tracking_key)["unsubscribe"]
+            if unsubscribe.startswith("https://"):  # List-Unsubscribe one-click needs https
+                meta_links["unsubscribe_url"] = unsubscribe
         attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now)
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()
@@ -119,7 +127,7 @@ class Sender:
                        meta={"outcome": n.outcome_id, "rule": n.rule_id, "ruleset_version": n.ruleset_version,
                              "template": n.template, "variant": n.variant, "locale": n.locale,
                              "send_at": _iso(n.send_at), "due_at": due, "called_at": called,
-                             "attempt": tries})
+                             "attempt": tries, **meta_links})
         try:
             result = transport.send(env)
         except Exception as e:  # noqa: BLE001 - a transport bug is a failed attempt, not a dead worker

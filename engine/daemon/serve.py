@@ -55,6 +55,20 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def _tracking_key(cfg, required: bool) -> str:
+    """tracking.secret; without one (development), a random key for this run, links valid until a restart."""
+    import secrets
+
+    from ..tracking import PLACEHOLDER_SECRET, tracking_secret
+
+    key = tracking_secret(cfg, required=required)
+    if key == PLACEHOLDER_SECRET:
+        log.warning("no tracking.secret configured: rating and tracking links are signed with a key for this run "
+                    "only (set tracking.secret to keep them valid across restarts)")
+        return secrets.token_urlsafe(32)
+    return key
+
+
 class Daemon:
     """Everything `herald serve` runs, for one deployment; `run()` in the main thread, or `start()` in a thread (tests)."""
 
@@ -71,6 +85,12 @@ class Daemon:
         except (StoreError, OSError, sqlite3.Error) as e:
             raise DaemonError(f"cannot open the store {cfg.store_path}: {e}") from e
         self.runtime = rt = Runtime(deployment, store, clock, paths=paths, config_path=config_path)
+        self._public_url = server.get("public_url") or None
+        try:
+            rt.tracking_key = _tracking_key(cfg, required=bool(self._public_url))
+        except ValueError as e:
+            rt.store.close()
+            raise DaemonError(str(e)) from e
         if not rt.state.auth.enabled and not is_loopback(self.host):
             rt.store.close()
             raise DaemonError(f"refusing to listen on {self.host} without authentication: set server.auth.token "
@@ -114,6 +134,7 @@ class Daemon:
         sock.setblocking(False)
         self.sock = sock
         self.port = sock.getsockname()[1]
+        self.runtime.public_url = self._public_url or self.url
         return sock
 
     @property

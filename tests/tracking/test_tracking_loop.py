@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 daemon_support = pytest.importorskip("daemon_support")
 
 from engine import tracking as tr  # noqa: E402
-from engine.daemon_tracking import tracking_router  # noqa: E402
 from engine.report import build_report  # noqa: E402
 
 SECRET = "loop-test-tracking-secret-0123456789"
@@ -22,17 +21,10 @@ SECRET = "loop-test-tracking-secret-0123456789"
 
 @pytest.fixture
 def daemon(tmp_path, monkeypatch):
-    import engine.daemon.app as app_module
+    import engine.daemon.serve as serve_module
 
-    real = app_module.create_app
-
-    def create_app(runtime):
-        app = real(runtime)
-        app.include_router(tracking_router(runtime.store, SECRET, runtime.clock))
-        return app
-
-    monkeypatch.setattr(app_module, "create_app", create_app)
-    root = daemon_support.make_deployment(tmp_path)
+    monkeypatch.setattr(serve_module, "_tracking_key", lambda cfg, required: SECRET)  # as tracking.secret would
+    root = daemon_support.make_deployment(tmp_path, mark="v1 {{ links.rating }}")
     d = daemon_support.start_daemon(root)
     yield d, root
     d.shutdown()
@@ -50,7 +42,13 @@ def test_outcomes_to_report(daemon):
     store = d.runtime.store
     nids = [f"loop-{i}#1" for i in (1, 2, 3)]
     daemon_support.wait_for(lambda: all(store.get_notification(n).notification.state == "delivered" for n in nids))
-    assert len(daemon_support.outbox(root)) == 3
+    sent = daemon_support.outbox(root)
+    assert len(sent) == 3
+    rating_prefix = d.url + "/t/r/"  # the template's {{ links.rating }}, signed for that notification
+    for msg in sent:
+        nid = msg["notification"]
+        assert tr.links_for(nid, None, d.url, SECRET)["rating"] in msg["body"], msg["body"]
+        assert rating_prefix in msg["body"]
 
     with httpx.Client(base_url=d.url, timeout=10, follow_redirects=False) as c:
         pixel = tr.tracking_url(tr.OPEN, nids[0], "email", d.url, SECRET)[len(d.url):]
