@@ -31,9 +31,13 @@ def schema(name: str) -> dict:
 @lru_cache(maxsize=None)
 def jsonschema_validator(name: str):
     """A jsonschema Draft 2020-12 validator (full error lists, paths)."""
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, FormatChecker
 
-    return Draft202012Validator(schema(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    from .timing import parse_instant
+
+    checker = FormatChecker()
+    checker.checks("date-time")(lambda s: not isinstance(s, str) or parse_instant(s) is not None)
+    return Draft202012Validator(schema(name), format_checker=checker)
 
 
 @lru_cache(maxsize=None)
@@ -41,7 +45,10 @@ def fast_validator(name: str):
     """A fastjsonschema-compiled check: raises on the first problem; the fast path for valid input."""
     import fastjsonschema
 
-    return fastjsonschema.compile(schema(name), formats={"date-time": lambda s: True})
+    from .timing import parse_instant
+
+    # a real date and time with an offset (the pattern alone lets 2026-02-30 through)
+    return fastjsonschema.compile(schema(name), formats={"date-time": lambda s: parse_instant(s) is not None})
 
 
 @dataclass(frozen=True)

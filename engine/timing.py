@@ -363,10 +363,19 @@ class Schedule:
 
 def schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: datetime, tz: ZoneInfo,
              now: datetime, approved_at: datetime | None = None, channels: int = 1) -> Schedule:
-    """The Schedule of one notification (see Schedule); an unknown window name gives `error`, not an exception."""
+    """The Schedule of one notification (see Schedule); an unknown window name, or an instant so near the end
+    of the calendar that the delay runs past year 9999, gives `error`, not an exception."""
     for t in (occurred_at, now, approved_at):
         if t is not None and t.utcoffset() is None:
             raise ValueError("schedule needs aware datetimes")
+    try:
+        return _schedule(timing, windows, occurred_at, tz, now, approved_at, channels)
+    except OverflowError:
+        return Schedule(occurred_at, None, None, error="the time is out of range (beyond year 9999)")
+
+
+def _schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: datetime, tz: ZoneInfo,
+              now: datetime, approved_at: datetime | None, channels: int) -> Schedule:
     occurred = occurred_at.astimezone(UTC)  # arithmetic on UTC: durations are elapsed time, DST or not
     base = max(occurred, (approved_at or occurred).astimezone(UTC)) + timing.delay
     start = base.astimezone(tz)

@@ -1,0 +1,66 @@
+"""The gate: schema check compiled once, the offending field named, dedup by id, held when not approved."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engine.gate import DUPLICATE, HELD, INVALID, OK, Gate, check_record, parse_line
+from engine.model import Timing
+from engine.schemas import sample_outcome
+from engine.timing import schedule
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"decision": "maybe"}, "decision"),
+    ({"score": "high"}, "score"),
+    ({"extra": 1}, "extra"),
+    ({"occurred_at": "2026-02-30T10:00:00Z"}, "occurred_at"),      # the pattern fits, the date does not exist
+    ({"occurred_at": "0000-00-00T00:00Z"}, "occurred_at"),
+    ({"occurred_at": "2026-11-20T10:00:00"}, "occurred_at"),       # no offset
+    ({"candidate": {"name": "x", "email": "a b@example.com"}}, "candidate.email"),
+    ({"candidate": {"name": "x", "phone": "call me"}}, "candidate.phone"),
+    ({"candidate": {"email": "x@example.com"}}, "candidate.name"),
+    ({"approved": "yes"}, "approved"),
+])
+def test_invalid_records_name_the_field(change, field):
+    result = check_record(sample_outcome(**change))
+    assert (result.status, result.field) == (INVALID, field)
+    assert field in result.error
+
+
+def test_missing_required_top_level_field():
+    record = sample_outcome()
+    del record["candidate"]
+    assert check_record(record).field == "candidate"
+
+
+@pytest.mark.parametrize("line,error", [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('"text"', "must be a JSON object"),
+])
+def test_unreadable_lines(line, error):
+    result = parse_line(line)
+    assert result.status == INVALID and result.outcome_id is None and error in result.error
+
+
+def test_valid_then_duplicate_then_held():
+    gate = Gate()
+    first = sample_outcome(id="a")
+    assert gate.line(json.dumps(first)).status == OK
+    assert gate.line(json.dumps(first)).status == DUPLICATE
+    assert gate.record(sample_outcome(id="b", approved=False)).status == HELD
+    assert gate.record(sample_outcome(id="c", approved=False)).outcome_id == "c"
+
+
+def test_an_invalid_record_keeps_its_id_when_one_can_be_read():
+    assert check_record(sample_outcome(id="x-1", decision="nope")).outcome_id == "x-1"
+
+
+def test_schedule_at_the_end_of_the_calendar_is_an_error_not_a_crash():
+    late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
+    sched = schedule(Timing(delay=timedelta(hours=2)), {}, late, ZoneInfo("Asia/Shanghai"), datetime.now(timezone.utc))
+    assert sched.send_at is None and "out of range" in sched.error
