@@ -493,5 +493,40 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
                + "; mark one handled with: herald replies --handle ID", err=True)
 
 
+# --- channels (issue 5) ---
+
+
+@main.group()
+def channels() -> None:
+    """The configured channels and their transports."""
+
+
+@channels.command("check")
+@click.argument("names", nargs=-1)
+@config_option
+def channels_check(names: tuple, config_path: str | None) -> None:
+    """Verify each channel's settings, credentials and reachability, without messaging a candidate.
+
+    NAMES limits the check to those channels. Exit 0 when every channel is ready, 1 otherwise.
+    """
+    from engine.channels.check import check_channels
+    from engine.config import load_config
+
+    cfg, diags = load_config(config_path)
+    for d in diags:
+        click.echo(d.format(), err=True)
+    unknown = [n for n in names if n not in cfg.channels]
+    if unknown:
+        raise click.BadParameter(f"no channel {', '.join(unknown)} (configured: {', '.join(cfg.channels)})",
+                                 param_hint="NAMES")
+    reports = check_channels(cfg, tuple(names))
+    for r in reports:
+        mark = "ok" if r.ok else "FAILED"
+        click.echo(f"{r.channel:<12} {r.transport:<22} {mark}")
+        for problem in r.problems:
+            click.echo(f"    {problem}")
+    sys.exit(0 if all(r.ok for r in reports) else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
