@@ -14,7 +14,8 @@ from .errors import Diagnostic, Loc
 CONFIG_NAMES = ("herald.yaml", "herald.yml")
 DEFAULT_CHANNELS = ("dingtalk", "sms", "email", "webhook")
 SECRET_KEYS = frozenset({"password", "app_secret", "access_key_secret", "secret", "access_token",
-                         "token", "hmac_secret", "api_key"})
+                         "token", "hmac_secret", "api_key", "push_token"})
+MIN_PUSH_TOKEN = 16  # characters; a shorter aliyun-sms push_token leaves the push endpoints off
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -47,6 +48,7 @@ class Config:
     server: Mapping[str, Any] = field(default_factory=dict, repr=False)
     dispatch: Mapping[str, Any] = field(default_factory=dict)
     tracking: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    alerts: Mapping[str, Any] = field(default_factory=dict)  # HR alerts: channel, at_mobiles, interval
 
 
 def expand_env(value: Any, env: Mapping[str, str], missing: list) -> Any:
@@ -127,6 +129,11 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
                     diags.append(doc.loc(("channels", name, key)).warning(
                         "literal-secret", f'channel {name}: "{key}" is written in the file; write "${{ENV_VAR}}" and set it in the environment'))
             transport = spec.get("transport", "outbox")
+            token = settings.get("push_token")
+            if transport == "aliyun-sms" and isinstance(token, str) and 0 < len(token) < MIN_PUSH_TOKEN and doc:
+                diags.append(doc.loc(("channels", name, "push_token")).warning(
+                    "weak-secret", f"channel {name}: push_token is shorter than {MIN_PUSH_TOKEN} characters: "
+                                   "the Aliyun push endpoints stay off"))
             if transport == "outbox":
                 settings.setdefault("directory", str(outbox))
             channels[name] = ChannelConfig(name, str(transport), settings, loc)
@@ -136,6 +143,8 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     missing: list = []
     server = expand_env(data.get("server") or {}, env, missing)
     tracking = expand_env(data.get("tracking") or {}, env, missing)
+    alerts = expand_env(data.get("alerts"), env, missing) if isinstance(data.get("alerts"), dict) else {}
+    diags += _check_alerts(alerts, channels, doc)
     for var in missing:
         diags.append(Loc(_display(cfg_path) if cfg_path else "herald.yaml", 1, 1).warning(
             "unset-env", f"environment variable {var} is not set"))
@@ -152,8 +161,22 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         server=server,
         dispatch=data.get("dispatch") or {},
         tracking=tracking,
+        alerts=alerts,
     )
     return cfg, diags
+
+
+def _check_alerts(alerts: Mapping[str, Any], channels: Mapping[str, ChannelConfig],
+                  doc: Document | None) -> list[Diagnostic]:
+    """alerts.channel must name a configured channel."""
+    from .dsl.suggest import did_you_mean
+
+    name = alerts.get("channel")
+    if not isinstance(name, str) or not name or name in channels:
+        return []
+    loc = doc.loc(("alerts", "channel")) if doc else Loc("herald.yaml", 1, 1)
+    return [loc.error("unknown-channel", f'alerts.channel: unknown channel "{name}"{did_you_mean(name, channels)} '
+                                         f"(configured: {', '.join(channels)})")]
 
 
 def _display(path: Path) -> str:

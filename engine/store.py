@@ -1085,6 +1085,28 @@ class Store:
                     self._terminate(conn, nid, "failed", "failed", t, "undelivered on the last channel", ("sent",))
             return nid
 
+    def awaiting_receipts(self, since: Instant, channels: Sequence[str] | None = None,
+                          limit: int = 500) -> list[tuple[str, str]]:
+        """(provider_id, channel) of accepted attempts still waiting for a receipt, newest first: the attempt is on
+        its notification's current channel, the notification 'sent' (or 'delivered' while a read is awaited), and
+        it was sent since `since`. `channels` limits the answer to those channels (an empty list: none)."""
+        if channels is not None and not channels:
+            return []
+        sql = ("SELECT a.provider_id, a.channel FROM notifications n JOIN attempts a ON a.notification_id = n.id "
+               "WHERE (n.state = 'sent' OR (n.state = 'delivered' AND n.await_read = 1)) AND n.sent_at >= ? "
+               "AND a.channel_index = n.channel_index AND a.status = 'accepted' AND a.provider_id IS NOT NULL")
+        params: list = [epoch(since)]
+        if channels is not None:
+            sql += f" AND a.channel IN ({', '.join('?' * len(channels))})"
+            params += list(channels)
+        rows = self._db().conn.execute(sql + " ORDER BY a.id DESC LIMIT ?", (*params, int(limit))).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def attempt_by_key(self, attempt_key: str) -> AttemptRow | None:
+        """The attempt with this idempotency key (e.g. the OutId an SMS receipt echoes), or None."""
+        r = self._one("SELECT * FROM attempts WHERE attempt_key = ?", (attempt_key,))
+        return _row(AttemptRow, r) if r is not None else None
+
     def add_reply(self, notification_id: str | None, content: str, at: Instant | None = None,
                   channel: str | None = None) -> int:
         """Keeps a candidate's reply (and a 'replied' event when the notification is known)."""

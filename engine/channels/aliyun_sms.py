@@ -66,6 +66,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .signing import required_setting
 from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "template_code": (False, False, "default approved TemplateCode; an envelope's params['template_code'] wins"),
     "endpoint": (False, False, f"API endpoint, default {DEFAULT_ENDPOINT}"),
     "region_id": (False, False, "RegionId, default cn-hangzhou"),
+    "push_token": (False, True, "secret part of the SmsReport/SmsUp push URLs (engine/daemon/push.py); unset: no push"),
     "timeout": (False, False, "HTTP timeout in seconds, default 10"),
 }
 
@@ -303,11 +305,7 @@ def check_sms_params(params: Mapping[str, Any]) -> list[str]:
 # -- the transport ----------------------------------------------------------------------------------
 
 
-def _setting(channel: str, settings: Mapping[str, Any], name: str, default: str | None = None) -> str:
-    value = settings.get(name, default)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"channel {channel!r}: setting {name!r} is required")
-    return str(value).strip()
+_setting = required_setting
 
 
 class AliyunSmsTransport:

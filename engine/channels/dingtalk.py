@@ -50,6 +50,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
+from .signing import required_setting
 from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
 log = logging.getLogger(__name__)
@@ -153,11 +154,7 @@ def _install_redactor() -> None:
             httpx_log.addFilter(_redactor)
 
 
-def _setting(channel: str, settings: Mapping[str, Any], name: str) -> str:
-    value = settings.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"channel {channel!r}: setting {name!r} is required")
-    return str(value).strip()
+_setting = required_setting
 
 
 class DingTalkWorkNoticeTransport:

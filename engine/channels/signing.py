@@ -181,3 +181,11 @@ class SettingsReader:
             self.fail(name, f"must be at least {minimum:g}")
             return default
         return number
+
+
+def required_setting(channel: str, settings: Mapping[str, Any], name: str, default: str | None = None) -> str:
+    """A required channel setting as stripped text; ValueError names the setting, never its value."""
+    value = settings.get(name, default)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"channel {channel!r}: setting {name!r} is required")
+    return str(value).strip()

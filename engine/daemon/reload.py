@@ -58,6 +58,10 @@ def reload(runtime, reason: str = "reload") -> bool:
         metrics.reload_failed.set(1)
         runtime.last_reload_error = errors
         log.error("reload refused (%s): %d error(s); still using rule set %s", reason, len(errors), runtime.version)
+        alert = getattr(runtime, "alert", None)
+        if callable(alert):
+            alert("reload", f"reload refused ({reason}): {len(errors)} error(s), first: "
+                            f"{errors[0] if errors else '?'}; still using rule set {runtime.version}")
         return False
 
 

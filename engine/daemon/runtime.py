@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ..alerts import Alerter, AlertSettings
 from ..channels import build_transport
 from ..clock import Clock
 from ..deployment import Deployment
@@ -99,6 +100,8 @@ class Runtime:
         self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
         self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links
         self.state = self.make_state(deployment)
+        self.alerts = Alerter(lambda: AlertSettings.from_config(self.state.deployment.config.alerts),
+                              lambda name: self.state.transports.get(name))
         self.metrics.set_ruleset(deployment.ruleset.version, len(deployment.ruleset.rules))
 
     def make_state(self, dep: Deployment) -> State:
@@ -145,9 +148,20 @@ class Runtime:
     def intake(self, items: Iterable[Any], source: str, remote: str | None = None) -> list[ItemStatus]:
         statuses = intake(items, self.pipeline, self.store, source, remote, now=self.clock.now_dt())
         self.metrics.intake(statuses)
+        for s in statuses:
+            if s.status == "unmatched":
+                self.alert("unmatched", f"outcome {s.id} waits for a person: "
+                                        f"{s.error or 'no rule matched'} (herald unmatched / herald route)")
         if any(s.notification for s in statuses):
             self.wake()
         return statuses
+
+    def alert(self, kind: str, text: str) -> None:
+        """Queues an HR alert (engine.alerts); never raises into the caller."""
+        try:
+            self.alerts.add(kind, text)
+        except Exception:  # noqa: BLE001
+            log.exception("alert %s not queued", kind)
 
     def approve(self, outcome_id: str) -> actions.ActionResult:
         result = actions.approve(self.store, self.pipeline, outcome_id, self.now())

@@ -11,6 +11,7 @@ from ..channels.base import ACCEPTED, RECOVERABLE, Envelope, SendResult
 from ..model import CHANNEL_ADDRESS, Message
 from ..pipeline import render_messages, timezone_for
 from ..routing import lookup
+from ..sms import SMS_TRANSPORTS, sms_mapping, template_params
 from ..store import NotificationRow
 from ..timing import load_timezone, next_open
 from .planning import find_rule
@@ -32,6 +33,7 @@ class DispatchSettings:
     poll_interval: float = 1.0
     batch: int = 10
     lease: float = 120.0
+    receipt_interval: float = 60.0  # clock seconds between two rounds of receipt polling
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None) -> "DispatchSettings":
@@ -45,7 +47,8 @@ class DispatchSettings:
 
         return cls(workers=int(raw.get("workers") or 2), max_attempts=int(raw.get("max_attempts") or 5),
                    backoff_base=seconds("backoff_base", 30.0), backoff_max=seconds("backoff_max", 3600.0),
-                   poll_interval=max(seconds("poll_interval", 1.0), 0.05))
+                   poll_interval=max(seconds("poll_interval", 1.0), 0.05),
+                   receipt_interval=max(seconds("receipt_interval", 60.0), 0.001))
 
     def backoff(self, tries: int, rng: random.Random | None = None) -> float:
         """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(tries-1))], at least 1 s."""
@@ -75,6 +78,11 @@ def next_channel(n: NotificationRow, outcome: Mapping) -> int | None:
         if need is None or lookup(outcome, need):
             return i
     return None
+
+
+def _late_by(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{max(minutes, 1)}m"
 
 
 def _iso(ts: float, tz: Any = None) -> str:
@@ -111,6 +119,12 @@ class Sender:
         message = n.message() or self._render(n, outcome, state)
         if isinstance(message, str):
             return self._fallback(n, outcome, message, now, "permanent")
+        params: Mapping[str, Any] = {}
+        if transport.name in SMS_TRANSPORTS:
+            sms = self._sms_params(n, outcome, state)
+            if isinstance(sms, str):
+                return self._fallback(n, outcome, sms, now, "permanent")
+            params = sms
         meta_links: dict = {}
         if rt.public_url and rt.tracking_key:  # clicks and opens come back signed; the stored message stays as is
             from ..tracking import links_for, track_message
@@ -123,7 +137,7 @@ class Sender:
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()
         env = Envelope(notification_id=n.id, attempt_key=attempt.attempt_key, channel=n.channel, to=to,
-                       body=message.body, subject=message.subject, html=message.html,
+                       body=message.body, subject=message.subject, html=message.html, params=params,
                        meta={"outcome": n.outcome_id, "rule": n.rule_id, "ruleset_version": n.ruleset_version,
                              "template": n.template, "variant": n.variant, "locale": n.locale,
                              "send_at": _iso(n.send_at), "due_at": due, "called_at": called,
@@ -142,6 +156,9 @@ class Sender:
                 store.record_receipt(result.provider_id, "delivered", at=done, channel=n.channel,
                                      detail={"assumed": True, "why": f"{transport.name} reports no receipts"})
             self._log_sent(n, outcome, transport, env, result, done)
+            if not n.late and n.deadline_at is not None and done > n.deadline_at:
+                self.rt.alert("late", f"{n.id} ({n.rule_id or 'routed by hand'}) sent on {n.channel} "
+                                      f"{_late_by(done - n.deadline_at)} after its deadline")
             return self._count(n.channel, ACCEPTED)
         if result.status == RECOVERABLE and tries < self.settings.max_attempts:
             delay = self.settings.backoff(tries)
@@ -176,6 +193,8 @@ class Sender:
         else:
             store.mark_failed(n.id, f"{n.channel}: {reason}", at=now, attempt_id=attempt_id, result=result)
             log.warning("failed  %s %s on %s, no channel left: %s", n.outcome_id, n.id, n.channel, reason)
+            self.rt.alert("failed", f"{n.id} failed on every channel ({', '.join(n.channels)}); "
+                                    f"last: {n.channel}: {reason}")
         return self._count(n.channel, label)
 
     def escalate(self, n: NotificationRow) -> bool:
@@ -220,6 +239,17 @@ class Sender:
         except Exception:  # noqa: BLE001 - never let a window question stop a send
             log.exception("window placement for %s", n.id)
             return t
+
+    def _sms_params(self, n: NotificationRow, outcome: Mapping, state) -> dict | str:
+        """{template_code, template_param} for a template-SMS channel, from the template's header and the
+        channel's settings; a string says why the message cannot go on this channel."""
+        settings = getattr(state.deployment.config.channels.get(n.channel), "settings", None) or {}
+        file = state.deployment.templates.resolve(n.template, [n.locale] if n.locale else []) if n.template else None
+        code, mapping = sms_mapping(file.meta if file is not None else None, settings)
+        if not code:
+            return (f"no SMS TemplateCode for template {n.template or '(none)'}: add sms_code=SMS_... to its "
+                    f"header or template_code to channel {n.channel}")
+        return {"template_code": code, "template_param": template_params(mapping, outcome)}
 
     def _render(self, n: NotificationRow, outcome: Mapping, state) -> Message | str:
         """The message for a channel that was not rendered at plan time, rendered now (or why it cannot be)."""
