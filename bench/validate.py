@@ -8,7 +8,8 @@ every channel block), realistic rule shapes (see bench/_gen.py). Before anything
 script checks that every generated deployment validates CLEAN: no error and no warning, in process
 and through the real CLI. It then times, best of N:
 
-- in process: engine.deployment.load_deployment(), after one warm-up load (imports, grammar and
+- in process: engine.deployment.load_deployment(parallel=True), the path `herald validate` takes
+  (templates render-checked in a forked worker while the rules load), after one warm-up load (imports, grammar and
   holiday tables are one-time costs); the `when` parse cache is cleared before each timed load;
 - as a subprocess of the real CLI: `herald validate DIR` (a fresh interpreter every time), beside
   two baselines measured in the same run: `herald --help` (interpreter + click start-up) and
@@ -175,7 +176,7 @@ def main() -> int:
         for n in sizes:
             def inproc(d=dirs[n]):
                 clear_caches()
-                dep = load_deployment([str(d)])
+                dep = load_deployment([str(d)], parallel=True)  # as `herald validate` runs it
                 assert dep.ok
             t_in = best_of(inproc, repeats)
             t_cli = best_of(lambda d=dirs[n]: run_cli(["validate", str(d)]), repeats)

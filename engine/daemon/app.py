@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI): intake, approve, withdraw, notification and outcome lookups, health and metrics."""
+"""The HTTP API (FastAPI): intake, approve, withdraw, notification and outcome lookups, health, metrics, pushes."""
 from __future__ import annotations
 
 import logging
@@ -89,6 +89,10 @@ def create_app(runtime) -> FastAPI:
     tz = (runtime.state.deployment.config.tracking or {}).get("timezone") or "Asia/Shanghai"
     app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
                                        report_auth=runtime.state.auth.enabled, report_timezone=tz))
+
+    from .push import push_router
+
+    app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path
 
     _component, request_body = outcome_request_schema()
 

@@ -1,4 +1,5 @@
-"""The dispatcher: worker threads that sleep until work is due, claim it, send it, and escalate what went unheard."""
+"""The dispatcher: worker threads that sleep until work is due, claim it, send it, and escalate what went unheard;
+the receipts poller (engine/daemon/receipts.py) starts and stops with it."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +8,7 @@ import socket
 import threading
 
 from ..store import StoreError, StoreUnavailable
+from .receipts import ReceiptPoller
 from .send import DispatchSettings, Sender
 
 log = logging.getLogger("herald.dispatch")
@@ -23,6 +25,7 @@ class Dispatcher:
         self._events = [threading.Event() for _ in range(max(1, self.settings.workers))]
         self._threads: list[threading.Thread] = []
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.receipts = ReceiptPoller(runtime, self.settings.receipt_interval)
         runtime.on_work(self.wake)
 
     @property
@@ -35,6 +38,7 @@ class Dispatcher:
             t = threading.Thread(target=self._run, args=(i, ev), name=f"herald-dispatch-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        self.receipts.start()
 
     def wake(self) -> None:
         for ev in self._events:
@@ -46,6 +50,7 @@ class Dispatcher:
         self.wake()
         for t in self._threads:
             t.join(timeout)
+        self.receipts.stop(timeout)
         return not any(t.is_alive() for t in self._threads)
 
     @property

@@ -152,6 +152,7 @@ class Daemon:
             if taken:
                 log.warning("recovered %d notification(s) claimed by a previous run", taken)
         self.dispatcher.start()
+        rt.alerts.start()
         if self.reloader is not None:
             self.reloader.start()
         cfg = dep.config
@@ -237,6 +238,7 @@ class Daemon:
         clean = self.dispatcher.stop(timeout=30)
         if self.reloader is not None:
             self.reloader.stop()
+        rt.alerts.stop()
         try:
             if clean and self._lock_fd is not None:
                 rt.store.release_expired_leases(rt.now() + FAR)

@@ -25,7 +25,26 @@ YamlPath = tuple  # of str | int
 
 
 class _Resolver(Resolver):
-    """YAML 1.2 core-schema scalars: `no`, `on`, `09:00` and dates stay strings (no Norway problem)."""
+    """YAML 1.2 core-schema scalars: `no`, `on`, `09:00` and dates stay strings (no Norway problem).
+
+    resolve() is PyYAML's without path resolvers (herald has none): it runs once per scalar, and a
+    large rule set has hundreds of thousands of them.
+    """
+
+    def descend_resolver(self, current_node, current_index):  # no path resolvers: nothing to track
+        pass
+
+    def ascend_resolver(self):
+        pass
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+            return "tag:yaml.org,2002:str"
+        return "tag:yaml.org,2002:seq" if kind is yaml.SequenceNode else "tag:yaml.org,2002:map"
 
 
 _Resolver.yaml_implicit_resolvers = {}

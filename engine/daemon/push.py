@@ -1,0 +1,139 @@
+"""Aliyun SMS pushes (SmsReport delivery reports, SmsUp replies) into the daemon, authenticated by a secret in the path.
+
+Aliyun's HTTP batch push cannot carry herald's bearer token, so each `aliyun-sms` channel that wants pushes
+gets a `push_token` (from the environment, at least 16 random characters) that is part of its URLs. In the
+Aliyun SMS console (国内消息 > 通用设置 > 订阅 HTTP 批量推送 / "HTTP batch push"), configure:
+
+    SmsReport (短信发送状态):  <server.public_url>/v1/push/aliyun-sms/<push_token>/report
+    SmsUp     (上行短信):      <server.public_url>/v1/push/aliyun-sms/<push_token>/up
+
+POST .../report  a JSON array of delivery reports -> a delivered / undelivered receipt per message, matched by
+                 the report's out_id (our attempt key) or else by BizId:phone:date, recorded once per provider id
+                 and kind (a repeated push changes nothing).
+POST .../up      a JSON array of inbound messages -> a candidate reply each, attributed to the notification most
+                 recently sent to that phone number on this channel (else kept for HR to place).
+
+Both answer 200 with PUSH_ACK (`{"code": 0, "msg": "接收成功"}`) once the batch is stored: Aliyun retries after
+1, 5 and 10 minutes otherwise. A wrong or missing token, or a channel without a push_token, gets the same 404 as
+an unknown path (no hint that the route exists); a body that is not a JSON array gets 400. The routes are left
+out of the OpenAPI document: they are for Aliyun only.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..channels.aliyun_sms import PUSH_ACK, parse_sms_report, parse_sms_up
+from ..channels.base import Receipt
+from ..config import MIN_PUSH_TOKEN
+from ..daemon_tracking import record_reply
+from .receipts import record_receipts
+
+log = logging.getLogger("herald.push")
+
+MAX_PUSH_BODY = 1024 * 1024
+
+
+def push_channel(channels, token: str) -> str | None:
+    """The aliyun-sms channel whose push_token is `token` (compared in constant time), or None."""
+    given = token.encode("utf-8", "surrogateescape")
+    found = None
+    for name, ch in channels.items():
+        configured = ch.settings.get("push_token") if ch.transport == "aliyun-sms" else None
+        if not isinstance(configured, str) or len(configured) < MIN_PUSH_TOKEN:
+            continue
+        if hmac.compare_digest(configured.encode("utf-8"), given) and found is None:
+            found = name
+    return found
+
+
+def _matched(store, channel: str, receipts: list[Receipt]) -> list[Receipt]:
+    """Each receipt under the provider id our attempt stored: found by out_id (the attempt key) when it is ours."""
+    out = []
+    for r in receipts:
+        out_id = (r.detail or {}).get("out_id")
+        attempt = store.attempt_by_key(str(out_id)) if out_id else None
+        if attempt is not None and attempt.channel == channel and attempt.provider_id:
+            r = Receipt(attempt.provider_id, r.event, r.at, r.detail)
+        out.append(r)
+    return out
+
+
+def push_router(runtime) -> APIRouter:
+    """The two Aliyun push routes over one Runtime (the channels are read at each request: reload-safe)."""
+    router = APIRouter()
+
+    async def authenticated_body(token: str, request: Request) -> tuple[str, object]:
+        channel = push_channel(runtime.state.deployment.config.channels, token)
+        if channel is None:
+            raise StarletteHTTPException(404, "Not Found")
+        size = request.headers.get("content-length")
+        chunks, total = [], 0
+        if not (size and size.isdigit() and int(size) > MAX_PUSH_BODY):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > MAX_PUSH_BODY:
+                    break
+                chunks.append(chunk)
+        if (size and size.isdigit() and int(size) > MAX_PUSH_BODY) or total > MAX_PUSH_BODY:
+            raise _Refused(413, f"body larger than {MAX_PUSH_BODY} bytes")
+        try:
+            body = json.loads(b"".join(chunks).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise _Refused(400, "not JSON") from None
+        if not isinstance(body, list):
+            raise _Refused(400, "an Aliyun push is a JSON array")
+        return channel, body
+
+    @router.post("/v1/push/aliyun-sms/{token}/report", include_in_schema=False)
+    async def sms_report(token: str, request: Request) -> JSONResponse:
+        try:
+            channel, body = await authenticated_body(token, request)
+        except _Refused as e:
+            return e.response()
+
+        def work() -> int:
+            receipts = _matched(runtime.store, channel, parse_sms_report(body))
+            return sum(nid is not None for nid in record_receipts(runtime, channel, receipts))
+
+        known = await run_in_threadpool(work)
+        log.info("SmsReport on %s: %d report(s), %d matched", channel, len(body), known)
+        return JSONResponse(PUSH_ACK)
+
+    @router.post("/v1/push/aliyun-sms/{token}/up", include_in_schema=False)
+    async def sms_up(token: str, request: Request) -> JSONResponse:
+        try:
+            channel, body = await authenticated_body(token, request)
+        except _Refused as e:
+            return e.response()
+
+        def work() -> int:
+            placed = 0
+            for reply in parse_sms_up(body):
+                _rid, nid = record_reply(runtime.store, reply["content"], runtime.now(), channel=channel,
+                                         phone=reply["phone"])
+                placed += nid is not None
+            return placed
+
+        placed = await run_in_threadpool(work)
+        log.info("SmsUp on %s: %d message(s), %d matched to a notification", channel, len(body), placed)
+        return JSONResponse(PUSH_ACK)
+
+    return router
+
+
+class _Refused(Exception):
+    """A push with the right token but a body we cannot take."""
+
+    def __init__(self, code: int, error: str):
+        super().__init__(error)
+        self.code, self.error = code, error
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"code": self.code, "msg": self.error}, status_code=self.code)
