@@ -75,7 +75,7 @@ class Alerter:
                  *, gather: float | None = None, clock: Callable[[], float] = time.monotonic):
         self._settings = settings
         self._transport = transport
-        self._gather = gather
+        self.gather = gather  # seconds the first alert after a quiet spell waits for others; None: interval / 10, <= 5
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: list[tuple[str, str]] = []
@@ -135,7 +135,7 @@ class Alerter:
             if not self._pending:
                 return None
             interval = self._current().interval
-            gather = self._gather if self._gather is not None else min(5.0, interval / 10)
+            gather = self.gather if self.gather is not None else min(5.0, interval / 10)
             due = (self._first_at or self._clock()) + gather
             if self._last_sent is not None:
                 due = max(due, self._last_sent + interval)

@@ -325,10 +325,17 @@ def next_open(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
 
 def parse_instant(text: Any) -> datetime | None:
     """An RFC 3339 / ISO 8601 instant with an offset ('Z' accepted); None when invalid or naive."""
+    if text.__class__ is str:
+        return _parse_instant_text(text)  # memoised: the gate and the scheduler both ask for each outcome
     if isinstance(text, datetime):
         return text if text.utcoffset() is not None else None
     if not isinstance(text, str):
         return None
+    return _parse_instant_text.__wrapped__(text)
+
+
+@lru_cache(maxsize=8192)
+def _parse_instant_text(text: str) -> datetime | None:
     s = text.strip()
     if len(s) > 10 and s[10] == "t":
         s = s[:10] + "T" + s[11:]

@@ -156,7 +156,7 @@ class Sender:
                 store.record_receipt(result.provider_id, "delivered", at=done, channel=n.channel,
                                      detail={"assumed": True, "why": f"{transport.name} reports no receipts"})
             self._log_sent(n, outcome, transport, env, result, done)
-            if not n.late and n.deadline_at is not None and done > n.deadline_at:
+            if n.sent_at is None and n.deadline_at is not None and done > n.deadline_at:  # first send only
                 self.rt.alert("late", f"{n.id} ({n.rule_id or 'routed by hand'}) sent on {n.channel} "
                                       f"{_late_by(done - n.deadline_at)} after its deadline")
             return self._count(n.channel, ACCEPTED)

@@ -312,6 +312,7 @@ def test_every_code_through_the_wire(fake: FakeDingTalk, code: int) -> None:
 # -- secrets ------------------------------------------------------------------------------------
 def test_no_secret_or_token_in_errors_reprs_or_logs(fake: FakeDingTalk, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # `herald serve` in an earlier test set httpx to WARNING
     t = make(fake)
     assert t.send(env()).ok
     token = t._token

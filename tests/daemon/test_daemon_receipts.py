@@ -1,0 +1,125 @@
+"""The receipts poller: which attempts it asks about, recording once, read vs delivered, undelivered, a failing provider."""
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from daemon_support import make_deployment, outcome, post, wait_for
+from engine.channels.base import ACCEPTED, Receipt, SendResult
+from engine.daemon.receipts import RECEIPT_DAYS
+from engine.daemon.send import DispatchSettings
+
+
+class PollingTransport:
+    """Accepts everything; answers poll_receipts from `answers` (provider id -> event) and records what it was asked."""
+
+    def __init__(self, name: str = "polling", raises: bool = False):
+        self.name = name
+        self.raises = raises
+        self.sent: list = []
+        self.asked: list[list[str]] = []
+        self.answers: dict[str, str] = {}
+
+    def send(self, envelope):
+        self.sent.append(envelope)
+        return SendResult(ACCEPTED, provider_id=f"p-{envelope.notification_id}")
+
+    def check(self):
+        return []
+
+    def poll_receipts(self, provider_ids):
+        self.asked.append(sorted(provider_ids))
+        if self.raises:
+            raise RuntimeError("provider down")
+        return [Receipt(pid, self.answers[pid], at="2026-11-25T10:00:00+08:00") for pid in provider_ids
+                if pid in self.answers]
+
+
+def notification(d, nid: str) -> dict:
+    return httpx.get(d.url + "/v1/notifications/" + nid.replace("#", "%23"), timeout=10).json()
+
+
+def kinds(n: dict) -> list[str]:
+    return [e["kind"] for e in n["events"]]
+
+
+def test_receipt_interval_setting():
+    assert DispatchSettings().receipt_interval == 60.0
+    assert DispatchSettings.from_config({"receipt_interval": "5m"}).receipt_interval == 300.0
+
+
+def test_poller_asks_for_waiting_attempts_and_records_each_receipt_once(deploy, daemons):
+    d = daemons(deploy)
+    polling = PollingTransport()
+    d.runtime.state.transports.put("email", polling)
+    post(d.url, [outcome("pa"), outcome("pb")])
+    wait_for(lambda: all(notification(d, f"{o}#1")["state"] == "sent" for o in ("pa", "pb")))
+    poller = d.dispatcher.receipts
+    assert poller.poll_once() == 0 and polling.asked == [["p-pa#1", "p-pb#1"]]
+
+    polling.answers = {"p-pa#1": "delivered"}
+    assert poller.poll_once() == 1
+    n = notification(d, "pa#1")
+    assert n["state"] == "delivered"
+    [ev] = [e for e in n["events"] if e["kind"] == "delivered"]
+    assert ev["detail"]["reported_at"] == "2026-11-25T10:00:00+08:00" and ev["detail"]["provider_id"] == "p-pa#1"
+    assert poller.poll_once() == 0 and polling.asked[-1] == ["p-pb#1"]  # pa is final: not asked again
+
+    polling.answers = {"p-pb#1": "undelivered"}
+    poller.poll_once()
+    poller.poll_once()  # the same answer twice (e.g. a push and a poll): one event
+    wait_for(lambda: notification(d, "pb#1")["state"] == "delivered")  # moved on to sms (outbox) at once
+    n = notification(d, "pb#1")
+    assert kinds(n).count("undelivered") == 1 and n["channel"] == "sms"
+    assert [(a["channel"], a["status"]) for a in n["attempts"]] == [("email", "accepted"), ("sms", "accepted")]
+
+
+def test_a_read_receipt_is_awaited_on_work_notices(deploy, daemons):
+    d = daemons(deploy, time_scale=3600.0)  # escalate_after 1h: one real second
+    notice = PollingTransport("dingtalk-work-notice")  # READ_RECEIPTS: only a read stops escalation
+    d.runtime.state.transports.put("email", notice)
+    post(d.url, outcome("rr", decision="offer"))
+    wait_for(lambda: notification(d, "rr#1")["state"] == "sent")
+    poller = d.dispatcher.receipts
+    notice.answers = {"p-rr#1": "delivered"}
+    poller.poll_once()
+    assert notification(d, "rr#1")["state"] == "delivered"
+    notice.answers = {"p-rr#1": "read"}
+    poller.poll_once()  # still asked: delivered is not final while a read is awaited
+    assert notice.asked[-1] == ["p-rr#1"] and notification(d, "rr#1")["state"] == "read"
+    assert poller.poll_once() == 0 and notice.asked[-1] == ["p-rr#1"] and len(notice.asked) == 3
+    time.sleep(1.5)  # past escalate_after
+    n = notification(d, "rr#1")
+    assert n["state"] == "read" and "escalated" not in kinds(n) and n["channel"] == "email"
+
+
+def test_a_failing_provider_does_not_stop_the_others(tmp_path, daemons):
+    rules = ("version: 1\nrules:\n  - id: mail\n    match: {decision: reject}\n    template: any/generic\n"
+             "    channels: [email]\n    locale: en\n    timezone: UTC\n"
+             "  - id: ding\n    match: {decision: pass}\n    template: any/generic\n"
+             "    channels: [dingtalk]\n    locale: en\n    timezone: UTC\n")
+    d = daemons(make_deployment(tmp_path, rules=rules))
+    broken, fine = PollingTransport("broken", raises=True), PollingTransport("fine")
+    d.runtime.state.transports.put("email", broken)
+    d.runtime.state.transports.put("dingtalk", fine)
+    post(d.url, [outcome("fa"), outcome("fb", decision="pass",
+                                        candidate={"name": "Bo", "dingtalk_userid": "u-bo"})])
+    wait_for(lambda: all(notification(d, f"{o}#1")["state"] == "sent" for o in ("fa", "fb")))
+    fine.answers = {"p-fb#1": "delivered"}
+    assert d.dispatcher.receipts.poll_once() == 1
+    assert broken.asked == [["p-fa#1"]] and notification(d, "fb#1")["state"] == "delivered"
+
+
+def test_awaiting_receipts_window_and_channels(deploy, daemons):
+    d = daemons(deploy)
+    polling = PollingTransport()
+    d.runtime.state.transports.put("email", polling)
+    post(d.url, outcome("w1"))
+    wait_for(lambda: notification(d, "w1#1")["state"] == "sent")
+    store, now = d.runtime.store, d.runtime.now()
+    assert store.awaiting_receipts(now - 60) == [("p-w1#1", "email")]
+    assert store.awaiting_receipts(now - 60, ["email"]) == [("p-w1#1", "email")]
+    assert store.awaiting_receipts(now - 60, ["sms"]) == [] and store.awaiting_receipts(now - 60, []) == []
+    assert store.awaiting_receipts(now + 60) == []  # sent before the window
+    assert RECEIPT_DAYS >= 1
