@@ -15,6 +15,7 @@ CONFIG_NAMES = ("herald.yaml", "herald.yml")
 DEFAULT_CHANNELS = ("dingtalk", "sms", "email", "webhook")
 SECRET_KEYS = frozenset({"password", "app_secret", "access_key_secret", "secret", "access_token",
                          "token", "hmac_secret", "api_key", "push_token"})
+ADDRESSED_TRANSPORTS = frozenset({"smtp", "aliyun-sms", "dingtalk-work-notice"})  # send to one person's address
 MIN_PUSH_TOKEN = 16  # characters; a shorter aliyun-sms push_token leaves the push endpoints off
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -168,13 +169,20 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
 
 def _check_alerts(alerts: Mapping[str, Any], channels: Mapping[str, ChannelConfig],
                   doc: Document | None) -> list[Diagnostic]:
-    """alerts.channel must name a configured channel."""
+    """alerts.channel must name a configured channel, one that needs no recipient (a group robot, a webhook)."""
     from .dsl.suggest import did_you_mean
 
     name = alerts.get("channel")
-    if not isinstance(name, str) or not name or name in channels:
+    if not isinstance(name, str) or not name:
         return []
     loc = doc.loc(("alerts", "channel")) if doc else Loc("herald.yaml", 1, 1)
+    if name in channels:
+        transport = channels[name].transport
+        if transport in ADDRESSED_TRANSPORTS:
+            return [loc.warning("alert-channel", f'alerts.channel "{name}" uses {transport}, which needs a '
+                                                 "recipient: alerts have none; use a dingtalk-robot, webhook or "
+                                                 "outbox channel")]
+        return []
     return [loc.error("unknown-channel", f'alerts.channel: unknown channel "{name}"{did_you_mean(name, channels)} '
                                          f"(configured: {', '.join(channels)})")]
 

@@ -174,7 +174,7 @@ class DingTalkRobotTransport:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             return SendResult(RECOVERABLE, error=f"{where} with a body that is not a DingTalk answer",
                               code="response")
-        failure = classify_errcode(errcode, errmsg)
+        failure = classify_errcode(errcode, self._clean(errmsg))  # masked before classify_errcode cuts it
         if failure is None:
             return SendResult(ACCEPTED, provider_id=attempt_key)
         return SendResult(failure.status, error=self._clean(failure.error or ""), code=failure.code,

@@ -170,7 +170,8 @@ class WebhookTransport:
         status = response.status_code
         if 200 <= status < 300:
             return SendResult(ACCEPTED, provider_id=_reply_id(response) or attempt_key)
-        detail = self._clean(" ".join(response.text[:200].split())) if response.content else ""
+        # mask first, then cut: a secret echoed across the cut would otherwise leave its first half behind
+        detail = " ".join(self._clean(response.text[:10000]).split())[:200] if response.content else ""
         error = f"{self.origin} answered {status} {response.reason_phrase}" + (f": {detail}" if detail else "")
         if status in RECOVERABLE_STATUS or 500 <= status < 600:
             return SendResult(RECOVERABLE, error=error, code=str(status),

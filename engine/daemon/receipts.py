@@ -1,9 +1,10 @@
 """The receipts poller: a thread that asks pollable transports for receipts of recent sends, and records them.
 
-Every `dispatch.receipt_interval` (clock seconds, default 60; at least RECEIPT_MIN_WAIT real seconds), for each
-configured channel whose transport has `poll_receipts(provider_ids)` (dingtalk-work-notice: getsendresult;
-aliyun-sms: QuerySendDetails), it lists the accepted attempts of the last RECEIPT_DAYS days still waiting for a
-receipt (notification 'sent', or 'delivered' while a read is awaited) and records what the provider answers.
+Every `dispatch.receipt_interval` (clock seconds, default 60; a channel's own `poll_interval` setting wins for that
+channel; at least RECEIPT_MIN_WAIT real seconds), for each configured channel whose transport has
+`poll_receipts(provider_ids)` (dingtalk-work-notice: getsendresult; aliyun-sms: QuerySendDetails), it lists the
+accepted attempts of the last RECEIPT_DAYS days still waiting for a receipt (notification 'sent', or 'delivered'
+while a read is awaited) and records what the provider answers.
 A receipt is recorded once per (provider id, kind), whether it came by polling or by a push; the store then
 moves the notification on: delivered / read stop escalation (a DingTalk work notice waits for the read), and
 undelivered makes the next channel due now (or fails the notification on its last channel).
@@ -59,6 +60,7 @@ class ReceiptPoller:
         self.interval = interval  # clock seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last: dict[str, float] = {}  # channel -> clock time of its last round
 
     def start(self) -> None:
         if self._thread is None:
@@ -71,11 +73,27 @@ class ReceiptPoller:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(max(self.rt.clock.real(self.interval), RECEIPT_MIN_WAIT)):
+        while not self._stop.wait(self._wait()):
             try:
-                self.poll_once()
+                self.poll_once(due_only=True)
             except Exception:  # noqa: BLE001 - the store busy, a transport bug: try again next round
                 log.exception("receipt polling")
+
+    def interval_for(self, channel: str) -> float:
+        """Clock seconds between two rounds on `channel`: its `poll_interval` setting, else receipt_interval."""
+        from ..timing import parse_duration
+
+        ch = self.rt.state.deployment.config.channels.get(channel)
+        d = parse_duration((ch.settings if ch is not None else {}).get("poll_interval"))
+        return d.total_seconds() if d is not None and d.total_seconds() > 0 else self.interval
+
+    def _wait(self) -> float:
+        """Real seconds until the next round: the shortest interval of the configured channels."""
+        try:
+            shortest = min([self.interval, *(self.interval_for(c) for c in self.rt.state.deployment.config.channels)])
+        except Exception:  # noqa: BLE001
+            shortest = self.interval
+        return max(self.rt.clock.real(shortest), RECEIPT_MIN_WAIT)
 
     def pollers(self) -> dict[str, Any]:
         """Channel name -> transport, for the configured channels whose transport can be polled."""
@@ -87,11 +105,18 @@ class ReceiptPoller:
                 out[name] = transport
         return out
 
-    def poll_once(self) -> int:
-        """One round over every pollable channel; returns how many receipts were recorded (duplicates included)."""
+    def poll_once(self, due_only: bool = False) -> int:
+        """One round over every pollable channel (due_only: those whose interval has passed since their last round);
+        returns how many receipts were recorded (duplicates included)."""
         pollers = self.pollers()
+        now = self.rt.now()
+        if due_only:
+            pollers = {c: t for c, t in pollers.items()
+                       if now - self._last.get(c, float("-inf")) >= self.interval_for(c) * 0.999}
         if not pollers:
             return 0
+        for c in pollers:
+            self._last[c] = now
         since = self.rt.now() - RECEIPT_DAYS * 86400
         waiting: dict[str, list[str]] = {}
         for pid, channel in self.rt.store.awaiting_receipts(since, list(pollers), RECEIPT_BATCH):

@@ -22,6 +22,9 @@ from .planning import ClockedPipeline
 log = logging.getLogger("herald")
 
 
+TRANSPORT_GRACE_S = 120.0  # after a reload, how long the replaced transports stay open for sends in flight
+
+
 class Transports:
     """The transport of each configured channel, built on first use; a channel that cannot be built gives its error."""
 
@@ -113,6 +116,12 @@ class Runtime:
         """Puts `state` in use (one reference assignment) and returns the old one."""
         old, self.state = self.state, state
         self.metrics.set_ruleset(state.deployment.ruleset.version, len(state.deployment.ruleset.rules))
+        if old.transports is not state.transports:
+            # Sends in flight may still hold the old transports: close their connections once those
+            # sends are surely over (well past any transport timeout), not at once.
+            timer = threading.Timer(TRANSPORT_GRACE_S, old.transports.close)
+            timer.daemon = True
+            timer.start()
         return old
 
     def links(self, notification_id: str) -> dict | None:
@@ -167,6 +176,8 @@ class Runtime:
         result = actions.approve(self.store, self.pipeline, outcome_id, self.now())
         if result.notification:
             self.wake()
+        elif result.status == "unmatched" and result.error:  # just planned, and unmatched (not a repeated approve)
+            self.alert("unmatched", f"outcome {outcome_id} was approved but waits for a person: {result.error}")
         return result
 
     def withdraw(self, outcome_id: str, reason: str | None = None) -> actions.ActionResult:

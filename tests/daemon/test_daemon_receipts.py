@@ -1,8 +1,6 @@
 """The receipts poller: which attempts it asks about, recording once, read vs delivered, undelivered, a failing provider."""
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from daemon_support import make_deployment, outcome, post, wait_for
@@ -76,22 +74,24 @@ def test_poller_asks_for_waiting_attempts_and_records_each_receipt_once(deploy, 
 
 
 def test_a_read_receipt_is_awaited_on_work_notices(deploy, daemons):
-    d = daemons(deploy, time_scale=3600.0)  # escalate_after 1h: one real second
+    d = daemons(deploy, time_scale=60.0)  # escalate_after 1h: a real minute, never reached here
     notice = PollingTransport("dingtalk-work-notice")  # READ_RECEIPTS: only a read stops escalation
     d.runtime.state.transports.put("email", notice)
     post(d.url, outcome("rr", decision="offer"))
     wait_for(lambda: notification(d, "rr#1")["state"] == "sent")
-    poller = d.dispatcher.receipts
+    store, poller = d.runtime.store, d.dispatcher.receipts
     notice.answers = {"p-rr#1": "delivered"}
     poller.poll_once()
-    assert notification(d, "rr#1")["state"] == "delivered"
+    row = store.get_notification("rr#1").notification
+    assert row.state == "delivered" and row.escalate_at is not None  # delivered, not read: escalation still due
     notice.answers = {"p-rr#1": "read"}
     poller.poll_once()  # still asked: delivered is not final while a read is awaited
-    assert notice.asked[-1] == ["p-rr#1"] and notification(d, "rr#1")["state"] == "read"
-    assert poller.poll_once() == 0 and notice.asked[-1] == ["p-rr#1"] and len(notice.asked) == 3
-    time.sleep(1.5)  # past escalate_after
+    row = store.get_notification("rr#1").notification
+    assert notice.asked[-1] == ["p-rr#1"] and row.state == "read" and row.escalate_at is None
+    assert store.due_escalations(d.runtime.now() + 10 * 86400) == []  # never escalated, however late
+    assert poller.poll_once() == 0 and len(notice.asked) == 2  # read is final: not asked again
     n = notification(d, "rr#1")
-    assert n["state"] == "read" and "escalated" not in kinds(n) and n["channel"] == "email"
+    assert "escalated" not in kinds(n) and n["channel"] == "email"
 
 
 def test_a_failing_provider_does_not_stop_the_others(tmp_path, daemons):
@@ -123,3 +123,35 @@ def test_awaiting_receipts_window_and_channels(deploy, daemons):
     assert store.awaiting_receipts(now - 60, ["sms"]) == [] and store.awaiting_receipts(now - 60, []) == []
     assert store.awaiting_receipts(now + 60) == []  # sent before the window
     assert RECEIPT_DAYS >= 1
+
+
+def test_a_channel_poll_interval_overrides_receipt_interval():
+    """dingtalk's `poll_interval: 1h` (a channel setting) is kept, while other channels follow receipt_interval."""
+    from types import SimpleNamespace
+
+    from engine.config import ChannelConfig
+    from engine.daemon.receipts import ReceiptPoller
+
+    now = [1000.0]
+    transports = {"dingtalk": PollingTransport("dingtalk-work-notice"), "sms": PollingTransport("aliyun-sms")}
+    config = SimpleNamespace(channels={"dingtalk": ChannelConfig("dingtalk", "dingtalk-work-notice",
+                                                                 {"poll_interval": "1h"}),
+                                       "sms": ChannelConfig("sms", "aliyun-sms", {})})
+    store = SimpleNamespace(awaiting_receipts=lambda since, channels, limit: [(f"p-{c}", c) for c in channels],
+                            record_receipt=lambda *a, **k: None)
+    rt = SimpleNamespace(state=SimpleNamespace(deployment=SimpleNamespace(config=config),
+                                               transports=SimpleNamespace(get=lambda n: (transports[n], None))),
+                         store=store, now=lambda: now[0], clock=SimpleNamespace(real=lambda s: s / 60))
+    poller = ReceiptPoller(rt, 60.0)
+    assert poller.interval_for("dingtalk") == 3600 and poller.interval_for("sms") == 60
+    assert poller._wait() == 1.0  # 60 clock seconds at x60
+    poller.poll_once(due_only=True)
+    for _ in range(3):
+        now[0] += 60
+        poller.poll_once(due_only=True)
+    assert len(transports["dingtalk"].asked) == 1 and len(transports["sms"].asked) == 4
+    now[0] += 3600
+    poller.poll_once(due_only=True)
+    assert len(transports["dingtalk"].asked) == 2
+    poller.poll_once()  # not due_only: every channel (what tests and a forced round use)
+    assert len(transports["dingtalk"].asked) == 3
