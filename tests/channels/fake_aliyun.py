@@ -10,9 +10,11 @@ import re
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from loopback import LoopbackServer  # tests/channels is on sys.path for every fake's user
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 COMMON = ("AccessKeyId", "Action", "Format", "SignatureMethod", "SignatureNonce", "SignatureVersion", "Timestamp",
@@ -31,7 +33,7 @@ def reference_signature(params: dict[str, str], secret: str, method: str) -> str
     return base64.b64encode(hmac.new((secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
 
 
-class FakeAliyunSms:
+class FakeAliyunSms(LoopbackServer):
     """Serves on 127.0.0.1:<random port>; ``messages`` holds accepted SMS; steer with ``fail_next``/``set_status``."""
 
     def __init__(
@@ -56,28 +58,8 @@ class FakeAliyunSms:
         self.requests: list[dict[str, str]] = []
         self.status: dict[str, tuple[int, str]] = {}  # biz_id -> (SendStatus, ErrCode)
         self._failures: list[tuple[str, int, dict[str, Any]]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(self._handler())
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FakeAliyunSms":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "FakeAliyunSms":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def fail_next(self, action: str, code: str, message: str = "", http_status: int = 200) -> None:
         with self.lock:

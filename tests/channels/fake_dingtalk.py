@@ -6,12 +6,14 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+from loopback import LoopbackServer  # tests/channels is on sys.path for every fake's user
 
-class FakeDingTalk:
+
+class FakeDingTalk(LoopbackServer):
     """Serves on 127.0.0.1:<random port>; tests read .messages, .gettoken_calls and steer it with methods.
 
     Tokens really expire on the server after ``token_ttl`` seconds of ``clock`` (or at once with
@@ -44,29 +46,9 @@ class FakeDingTalk:
         self.sent_today: set[tuple[str, str, str]] = set()
         self._next_task = 1000
         self._failures: list[tuple[str, int, dict[str, Any]]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(self._handler())
 
     # -- lifecycle -------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FakeDingTalk":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "FakeDingTalk":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- steering --------------------------------------------------------------------------------
     def expire_tokens(self) -> None:

@@ -8,15 +8,17 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
+
+from loopback import LoopbackServer  # tests/channels is on sys.path for every fake's user
 
 SIGN_NOT_MATCH = {"errcode": 310000, "errmsg": "sign not match, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]"}
 OK = {"errcode": 0, "errmsg": "ok"}
 
 
-class FakeRobot:
+class FakeRobot(LoopbackServer):
     """One robot. Answers HTTP 200 with {errcode, errmsg} for every /robot/send, as DingTalk does."""
 
     def __init__(self, access_token: str = "tok-fake-0123456789", secret: str | None = "SECfake0123456789abcdef",
@@ -62,28 +64,11 @@ class FakeRobot:
                 status, answer = robot.handle(parts.query, raw)
                 self._answer(status, answer)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serve(Handler)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FakeRobot":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "FakeRobot":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return self.url
 
     @staticmethod
     def expected_sign(secret: str, timestamp: str) -> str:

@@ -1,0 +1,35 @@
+"""A provider fake's lifecycle: an HTTP server on 127.0.0.1 (any free port) in a daemon thread."""
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LoopbackServer:
+    """Base of the fakes: `with Fake(...) as fake:` starts it; `fake.url` is where it listens."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        """Bind now (the port is known at once); serve once started."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
