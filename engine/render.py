@@ -318,6 +318,7 @@ _HTML_ENV = _make_env(True)
 _GLOBAL_NAMES = frozenset({"range", "dict", "namespace", "self", "super"})
 
 
+@lru_cache(maxsize=256)
 def _is_html_block(block: str) -> bool:
     return block in HTML_BLOCKS or block.endswith("_html")
 
@@ -752,8 +753,11 @@ def _tidy(text: str, block: str) -> str:
     text = text.strip()
     if block == "webhook" or _is_html_block(block):
         return text
-    text = _TRAILING_WS_RE.sub("\n", text)
-    return _BLANK_RUN_RE.sub("\n\n", text)
+    if " \n" in text or "\t\n" in text:  # the regular expressions only where they can change something
+        text = _TRAILING_WS_RE.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _BLANK_RUN_RE.sub("\n\n", text)
+    return text
 
 
 def _for_mode(ast: nodes.Template, html: bool) -> nodes.Template:
