@@ -142,7 +142,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
     summary = Summary()
     out = sys.stdout
     if fmt == "jsonl":
-        for plan in progress(pipe.run_lines(lines), len(lines), bar, click.echo):
+        for plan in progress(pipe.run_lines(lines), len(lines), bar):
             summary.add(plan)
             out.write(json.dumps(plan_json(plan), ensure_ascii=False) + "\n")
         for line in summary.lines(dep.ruleset):
@@ -150,7 +150,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
         return
     plans = []
     click.echo(TABLE_HEADER)
-    for plan in progress(pipe.run_lines(lines), len(lines), bar, click.echo):
+    for plan in progress(pipe.run_lines(lines), len(lines), bar):
         summary.add(plan)
         plans.append(plan)
         click.echo(table_row(plan))

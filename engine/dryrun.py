@@ -5,7 +5,7 @@ import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from .model import Plan, RuleSet
 from .routing import Router, lookup
@@ -114,7 +114,7 @@ def explain_lines(router: Router, outcome: Mapping) -> list[str]:
     return out
 
 
-def progress(items: Iterable, total: int | None, enabled: bool, echo: Callable) -> Iterable:
+def progress(items: Iterable, total: int | None, enabled: bool) -> Iterable:
     """Wrap `items` in a progress bar on stderr when `enabled` (a terminal and a long input)."""
     if not enabled:
         yield from items

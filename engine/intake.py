@@ -26,7 +26,6 @@ from typing import Any, Iterable, Iterator, Sequence
 from .gate import HELD, INVALID, check_record
 from .pipeline import MATCHED, UNMATCHED, Pipeline
 from .store import Accepted, PlannedNotification, Store
-from .timing import parse_instant
 
 log = logging.getLogger("herald.intake")
 
@@ -177,10 +176,6 @@ def _admit(item: Item, pipeline: Pipeline, store: Store, source: str, remote: st
     result = check_record(record)
     if result.status == INVALID:
         return _invalid(item, store, source, remote, result.outcome_id, result.field or "", result.error), None
-    occurred = record.get("occurred_at")
-    if occurred is not None and parse_instant(occurred) is None:  # the gate checks the pattern, not the date
-        return _invalid(item, store, source, remote, result.outcome_id, "occurred_at",
-                        f"occurred_at: {occurred!r} is not a date-time (RFC 3339, with an offset)"), None
     raw = item.raw.decode("utf-8") if isinstance(item.raw, bytes) else item.raw
     if _SURROGATE.search(raw) and _has_lone_surrogate(record):
         return _invalid(item, store, source, remote, result.outcome_id, "",

@@ -88,6 +88,7 @@ class RuleSet:
     version: str
     files: tuple = ()
     disabled: tuple = ()  # ids of rules written with `enabled: false`: validated, never routed
+    sources: Mapping[str, str] = field(default_factory=dict)  # rule files and templates -> content hash
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import operator
 from collections import defaultdict
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .model import Rule, RuleSet
 
@@ -26,7 +26,8 @@ class _Unmatchable:
     __slots__ = ()
 
 
-def _norm(value: Any) -> Any:
+def match_value(value: Any) -> Any:
+    """A value as `match` compares it: booleans apart from numbers, lists and mappings equal to nothing."""
     if value is True or value is False:
         return ("\0bool", value)  # so that `true` never equals 1
     if isinstance(value, (list, dict)):
@@ -34,25 +35,8 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def _getter_source(path: str) -> str:
-    parts = path.split(".")
-    expr = f"o.get({parts[0]!r})"
-    for part in parts[1:]:
-        expr = f"_sub({expr}, {part!r})"
-    return f"_norm({expr})"
-
-
 def _sub(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
-
-
-def compile_extractor(paths: Sequence[str]) -> Callable[[Mapping], tuple]:
-    """A function returning the tuple of the outcome's values at `paths` (normalised), built once."""
-    body = ", ".join(_getter_source(p) for p in paths)
-    src = f"def extract(o):\n    return ({body}{',' if len(paths) == 1 else ''})\n"
-    scope: dict = {"_norm": _norm, "_sub": _sub}
-    exec(compile(src, "<herald-router>", "exec"), scope)  # noqa: S102 - generated from field names only
-    return scope["extract"]
 
 
 _NO_MATCH = ()  # cached: no rule can match this key
@@ -118,12 +102,11 @@ class Router:
         self.rules: tuple = ruleset.rules
         fields = sorted({path for rule in self.rules for path, _ in rule.match})
         self.fields = tuple(fields)
-        self._extract = compile_extractor(fields) if fields else (lambda o: ())
         pos = {f: i for i, f in enumerate(fields)}
         groups: dict = defaultdict(lambda: defaultdict(list))
         for idx, rule in enumerate(self.rules):
             keys = tuple(sorted(path for path, _ in rule.match))
-            value_lists = [[_norm(v) for v in dict(rule.match)[k]] for k in keys]
+            value_lists = [[match_value(v) for v in dict(rule.match)[k]] for k in keys]
             for combo in itertools.product(*value_lists):
                 groups[keys][combo].append(idx)
         # (a function picking the group's fields out of the extracted tuple, index)
@@ -145,7 +128,7 @@ class Router:
         self.route = scope["route"]
 
     def candidates(self, key: tuple) -> tuple:
-        """Indices of the rules whose `match` accepts the extracted `key`, in evaluation order."""
+        """Indices of the rules whose `match` accepts `key` (match values of self.fields), in evaluation order."""
         found = []
         for picker, index in self._groups:
             try:
@@ -166,7 +149,7 @@ class Router:
 
     def _route_slow(self, outcome: Mapping, raw_key: tuple) -> Rule | None:
         """A decision-cache miss: find the candidates, cache them when the key allows, evaluate."""
-        cands = self.candidates(self._extract(outcome))
+        cands = self.candidates(tuple(map(match_value, raw_key)))
         rules = tuple(self.rules[i] for i in cands)
         if CACHE_LIMIT and _raw_ok(raw_key):
             if len(self._cache) >= CACHE_LIMIT:
@@ -220,7 +203,7 @@ def why_not(rule: Rule, outcome: Mapping) -> str | None:
     """The first condition of `rule` that `outcome` fails, in words; None when the rule matches."""
     for path, values in rule.match:
         got = lookup(outcome, path)
-        if isinstance(got, (list, dict)) or _norm(got) not in [_norm(v) for v in values]:
+        if isinstance(got, (list, dict)) or match_value(got) not in [match_value(v) for v in values]:
             wanted = " or ".join(_show(v) for v in values)
             return f"{path}: wanted {wanted}, got {_show(got)}"
     if rule.predicate is not None and not rule.predicate(outcome):

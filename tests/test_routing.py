@@ -96,10 +96,9 @@ def test_variants_are_deterministic_and_follow_weights():
 @pytest.mark.parametrize("outcome,reason", [
     ({"decision": "reject", "stage": "b"}, "stage: wanted a, got b"),
     ({"decision": "reject"}, "stage: wanted a, got nothing"),
-    ({"decision": "reject", "stage": "a", "score": 10}, "when: x was false"),
+    ({"decision": "reject", "stage": "a", "score": 10}, "when: x was false (x is missing)"),
     ({"decision": "reject", "stage": "a", "score": 70}, None),
 ])
 def test_why_not(outcome, reason):
     rule = _rule(0, {"decision": ["reject"], "stage": ["a"]}, PREDICATES[0])
-    got = why_not(rule, outcome)
-    assert got == reason or (reason and got and got.startswith(reason.split(" was")[0]))
+    assert why_not(rule, outcome) == reason

@@ -305,9 +305,6 @@ def check_sms_params(params: Mapping[str, Any]) -> list[str]:
 # -- the transport ----------------------------------------------------------------------------------
 
 
-_setting = required_setting
-
-
 class AliyunSmsTransport:
     """Sends one template SMS per envelope through Dysmsapi SendSms; thread-safe (no shared mutable state)."""
 
@@ -322,14 +319,14 @@ class AliyunSmsTransport:
         client: httpx.Client | None = None,
     ) -> None:
         self.channel = channel
-        self.access_key_id = _setting(channel, settings, "access_key_id")
-        self._secret = _setting(channel, settings, "access_key_secret")
-        self.sign_name = _setting(channel, settings, "sign_name")
+        self.access_key_id = required_setting(channel, settings, "access_key_id")
+        self._secret = required_setting(channel, settings, "access_key_secret")
+        self.sign_name = required_setting(channel, settings, "sign_name")
         self.template_code = str(settings.get("template_code") or "").strip() or None
-        self.endpoint = _setting(channel, settings, "endpoint", DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = required_setting(channel, settings, "endpoint", DEFAULT_ENDPOINT).rstrip("/")
         if not self.endpoint.startswith(("http://", "https://")):
             raise ValueError(f"channel {channel!r}: setting 'endpoint' must start with http:// or https://")
-        self.region_id = _setting(channel, settings, "region_id", "cn-hangzhou")
+        self.region_id = required_setting(channel, settings, "region_id", "cn-hangzhou")
         try:
             self.timeout = float(settings.get("timeout", 10))
         except (TypeError, ValueError):

@@ -154,9 +154,6 @@ def _install_redactor() -> None:
             httpx_log.addFilter(_redactor)
 
 
-_setting = required_setting
-
-
 class DingTalkWorkNoticeTransport:
     """Sends one markdown work notice per envelope to one DingTalk userid; thread-safe."""
 
@@ -171,9 +168,9 @@ class DingTalkWorkNoticeTransport:
         client: httpx.Client | None = None,
     ) -> None:
         self.channel = channel
-        self.app_key = _setting(channel, settings, "app_key")
-        self._app_secret = _setting(channel, settings, "app_secret")
-        agent = _setting(channel, settings, "agent_id")
+        self.app_key = required_setting(channel, settings, "app_key")
+        self._app_secret = required_setting(channel, settings, "app_secret")
+        agent = required_setting(channel, settings, "agent_id")
         if not agent.isdigit():
             raise ValueError(f"channel {channel!r}: setting 'agent_id' must be an integer")
         self.agent_id = int(agent)

@@ -13,11 +13,9 @@ log = logging.getLogger("herald.reload")
 
 def _failed_version(dep: Deployment) -> str:
     """The content hash of a deployment that did not load (so each broken edit is recorded once)."""
-    from ..dsl.loader import rule_files, ruleset_version
+    from ..dsl.loader import ruleset_version, source_hashes
 
-    paths, _ = rule_files(dep.config)
-    tdir = Path(dep.config.templates)
-    return ruleset_version(paths, sorted(tdir.rglob("*.j2")) if tdir.is_dir() else [])
+    return ruleset_version(source_hashes(dep.config))
 
 
 def reload(runtime, reason: str = "reload") -> bool:

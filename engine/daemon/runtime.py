@@ -1,11 +1,9 @@
 """One running daemon's state: the deployment in use (swapped whole on reload), store, clock, transports, metrics."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..alerts import Alerter, AlertSettings
@@ -75,16 +73,7 @@ class State:
 
 def ruleset_files(dep: Deployment) -> dict[str, str]:
     """Rule files and templates of a deployment with a short content hash each, for the rule-set record."""
-    out: dict[str, str] = {}
-    paths = [Path(f) for f in (dep.ruleset.files if dep.ruleset else ())]
-    tdir = Path(dep.config.templates)
-    paths += sorted(tdir.rglob("*.j2")) if tdir.is_dir() else []
-    for p in paths:
-        try:
-            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
-        except OSError:
-            continue
-    return out
+    return dict(dep.ruleset.sources) if dep.ruleset else {}
 
 
 class Runtime:

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from ..errors import Diagnostic, Loc
 from ..model import Rule
+from ..routing import match_value
 
 
 def duplicate_ids(rules: list[Rule]) -> list[Diagnostic]:
@@ -25,13 +26,9 @@ def _covers(a: Rule, b_match: dict) -> bool:
     """Does every outcome matched by b's `match` also match a's?"""
     for key, values in a.match:
         mine = b_match.get(key)
-        if mine is None or not set(_norm(v) for v in mine) <= set(_norm(v) for v in values):
+        if mine is None or not set(match_value(v) for v in mine) <= set(match_value(v) for v in values):
             return False
     return True
-
-
-def _norm(v):
-    return (type(v) is bool, v)  # True and 1 are different values here
 
 
 def unreachable(active: list[Rule]) -> list[Diagnostic]:
@@ -51,7 +48,7 @@ def unreachable(active: list[Rule]) -> list[Diagnostic]:
             for keyset, index in groups.items():
                 if not set(keyset) <= b.keys():
                     continue
-                probe = tuple(_norm(b[k][0]) for k in keyset)
+                probe = tuple(match_value(b[k][0]) for k in keyset)
                 shadow = next((a for a in index.get(probe, ()) if _covers(a, b)), None)
                 if shadow:
                     break
@@ -65,7 +62,7 @@ def unreachable(active: list[Rule]) -> list[Diagnostic]:
                 catch_all = catch_all or rule
             else:
                 keyset = tuple(sorted(b))
-                for combo in itertools.product(*[[_norm(v) for v in b[k]] for k in keyset]):
+                for combo in itertools.product(*[[match_value(v) for v in b[k]] for k in keyset]):
                     groups[keyset][combo].append(rule)
     return out
 

@@ -311,14 +311,25 @@ def _defaults(doc: Document, ctx: _Ctx) -> dict:
     return out
 
 
-def ruleset_version(paths: list[Path], extra: list[Path] = ()) -> str:
-    """A short content hash over the rule files and templates: the rule-set version."""
-    h = hashlib.sha256()
-    for p in list(paths) + sorted(extra):
+def source_hashes(cfg: Config) -> dict[str, str]:
+    """Every rule file and template of the deployment (display path) with a short hash of its content."""
+    paths, _ = rule_files(cfg)
+    tdir = Path(cfg.templates)
+    paths += sorted(tdir.rglob("*.j2")) if tdir.is_dir() else []
+    out: dict[str, str] = {}
+    for p in paths:
         try:
-            h.update(str(p.name).encode() + b"\0" + p.read_bytes() + b"\0")
+            out[display_path(p)] = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
         except OSError:
             continue
+    return out
+
+
+def ruleset_version(hashes: dict[str, str]) -> str:
+    """The rule-set version: a short hash over the files' names and content hashes."""
+    h = hashlib.sha256()
+    for name in sorted(hashes):
+        h.update(f"{name}\0{hashes[name]}\0".encode())
     return h.hexdigest()[:12]
 
 
@@ -355,10 +366,9 @@ def load_ruleset(cfg: Config, templates: Any = None, catalog: FieldCatalog | Non
     off = set(disabled)
     active = sorted((r for r in rules if r.order not in off), key=lambda r: (-r.priority, r.order))
     ctx.diags += cross_rule_checks(rules, active)
-    template_files = sorted(Path(cfg.templates).rglob("*.j2")) if Path(cfg.templates).is_dir() else []
-    version = ruleset_version(paths, template_files)
     if any(d.is_error for d in ctx.diags):
         return None, ctx.diags
-    return RuleSet(rules=tuple(active), windows=windows, version=version,
-                   files=tuple(display_path(p) for p in paths),
+    sources = source_hashes(cfg)
+    return RuleSet(rules=tuple(active), windows=windows, version=ruleset_version(sources),
+                   files=tuple(display_path(p) for p in paths), sources=sources,
                    disabled=tuple(r.id for r in rules if r.order in off)), ctx.diags

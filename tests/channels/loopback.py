@@ -1,4 +1,4 @@
-"""A provider fake's lifecycle: an HTTP server on 127.0.0.1 (any free port) in a daemon thread."""
+"""What the provider fakes share: an HTTP server on 127.0.0.1 (any free port) in a thread, and a settable clock."""
 from __future__ import annotations
 
 import threading
@@ -33,3 +33,13 @@ class LoopbackServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FakeClock:
+    """A clock the test moves by hand (`clock.now += 7200`): token expiry, timestamps, rate windows."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:  # 2023-11-14 22:13:20 UTC
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -12,6 +12,7 @@ from hypothesis import given, strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_aliyun import FakeAliyunSms, reference_signature  # noqa: E402
+from loopback import FakeClock  # noqa: E402
 
 from engine.channels.aliyun_sms import (  # noqa: E402
     CODES,
@@ -36,12 +37,7 @@ SECRET = "aliyun-s3cret-key"
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 2023-11-15 06:13:20 Beijing
 
 
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+Clock = FakeClock
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_dingtalk import FakeDingTalk  # noqa: E402
+from loopback import FakeClock  # noqa: E402
 
 from engine.channels import dingtalk  # noqa: E402
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope  # noqa: E402
@@ -27,12 +28,7 @@ from engine.channels.dingtalk import (  # noqa: E402
 SECRET = "s3cr3t-app-secret"
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+Clock = FakeClock
 
 
 @pytest.fixture
