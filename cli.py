@@ -118,7 +118,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
 
     from engine.dryrun import TABLE_HEADER, Summary, explain_lines, message_lines, progress, table_row
     from engine.gate import parse_line
-    from engine.pipeline import Pipeline, plan_json
+    from engine.pipeline import Pipeline, plan_line
 
     dep = _load_or_exit(paths, config_path)
     pipe = Pipeline(dep, now=now, render_channels="all" if fmt == "text" else "first")
@@ -133,7 +133,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
                 for text in explain_lines(pipe.router, result.outcome):
                     click.echo(text)
                 plan = pipe.plan(result.outcome)
-                click.echo(json.dumps(plan_json(plan), ensure_ascii=False))
+                click.echo(plan_line(plan))
                 sys.exit(0)
         click.echo(f"no outcome with id {explain_id!r} in the input", err=True)
         sys.exit(1)
@@ -144,7 +144,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
     if fmt == "jsonl":
         for plan in progress(pipe.run_lines(lines), len(lines), bar):
             summary.add(plan)
-            out.write(json.dumps(plan_json(plan), ensure_ascii=False) + "\n")
+            out.write(plan_line(plan) + "\n")
         for line in summary.lines(dep.ruleset):
             click.echo(line, err=True)
         return

@@ -11,7 +11,7 @@ catch-alls (see bench/_gen.py), then prints, in one run (best of N for each figu
     cache filled), first pass (a fresh router: the cache fills as it goes, like one dry-run), and with
     the decision cache disabled (a dict that never keeps anything: every outcome is looked up in the
     index); checked against a naive first-match loop on a sample before timing;
-(b) end to end, in process: Pipeline(render_channels="first").run_lines + plan_json + json.dumps into
+(b) end to end, in process: Pipeline(render_channels="first").run_lines + plan_line into
     an io.StringIO (parse, gate, route, render, schedule, write), per rule count; and once through the
     real CLI as a subprocess on the 1,000-rule set (its output compared with the in-process output);
 (c) floors: json.loads of every line; one sandboxed Jinja2 render of one representative block per
@@ -202,7 +202,7 @@ def main() -> int:
         from engine import routing
         from engine.deployment import load_deployment
         from engine.gate import check_record
-        from engine.pipeline import Pipeline, plan_json
+        from engine.pipeline import Pipeline, plan_line
         from engine.routing import Router
         from engine.schemas import fast_validator, jsonschema_validator, schema
 
@@ -356,7 +356,7 @@ def main() -> int:
         agree = sum(herald_js.is_valid(o) == _fast_ok(fast, o) for o in js_sample)
 
         # ---------------------------------------------------------------- (b) end to end in process
-        print("\n## end to end in process (Pipeline.run_lines + plan_json + json.dumps, render_channels=first)\n")
+        print("\n## end to end in process (Pipeline.run_lines + plan_line, render_channels=first)\n")
         e2e_rows = []
         outputs = {}
         cli_n = 1000 if 1000 in deps else sizes[-1]
@@ -375,11 +375,10 @@ def main() -> int:
             def e2e(dep=dep, statuses=statuses, n=n):
                 pipe = Pipeline(dep, now=NOW, render_channels="first")
                 buf = io.StringIO()
-                dumps = json.dumps
                 statuses.clear()
                 for plan in pipe.run_lines(lines):
                     statuses[plan.status] += 1
-                    buf.write(dumps(plan_json(plan), ensure_ascii=False) + "\n")
+                    buf.write(plan_line(plan) + "\n")
                 if n == cli_n:
                     outputs[n] = buf.getvalue()
             t_e2e = best_of(e2e, reps)
@@ -490,7 +489,7 @@ def main() -> int:
                     pipe = Pipeline(dep, now=NOW, render_channels="first")
                     buf = io.StringIO()
                     for plan in pipe.run_lines(part):
-                        buf.write(json.dumps(plan_json(plan), ensure_ascii=False) + "\n")
+                        buf.write(plan_line(plan) + "\n")
                 print(f"\n## profile: end to end, {n:,} rules, {len(part):,} outcomes\n")
                 print(profile_top(e2e_part))
             if "routing" in prof_needed or args.profile:

@@ -1,6 +1,7 @@
 """The stages an outcome goes through (intake, gate, route, render, schedule), shared by dry-run and the daemon."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
@@ -57,8 +58,7 @@ def render_messages(templates, template: str, prefs: tuple, channels: Iterable[s
     messages, locale, error = [], None, None
     base = build_context(outcome, extras, trusted=True)
     for ch in channels:
-        ctx = {**base, "channel": ch}
-        result = templates.render(template, prefs, ch, ctx, main_only=main_only)
+        result = templates.render(template, prefs, ch, base, main_only=main_only)  # it adds `channel`
         if result.error:
             error = error or f"{ch}: {result.error}"
             continue
@@ -204,4 +204,33 @@ def plan_json(plan: Plan) -> dict:
     return out
 
 
-__all__ = ["Pipeline", "plan_json", "MATCHED", "UNMATCHED", "HELD", "DUPLICATE", "INVALID", "OK", "Message"]
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+_text = json.encoder.encode_basestring  # a str as JSON text, non-ASCII kept (ensure_ascii=False)
+
+
+def plan_line(plan: Plan) -> str:
+    """plan_json(plan) as one line of JSON text, exactly as json.dumps(..., ensure_ascii=False) writes it.
+
+    The common case (a routed plan without error) is written directly, the rest through the encoder."""
+    if (plan.rule is None or plan.template is None or plan.status == INVALID or plan.error
+            or plan.outcome_id.__class__ is not str):
+        return _encode(plan_json(plan))
+    out = ['{"outcome": ', _text(plan.outcome_id), ', "status": ', _text(plan.status),
+           ', "rule": ', _text(plan.rule), ', "template": ', _text(plan.template),
+           ', "locale": ', "null" if plan.locale is None else _text(plan.locale),
+           ', "channels": [', ", ".join(map(_text, plan.channels)), "]"]
+    if plan.send_at is not None:
+        out += ', "send_at": "', plan.send_at.isoformat(), '"'
+    if plan.variant:
+        out += ', "variant": ', _text(plan.variant)
+    if plan.skipped_channels:
+        out += ', "skipped_channels": [', ", ".join(map(_text, plan.skipped_channels)), "]"
+    if plan.deadline_at is not None:
+        out += ', "deadline": "', plan.deadline_at.isoformat(), '", "late": ', "true" if plan.late else "false"
+    if plan.escalations:
+        out += ', "escalations": [', ", ".join(f'"{e.isoformat()}"' for e in plan.escalations), "]"
+    out.append("}")
+    return "".join(out)
+
+
+__all__ = ["Pipeline", "plan_json", "plan_line", "MATCHED", "UNMATCHED", "HELD", "DUPLICATE", "INVALID", "OK", "Message"]

@@ -15,7 +15,7 @@ import yaml
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
-from jinja2.runtime import ChainableUndefined, Undefined
+from jinja2.runtime import ChainableUndefined, Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .dsl.suggest import did_you_mean
@@ -702,6 +702,7 @@ class _Entry:
     ast: Any = None
     compiled: dict = field(default_factory=dict)  # autoescape flag -> Template | Exception
     top_level: dict = field(default_factory=dict)  # autoescape flag -> has top-level set/macro/...
+    plans: dict = field(default_factory=dict)  # (channel, main_only) -> _ChannelPlan | error text
 
 
 def _display(path: Path) -> str:
@@ -783,6 +784,25 @@ def _blank_output(node: nodes.Node) -> bool:
 
 def _minimal_outcome(decision: str) -> dict:
     return {"id": "sample", "decision": decision, "candidate": {"name": "张伟"}}
+
+
+def _new_context(template: Any, data: Mapping, channel: str | None = None) -> Context:
+    """What Template.new_context makes (the template's globals, then the data), with one dict copy."""
+    parent = {**template.globals, **data}
+    if channel is not None:
+        parent["channel"] = channel
+    return Context(template.environment, parent, template.name, template.blocks, template.globals)
+
+
+@dataclass(frozen=True)
+class _ChannelPlan:
+    """How one file renders one channel, worked out once: the blocks wanted and, when a single block
+    of a file without top-level code is all there is to run, that block's compiled function."""
+
+    main: str
+    wanted: tuple
+    template: Any = None  # set for the single-block fast path
+    block: Any = None
 
 
 class TemplateStore:
@@ -925,7 +945,7 @@ class TemplateStore:
                 out.update({b: err for b in wanted})
                 continue
             try:
-                ctx = template.new_context(context)  # Jinja copies the variables into a new context
+                ctx = _new_context(template, context)
                 if entry.top_level.get(html, True):  # top-level set / macro, so blocks can use them
                     real_blocks = ctx.blocks
                     ctx.blocks = {k: [lambda c: iter(())] for k in real_blocks}
@@ -948,6 +968,30 @@ class TemplateStore:
                 out[block] = (_tidy(text, block), None, None)
         return out
 
+    def _channel_plan(self, entry: _Entry, channel: str, main_only: bool) -> _ChannelPlan | str:
+        """What rendering `channel` from this file takes, or why it cannot (an error message)."""
+        file = entry.file
+        if not entry.syntax_ok:
+            return f"template {file.path} has a syntax error"
+        if file.meta is None:
+            return f"template {file.path} has no valid header declaring its decisions"
+        missing = [b for b in CHANNEL_BLOCKS.get(channel, (channel,)) if b not in file.blocks]
+        if missing:
+            return f"template {file.name} ({file.path}) has no block {missing[0]} for channel {channel}"
+        main = "email" if channel == "email" else channel
+        wanted = [main]
+        if "subject" in file.blocks and not main_only:
+            wanted.append("subject")
+        if channel == "email" and "email_html" in file.blocks and not main_only:
+            wanted.append("email_html")
+        if len(wanted) == 1:
+            html = _is_html_block(main)
+            template = self._compiled(entry, html)
+            if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
+                    and main in template.blocks:
+                return _ChannelPlan(main, tuple(wanted), template, template.blocks[main])
+        return _ChannelPlan(main, tuple(wanted))
+
     def render(self, name: str, locale_prefs: Sequence[str], channel: str, context: Mapping,
                main_only: bool = False) -> RenderResult:
         """The message for `channel` from the best file of `name`; errors (never exceptions) in `error`.
@@ -959,31 +1003,32 @@ class TemplateStore:
             hint = did_you_mean(name, self._entries)
             return RenderResult(None, None, None, f'unknown template "{name}"{hint}')
         file = entry.file
-        fail = lambda msg: RenderResult(file, file.locale, None, msg)  # noqa: E731
-        if not entry.syntax_ok:
-            return fail(f"template {file.path} has a syntax error")
-        decision = context.get("decision") if type(context) is dict or isinstance(context, Mapping) else None
-        if file.meta is None:
-            return fail(f"template {file.path} has no valid header declaring its decisions")
-        if isinstance(decision, str) and decision not in file.meta.decisions:
-            return fail(f"template {name} ({file.path}) does not declare decision {decision}")
-        ctx = context if context.get("channel") == channel else {**(context or {}), "channel": channel}
-        needed = CHANNEL_BLOCKS.get(channel, (channel,))
-        missing = [b for b in needed if b not in file.blocks]
-        if missing:
-            return fail(f"template {name} ({file.path}) has no block {missing[0]} for channel {channel}")
-        main = "email" if channel == "email" else channel
-        wanted = [main]
-        if "subject" in file.blocks and not main_only:
-            wanted.append("subject")
-        if channel == "email" and "email_html" in file.blocks and not main_only:
-            wanted.append("email_html")
-        rendered = self._render_blocks(entry, wanted, ctx)
-        for b in wanted:
-            text, err, line = rendered[b]
-            if err is not None:
+        plan = entry.plans.get((channel, main_only))
+        if plan is None:
+            plan = entry.plans[(channel, main_only)] = self._channel_plan(entry, channel, main_only)
+        if plan.__class__ is str:
+            return RenderResult(file, file.locale, None, plan)
+        decision = context.get("decision")
+        if decision.__class__ is str and decision not in file.meta.decisions:
+            return RenderResult(file, file.locale, None,
+                                f"template {name} ({file.path}) does not declare decision {decision}")
+        main = plan.main
+        if plan.block is not None:  # one block, nothing at the top level: render it straight away
+            try:
+                text = "".join(plan.block(_new_context(plan.template, context, channel)))
+            except Exception as exc:  # noqa: BLE001 - a template must never take herald down
+                line = _frame_line(exc, file.path, plan.template)
                 where = f"{file.path}:{line}" if line else file.path
-                return fail(f"{where}: block {b}: {err}")
+                return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}")
+            rendered = {main: (_tidy(text, main), None, None)}
+        else:
+            ctx = context if context.get("channel") == channel else {**context, "channel": channel}
+            rendered = self._render_blocks(entry, plan.wanted, ctx)
+            for b in plan.wanted:
+                text, err, line = rendered[b]
+                if err is not None:
+                    where = f"{file.path}:{line}" if line else file.path
+                    return RenderResult(file, file.locale, None, f"{where}: block {b}: {err}")
         body = rendered[main][0]
         subject = " ".join(rendered["subject"][0].split()) if "subject" in rendered else None
         html = rendered["email_html"][0] if "email_html" in rendered else None

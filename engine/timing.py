@@ -293,11 +293,71 @@ def _transition(u: datetime, until: datetime, tz: ZoneInfo, off: timedelta) -> d
     return None
 
 
+# A 15-minute stretch of UTC time is, for a given window and zone, almost always wholly open or wholly
+# closed (windows open on whole or half hours, offsets are multiples of 15 minutes). next_open caches
+# that per stretch: open -> the start itself, closed -> the one instant the window next opens. Stretches
+# with an opening, a closing, a day change or an offset change inside them are answered exactly, uncached.
+_BUCKET = timedelta(minutes=15)
+_BUCKET_LIMIT = 100_000          # stretches kept per (window, zone) before the cache starts over
+_OPEN, _MIXED = object(), object()
+_BUCKETS: dict[tuple[int, int], tuple] = {}  # (id(window), id(tz)) -> (window, tz, {stretch: verdict})
+
+
+def _bucket_verdict(b0: datetime, window: Window, tz: ZoneInfo) -> Any:
+    """_OPEN, _MIXED, or the opening instant (in tz) shared by every start in [b0, b0 + _BUCKET)."""
+    try:
+        b1 = b0 + _BUCKET
+        first = _next_open_exact(b0, window, tz)
+        if first is None:
+            return _MIXED
+        if first >= b1:  # closed all through: every start in the stretch waits for the same opening
+            return first
+        if first != b0:
+            return _MIXED
+        # open at b0: wholly open when the offset holds and the last microsecond is in the same range
+        if _transition(b0, b1, tz, first.utcoffset()) is not None:
+            return _MIXED
+        a = first.replace(tzinfo=None)
+        z = (b1 - timedelta(microseconds=1)).astimezone(tz).replace(tzinfo=None)
+        if a.date() != z.date():
+            return _MIXED
+        ta, tz_ = a.hour * 60 + a.minute, z.hour * 60 + z.minute
+        if any(lo <= ta and tz_ < hi for lo, hi in window.ranges):
+            return _OPEN
+        return _MIXED
+    except OverflowError:
+        return _MIXED
+
+
 def next_open(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
     """The earliest instant at or after aware `start` inside the window on tz's wall clock, in tz; None if
     it does not open within HORIZON_DAYS. Spring-forward gaps are skipped; in fall-back both occurrences count."""
     if start.tzinfo is None or start.utcoffset() is None:
         raise ValueError("next_open needs an aware datetime")
+    slot = _BUCKETS.get((id(window), id(tz)))
+    if slot is None or slot[0] is not window or slot[1] is not tz:
+        if len(_BUCKETS) >= 4096:  # old rule sets' windows after many reloads
+            _BUCKETS.clear()
+        slot = _BUCKETS[(id(window), id(tz))] = (window, tz, {})
+    verdicts = slot[2]
+    n = (start - _EPOCH) // _BUCKET
+    got = verdicts.get(n)
+    if got is None:
+        if len(verdicts) >= _BUCKET_LIMIT:
+            verdicts.clear()
+        try:
+            got = verdicts[n] = _bucket_verdict(_EPOCH + n * _BUCKET, window, tz)
+        except OverflowError:
+            got = _MIXED
+    if got is _OPEN:
+        return start.astimezone(tz)
+    if got is _MIXED:
+        return _next_open_exact(start, window, tz)
+    return got
+
+
+def _next_open_exact(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
+    """next_open worked out from scratch (no cache)."""
     try:
         u = start.astimezone(UTC)
         limit = u + timedelta(days=HORIZON_DAYS)
@@ -383,10 +443,14 @@ def schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: datetim
 
 def _schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: datetime, tz: ZoneInfo,
               now: datetime, approved_at: datetime | None, channels: int) -> Schedule:
-    occurred = occurred_at.astimezone(UTC)  # arithmetic on UTC: durations are elapsed time, DST or not
-    base = max(occurred, (approved_at or occurred).astimezone(UTC)) + timing.delay
+    # arithmetic on UTC: durations are elapsed time, DST or not
+    occurred = occurred_at if occurred_at.tzinfo is UTC else occurred_at.astimezone(UTC)
+    base = occurred if approved_at is None else max(occurred, approved_at.astimezone(UTC))
+    if timing.delay:
+        base = base + timing.delay
     start = base.astimezone(tz)
-    deadline_at = (occurred + timing.deadline).astimezone(tz) if timing.deadline is not None else None
+    deadline_utc = occurred + timing.deadline if timing.deadline is not None else None
+    deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
     window = None
     if timing.window is not None:
         window = windows.get(timing.window)
@@ -397,9 +461,9 @@ def _schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: dateti
     def place(t: datetime) -> datetime | None:
         return next_open(t, window, tz) if window is not None else t.astimezone(tz)
 
-    send_at = place(max(base, now.astimezone(UTC)))
-    late = (send_at is not None and deadline_at is not None
-            and send_at.astimezone(UTC) > deadline_at.astimezone(UTC))
+    now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
+    send_at = place(base if base >= now_utc else now_utc)
+    late = (send_at is not None and deadline_utc is not None and send_at.astimezone(UTC) > deadline_utc)
     escalations: list[datetime] = []
     prev = send_at
     if timing.escalate_after is not None:
