@@ -455,6 +455,33 @@ def test_render_errors_are_values(store: TemplateStore) -> None:
     assert r.message is None and "does not declare decision pass" in r.error
 
 
+def test_main_block_alone_renders_as_in_the_full_message(store: TemplateStore) -> None:
+    """main_only (one block, the fast path where the file allows) gives the same body as a full render,
+    for every template, locale and channel of the fixtures, and the same errors."""
+    seen = 0
+    for name in store.names():
+        for file in store.files(name):
+            decision = file.meta.decisions[0] if file.meta else "reject"
+            for channel in ("sms", "dingtalk", "email", "webhook"):
+                prefs = [file.locale] if file.locale else []
+                full = store.render(name, prefs, channel, ctx(decision=decision))
+                main = store.render(name, prefs, channel, ctx(decision=decision), main_only=True)
+                assert (full.error is None) == (main.error is None), (name, channel, full.error, main.error)
+                if full.error is None:
+                    seen += 1
+                    assert main.message.body == full.message.body
+                    assert main.message.subject is None and main.message.html is None
+    assert seen >= 15
+
+
+def test_an_error_in_the_main_block_alone_names_its_line(tmp_path: Path) -> None:
+    body = "{% block subject %}hi{% endblock %}\n{% block email %}\nok\n{{ score + '' }}\n{% endblock %}"
+    s = make_store(tmp_path, {"t.j2": HEADER + body})
+    for main_only in (True, False):
+        r = s.render("t", ["en"], "email", ctx(), main_only=main_only)
+        assert r.message is None and r.error.startswith(f"{s.files('t')[0].path}:5: block email: TypeError")
+
+
 def test_missing_optional_data_renders(store: TemplateStore) -> None:
     minimal = build_context({"id": "x", "decision": "reject", "candidate": {"name": "Li"}}, TEMPLATE_EXTRAS)
     for name, channels in (("reject/tech-first-round", ("sms", "email", "dingtalk")),

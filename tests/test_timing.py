@@ -526,3 +526,36 @@ def test_schedule_invariants(start, delay, esc, channels, zone):
     for e in s.escalations:
         assert e >= prev + timedelta(seconds=esc) and in_window(e, windows_["bh"], tz) and e.tzinfo is tz
         prev = e
+
+
+# ---------------------------------------------------------------- the per-stretch cache of next_open
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=starts(), w=windows(), zone=st.sampled_from(ZONES + ["Asia/Kolkata", "Asia/Kathmandu"]),
+       steps=st.lists(st.integers(-2 * 86400 * 10**6, 2 * 86400 * 10**6), min_size=1, max_size=30))
+def test_cached_next_open_equals_the_exact_answer(base, w, zone, steps):
+    """Many starts near each other (so most share a cached 15-minute stretch): the cached answer is
+    always the one worked out from scratch, same instant and same zone."""
+    from engine.timing import _next_open_exact
+
+    tz = ZoneInfo(zone)
+    for micros in [0, *steps]:
+        start = base + timedelta(microseconds=micros)
+        got, want = next_open(start, w, tz), _next_open_exact(start, w, tz)
+        assert utc(got) == utc(want), (start, got, want)
+        assert got is None or (got.tzinfo is tz and got.utcoffset() == want.utcoffset())
+
+
+def test_a_closed_stretch_shares_one_opening_and_an_open_one_gives_the_start():
+    w = window(BUSINESS)
+    # Saturday night in Shanghai: every start in the stretch waits for Monday 09:00
+    for minute in (0, 7, 14):
+        got = next_open(at(f"2026-11-21T23:{minute:02d}:00+08:00"), w, SH)
+        assert got == at("2026-11-23T09:00:00+08:00")
+    inside = at("2026-11-23T10:07:31.5+08:00")
+    assert next_open(inside, w, SH) == inside
+    # a window that opens mid-stretch (09:10) is answered exactly on both sides of the opening
+    odd = window({"days": ["mon"], "hours": "09:10-09:20"})
+    assert next_open(at("2026-11-23T09:05:00+08:00"), odd, SH) == at("2026-11-23T09:10:00+08:00")
+    assert next_open(at("2026-11-23T09:12:00+08:00"), odd, SH) == at("2026-11-23T09:12:00+08:00")
+    assert next_open(at("2026-11-23T09:20:00+08:00"), odd, SH) == at("2026-11-30T09:10:00+08:00")
