@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .schemas import fast_validator, jsonschema_validator
+from .schemas import fast_check, jsonschema_validator
 
 OK = "ok"
 INVALID = "invalid"
@@ -50,13 +50,17 @@ def _short(message: str) -> str:
 
 def check_record(record: Any) -> GateResult:
     """Schema check of one parsed record; fast when valid, names the field when not."""
-    try:
-        fast_validator("outcome")(record)
-    except Exception:  # fastjsonschema's JsonSchemaException or anything odd in the input
-        field, message = field_error(record)
-        rid = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
-        return GateResult(INVALID, None, rid, message, field)
-    return GateResult(OK, record, record["id"])
+    if _outcome_ok(record):
+        return GateResult(OK, record, record["id"])
+    field, message = field_error(record)
+    rid = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+    return GateResult(INVALID, None, rid, message, field)
+
+
+def _outcome_ok(record: Any) -> bool:
+    global _outcome_ok
+    _outcome_ok = fast_check("outcome")  # compiled on first use, then called directly
+    return _outcome_ok(record)
 
 
 def parse_line(line: str) -> GateResult:

@@ -51,6 +51,27 @@ def fast_validator(name: str):
     return fastjsonschema.compile(schema(name), formats={"date-time": lambda s: parse_instant(s) is not None})
 
 
+@lru_cache(maxsize=None)
+def fast_check(name: str):
+    """A predicate, True when the schema accepts a value: herald's own compiled check (engine.schemafast)
+    where the schema keeps to the keywords it knows, else fastjsonschema's validator."""
+    from .schemafast import Unsupported, compile_check
+    from .timing import parse_instant
+
+    try:
+        return compile_check(schema(name), {"date-time": lambda s: parse_instant(s) is not None})
+    except Unsupported:
+        validate = fast_validator(name)
+
+        def check(value) -> bool:
+            try:
+                validate(value)
+            except Exception:  # JsonSchemaException, or anything odd in the input
+                return False
+            return True
+        return check
+
+
 @dataclass(frozen=True)
 class FieldCatalog:
     """Known dotted field paths; under a `free` prefix anything goes (e.g. attributes.*)."""

@@ -1,0 +1,117 @@
+"""Tests for engine.schemafast: the compiled check gives jsonschema's verdict, and refuses what it does not know."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.schemafast import Unsupported, compile_check
+from engine.schemas import fast_check, jsonschema_validator, sample_outcome, schema
+
+ROOT = Path(__file__).resolve().parent.parent
+JS = jsonschema_validator("outcome")
+CHECK = fast_check("outcome")
+
+
+def test_the_outcome_schema_compiles_to_herald_s_own_check():
+    assert "def check" in getattr(CHECK, "source", "")
+
+
+def test_verdicts_agree_on_the_example_outcomes():
+    lines = (ROOT / "examples" / "outcomes.jsonl").read_text(encoding="utf-8").splitlines()
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass
+    assert len(records) > 200
+    assert sum(not JS.is_valid(r) for r in records) >= 1
+    for r in records:
+        assert CHECK(r) == JS.is_valid(r), r
+
+
+# Values that break one keyword or another, put anywhere in an otherwise valid outcome.
+ODD = [None, True, False, 0, 1, -1.5, 2.0, "", "x", "x" * 201, "2026-02-30T10:00:00+08:00",
+       "2026-11-20T10:00:00+08:00", "2026-11-20T10:00:00", "2026-11-20 10:00Z", "zh-CN", "ZH", "a@b.c", "a@b",
+       "+8613800000000", "12", "reject", "rejected", [], ["x"], [1], {}, {"name": "x"}, {"nope": 1}]
+PATHS = [("id",), ("occurred_at",), ("decision",), ("stage",), ("role",), ("reason",), ("score",),
+         ("approved",), ("candidate",), ("candidate", "name"), ("candidate", "email"), ("candidate", "phone"),
+         ("candidate", "locale"), ("candidate", "timezone"), ("candidate", "dingtalk_userid"), ("candidate", "id"),
+         ("position",), ("position", "title"), ("feedback",), ("feedback", "strengths"), ("feedback", "note"),
+         ("next_step",), ("next_step", "at"), ("attributes",), ("unknown",), ("candidate", "unknown"),
+         ("attributes", "anything")]
+
+
+@settings(max_examples=600, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(st.sampled_from(ODD), st.just("<delete>"),
+                                                                        st.text(max_size=6))), max_size=4),
+       top=st.one_of(st.none(), st.sampled_from([[], "x", 1, None])))
+def test_verdicts_agree_with_jsonschema(changes, top):
+    record = copy.deepcopy(sample_outcome())
+    for path, value in changes:
+        parent = record
+        for part in path[:-1]:
+            if not isinstance(parent.get(part), dict):
+                parent[part] = {}
+            parent = parent[part]
+        if value == "<delete>":
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = copy.deepcopy(value)
+    if top is not None:
+        record = top
+    # ECMA-262 `$` (the end of the text) where Python's jsonschema also allows a final newline
+    if any(isinstance(v, str) and v.endswith("\n") for _, v in changes):
+        return
+    assert CHECK(record) == JS.is_valid(record), record
+
+
+@pytest.mark.parametrize("sub,good,bad", [
+    ({"type": "string", "minLength": 2, "maxLength": 3}, ["ab", "abc", "中文"], ["a", "abcd", 1, None]),
+    ({"type": ["string", "null"]}, ["x", None], [1, [], {}]),
+    ({"type": "number"}, [1, 1.5, -0.0], [True, "1", None]),
+    ({"type": "integer"}, [1, 2.0, -3], [1.5, True, "1"]),
+    ({"type": "boolean"}, [True, False], [0, 1, "true", None]),
+    ({"type": "array", "items": {"type": "string"}}, [[], ["a"]], [["a", 1], "a", {}]),
+    ({"enum": ["a", "b"]}, ["a", "b"], ["c", 1, None, ["a"]]),
+    ({"pattern": "^a+$"}, ["a", "aa", 1, None], ["b", "a\n", "ab"]),  # patterns apply to strings only
+    ({"type": "object", "required": ["a"], "additionalProperties": False, "properties": {"a": {"type": "integer"}}},
+     [{"a": 1}], [{}, {"a": "1"}, {"a": 1, "b": 2}, [], "a"]),
+    ({"properties": {"a": False}}, [{}, {"b": 1}, 5], [{"a": 1}]),
+    (True, [1, None, "x"], []),
+    (False, [], [1, None, "x"]),
+])
+def test_keywords(sub, good, bad):
+    check = compile_check(sub)
+    for value in good:
+        assert check(value) is True, value
+    for value in bad:
+        assert check(value) is False, value
+
+
+def test_formats_come_from_the_caller():
+    check = compile_check({"type": "string", "format": "date-time"}, {"date-time": lambda s: s.startswith("2")})
+    assert check("2026") and not check("1999") and check(5) is False
+
+
+@pytest.mark.parametrize("sub", [
+    {"minimum": 1}, {"oneOf": [{}]}, {"$ref": "#/x"}, {"format": "email"}, {"type": "bogus"},
+    {"additionalProperties": {"type": "string"}}, {"enum": [1, 2]}, {"minLength": "2"}, {"items": [{}]},
+    {"properties": {"a": {"anyOf": []}}},
+])
+def test_unknown_keywords_are_refused_not_ignored(sub):
+    with pytest.raises(Unsupported):
+        compile_check(sub)
+
+
+def test_a_schema_it_cannot_compile_falls_back_to_fastjsonschema():
+    assert "$defs" in json.dumps(schema("rules")) or "oneOf" in json.dumps(schema("rules"))
+    check = fast_check("rules")
+    assert not hasattr(check, "source")
+    assert check({"version": 1, "rules": []}) in (True, False)
+    assert check("not a mapping") is False
