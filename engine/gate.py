@@ -63,10 +63,24 @@ def _outcome_ok(record: Any) -> bool:
     return _outcome_ok(record)
 
 
+_scan = json.JSONDecoder().scan_once  # json.loads's own C scanner, without its two Python wrappers
+
+
+def _loads(line: str) -> Any:
+    """json.loads(line), the same value and the same errors; a little quicker for a line that is one value."""
+    try:
+        value, end = _scan(line, 0)
+    except StopIteration:  # leading space, or not JSON: json.loads says which
+        return json.loads(line)
+    if end != len(line) and not line[end:].isspace():
+        return json.loads(line)  # raises "Extra data"
+    return value
+
+
 def parse_line(line: str) -> GateResult:
     """One JSON line to a checked record."""
     try:
-        record = json.loads(line)
+        record = _loads(line)
     except (ValueError, RecursionError) as e:
         return GateResult(INVALID, None, None, f"not JSON: {e}", "")
     if not isinstance(record, dict):

@@ -94,6 +94,25 @@ def _route_source(fields: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _compile_lookup(groups: Sequence[tuple]) -> Any:
+    """A function giving, for a key of match values, the non-empty hit lists of every group (one dict
+    lookup per group, generated; a group of catch-alls is a constant)."""
+    scope: dict = {}
+    lines = ["def lookup(k):", "    found = []"]
+    for i, (_, index, positions) in enumerate(groups):
+        if not positions:
+            if index.get(()):
+                scope[f"C{i}"] = index[()]
+                lines.append(f"    found.append(C{i})")
+            continue
+        scope[f"I{i}"] = index.get
+        key = "(" + ", ".join(f"k[{p}]" for p in positions) + ("," if len(positions) == 1 else "") + ")"
+        lines += [f"    h = I{i}({key})", "    if h:", "        found.append(h)"]
+    lines.append("    return found")
+    exec(compile("\n".join(lines) + "\n", "<herald-router-lookup>", "exec"), scope)  # noqa: S102 - positions only
+    return scope["lookup"]
+
+
 class Router:
     """First-match routing over a RuleSet (priority, then file, then position)."""
 
@@ -120,7 +139,8 @@ class Router:
                 picker = (lambda key, p0=p0: (key[p0],))
             else:
                 picker = operator.itemgetter(*positions)
-            self._groups.append((picker, dict(index)))
+            self._groups.append((picker, dict(index), tuple(positions)))
+        self._lookup = _compile_lookup(self._groups)
         self._cache: dict = {}
         scope = {"_sub": _sub, "_EMPTY": {}, "_MISS": object(), "cache_get": self._cache.get,
                  "slow": self._route_slow}
@@ -129,14 +149,17 @@ class Router:
 
     def candidates(self, key: tuple) -> tuple:
         """Indices of the rules whose `match` accepts `key` (match values of self.fields), in evaluation order."""
-        found = []
-        for picker, index in self._groups:
-            try:
-                hit = index.get(picker(key))
-            except TypeError:
-                hit = None
-            if hit:
-                found.append(hit)
+        try:
+            found = self._lookup(key)
+        except TypeError:  # an unhashable value: group by group, that group matching nothing
+            found = []
+            for picker, index, _ in self._groups:
+                try:
+                    hit = index.get(picker(key))
+                except TypeError:
+                    hit = None
+                if hit:
+                    found.append(hit)
         if not found:
             return ()
         merged = found[0] if len(found) == 1 else sorted(itertools.chain.from_iterable(found))
@@ -149,9 +172,10 @@ class Router:
 
     def _route_slow(self, outcome: Mapping, raw_key: tuple) -> Rule | None:
         """A decision-cache miss: find the candidates, cache them when the key allows, evaluate."""
-        cands = self.candidates(tuple(map(match_value, raw_key)))
+        plain = _raw_ok(raw_key)  # text and nulls are their own match values
+        cands = self.candidates(raw_key if plain else tuple(map(match_value, raw_key)))
         rules = tuple(self.rules[i] for i in cands)
-        if CACHE_LIMIT and _raw_ok(raw_key):
+        if CACHE_LIMIT and plain:
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
             if not rules:

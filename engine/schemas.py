@@ -56,10 +56,13 @@ def fast_check(name: str):
     """A predicate, True when the schema accepts a value: herald's own compiled check (engine.schemafast)
     where the schema keeps to the keywords it knows, else fastjsonschema's validator."""
     from .schemafast import Unsupported, compile_check
-    from .timing import parse_instant
+    from .timing import _parse_instant_text
+
+    def instant(text: str) -> bool:
+        return _parse_instant_text(text) is not None
 
     try:
-        return compile_check(schema(name), {"date-time": lambda s: parse_instant(s) is not None})
+        return compile_check(schema(name), {"date-time": instant})
     except Unsupported:
         validate = fast_validator(name)
 

@@ -299,6 +299,7 @@ def _transition(u: datetime, until: datetime, tz: ZoneInfo, off: timedelta) -> d
 # with an opening, a closing, a day change or an offset change inside them are answered exactly, uncached.
 _BUCKET = timedelta(minutes=15)
 _BUCKET_LIMIT = 100_000          # stretches kept per (window, zone) before the cache starts over
+_FILL = 3_000                     # closed stretches filled at once (a month)
 _OPEN, _MIXED = object(), object()
 _BUCKETS: dict[tuple[int, int], tuple] = {}  # (id(window), id(tz)) -> (window, tz, {stretch: verdict})
 
@@ -349,6 +350,10 @@ def next_open(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
             got = verdicts[n] = _bucket_verdict(_EPOCH + n * _BUCKET, window, tz)
         except OverflowError:
             got = _MIXED
+        if got.__class__ is datetime:  # every stretch up to the opening shares it (a weekend: ~250)
+            last = min((got - _EPOCH) // _BUCKET, n + _FILL)
+            for k in range(n + 1, last):
+                verdicts[k] = got
     if got is _OPEN:
         return start.astimezone(tz)
     if got is _MIXED:
@@ -396,6 +401,12 @@ def parse_instant(text: Any) -> datetime | None:
 
 @lru_cache(maxsize=8192)
 def _parse_instant_text(text: str) -> datetime | None:
+    try:  # the usual form, as it comes
+        got = datetime.fromisoformat(text)
+        if got.utcoffset() is not None:
+            return got
+    except ValueError:
+        pass
     s = text.strip()
     if len(s) > 10 and s[10] == "t":
         s = s[:10] + "T" + s[11:]

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.gate import DUPLICATE, HELD, INVALID, OK, Gate, check_record, parse_line
 from engine.model import Timing
@@ -64,3 +66,28 @@ def test_schedule_at_the_end_of_the_calendar_is_an_error_not_a_crash():
     late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
     sched = schedule(Timing(delay=timedelta(hours=2)), {}, late, ZoneInfo("Asia/Shanghai"), datetime.now(timezone.utc))
     assert sched.send_at is None and "out of range" in sched.error
+
+
+def _outcome_of(fn, text):
+    try:
+        return ("ok", fn(text))
+    except (ValueError, RecursionError) as e:
+        return ("error", type(e).__name__, str(e))
+
+
+_json_texts = st.one_of(
+    st.text(max_size=40),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                 max_leaves=8).map(json.dumps))
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=_json_texts, before=st.sampled_from(["", " ", "\n", "\ufeff"]),
+       after=st.sampled_from(["", " ", "\t\n", "x", "{}", " 1"]))
+def test_line_parsing_is_json_loads(text, before, after):
+    """The gate's line parser gives json.loads's value, or json.loads's very error."""
+    from engine.gate import _loads
+
+    line = before + text + after
+    assert repr(_outcome_of(_loads, line)) == repr(_outcome_of(json.loads, line))
