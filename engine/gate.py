@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .schemas import fast_check, jsonschema_validator
+from .model import quick_init
 
 OK = "ok"
 INVALID = "invalid"
@@ -13,6 +14,7 @@ DUPLICATE = "duplicate"
 HELD = "held"
 
 
+@quick_init
 @dataclass(frozen=True)
 class GateResult:
     """The gate's verdict on one input: ok, invalid (with the field named), duplicate or held."""

@@ -1,7 +1,7 @@
 """The frozen data model: windows, timing, rules, rule sets, and what an outcome became (a plan)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
@@ -14,6 +14,34 @@ CHANNEL_ADDRESS = {  # the candidate field a channel needs; a channel not listed
     "sms": "candidate.phone",
     "email": "candidate.email",
 }
+
+
+def quick_init(cls: type) -> type:
+    """Give a frozen dataclass an __init__ that fills the instance's dict in one call.
+
+    Same signature, defaults and resulting instance as the generated one, which sets field after
+    field through object.__setattr__ (twice as slow for the wide classes made once per outcome).
+    Only for plain frozen dataclasses: no default factories, no __post_init__, no slots."""
+    params = [f for f in fields(cls)]
+    if (not cls.__dataclass_params__.frozen or hasattr(cls, "__post_init__") or "__slots__" in cls.__dict__
+            or any(not f.init or f.default_factory is not MISSING or f.kw_only for f in params)):
+        raise TypeError(f"quick_init does not apply to {cls.__name__}")
+    scope: dict = {}
+    sig = []
+    for f in params:
+        if f.default is MISSING:
+            sig.append(f.name)
+        else:
+            scope[f"_d_{f.name}"] = f.default
+            sig.append(f"{f.name}=_d_{f.name}")
+    body = ", ".join(f"{f.name}={f.name}" for f in params)
+    src = f"def __init__(self, {', '.join(sig)}):\n    self.__dict__.update({body})\n"
+    exec(src, scope)  # noqa: S102 - field names only
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init
+    return cls
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,7 @@ class RuleSet:
     sources: Mapping[str, str] = field(default_factory=dict)  # rule files and templates -> content hash
 
 
+@quick_init
 @dataclass(frozen=True)
 class Message:
     """One rendered message for one channel."""
@@ -103,6 +132,7 @@ class Message:
     sms_chars: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Plan:
     """What one outcome became: status, rule, template, channel order, schedule, rendered messages."""

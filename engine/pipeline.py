@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from .deployment import Deployment
 from .gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult
 from .model import CHANNEL_ADDRESS, Message, Plan, Rule
-from .routing import Router, choose_variant, lookup
+from .routing import Router, choose_variant
 from .schemas import TEMPLATE_EXTRAS
 from .timing import load_timezone, parse_instant, schedule
 
@@ -71,8 +71,9 @@ def render_messages(templates, template: str, prefs: tuple, channels: Iterable[s
 
 def timezone_for(rule: Rule, outcome: Mapping):
     """The candidate's time zone when it is a real one, else the rule's."""
-    name = lookup(outcome, "candidate.timezone")
-    tz = load_timezone(name) if isinstance(name, str) else None
+    cand = outcome.get("candidate")
+    name = cand.get("timezone") if cand.__class__ is dict else None
+    tz = load_timezone(name) if name.__class__ is str else None
     return tz or load_timezone(rule.timezone) or timezone.utc
 
 
@@ -139,7 +140,8 @@ class Pipeline:
         if locale is None:
             chosen = templates.resolve(template, prefs)
             locale = chosen.locale if chosen else None
-        occurred = parse_instant(outcome.get("occurred_at")) if outcome.get("occurred_at") else None
+        occurred = outcome.get("occurred_at")
+        occurred = parse_instant(occurred) if occurred else None
         sched = schedule(rule.timing, self.windows, occurred or now, timezone_for(rule, outcome), now,
                          approved_at=approved_at, channels=max(len(channels), 1) if full else 1)
         if not channels:

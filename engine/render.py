@@ -20,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .dsl.suggest import did_you_mean
 from .errors import Diagnostic, Loc, sort_diagnostics
-from .model import DECISIONS, Message
+from .model import DECISIONS, Message, quick_init
 
 __all__ = [
     "TemplateMeta", "TemplateFile", "RenderResult", "TemplateStore",
@@ -68,6 +68,7 @@ class TemplateFile:
     blocks: tuple
 
 
+@quick_init
 @dataclass(frozen=True)
 class RenderResult:
     """One rendering: the file used, its locale, the message, or an error (then message is None)."""

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from .dsl.suggest import did_you_mean
-from .model import DAYS, Timing, Window
+from .model import DAYS, Timing, Window, quick_init
 
 UTC = timezone.utc
 HORIZON_DAYS = 800  # next_open gives up (None) when a window does not open within this many days
@@ -419,6 +419,7 @@ def _parse_instant_text(text: str) -> datetime | None:
     return got if got.utcoffset() is not None else None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Schedule:
     """When one notification goes out, all aware in the window's zone.
