@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
 from .deployment import Deployment
-from .gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult
+from .gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, parse_line
 from .model import CHANNEL_ADDRESS, Message, Plan, Rule
+from .render import _plain, build_context
 from .routing import Router, choose_variant
 from .schemas import TEMPLATE_EXTRAS
 from .timing import load_timezone, parse_instant, schedule
@@ -53,8 +54,6 @@ def locale_prefs(rule: Rule, outcome: Mapping) -> tuple:
 def render_messages(templates, template: str, prefs: tuple, channels: Iterable[str], outcome: Mapping,
                     extras: Mapping, main_only: bool = False) -> tuple[tuple, str | None, str | None]:
     """Render `template` for each channel: (messages, chosen locale, first error)."""
-    from .render import build_context
-
     messages, locale, error = [], None, None
     base = build_context(outcome, extras, trusted=True)
     for ch in channels:
@@ -96,8 +95,6 @@ class Pipeline:
         self.windows = self.deployment.ruleset.windows
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
-        from .render import _plain
-
         self.base_extras = _plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
 
     def clock(self) -> datetime:
@@ -162,8 +159,6 @@ class Pipeline:
 
     def run_lines(self, lines: Iterable[str]) -> Iterator[Plan]:
         """Intake of JSON lines through every stage, one plan per non-blank line, in input order."""
-        from .gate import parse_line
-
         gate = self.gate()
         for line in lines:
             if not line.strip():
@@ -171,8 +166,6 @@ class Pipeline:
             yield self.admit(gate, parse_line(line))
 
     def run_records(self, records: Iterable[Any]) -> Iterator[Plan]:
-        from .gate import check_record
-
         gate = self.gate()
         for record in records:
             if not isinstance(record, dict):

@@ -1021,7 +1021,10 @@ class TemplateStore:
                 line = _frame_line(exc, file.path, plan.template)
                 where = f"{file.path}:{line}" if line else file.path
                 return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}")
-            rendered = {main: (_tidy(text, main), None, None)}
+            body = _tidy(text, main)
+            if channel != "sms":
+                return RenderResult(file, file.locale, Message(channel, body), None)
+            rendered = {main: (body, None, None)}
         else:
             ctx = context if context.get("channel") == channel else {**context, "channel": channel}
             rendered = self._render_blocks(entry, plan.wanted, ctx)
