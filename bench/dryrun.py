@@ -294,7 +294,10 @@ def main() -> int:
                 rule = route(o)
                 hits["unmatched" if rule is None else ("catch-all" if rule.id.endswith("catch-all")
                                                         else ("when" if rule.predicate else "specific"))] += 1
-                keys.add(router._extract(o))
+                try:
+                    keys.add(read(o))  # the decision-cache key: the raw values of the routed fields
+                except TypeError:  # a list or mapping among them: never cached
+                    pass
             t_naive_sample = dicts[: max(200, min(len(dicts), 2_000_000 // max(n, 1) // 10))]
             t_naive = best_of(lambda: [naive(o) for o in t_naive_sample], max(1, repeats - 1))
             route_rows.append({
