@@ -445,7 +445,7 @@ def schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: datetim
     """The Schedule of one notification (see Schedule); an unknown window name, or an instant so near the end
     of the calendar that the delay runs past year 9999, gives `error`, not an exception."""
     for t in (occurred_at, now, approved_at):
-        if t is not None and t.utcoffset() is None:
+        if t is not None and t.tzinfo.__class__ is not timezone and t.utcoffset() is None:
             raise ValueError("schedule needs aware datetimes")
     try:
         return _schedule(timing, windows, occurred_at, tz, now, approved_at, channels)
