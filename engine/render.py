@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
+from jinja2 import filters as jinja_filters
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
@@ -232,6 +233,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             value = obj.get(attribute, _ABSENT)
             if value.__class__ in _PLAIN_TYPES:
                 return value
+            if value is _ABSENT:  # what Jinja ends with, after an AttributeError and a KeyError
+                return self.undefined(obj=obj, name=attribute)
         return self._wrap(super().getattr(obj, attribute), str(attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -307,6 +310,10 @@ def _make_env(autoescape: bool) -> _Sandbox:
         "dict": _Callable(dict, "dict"),
         "namespace": _Callable(_namespace, "namespace"),
     })
+    for name, fn in list(env.filters.items()):  # this environment is never async: skip the async dispatch
+        sync = getattr(jinja_filters, f"sync_do_{name}", None)
+        if sync is not None and fn is getattr(jinja_filters, f"do_{name}", None):
+            env.filters[name] = sync
     for name in ("center", "indent", "format"):
         env.filters[name] = _capped_filter(name)
     env.filters["mask"] = _mask

@@ -504,6 +504,31 @@ def test_none_values_render_empty(tmp_path: Path) -> None:
     assert r.message.body == "[]"
 
 
+def test_absent_keys_are_undefined_exactly_as_in_jinja_s_sandbox() -> None:
+    """herald's short cut for a key missing from a plain dict gives what Jinja's sandbox gives."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from engine.render import _TEXT_ENV
+
+    stock = ImmutableSandboxedEnvironment(undefined=_TEXT_ENV.undefined)
+    for obj, name in (({"a": 1}, "note"), ({}, "improvements"), ({"x": None}, "y")):
+        mine, theirs = _TEXT_ENV.getattr(obj, name), stock.getattr(obj, name)
+        assert type(mine) is type(theirs)
+        assert (mine._undefined_obj, mine._undefined_name, mine._undefined_hint) == \
+            (theirs._undefined_obj, theirs._undefined_name, theirs._undefined_hint)
+
+
+@pytest.mark.parametrize("expr,out", [
+    ("{{ feedback.note }}", ""), ("{{ feedback.note.more }}", ""), ("{{ feedback.note is defined }}", "False"),
+    ("{{ feedback.note | default('none') }}", "none"), ("{{ feedback.items is defined }}", "True"),
+    ("{{ feedback.strengths | join('/') }}", "a/b"),
+])
+def test_absent_feedback_fields_render(tmp_path: Path, expr: str, out: str) -> None:
+    s = make_store(tmp_path, {"t.j2": HEADER + "{% block sms %}" + expr + "{% endblock %}"})
+    r = s.render("t", [], "sms", ctx(feedback={"strengths": ["a", "b"]}))
+    assert r.error is None and r.message.body == out
+
+
 def test_build_context() -> None:
     c = build_context({"decision": "pass", "candidate": {"name": "A"}, "extra": ("x",)}, TEMPLATE_EXTRAS)
     assert c["candidate"] == {"name": "A"} and c["company"]["name"] == "示例科技"
