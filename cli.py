@@ -114,7 +114,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
 
     Shows what would go to whom, when and why. Exit 0 when it ran, 1 when the rules are invalid.
     """
-    import json
+    import gc
 
     from engine.dryrun import TABLE_HEADER, Summary, explain_lines, message_lines, progress, table_row
     from engine.gate import parse_line
@@ -123,6 +123,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
     dep = _load_or_exit(paths, config_path)
     pipe = Pipeline(dep, now=now, render_channels="all" if fmt == "text" else "first")
     lines = outcomes.read().splitlines()
+    gc.freeze()  # the deployment and the input live to the end: keep the collector from walking them
     if explain_id is not None:
         for line in lines:
             result = parse_line(line)

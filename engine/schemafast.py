@@ -156,8 +156,10 @@ class _Gen:
                 self.lines.pop()
 
 
-def compile_check(schema: Any, formats: dict[str, Callable[[str], bool]] | None = None) -> Callable[[Any], bool]:
-    """A predicate: True when `schema` accepts the value. Raises Unsupported for keywords it does not know."""
+def compile_check(schema: Any, formats: dict[str, Callable[[str], Any]] | None = None) -> Callable[[Any], bool]:
+    """A predicate: True when `schema` accepts the value. Raises Unsupported for keywords it does not know.
+
+    `formats` maps a format name to a function of the text whose truth is the verdict."""
     gen = _Gen(formats or {})
     gen.emit(0, "def check(d):")
     gen.node(schema, "d", 1)
