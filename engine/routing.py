@@ -139,13 +139,21 @@ class Router:
                 picker = (lambda key, p0=p0: (key[p0],))
             else:
                 picker = operator.itemgetter(*positions)
-            self._groups.append((picker, dict(index), tuple(positions)))
+            self._groups.append((picker, {k: self._upto_sure(v) for k, v in index.items()}, tuple(positions)))
         self._lookup = _compile_lookup(self._groups)
         self._cache: dict = {}
         scope = {"_sub": _sub, "_EMPTY": {}, "_MISS": object(), "cache_get": self._cache.get,
                  "slow": self._route_slow}
         exec(compile(_route_source(fields), "<herald-router>", "exec"), scope)  # noqa: S102 - field names only
         self.route = scope["route"]
+
+    def _upto_sure(self, indices: list) -> tuple:
+        """A group's rule indices up to the first rule without `when`: it matches whenever the group's
+        key does, so no later rule of the list can ever come first (and merging stays short)."""
+        for n, idx in enumerate(indices):
+            if self.rules[idx].predicate is None:
+                return tuple(indices[:n + 1])
+        return tuple(indices)
 
     def candidates(self, key: tuple) -> tuple:
         """Indices of the rules whose `match` accepts `key` (match values of self.fields), in evaluation order."""
