@@ -31,13 +31,20 @@ def schema(name: str) -> dict:
 @lru_cache(maxsize=None)
 def jsonschema_validator(name: str):
     """A jsonschema Draft 2020-12 validator (full error lists, paths)."""
-    from jsonschema import Draft202012Validator, FormatChecker
+    from jsonschema import Draft202012Validator, FormatChecker, validators
+    from jsonschema.exceptions import ValidationError
 
+    from .schemafast import ecma_regex
     from .timing import parse_instant
+
+    def pattern(validator, patrn, instance, _schema):  # `$` as ECMA-262 has it, like the fast checks
+        if validator.is_type(instance, "string") and ecma_regex(patrn).search(instance) is None:
+            yield ValidationError(f"{instance!r} does not match {patrn!r}")
 
     checker = FormatChecker()
     checker.checks("date-time")(lambda s: not isinstance(s, str) or parse_instant(s) is not None)
-    return Draft202012Validator(schema(name), format_checker=checker)
+    validator = validators.extend(Draft202012Validator, {"pattern": pattern})
+    return validator(schema(name), format_checker=checker)
 
 
 @lru_cache(maxsize=None)
