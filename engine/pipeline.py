@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from .deployment import Deployment
 from .gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, parse_line
 from .model import CHANNEL_ADDRESS, Message, Plan, Rule
-from .render import _plain, build_context
+from .sandbox import build_context, plain
 from .routing import Router, choose_variant
 from .schemas import TEMPLATE_EXTRAS
 from .timing import load_timezone, parse_instant, schedule
@@ -95,7 +95,7 @@ class Pipeline:
         self.windows = self.deployment.ruleset.windows
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
-        self.base_extras = _plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
+        self.base_extras = plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
 
     def clock(self) -> datetime:
         return self.now or utcnow()

@@ -1,61 +1,37 @@
-"""HR-written message templates: scanning, header parsing, sandboxed rendering per channel, and template checks."""
+"""HR-written message templates: scanning, locale resolution, rendering per channel in the sandbox, and template checks."""
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import yaml
-from jinja2 import filters as jinja_filters
 from jinja2 import nodes
-from jinja2.exceptions import SecurityError, TemplateSyntaxError
-from jinja2.filters import FILTERS as DEFAULT_FILTERS
-from jinja2.runtime import ChainableUndefined, Context, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.exceptions import TemplateSyntaxError
+from jinja2.runtime import Context
 
 from .dsl.suggest import did_you_mean
 from .errors import Diagnostic, Loc, sort_diagnostics
-from .model import DECISIONS, Message, quick_init
+from .model import Message, quick_init
+from .sandbox import HTML_ENV, TEXT_ENV, build_context, plain
+from .template_header import KNOWN_HEADER_KEYS, TemplateMeta, parse_header
+from .template_vars import VarWalker
 
 __all__ = [
     "TemplateMeta", "TemplateFile", "RenderResult", "TemplateStore",
-    "build_context", "sms_length", "HTML_BLOCKS", "TEXT_BLOCKS",
+    "build_context", "plain", "sms_length", "HTML_BLOCKS", "TEXT_BLOCKS", "KNOWN_HEADER_KEYS",
 ]
 
 TEXT_BLOCKS = ("subject", "sms", "dingtalk", "email", "webhook")
 HTML_BLOCKS = ("email_html",)  # and any other block whose name ends in `_html`
-KNOWN_HEADER_KEYS = ("decisions", "description")
 CHANNEL_BLOCKS = {"email": ("email", "subject")}  # blocks a channel needs; otherwise the channel's own name
 
 _LOCALE_RE = re.compile(r"^(?P<name>.+?)\.(?P<locale>[a-z]{2,3}(?:-[A-Za-z0-9]+)*)$")
-_HEADER_RE = re.compile(r"\A\{#-?\s*herald:(?P<body>.*?)-?#\}", re.DOTALL)
-_HEADER_ANYWHERE_RE = re.compile(r"\{#-?\s*herald:")
-_HEADER_AT_RE = re.compile(r"\{#-?\s*herald:(?P<body>.*?)-?#\}", re.DOTALL)
-_PAIR_START_RE = re.compile(r"(\w+)=")
-_MAX_REPEAT = 100_000     # longest string/list `*` may build
-_MAX_EXPONENT = 256       # largest exponent `**` may use
-_MAX_RANGE = 10_000       # longest range() a template may make
-_MAX_FORMAT_WIDTH = 1_000  # widest field in a `%` format
 
 
 # ---------------------------------------------------------------------------------------------------
 # Data
-
-
-@dataclass(frozen=True)
-class TemplateMeta:
-    """What a template's header declares: decisions it may serve, a description, anything else."""
-
-    decisions: tuple
-    description: str = ""
-    extra: Mapping = field(default_factory=lambda: MappingProxyType({}))
-    header_line: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,280 +60,13 @@ class RenderResult:
         return self.error is None
 
 
-# ---------------------------------------------------------------------------------------------------
-# Sandbox
-
-
-class _LenientUndefined(ChainableUndefined):
-    """Missing data renders empty and chains (`position.title` of no position); unsafe access raises at once."""
-
-    __slots__ = ()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self._undefined_exception is SecurityError:
-            self._fail_with_undefined_error()
-
-
-class _Callable:
-    """A method or helper a template may call but never print (its repr would show Python internals)."""
-
-    __slots__ = ("_fn", "_label")
-
-    def __init__(self, fn: Callable, label: str) -> None:
-        self._fn = fn
-        self._label = label
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._fn(*args, **kwargs)
-
-    def __str__(self) -> str:
-        raise SecurityError(f"{self._label} is a function: call it, e.g. {self._label}()")
-
-    __html__ = __str__
-
-    def __format__(self, spec: str) -> str:
-        return self.__str__()
-
-    def __repr__(self) -> str:
-        return f"<{self._label}>"
-
-
-_DATA_TYPES = (str, int, float, bool, type(None), Decimal, date, datetime, time, Undefined)
-
-
-def _check_printable(value: Any, depth: int = 0) -> None:
-    if isinstance(value, _DATA_TYPES):
-        return
-    if isinstance(value, (list, tuple)) and depth < 20:
-        for item in value:
-            _check_printable(item, depth + 1)
-        return
-    if isinstance(value, dict) and depth < 20:
-        for key, item in value.items():
-            _check_printable(key, depth + 1)
-            _check_printable(item, depth + 1)
-        return
-    if isinstance(value, _Callable):
-        str(value)  # raises SecurityError with a hint
-    raise SecurityError("only text, numbers, lists and mappings can be printed in a template")
-
-
-def _finalize(value: Any) -> Any:
-    """Applied to every `{{ ... }}`: None prints as nothing, non-data objects are refused."""
-    if value is None:
-        return ""
-    if value.__class__ is str or value.__class__ is int:  # the common case, first
-        return value
-    _check_printable(value)
-    return value
-
-
-def _safe_range(*args: int) -> range:
-    rng = range(*args)
-    if len(rng) > _MAX_RANGE:
-        raise OverflowError(f"range() too long for a template (more than {_MAX_RANGE} items)")
-    return rng
-
-
-def _namespace(*args: Any, **kwargs: Any) -> Any:
-    from jinja2.utils import Namespace
-    return Namespace(*args, **kwargs)
-
-
-_FORMAT_WIDTH_RE = re.compile(r"%[-#0 +]*(?:\(\w*\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?")
-
-
-def _percent_too_wide(fmt: str) -> bool:
-    """True when a %-format pads wider than the cap or takes its width from an argument (`%*d`)."""
-    for m in _FORMAT_WIDTH_RE.finditer(fmt):
-        if any(g and (g == "*" or int(g) > _MAX_FORMAT_WIDTH) for g in m.groups()):
-            return True
-    return False
-
-
-_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-
-
-def _check_width(*values: Any) -> None:
-    if any(isinstance(v, int) and v > _MAX_FORMAT_WIDTH for v in values):
-        raise SecurityError("width too large for a template")
-
-
-def _format_too_wide(fmt: str) -> bool:
-    """True when a str.format string pads wider than the cap or takes its width from an argument."""
-    try:
-        for _, _, spec, _ in string.Formatter().parse(fmt):
-            if spec and ("{" in spec or any(int(n) > _MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec))):
-                return True
-    except ValueError:
-        return False
-    return False
-
-
-def _capped_filter(name: str) -> Callable:
-    """A built-in filter whose width-like arguments are capped (center, indent, format)."""
-    original = DEFAULT_FILTERS[name]
-
-    def capped(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if name == "format":
-            if _percent_too_wide(str(value)):
-                raise SecurityError("format width too large for a template")
-        else:
-            _check_width(*args, *kwargs.values())
-        return original(value, *args, **kwargs)
-
-    capped.__name__ = name
-    return capped
-
-
-_DICT_ATTRS = frozenset(dir(dict))
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
-_ABSENT = object()
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, with methods wrapped so they cannot be printed and sizes capped."""
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def _wrap(self, value: Any, label: str) -> Any:
-        if callable(value) and not isinstance(value, (Undefined, _Callable, type)):
-            return _Callable(value, label)
-        return value
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        # Fast path for the common case, a key of a plain dict holding plain data (the outcome's
-        # fields): the same answer Jinja gives, without the sandbox's attribute checks.
-        if type(obj) is dict and attribute.__class__ is str and attribute not in _DICT_ATTRS:
-            value = obj.get(attribute, _ABSENT)
-            if value.__class__ in _PLAIN_TYPES:
-                return value
-            if value is _ABSENT:  # what Jinja ends with, after an AttributeError and a KeyError
-                return self.undefined(obj=obj, name=attribute)
-        return self._wrap(super().getattr(obj, attribute), str(attribute))
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        return self._wrap(super().getitem(obj, argument), str(argument)[:40])
-
-    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807
-        if isinstance(__obj, _Callable):
-            __obj = __obj._fn
-        if getattr(__obj, "__name__", None) in _PADDING_METHODS and isinstance(getattr(__obj, "__self__", None), str):
-            _check_width(*args, *kwargs.values())
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def wrap_str_format(self, value: Any) -> Any:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None and _format_too_wide(value.__self__):
-            def refuse(*args: Any, **kwargs: Any) -> str:
-                raise SecurityError("format width too large for a template")
-            return refuse
-        return wrapped
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > _MAX_REPEAT:
-                    raise SecurityError("repetition too large for a template")
-        elif operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
-                raise SecurityError("exponent too large for a template")
-        elif operator == "%" and isinstance(left, str) and _percent_too_wide(left):
-            raise SecurityError("format width too large for a template")
-        return super().call_binop(context, operator, left, right)
-
-
-def _mask(value: Any, keep: int = 4) -> str:
-    """Hide the middle of a phone number or the local part of an e-mail address."""
-    if value is None or isinstance(value, Undefined):
-        return ""
-    text = str(value)
-    if "@" in text:
-        local, _, domain = text.partition("@")
-        shown = local[:2] if len(local) > 2 else local[:1]
-        return f"{shown}***@{domain}"
-    keep = max(0, min(int(keep), 8))
-    if len(text) <= keep + 3:
-        return text[:1] + "*" * max(0, len(text) - 1)
-    head = 3 if len(text) >= keep + 6 else 1
-    return text[:head] + "*" * (len(text) - head - keep) + (text[-keep:] if keep else "")
-
-
-def _date(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Format an ISO 8601 string (or a date/datetime) with strftime; other text is returned unchanged."""
-    if value is None or isinstance(value, Undefined):
-        return ""
-    if isinstance(value, (date, datetime)):
-        parsed: Any = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value).strip())
-        except ValueError:
-            return str(value)
-    try:
-        return parsed.strftime(str(fmt)[:200])
-    except (ValueError, TypeError):
-        return str(value)
-
-
-def _make_env(autoescape: bool) -> _Sandbox:
-    env = _Sandbox(autoescape=autoescape, undefined=_LenientUndefined, finalize=_finalize,
-                   keep_trailing_newline=False, auto_reload=False, cache_size=0, optimized=False)
-    env.globals.clear()
-    env.globals.update({
-        "range": _Callable(_safe_range, "range"),
-        "dict": _Callable(dict, "dict"),
-        "namespace": _Callable(_namespace, "namespace"),
-    })
-    for name, fn in list(env.filters.items()):  # this environment is never async: skip the async dispatch
-        sync = getattr(jinja_filters, f"sync_do_{name}", None)
-        if sync is not None and fn is getattr(jinja_filters, f"do_{name}", None):
-            env.filters[name] = sync
-    for name in ("center", "indent", "format"):
-        env.filters[name] = _capped_filter(name)
-    env.filters["mask"] = _mask
-    env.filters["date"] = _date
-    return env
-
-
-_TEXT_ENV = _make_env(False)
-_HTML_ENV = _make_env(True)
-_GLOBAL_NAMES = frozenset({"range", "dict", "namespace", "self", "super"})
-
-
 @lru_cache(maxsize=256)
 def _is_html_block(block: str) -> bool:
     return block in HTML_BLOCKS or block.endswith("_html")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Context and SMS length
-
-
-def _plain(value: Any, depth: int = 0) -> Any:
-    if depth > 30:
-        return None
-    if isinstance(value, (str, int, float, bool, type(None), Decimal, date, datetime, time)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v, depth + 1) for v in value]
-    return str(value)
-
-
-def build_context(outcome: Mapping, extras: Mapping, trusted: bool = False) -> dict:
-    """What a template sees: the outcome's fields at top level, then herald's extras (company, links, channel).
-
-    `trusted`: outcome and extras are plain data already (from json.loads, or made plain once at
-    load time): no copy needed, since the sandbox is immutable and templates cannot change them.
-    """
-    if trusted:
-        return {**(outcome or {}), **(extras or {})}
-    ctx = _plain(dict(outcome or {}))
-    ctx.update(_plain(dict(extras or {})))
-    return ctx
+# SMS length
 
 
 _GSM_BASIC = frozenset(
@@ -388,311 +97,6 @@ def sms_length(text: str) -> tuple[int, int]:
         return sum(widths), _segments(widths, 160, 153)
     widths = [2 if ord(c) > 0xFFFF else 1 for c in text]
     return sum(widths), _segments(widths, 70, 67)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Header
-
-
-def _line_col(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    start = text.rfind("\n", 0, offset) + 1
-    return line, offset - start + 1
-
-
-class _HeaderLoader(yaml.SafeLoader):
-    """YAML 1.2 core-schema scalars, as in the rule files: `no` and `on` stay strings."""
-
-
-try:
-    from .dsl.yamlpos import _Resolver as _CoreResolver
-    _HeaderLoader.yaml_implicit_resolvers = dict(_CoreResolver.yaml_implicit_resolvers)
-except ImportError:  # pragma: no cover
-    pass
-
-
-def _split_pairs(body: str) -> tuple[list, str | None]:
-    """[(key, key_offset, value_text, value_offset)] from `k=v k2=[a, b]`; or an error message."""
-    starts: list = []
-    depth, quote, i = 0, "", 0
-    while i < len(body):
-        c = body[i]
-        if quote:
-            if c == quote:
-                quote = ""
-            elif c == "\\" and quote == '"':
-                i += 1
-        elif c in "\"'" and (i == 0 or body[i - 1] in " \t\n=[{,:("):
-            quote = c
-        elif c in "[{(":
-            depth += 1
-        elif c in "]})":
-            depth = max(0, depth - 1)
-        elif depth == 0 and (i == 0 or body[i - 1].isspace()):
-            m = _PAIR_START_RE.match(body, i)
-            if m:
-                starts.append((m.group(1), i, m.end()))
-                i = m.end()
-                continue
-        i += 1
-    pairs = []
-    first = starts[0][1] if starts else len(body)
-    if body[:first].strip():
-        return [], f'expected key=value, found "{body[:first].strip()[:40]}"'
-    for n, (key, koff, voff) in enumerate(starts):
-        end = starts[n + 1][1] if n + 1 < len(starts) else len(body)
-        raw = body[voff:end]
-        lead = len(raw) - len(raw.lstrip())
-        pairs.append((key, koff, raw.strip(), voff + lead))
-    return pairs, None
-
-
-def _parse_header(text: str, path: str) -> tuple[TemplateMeta | None, list[Diagnostic]]:
-    """The header comment on line 1 (`{# herald: decisions=[reject] #}`) and its problems."""
-    diags: list[Diagnostic] = []
-    m = _HEADER_RE.match(text)
-    header_line = 1
-    if not m:
-        later = _HEADER_ANYWHERE_RE.search(text)
-        if later is None:
-            return None, [Loc(path, 1, 1).error(
-                "template-header", "missing header: the first line must be {# herald: decisions=[...] #}")]
-        line, col = _line_col(text, later.start())
-        where = "must start the file" if line == 1 else f"must be on the first line, not line {line}"
-        diags.append(Loc(path, line, col).error("template-header", f"the herald header {where}"))
-        m = _HEADER_AT_RE.match(text, later.start())
-        if m is None:
-            return None, diags
-        header_line = line
-    body_offset = m.start("body")
-    pairs, problem = _split_pairs(m.group("body"))
-    if problem:
-        line, col = _line_col(text, body_offset)
-        return None, diags + [Loc(path, line, col).error("template-header", f"invalid header: {problem}")]
-    values: dict = {}
-    locs: dict = {}
-    for key, koff, raw, voff in pairs:
-        kloc = Loc(path, *_line_col(text, body_offset + koff))
-        if key in values:
-            diags.append(kloc.error("template-header", f'header key "{key}" given twice'))
-            continue
-        try:
-            value = yaml.load(raw, Loader=_HeaderLoader) if raw else None
-        except Exception as exc:  # noqa: BLE001 - YAMLError, and RecursionError on absurd nesting
-            if key == "description":
-                value = raw
-            else:
-                reason = str(getattr(exc, "problem", None) or "not a YAML flow value")
-                diags.append(Loc(path, *_line_col(text, body_offset + voff)).error(
-                    "template-header", f'header value of "{key}" is not valid YAML: {reason}'))
-                continue
-        values[key] = value
-        locs[key] = (kloc, voff, raw)
-    decisions: list = []
-    if "decisions" not in values:
-        if not any(k == "decisions" for k, *_ in pairs):
-            diags.append(Loc(path, header_line, 1).error(
-                "template-header", "header must declare decisions, e.g. {# herald: decisions=[reject] #}"))
-    else:
-        kloc, voff, raw = locs["decisions"]
-        value = values["decisions"]
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not items:
-            diags.append(kloc.error(
-                "template-header", f"decisions must be a non-empty list of {', '.join(DECISIONS)}"))
-        else:
-            for item in items:
-                if isinstance(item, str) and item in DECISIONS:
-                    if item not in decisions:
-                        decisions.append(item)
-                    continue
-                where = raw.find(str(item)) if item is not None else -1
-                iloc = Loc(path, *_line_col(text, body_offset + voff + where)) if where >= 0 else kloc
-                hint = did_you_mean(str(item), DECISIONS)
-                diags.append(iloc.error(
-                    "template-header",
-                    f'unknown decision "{item}"{hint}: decisions are {", ".join(DECISIONS)}'))
-    description = values.get("description", "")
-    if description is None:
-        description = ""
-    if not isinstance(description, str):
-        description = locs["description"][2]
-    extra = {k: v for k, v in values.items() if k not in KNOWN_HEADER_KEYS}
-    if not decisions:
-        return None, diags
-    return TemplateMeta(tuple(decisions), description, MappingProxyType(extra), header_line), diags
-
-
-# ---------------------------------------------------------------------------------------------------
-# Static variable check
-
-
-def _targets(node: nodes.Node) -> set:
-    return {n.name for n in node.find_all(nodes.Name) if n.ctx in ("store", "param")} | (
-        {node.name} if isinstance(node, nodes.Name) else set())
-
-
-def _bindings(body: Iterable[nodes.Node]) -> set:
-    """Names bound directly in a scope: set, macro, import, and the same inside if (no new scope)."""
-    out: set = set()
-    for node in body:
-        if isinstance(node, (nodes.Assign, nodes.AssignBlock)):
-            out |= _targets(node.target)
-        elif isinstance(node, nodes.Macro):
-            out.add(node.name)
-        elif isinstance(node, nodes.Import):
-            out.add(node.target)
-        elif isinstance(node, nodes.FromImport):
-            out |= {n[1] if isinstance(n, tuple) else n for n in node.names}
-        elif isinstance(node, nodes.If):
-            out |= _bindings(node.body)
-            for elif_ in node.elif_:
-                out |= _bindings(elif_.body)
-            out |= _bindings(node.else_)
-        elif isinstance(node, (nodes.Scope, nodes.ScopedEvalContextModifier)):
-            out |= _bindings(node.body)
-    return out
-
-
-def _chain(node: nodes.Node) -> tuple[list, nodes.Node]:
-    """Dotted parts of a Getattr / constant-Getitem chain, innermost first, and the node it starts at."""
-    parts: list = []
-    while True:
-        if isinstance(node, nodes.Getattr):
-            parts.append(node.attr)
-            node = node.node
-        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
-                and isinstance(node.arg.value, str):
-            parts.append(node.arg.value)
-            node = node.node
-        else:
-            break
-    parts.reverse()
-    return parts, node
-
-
-@lru_cache(maxsize=16)
-def _leaves(catalog: Any) -> frozenset:
-    """Catalog paths that have no sub-fields (strings, numbers, lists)."""
-    paths = sorted(catalog.paths)
-    return frozenset(p for p in paths if not any(q.startswith(p + ".") for q in paths))
-
-
-_METHODS = frozenset(m for t in (str, dict, list) for m in dir(t) if not m.startswith("_"))
-
-
-class _VarWalker:
-    """Finds variable paths a template reads that the catalog does not know."""
-
-    def __init__(self, catalog: Any) -> None:
-        self.catalog = catalog
-        self.found: list = []  # (lineno, path, root, suggestion)
-        self._leaves = _leaves(catalog)
-
-    def _known(self, parts: list, called: bool) -> bool:
-        path = ".".join(parts)
-        if self.catalog.knows(path):
-            return True
-        if called and len(parts) > 1 and parts[-1] in _METHODS and self.catalog.knows(".".join(parts[:-1])):
-            return True  # a method of a known value: candidate.items(), position.title.upper()
-        for n in range(len(parts) - 1, 0, -1):  # an attribute of a known leaf value (a string, a list)
-            prefix = ".".join(parts[:n])
-            if self.catalog.knows(prefix):
-                return prefix in self._leaves and prefix not in self.catalog.free
-        return False
-
-    def expr(self, node: nodes.Node, scope: frozenset, called: bool = False) -> None:
-        if isinstance(node, (nodes.Getattr, nodes.Getitem, nodes.Name)):
-            parts, root = _chain(node)
-            if isinstance(root, nodes.Name):
-                if root.ctx == "load" and root.name not in scope and root.name not in _GLOBAL_NAMES:
-                    full = [root.name] + parts
-                    if not self._known(full, called):
-                        n = 1
-                        while n < len(full) and self.catalog.knows(".".join(full[:n])):
-                            n += 1
-                        bad = ".".join(full[:n])
-                        self.found.append((root.lineno, bad, root.name, self.catalog.suggest(bad)))
-                return
-            self.visit(root, scope)
-            # the non-constant subscripts of the chain are expressions of their own
-            cur = node
-            while isinstance(cur, (nodes.Getattr, nodes.Getitem)):
-                if isinstance(cur, nodes.Getitem):
-                    self.visit(cur.arg, scope)
-                cur = cur.node
-            return
-        self.visit(node, scope)
-
-    def body(self, body: Sequence[nodes.Node], scope: frozenset) -> None:
-        inner = scope | _bindings(body)
-        for child in body:
-            self.visit(child, inner)
-
-    def visit(self, node: nodes.Node, scope: frozenset) -> None:
-        if isinstance(node, (nodes.Getattr, nodes.Getitem, nodes.Name)):
-            if isinstance(node, nodes.Getitem) and not (
-                    isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)):
-                self.expr(node.node, scope)
-                self.visit(node.arg, scope)
-                return
-            self.expr(node, scope)
-        elif isinstance(node, nodes.Call):
-            self.expr(node.node, scope, called=True)
-            for child in list(node.args) + list(node.kwargs) + [node.dyn_args, node.dyn_kwargs]:
-                if child is not None:
-                    self.visit(child, scope)
-        elif isinstance(node, nodes.Template):
-            self.body(node.body, scope)
-        elif isinstance(node, nodes.For):
-            self.visit(node.iter, scope)
-            inner = scope | _targets(node.target) | {"loop"}
-            if node.test is not None:
-                self.visit(node.test, inner)
-            self.body(node.body, inner)
-            self.body(node.else_, scope)
-        elif isinstance(node, (nodes.Macro, nodes.CallBlock)):
-            if isinstance(node, nodes.CallBlock):
-                self.visit(node.call, scope)
-            for default in node.defaults:
-                self.visit(default, scope)
-            inner = scope | {a.name for a in node.args} | {"varargs", "kwargs", "caller"}
-            self.body(node.body, inner)
-        elif isinstance(node, nodes.With):
-            for value in node.values:
-                self.visit(value, scope)
-            inner = scope | set().union(*(_targets(t) for t in node.targets)) if node.targets else scope
-            self.body(node.body, inner)
-        elif isinstance(node, nodes.Block):
-            self.body(node.body, scope)
-        elif isinstance(node, (nodes.If,)):
-            self.visit(node.test, scope)
-            for child in node.body:
-                self.visit(child, scope)
-            for elif_ in node.elif_:
-                self.visit(elif_, scope)
-            for child in node.else_:
-                self.visit(child, scope)
-        elif isinstance(node, (nodes.Assign,)):
-            self.visit(node.node, scope)
-        elif isinstance(node, nodes.AssignBlock):
-            if node.filter is not None:
-                self.visit(node.filter, scope)
-            self.body(node.body, scope)
-        elif isinstance(node, nodes.FilterBlock):
-            self.visit(node.filter, scope)
-            self.body(node.body, scope)
-        elif isinstance(node, (nodes.Filter, nodes.Test)):
-            if node.node is not None:
-                self.visit(node.node, scope)
-            for child in list(node.args) + list(node.kwargs) + [node.dyn_args, node.dyn_kwargs]:
-                if child is not None:
-                    self.visit(child, scope)
-        elif isinstance(node, nodes.NSRef):
-            return
-        else:
-            for child in node.iter_child_nodes():
-                self.visit(child, scope)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -855,13 +259,13 @@ class TemplateStore:
             line = raw[:exc.start].count(b"\n") + 1
             diags.append(Loc(display, line, 1).error("template-syntax", "template is not valid UTF-8"))
         source = source.lstrip("\ufeff")
-        meta, header_diags = _parse_header(source, display)
+        meta, header_diags = parse_header(source, display)
         diags.extend(header_diags)
         blocks: tuple = ()
         ast = None
         syntax_ok = True
         try:
-            ast = _TEXT_ENV.parse(source, name=name, filename=display)
+            ast = TEXT_ENV.parse(source, name=name, filename=display)
             seen: list = []
             for block in ast.find_all(nodes.Block):
                 if block.name not in seen:
@@ -879,7 +283,7 @@ class TemplateStore:
 
     def _compiled(self, entry: _Entry, html: bool) -> Any:
         if html not in entry.compiled:
-            env = _HTML_ENV if html else _TEXT_ENV
+            env = HTML_ENV if html else TEXT_ENV
             try:
                 # both environments parse alike, so the scan's AST serves both (no optimizer: it stays intact)
                 tree = _for_mode(entry.ast, html) if entry.ast is not None else entry.source
@@ -1055,7 +459,7 @@ class TemplateStore:
     def _variable_diags(self, entry: _Entry, catalog: Any) -> list[Diagnostic]:
         if entry.ast is None:
             return []
-        walker = _VarWalker(catalog)
+        walker = VarWalker(catalog)
         try:
             walker.visit(entry.ast, frozenset())
         except RecursionError:  # absurdly deep nesting: nothing more to say than the render check will

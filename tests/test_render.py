@@ -508,7 +508,7 @@ def test_absent_keys_are_undefined_exactly_as_in_jinja_s_sandbox() -> None:
     """herald's short cut for a key missing from a plain dict gives what Jinja's sandbox gives."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from engine.render import _TEXT_ENV
+    from engine.sandbox import TEXT_ENV as _TEXT_ENV
 
     stock = ImmutableSandboxedEnvironment(undefined=_TEXT_ENV.undefined)
     for obj, name in (({"a": 1}, "note"), ({}, "improvements"), ({"x": None}, "y")):

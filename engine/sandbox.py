@@ -1,0 +1,283 @@
+"""The sandbox templates run in: Jinja2's immutable sandbox with size limits, safe helpers and filters, and the context."""
+from __future__ import annotations
+
+import re
+import string
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from jinja2 import filters as jinja_filters
+from jinja2.exceptions import SecurityError
+from jinja2.filters import FILTERS as DEFAULT_FILTERS
+from jinja2.runtime import ChainableUndefined, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["TEXT_ENV", "HTML_ENV", "GLOBAL_NAMES", "build_context", "plain"]
+
+_MAX_REPEAT = 100_000     # longest string/list `*` may build
+_MAX_EXPONENT = 256       # largest exponent `**` may use
+_MAX_RANGE = 10_000       # longest range() a template may make
+_MAX_FORMAT_WIDTH = 1_000  # widest field in a `%` format
+
+
+class _LenientUndefined(ChainableUndefined):
+    """Missing data renders empty and chains (`position.title` of no position); unsafe access raises at once."""
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._undefined_exception is SecurityError:
+            self._fail_with_undefined_error()
+
+
+class _Callable:
+    """A method or helper a template may call but never print (its repr would show Python internals)."""
+
+    __slots__ = ("_fn", "_label")
+
+    def __init__(self, fn: Callable, label: str) -> None:
+        self._fn = fn
+        self._label = label
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(*args, **kwargs)
+
+    def __str__(self) -> str:
+        raise SecurityError(f"{self._label} is a function: call it, e.g. {self._label}()")
+
+    __html__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return self.__str__()
+
+    def __repr__(self) -> str:
+        return f"<{self._label}>"
+
+
+_DATA_TYPES = (str, int, float, bool, type(None), Decimal, date, datetime, time, Undefined)
+
+
+def _check_printable(value: Any, depth: int = 0) -> None:
+    if isinstance(value, _DATA_TYPES):
+        return
+    if isinstance(value, (list, tuple)) and depth < 20:
+        for item in value:
+            _check_printable(item, depth + 1)
+        return
+    if isinstance(value, dict) and depth < 20:
+        for key, item in value.items():
+            _check_printable(key, depth + 1)
+            _check_printable(item, depth + 1)
+        return
+    if isinstance(value, _Callable):
+        str(value)  # raises SecurityError with a hint
+    raise SecurityError("only text, numbers, lists and mappings can be printed in a template")
+
+
+def _finalize(value: Any) -> Any:
+    """Applied to every `{{ ... }}`: None prints as nothing, non-data objects are refused."""
+    if value is None:
+        return ""
+    if value.__class__ is str or value.__class__ is int:  # the common case, first
+        return value
+    _check_printable(value)
+    return value
+
+
+def _safe_range(*args: int) -> range:
+    rng = range(*args)
+    if len(rng) > _MAX_RANGE:
+        raise OverflowError(f"range() too long for a template (more than {_MAX_RANGE} items)")
+    return rng
+
+
+def _namespace(*args: Any, **kwargs: Any) -> Any:
+    from jinja2.utils import Namespace
+    return Namespace(*args, **kwargs)
+
+
+_FORMAT_WIDTH_RE = re.compile(r"%[-#0 +]*(?:\(\w*\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?")
+
+
+def _percent_too_wide(fmt: str) -> bool:
+    """True when a %-format pads wider than the cap or takes its width from an argument (`%*d`)."""
+    for m in _FORMAT_WIDTH_RE.finditer(fmt):
+        if any(g and (g == "*" or int(g) > _MAX_FORMAT_WIDTH) for g in m.groups()):
+            return True
+    return False
+
+
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _check_width(*values: Any) -> None:
+    if any(isinstance(v, int) and v > _MAX_FORMAT_WIDTH for v in values):
+        raise SecurityError("width too large for a template")
+
+
+def _format_too_wide(fmt: str) -> bool:
+    """True when a str.format string pads wider than the cap or takes its width from an argument."""
+    try:
+        for _, _, spec, _ in string.Formatter().parse(fmt):
+            if spec and ("{" in spec or any(int(n) > _MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec))):
+                return True
+    except ValueError:
+        return False
+    return False
+
+
+def _capped_filter(name: str) -> Callable:
+    """A built-in filter whose width-like arguments are capped (center, indent, format)."""
+    original = DEFAULT_FILTERS[name]
+
+    def capped(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == "format":
+            if _percent_too_wide(str(value)):
+                raise SecurityError("format width too large for a template")
+        else:
+            _check_width(*args, *kwargs.values())
+        return original(value, *args, **kwargs)
+
+    capped.__name__ = name
+    return capped
+
+
+_DICT_ATTRS = frozenset(dir(dict))
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
+_ABSENT = object()
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with methods wrapped so they cannot be printed and sizes capped."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def _wrap(self, value: Any, label: str) -> Any:
+        if callable(value) and not isinstance(value, (Undefined, _Callable, type)):
+            return _Callable(value, label)
+        return value
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Fast path for the common case, a key of a plain dict holding plain data (the outcome's
+        # fields): the same answer Jinja gives, without the sandbox's attribute checks.
+        if type(obj) is dict and attribute.__class__ is str and attribute not in _DICT_ATTRS:
+            value = obj.get(attribute, _ABSENT)
+            if value.__class__ in _PLAIN_TYPES:
+                return value
+            if value is _ABSENT:  # what Jinja ends with, after an AttributeError and a KeyError
+                return self.undefined(obj=obj, name=attribute)
+        return self._wrap(super().getattr(obj, attribute), str(attribute))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        return self._wrap(super().getitem(obj, argument), str(argument)[:40])
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807
+        if isinstance(__obj, _Callable):
+            __obj = __obj._fn
+        if getattr(__obj, "__name__", None) in _PADDING_METHODS and isinstance(getattr(__obj, "__self__", None), str):
+            _check_width(*args, *kwargs.values())
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None and _format_too_wide(value.__self__):
+            def refuse(*args: Any, **kwargs: Any) -> str:
+                raise SecurityError("format width too large for a template")
+            return refuse
+        return wrapped
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > _MAX_REPEAT:
+                    raise SecurityError("repetition too large for a template")
+        elif operator == "**":
+            if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
+                raise SecurityError("exponent too large for a template")
+        elif operator == "%" and isinstance(left, str) and _percent_too_wide(left):
+            raise SecurityError("format width too large for a template")
+        return super().call_binop(context, operator, left, right)
+
+
+def _mask(value: Any, keep: int = 4) -> str:
+    """Hide the middle of a phone number or the local part of an e-mail address."""
+    if value is None or isinstance(value, Undefined):
+        return ""
+    text = str(value)
+    if "@" in text:
+        local, _, domain = text.partition("@")
+        shown = local[:2] if len(local) > 2 else local[:1]
+        return f"{shown}***@{domain}"
+    keep = max(0, min(int(keep), 8))
+    if len(text) <= keep + 3:
+        return text[:1] + "*" * max(0, len(text) - 1)
+    head = 3 if len(text) >= keep + 6 else 1
+    return text[:head] + "*" * (len(text) - head - keep) + (text[-keep:] if keep else "")
+
+
+def _date(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Format an ISO 8601 string (or a date/datetime) with strftime; other text is returned unchanged."""
+    if value is None or isinstance(value, Undefined):
+        return ""
+    if isinstance(value, (date, datetime)):
+        parsed: Any = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            return str(value)
+    try:
+        return parsed.strftime(str(fmt)[:200])
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _make_env(autoescape: bool) -> _Sandbox:
+    env = _Sandbox(autoescape=autoescape, undefined=_LenientUndefined, finalize=_finalize,
+                   keep_trailing_newline=False, auto_reload=False, cache_size=0, optimized=False)
+    env.globals.clear()
+    env.globals.update({
+        "range": _Callable(_safe_range, "range"),
+        "dict": _Callable(dict, "dict"),
+        "namespace": _Callable(_namespace, "namespace"),
+    })
+    for name, fn in list(env.filters.items()):  # this environment is never async: skip the async dispatch
+        sync = getattr(jinja_filters, f"sync_do_{name}", None)
+        if sync is not None and fn is getattr(jinja_filters, f"do_{name}", None):
+            env.filters[name] = sync
+    for name in ("center", "indent", "format"):
+        env.filters[name] = _capped_filter(name)
+    env.filters["mask"] = _mask
+    env.filters["date"] = _date
+    return env
+
+
+TEXT_ENV = _make_env(False)
+HTML_ENV = _make_env(True)
+GLOBAL_NAMES = frozenset({"range", "dict", "namespace", "self", "super"})
+
+def plain(value: Any, depth: int = 0) -> Any:
+    if depth > 30:
+        return None
+    if isinstance(value, (str, int, float, bool, type(None), Decimal, date, datetime, time)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v, depth + 1) for v in value]
+    return str(value)
+
+
+def build_context(outcome: Mapping, extras: Mapping, trusted: bool = False) -> dict:
+    """What a template sees: the outcome's fields at top level, then herald's extras (company, links, channel).
+
+    `trusted`: outcome and extras are plain data already (from json.loads, or made plain once at
+    load time): no copy needed, since the sandbox is immutable and templates cannot change them.
+    """
+    if trusted:
+        return {**(outcome or {}), **(extras or {})}
+    ctx = plain(dict(outcome or {}))
+    ctx.update(plain(dict(extras or {})))
+    return ctx
