@@ -69,8 +69,8 @@ def _route_source(fields: Sequence[str]) -> str:
         if parent not in parents:
             var = f"p{len(parents)}"
             parents[parent] = var
-            src = "o"
-            for part in parts[:-1]:
+            src = f"o.get({parts[0]!r})"  # o is a dict (top-level fields are read with o.get too)
+            for part in parts[1:-1]:
                 src = f"_sub({src}, {part!r})"
             lines.append(f"    {var} = {src}")
             lines.append(f"    {var} = {var} if {var}.__class__ is dict else _EMPTY")
