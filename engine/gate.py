@@ -52,17 +52,11 @@ def _short(message: str) -> str:
 
 def check_record(record: Any) -> GateResult:
     """Schema check of one parsed record; fast when valid, names the field when not."""
-    if _outcome_ok(record):
+    if fast_check("outcome")(record):  # compiled once (cached), then one call
         return GateResult(OK, record, record["id"])
     field, message = field_error(record)
     rid = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
     return GateResult(INVALID, None, rid, message, field)
-
-
-def _outcome_ok(record: Any) -> bool:
-    global _outcome_ok
-    _outcome_ok = fast_check("outcome")  # compiled on first use, then called directly
-    return _outcome_ok(record)
 
 
 _scan = json.JSONDecoder().scan_once  # json.loads's own C scanner, without its two Python wrappers
