@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -9,6 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 REPO = Path(__file__).resolve().parents[1]
+# The loopback server and the provider fakes (tests/channels) serve the daemon and secrets tests too.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "channels"))
 
 
 def write_files(root: Path, files: Mapping[str, str | None]) -> None:

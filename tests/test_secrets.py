@@ -15,8 +15,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -26,10 +25,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "channels"))
 sys.path.insert(0, str(HERE / "daemon"))
 
 from daemon_support import ServeProcess, wait_for  # noqa: E402
+from loopback import Serving  # noqa: E402
 from fake_aliyun import FakeAliyunSms  # noqa: E402
 from fake_dingtalk import FakeDingTalk  # noqa: E402
 from fake_robot import FakeRobot  # noqa: E402
@@ -130,17 +129,13 @@ def fakes():
     ding = EchoingDingTalk(app_secret=SECRETS["DING_APP_SECRET"]).start()
     sms = FakeAliyunSms(access_key_secret=SECRETS["ALIYUN_KEY_SECRET"]).start()
     robot = FakeRobot(access_token=SECRETS["ROBOT_TOKEN"], secret=SECRETS["ROBOT_SECRET"]).start()
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook = Serving(Webhook).start()
     smtp = Controller(Mailer(), hostname="127.0.0.1", port=free_port(), authenticator=echo_auth,
                       auth_require_tls=False)
     smtp.start()
-    yield {"ding": ding, "sms": sms, "robot": robot, "hook": f"http://127.0.0.1:{hook.server_address[1]}",
-           "smtp": smtp.port}
+    yield {"ding": ding, "sms": sms, "robot": robot, "hook": hook.url, "smtp": smtp.port}
     smtp.stop()
-    hook.shutdown()
-    hook.server_close()
-    for f in (ding, sms, robot):
+    for f in (ding, sms, robot, hook):
         f.stop()
 
 

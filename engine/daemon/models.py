@@ -1,34 +1,39 @@
 """The HTTP API's documents: response models, the outcome request schema, and store rows turned into JSON."""
 from __future__ import annotations
 
+import dataclasses
+import typing
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
+from ..intake import ItemStatus
 from ..schemas import schema
 from ..store import NotificationDetail, OutcomeRow
+from .actions import ActionResult
 
 MAX_ITEMS = 1000           # outcomes in one POST
 MAX_BODY = 8 * 1024 * 1024  # bytes in one POST
+
+
+def model_of(cls: type, name: str, doc: str, **types: Any) -> type[BaseModel]:
+    """The response model of a result dataclass: the same fields, types and defaults, declared once
+    (`types` narrows a field's type for the API document, e.g. a Literal of the statuses)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: (types.get(f.name, hints[f.name]), ... if f.default is dataclasses.MISSING else f.default)
+              for f in dataclasses.fields(cls)}
+    model = create_model(name, __doc__=doc, **fields)
+    model.__module__ = __name__
+    return model
 
 
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
-class ItemResult(BaseModel):
-    """What became of one posted outcome."""
-
-    id: str | None
-    status: Literal["matched", "unmatched", "held", "duplicate", "invalid"]
-    field: str | None = None
-    error: str | None = None
-    warning: str | None = None
-    notification: str | None = None
-    send_at: str | None = None
-    rule: str | None = None
-    dead_letter: int | None = None
+ItemResult = model_of(ItemStatus, "ItemResult", "What became of one posted outcome.",
+                      status=Literal["matched", "unmatched", "held", "duplicate", "invalid"])
 
 
 class IntakeResponse(BaseModel):
@@ -46,18 +51,7 @@ class Problem(BaseModel):
     dead_letter: int | None = None
 
 
-class ActionOut(BaseModel):
-    """An outcome after approve or withdraw."""
-
-    id: str
-    status: str
-    state: str
-    approved: bool
-    notification: str | None = None
-    send_at: str | None = None
-    rule: str | None = None
-    error: str | None = None
-    cancelled: int | None = None
+ActionOut = model_of(ActionResult, "ActionOut", "An outcome after approve or withdraw.")
 
 
 class AttemptOut(BaseModel):

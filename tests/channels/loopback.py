@@ -35,6 +35,13 @@ class LoopbackServer:
         self.stop()
 
 
+class Serving(LoopbackServer):
+    """A one-off endpoint: `with Serving(Handler) as srv:` serves one handler class at `srv.url`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._serve(handler)
+
+
 class FakeClock:
     """A clock the test moves by hand (`clock.now += 7200`): token expiry, timestamps, rate windows."""
 

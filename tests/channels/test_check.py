@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from engine.channels.check import check_channels
+from loopback import Serving
 from engine.config import load_config
 
 HERALD = str(Path(sys.executable).with_name("herald"))
@@ -33,11 +33,9 @@ class _Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     _Receiver.posts = 0
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
+    with Serving(_Receiver) as server:
+        yield server.url + "/hook"
 
 
 def _config(tmp_path, url: str) -> Path:

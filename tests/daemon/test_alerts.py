@@ -1,21 +1,18 @@
 """HR alerts: batched to one robot message per interval, the four kinds raised by the daemon, failures contained."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "channels"))
-
-from daemon_support import ScriptedTransport, make_deployment, outcome, post, wait_for  # noqa: E402
-from engine.alerts import Alerter, AlertSettings, alert_message  # noqa: E402
-from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE  # noqa: E402
-from engine.channels.dingtalk_robot import DingTalkRobotTransport  # noqa: E402
-from engine.config import load_config  # noqa: E402
-from engine.daemon.reload import reload  # noqa: E402
-from fake_robot import FakeRobot  # noqa: E402
+from daemon_support import ScriptedTransport, make_deployment, outcome, post, wait_for
+from engine.alerts import Alerter, AlertSettings, alert_message
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE
+from engine.channels.dingtalk_robot import DingTalkRobotTransport
+from engine.config import load_config
+from engine.daemon.reload import reload
+from fake_robot import FakeRobot
 
 ROBOT_TOKEN = "robot-token-0123456789"
 ROBOT_SECRET = "SECrobot0123456789abcdef"

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
+from loopback import Serving
 from daemon_support import ScriptedTransport, make_deployment, outbox, outcome, post, wait_for
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE
 from engine.daemon.send import DispatchSettings
@@ -32,11 +32,8 @@ def refusing_hook():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", hits
-    server.shutdown()
-    server.server_close()
+    with Serving(Handler) as server:
+        yield server.url + "/hook", hits
 
 
 def test_permanent_failure_falls_back_to_the_next_channel(tmp_path, daemons, refusing_hook):

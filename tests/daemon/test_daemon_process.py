@@ -5,11 +5,12 @@ import collections
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
+from loopback import Serving
 from daemon_support import RULES, TEMPLATE, ServeProcess, make_deployment, outbox, outcome, wait_for
 from engine.store import Store
 
@@ -32,11 +33,8 @@ def slow_hook():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", arrived
-    server.shutdown()
-    server.server_close()
+    with Serving(Handler) as server:
+        yield server.url + "/hook", arrived
 
 
 def test_sighup_reloads_and_sigterm_finishes_the_send_in_flight(tmp_path, slow_hook):
