@@ -14,13 +14,13 @@ from jinja2.runtime import Context
 from .dsl.suggest import did_you_mean
 from .errors import Diagnostic, Loc, sort_diagnostics
 from .model import Message, quick_init
-from .sandbox import HTML_ENV, TEXT_ENV, build_context, plain
+from .sandbox import HTML_ENV, TEXT_ENV, build_context
 from .template_header import KNOWN_HEADER_KEYS, TemplateMeta, parse_header
 from .template_vars import VarWalker
 
 __all__ = [
     "TemplateMeta", "TemplateFile", "RenderResult", "TemplateStore",
-    "build_context", "plain", "sms_length", "HTML_BLOCKS", "TEXT_BLOCKS", "KNOWN_HEADER_KEYS",
+    "build_context", "sms_length", "HTML_BLOCKS", "TEXT_BLOCKS", "KNOWN_HEADER_KEYS",
 ]
 
 TEXT_BLOCKS = ("subject", "sms", "dingtalk", "email", "webhook")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from typing import Any, Callable, Mapping
 from urllib.parse import urlencode, urlsplit
@@ -10,7 +9,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
-from .signing import Secret, SettingsReader, dingtalk_sign, redact
+from .signing import Secret, SettingsReader, dingtalk_sign, http_client, redact
 
 SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "access_token": (True, True, "the robot's access_token: only the value after 'access_token=' in its webhook URL"),
@@ -131,12 +130,7 @@ class DingTalkRobotTransport:
         return body
 
     def _client(self) -> httpx.Client:
-        verify: ssl.SSLContext | bool = True
-        if not self.verify:
-            verify = False
-        elif self.ca_file:
-            verify = ssl.create_default_context(cafile=self.ca_file)
-        return httpx.Client(timeout=httpx.Timeout(self.timeout), verify=verify, follow_redirects=False)
+        return http_client(self.timeout, self.verify, self.ca_file)
 
     def _clean(self, text: str) -> str:
         return redact(text, [self.access_token, self.secret])

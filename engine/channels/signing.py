@@ -1,13 +1,24 @@
-"""Shared transport helpers: HMAC signatures, a Secret wrapper, redaction of secrets, and settings coercion."""
+"""Shared transport helpers: HMAC signatures, a Secret wrapper, redaction of secrets, settings coercion, HTTPS clients."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import ssl
 import time
 from typing import Any, Iterable, Mapping
 
+import httpx
+
 REDACTED = "***"
+
+
+def http_client(timeout: float, verify: bool = True, ca_file: str | None = None) -> httpx.Client:
+    """An httpx client for one provider: the system's CAs, or only `ca_file`'s, or (verify off) none; no redirects."""
+    tls: ssl.SSLContext | bool = False
+    if verify:
+        tls = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    return httpx.Client(timeout=httpx.Timeout(timeout), verify=tls, follow_redirects=False)
 
 
 class Secret:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
-from .signing import Secret, SettingsReader, redact, verify_signature, webhook_signature
+from .signing import Secret, SettingsReader, http_client, redact, verify_signature, webhook_signature
 
 __all__ = ["SETTINGS", "WebhookTransport", "verify_signature", "webhook_signature", "retry_after_seconds"]
 
@@ -120,12 +120,7 @@ class WebhookTransport:
         return redact(text, self._secrets())
 
     def _client(self) -> httpx.Client:
-        verify: ssl.SSLContext | bool = True
-        if not self.verify:
-            verify = False
-        elif self.ca_file:
-            verify = ssl.create_default_context(cafile=self.ca_file)
-        return httpx.Client(timeout=httpx.Timeout(self.timeout), verify=verify, follow_redirects=False)
+        return http_client(self.timeout, self.verify, self.ca_file)
 
     def payload(self, envelope: Envelope, sent_at: datetime | None = None) -> bytes:
         """The exact request body bytes (what the signature covers)."""

@@ -63,6 +63,21 @@ def short_version(v: str | None) -> str:
     return "—" if v is None else v[:10]
 
 
+def rule_lines(report: Report) -> list[tuple[str, Row, str, str, str]]:
+    """The table's lines, rule by rule: ("rule", row, label, version, variant), then the rule's ("part",
+    ...) lines when it ran in more than one version or variant; "*" stands for several."""
+    out: list = []
+    for rule in report.rules:
+        parts = report.breakdown(rule.rule_id)
+        versions = {p.ruleset_version for p in parts}
+        variants = {p.variant for p in parts}
+        out.append(("rule", rule, rule.label, short_version(next(iter(versions))) if len(versions) == 1 else "*",
+                    (next(iter(variants)) or "—") if len(variants) == 1 else "*"))
+        if len(parts) > 1:
+            out += [("part", p, "", short_version(p.ruleset_version), p.variant or "—") for p in parts]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- table
 
 def _cells(row: Row, name: str, version: str, variant: str) -> list[str]:
@@ -92,15 +107,7 @@ def to_table(report: Report) -> str:
     if not report.rows:
         out.append("No notifications match." if scope else "No notifications yet.")
     else:
-        rows = []
-        for rule in report.rules:
-            parts = report.breakdown(rule.rule_id)
-            versions = {p.ruleset_version for p in parts}
-            variants = {p.variant for p in parts}
-            rows.append(_cells(rule, rule.label, short_version(next(iter(versions))) if len(versions) == 1 else "*",
-                               (next(iter(variants)) or "—") if len(variants) == 1 else "*"))
-            if len(parts) > 1:
-                rows += [_cells(p, "", short_version(p.ruleset_version), p.variant or "—") for p in parts]
+        rows = [_cells(row, label, version, variant) for _, row, label, version, variant in rule_lines(report)]
         rows.append(_cells(report.total, "all rules", "", ""))
         out += table(HEADERS, rows, RIGHT)
     if report.comparisons:

@@ -10,7 +10,7 @@ import math
 from html import escape
 
 from . import Report, Row
-from .formats import duration, pct, short_version
+from .formats import duration, pct, rule_lines
 
 FUNNEL = (("matched", "matched 匹配"), ("sent", "sent 发送"), ("delivered", "delivered 送达"),
           ("opened", "opened 打开"), ("clicked", "clicked 点击"), ("replied", "replied 反馈"))
@@ -163,16 +163,8 @@ def render_html(report: Report) -> str:
     if not report.rows:
         out.append("<p>No notifications match.</p>")
     else:
-        rows = []
-        for rule in report.rules:
-            parts = report.breakdown(rule.rule_id)
-            versions = {p.ruleset_version for p in parts}
-            variants = {p.variant for p in parts}
-            rows.append(_row_html(rule, "rule", rule.label,
-                                  short_version(next(iter(versions))) if len(versions) == 1 else "*",
-                                  (next(iter(variants)) or "—") if len(variants) == 1 else "*"))
-            if len(parts) > 1:
-                rows += [_row_html(p, "part", "", short_version(p.ruleset_version), p.variant or "—") for p in parts]
+        rows = [_row_html(row, kind, label, version, variant)
+                for kind, row, label, version, variant in rule_lines(report)]
         rows.append(_row_html(t, "total", "all rules", "", ""))
         out.append('<div class="scroll"><table id="report-table"><thead><tr>' +
                    "".join(f"<th>{_e(en)}<br><small>{_e(zh)}</small></th>" for en, zh in HEAD) + "</tr></thead><tbody>" + "".join(rows) +
