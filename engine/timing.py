@@ -346,10 +346,7 @@ def next_open(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
     if got is None:
         if len(verdicts) >= _BUCKET_LIMIT:
             verdicts.clear()
-        try:
-            got = verdicts[n] = _bucket_verdict(_EPOCH + n * _BUCKET, window, tz)
-        except OverflowError:
-            got = _MIXED
+        got = verdicts[n] = _bucket_verdict(_EPOCH + n * _BUCKET, window, tz)  # never raises OverflowError
         if got.__class__ is datetime:  # every stretch up to the opening shares it (a weekend: ~250)
             last = min((got - _EPOCH) // _BUCKET, n + _FILL)
             for k in range(n + 1, last):
