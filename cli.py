@@ -41,7 +41,7 @@ def validate(paths: tuple, config_path: str | None, fmt: str, strict: bool) -> N
     PATHS may be rule files, rule directories, a herald.yaml or a deployment directory.
     Exit 0 when valid, 1 when there are problems.
     """
-    from engine.deployment import load_deployment
+    from engine.config.deployment import load_deployment
 
     dep = load_deployment(paths, config_path, parallel=True)
     diags = list(dep.diagnostics)
@@ -70,7 +70,7 @@ class InstantType(click.ParamType):
     name = "TIME"
 
     def convert(self, value, param, ctx):
-        from engine.timing import parse_instant
+        from engine.schedule.timing import parse_instant
 
         if not isinstance(value, str):
             return value
@@ -86,7 +86,7 @@ now_option = click.option("--now", type=InstantType(), default=None,
 
 def _load_or_exit(paths: tuple, config_path: str | None):
     """The deployment, or the validation errors printed to stderr and exit 1."""
-    from engine.deployment import load_deployment
+    from engine.config.deployment import load_deployment
 
     dep = load_deployment(paths, config_path)
     if not dep.ok:
@@ -116,8 +116,8 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
     """
     import gc
 
-    from engine.dryrun import TABLE_HEADER, Summary, explain_lines, message_lines, progress, table_row
-    from engine.gate import parse_line
+    from engine.cli.dryrun import TABLE_HEADER, Summary, explain_lines, message_lines, progress, table_row
+    from engine.intake.gate import parse_line
     from engine.pipeline import Pipeline, plan_line
 
     dep = _load_or_exit(paths, config_path)
@@ -172,7 +172,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
 def test_cmd(now, paths: tuple, config_path: str | None, verbose: bool) -> None:
     """Run the rule test cases in rules/tests/*.yaml; the last line is `N passed, N failed`."""
     from engine.pipeline import Pipeline, utcnow
-    from engine.testcases import case_files, run_all
+    from engine.rules.cases import case_files, run_all
 
     dep = _load_or_exit(paths, config_path)
     pipe = Pipeline(dep, now=now, render_channels="all")
@@ -205,8 +205,8 @@ rules_option = click.option("--rules", "paths", multiple=True, type=click.Path()
 
 def _store(config_path: str | None, dep=None):
     """The store of the deployment (or of herald.yaml alone, when the rules need not be valid)."""
-    from engine.config import load_config
-    from engine.store import Store
+    from engine.config.settings import load_config
+    from engine.store.sqlite import Store
 
     cfg = dep.config if dep is not None else load_config(config_path)[0]
     return Store(cfg.store_path)
@@ -260,7 +260,7 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
     import json
     from collections import Counter
 
-    from engine.intake import intake, read_items
+    from engine.intake.batch import intake, read_items
     from engine.pipeline import Pipeline
 
     dep = _load_or_exit(paths, config_path)
@@ -299,7 +299,7 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
 def post(file: str, url: str | None, token: str | None, hmac_secret: str | None, batch: int,
          config_path: str | None) -> None:
     """Post the outcomes of FILE (JSON lines or CSV) to a running daemon, in batches; print the counts."""
-    from engine.config import load_config
+    from engine.config.settings import load_config
     from engine.daemon.client import PostError, post_file
 
     if url is None:
@@ -326,7 +326,7 @@ def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) ->
     """List the outcomes no rule matched, waiting for a person; --retry routes them again."""
     import time
 
-    from engine.store import utc
+    from engine.store.sqlite import utc
 
     if retry:
         from engine.daemon.actions import retry_unmatched
@@ -385,7 +385,7 @@ def _tracking_store_path(store_path: str | None, config_path: str | None):
     """--store, else store.path of herald.yaml (default herald.db); exits 1 when there is no store there."""
     from pathlib import Path
 
-    from engine.config import load_config
+    from engine.config.settings import load_config
 
     path = Path(store_path) if store_path else load_config(config_path)[0].store_path
     if not path.is_file():
@@ -463,7 +463,7 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
     import time
 
     from engine.report.inbox import format_item, inbox
-    from engine.store import Store
+    from engine.store.sqlite import Store
 
     path = _tracking_store_path(store_path, config_path)
     with Store(path) as store:
@@ -511,7 +511,7 @@ def channels_check(names: tuple, config_path: str | None) -> None:
     NAMES limits the check to those channels. Exit 0 when every channel is ready, 1 otherwise.
     """
     from engine.channels.check import check_channels
-    from engine.config import load_config
+    from engine.config.settings import load_config
 
     cfg, diags = load_config(config_path)
     for d in diags:

@@ -73,7 +73,7 @@ class Serve:
 def example_records() -> list[dict]:
     """The valid records of examples/outcomes.jsonl, approved (so each is routed, rendered and scheduled)."""
     sys.path.insert(0, str(ROOT))
-    from engine.gate import OK, check_record
+    from engine.intake.gate import OK, check_record
 
     out = []
     for line in (ROOT / "examples" / "outcomes.jsonl").read_text("utf-8").splitlines():

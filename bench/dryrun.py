@@ -19,7 +19,7 @@ catch-alls (see bench/_gen.py), then prints, in one run (best of N for each figu
     of outcomes and given per second;
 (d) the gate alone: jsonschema (Draft202012Validator.is_valid, as herald configures it and without the
     format checker), the fastjsonschema-compiled validator, herald's own compiled check
-    (engine.schemafast, which the gate uses), and herald's gate.check_record, on the same records.
+    (engine.intake.schemafast, which the gate uses), and herald's gate.check_record, on the same records.
 
 Targets: routing at 10,000 rules >= 1,000,000 outcomes/s (cache-resident: the regime of the pipeline,
 where route() reads the dict json.loads has just made) and within 2x of routing at 10 rules (cache-
@@ -200,12 +200,12 @@ def main() -> int:
         print(f"generated {n_out:,} outcomes in {time.perf_counter() - t:.1f} s "
               f"({outcomes_file.stat().st_size / 1e6:.1f} MB)")
 
-        from engine import routing
-        from engine.deployment import load_deployment
-        from engine.gate import check_record
+        from engine.routing import router as routing
+        from engine.config.deployment import load_deployment
+        from engine.intake.gate import check_record
         from engine.pipeline import Pipeline, plan_line
-        from engine.routing import Router
-        from engine.schemas import fast_check, fast_validator, jsonschema_validator, schema
+        from engine.routing.router import Router
+        from engine.rules.schemas import fast_check, fast_validator, jsonschema_validator, schema
 
         deps = {}
         for n in sizes:
@@ -329,7 +329,7 @@ def main() -> int:
                   f"{fmt_rate(r['naive'])} (n={r['naive_n']:,}) | {r['cold'] / r['naive']:,.2f}x | {r['build']:.3f} | "
                   f"{r['keys']:,} | {h['specific']:,} / {h['when']:,} / {h['catch-all']:,} / {h['unmatched']:,} |")
         print(f"\n(no decision cache: Router._cache replaced by a dict that keeps nothing; setting "
-              f"engine.routing.CACHE_LIMIT = 0 does not disable it: route() clears the cache and still stores "
+              f"engine.routing.router.CACHE_LIMIT = 0 does not disable it: route() clears the cache and still stores "
               f"one entry (routing.py `if len(self._cache) >= CACHE_LIMIT: clear()` then `self._cache[key] = cands`), "
               f"so consecutive equal keys still hit.)")
 
@@ -431,13 +431,13 @@ def main() -> int:
         print(f"| json.loads + render (combined floor) | {fmt_rate(r_floor2)} |")
         for r in route_rows:
             print(f"| naive first-match loop, {r['rules']:,} rules (n={r['naive_n']:,}) | {fmt_rate(r['naive'])} |")
-        print(f"| gate: herald's compiled check (engine.schemafast; herald's fast path) | {fmt_rate(rate(n_dicts, t_own))} |")
+        print(f"| gate: herald's compiled check (engine.intake.schemafast; herald's fast path) | {fmt_rate(rate(n_dicts, t_own))} |")
         print(f"| gate: fastjsonschema compiled validator | {fmt_rate(rate(n_dicts, t_fast))} |")
         print(f"| gate: jsonschema Draft202012Validator.is_valid, with format checker as herald builds it (n={n_js:,}) | "
               f"{fmt_rate(rate(n_js, t_js))} |")
         print(f"| gate: jsonschema Draft202012Validator.is_valid, no format checker (n={n_js:,}) | "
               f"{fmt_rate(rate(n_js, t_js_plain))} |")
-        print(f"| gate: herald engine.gate.check_record (compiled check + GateResult; jsonschema only for the invalid) | "
+        print(f"| gate: herald engine.intake.gate.check_record (compiled check + GateResult; jsonschema only for the invalid) | "
               f"{fmt_rate(rate(n_dicts, t_check))} |")
         print(f"\nfastjsonschema is {t_js / n_js / (t_fast / n_dicts):.0f}x faster than jsonschema "
               f"(with format checker) on these records, herald's compiled check {t_fast / t_own:.1f}x faster than "

@@ -1,6 +1,6 @@
 """Report benchmark: `herald report` over 1,000,000 notifications and 5,000,000 events in SQLite (target < 5 s).
 
-Builds a freshly migrated store file (herald's migrations plus engine/migrations_tracking.py: report_facts and its
+Builds a freshly migrated store file (herald's migrations plus engine/store/migrations_tracking.py: report_facts and its
 triggers), bulk-loads synthetic outcomes, notifications, events and replies with sqlite3 directly (executemany in
 one transaction; the store's secondary indexes dropped during the load and rebuilt after, as a restore would; the
 report_facts triggers stay on, so the facts are kept exactly as the daemon's writes keep them), then times:
@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.migrations import MIGRATIONS, migrate  # noqa: E402
-from engine import migrations_tracking  # noqa: E402
+from engine.store.migrations import MIGRATIONS, migrate  # noqa: E402
+from engine.store import migrations_tracking  # noqa: E402
 
 DAY = 86400.0
 T0 = 1_790_000_000.0  # 2026-09-21: the first outcome

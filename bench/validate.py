@@ -8,7 +8,7 @@ every channel block), realistic rule shapes (see bench/_gen.py). Before anything
 script checks that every generated deployment validates CLEAN: no error and no warning, in process
 and through the real CLI. It then times, best of N:
 
-- in process: engine.deployment.load_deployment(parallel=True), the path `herald validate` takes
+- in process: engine.config.deployment.load_deployment(parallel=True), the path `herald validate` takes
   (templates render-checked in a forked worker while the rules load), after one warm-up load (imports, grammar and
   holiday tables are one-time costs); the `when` parse cache is cleared before each timed load;
 - as a subprocess of the real CLI: `herald validate DIR` (a fresh interpreter every time), beside
@@ -66,7 +66,7 @@ def run_cli(args: list[str], cwd: Path | None = None) -> subprocess.CompletedPro
 def clear_caches() -> None:
     """Per-process caches that would make a second in-process load cheaper than a real first one."""
     try:
-        from engine.dsl import when
+        from engine.rules import when
         when._parse_cached.cache_clear()
     except (ImportError, AttributeError):
         pass
@@ -74,7 +74,7 @@ def clear_caches() -> None:
 
 def check_clean(directory: Path, expect_rules: int) -> None:
     """The generated deployment must validate with no diagnostic at all, in process and via the CLI."""
-    from engine.deployment import load_deployment
+    from engine.config.deployment import load_deployment
 
     dep = load_deployment([str(directory)])
     if dep.diagnostics or dep.ruleset is None:
@@ -97,7 +97,7 @@ def write_minimal(directory: Path) -> None:
 
 
 def profile_load(directory: Path, top: int = 18) -> str:
-    from engine.deployment import load_deployment
+    from engine.config.deployment import load_deployment
 
     clear_caches()
     prof = cProfile.Profile()
@@ -160,7 +160,7 @@ def main() -> int:
         write_minimal(minimal)
         print(f"generated {len(sizes)} deployments in {time.perf_counter() - t:.1f} s under {base}")
 
-        from engine.deployment import load_deployment
+        from engine.config.deployment import load_deployment
 
         load_deployment([str(minimal)])  # warm-up: imports, lark grammar, holidays, schemas
         t = time.perf_counter()

@@ -5,7 +5,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from .errors import Loc
+from engine.errors import Loc
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DECISIONS = ("pass", "reject", "offer", "hold")

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
-from .deployment import Deployment
-from .gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, parse_line
-from .model import CHANNEL_ADDRESS, Message, Plan, Rule
-from .sandbox import build_context, plain
-from .routing import Router, choose_variant
-from .schemas import TEMPLATE_EXTRAS
-from .timing import load_timezone, parse_instant, schedule
+from engine.config.deployment import Deployment
+from engine.intake.gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, parse_line
+from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
+from engine.render.sandbox import build_context, plain
+from engine.routing.router import Router, choose_variant
+from engine.rules.schemas import TEMPLATE_EXTRAS
+from engine.schedule.timing import load_timezone, parse_instant, schedule
 
 MATCHED = "matched"
 UNMATCHED = "unmatched"

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.gate import DUPLICATE, HELD, INVALID, OK, Gate, check_record, parse_line
+from engine.intake.gate import DUPLICATE, HELD, INVALID, OK, Gate, check_record, parse_line
 from engine.model import Timing
-from engine.schemas import sample_outcome
-from engine.timing import schedule
+from engine.rules.schemas import sample_outcome
+from engine.schedule.timing import schedule
 
 
 @pytest.mark.parametrize("change,field", [
@@ -87,7 +87,7 @@ _json_texts = st.one_of(
        after=st.sampled_from(["", " ", "\t\n", "x", "{}", " 1"]))
 def test_line_parsing_is_json_loads(text, before, after):
     """The gate's line parser gives json.loads's value, or json.loads's very error."""
-    from engine.gate import _loads
+    from engine.intake.gate import _loads
 
     line = before + text + after
     assert repr(_outcome_of(_loads, line)) == repr(_outcome_of(json.loads, line))

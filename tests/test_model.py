@@ -6,10 +6,10 @@ import inspect
 
 import pytest
 
-from engine.gate import GateResult
+from engine.intake.gate import GateResult
 from engine.model import Message, Plan, quick_init
-from engine.render import RenderResult
-from engine.timing import Schedule
+from engine.render.templates import RenderResult
+from engine.schedule.timing import Schedule
 
 QUICK = [Plan, Message, GateResult, RenderResult, Schedule]
 

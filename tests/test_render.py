@@ -1,4 +1,4 @@
-"""Tests for engine.render: locale resolution, headers, checks, sandboxing, escaping, SMS length, rendering."""
+"""Tests for engine.render.templates: locale resolution, headers, checks, sandboxing, escaping, SMS length, rendering."""
 from __future__ import annotations
 
 import tempfile
@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from engine.errors import Loc
 from engine.model import Message
-from engine.render import (
+from engine.render.templates import (
     RenderResult, TemplateFile, TemplateMeta, TemplateStore, build_context, sms_length,
 )
-from engine.schemas import TEMPLATE_EXTRAS, sample_outcome, template_fields
+from engine.rules.schemas import TEMPLATE_EXTRAS, sample_outcome, template_fields
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 HEADER = "{# herald: decisions=[reject] #}\n"
@@ -508,7 +508,7 @@ def test_absent_keys_are_undefined_exactly_as_in_jinja_s_sandbox() -> None:
     """herald's short cut for a key missing from a plain dict gives what Jinja's sandbox gives."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from engine.sandbox import TEXT_ENV as _TEXT_ENV
+    from engine.render.sandbox import TEXT_ENV as _TEXT_ENV
 
     stock = ImmutableSandboxedEnvironment(undefined=_TEXT_ENV.undefined)
     for obj, name in (({"a": 1}, "note"), ({}, "improvements"), ({"x": None}, "y")):

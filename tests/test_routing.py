@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import engine.routing as routing
+import engine.routing.router as routing
 from engine.model import Rule, RuleSet, Timing, Variant
-from engine.routing import Router, choose_variant, lookup, why_not
+from engine.routing.router import Router, choose_variant, lookup, why_not
 
 FIELDS = ("decision", "stage", "attributes.flag", "candidate.locale")
 VALUES = {"decision": ["pass", "reject"], "stage": ["a", "b", None],

@@ -1,4 +1,4 @@
-"""Tests for engine.schemafast: the compiled check gives jsonschema's verdict, and refuses what it does not know."""
+"""Tests for engine.intake.schemafast: the compiled check gives jsonschema's verdict, and refuses what it does not know."""
 from __future__ import annotations
 
 import copy
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.schemafast import Unsupported, compile_check
-from engine.schemas import fast_check, jsonschema_validator, sample_outcome, schema
+from engine.intake.schemafast import Unsupported, compile_check
+from engine.rules.schemas import fast_check, jsonschema_validator, sample_outcome, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = jsonschema_validator("outcome")
@@ -122,7 +122,7 @@ def test_a_schema_it_cannot_compile_falls_back_to_fastjsonschema():
 
 
 def test_a_final_newline_does_not_pass_a_pattern_and_the_field_is_named():
-    from engine.gate import check_record
+    from engine.intake.gate import check_record
 
     record = sample_outcome()
     record["candidate"]["locale"] = "en\n"

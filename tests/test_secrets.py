@@ -33,7 +33,7 @@ from fake_aliyun import FakeAliyunSms  # noqa: E402
 from fake_dingtalk import FakeDingTalk  # noqa: E402
 from fake_robot import FakeRobot  # noqa: E402
 
-from engine.store import Store  # noqa: E402
+from engine.store.sqlite import Store  # noqa: E402
 
 HERALD = str(Path(sys.executable).with_name("herald"))
 SMTP_USER = "hr@example.com"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.deployment import load_deployment
-from engine.sms import template_params
+from engine.config.deployment import load_deployment
+from engine.render.sms import template_params
 
 CONFIG = """\
 channels:

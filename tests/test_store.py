@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.channels.base import SendResult
-from engine.migrations import MIGRATIONS, Migration
+from engine.store.migrations import MIGRATIONS, Migration
 from engine.model import Message, Plan
-from engine.store import (Accepted, NOTIFICATION_STATES, PlannedNotification, SchemaVersionError, Store, StoreError,
+from engine.store.sqlite import (Accepted, NOTIFICATION_STATES, PlannedNotification, SchemaVersionError, Store, StoreError,
                           StoreUnavailable, utc)
 
 T0 = 1_800_000_000.0  # a fixed "now" for deterministic tests
@@ -541,7 +541,7 @@ def test_threads_share_one_store(store: Store):
 
 _CHILD = textwrap.dedent("""
     import json, sys, time
-    from engine.store import Accepted, PlannedNotification, Store
+    from engine.store.sqlite import Accepted, PlannedNotification, Store
     from engine.model import Message
     path, mode, prefix, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     note = PlannedNotification(channels=("email",), messages=(Message("email", "x" * 400),), send_at=1.0)

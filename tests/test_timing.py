@@ -1,4 +1,4 @@
-"""Tests for engine.timing: durations, hours, windows, holiday calendars, DST, next_open and schedule."""
+"""Tests for engine.schedule.timing: durations, hours, windows, holiday calendars, DST, next_open and schedule."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.model import Timing, Window
-from engine.timing import (
+from engine.schedule.timing import (
     Schedule, check_holidays, check_timezone, format_duration, in_window, is_open_day, load_timezone,
     next_open, parse_duration, parse_hours, parse_instant, parse_window, schedule,
 )
@@ -536,7 +536,7 @@ def test_schedule_invariants(start, delay, esc, channels, zone):
 def test_cached_next_open_equals_the_exact_answer(base, w, zone, steps):
     """Many starts near each other (so most share a cached 15-minute stretch): the cached answer is
     always the one worked out from scratch, same instant and same zone."""
-    from engine.timing import _next_open_exact
+    from engine.schedule.timing import _next_open_exact
 
     tz = ZoneInfo(zone)
     for micros in [0, *steps]:

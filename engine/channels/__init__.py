@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult, Transport
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult, Transport
 
 # transport name -> "module:Class", imported only when a channel uses it
 TRANSPORTS = {
@@ -26,7 +26,7 @@ def transport_class(name: str) -> Any:
 
 
 def build_transport(channel) -> Transport:
-    """The transport for a ChannelConfig (engine.config); ValueError names a bad or missing setting."""
+    """The transport for a ChannelConfig (engine.config.settings); ValueError names a bad or missing setting."""
     cls = transport_class(channel.transport)
     if channel.transport == "outbox":
         return cls(channel.name, channel.settings.get("directory", "outbox"))

@@ -66,8 +66,8 @@ from urllib.parse import quote
 
 import httpx
 
-from .signing import required_setting
-from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
+from engine.channels.signing import required_setting
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import build_transport
+from engine.channels import build_transport
 
 
 @dataclass(frozen=True)

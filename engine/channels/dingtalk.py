@@ -50,8 +50,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
-from .signing import required_setting
-from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
+from engine.channels.signing import required_setting
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
 log = logging.getLogger(__name__)
 

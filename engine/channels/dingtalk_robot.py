@@ -8,8 +8,8 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
-from .signing import Secret, SettingsReader, dingtalk_sign, http_client, redact
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
+from engine.channels.signing import Secret, SettingsReader, dingtalk_sign, http_client, redact
 
 SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "access_token": (True, True, "the robot's access_token: only the value after 'access_token=' in its webhook URL"),

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from .base import ACCEPTED, PERMANENT, Envelope, SendResult
+from engine.channels.base import ACCEPTED, PERMANENT, Envelope, SendResult
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -12,8 +12,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from typing import Any, Callable, Mapping
 
-from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
-from .signing import Secret, SettingsReader, redact
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
+from engine.channels.signing import Secret, SettingsReader, redact
 
 SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "host": (False, False, "SMTP server host name (default localhost)"),

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
-from .signing import Secret, SettingsReader, http_client, redact, verify_signature, webhook_signature
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
+from engine.channels.signing import Secret, SettingsReader, http_client, redact, verify_signature, webhook_signature
 
 __all__ = ["SETTINGS", "WebhookTransport", "verify_signature", "webhook_signature", "retry_after_seconds"]
 

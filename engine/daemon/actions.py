@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..intake import planned
-from ..pipeline import Pipeline
-from ..store import Store, StoreError, utc
-from .planning import find_rule, pinned
+from engine.intake.batch import planned
+from engine.pipeline import Pipeline
+from engine.store.sqlite import Store, StoreError, utc
+from engine.daemon.planning import find_rule, pinned
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,6 @@ def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: st
 
 def _rev(pipeline, row) -> dict:
     """The outcome revision, for pipelines that sign links per notification (`<id>#<rev>`)."""
-    from .planning import ClockedPipeline
+    from engine.daemon.planning import ClockedPipeline
 
     return {"rev": row.rev} if isinstance(pipeline, ClockedPipeline) else {}

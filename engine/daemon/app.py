@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
-from ..intake import split_body
-from ..store import StoreUnavailable
-from .actions import ActionError
-from .models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,
+from engine import __version__
+from engine.intake.batch import split_body
+from engine.store.sqlite import StoreUnavailable
+from engine.daemon.actions import ActionError
+from engine.daemon.models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,
                      iso, notification_doc, outcome_doc, outcome_request_schema)
 
 log = logging.getLogger("herald.http")
@@ -84,13 +84,13 @@ def create_app(runtime) -> FastAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    from ..daemon_tracking import tracking_router
+    from engine.tracking.routes import tracking_router
 
     tz = (runtime.state.deployment.config.tracking or {}).get("timezone") or "Asia/Shanghai"
     app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
                                        report_auth=runtime.state.auth.enabled, report_timezone=tz))
 
-    from .push import push_router
+    from engine.daemon.push import push_router
 
     app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path
 

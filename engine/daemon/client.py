@@ -8,8 +8,8 @@ from typing import Callable, Iterable
 
 import httpx
 
-from ..intake import Item, read_items
-from .auth import sign
+from engine.intake.batch import Item, read_items
+from engine.daemon.auth import sign
 
 
 class PostError(Exception):

@@ -11,9 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
-from ..config import load_config
-from .client import Poster, wait_healthy
-from ..intake import read_items
+from engine.config.settings import load_config
+from engine.daemon.client import Poster, wait_healthy
+from engine.intake.batch import read_items
 
 _URL = re.compile(r"listening on (http://\S+)")
 

@@ -7,9 +7,9 @@ import os
 import socket
 import threading
 
-from ..store import StoreError, StoreUnavailable
-from .receipts import ReceiptPoller
-from .send import DispatchSettings, Sender
+from engine.store.sqlite import StoreError, StoreUnavailable
+from engine.daemon.receipts import ReceiptPoller
+from engine.daemon.send import DispatchSettings, Sender
 
 log = logging.getLogger("herald.dispatch")
 

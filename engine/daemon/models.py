@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, create_model
 
-from ..intake import ItemStatus
-from ..schemas import schema
-from ..store import NotificationDetail, OutcomeRow
-from .actions import ActionResult
+from engine.intake.batch import ItemStatus
+from engine.rules.schemas import schema
+from engine.store.sqlite import NotificationDetail, OutcomeRow
+from engine.daemon.actions import ActionResult
 
 MAX_ITEMS = 1000           # outcomes in one POST
 MAX_BODY = 8 * 1024 * 1024  # bytes in one POST

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping
 
-from ..clock import Clock
-from ..model import Rule
-from ..pipeline import Pipeline
-from ..routing import choose_variant
+from engine.schedule.clock import Clock
+from engine.model import Rule
+from engine.pipeline import Pipeline
+from engine.routing.router import choose_variant
 
 
 @dataclass

@@ -29,11 +29,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..channels.aliyun_sms import PUSH_ACK, parse_sms_report, parse_sms_up
-from ..channels.base import Receipt
-from ..config import MIN_PUSH_TOKEN
-from ..daemon_tracking import record_reply
-from .receipts import record_receipts
+from engine.channels.aliyun_sms import PUSH_ACK, parse_sms_report, parse_sms_up
+from engine.channels.base import Receipt
+from engine.config.settings import MIN_PUSH_TOKEN
+from engine.tracking.routes import record_reply
+from engine.daemon.receipts import record_receipts
 
 log = logging.getLogger("herald.push")
 

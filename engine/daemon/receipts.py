@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Any, Iterable
 
-from ..channels.base import Receipt
+from engine.channels.base import Receipt
 
 log = logging.getLogger("herald.receipts")
 
@@ -81,7 +81,7 @@ class ReceiptPoller:
 
     def interval_for(self, channel: str) -> float:
         """Clock seconds between two rounds on `channel`: its `poll_interval` setting, else receipt_interval."""
-        from ..timing import parse_duration
+        from engine.schedule.timing import parse_duration
 
         ch = self.rt.state.deployment.config.channels.get(channel)
         d = parse_duration((ch.settings if ch is not None else {}).get("poll_interval"))

@@ -5,15 +5,15 @@ import logging
 import threading
 from pathlib import Path
 
-from ..deployment import Deployment, load_deployment
-from .runtime import ruleset_files
+from engine.config.deployment import Deployment, load_deployment
+from engine.daemon.runtime import ruleset_files
 
 log = logging.getLogger("herald.reload")
 
 
 def _failed_version(dep: Deployment) -> str:
     """The content hash of a deployment that did not load (so each broken edit is recorded once)."""
-    from ..dsl.loader import ruleset_version, source_hashes
+    from engine.rules.loader import ruleset_version, source_hashes
 
     return ruleset_version(source_hashes(dep.config))
 

@@ -6,16 +6,16 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ..alerts import Alerter, AlertSettings
-from ..channels import build_transport
-from ..clock import Clock
-from ..deployment import Deployment
-from ..intake import ItemStatus, intake
-from ..store import Store
-from . import actions
-from .auth import Auth
-from .metrics import Metrics
-from .planning import ClockedPipeline
+from engine.daemon.alerts import Alerter, AlertSettings
+from engine.channels import build_transport
+from engine.schedule.clock import Clock
+from engine.config.deployment import Deployment
+from engine.intake.batch import ItemStatus, intake
+from engine.store.sqlite import Store
+from engine.daemon import actions
+from engine.daemon.auth import Auth
+from engine.daemon.metrics import Metrics
+from engine.daemon.planning import ClockedPipeline
 
 log = logging.getLogger("herald")
 
@@ -117,7 +117,7 @@ class Runtime:
         """The signed rating and unsubscribe links for one notification, when tracking is set up."""
         if not self.public_url or not self.tracking_key:
             return None
-        from ..tracking import links_for
+        from engine.tracking.tokens import links_for
 
         return links_for(notification_id, None, self.public_url, self.tracking_key)
 
@@ -155,7 +155,7 @@ class Runtime:
         return statuses
 
     def alert(self, kind: str, text: str) -> None:
-        """Queues an HR alert (engine.alerts); never raises into the caller."""
+        """Queues an HR alert (engine.daemon.alerts); never raises into the caller."""
         try:
             self.alerts.add(kind, text)
         except Exception:  # noqa: BLE001

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from ..channels.base import ACCEPTED, RECOVERABLE, Envelope, SendResult
-from ..model import CHANNEL_ADDRESS, Message
-from ..pipeline import render_messages, timezone_for
-from ..routing import lookup
-from ..sms import SMS_TRANSPORTS, sms_mapping, template_params
-from ..store import NotificationRow
-from ..timing import load_timezone, next_open
-from .planning import find_rule
+from engine.channels.base import ACCEPTED, RECOVERABLE, Envelope, SendResult
+from engine.model import CHANNEL_ADDRESS, Message
+from engine.pipeline import render_messages, timezone_for
+from engine.routing.router import lookup
+from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
+from engine.store.sqlite import NotificationRow
+from engine.schedule.timing import load_timezone, next_open
+from engine.daemon.planning import find_rule
 
 log = logging.getLogger("herald.dispatch")
 
@@ -37,7 +37,7 @@ class DispatchSettings:
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None) -> "DispatchSettings":
-        from ..timing import parse_duration
+        from engine.schedule.timing import parse_duration
 
         raw = raw or {}
 
@@ -127,7 +127,7 @@ class Sender:
             params = sms
         meta_links: dict = {}
         if rt.public_url and rt.tracking_key:  # clicks and opens come back signed; the stored message stays as is
-            from ..tracking import links_for, track_message
+            from engine.tracking.tokens import links_for, track_message
 
             message = track_message(message, n.id, rt.public_url, rt.tracking_key)
             unsubscribe = links_for(n.id, n.channel, rt.public_url, rt.tracking_key)["unsubscribe"]

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..clock import make_clock
-from ..deployment import Deployment
-from ..store import Store, StoreError
-from .auth import is_loopback
-from .dispatch import Dispatcher
-from .reload import Reloader
-from .runtime import Runtime, ruleset_files
+from engine.schedule.clock import make_clock
+from engine.config.deployment import Deployment
+from engine.store.sqlite import Store, StoreError
+from engine.daemon.auth import is_loopback
+from engine.daemon.dispatch import Dispatcher
+from engine.daemon.reload import Reloader
+from engine.daemon.runtime import Runtime, ruleset_files
 
 log = logging.getLogger("herald")
 startup = logging.getLogger("herald.startup")  # always at INFO: scripts wait for its "listening on" line
@@ -59,7 +59,7 @@ def _tracking_key(cfg, required: bool) -> str:
     """tracking.secret; without one (development), a random key for this run, links valid until a restart."""
     import secrets
 
-    from ..tracking import PLACEHOLDER_SECRET, tracking_secret
+    from engine.tracking.tokens import PLACEHOLDER_SECRET, tracking_secret
 
     key = tracking_secret(cfg, required=required)
     if key == PLACEHOLDER_SECRET:
@@ -166,7 +166,7 @@ class Daemon:
     def _server(self):
         import uvicorn
 
-        from .app import create_app
+        from engine.daemon.app import create_app
 
         config = uvicorn.Config(create_app(self.runtime), log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=10, server_header=False)

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import queries, stats
-from .queries import COUNT_FIELDS, Filters, ReportStoreError
+from engine.report import queries, stats
+from engine.report.queries import COUNT_FIELDS, Filters, ReportStoreError
 
 RATE_FIELDS = ("delivered", "opened", "clicked", "replied")
 
@@ -280,7 +280,7 @@ def notes_for(report: Report) -> list[str]:
 
 def render(report: Report, fmt: str) -> str:
     """The report as text in `fmt`: table, csv, json or html."""
-    from . import formats, html
+    from engine.report import formats, html
 
     if fmt == "html":
         return html.render_html(report)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
-    from .queries import Filters
+    from engine.report.queries import Filters
 
 
 def zone(name: str | None):
@@ -66,7 +66,7 @@ def period(since: str | None, until: str | None, timezone_name: str | None) -> t
 def report_filters(since: str | None, until: str | None, rules: tuple = (), channel: str | None = None,
                    role: str | None = None, stage: str | None = None, timezone_name: str = "UTC") -> Filters:
     """Filters from dates (YYYY-MM-DD: the day's start in the time zone; --until includes its day) or RFC 3339."""
-    from .queries import Filters
+    from engine.report.queries import Filters
 
     lo, hi = period(since, until, timezone_name)
     return Filters(since=lo, until=hi, rules=tuple(r for r in rules if r), channel=channel or None,

@@ -8,7 +8,7 @@ import json
 import unicodedata
 from typing import Sequence
 
-from . import Report, Row
+from engine.report import Report, Row
 
 CSV_COLUMNS = ("level", "rule", "ruleset_version", "variant", "matched", "sent", "delivered", "delivered_pct",
                "opened", "opened_pct", "clicked", "clicked_pct", "replied", "replied_pct", "rated",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-from . import Report, Row
-from .formats import duration, pct, rule_lines
+from engine.report import Report, Row
+from engine.report.formats import duration, pct, rule_lines
 
 FUNNEL = (("matched", "matched 匹配"), ("sent", "sent 发送"), ("delivered", "delivered 送达"),
           ("opened", "opened 打开"), ("clicked", "clicked 点击"), ("replied", "replied 反馈"))

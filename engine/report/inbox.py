@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .formats import duration
+from engine.report.formats import duration
 
 
 @dataclass(frozen=True)

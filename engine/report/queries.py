@@ -1,9 +1,9 @@
 """The store's reporting read side: every SQL statement of `herald report`, on a read-only connection.
 
-engine/store.py owns the writes; this module only reads, through its own `mode=ro` connection, so a report can
+engine/store/sqlite.py owns the writes; this module only reads, through its own `mode=ro` connection, so a report can
 run beside a live daemon (SQLite WAL: readers never block the writer) and can never change the store.
 
-It reads `report_facts` (engine/migrations_tracking.py: one narrow row per notification, kept by triggers on
+It reads `report_facts` (engine/store/migrations_tracking.py: one narrow row per notification, kept by triggers on
 events, clustered by rule, rule-set version and variant) in ONE pass: every count, the satisfaction sum, and
 the time-to-notify values of each group (group_concat, parsed and sorted in Python for exact percentiles). A
 store that has no report_facts yet (the migration not applied) gets the same table as a TEMP table, rebuilt
@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import migrations_tracking as facts
-
+from engine.store import migrations_tracking as facts
 FACTS = "report_facts"
 
 

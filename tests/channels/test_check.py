@@ -10,7 +10,7 @@ import pytest
 
 from engine.channels.check import check_channels
 from loopback import Serving
-from engine.config import load_config
+from engine.config.settings import load_config
 
 HERALD = str(Path(sys.executable).with_name("herald"))
 

@@ -14,7 +14,7 @@ import httpx
 
 from engine.channels.base import ACCEPTED, SendResult
 from engine.daemon import Daemon
-from engine.deployment import load_deployment
+from engine.config.deployment import load_deployment
 
 HERALD = str(Path(sys.executable).with_name("herald"))
 TOKEN = "test-token-123"

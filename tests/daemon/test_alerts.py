@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from daemon_support import ScriptedTransport, make_deployment, outcome, post, wait_for
-from engine.alerts import Alerter, AlertSettings, alert_message
+from engine.daemon.alerts import Alerter, AlertSettings, alert_message
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE
 from engine.channels.dingtalk_robot import DingTalkRobotTransport
-from engine.config import load_config
+from engine.config.settings import load_config
 from engine.daemon.reload import reload
 from fake_robot import FakeRobot
 

@@ -8,7 +8,7 @@ import pytest
 
 from daemon_support import SECRET, TOKEN, make_deployment, outbox, outcome, post, wait_for
 from engine.daemon.auth import sign
-from engine.store import Store
+from engine.store.sqlite import Store
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 

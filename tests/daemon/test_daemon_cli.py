@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from cli import main
 from daemon_support import RULES, make_deployment, outcome
-from engine.store import Store
+from engine.store.sqlite import Store
 
 
 def run(*args: str):

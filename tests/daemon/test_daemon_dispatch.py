@@ -114,10 +114,10 @@ def test_no_escalation_on_a_channel_that_cannot_report_delivery(deploy, daemons)
     """Outbox/SMTP/webhook never send receipts: acceptance counts as delivery, even after a crash between the two."""
     import time
 
-    from engine.deployment import load_deployment
-    from engine.intake import intake
+    from engine.config.deployment import load_deployment
+    from engine.intake.batch import intake
     from engine.pipeline import Pipeline
-    from engine.store import Store
+    from engine.store.sqlite import Store
 
     with Store(deploy / "herald.db") as s:  # a run killed between mark_sent and the assumed receipt
         intake([outcome("ne-1", decision="offer")], Pipeline(load_deployment([str(deploy)])), s, "cli")

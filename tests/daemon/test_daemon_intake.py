@@ -1,4 +1,4 @@
-"""engine.intake: exact raw text per item, statuses, the never-dropped paths, CSV cells."""
+"""engine.intake.batch: exact raw text per item, statuses, the never-dropped paths, CSV cells."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ import json
 import pytest
 
 from daemon_support import outcome
-from engine.deployment import load_deployment
-from engine.intake import Item, csv_value, intake, split_body
+from engine.config.deployment import load_deployment
+from engine.intake.batch import Item, csv_value, intake, split_body
 from engine.pipeline import Pipeline
-from engine.store import Store
+from engine.store.sqlite import Store
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from loopback import Serving
 from daemon_support import RULES, TEMPLATE, ServeProcess, make_deployment, outbox, outcome, wait_for
-from engine.store import Store
+from engine.store.sqlite import Store
 
 
 @pytest.fixture

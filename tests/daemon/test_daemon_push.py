@@ -7,7 +7,7 @@ import pytest
 from daemon_support import make_deployment, outcome, post, wait_for
 from engine.channels.aliyun_sms import make_provider_id
 from engine.channels.base import ACCEPTED, SendResult
-from engine.config import load_config
+from engine.config.settings import load_config
 from engine.daemon.push import MAX_PUSH_BODY, push_channel
 
 TOKEN_1 = "push-one-0123456789abcdef"

@@ -129,7 +129,7 @@ def test_a_channel_poll_interval_overrides_receipt_interval():
     """dingtalk's `poll_interval: 1h` (a channel setting) is kept, while other channels follow receipt_interval."""
     from types import SimpleNamespace
 
-    from engine.config import ChannelConfig
+    from engine.config.settings import ChannelConfig
     from engine.daemon.receipts import ReceiptPoller
 
     now = [1000.0]

@@ -7,7 +7,7 @@ import httpx
 
 from daemon_support import TEMPLATE, outcome, post, wait_for
 from engine.daemon.reload import reload
-from engine.store import Store
+from engine.store.sqlite import Store
 
 
 def version(d) -> str:

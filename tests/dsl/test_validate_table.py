@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.deployment import load_deployment
+from engine.config.deployment import load_deployment
 
 Y = textwrap.dedent
 

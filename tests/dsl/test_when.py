@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.dsl.when import FieldRef, WhenError, WhenExpr, check_fields, compile_when, parse_when
-from engine.schemas import outcome_fields
+from engine.rules.when import FieldRef, WhenError, WhenExpr, check_fields, compile_when, parse_when
+from engine.rules.schemas import outcome_fields
 
 OUT = {
     "id": "ats-1",

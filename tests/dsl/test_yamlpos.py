@@ -1,4 +1,4 @@
-"""YAML with positions (engine/dsl/yamlpos.py): locations, YAML 1.2 scalars, located errors, properties."""
+"""YAML with positions (engine/rules/yamlpos.py): locations, YAML 1.2 scalars, located errors, properties."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.dsl.yamlpos import load_yaml, load_yaml_file
+from engine.rules.yamlpos import load_yaml, load_yaml_file
 from engine.errors import Loc
 
 

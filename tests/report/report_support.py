@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine import migrations_tracking
+from engine.store import migrations_tracking
 from engine.channels.base import ACCEPTED, PERMANENT, SendResult
-from engine.migrations import MIGRATIONS, Migration
+from engine.store.migrations import MIGRATIONS, Migration
 from engine.model import Message
-from engine.store import Accepted, PlannedNotification, Store
+from engine.store.sqlite import Accepted, PlannedNotification, Store
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 DAY = 86400.0

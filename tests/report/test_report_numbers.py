@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from report_support import DAY, T0, open_store
 
-from engine import migrations_tracking
+from engine.store import migrations_tracking
 from engine.report import Filters, build_report, report_metrics
 from engine.report.queries import connect
 

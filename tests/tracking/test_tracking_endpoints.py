@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from report_support import T0, Builder, open_store
 
-from engine import tracking as tr
-from engine.daemon_tracking import ReportCollector, tracking_router
+from engine.tracking import tokens as tr
+from engine.tracking.routes import ReportCollector, tracking_router
 from engine.report import build_report
 
 with warnings.catch_warnings():  # starlette's TestClient warns about httpx at import

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 daemon_support = pytest.importorskip("daemon_support")
 
-from engine import tracking as tr  # noqa: E402
+from engine.tracking import tokens as tr  # noqa: E402
 from engine.report import build_report  # noqa: E402
 
 SECRET = "loop-test-tracking-secret-0123456789"

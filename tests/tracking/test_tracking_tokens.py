@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import tracking as tr
+from engine.tracking import tokens as tr
 from engine.model import Message
-from engine.tracking import (CLICK, MAX_AGE, OPEN, RATE, UNSUBSCRIBE, decode_token, make_token, verify_token)
+from engine.tracking.tokens import (CLICK, MAX_AGE, OPEN, RATE, UNSUBSCRIBE, decode_token, make_token, verify_token)
 
 S = "a-test-secret-of-32-characters!!"
 NOW = 1_800_000_000.0

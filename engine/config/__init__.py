@@ -1,0 +1,1 @@
+"""Configuration: herald.yaml (defaults, ${ENV} secrets, the resolved Config) and the deployment loaded as one unit."""

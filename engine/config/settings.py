@@ -1,0 +1,198 @@
+"""herald.yaml: defaults for a fresh checkout, ${ENV} secret expansion, and the resolved Config."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.rules.schemacheck import schema_diagnostics
+from engine.rules.yamlpos import Document, load_yaml_file
+from engine.errors import Diagnostic, Loc
+
+CONFIG_NAMES = ("herald.yaml", "herald.yml")
+DEFAULT_CHANNELS = ("dingtalk", "sms", "email", "webhook")
+SECRET_KEYS = frozenset({"password", "app_secret", "access_key_secret", "secret", "access_token",
+                         "token", "hmac_secret", "api_key", "push_token"})
+ADDRESSED_TRANSPORTS = frozenset({"smtp", "aliyun-sms", "dingtalk-work-notice"})  # send to one person's address
+MIN_PUSH_TOKEN = 16  # characters; a shorter aliyun-sms push_token leaves the push endpoints off
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One configured channel: its name, transport and settings (secrets expanded, never printed)."""
+
+    name: str
+    transport: str
+    settings: Mapping[str, Any] = field(repr=False)
+    loc: Loc | None = field(default=None, compare=False)
+
+    def redacted(self) -> dict:
+        return {k: ("***" if k in SECRET_KEYS and v else v) for k, v in self.settings.items()}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the rules, templates, store and outbox are, and the channels, windows and server settings."""
+
+    root: Path
+    file: str | None
+    rules: tuple
+    templates: Path
+    store_path: Path
+    outbox: Path
+    channels: Mapping[str, ChannelConfig]
+    company: Mapping[str, Any] = field(default_factory=dict)
+    windows: Mapping[str, Any] = field(default_factory=dict)  # name -> (spec dict, Loc)
+    server: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    dispatch: Mapping[str, Any] = field(default_factory=dict)
+    tracking: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    alerts: Mapping[str, Any] = field(default_factory=dict)  # HR alerts: channel, at_mobiles, interval
+
+
+def expand_env(value: Any, env: Mapping[str, str], missing: list) -> Any:
+    """Replace ${NAME} in strings (recursively) from `env`; names not set are appended to `missing`."""
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            name = m.group(1)
+            if name not in env:
+                missing.append(name)
+                return ""
+            return env[name]
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, missing) for v in value]
+    return value
+
+
+def find_config(start: Path) -> Path | None:
+    for name in CONFIG_NAMES:
+        if (start / name).is_file():
+            return start / name
+    return None
+
+
+def _default_channels(outbox: Path) -> dict:
+    return {name: ChannelConfig(name, "outbox", {"directory": str(outbox)}) for name in DEFAULT_CHANNELS}
+
+
+def load_config(path: str | Path | None = None, root: str | Path | None = None,
+                env: Mapping[str, str] | None = None) -> tuple[Config, list[Diagnostic]]:
+    """Load herald.yaml (or the defaults when there is none); problems come back as diagnostics."""
+    env = os.environ if env is None else env
+    root = Path(root) if root is not None else Path.cwd()
+    cfg_path = Path(path) if path is not None else find_config(root)
+    data: dict = {}
+    doc: Document | None = None
+    diags: list[Diagnostic] = []
+    if cfg_path is not None:
+        root = cfg_path.parent if path is not None and root == Path.cwd() else root
+        doc, diags = load_yaml_file(cfg_path, display=_display(cfg_path))
+        if doc.data is not None and not isinstance(doc.data, dict):
+            diags.append(doc.loc().error("bad-type", "herald.yaml must be a mapping of settings"))
+        elif doc.data:
+            diags += schema_diagnostics("config", doc)
+            data = doc.data
+    if cfg_path is not None and path is not None:
+        root = cfg_path.parent
+
+    def p(value: Any, default: str) -> Path:
+        raw = value if isinstance(value, str) and value else default
+        return (root / raw) if not Path(raw).is_absolute() else Path(raw)
+
+    rules_raw = data.get("rules", "rules")
+    rules = tuple(p(r, "rules") for r in (rules_raw if isinstance(rules_raw, list) else [rules_raw]))
+    store = data.get("store") if isinstance(data.get("store"), dict) else {}
+    outbox = p(data.get("outbox"), "outbox")
+    channels = _default_channels(outbox)
+    raw_channels = data.get("channels")
+    if isinstance(raw_channels, dict) and raw_channels:
+        channels = {}
+        for name, spec in raw_channels.items():
+            if not isinstance(spec, dict):
+                continue
+            loc = doc.loc(("channels", name), key=True) if doc else None
+            settings = {}
+            for key, value in spec.items():
+                if key == "transport":
+                    continue
+                missing: list = []
+                settings[key] = expand_env(value, env, missing)
+                for var in missing:
+                    diags.append(doc.loc(("channels", name, key)).warning(
+                        "unset-env", f"channel {name}: {key}: environment variable {var} is not set"))
+            for key, value in spec.items():
+                if key in SECRET_KEYS and isinstance(value, str) and value and not _ENV.search(value):
+                    diags.append(doc.loc(("channels", name, key)).warning(
+                        "literal-secret", f'channel {name}: "{key}" is written in the file; write "${{ENV_VAR}}" and set it in the environment'))
+            transport = spec.get("transport", "outbox")
+            token = settings.get("push_token")
+            if transport == "aliyun-sms" and isinstance(token, str) and 0 < len(token) < MIN_PUSH_TOKEN and doc:
+                diags.append(doc.loc(("channels", name, "push_token")).warning(
+                    "weak-secret", f"channel {name}: push_token is shorter than {MIN_PUSH_TOKEN} characters: "
+                                   "the Aliyun push endpoints stay off"))
+            if transport == "outbox":
+                settings.setdefault("directory", str(outbox))
+            channels[name] = ChannelConfig(name, str(transport), settings, loc)
+    windows = {}
+    if isinstance(data.get("windows"), dict) and doc:
+        windows = {k: (v, doc.loc(("windows", k), key=True)) for k, v in data["windows"].items()}
+    missing: list = []
+    server = expand_env(data.get("server") or {}, env, missing)
+    tracking = expand_env(data.get("tracking") or {}, env, missing)
+    alerts = expand_env(data.get("alerts"), env, missing) if isinstance(data.get("alerts"), dict) else {}
+    diags += _check_alerts(alerts, channels, doc)
+    for var in missing:
+        diags.append(Loc(_display(cfg_path) if cfg_path else "herald.yaml", 1, 1).warning(
+            "unset-env", f"environment variable {var} is not set"))
+    cfg = Config(
+        root=root,
+        file=_display(cfg_path) if cfg_path else None,
+        rules=rules,
+        templates=p(data.get("templates"), "templates"),
+        store_path=p(store.get("path"), "herald.db"),
+        outbox=outbox,
+        channels=channels,
+        company=data.get("company") or {},
+        windows=windows,
+        server=server,
+        dispatch=data.get("dispatch") or {},
+        tracking=tracking,
+        alerts=alerts,
+    )
+    return cfg, diags
+
+
+def _check_alerts(alerts: Mapping[str, Any], channels: Mapping[str, ChannelConfig],
+                  doc: Document | None) -> list[Diagnostic]:
+    """alerts.channel must name a configured channel, one that needs no recipient (a group robot, a webhook)."""
+    from engine.rules.suggest import did_you_mean
+
+    name = alerts.get("channel")
+    if not isinstance(name, str) or not name:
+        return []
+    loc = doc.loc(("alerts", "channel")) if doc else Loc("herald.yaml", 1, 1)
+    if name in channels:
+        transport = channels[name].transport
+        if transport in ADDRESSED_TRANSPORTS:
+            return [loc.warning("alert-channel", f'alerts.channel "{name}" uses {transport}, which needs a '
+                                                 "recipient: alerts have none; use a dingtalk-robot, webhook or "
+                                                 "outbox channel")]
+        return []
+    return [loc.error("unknown-channel", f'alerts.channel: unknown channel "{name}"{did_you_mean(name, channels)} '
+                                         f"(configured: {', '.join(channels)})")]
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+display_path = _display

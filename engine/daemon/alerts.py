@@ -1,0 +1,207 @@
+"""HR alerts: short markdown messages to one configured channel (typically a DingTalk group robot), batched.
+
+    alerts:
+      channel: hr-robot          # a configured channel, e.g. `transport: dingtalk-robot`
+      at_mobiles: ["13800000000"]  # optional: people the robot @-mentions
+      interval: 1m               # optional: at least this long (real time) between two messages
+
+The daemon raises an alert when an outcome waits unmatched, a notification failed on every channel, a
+notification went out after its deadline, or a reload was refused. Alerts from any thread are collected and
+posted by the Alerter's own thread: the first one after a quiet spell waits a few seconds (`gather`) so a
+burst goes as one message, and two messages are at least `interval` apart (a robot takes 20 a minute). A
+failed post is logged, never raised; a recoverable failure keeps the lines for the next message.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from engine.channels.base import RECOVERABLE, Envelope, SendResult
+
+log = logging.getLogger("herald.alerts")
+
+TITLES = {"unmatched": "waiting unmatched", "failed": "failed on every channel", "late": "sent late",
+          "reload": "reload refused"}
+MAX_LINES = 30       # lines listed in one message; the rest are counted
+MAX_PENDING = 500    # lines kept while the channel cannot take them
+MAX_LINE = 300       # characters of one line
+DEFAULT_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The `alerts:` section: where alerts go (None: nowhere), who is mentioned, the minimum gap (real seconds)."""
+
+    channel: str | None = None
+    at_mobiles: tuple = ()
+    interval: float = DEFAULT_INTERVAL
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None) -> "AlertSettings":
+        from engine.schedule.timing import parse_duration
+
+        raw = raw if isinstance(raw, Mapping) else {}
+        channel = raw.get("channel")
+        mobiles = raw.get("at_mobiles") or ()
+        interval = DEFAULT_INTERVAL
+        if isinstance(raw.get("interval"), str):
+            d = parse_duration(raw["interval"])
+            interval = d.total_seconds() if d is not None else DEFAULT_INTERVAL
+        return cls(channel=str(channel) if channel else None,
+                   at_mobiles=tuple(str(m) for m in mobiles) if isinstance(mobiles, (list, tuple)) else (),
+                   interval=max(interval, 0.0))
+
+
+def alert_message(lines: list[tuple[str, str]], more: int = 0) -> tuple[str, str]:
+    """(subject, markdown body) listing (kind, text) alert lines, oldest first."""
+    count = len(lines) + more
+    subject = f"herald: {count} alert{'s' if count != 1 else ''}"
+    body = [f"#### {subject}", ""]
+    for kind, text in lines:
+        body.append(f"- **{TITLES.get(kind, kind)}**: {text}")
+    if more:
+        body.append(f"- ... and {more} more (see the daemon's log)")
+    return subject, "\n".join(body) + "\n"
+
+
+class Alerter:
+    """Collects alert lines from any thread and posts them in batches from its own thread; never raises."""
+
+    def __init__(self, settings: Callable[[], AlertSettings], transport: Callable[[str], tuple[Any, str | None]],
+                 *, gather: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self._settings = settings
+        self._transport = transport
+        self.gather = gather  # seconds the first alert after a quiet spell waits for others; None: interval / 10, <= 5
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._pending: list[tuple[str, str]] = []
+        self._dropped = 0
+        self._first_at: float | None = None
+        self._last_sent: float | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.sent = 0  # messages posted (for tests and the log)
+
+    def _current(self) -> AlertSettings:
+        try:
+            return self._settings()
+        except Exception:  # noqa: BLE001 - a settings bug must not break the caller
+            log.exception("alert settings")
+            return AlertSettings()
+
+    def add(self, kind: str, text: str) -> None:
+        """Queues one alert line (no-op when no alert channel is configured). Safe from any thread; never raises."""
+        try:
+            if not self._current().channel:
+                return
+            line = " ".join(str(text).split())
+            line = line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
+            with self._cond:
+                if len(self._pending) >= MAX_PENDING:
+                    self._dropped += 1
+                    return
+                if not self._pending:
+                    self._first_at = self._clock()
+                self._pending.append((kind, line))
+                self._cond.notify_all()
+        except Exception:  # noqa: BLE001
+            log.exception("alert not queued")
+
+    # -- the thread
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="herald-alerts", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the thread, posting what is pending first (best effort)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pending:
+            self.flush(force=True)
+
+    def due_at(self) -> float | None:
+        """When the pending lines may go (monotonic seconds), or None when nothing is pending."""
+        with self._cond:
+            if not self._pending:
+                return None
+            interval = self._current().interval
+            gather = self.gather if self.gather is not None else min(5.0, interval / 10)
+            due = (self._first_at or self._clock()) + gather
+            if self._last_sent is not None:
+                due = max(due, self._last_sent + interval)
+            return due
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+            due = self.due_at()
+            wait = (due - self._clock()) if due is not None else 0.0
+            if wait > 0:
+                with self._cond:
+                    self._cond.wait(wait)  # woken early by stop() or a new line: the loop looks again
+                continue
+            self.flush()
+
+    def flush(self, force: bool = False) -> SendResult | None:
+        """Posts the pending lines as one message if one may go now (or `force`); the result, or None if none went."""
+        try:
+            if not force:
+                due = self.due_at()
+                if due is None or due > self._clock():
+                    return None
+            with self._cond:
+                lines, more = self._pending[:MAX_LINES], len(self._pending) - MAX_LINES + self._dropped
+                if not lines:
+                    return None
+                taken, self._pending, self._dropped = list(self._pending), [], 0
+                self._first_at = None
+                self._last_sent = self._clock()
+            result = self._post(lines, max(more, 0))
+            if result is not None and result.status == RECOVERABLE:
+                with self._cond:  # try again with the next message
+                    self._pending = (taken + self._pending)[:MAX_PENDING]
+                    self._first_at = self._first_at or self._clock()
+            return result
+        except Exception:  # noqa: BLE001 - an alert must never break intake or dispatch
+            log.exception("alert not sent")
+            return None
+
+    def _post(self, lines: list[tuple[str, str]], more: int) -> SendResult | None:
+        settings = self._current()
+        if not settings.channel:
+            return None
+        transport, why = self._transport(settings.channel)
+        if transport is None:
+            log.error("alerts: channel %s cannot send: %s (%d alert(s) not sent)", settings.channel, why,
+                      len(lines) + more)
+            return SendResult("permanent", error=why)
+        subject, body = alert_message(lines, more)
+        env = Envelope(notification_id="herald-alerts", attempt_key=f"herald-alert-{uuid.uuid4().hex[:16]}",
+                       channel=settings.channel, to="", body=body, subject=subject,
+                       meta={"at_mobiles": list(settings.at_mobiles)} if settings.at_mobiles else {})
+        try:
+            result = transport.send(env)
+        except Exception as e:  # noqa: BLE001
+            log.exception("alerts: transport %s raised", getattr(transport, "name", "?"))
+            return SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
+        if result.ok:
+            self.sent += 1
+            log.info("alerts: posted %d alert(s) to %s", len(lines) + more, settings.channel)
+        else:
+            log.error("alerts: %s refused %d alert(s) (%s): %s", settings.channel, len(lines) + more,
+                      result.status, result.error)
+        return result

@@ -1,0 +1,1 @@
+"""Rendering: the template store, locale resolution, the Jinja2 sandbox, template headers, variable checks, SMS template params."""

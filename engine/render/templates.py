@@ -1,0 +1,588 @@
+"""HR-written message templates: scanning, locale resolution, rendering per channel in the sandbox, and template checks."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from jinja2 import nodes
+from jinja2.exceptions import TemplateSyntaxError
+from jinja2.runtime import Context
+
+from engine.rules.suggest import did_you_mean
+from engine.errors import Diagnostic, Loc, sort_diagnostics
+from engine.model import Message, quick_init
+from engine.render.sandbox import HTML_ENV, TEXT_ENV, build_context
+from engine.render.header import KNOWN_HEADER_KEYS, TemplateMeta, parse_header
+from engine.render.variables import VarWalker
+
+__all__ = [
+    "TemplateMeta", "TemplateFile", "RenderResult", "TemplateStore",
+    "build_context", "sms_length", "HTML_BLOCKS", "TEXT_BLOCKS", "KNOWN_HEADER_KEYS",
+]
+
+TEXT_BLOCKS = ("subject", "sms", "dingtalk", "email", "webhook")
+HTML_BLOCKS = ("email_html",)  # and any other block whose name ends in `_html`
+CHANNEL_BLOCKS = {"email": ("email", "subject")}  # blocks a channel needs; otherwise the channel's own name
+
+_LOCALE_RE = re.compile(r"^(?P<name>.+?)\.(?P<locale>[a-z]{2,3}(?:-[A-Za-z0-9]+)*)$")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    """One template file: name, locale (None for the fallback), display path, header, block names."""
+
+    name: str
+    locale: str | None
+    path: str
+    meta: TemplateMeta | None
+    blocks: tuple
+
+
+@quick_init
+@dataclass(frozen=True)
+class RenderResult:
+    """One rendering: the file used, its locale, the message, or an error (then message is None)."""
+
+    template: TemplateFile | None
+    locale: str | None
+    message: Message | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@lru_cache(maxsize=256)
+def _is_html_block(block: str) -> bool:
+    return block in HTML_BLOCKS or block.endswith("_html")
+
+
+# ---------------------------------------------------------------------------------------------------
+# SMS length
+
+
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+
+def _segments(widths: list, single: int, multi: int) -> int:
+    total = sum(widths)
+    if total == 0:
+        return 0
+    if total <= single:
+        return 1
+    count, used = 1, 0
+    for w in widths:  # never split an escape pair or a surrogate pair across segments
+        if used + w > multi:
+            count, used = count + 1, 0
+        used += w
+    return count
+
+
+def sms_length(text: str) -> tuple[int, int]:
+    """(characters, segments): GSM 03.38 septets (160 / 153 per part) or UTF-16 units (70 / 67 per part)."""
+    text = text or ""
+    if all(c in _GSM_BASIC or c in _GSM_EXTENSION for c in text):
+        widths = [2 if c in _GSM_EXTENSION else 1 for c in text]
+        return sum(widths), _segments(widths, 160, 153)
+    widths = [2 if ord(c) > 0xFFFF else 1 for c in text]
+    return sum(widths), _segments(widths, 70, 67)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Store
+
+
+@dataclass
+class _Entry:
+    """A scanned file: its public description, source, load-time problems and lazily compiled forms."""
+
+    file: TemplateFile
+    source: str
+    diagnostics: list
+    syntax_ok: bool
+    ast: Any = None
+    compiled: dict = field(default_factory=dict)  # autoescape flag -> Template | Exception
+    top_level: dict = field(default_factory=dict)  # autoescape flag -> has top-level set/macro/...
+    plans: dict = field(default_factory=dict)  # (channel, main_only) -> _ChannelPlan | error text
+
+
+def _display(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return path.as_posix()
+
+
+def _split_name(rel: str) -> tuple[str, str | None]:
+    stem = rel[:-3]
+    head, _, last = stem.rpartition("/")
+    m = _LOCALE_RE.match(last)
+    if not m:
+        return stem, None
+    return (f"{head}/" if head else "") + m.group("name"), m.group("locale")
+
+
+def _lookup_chain(tag: str) -> list:
+    """RFC 4647 lookup: zh-Hans-CN, zh-Hans, zh (lower-cased)."""
+    parts = tag.strip().lower().replace("_", "-").split("-")
+    return ["-".join(parts[:n]) for n in range(len(parts), 0, -1) if parts[0]]
+
+
+def _frame_line(exc: BaseException, filename: str, template: Any) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            try:
+                line = template.get_corresponding_lineno(tb.tb_lineno)
+            except Exception:  # pragma: no cover - defensive
+                line = None
+        tb = tb.tb_next
+    return line
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+_BLANK_RUN_RE = re.compile(r"\n{3,}")
+_TRAILING_WS_RE = re.compile(r"[ \t]+\n")
+
+
+def _tidy(text: str, block: str) -> str:
+    """Strip the block; in text blocks (not webhook, not html) drop trailing spaces and blank-line runs."""
+    text = text.strip()
+    if block == "webhook" or _is_html_block(block):
+        return text
+    if " \n" in text or "\t\n" in text:  # the regular expressions only where they can change something
+        text = _TRAILING_WS_RE.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _BLANK_RUN_RE.sub("\n\n", text)
+    return text
+
+
+def _for_mode(ast: nodes.Template, html: bool) -> nodes.Template:
+    """The template without the top-level blocks the other compile serves (half the compile work).
+
+    Kept whole when anything refers to `self` (`{{ self.subject() }}` in email_html needs every block).
+    """
+    if any(n.name == "self" for n in ast.find_all(nodes.Name)):
+        return ast
+    body = [n for n in ast.body if not (isinstance(n, nodes.Block) and _is_html_block(n.name) != html)]
+    if len(body) == len(ast.body):
+        return ast
+    tree = nodes.Template(body, lineno=ast.lineno)
+    tree.environment = ast.environment
+    return tree
+
+
+def _blank_output(node: nodes.Node) -> bool:
+    """Whitespace between blocks: nothing to run before rendering a block."""
+    return isinstance(node, nodes.Output) and all(
+        isinstance(n, nodes.TemplateData) and not n.data.strip() for n in node.nodes)
+
+
+def _minimal_outcome(decision: str) -> dict:
+    return {"id": "sample", "decision": decision, "candidate": {"name": "张伟"}}
+
+
+def _new_context(template: Any, data: Mapping, channel: str | None = None) -> Context:
+    """What Template.new_context makes (the template's globals, then the data), with one dict copy."""
+    parent = {**template.globals, **data}
+    if channel is not None:
+        parent["channel"] = channel
+    return Context(template.environment, parent, template.name, template.blocks, template.globals)
+
+
+@dataclass(frozen=True)
+class _ChannelPlan:
+    """How one file renders one channel, worked out once: the blocks wanted and, when a single block
+    of a file without top-level code is all there is to run, that block's compiled function."""
+
+    main: str
+    wanted: tuple
+    template: Any = None  # set for the single-block fast path
+    block: Any = None
+
+
+class TemplateStore:
+    """Every template file under a directory, scanned once; resolution, rendering and checks, cached."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._entries: dict[str, list[_Entry]] = {}
+        self._entry_memo: dict = {}  # (name, locale preferences) -> _Entry | None
+        self._usage_cache: dict = {}
+        self._check_cache: dict = {}
+        self._scan()
+
+    # -- scanning --------------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        if not self.directory.is_dir():
+            return
+        paths = sorted(p for p in self.directory.rglob("*.j2")
+                       if p.is_file() and not any(part.startswith(".")
+                                                  for part in p.relative_to(self.directory).parts))
+        for p in paths:
+            entry = self._load(p)
+            self._entries.setdefault(entry.file.name, []).append(entry)
+        for entries in self._entries.values():
+            entries.sort(key=lambda e: (e.file.locale is not None, (e.file.locale or "").lower()))
+
+    def _load(self, p: Path) -> _Entry:
+        rel = p.relative_to(self.directory).as_posix()
+        name, locale = _split_name(rel)
+        display = _display(p)
+        diags: list[Diagnostic] = []
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raw = b""
+            diags.append(Loc(display, 1, 1).error("template-syntax", f"cannot read template: {exc.strerror}"))
+        try:
+            source = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            source = raw.decode("utf-8", errors="replace")
+            line = raw[:exc.start].count(b"\n") + 1
+            diags.append(Loc(display, line, 1).error("template-syntax", "template is not valid UTF-8"))
+        source = source.lstrip("\ufeff")
+        meta, header_diags = parse_header(source, display)
+        diags.extend(header_diags)
+        blocks: tuple = ()
+        ast = None
+        syntax_ok = True
+        try:
+            ast = TEXT_ENV.parse(source, name=name, filename=display)
+            seen: list = []
+            for block in ast.find_all(nodes.Block):
+                if block.name not in seen:
+                    seen.append(block.name)
+            blocks = tuple(seen)
+        except TemplateSyntaxError as exc:
+            syntax_ok = False
+            diags.append(Loc(display, max(1, exc.lineno or 1), 1).error(
+                "template-syntax", f"template syntax error: {exc.message}"))
+        except Exception as exc:  # noqa: BLE001 - the parser must never take herald down
+            syntax_ok = False
+            diags.append(Loc(display, 1, 1).error("template-syntax", f"template cannot be parsed: {_short(exc)}"))
+        file = TemplateFile(name, locale, display, meta, blocks)
+        return _Entry(file, source, diags, syntax_ok, ast)
+
+    def _compiled(self, entry: _Entry, html: bool) -> Any:
+        if html not in entry.compiled:
+            env = HTML_ENV if html else TEXT_ENV
+            try:
+                # both environments parse alike, so the scan's AST serves both (no optimizer: it stays intact)
+                tree = _for_mode(entry.ast, html) if entry.ast is not None else entry.source
+                code = env.compile(tree, name=entry.file.name, filename=entry.file.path)
+                # a plain dict, not Jinja's ChainMap: every render copies the globals into its context
+                entry.compiled[html] = env.template_class.from_code(env, code, dict(env.make_globals(None)))
+                entry.top_level[html] = not isinstance(tree, nodes.Template) or any(
+                    not isinstance(n, nodes.Block) and not _blank_output(n) for n in tree.body)
+            except Exception as exc:  # noqa: BLE001
+                entry.compiled[html] = exc
+        return entry.compiled[html]
+
+    # -- lookup ----------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Every template name, sorted."""
+        return sorted(self._entries)
+
+    def files(self, name: str) -> list[TemplateFile]:
+        """Every file of a template: the fallback first, then locales in order."""
+        return [e.file for e in self._entries.get(name, [])]
+
+    def _entry(self, name: str, locales: Sequence[str]) -> _Entry | None:
+        key = (name, tuple(locales or ()))
+        try:
+            return self._entry_memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable preferences: resolve without the memo
+            return self._find_entry(name, locales)
+        found = self._entry_memo[key] = self._find_entry(name, locales)
+        return found
+
+    def _find_entry(self, name: str, locales: Sequence[str]) -> _Entry | None:
+        entries = self._entries.get(name)
+        if not entries:
+            return None
+        by_locale = {e.file.locale.lower(): e for e in entries if e.file.locale}
+        for pref in locales or ():
+            if not isinstance(pref, str) or not pref.strip():
+                continue
+            for tag in _lookup_chain(pref):
+                if tag in by_locale:
+                    return by_locale[tag]
+        return next((e for e in entries if e.file.locale is None), None)
+
+    def resolve(self, name: str, locales: Sequence[str]) -> TemplateFile | None:
+        """The file for the first matching locale (exact, then shorter tags: en-US, en), else the fallback."""
+        entry = self._entry(name, locales)
+        return entry.file if entry else None
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def _render_block(self, entry: _Entry, block: str, context: Mapping) -> tuple[str | None, str | None, int | None]:
+        """(text, error, template line of the error)."""
+        return self._render_blocks(entry, (block,), context)[block]
+
+    def _render_blocks(self, entry: _Entry, blocks: Sequence[str], context: Mapping) -> dict:
+        """Render several blocks of one file: one context (and one run of the top level) per escape mode.
+
+        Returns block -> (text, error, template line of the error).
+        """
+        out: dict = {}
+        for html in (False, True):
+            wanted = [b for b in blocks if _is_html_block(b) == html]
+            if not wanted:
+                continue
+            template = self._compiled(entry, html)
+            if isinstance(template, Exception):
+                err = (None, f"template does not compile: {_short(template)}", getattr(template, "lineno", None))
+                out.update({b: err for b in wanted})
+                continue
+            try:
+                ctx = _new_context(template, context)
+                if entry.top_level.get(html, True):  # top-level set / macro, so blocks can use them
+                    real_blocks = ctx.blocks
+                    ctx.blocks = {k: [lambda c: iter(())] for k in real_blocks}
+                    for _ in template.root_render_func(ctx):
+                        pass
+                    ctx.blocks = real_blocks
+            except Exception as exc:  # noqa: BLE001 - a template must never take herald down
+                err = (None, _short(exc), _frame_line(exc, entry.file.path, template))
+                out.update({b: err for b in wanted})
+                continue
+            for block in wanted:
+                if block not in template.blocks:
+                    out[block] = (None, f"template {entry.file.name} ({entry.file.path}) has no block {block}", None)
+                    continue
+                try:
+                    text = "".join([str(part) for part in template.blocks[block](ctx)])
+                except Exception as exc:  # noqa: BLE001
+                    out[block] = (None, _short(exc), _frame_line(exc, entry.file.path, template))
+                    continue
+                out[block] = (_tidy(text, block), None, None)
+        return out
+
+    def _channel_plan(self, entry: _Entry, channel: str, main_only: bool) -> _ChannelPlan | str:
+        """What rendering `channel` from this file takes, or why it cannot (an error message)."""
+        file = entry.file
+        if not entry.syntax_ok:
+            return f"template {file.path} has a syntax error"
+        if file.meta is None:
+            return f"template {file.path} has no valid header declaring its decisions"
+        missing = [b for b in CHANNEL_BLOCKS.get(channel, (channel,)) if b not in file.blocks]
+        if missing:
+            return f"template {file.name} ({file.path}) has no block {missing[0]} for channel {channel}"
+        main = "email" if channel == "email" else channel
+        wanted = [main]
+        if "subject" in file.blocks and not main_only:
+            wanted.append("subject")
+        if channel == "email" and "email_html" in file.blocks and not main_only:
+            wanted.append("email_html")
+        if len(wanted) == 1:
+            html = _is_html_block(main)
+            template = self._compiled(entry, html)
+            if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
+                    and main in template.blocks:
+                return _ChannelPlan(main, tuple(wanted), template, template.blocks[main])
+        return _ChannelPlan(main, tuple(wanted))
+
+    def render(self, name: str, locale_prefs: Sequence[str], channel: str, context: Mapping,
+               main_only: bool = False) -> RenderResult:
+        """The message for `channel` from the best file of `name`; errors (never exceptions) in `error`.
+
+        `main_only`: render just the channel's own block (no subject, no HTML part).
+        """
+        entry = self._entry(name, locale_prefs)
+        if entry is None:
+            hint = did_you_mean(name, self._entries)
+            return RenderResult(None, None, None, f'unknown template "{name}"{hint}')
+        file = entry.file
+        plan = entry.plans.get((channel, main_only))
+        if plan is None:
+            plan = entry.plans[(channel, main_only)] = self._channel_plan(entry, channel, main_only)
+        if plan.__class__ is str:
+            return RenderResult(file, file.locale, None, plan)
+        decision = context.get("decision")
+        if decision.__class__ is str and decision not in file.meta.decisions:
+            return RenderResult(file, file.locale, None,
+                                f"template {name} ({file.path}) does not declare decision {decision}")
+        main = plan.main
+        if plan.block is not None:  # one block, nothing at the top level: render it straight away
+            try:
+                text = "".join(plan.block(_new_context(plan.template, context, channel)))
+            except Exception as exc:  # noqa: BLE001 - a template must never take herald down
+                line = _frame_line(exc, file.path, plan.template)
+                where = f"{file.path}:{line}" if line else file.path
+                return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}")
+            body = _tidy(text, main)
+            if channel != "sms":
+                return RenderResult(file, file.locale, Message(channel, body), None)
+            rendered = {main: (body, None, None)}
+        else:
+            ctx = context if context.get("channel") == channel else {**context, "channel": channel}
+            rendered = self._render_blocks(entry, plan.wanted, ctx)
+            for b in plan.wanted:
+                text, err, line = rendered[b]
+                if err is not None:
+                    where = f"{file.path}:{line}" if line else file.path
+                    return RenderResult(file, file.locale, None, f"{where}: block {b}: {err}")
+        body = rendered[main][0]
+        subject = " ".join(rendered["subject"][0].split()) if "subject" in rendered else None
+        html = rendered["email_html"][0] if "email_html" in rendered else None
+        sms_chars = sms_segments = None
+        if channel == "sms":
+            sms_chars, sms_segments = sms_length(body)
+        message = Message(channel=channel, body=body, subject=subject, html=html,
+                          sms_segments=sms_segments, sms_chars=sms_chars)
+        return RenderResult(file, file.locale, message, None)
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def _variable_diags(self, entry: _Entry, catalog: Any) -> list[Diagnostic]:
+        if entry.ast is None:
+            return []
+        walker = VarWalker(catalog)
+        try:
+            walker.visit(entry.ast, frozenset())
+        except RecursionError:  # absurdly deep nesting: nothing more to say than the render check will
+            return []
+        out = []
+        lines = entry.source.splitlines()
+        for lineno, path, root, suggestion in walker.found:
+            text = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+            m = re.search(rf"(?<![\w.]){re.escape(root)}\b", text)
+            col = m.start() + 1 if m else 1
+            hint = f' (did you mean "{suggestion}"?)' if suggestion else ""
+            out.append(Loc(entry.file.path, lineno, col).error(
+                "template-variable", f'unknown variable "{path}"{hint}'))
+        return out
+
+    def _render_diags(self, entry: _Entry, contexts: list) -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        if not entry.syntax_ok:
+            return out
+        for block in entry.file.blocks:
+            for n, (ctx, severity) in enumerate(contexts):
+                text, err, line = self._render_block(entry, block, {**ctx, "channel": block})
+                if err is None:
+                    continue
+                loc = Loc(entry.file.path, line or 1, 1)
+                if severity == "error":
+                    out.append(loc.error("template-render", f"block {block} fails to render: {err}"))
+                else:
+                    out.append(loc.warning(
+                        "template-render",
+                        f"block {block} fails to render when optional outcome fields are missing: {err}"))
+                break
+        return out
+
+    def _mismatch_diags(self, entries: list[_Entry]) -> list[Diagnostic]:
+        usable = [e for e in entries if e.syntax_ok]
+        if len(usable) < 2:
+            return []
+        ref = usable[0]
+        out = []
+        for e in usable[1:]:
+            if ref.file.meta and e.file.meta and set(ref.file.meta.decisions) != set(e.file.meta.decisions):
+                out.append(Loc(e.file.path, e.file.meta.header_line, 1).warning(
+                    "template-locale-mismatch",
+                    f"declares decisions [{', '.join(e.file.meta.decisions)}] but {ref.file.path} declares "
+                    f"[{', '.join(ref.file.meta.decisions)}]"))
+            if set(ref.file.blocks) != set(e.file.blocks):
+                extra = sorted(set(e.file.blocks) - set(ref.file.blocks))
+                lack = sorted(set(ref.file.blocks) - set(e.file.blocks))
+                parts = ([f"lacks {', '.join(lack)}"] if lack else []) + ([f"adds {', '.join(extra)}"] if extra else [])
+                out.append(Loc(e.file.path, 1, 1).warning(
+                    "template-locale-mismatch",
+                    f"blocks differ from {ref.file.path}: {'; '.join(parts)}"))
+        return out
+
+    def check(self, catalog: Any = None, sample_context_for: Callable[[str], Mapping] | None = None) -> list[Diagnostic]:
+        """Every problem in every template: syntax, header, unknown variables, render failures, locale drift.
+
+        `sample_context_for(name)` gives the full render context (see build_context) to try each template
+        with; by default the schema's sample outcome, plus one with only required fields (warnings).
+        """
+        if catalog is None:
+            from engine.rules.schemas import template_fields
+            catalog = template_fields()
+        key = (catalog, sample_context_for)
+        if key in self._check_cache:
+            return list(self._check_cache[key])
+        out: list[Diagnostic] = []
+        for name, entries in self._entries.items():
+            for entry in entries:
+                out.extend(entry.diagnostics)
+                out.extend(self._variable_diags(entry, catalog))
+                out.extend(self._render_diags(entry, self._sample_contexts(entry, sample_context_for)))
+            out.extend(self._mismatch_diags(entries))
+        result = sort_diagnostics(out)
+        self._check_cache[key] = tuple(result)
+        return result
+
+    def _sample_contexts(self, entry: _Entry, sample_context_for: Callable | None) -> list:
+        if sample_context_for is not None:
+            try:
+                return [(dict(sample_context_for(entry.file.name)), "error")]
+            except Exception:  # noqa: BLE001
+                pass
+        from engine.rules.schemas import TEMPLATE_EXTRAS, sample_outcome
+        decision = entry.file.meta.decisions[0] if entry.file.meta else "reject"
+        return [(build_context(sample_outcome(decision=decision), TEMPLATE_EXTRAS), "error"),
+                (build_context(_minimal_outcome(decision), TEMPLATE_EXTRAS), "warning")]
+
+    def _usage_problems(self, name: str, decisions: tuple, channels: tuple) -> tuple:
+        key = (name, decisions, channels)
+        cached = self._usage_cache.get(key)
+        if cached is not None:
+            return cached
+        problems: list = []
+        entries = self._entries.get(name)
+        if not entries:
+            hint = did_you_mean(name, self._entries)
+            problems.append(("unknown-template", f'unknown template "{name}"{hint}'))
+        else:
+            several = len(entries) > 1
+            for decision in decisions:
+                lacking = [e.file for e in entries
+                           if e.syntax_ok and (e.file.meta is None or decision not in e.file.meta.decisions)]
+                if not lacking:
+                    continue
+                where = f" (in {', '.join(f.path for f in lacking)})" if several and len(lacking) < len(entries) else ""
+                problems.append(("template-decision",
+                                 f"template {name} does not declare decision {decision}{where}: "
+                                 f"a rule that can match {decision} must not use it"))
+            for channel in channels:
+                for block in CHANNEL_BLOCKS.get(channel, (channel,)):
+                    lacking = [e.file for e in entries if e.syntax_ok and block not in e.file.blocks]
+                    if not lacking:
+                        continue
+                    where = ", ".join(f.path for f in lacking)
+                    problems.append(("template-missing-block",
+                                     f"template {name} has no block {block} for channel {channel} (in {where})"))
+        result = tuple(problems)
+        self._usage_cache[key] = result
+        return result
+
+    def check_usage(self, name: str, decisions: Sequence[str], channels: Sequence[str], loc: Loc) -> list[Diagnostic]:
+        """Problems with a rule using template `name` for `decisions` on `channels`, located at `loc`."""
+        problems = self._usage_problems(name, tuple(decisions), tuple(channels))
+        return [loc.error(code, message) for code, message in problems]
