@@ -9,6 +9,7 @@ import ssl
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime, getaddresses
 from typing import Any, Callable, Mapping
 
@@ -32,6 +33,31 @@ SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "allow_insecure_auth": (False, False, "allow AUTH without ssl or starttls (password in clear text); default false"),
     "local_hostname": (False, False, "name to give in EHLO (default: this machine's FQDN)"),
 }
+
+# RFC 2369 / RFC 8058 headers are lists of <URI>s that receivers (Gmail, Yahoo) read only when the value starts
+# with '<': an RFC 2047 encoded-word there (what Python writes for any header of 76+ characters) hides them.
+_URI_LIST_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+
+
+class _MessagePolicy(EmailPolicy):
+    """SMTP's policy (CRLF), except that List-Unsubscribe(-Post) go out as written, folded only after commas."""
+
+    def _uri_list(self, name: str, value: str) -> str:
+        items = [item.strip() for item in str(value).split(",")]
+        return f"{name}: " + ("," + self.linesep + " ").join(items) + self.linesep
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in _URI_LIST_HEADERS:
+            return self._uri_list(name, value)
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in _URI_LIST_HEADERS:
+            return self._uri_list(name, value).encode("ascii")  # _valid_unsubscribe admits ASCII URIs only
+        return super().fold_binary(name, value)
+
+
+MESSAGE_POLICY = _MessagePolicy(linesep="\r\n")
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_+=-]+")
 _URI_BAD = re.compile(r"[\s<>,\"]")
@@ -123,7 +149,7 @@ class SMTPTransport:
         to = envelope.to.strip()
         if any(c in to for c in "\r\n,;<>") or to.count("@") != 1 or " " in to:
             raise ValueError("recipient is not one plain e-mail address")
-        msg = EmailMessage()
+        msg = EmailMessage(policy=MESSAGE_POLICY)
         msg["Subject"] = " ".join((envelope.subject or "").split())  # templates leave newlines; headers cannot hold them
         msg["From"] = self.sender
         msg["To"] = to
@@ -285,7 +311,7 @@ class SMTPTransport:
 
 def _valid_unsubscribe(uri: str) -> bool:
     low = uri.lower()
-    if _URI_BAD.search(uri):
+    if _URI_BAD.search(uri) or not uri.isascii():
         return False
     if low.startswith("mailto:"):
         return "@" in uri

@@ -180,7 +180,7 @@ def test_one_https_uri_only(server):
     assert msg["List-Unsubscribe"] == "<https://hr.example.com/u/abc123>"  # the message's own URL wins
 
 
-@pytest.mark.parametrize("url", ["http://hr.example.com/u/1", "https://x/u 1", "https://x/u>, <https://evil",
+@pytest.mark.parametrize("url", ["http://hr.example.com/u/1", "https://x/u 1", "https://x/u>, <https://evil", "https://x/ü",
                                  "javascript:alert(1)"])
 def test_bad_unsubscribe_url_is_permanent(server, url):
     result = make(server.port).send(envelope(meta={"unsubscribe_url": url}))
@@ -405,3 +405,39 @@ def test_no_password_anywhere(auth_server):
     texts += [repr(down.send(envelope())), *down.check()]
     for text in texts:
         assert wrong not in text and PASSWORD not in text, text
+
+
+REAL_LINK = "https://herald.example.com/t/u/" + "eyJuIjoibnRmLTQyIiwiYyI6ImVtYWlsIn0.Zq81Xv3m9Lw2HkT0bRcYpA4sNdEuJfGi"
+
+
+def raw_header(raw: bytes, name: bytes) -> bytes:
+    """The header's bytes as they went over the wire (folds included), up to the next header."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    start = head.index(b"\r\n" + name + b":") + 2
+    end = start
+    while True:
+        nxt = head.find(b"\r\n", end)
+        if nxt < 0:
+            return head[start:]
+        if head[nxt + 2:nxt + 3] not in (b" ", b"\t"):
+            return head[start:nxt]
+        end = nxt + 2
+
+
+def test_list_unsubscribe_real_length_link_goes_unencoded(server):
+    """Gmail and Yahoo read List-Unsubscribe only when it starts with '<': no RFC 2047 encoded-word, ever."""
+    assert len(REAL_LINK) >= 86
+    make(server.port).send(envelope(meta={"unsubscribe_url": REAL_LINK}))
+    raw = server.handler.messages[0]["content"]
+    assert raw_header(raw, b"List-Unsubscribe") == b"List-Unsubscribe: <" + REAL_LINK.encode() + b">"
+    assert raw_header(raw, b"List-Unsubscribe-Post") == b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+
+
+def test_list_unsubscribe_folds_only_at_commas(server):
+    mailto = "mailto:unsubscribe+" + "x" * 60 + "@hr.example.com?subject=unsubscribe"
+    make(server.port, list_unsubscribe=mailto).send(envelope(meta={"unsubscribe_url": REAL_LINK}))
+    raw = server.handler.messages[0]["content"]
+    assert raw_header(raw, b"List-Unsubscribe") == (b"List-Unsubscribe: <" + REAL_LINK.encode() + b">,\r\n <"
+                                                    + mailto.encode() + b">")
+    assert b"=?" not in raw_header(raw, b"List-Unsubscribe")
+    assert parse(raw)["List-Unsubscribe"] == f"<{REAL_LINK}>, <{mailto}>"
