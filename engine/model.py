@@ -144,6 +144,7 @@ class Plan:
     template: str | None = None
     variant: str | None = None
     locale: str | None = None
+    file: str | None = None  # the template file used (engine.render.locales chose it)
     channels: tuple = ()
     skipped_channels: tuple = ()  # channels of the rule left out for want of an address
     send_at: datetime | None = None

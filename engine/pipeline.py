@@ -9,7 +9,9 @@ from typing import Any, Iterable, Iterator, Mapping
 from engine.config.deployment import Deployment
 from engine.intake.gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, parse_line
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
+from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
+from engine.render.templates import TemplateFile
 from engine.routing.router import Router, choose_variant
 from engine.rules.schemas import TEMPLATE_EXTRAS
 from engine.schedule.timing import load_timezone, parse_instant, schedule
@@ -41,29 +43,26 @@ def reachable_channels(rule: Rule, outcome: Mapping) -> tuple[tuple, tuple]:
 
 
 def locale_prefs(rule: Rule, outcome: Mapping) -> tuple:
-    """Locales to try for the template: the candidate's, then the rule's (the fallback file comes last)."""
-    cand = outcome.get("candidate")
-    mine = cand.get("locale") if cand.__class__ is dict else None
-    if mine.__class__ is str and mine and mine != rule.locale:
-        return (mine, rule.locale)
-    return (rule.locale,)
+    """Locales to try for the template (engine.render.locales): the candidate's and its parents, the bare
+    file, then the rule's locale; without a candidate locale, the rule's locale, then the bare file."""
+    return preferences(candidate_locale(outcome), rule.locale)
 
 
 # --- stage: render ------------------------------------------------------------------------------
 
 def render_messages(templates, template: str, prefs: tuple, channels: Iterable[str], outcome: Mapping,
-                    extras: Mapping, main_only: bool = False) -> tuple[tuple, str | None, str | None]:
-    """Render `template` for each channel: (messages, chosen locale, first error)."""
-    messages, locale, error = [], None, None
+                    extras: Mapping, main_only: bool = False) -> tuple[tuple, TemplateFile | None, str | None]:
+    """Render `template` for each channel: (messages, the file used, first error)."""
+    messages, file, error = [], None, None
     base = build_context(outcome, extras, trusted=True)
     for ch in channels:
         result = templates.render(template, prefs, ch, base, main_only=main_only)  # it adds `channel`
+        file = file or result.template
         if result.error:
             error = error or f"{ch}: {result.error}"
             continue
-        locale = locale or result.locale
         messages.append(result.message)
-    return tuple(messages), locale, error
+    return tuple(messages), file, error
 
 
 # --- stage: schedule ----------------------------------------------------------------------------
@@ -125,18 +124,18 @@ class Pipeline:
         if status == HELD:
             chosen = templates.resolve(template, prefs)
             return Plan(oid, status, rule=rule.id, rule_version=version, template=template, variant=variant,
-                        locale=chosen.locale if chosen else None, channels=channels,
+                        locale=chosen.locale if chosen else None, file=chosen.path if chosen else None,
+                        channels=channels,
                         skipped_channels=skipped, outcome=outcome)
         now = self.clock()
         full = self.render_channels == "all"
         extras = self.base_extras if not links else {**self.base_extras,
                                                      "links": {**self.base_extras["links"], **links}}
-        messages, locale, error = render_messages(templates, template, prefs,
+        messages, chosen, error = render_messages(templates, template, prefs,
                                                   channels if full else channels[:1], outcome, extras,
                                                   main_only=not full)
-        if locale is None:
+        if chosen is None:
             chosen = templates.resolve(template, prefs)
-            locale = chosen.locale if chosen else None
         occurred = outcome.get("occurred_at")
         occurred = parse_instant(occurred) if occurred else None
         sched = schedule(rule.timing, self.windows, occurred or now, timezone_for(rule, outcome), now,
@@ -144,7 +143,8 @@ class Pipeline:
         if not channels:
             error = error or "the candidate has no address for any of the rule's channels"
         return Plan(oid, status, rule=rule.id, rule_version=version, template=template, variant=variant,
-                    locale=locale, channels=channels, skipped_channels=skipped, send_at=sched.send_at,
+                    locale=chosen.locale if chosen else None, file=chosen.path if chosen else None,
+                    channels=channels, skipped_channels=skipped, send_at=sched.send_at,
                     deadline_at=sched.deadline_at, escalations=tuple(sched.escalations), late=sched.late,
                     messages=messages, error=error or sched.error, outcome=outcome)
 
@@ -185,6 +185,8 @@ def plan_json(plan: Plan) -> dict:
                     "channels": list(plan.channels)})
         if plan.send_at is not None:
             out["send_at"] = plan.send_at.isoformat()
+        if plan.file is not None:
+            out["file"] = plan.file
         if plan.variant:
             out["variant"] = plan.variant
         if plan.skipped_channels:
@@ -216,6 +218,8 @@ def plan_line(plan: Plan) -> str:
            ', "channels": [', ", ".join(map(_text, plan.channels)), "]"]
     if plan.send_at is not None:
         out += ', "send_at": "', plan.send_at.isoformat(), '"'
+    if plan.file is not None:
+        out += ', "file": ', _text(plan.file)
     if plan.variant:
         out += ', "variant": ', _text(plan.variant)
     if plan.skipped_channels:

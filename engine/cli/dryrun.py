@@ -78,7 +78,7 @@ def message_lines(plan: Plan, show_pii: bool) -> list[str]:
     if not plan.messages and not plan.error:
         return []
     hide = (lambda s: s) if show_pii else mask_text
-    out = [f"── {_dash(plan.outcome_id)} · {_dash(plan.rule)} · {_dash(plan.template)} ({plan.locale or 'default'})"
+    out = [f"── {_dash(plan.outcome_id)} · {_dash(plan.rule)} · {_dash(plan.template)} ({plan.file or plan.locale or 'no file'})"
            + (f" · skipped {', '.join(plan.skipped_channels)} (no address)" if plan.skipped_channels else "")]
     if plan.error:
         out.append(f"   problem: {plan.error}")

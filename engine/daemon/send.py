@@ -11,6 +11,7 @@ from engine.channels.base import ACCEPTED, RECOVERABLE, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
 from engine.pipeline import render_messages, timezone_for
 from engine.routing.router import lookup
+from engine.render.locales import candidate_locale, preferences
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
 from engine.store.sqlite import NotificationRow
 from engine.schedule.timing import load_timezone, next_open
@@ -54,6 +55,11 @@ class DispatchSettings:
         """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(tries-1))], at least 1 s."""
         cap = min(self.backoff_max, self.backoff_base * (2 ** min(max(tries - 1, 0), 60)))
         return max(1.0, (rng or random).uniform(0, cap))
+
+
+def _prefs(n: NotificationRow, outcome: Mapping) -> tuple:
+    """The locale preferences at send time: the candidate's, then the locale of the file chosen at routing."""
+    return preferences(candidate_locale(outcome), n.locale)
 
 
 def reports_delivery(transport: Any) -> bool:
@@ -244,7 +250,7 @@ class Sender:
         """{template_code, template_param} for a template-SMS channel, from the template's header and the
         channel's settings; a string says why the message cannot go on this channel."""
         settings = getattr(state.deployment.config.channels.get(n.channel), "settings", None) or {}
-        file = state.deployment.templates.resolve(n.template, [n.locale] if n.locale else []) if n.template else None
+        file = state.deployment.templates.resolve(n.template, _prefs(n, outcome)) if n.template else None
         code, mapping = sms_mapping(file.meta if file is not None else None, settings)
         if not code:
             return (f"no SMS TemplateCode for template {n.template or '(none)'}: add sms_code=SMS_... to its "
@@ -255,8 +261,7 @@ class Sender:
         """The message for a channel that was not rendered at plan time, rendered now (or why it cannot be)."""
         if not n.template:
             return f"no message for {n.channel} and no template to render one"
-        prefs = tuple(x for x in (lookup(outcome, "candidate.locale"), n.locale) if isinstance(x, str) and x)
-        messages, _locale, error = render_messages(state.deployment.templates, n.template, prefs, [n.channel],
+        messages, _file, error = render_messages(state.deployment.templates, n.template, _prefs(n, outcome), [n.channel],
                                                    outcome, state.pipeline.base_extras)
         return messages[0] if messages else f"cannot render {n.template} for {n.channel}: {error}"
 

@@ -15,6 +15,7 @@ from engine.rules.suggest import did_you_mean
 from engine.errors import Diagnostic, Loc, sort_diagnostics
 from engine.model import Message, quick_init
 from engine.render.sandbox import HTML_ENV, TEXT_ENV, build_context
+from engine.render.locales import pick
 from engine.render.header import KNOWN_HEADER_KEYS, TemplateMeta, parse_header
 from engine.render.variables import VarWalker
 
@@ -131,12 +132,6 @@ def _split_name(rel: str) -> tuple[str, str | None]:
     if not m:
         return stem, None
     return (f"{head}/" if head else "") + m.group("name"), m.group("locale")
-
-
-def _lookup_chain(tag: str) -> list:
-    """RFC 4647 lookup: zh-Hans-CN, zh-Hans, zh (lower-cased)."""
-    parts = tag.strip().lower().replace("_", "-").split("-")
-    return ["-".join(parts[:n]) for n in range(len(parts), 0, -1) if parts[0]]
 
 
 def _frame_line(exc: BaseException, filename: str, template: Any) -> int | None:
@@ -317,21 +312,20 @@ class TemplateStore:
         found = self._entry_memo[key] = self._find_entry(name, locales)
         return found
 
-    def _find_entry(self, name: str, locales: Sequence[str]) -> _Entry | None:
+    def _find_entry(self, name: str, locales: Sequence[str | None]) -> _Entry | None:
         entries = self._entries.get(name)
         if not entries:
             return None
-        by_locale = {e.file.locale.lower(): e for e in entries if e.file.locale}
-        for pref in locales or ():
-            if not isinstance(pref, str) or not pref.strip():
-                continue
-            for tag in _lookup_chain(pref):
-                if tag in by_locale:
-                    return by_locale[tag]
-        return next((e for e in entries if e.file.locale is None), None)
+        by_locale: dict = {}
+        for e in entries:
+            if e.file.locale:
+                by_locale.setdefault(e.file.locale.lower(), e)
+        bare = next((e for e in entries if e.file.locale is None), None)
+        return pick(by_locale, bare, locales)
 
-    def resolve(self, name: str, locales: Sequence[str]) -> TemplateFile | None:
-        """The file for the first matching locale (exact, then shorter tags: en-US, en), else the fallback."""
+    def resolve(self, name: str, locales: Sequence[str | None]) -> TemplateFile | None:
+        """The file the preferences choose (engine.render.locales): each tag and its parents in turn,
+        `None` standing for the bare file; the bare file last when the list does not place it."""
         entry = self._entry(name, locales)
         return entry.file if entry else None
 
