@@ -200,7 +200,6 @@ def main() -> int:
         print(f"generated {n_out:,} outcomes in {time.perf_counter() - t:.1f} s "
               f"({outcomes_file.stat().st_size / 1e6:.1f} MB)")
 
-        from engine.routing import router as routing
         from engine.config.deployment import load_deployment
         from engine.intake.gate import check_record
         from engine.pipeline import Pipeline, plan_line
@@ -328,10 +327,10 @@ def main() -> int:
                   f"{fmt_rate(r['first'])} | {fmt_rate(r['cold'])} | {fmt_rate(r['read'])} | "
                   f"{fmt_rate(r['naive'])} (n={r['naive_n']:,}) | {r['cold'] / r['naive']:,.2f}x | {r['build']:.3f} | "
                   f"{r['keys']:,} | {h['specific']:,} / {h['when']:,} / {h['catch-all']:,} / {h['unmatched']:,} |")
-        print(f"\n(no decision cache: Router._cache replaced by a dict that keeps nothing; setting "
-              f"engine.routing.router.CACHE_LIMIT = 0 does not disable it: route() clears the cache and still stores "
-              f"one entry (routing.py `if len(self._cache) >= CACHE_LIMIT: clear()` then `self._cache[key] = cands`), "
-              f"so consecutive equal keys still hit.)")
+        print("\n(no decision cache: Router._cache replaced by a dict that keeps nothing; setting "
+              "engine.routing.router.CACHE_LIMIT = 0 does not disable it: route() clears the cache and still stores "
+              "one entry (routing.py `if len(self._cache) >= CACHE_LIMIT: clear()` then `self._cache[key] = cands`), "
+              "so consecutive equal keys still hit.)")
 
         # ---------------------------------------------------------------- (c) floor: one render per outcome
         tmpl = render_floor_template()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.model import Message  # noqa: E402
-from engine.store.sqlite import Accepted, PlannedNotification, Store  # noqa: E402
+from engine.model import Message
+from engine.store.sqlite import Accepted, PlannedNotification, Store
 
 
 def _items(prefix: str, n: int, now: float) -> list[Accepted]:

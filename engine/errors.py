@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 ERROR = "error"
 WARNING = "warning"
@@ -45,7 +45,7 @@ class Loc:
     def warning(self, code: str, message: str) -> Diagnostic:
         return Diagnostic(self.file, self.line, self.column, WARNING, code, message)
 
-    def shifted(self, line_offset: int = 0, column: int | None = None) -> "Loc":
+    def shifted(self, line_offset: int = 0, column: int | None = None) -> Loc:
         """The location `line_offset` lines below, at `column` (or the same column)."""
         return Loc(self.file, self.line + line_offset, self.column if column is None else column)
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Mapping
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
 from engine.intake.gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, parse_line
@@ -21,7 +22,7 @@ UNMATCHED = "unmatched"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- stage: route -------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ def timezone_for(rule: Rule, outcome: Mapping):
     cand = outcome.get("candidate")
     name = cand.get("timezone") if cand.__class__ is dict else None
     tz = load_timezone(name) if name.__class__ is str else None
-    return tz or load_timezone(rule.timezone) or timezone.utc
+    return tz or load_timezone(rule.timezone) or UTC
 
 
 @dataclass
@@ -232,4 +233,4 @@ def plan_line(plan: Plan) -> str:
     return "".join(out)
 
 
-__all__ = ["Pipeline", "plan_json", "plan_line", "MATCHED", "UNMATCHED", "HELD", "DUPLICATE", "INVALID", "OK", "Message"]
+__all__ = ["DUPLICATE", "HELD", "INVALID", "MATCHED", "OK", "UNMATCHED", "Message", "Pipeline", "plan_json", "plan_line"]

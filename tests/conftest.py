@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 from click.testing import CliRunner, Result

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -64,7 +64,7 @@ def test_an_invalid_record_keeps_its_id_when_one_can_be_read():
 
 def test_schedule_at_the_end_of_the_calendar_is_an_error_not_a_crash():
     late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
-    sched = schedule(Timing(delay=timedelta(hours=2)), {}, late, ZoneInfo("Asia/Shanghai"), datetime.now(timezone.utc))
+    sched = schedule(Timing(delay=timedelta(hours=2)), {}, late, ZoneInfo("Asia/Shanghai"), datetime.now(UTC))
     assert sched.send_at is None and "out of range" in sched.error
 
 

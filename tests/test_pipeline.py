@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -14,7 +14,7 @@ from engine.pipeline import plan_json, plan_line
 SH = ZoneInfo("Asia/Shanghai")
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 instants = st.one_of(st.none(), st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1),
-                                             timezones=st.sampled_from([SH, timezone.utc,
+                                             timezones=st.sampled_from([SH, UTC,
                                                                         timezone(timedelta(hours=-3, minutes=-30))])))
 channels = st.lists(st.sampled_from(["dingtalk", "sms", "email", "webhook", "通道\"x"]), max_size=4).map(tuple)
 

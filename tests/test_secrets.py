@@ -96,11 +96,11 @@ class Webhook(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(text)
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._refuse(True)
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._refuse(False)
 
     def log_message(self, *args):

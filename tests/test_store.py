@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import pytest
@@ -193,7 +193,7 @@ def test_accepted_from_a_plan(store: Store):
     assert (n.ruleset_version, n.escalate_after_s, n.send_at) == ("v9", 7200.0, send.timestamp())
     assert utc(n.send_at) == send
     assert n.message("email").body == "e" and n.message().channel == "dingtalk"
-    assert store.get_outcome("x1").occurred_at == datetime(2026, 11, 20, 2, 30, tzinfo=timezone.utc).timestamp()
+    assert store.get_outcome("x1").occurred_at == datetime(2026, 11, 20, 2, 30, tzinfo=UTC).timestamp()
 
 
 def test_dead_letters_keep_the_raw_body_byte_exact(store: Store):

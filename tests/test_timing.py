@@ -1,7 +1,7 @@
 """Tests for engine.schedule.timing: durations, hours, windows, holiday calendars, DST, next_open and schedule."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -15,7 +15,7 @@ from engine.schedule.timing import (
     next_open, parse_duration, parse_hours, parse_instant, parse_window, schedule,
 )
 
-UTC = timezone.utc
+UTC = UTC
 SH = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")
 LH = ZoneInfo("Australia/Lord_Howe")

@@ -33,5 +33,15 @@ def build_transport(channel) -> Transport:
     return cls(channel.name, channel.settings)
 
 
-__all__ = ["ACCEPTED", "PERMANENT", "RECOVERABLE", "Envelope", "Receipt", "SendResult", "Transport",
-           "TRANSPORTS", "build_transport", "transport_class"]
+__all__ = [
+    "ACCEPTED",
+    "PERMANENT",
+    "RECOVERABLE",
+    "TRANSPORTS",
+    "Envelope",
+    "Receipt",
+    "SendResult",
+    "Transport",
+    "build_transport",
+    "transport_class",
+]

@@ -61,7 +61,8 @@ import logging
 import re
 import time
 import uuid
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 import httpx

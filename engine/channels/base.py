@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import Mapping
 
 ACCEPTED = "accepted"        # the provider took it; provider_id identifies it for receipts
 RECOVERABLE = "recoverable"  # try the same channel again later (timeouts, 5xx, rate limits)

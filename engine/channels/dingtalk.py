@@ -46,7 +46,8 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 

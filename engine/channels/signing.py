@@ -6,7 +6,8 @@ import hashlib
 import hmac
 import ssl
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 import httpx
 
@@ -44,10 +45,10 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return REDACTED
 
-    def __copy__(self) -> "Secret":
+    def __copy__(self) -> Secret:
         return self
 
-    def __deepcopy__(self, memo: dict) -> "Secret":
+    def __deepcopy__(self, memo: dict) -> Secret:
         return self
 
     def __reduce__(self) -> Any:  # copying works (above); pickling, which could write the value out, does not

@@ -6,12 +6,13 @@ import re
 import smtplib
 import socket
 import ssl
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, getaddresses
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
 from engine.channels.signing import Secret, SettingsReader, redact
@@ -155,7 +156,7 @@ class SMTPTransport:
         msg["To"] = to
         if self.reply_to:
             msg["Reply-To"] = self.reply_to
-        msg["Date"] = format_datetime(datetime.now(timezone.utc))
+        msg["Date"] = format_datetime(datetime.now(UTC))
         msg["Message-ID"] = message_id_for(envelope.attempt_key, self.id_domain)
         msg["X-Herald-Notification"] = envelope.notification_id
         msg["X-Herald-Attempt"] = envelope.attempt_key
@@ -300,7 +301,7 @@ class SMTPTransport:
                               code="message")
         except socket.gaierror as e:
             return SendResult(RECOVERABLE, error=f"{where}: host not found ({e.strerror})", code="dns")
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return SendResult(RECOVERABLE, error=f"{where}: timed out after {self.timeout:g} s", code="timeout")
         except ConnectionRefusedError:
             return SendResult(RECOVERABLE, error=f"{where}: connection refused", code="connection")

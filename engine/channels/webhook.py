@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,7 +33,7 @@ import httpx
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
 from engine.channels.signing import Secret, SettingsReader, http_client, redact, verify_signature, webhook_signature
 
-__all__ = ["SETTINGS", "WebhookTransport", "verify_signature", "webhook_signature", "retry_after_seconds"]
+__all__ = ["SETTINGS", "WebhookTransport", "retry_after_seconds", "verify_signature", "webhook_signature"]
 
 SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "url": (True, False, "http(s) URL to POST to; only its scheme, host and port appear in errors"),
@@ -62,7 +63,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - (time.time() if now is None else now)
     if seconds != seconds:  # NaN
         return None
@@ -133,7 +134,7 @@ class WebhookTransport:
             "body": envelope.body,
             "html": envelope.html,
             "meta": dict(envelope.meta),
-            "sent_at": (sent_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+            "sent_at": (sent_at or datetime.now(UTC)).isoformat(timespec="seconds"),
         }
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 

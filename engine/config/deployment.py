@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.config.settings import Config, load_config
 from engine.errors import Diagnostic, Loc, sort_diagnostics

@@ -5,7 +5,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from engine.rules.schemacheck import schema_diagnostics
 from engine.rules.yamlpos import Document, load_yaml_file

@@ -18,7 +18,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from engine.channels.base import RECOVERABLE, Envelope, SendResult
 
@@ -41,7 +42,7 @@ class AlertSettings:
     interval: float = DEFAULT_INTERVAL
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None) -> "AlertSettings":
+    def from_config(cls, raw: Mapping[str, Any] | None) -> AlertSettings:
         from engine.schedule.timing import parse_duration
 
         raw = raw if isinstance(raw, Mapping) else {}
@@ -89,7 +90,7 @@ class Alerter:
     def _current(self) -> AlertSettings:
         try:
             return self._settings()
-        except Exception:  # noqa: BLE001 - a settings bug must not break the caller
+        except Exception:  # a settings bug must not break the caller
             log.exception("alert settings")
             return AlertSettings()
 
@@ -108,7 +109,7 @@ class Alerter:
                     self._first_at = self._clock()
                 self._pending.append((kind, line))
                 self._cond.notify_all()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("alert not queued")
 
     # -- the thread
@@ -176,7 +177,7 @@ class Alerter:
                     self._pending = (taken + self._pending)[:MAX_PENDING]
                     self._first_at = self._first_at or self._clock()
             return result
-        except Exception:  # noqa: BLE001 - an alert must never break intake or dispatch
+        except Exception:  # an alert must never break intake or dispatch
             log.exception("alert not sent")
             return None
 
@@ -195,7 +196,7 @@ class Alerter:
                        meta={"at_mobiles": list(settings.at_mobiles)} if settings.at_mobiles else {})
         try:
             result = transport.send(env)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.exception("alerts: transport %s raised", getattr(transport, "name", "?"))
             return SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
         if result.ok:

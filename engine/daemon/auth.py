@@ -5,7 +5,8 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 DEFAULT_SIGNATURE_HEADER = "X-Herald-Signature"
 
@@ -19,7 +20,7 @@ class Auth:
     signature_header: str = DEFAULT_SIGNATURE_HEADER
 
     @classmethod
-    def from_server(cls, server: Mapping[str, Any] | None) -> "Auth":
+    def from_server(cls, server: Mapping[str, Any] | None) -> Auth:
         """From the config's `server` mapping (secrets already expanded from ${ENV}); empty values count as unset."""
         auth = (server or {}).get("auth") or {}
         return cls(token=auth.get("token") or None, hmac_secret=auth.get("hmac_secret") or None,

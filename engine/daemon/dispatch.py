@@ -74,7 +74,7 @@ class Dispatcher:
                 log.warning("store busy, dispatch waits: %s", e)
                 busy = 0
                 self._stop.wait(1.0)
-            except Exception:  # noqa: BLE001 - log and go on; the lease brings the claim back
+            except Exception:  # log and go on; the lease brings the claim back
                 log.exception("dispatch worker %s", index)
                 busy = 0
                 self._stop.wait(1.0)

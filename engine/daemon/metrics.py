@@ -1,7 +1,7 @@
 """Prometheus metrics of one daemon: intake, sends, dispatch lag, reloads, and the store's counts at scrape time."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily

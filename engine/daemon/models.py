@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Literal
 
 from pydantic import BaseModel, create_model
@@ -29,7 +29,7 @@ def model_of(cls: type, name: str, doc: str, **types: Any) -> type[BaseModel]:
 
 
 def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 ItemResult = model_of(ItemStatus, "ItemResult", "What became of one posted outcome.",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from engine.schedule.clock import Clock
 from engine.model import Rule

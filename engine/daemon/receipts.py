@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from engine.channels.base import Receipt
 
@@ -76,7 +77,7 @@ class ReceiptPoller:
         while not self._stop.wait(self._wait()):
             try:
                 self.poll_once(due_only=True)
-            except Exception:  # noqa: BLE001 - the store busy, a transport bug: try again next round
+            except Exception:  # the store busy, a transport bug: try again next round
                 log.exception("receipt polling")
 
     def interval_for(self, channel: str) -> float:
@@ -127,7 +128,7 @@ class ReceiptPoller:
                 break
             try:
                 receipts = list(pollers[channel].poll_receipts(pids))
-            except Exception:  # noqa: BLE001 - one provider's trouble must not stop the others
+            except Exception:  # one provider's trouble must not stop the others
                 log.exception("polling receipts on %s", channel)
                 continue
             count += len(record_receipts(self.rt, channel, receipts))

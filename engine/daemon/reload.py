@@ -95,9 +95,9 @@ class Reloader:
                 names = sorted({Path(p).name for _, p in changes})
                 try:
                     reload(self.rt, "changed: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
-                except Exception:  # noqa: BLE001 - keep watching
+                except Exception:  # keep watching
                     log.exception("reload failed")
-        except Exception:  # noqa: BLE001 - no inotify etc.: SIGHUP still works
+        except Exception:  # no inotify etc.: SIGHUP still works
             log.exception("watching %s stopped; reload with SIGHUP", ", ".join(map(str, paths)))
 
     def request(self, reason: str = "SIGHUP") -> None:
@@ -107,7 +107,7 @@ class Reloader:
     def _safe(self, reason: str) -> None:
         try:
             reload(self.rt, reason)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("reload failed")
 
     def stop(self, timeout: float = 5.0) -> None:

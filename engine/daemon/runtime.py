@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 from engine.daemon.alerts import Alerter, AlertSettings
 from engine.channels import build_transport
@@ -158,7 +159,7 @@ class Runtime:
         """Queues an HR alert (engine.daemon.alerts); never raises into the caller."""
         try:
             self.alerts.add(kind, text)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("alert %s not queued", kind)
 
     def approve(self, outcome_id: str) -> actions.ActionResult:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Mapping
 
 from engine.channels.base import ACCEPTED, RECOVERABLE, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
@@ -37,7 +38,7 @@ class DispatchSettings:
     receipt_interval: float = 60.0  # clock seconds between two rounds of receipt polling
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None) -> "DispatchSettings":
+    def from_config(cls, raw: Mapping[str, Any] | None) -> DispatchSettings:
         from engine.schedule.timing import parse_duration
 
         raw = raw or {}
@@ -92,7 +93,7 @@ def _late_by(seconds: float) -> str:
 
 
 def _iso(ts: float, tz: Any = None) -> str:
-    return datetime.fromtimestamp(ts, tz or timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, tz or UTC).isoformat(timespec="seconds")
 
 
 class Sender:
@@ -150,7 +151,7 @@ class Sender:
                              "attempt": tries, **meta_links})
         try:
             result = transport.send(env)
-        except Exception as e:  # noqa: BLE001 - a transport bug is a failed attempt, not a dead worker
+        except Exception as e:  # a transport bug is a failed attempt, not a dead worker
             log.exception("transport %s raised on %s", transport.name, n.id)
             result = SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
         done = rt.now()
@@ -240,9 +241,9 @@ class Sender:
             window = pipeline.windows.get(rule.timing.window) if rule and rule.timing.window else None
             if window is None:
                 return t
-            opened = next_open(datetime.fromtimestamp(t, timezone.utc), window, timezone_for(rule, outcome))
+            opened = next_open(datetime.fromtimestamp(t, UTC), window, timezone_for(rule, outcome))
             return opened.timestamp() if opened is not None else t
-        except Exception:  # noqa: BLE001 - never let a window question stop a send
+        except Exception:  # never let a window question stop a send
             log.exception("window placement for %s", n.id)
             return t
 

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.schedule.clock import make_clock
 from engine.config.deployment import Deployment
@@ -196,7 +196,7 @@ class Daemon:
 
     # -- run in a thread (tests, embedding)
 
-    def start(self, timeout: float = 20.0) -> "Daemon":
+    def start(self, timeout: float = 20.0) -> Daemon:
         sock = self.bind()
         server = self._server()
         self.start_background()

@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 
 from engine.intake.gate import HELD, INVALID, check_record
 from engine.pipeline import MATCHED, UNMATCHED, Pipeline
@@ -52,7 +53,7 @@ class Item:
     where: str | None = None  # "item 3", "line 12", "CSV line 4": for messages and dead letters
 
     @classmethod
-    def of(cls, value: Any) -> "Item":
+    def of(cls, value: Any) -> Item:
         """An Item from an Item, raw JSON text/bytes, or an already parsed record."""
         if isinstance(value, Item):
             return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from collections.abc import Mapping
 
 import yaml
 
@@ -12,7 +12,7 @@ from engine.rules.suggest import did_you_mean
 from engine.errors import Diagnostic, Loc
 from engine.model import DECISIONS
 
-__all__ = ["TemplateMeta", "parse_header", "KNOWN_HEADER_KEYS"]
+__all__ = ["KNOWN_HEADER_KEYS", "TemplateMeta", "parse_header"]
 
 KNOWN_HEADER_KEYS = ("decisions", "description")
 _HEADER_RE = re.compile(r"\A\{#-?\s*herald:(?P<body>.*?)-?#\}", re.DOTALL)

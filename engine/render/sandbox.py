@@ -5,7 +5,8 @@ import re
 import string
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from jinja2 import filters as jinja_filters
 from jinja2.exceptions import SecurityError
@@ -13,7 +14,7 @@ from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.runtime import ChainableUndefined, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["TEXT_ENV", "HTML_ENV", "GLOBAL_NAMES", "build_context", "plain"]
+__all__ = ["GLOBAL_NAMES", "HTML_ENV", "TEXT_ENV", "build_context", "plain"]
 
 _MAX_REPEAT = 100_000     # longest string/list `*` may build
 _MAX_EXPONENT = 256       # largest exponent `**` may use
@@ -173,7 +174,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def getitem(self, obj: Any, argument: Any) -> Any:
         return self._wrap(super().getitem(obj, argument), str(argument)[:40])
 
-    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(__obj, _Callable):
             __obj = __obj._fn
         if getattr(__obj, "__name__", None) in _PADDING_METHODS and isinstance(getattr(__obj, "__self__", None), str):

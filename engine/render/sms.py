@@ -13,7 +13,8 @@ outcome's values are within the provider's limits; the dispatcher builds Templat
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from engine.errors import Diagnostic, Loc
 from engine.routing.router import lookup

@@ -5,7 +5,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
@@ -20,8 +21,15 @@ from engine.render.header import KNOWN_HEADER_KEYS, TemplateMeta, parse_header
 from engine.render.variables import VarWalker
 
 __all__ = [
-    "TemplateMeta", "TemplateFile", "RenderResult", "TemplateStore",
-    "build_context", "sms_length", "HTML_BLOCKS", "TEXT_BLOCKS", "KNOWN_HEADER_KEYS",
+    "HTML_BLOCKS",
+    "KNOWN_HEADER_KEYS",
+    "TEXT_BLOCKS",
+    "RenderResult",
+    "TemplateFile",
+    "TemplateMeta",
+    "TemplateStore",
+    "build_context",
+    "sms_length",
 ]
 
 TEXT_BLOCKS = ("subject", "sms", "dingtalk", "email", "webhook")
@@ -348,7 +356,7 @@ class TemplateStore:
             template = self._compiled(entry, html)
             if isinstance(template, Exception):
                 err = (None, f"template does not compile: {_short(template)}", getattr(template, "lineno", None))
-                out.update({b: err for b in wanted})
+                out.update(dict.fromkeys(wanted, err))
                 continue
             try:
                 ctx = _new_context(template, context)
@@ -360,7 +368,7 @@ class TemplateStore:
                     ctx.blocks = real_blocks
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down
                 err = (None, _short(exc), _frame_line(exc, entry.file.path, template))
-                out.update({b: err for b in wanted})
+                out.update(dict.fromkeys(wanted, err))
                 continue
             for block in wanted:
                 if block not in template.blocks:

@@ -16,7 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from engine.report import queries, stats
 from engine.report.queries import COUNT_FIELDS, Filters, ReportStoreError
@@ -201,7 +202,7 @@ def assemble(store: str, f: Filters, groups: list, fails: list, reply_rows: list
     for g in groups:
         key = (g.rule_id, g.ruleset_version, g.variant)
         for d, v in zip(g.days, g.ttn):  # days are aligned with the values as fetched: before sorting them
-            by_day[d].append(v)  # noqa: PERF401
+            by_day[d].append(v)
         g.ttn.sort()
         row = Row("variant", *key, dict(g.counts), g.ttn, dict(fail_by.get(key, {})))
         if key in replies_by:
@@ -317,5 +318,14 @@ def _metric_dict(c: dict) -> dict:
     return d
 
 
-__all__ = ["Filters", "Report", "Row", "DayPoint", "ReportStoreError", "build_report", "assemble", "render",
-           "report_metrics"]
+__all__ = [
+    "DayPoint",
+    "Filters",
+    "Report",
+    "ReportStoreError",
+    "Row",
+    "assemble",
+    "build_report",
+    "render",
+    "report_metrics",
+]

@@ -1,7 +1,7 @@
 """Periods for the report: --since / --until as dates in a time zone (or exact RFC 3339 instants)."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, UTC
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,7 +14,7 @@ def zone(name: str | None):
     if not name or name == "local":
         return datetime.now().astimezone().tzinfo
     if name.upper() == "UTC":
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as e:
@@ -32,7 +32,7 @@ def tz_offset(name: str | None, at: datetime | None = None) -> float:
     """Seconds east of UTC of the zone now (days of the time-to-notify chart start there; a DST zone is
     bucketed at its current offset)."""
     tz = zone(name)
-    return (at or datetime.now(timezone.utc)).astimezone(tz).utcoffset().total_seconds()
+    return (at or datetime.now(UTC)).astimezone(tz).utcoffset().total_seconds()
 
 
 def _instant(value: str, tz, end: bool) -> float:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import unicodedata
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.report import Report, Row
 

@@ -253,5 +253,18 @@ def has_facts(path: str | Path) -> bool:
         conn.close()
 
 
-__all__ = ["Filters", "GroupRow", "ReportStoreError", "connect", "groups", "failures", "replies", "unmatched",
-           "per_rule_counts", "notification_for_provider", "notification_for_address", "phone_forms", "COUNT_FIELDS"]
+__all__ = [
+    "COUNT_FIELDS",
+    "Filters",
+    "GroupRow",
+    "ReportStoreError",
+    "connect",
+    "failures",
+    "groups",
+    "notification_for_address",
+    "notification_for_provider",
+    "per_rule_counts",
+    "phone_forms",
+    "replies",
+    "unmatched",
+]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Sequence
+from collections.abc import Sequence
 
 MIN_SENT = 30
 MIN_EXPECTED = 5.0

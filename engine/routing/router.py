@@ -12,7 +12,8 @@ import hashlib
 import itertools
 import operator
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from engine.model import Rule, RuleSet
 

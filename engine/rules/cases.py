@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def neutral_outcome(partial: dict, index: int, now: datetime) -> dict:
 
 def _same_instant(expected: Any, actual: datetime | None) -> bool:
     want = parse_instant(expected) if isinstance(expected, str) else None
-    return want is not None and actual is not None and want.astimezone(timezone.utc) == actual.astimezone(timezone.utc)
+    return want is not None and actual is not None and want.astimezone(UTC) == actual.astimezone(UTC)
 
 
 def run_case(pipeline: Pipeline, case: Case, index: int, default_now: datetime) -> CaseResult:

@@ -43,7 +43,7 @@ def _where(path: tuple, data: Any = None) -> str:
 
 def _code_for(path: tuple, default: str) -> str:
     names = [p for p in path if isinstance(p, str)]
-    if len(names) >= 2 and names[-1] == "days" or (names and names[-1] == "days"):
+    if (len(names) >= 2 and names[-1] == "days") or (names and names[-1] == "days"):
         return "bad-weekday"
     if names and names[-1] == "version" and len(path) == 1:
         return "bad-version"

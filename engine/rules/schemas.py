@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from engine.rules.suggest import closest
@@ -19,7 +19,7 @@ TEMPLATE_EXTRAS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(name: str) -> dict:
     """The parsed schema `name` (rules, outcome, config)."""
     if name not in SCHEMA_NAMES:
@@ -28,7 +28,7 @@ def schema(name: str) -> dict:
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def jsonschema_validator(name: str):
     """A jsonschema Draft 2020-12 validator (full error lists, paths)."""
     from jsonschema import Draft202012Validator, FormatChecker, validators
@@ -47,7 +47,7 @@ def jsonschema_validator(name: str):
     return validator(schema(name), format_checker=checker)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fast_validator(name: str):
     """A fastjsonschema-compiled check: raises on the first problem; the fast path for valid input."""
     import fastjsonschema
@@ -58,7 +58,7 @@ def fast_validator(name: str):
     return fastjsonschema.compile(schema(name), formats={"date-time": lambda s: parse_instant(s) is not None})
 
 
-@lru_cache(maxsize=None)
+@cache
 def fast_check(name: str):
     """A predicate, True when the schema accepts a value: herald's own compiled check (engine.intake.schemafast)
     where the schema keeps to the keywords it knows, else fastjsonschema's validator."""
@@ -110,7 +110,7 @@ def _walk(node: dict, prefix: str, paths: set, free: set) -> None:
                 free.add(path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def outcome_fields() -> FieldCatalog:
     """Field paths an outcome may have, read from outcome.schema.json."""
     paths: set = set()
@@ -119,7 +119,7 @@ def outcome_fields() -> FieldCatalog:
     return FieldCatalog(frozenset(paths), frozenset(free))
 
 
-@lru_cache(maxsize=None)
+@cache
 def template_fields() -> FieldCatalog:
     """What a template may use: the outcome's fields and herald's extras (company, links, channel)."""
     base = outcome_fields()
@@ -141,7 +141,7 @@ def _example(node: dict):
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sample() -> dict:
     out = {k: _example(v) for k, v in schema("outcome")["properties"].items()}
     out["approved"] = True

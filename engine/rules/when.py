@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -228,7 +229,7 @@ def _eq(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is b
     ta, tb = type(a), type(b)
-    if ta in _NUM and tb in _NUM or ta is str and tb is str or ta is bool and tb is bool:
+    if (ta in _NUM and tb in _NUM) or (ta is str and tb is str) or (ta is bool and tb is bool):
         return a == b
     if ta in _SEQ and tb in _SEQ:
         return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b))
@@ -240,7 +241,7 @@ def _eq(a: Any, b: Any) -> bool:
 def _ordered(a: Any, b: Any) -> bool:
     """May a and b be compared with < etc.? Both numbers or both strings."""
     ta, tb = type(a), type(b)
-    return ta in _NUM and tb in _NUM or ta is str and tb is str
+    return (ta in _NUM and tb in _NUM) or (ta is str and tb is str)
 
 
 def _member(a: Any, seq: Any) -> bool:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 
 class Clock:
@@ -30,7 +30,7 @@ class Clock:
 
     def now_dt(self) -> datetime:
         """The current instant as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.now(), timezone.utc)
+        return datetime.fromtimestamp(self.now(), UTC)
 
     def real(self, seconds: float) -> float:
         """Real seconds that `seconds` of clock time take."""

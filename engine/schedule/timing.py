@@ -4,15 +4,16 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, UTC
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from engine.rules.suggest import did_you_mean
 from engine.model import DAYS, Timing, Window, quick_init
 
-UTC = timezone.utc
+UTC = UTC
 HORIZON_DAYS = 800  # next_open gives up (None) when a window does not open within this many days
 _DAY = timedelta(days=1)
 _SECOND = timedelta(seconds=1)

@@ -37,9 +37,10 @@ import time
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Union
+from collections.abc import Iterator, Mapping, Sequence
 
 from sqlite_utils import Database
 
@@ -48,10 +49,26 @@ from engine.store.migrations import MIGRATIONS, Migration, SchemaVersionError, S
 from engine.model import Message, Plan
 
 __all__ = [
-    "Store", "StoreError", "StoreUnavailable", "SchemaVersionError", "Instant", "utc", "epoch",
-    "Accepted", "PlannedNotification", "OutcomeRow", "OutcomeChange", "NotificationRow", "NotificationDetail",
-    "AttemptRow", "EventRow", "RulesetRow", "DeadLetterRow", "ReplyRow", "EventCount",
     "NOTIFICATION_STATES",
+    "Accepted",
+    "AttemptRow",
+    "DeadLetterRow",
+    "EventCount",
+    "EventRow",
+    "Instant",
+    "NotificationDetail",
+    "NotificationRow",
+    "OutcomeChange",
+    "OutcomeRow",
+    "PlannedNotification",
+    "ReplyRow",
+    "RulesetRow",
+    "SchemaVersionError",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "epoch",
+    "utc",
 ]
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # RETURNING
@@ -90,7 +107,7 @@ def _now(t: Instant | None) -> float:
 
 def utc(ts: float | None) -> datetime | None:
     """An aware UTC datetime from stored epoch seconds."""
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
 def _seconds(d: float | timedelta | None) -> float | None:
@@ -124,7 +141,7 @@ class PlannedNotification:
     late: bool = False  # already past its deadline when planned
 
     @classmethod
-    def from_plan(cls, plan: Plan, escalate_after: float | timedelta | None = None) -> "PlannedNotification":
+    def from_plan(cls, plan: Plan, escalate_after: float | timedelta | None = None) -> PlannedNotification:
         """From a matched Plan; escalate_after defaults to the gap between send_at and the plan's first escalation."""
         if not plan.channels or plan.send_at is None:
             raise StoreError(f"plan for {plan.outcome_id!r} has no channel or no send_at: nothing to schedule")
@@ -153,7 +170,7 @@ class Accepted:
 
     @classmethod
     def from_plan(cls, raw: str, plan: Plan, source: str | None = None,
-                  escalate_after: float | timedelta | None = None) -> "Accepted":
+                  escalate_after: float | timedelta | None = None) -> Accepted:
         """From the pipeline's Plan for this outcome (its `outcome` mapping gives the routing fields)."""
         o = dict(plan.outcome or {})
         occurred = o.get("occurred_at")
@@ -454,10 +471,10 @@ class Store:
             raise
 
     @classmethod
-    def open(cls, path: str | Path, **kwargs: Any) -> "Store":
+    def open(cls, path: str | Path, **kwargs: Any) -> Store:
         return cls(path, **kwargs)
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: Any) -> None:

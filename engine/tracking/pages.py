@@ -4,7 +4,7 @@ with a strict Content-Security-Policy by engine/tracking/routes.py."""
 from __future__ import annotations
 
 from html import escape
-from typing import Mapping
+from collections.abc import Mapping
 
 from fastapi.responses import HTMLResponse
 
@@ -130,5 +130,16 @@ def parse_rating(form: Mapping[str, list]) -> tuple[int | None, str, str | None]
     return score, comment, None
 
 
-__all__ = ["TEXT", "MAX_COMMENT", "NO_STORE", "PAGE_HEADERS", "texts_for", "page", "message_page", "invalid_page",
-           "rating_form", "unsubscribe_form", "parse_rating"]
+__all__ = [
+    "MAX_COMMENT",
+    "NO_STORE",
+    "PAGE_HEADERS",
+    "TEXT",
+    "invalid_page",
+    "message_page",
+    "page",
+    "parse_rating",
+    "rating_form",
+    "texts_for",
+    "unsubscribe_form",
+]

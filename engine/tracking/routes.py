@@ -27,7 +27,8 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
@@ -108,14 +109,14 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
         """True recorded, False refused (duplicate / unknown notification), None: the store is unavailable."""
         try:
             return store.add_event(nid, kind, at=now(), channel=channel, detail=detail, dedupe_key=key)
-        except Exception:  # noqa: BLE001 - a candidate's click or open must never fail on the store
+        except Exception:  # a candidate's click or open must never fail on the store
             log.exception("cannot record %s for %s", kind, nid)
             return None
 
     def notification(nid: str):
         try:
             return store.get_notification(nid)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("cannot read notification %s", nid)
             return None
 
@@ -331,7 +332,7 @@ class ReportCollector:
     def collect(self):
         try:
             data = self.data()
-        except Exception:  # noqa: BLE001 - a scrape must not fail on the report
+        except Exception:  # a scrape must not fail on the report
             log.exception("report metrics")
             return []
         return self._families(data)
@@ -355,4 +356,4 @@ class ReportCollector:
         return [counts, rates, sat]
 
 
-__all__ = ["tracking_router", "record_reply", "report_metrics", "ReportCollector", "report_filters"]
+__all__ = ["ReportCollector", "record_reply", "report_filters", "report_metrics", "tracking_router"]

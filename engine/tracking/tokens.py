@@ -29,7 +29,8 @@ import re
 import struct
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 OPEN, CLICK, RATE, UNSUBSCRIBE = "open", "click", "rate", "unsubscribe"
@@ -247,11 +248,7 @@ def _trim(url: str) -> str:
     """A URL found in running text, without the punctuation that ends the sentence (and unbalanced ')' ']')."""
     while url:
         last = url[-1]
-        if last in ".,;:!?'\"*":
-            url = url[:-1]
-        elif last == ")" and url.count("(") < url.count(")"):
-            url = url[:-1]
-        elif last == "]" and url.count("[") < url.count("]"):
+        if last in ".,;:!?'\"*" or (last == ")" and url.count("(") < url.count(")")) or (last == "]" and url.count("[") < url.count("]")):
             url = url[:-1]
         else:
             break
@@ -329,7 +326,27 @@ def track_message(message: Any, notification_id: str, base_url: str, secret: str
 PIXEL_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
              b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
-__all__ = ["OPEN", "CLICK", "RATE", "UNSUBSCRIBE", "KINDS", "MAX_AGE", "PLACEHOLDER_SECRET", "PIXEL_GIF",
-           "TokenPayload", "TrackingConfigError", "make_token", "decode_token", "verify_token", "tracking_secret",
-           "tracking_url", "links_for", "click_url", "pixel_html", "rewrite_links", "add_pixel", "track_message",
-           "is_web_url"]
+__all__ = [
+    "CLICK",
+    "KINDS",
+    "MAX_AGE",
+    "OPEN",
+    "PIXEL_GIF",
+    "PLACEHOLDER_SECRET",
+    "RATE",
+    "UNSUBSCRIBE",
+    "TokenPayload",
+    "TrackingConfigError",
+    "add_pixel",
+    "click_url",
+    "decode_token",
+    "is_web_url",
+    "links_for",
+    "make_token",
+    "pixel_html",
+    "rewrite_links",
+    "track_message",
+    "tracking_secret",
+    "tracking_url",
+    "verify_token",
+]

@@ -11,7 +11,8 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from loopback import LoopbackServer  # tests/channels is on sys.path for every fake's user
@@ -116,7 +117,7 @@ class FakeAliyunSms(LoopbackServer):
             if p["Signature"] != reference_signature(p, self.access_key_secret, method):
                 return err(400, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation.")
             try:
-                stamp = dt.datetime.strptime(p["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+                stamp = dt.datetime.strptime(p["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
             except ValueError:
                 return err(400, "InvalidTimeStamp.Format", "Specified time stamp is not valid.")
             if abs(stamp.timestamp() - self.clock()) > 15 * 60:

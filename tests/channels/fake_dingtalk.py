@@ -7,7 +7,8 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from loopback import LoopbackServer  # tests/channels is on sys.path for every fake's user

@@ -9,7 +9,8 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from loopback import LoopbackServer  # tests/channels is on sys.path for every fake's user
@@ -72,7 +73,7 @@ class FakeRobot(LoopbackServer):
 
     @staticmethod
     def expected_sign(secret: str, timestamp: str) -> str:
-        digest = hmac.new(secret.encode("utf-8"), f"{timestamp}\n{secret}".encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.new(secret.encode("utf-8"), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
         return base64.b64encode(digest).decode("ascii")
 
     def handle(self, query_string: str, raw: bytes) -> tuple[int, Any]:

@@ -11,10 +11,10 @@ from hypothesis import given, strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_aliyun import FakeAliyunSms, reference_signature  # noqa: E402
-from loopback import FakeClock  # noqa: E402
+from fake_aliyun import FakeAliyunSms, reference_signature
+from loopback import FakeClock
 
-from engine.channels.aliyun_sms import (  # noqa: E402
+from engine.channels.aliyun_sms import (
     CODES,
     PUSH_ACK,
     SETTINGS,
@@ -31,7 +31,7 @@ from engine.channels.aliyun_sms import (  # noqa: E402
     sign,
     string_to_sign,
 )
-from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope  # noqa: E402
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope
 
 SECRET = "aliyun-s3cret-key"
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 2023-11-15 06:13:20 Beijing

@@ -18,11 +18,11 @@ HERALD = str(Path(sys.executable).with_name("herald"))
 class _Receiver(BaseHTTPRequestHandler):
     posts = 0
 
-    def do_HEAD(self):  # noqa: N802 - http.server's naming
+    def do_HEAD(self):  # http.server's naming
         self.send_response(405)
         self.end_headers()
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         type(self).posts += 1
         self.send_response(200)
         self.end_headers()

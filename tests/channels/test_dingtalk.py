@@ -10,12 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_dingtalk import FakeDingTalk  # noqa: E402
-from loopback import FakeClock  # noqa: E402
+from fake_dingtalk import FakeDingTalk
+from loopback import FakeClock
 
-from engine.channels import dingtalk  # noqa: E402
-from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope  # noqa: E402
-from engine.channels.dingtalk import (  # noqa: E402
+from engine.channels import dingtalk
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope
+from engine.channels.dingtalk import (
     ERRCODES,
     OK,
     SETTINGS,

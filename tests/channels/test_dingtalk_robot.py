@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_robot import FakeRobot  # noqa: E402
+from fake_robot import FakeRobot
 
-from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope  # noqa: E402
-from engine.channels.dingtalk_robot import (  # noqa: E402
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope
+from engine.channels.dingtalk_robot import (
     ERRCODES, SETTINGS, THROTTLE_RETRY_AFTER, DingTalkRobotTransport, classify_errcode)
-from engine.channels.signing import dingtalk_sign  # noqa: E402
+from engine.channels.signing import dingtalk_sign
 
 TOKEN = "tok-fake-0123456789"
 SECRET = "SECfake0123456789abcdef"

@@ -22,9 +22,9 @@ from aiosmtpd.controller import Controller
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
-from daemon_support import make_deployment, outcome, post, start_daemon, wait_for  # noqa: E402
-from fake_aliyun import FakeAliyunSms  # noqa: E402
-from fake_dingtalk import FakeDingTalk  # noqa: E402
+from daemon_support import make_deployment, outcome, post, start_daemon, wait_for
+from fake_aliyun import FakeAliyunSms
+from fake_dingtalk import FakeDingTalk
 
 PUSH_TOKEN = "push-token-0123456789abcdef"
 HEADER = ("{# herald: decisions=[reject, pass, offer, hold] sms_code=SMS_100001 "

@@ -79,7 +79,7 @@ class Server:
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.controller.start()
         return self
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -80,7 +80,7 @@ class Receiver:
         host, port = self.server.server_address[:2]
         return f"{self.scheme}://{'localhost' if self.scheme == 'https' else host}:{port}{path}"
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 
@@ -174,7 +174,7 @@ def test_retry_after_seconds_honoured(receiver):
 
 
 def test_retry_after_http_date(receiver):
-    when = datetime.now(timezone.utc) + timedelta(seconds=90)
+    when = datetime.now(UTC) + timedelta(seconds=90)
     receiver.answers.append((503, {"Retry-After": format_datetime(when, usegmt=True)}, b""))
     result = make(receiver.url()).send(envelope())
     assert result.status == RECOVERABLE and 80 <= result.retry_after <= 91

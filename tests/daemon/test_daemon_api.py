@@ -68,10 +68,10 @@ def post_dl(r: httpx.Response) -> int:
 
 def test_a_list_is_judged_item_by_item(deploy, daemons):
     d = daemons(deploy)
-    body = ('[ {"id": "l-1", "decision": "reject", "candidate": {"name": "A", "email": "a@example.com"}} ,'
-            '{"id": "l-2", "decision": "reject"},\n {"id": "l-1", "decision": "reject", "candidate": {"name": "A"}},'
-            ' 42, {"id": "l-3", "decision": "reject", "approved": false, "candidate": {"name": "C"}},'
-            ' {"id": "l-4", "decision": "pass", "candidate": {"name": "D", "email": "d@example.com"}}]').encode()
+    body = (b'[ {"id": "l-1", "decision": "reject", "candidate": {"name": "A", "email": "a@example.com"}} ,'
+            b'{"id": "l-2", "decision": "reject"},\n {"id": "l-1", "decision": "reject", "candidate": {"name": "A"}},'
+            b' 42, {"id": "l-3", "decision": "reject", "approved": false, "candidate": {"name": "C"}},'
+            b' {"id": "l-4", "decision": "pass", "candidate": {"name": "D", "email": "d@example.com"}}]')
     r = post(d.url, body)
     assert r.status_code == 202
     got = [(i["id"], i["status"], i.get("field")) for i in r.json()["items"]]

@@ -23,7 +23,7 @@ def refusing_hook():
     hits = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             hits.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             self.send_response(400)
             self.end_headers()

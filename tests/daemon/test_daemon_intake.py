@@ -20,7 +20,7 @@ def env(deploy):
 
 
 def test_split_body_keeps_each_items_exact_text():
-    body = ' [ {"id": "a",  "x": [1, 2]} ,\n\t"s" , 3.50,{"id":"b"} ] \n'.encode()
+    body = b' [ {"id": "a",  "x": [1, 2]} ,\n\t"s" , 3.50,{"id":"b"} ] \n'
     items, is_list, error = split_body(body)
     assert is_list and error is None
     assert [i.raw for i in items] == ['{"id": "a",  "x": [1, 2]}', '"s"', "3.50", '{"id":"b"}']

@@ -21,7 +21,7 @@ def slow_hook():
     arrived = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             arrived.set()
             time.sleep(1.5)

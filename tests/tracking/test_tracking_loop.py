@@ -4,7 +4,7 @@ every number of the report checked exactly against the events the store holds.""
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import httpx
@@ -32,7 +32,7 @@ def daemon(tmp_path, monkeypatch):
 
 def test_outcomes_to_report(daemon):
     d, root = daemon
-    occurred = datetime.now(timezone.utc).replace(microsecond=0)
+    occurred = datetime.now(UTC).replace(microsecond=0)
     outcomes = [daemon_support.outcome(f"loop-{i}", occurred_at=occurred.isoformat(),
                                        candidate={"name": f"C{i}", "email": f"c{i}@example.com",
                                                   "phone": f"+86138000000{i:02d}", "locale": "zh-CN"})
