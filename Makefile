@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HERALD := $(VENV)/bin/herald
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-validate bench-dryrun bench-daemon bench-report venv clean
+.PHONY: run test lint bench bench-validate bench-dryrun bench-daemon bench-report venv clean
 
 venv: $(STAMP)
 
@@ -20,7 +20,12 @@ run: $(STAMP)
 	$(HERALD) validate
 	$(PY) -m engine.daemon.demo
 
-test: $(STAMP)
+# ruff and mypy as configured in pyproject.toml; `make test` runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest
 
 # Each benchmark prints its figures, ratios against baselines measured in the same run, and

@@ -273,7 +273,7 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
                                                              hidden=not show_bar) as bar:
         for start in range(0, len(items), batch):
             chunk = items[start:start + batch]
-            for item, status in zip(chunk, intake(chunk, pipe, store, "file")):
+            for item, status in zip(chunk, intake(chunk, pipe, store, "file"), strict=False):
                 counts[status.status] += 1
                 if fmt == "jsonl":
                     click.echo(json.dumps(status.as_dict(), ensure_ascii=False))
@@ -310,7 +310,7 @@ def post(file: str, url: str | None, token: str | None, hmac_secret: str | None,
     except PostError as e:
         click.echo(f"herald post: {e}", err=True)
         sys.exit(1)
-    except Exception as e:  # connection refused and friends: no traceback for a user
+    except Exception as e:  # noqa: BLE001 - connection refused and friends: no traceback for a user
         click.echo(f"herald post: {url}: {type(e).__name__}: {e}", err=True)
         sys.exit(1)
     total = sum(counts.values())
@@ -428,7 +428,7 @@ def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, 
     try:
         flt = report_filters(since, until, tuple(rules), channel, role, stage, tz_name)
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--since/--until/--timezone")
+        raise click.BadParameter(str(e), param_hint="--since/--until/--timezone") from e
     try:
         if not has_facts(path):
             click.echo("herald report: this store has no report_facts table yet (its migration was not applied): "

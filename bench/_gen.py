@@ -131,10 +131,8 @@ def template_specs(count: int = 100) -> list[TemplateSpec]:
     rest = count - general
     for d, share in per.items():
         n = max(1, round(rest * share))
-        for i in range(n):
-            out.append(TemplateSpec(f"{d}/t{i:03d}", (d,), html=(i % 3 == 0)))
-    for i in range(general):
-        out.append(TemplateSpec(f"common/ack{i:02d}", DECISIONS, html=False))
+        out.extend(TemplateSpec(f"{d}/t{i:03d}", (d,), html=(i % 3 == 0)) for i in range(n))
+    out.extend(TemplateSpec(f"common/ack{i:02d}", DECISIONS, html=False) for i in range(general))
     return out[:count] if len(out) > count else out
 
 
@@ -169,7 +167,8 @@ def template_text(spec: TemplateSpec, zh: bool, variant: int) -> str:
             f"### {subject} #{variant}\n\n"
             "{{ candidate.name }}您好：\n\n"
             f"感谢您参加{{{{ company.name }}}}{pos}岗位的面试。"
-            "{% if feedback and feedback.strengths %}您在**{{ feedback.strengths | join(\"、\") }}**方面的表现给我们留下了深刻印象。{% endif %}"
+            "{% if feedback and feedback.strengths %}您在**{{ feedback.strengths | join(\"、\") }}**"
+            "方面的表现给我们留下了深刻印象。{% endif %}"
             f"{line}\n\n"
             "{% if feedback and feedback.improvements %}**面试官的建议**\n\n- {{ feedback.improvements | join(\"\\n- \") }}\n\n{% endif %}"
             "{% if next_step and next_step.at %}- **下一步**：{{ next_step.at }}\n{% endif %}"
@@ -264,7 +263,7 @@ class _Pool:
                 out = dict(values)
                 out[list_key] = [c[keys.index(list_key)] for c in free]
                 return out
-            return dict(zip(keys, free[0]))
+            return dict(zip(keys, free[0], strict=False))
         return None
 
 
@@ -291,7 +290,8 @@ def generate_rules(n: int, specs: list[TemplateSpec], seed: int = 7) -> list[dic
             continue
         match = {"decision": d, **values}
         tmpl = rng.choice(by_decision[d])
-        base = {"id": f"{d}-{made:05d}", "description": f"{d} " + " / ".join("|".join(v) if isinstance(v, list) else str(v) for v in values.values()),
+        shown = " / ".join("|".join(v) if isinstance(v, list) else str(v) for v in values.values())
+        base = {"id": f"{d}-{made:05d}", "description": f"{d} {shown}",
                 "match": match, "template": tmpl}
         r = rng.random()
         if r < 0.15:

@@ -72,7 +72,6 @@ class Serve:
 
 def example_records() -> list[dict]:
     """The valid records of examples/outcomes.jsonl, approved (so each is routed, rendered and scheduled)."""
-    sys.path.insert(0, str(ROOT))
     from engine.intake.gate import OK, check_record
 
     out = []

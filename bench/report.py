@@ -25,11 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from engine.store.migrations import MIGRATIONS, migrate
+from engine.store import migrations_tracking
 
-from engine.store.migrations import MIGRATIONS, migrate  # noqa: E402
-from engine.store import migrations_tracking  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DAY = 86400.0
 T0 = 1_790_000_000.0  # 2026-09-21: the first outcome
@@ -90,7 +89,7 @@ def generate(conn: sqlite3.Connection, notifications: int, events: int, seed: in
         variant = variants[rng.random() < 0.5] if variants else None
         template = variant or "reject/generic"
         role, stage = ROLES[i % len(ROLES)], STAGES[(i // 3) % len(STAGES)]
-        outcomes.append((oid, '{"id":"%s","decision":"reject","candidate":{"phone":"+86138%08d"}}' % (oid, i),
+        outcomes.append((oid, f'{{"id":"{oid}","decision":"reject","candidate":{{"phone":"+86138{i:08d}"}}}}',
                          created, occurred, "reject", stage, role, REASONS[i % 5], created, "matched", created))
         keys = (nid, oid)
         tail = (rid, version, template, variant)
@@ -127,14 +126,14 @@ def generate(conn: sqlite3.Connection, notifications: int, events: int, seed: in
                     mine.append((*keys, "clicked", ch, t + 30, None, *tail))
                 if rng.random() < 0.09:
                     score = rng.choice((3, 4, 4, 5, 5, 5))
-                    mine.append((*keys, "rated", ch, t + 90, '{"score":%d}' % score, *tail))
+                    mine.append((*keys, "rated", ch, t + 90, f'{{"score":{score}}}', *tail))
                 if rng.random() < 0.07:
                     at = t + 600
                     replies.append((nid, ch, at, "请问可以得到更多反馈吗?", at + 3600 if rng.random() < 0.8 else None))
-                    mine.append((*keys, "replied", ch, at, '{"reply_id":%d}' % len(replies), *tail))
+                    mine.append((*keys, "replied", ch, at, f'{{"reply_id":{len(replies)}}}', *tail))
             elif rng.random() < 0.5:
                 state, error = "failed", rng.choice(FAIL_REASONS)
-                mine.append((*keys, "failed", None, t + 300, '{"reason":"%s"}' % error, *tail))
+                mine.append((*keys, "failed", None, t + 300, f'{{"reason":"{error}"}}', *tail))
         else:
             state = "cancelled"
             mine.append((*keys, "cancelled", None, created + 60, '{"reason":"withdrawn"}', *tail))
@@ -270,7 +269,7 @@ def main() -> None:
     cli = {}
     for fmt in ("table", "html"):
         cmd = [herald, "report", "--store", str(path), "--format", fmt, "--output", os.devnull]
-        cli[fmt] = timed(lambda: subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL), repeat=2)
+        cli[fmt] = timed(lambda cmd=cmd: subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL), repeat=2)
 
     rep = build_report(path, Filters())
     print(f"baseline SELECT count(*) FROM events:              {base_count:6.3f} s")

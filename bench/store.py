@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.model import Message
 from engine.store.sqlite import Accepted, PlannedNotification, Store

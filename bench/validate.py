@@ -34,11 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _gen
 
-import _gen  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGET_RULES = 10_000
 TARGET_SECONDS = 2.0

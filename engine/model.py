@@ -23,7 +23,7 @@ def quick_init(cls: type) -> type:
     Same signature, defaults and resulting instance as the generated one, which sets field after
     field through object.__setattr__ (twice as slow for the wide classes made once per outcome).
     Only for plain frozen dataclasses: no default factories, no __post_init__, no slots."""
-    params = [f for f in fields(cls)]
+    params = list(fields(cls))
     if (not cls.__dataclass_params__.frozen or hasattr(cls, "__post_init__") or "__slots__" in cls.__dict__
             or any(not f.init or f.default_factory is not MISSING or f.kw_only for f in params)):
         raise TypeError(f"quick_init does not apply to {cls.__name__}")

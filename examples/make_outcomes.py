@@ -124,7 +124,7 @@ CONTACTS = {"zh": ["李老师 010-12345678", "王老师 021-87654321", "招聘�
 
 
 def weighted(rng: random.Random, pairs):
-    values, weights = zip(*pairs)
+    values, weights = zip(*pairs, strict=False)
     return rng.choices(values, weights=weights, k=1)[0]
 
 

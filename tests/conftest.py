@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 
@@ -10,9 +9,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 REPO = Path(__file__).resolve().parents[1]
-# The loopback server and the provider fakes (tests/channels) serve the daemon and secrets tests too.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "channels"))
-
 
 def write_files(root: Path, files: Mapping[str, str | None]) -> None:
     """Write {relative path: text} under `root`; a None text means "leave this file out"."""

@@ -234,7 +234,8 @@ RULES_INVALID = [
     ("defaults unknown key", {"version": 1, "defaults": {"channel": ["email"]}}, "'channel' was unexpected"),
     ("window day misspelt", {"version": 1, "windows": {"w": {"days": ["monday"], "hours": "09:00-18:00"}}}, "'monday' is not one of"),
     ("window without hours", {"version": 1, "windows": {"w": {"days": ["mon"]}}}, "'hours' is a required property"),
-    ("window hours a number (unquoted 18:00 in YAML 1.1)", {"version": 1, "windows": {"w": {"days": ["mon"], "hours": 1080}}}, '1080 is not valid under any of the given schemas'),
+    ("window hours a number (unquoted 18:00 in YAML 1.1)", {"version": 1, "windows": {"w": {"days": ["mon"], "hours": 1080}}},
+     '1080 is not valid under any of the given schemas'),
     ("window unknown key", {"version": 1, "windows": {"w": {"days": ["mon"], "hours": "09:00-18:00", "tz": "UTC"}}}, "'tz' was unexpected"),
 ]
 
@@ -281,7 +282,8 @@ CONFIG_INVALID = [
     ("channel without transport", _channel(host="smtp.example.com"), "'transport' is a required property"),
     ("unknown transport", _channel(transport="carrier-pigeon"), "'carrier-pigeon' is not one of"),
     ("smtp without from", _channel(transport="smtp", host="smtp.example.com"), "'from' is a required property"),
-    ("smtp unknown key", {"channels": {"email": {"transport": "smtp", "from": "hr@example.com", "hostname": "x"}}}, "'hostname' was unexpected"),
+    ("smtp unknown key", {"channels": {"email": {"transport": "smtp", "from": "hr@example.com", "hostname": "x"}}},
+     "'hostname' was unexpected"),
     ("smtp port a string", _channel(transport="smtp", **{"from": "hr@example.com"}, port="465"), "'465' is not of type 'integer'"),
     ("smtp ssl a string", _channel(transport="smtp", **{"from": "hr@example.com"}, ssl="yes"), "'yes' is not of type 'boolean'"),
     ("smtp setting on outbox", _channel(transport="outbox", host="smtp.example.com"), "'host' was unexpected"),
@@ -289,7 +291,8 @@ CONFIG_INVALID = [
     ("webhook header not a string", _channel(transport="webhook", url="https://x", headers={"X-N": 1}), "1 is not of type 'string'"),
     ("timeout a duration string", _channel(transport="webhook", url="https://x", timeout="10s"), "'10s' is not of type 'number'"),
     ("timeout zero", _channel(transport="outbox", timeout=0), '0 is less than or equal to the minimum of 0'),
-    ("work notice without agent_id", _channel(transport="dingtalk-work-notice", app_key="${K}", app_secret="${S}"), "'agent_id' is a required property"),
+    ("work notice without agent_id", _channel(transport="dingtalk-work-notice", app_key="${K}", app_secret="${S}"),
+     "'agent_id' is a required property"),
     ("robot setting on work notice", _channel(transport="dingtalk-work-notice", app_key="${K}", app_secret="${S}",
                                               agent_id=1, access_token="${T}"), "'access_token' was unexpected"),
     ("robot without access_token", _channel(transport="dingtalk-robot", secret="${S}"), "'access_token' is a required property"),
@@ -397,7 +400,7 @@ def test_rule_windows_exist():
         for name in (yaml.safe_load(path.read_text("utf-8")).get("windows") or {}):
             assert name not in windows, f"window {name} defined twice"
             windows[name] = path
-    for path, rule, defaults in _all_rules():
+    for _path, rule, defaults in _all_rules():
         timing = dict(defaults.get("timing") or {}, **(rule.get("timing") or {}))
         if "window" in timing:
             assert timing["window"] in windows, f"{rule['id']}: unknown window {timing['window']}"

@@ -24,16 +24,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from daemon_support import ServeProcess, wait_for
+from loopback import Serving
+from fake_aliyun import FakeAliyunSms
+from fake_dingtalk import FakeDingTalk
+from fake_robot import FakeRobot
+
+from engine.store.sqlite import Store
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "daemon"))
-
-from daemon_support import ServeProcess, wait_for  # noqa: E402
-from loopback import Serving  # noqa: E402
-from fake_aliyun import FakeAliyunSms  # noqa: E402
-from fake_dingtalk import FakeDingTalk  # noqa: E402
-from fake_robot import FakeRobot  # noqa: E402
-
-from engine.store.sqlite import Store  # noqa: E402
 
 HERALD = str(Path(sys.executable).with_name("herald"))
 SMTP_USER = "hr@example.com"
@@ -108,7 +107,7 @@ class Webhook(BaseHTTPRequestHandler):
 
 
 class Mailer:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         return "250 OK"
 
 
@@ -203,6 +202,7 @@ def closed_port() -> str:
 
 # ------------------------------------------------------------------------------------------- the test
 
+@pytest.mark.slow
 def test_no_secret_in_any_output(tmp_path, fakes):
     outputs: dict[str, str] = {}
 

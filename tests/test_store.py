@@ -523,7 +523,7 @@ def test_threads_share_one_store(store: Store):
             for b in range(10):
                 store.accept_outcomes([item(f"t{k}-{b}-{i}") for i in range(20)])
                 store.claim_due(T0, 5, f"w{k}", 30)
-        except Exception as e:  # pragma: no cover - reported below
+        except Exception as e:  # noqa: BLE001 - any failure in a thread is reported below
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
@@ -583,6 +583,7 @@ def test_a_locked_database_is_reported_as_unavailable(tmp_path: Path):
         holder.close()
 
 
+@pytest.mark.slow
 def test_an_acknowledged_batch_survives_sigkill(tmp_path: Path):
     path = tmp_path / "h.db"
     Store(path).close()
@@ -596,6 +597,7 @@ def test_an_acknowledged_batch_survives_sigkill(tmp_path: Path):
     assert count(path, "outcomes") == 1000
 
 
+@pytest.mark.slow
 def test_a_batch_killed_mid_transaction_is_all_or_nothing(tmp_path: Path):
     path = tmp_path / "h.db"
     size = 250

@@ -184,7 +184,7 @@ def test_parse_window_errors(spec, expected):
     got, errors = parse_window("w", spec)
     assert got is None
     assert [(k, c) for k, c, _ in errors] == [(k, c) for k, c, _ in expected]
-    for (_, _, message), (_, _, fragment) in zip(errors, expected):
+    for (_, _, message), (_, _, fragment) in zip(errors, expected, strict=False):
         assert fragment in message, message
 
 
@@ -469,7 +469,7 @@ def windows(draw) -> Window:
     points = sorted(draw(st.lists(minute_of_day, min_size=2, max_size=6, unique=True)))
     if len(points) % 2:
         points = points[:-1]
-    ranges = tuple(zip(points[::2], points[1::2]))
+    ranges = tuple(zip(points[::2], points[1::2], strict=False))
     return Window("p", days, ranges, draw(st.sampled_from([None, "CN", "US"])))
 
 

@@ -190,7 +190,7 @@ def normalize_phone(raw: str) -> str | None:
     """Aliyun's PhoneNumbers form: mainland numbers as 11 digits without +86, others as country code + number."""
     s = re.sub(r"[\s\-().]", "", raw or "")
     mainland = False
-    if s.startswith("+86") or s.startswith("0086"):
+    if s.startswith(("+86", "0086")):
         s, mainland = s[3:] if s.startswith("+") else s[4:], True
     elif s.startswith("+"):
         s = s[1:]

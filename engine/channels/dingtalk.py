@@ -136,7 +136,7 @@ class _QueryRedactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a broken record is not ours to fix
+        except Exception:  # noqa: BLE001 - a broken record is not ours to fix; a log filter must not raise
             return True
         masked = _SECRET_QUERY.sub(r"\1***", message)
         if masked != message:

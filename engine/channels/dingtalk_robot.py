@@ -82,7 +82,7 @@ class DingTalkRobotTransport:
         self.base_url = (r.text("base_url", DEFAULT_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
         try:
             parts = urlsplit(self.base_url)
-            parts.port
+            _ = parts.port  # raises ValueError on a bad port
             ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query
         except ValueError:
             ok = False

@@ -202,7 +202,7 @@ class WebhookTransport:
 def _valid_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
-        parts.port  # raises ValueError on a bad port
+        _ = parts.port  # raises ValueError on a bad port
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c in url for c in " \r\n\0")

@@ -129,7 +129,8 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
             for key, value in spec.items():
                 if key in SECRET_KEYS and isinstance(value, str) and value and not _ENV.search(value):
                     diags.append(doc.loc(("channels", name, key)).warning(
-                        "literal-secret", f'channel {name}: "{key}" is written in the file; write "${{ENV_VAR}}" and set it in the environment'))
+                        "literal-secret", f'channel {name}: "{key}" is written in the file; '
+                                          'write "${ENV_VAR}" and set it in the environment'))
             transport = spec.get("transport", "outbox")
             token = settings.get("push_token")
             if transport == "aliyun-sms" and isinstance(token, str) and 0 < len(token) < MIN_PUSH_TOKEN and doc:

@@ -41,8 +41,8 @@ def _result(store: Store, outcome_id: str, **extra) -> ActionResult:
         raise ActionError(404, f"no outcome {outcome_id!r}")
     current = [n for n in store.notifications_for(outcome_id) if n.outcome_rev == row.rev]
     note = current[-1] if current else None
-    fields = dict(notification=note.id if note else None, rule=note.rule_id if note else None,
-                  send_at=utc(note.send_at).isoformat() if note else None)
+    fields = {"notification": note.id if note else None, "rule": note.rule_id if note else None,
+                  "send_at": utc(note.send_at).isoformat() if note else None}
     fields.update({k: v for k, v in extra.items() if v is not None})
     return ActionResult(row.id, row.status, row.state, row.approved, **fields)
 

@@ -92,7 +92,7 @@ class ReceiptPoller:
         """Real seconds until the next round: the shortest interval of the configured channels."""
         try:
             shortest = min([self.interval, *(self.interval_for(c) for c in self.rt.state.deployment.config.channels)])
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a channel whose settings cannot be read waits the default interval
             shortest = self.interval
         return max(self.rt.clock.real(shortest), RECEIPT_MIN_WAIT)
 

@@ -49,7 +49,7 @@ def reload(runtime, reason: str = "reload") -> bool:
             (log.error if d.is_error else log.warning)("%s", d.format())
         try:
             version = _failed_version(dep)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a deployment too broken to hash is still recorded as failed
             version = "unreadable"
         store.record_ruleset(f"failed-{version}", {}, ok=False, errors=errors, at=now)
         metrics.reloads.labels("failure").inc()

@@ -58,8 +58,8 @@ class Transports:
             if callable(close):
                 try:
                     close()
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception:
+                    log.debug("closing transport %r failed", t, exc_info=True)
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
             statuses.append(None)
     if batch:
         results = store.accept_outcomes([a for _, a, _ in batch], at=now)
-        for (pos, _a, status), result in zip(batch, results):
+        for (pos, _a, status), result in zip(batch, results, strict=False):
             statuses[pos] = status if result == "accepted" else ItemStatus(status.id, DUPLICATE)
     return statuses  # type: ignore[return-value]
 
@@ -286,7 +286,7 @@ def csv_items(text: str) -> Iterator[Item]:
             yield Item(_csv_line(cells), error=f"{len(cells)} cells for {len(columns)} columns", where=where)
             continue
         record: dict = {}
-        for column, cell in zip(columns, cells):
+        for column, cell in zip(columns, cells, strict=False):
             if cell == "" or not column:
                 continue
             node = record

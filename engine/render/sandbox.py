@@ -104,10 +104,7 @@ _FORMAT_WIDTH_RE = re.compile(r"%[-#0 +]*(?:\(\w*\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|
 
 def _percent_too_wide(fmt: str) -> bool:
     """True when a %-format pads wider than the cap or takes its width from an argument (`%*d`)."""
-    for m in _FORMAT_WIDTH_RE.finditer(fmt):
-        if any(g and (g == "*" or int(g) > _MAX_FORMAT_WIDTH) for g in m.groups()):
-            return True
-    return False
+    return any(any(g and (g == "*" or int(g) > _MAX_FORMAT_WIDTH) for g in m.groups()) for m in _FORMAT_WIDTH_RE.finditer(fmt))
 
 
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})

@@ -86,6 +86,6 @@ def check_sms_templates(cfg, store, rules) -> list[Diagnostic]:
                                                  + (f' (did you mean "{hint}"?)' if hint else "")))
                             bad = True
                     if not bad and params:
-                        for problem in check_sms_params(template_params(params, sample)):
-                            out.append(loc.error("sms-template", f"{problem} (with the sample outcome)"))
+                        out.extend(loc.error("sms-template", f"{problem} (with the sample outcome)")
+                                   for problem in check_sms_params(template_params(params, sample)))
     return out

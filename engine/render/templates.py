@@ -1,6 +1,7 @@
 """HR-written message templates: scanning, locale resolution, rendering per channel in the sandbox, and template checks."""
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -147,10 +148,7 @@ def _frame_line(exc: BaseException, filename: str, template: Any) -> int | None:
     line = None
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == filename:
-            try:
-                line = template.get_corresponding_lineno(tb.tb_lineno)
-            except Exception:  # pragma: no cover - defensive
-                line = None
+            line = template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
     return line
 
@@ -295,7 +293,7 @@ class TemplateStore:
                 entry.compiled[html] = env.template_class.from_code(env, code, dict(env.make_globals(None)))
                 entry.top_level[html] = not isinstance(tree, nodes.Template) or any(
                     not isinstance(n, nodes.Block) and not _blank_output(n) for n in tree.body)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a template that cannot compile is reported, never raised
                 entry.compiled[html] = exc
         return entry.compiled[html]
 
@@ -376,7 +374,7 @@ class TemplateStore:
                     continue
                 try:
                     text = "".join([str(part) for part in template.blocks[block](ctx)])
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - a template's runtime error is that block's result
                     out[block] = (None, _short(exc), _frame_line(exc, entry.file.path, template))
                     continue
                 out[block] = (_tidy(text, block), None, None)
@@ -482,8 +480,8 @@ class TemplateStore:
         if not entry.syntax_ok:
             return out
         for block in entry.file.blocks:
-            for n, (ctx, severity) in enumerate(contexts):
-                text, err, line = self._render_block(entry, block, {**ctx, "channel": block})
+            for _n, (ctx, severity) in enumerate(contexts):
+                _text, err, line = self._render_block(entry, block, {**ctx, "channel": block})
                 if err is None:
                     continue
                 loc = Loc(entry.file.path, line or 1, 1)
@@ -530,7 +528,7 @@ class TemplateStore:
         if key in self._check_cache:
             return list(self._check_cache[key])
         out: list[Diagnostic] = []
-        for name, entries in self._entries.items():
+        for entries in self._entries.values():
             for entry in entries:
                 out.extend(entry.diagnostics)
                 out.extend(self._variable_diags(entry, catalog))
@@ -542,10 +540,8 @@ class TemplateStore:
 
     def _sample_contexts(self, entry: _Entry, sample_context_for: Callable | None) -> list:
         if sample_context_for is not None:
-            try:
+            with contextlib.suppress(Exception):  # a context that cannot be built: the schema's samples below
                 return [(dict(sample_context_for(entry.file.name)), "error")]
-            except Exception:  # noqa: BLE001
-                pass
         from engine.rules.schemas import TEMPLATE_EXTRAS, sample_outcome
         decision = entry.file.meta.decisions[0] if entry.file.meta else "reject"
         return [(build_context(sample_outcome(decision=decision), TEMPLATE_EXTRAS), "error"),

@@ -201,7 +201,7 @@ def assemble(store: str, f: Filters, groups: list, fails: list, reply_rows: list
 
     for g in groups:
         key = (g.rule_id, g.ruleset_version, g.variant)
-        for d, v in zip(g.days, g.ttn):  # days are aligned with the values as fetched: before sorting them
+        for d, v in zip(g.days, g.ttn, strict=False):  # days are aligned with the values as fetched: before sorting them
             by_day[d].append(v)
         g.ttn.sort()
         row = Row("variant", *key, dict(g.counts), g.ttn, dict(fail_by.get(key, {})))
@@ -302,7 +302,7 @@ def report_metrics(store: str | Path | Any) -> dict:
     out: dict = {"rules": {}}
     total = _empty_counts()
     for r in rows:
-        counts = {k: (v or 0) for k, v in zip(COUNT_FIELDS, r[1:])}
+        counts = {k: (v or 0) for k, v in zip(COUNT_FIELDS, r[1:], strict=False)}
         _add(total, counts)
         out["rules"][r[0] or "(no rule)"] = _metric_dict(counts)
     out["total"] = _metric_dict(total)

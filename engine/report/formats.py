@@ -23,7 +23,7 @@ def duration(seconds: float | None) -> str:
     """A duration for people: 42s, 12m, 3h05m, 2d04h; a dash for none."""
     if seconds is None:
         return "—"
-    s = int(round(seconds))
+    s = round(seconds)
     sign, s = ("-", -s) if s < 0 else ("", s)
     if s < 60:
         return f"{sign}{s}s"
@@ -55,7 +55,10 @@ def _pad(text: str, w: int, right: bool) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
     widths = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(_pad(c, w, rt) for c, w, rt in zip(cells, widths, right)).rstrip()  # noqa: E731
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(_pad(c, w, rt) for c, w, rt in zip(cells, widths, right, strict=False)).rstrip()
+
     return [line(headers), line(["-" * w for w in widths]), *[line(r) for r in rows]]
 
 

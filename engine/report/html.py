@@ -57,7 +57,7 @@ def funnel_svg(row: Row) -> str:
     h = len(FUNNEL) * (bar_h + gap) + 4
     parts = [f'<svg class="funnel" role="img" viewBox="0 0 {w} {h}" width="100%" '
              f'xmlns="http://www.w3.org/2000/svg" aria-label="funnel {_e(row.label)}">']
-    for i, ((key, name), color) in enumerate(zip(FUNNEL, COLORS)):
+    for i, ((key, name), color) in enumerate(zip(FUNNEL, COLORS, strict=False)):
         y = 2 + i * (bar_h + gap)
         n = c[key]
         length = max((w - label_w - 150) * n / top, 1 if n else 0)
@@ -94,8 +94,13 @@ def ttn_svg(report: Report) -> str:
     step = _nice_step(ymax)
     ymax = step * math.ceil(ymax / step)
     n = len(days)
-    px = (lambda i: left + (w - left - right) * (i / (n - 1) if n > 1 else 0.5))  # noqa: E731
-    py = (lambda v: top + (h - top - bottom) * (1 - v / ymax))  # noqa: E731
+
+    def px(i: int) -> float:
+        return left + (w - left - right) * (i / (n - 1) if n > 1 else 0.5)
+
+    def py(v: float) -> float:
+        return top + (h - top - bottom) * (1 - v / ymax)
+
     out = [f'<svg class="ttn" role="img" viewBox="0 0 {w} {h}" width="100%" xmlns="http://www.w3.org/2000/svg" '
            f'aria-label="time to notify per day">']
     tick = 0.0
@@ -184,9 +189,8 @@ def render_html(report: Report) -> str:
         out.append("</tbody></table></div>")
     if report.rules:
         out.append("<h2>Funnel per rule · 漏斗</h2><div class=\"funnels\">")
-        for rule in report.rules:
-            out.append(f'<figure class="funnel-chart"><figcaption title="{_e(rule.label)}">{_e(rule.label)}'
-                       f'</figcaption>{funnel_svg(rule)}</figure>')
+        out.extend(f'<figure class="funnel-chart"><figcaption title="{_e(rule.label)}">{_e(rule.label)}'
+                   f'</figcaption>{funnel_svg(rule)}</figure>' for rule in report.rules)
         out.append("</div>")
     fails = [(r.label, reason, n) for r in report.rules for reason, n in
              sorted(r.failures.items(), key=lambda kv: (-kv[1], kv[0]))]

@@ -27,7 +27,9 @@ class InboxItem:
     first_line: str | None
 
     def as_dict(self) -> dict:
-        iso = lambda t: None if t is None else datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")  # noqa: E731
+        def iso(t: float | None) -> str | None:
+            return None if t is None else datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
         return {"reply": self.reply_id, "at": iso(self.at), "channel": self.channel, "content": self.content,
                 "handled_at": iso(self.handled_at), "notification": self.notification_id,
                 "outcome": self.outcome_id, "rule": self.rule_id, "variant": self.variant,
@@ -65,7 +67,9 @@ def inbox(store: Any, show_all: bool = False, limit: int = 100) -> list[InboxIte
 
 
 def format_item(item: InboxItem, now: float | None = None) -> str:
-    t = lambda ts: "—" if ts is None else datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")  # noqa: E731
+    def t(ts: float | None) -> str:
+        return "—" if ts is None else datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")
+
     now = time.time() if now is None else now
     state = (f"handled {t(item.handled_at)} after {duration(item.handled_at - item.at)}" if item.handled_at
              else f"waiting {duration(now - item.at)}")

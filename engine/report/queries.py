@@ -137,7 +137,7 @@ def groups(conn: sqlite3.Connection, f: Filters, with_days: bool = True) -> list
     out = []
     n = len(COUNT_FIELDS)
     for r in conn.execute(sql, params):
-        counts = {k: (v or 0) for k, v in zip(COUNT_FIELDS, r[3:3 + n])}
+        counts = {k: (v or 0) for k, v in zip(COUNT_FIELDS, r[3:3 + n], strict=False)}
         ttn = list(map(float, r[3 + n].split(","))) if r[3 + n] else []
         day_list = list(map(int, r[4 + n].split(","))) if r[4 + n] else []
         out.append(GroupRow(_none(r[0]), _none(r[1]), _none(r[2]), counts, ttn, day_list))

@@ -115,7 +115,7 @@ def compare_variants(rule_id: str | None, metric: str, variants: Sequence[tuple[
             continue
         t = two_proportion_z(xa, na, xb, nb)
         if t.p_value < level:
-            hi, lo = (a, b) if t.p1 > t.p2 else (b, a)
+            hi, _lo = (a, b) if t.p1 > t.p2 else (b, a)
             verdict = f"{hi} has the higher {metric} rate (p = {t.p_value:.2g} < {level:.2g})"
         else:
             verdict = f"no significant difference (p = {t.p_value:.2g})"

@@ -8,12 +8,13 @@ and one dict lookup, whatever the number of rules.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import operator
 from collections import defaultdict
 from typing import Any
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from engine.model import Rule, RuleSet
 
@@ -46,10 +47,7 @@ _NO_MATCH = ()  # cached: no rule can match this key
 def _raw_ok(key: tuple) -> bool:
     """A raw key may be cached as-is only when every value is text or null: then equal keys are
     exactly equal values (no `true == 1`, no unhashable lists)."""
-    for v in key:
-        if v is not None and v.__class__ is not str:
-            return False
-    return True
+    return all(not (v is not None and v.__class__ is not str) for v in key)
 
 
 def _route_source(fields: Sequence[str]) -> str:
@@ -114,6 +112,14 @@ def _compile_lookup(groups: Sequence[tuple]) -> Any:
     return scope["lookup"]
 
 
+def _pick_none(key: tuple) -> tuple:
+    return ()
+
+
+def _pick_one(position: int, key: tuple) -> tuple:
+    return (key[position],)
+
+
 class Router:
     """First-match routing over a RuleSet (priority, then file, then position)."""
 
@@ -133,11 +139,11 @@ class Router:
         self._groups = []
         for keys, index in groups.items():
             positions = [pos[k] for k in keys]
+            picker: Callable[[tuple], tuple]
             if not positions:
-                picker = (lambda key: ())
+                picker = _pick_none
             elif len(positions) == 1:
-                p0 = positions[0]
-                picker = (lambda key, p0=p0: (key[p0],))
+                picker = functools.partial(_pick_one, positions[0])
             else:
                 picker = operator.itemgetter(*positions)
             self._groups.append((picker, {k: self._upto_sure(v) for k, v in index.items()}, tuple(positions)))

@@ -26,7 +26,7 @@ def _covers(a: Rule, b_match: dict) -> bool:
     """Does every outcome matched by b's `match` also match a's?"""
     for key, values in a.match:
         mine = b_match.get(key)
-        if mine is None or not set(match_value(v) for v in mine) <= set(match_value(v) for v in values):
+        if mine is None or not {match_value(v) for v in mine} <= {match_value(v) for v in values}:
             return False
     return True
 

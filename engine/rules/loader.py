@@ -116,7 +116,7 @@ def _timing_part(raw: Any, doc: Document, path: tuple, ctx: _Ctx) -> dict:
             value = raw[key]
             parsed = parse_duration(value) if isinstance(value, str) else None
             if parsed is None:
-                if isinstance(value, str) or isinstance(value, (int, float)):
+                if isinstance(value, (str, int, float)):
                     ctx.diags.append(doc.loc(path + (key,)).error(
                         "bad-duration", f'{key}: "{value}" is not a duration (write 90s, 30m, 2h, 3d or 1h30m)'))
                 continue

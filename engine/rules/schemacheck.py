@@ -57,7 +57,7 @@ def schema_diagnostics(name: str, doc: Document) -> list[Diagnostic]:
     try:
         fast_validator(name)(doc.data)
         return []
-    except Exception:  # any failure: run the full validator for the complete, located list
+    except Exception:  # noqa: BLE001, S110 - any failure: run the full validator for the complete, located list
         pass
     out: list[Diagnostic] = []
     for err in jsonschema_validator(name).iter_errors(doc.data):
@@ -76,10 +76,9 @@ def _convert(err, doc: Document) -> list[Diagnostic]:
             allowed |= _evaluated_names(err)
             named = set(re.findall(r"'([^']*)'", err.message))
             extra = [k for k in err.instance if str(k) in named]
-        out = []
-        for key in extra:
-            out.append(doc.loc(path + (key,), key=True).error(
-                "unknown-key", f'unknown key "{key}" in {where}{did_you_mean(str(key), sorted(allowed))}'))
+        out = [doc.loc(path + (key,), key=True).error(
+                   "unknown-key", f'unknown key "{key}" in {where}{did_you_mean(str(key), sorted(allowed))}')
+               for key in extra]
         if out:
             return out
     if kw == "required":

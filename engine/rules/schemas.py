@@ -73,7 +73,7 @@ def fast_check(name: str):
         def check(value) -> bool:
             try:
                 validate(value)
-            except Exception:  # JsonSchemaException, or anything odd in the input
+            except Exception:  # noqa: BLE001 - JsonSchemaException, or anything odd in the input
                 return False
             return True
         return check

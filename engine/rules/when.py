@@ -1,6 +1,7 @@
 """The `when` expression language: parsing (lark, LALR), compiling to a fast predicate, field checks, explanations."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ def _acceptable(exc: UnexpectedInput) -> set:
     """Exactly the terminals that may come next (the LALR table's own list over-approximates)."""
     try:
         return set(exc.interactive_parser.accepts())  # type: ignore[attr-defined]
-    except Exception:
+    except Exception:  # noqa: BLE001 - lark's interactive parser may be missing or fail; `expected` is the fallback
         return set(getattr(exc, "expected", ()) or ())
 
 
@@ -192,7 +193,7 @@ def _build(node: Any, depth: int = 0) -> Any:
         pattern = _literal(kids[2])
         try:
             regex = re.compile(pattern)
-        except Exception as exc:  # re.error, OverflowError, RecursionError ...
+        except Exception as exc:  # noqa: BLE001 - re.error, OverflowError, RecursionError ...
             raise _Fail(kids[2].start_pos, BAD_REGEX, f"bad regular expression {kids[2]}: {exc}") from None
         return _Op("matches", (parts[0], _Lit(pattern, kids[2].start_pos, kids[2].end_pos)), start, end, regex)
     return _Op({"in_": "in", "not_in": "not in"}.get(kind, kind), tuple(parts), start, end)
@@ -232,7 +233,7 @@ def _eq(a: Any, b: Any) -> bool:
     if (ta in _NUM and tb in _NUM) or (ta is str and tb is str) or (ta is bool and tb is bool):
         return a == b
     if ta in _SEQ and tb in _SEQ:
-        return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_eq(a[k], b[k]) for k in a)
     return False
@@ -407,7 +408,7 @@ class WhenExpr:
             values = ", ".join(_describe(path, outcome) for path in dict.fromkeys(r.path for r in _refs(node, [])))
             text = _tidy(self.source[node.start:node.end])
             return f"{text} was false ({values})" if values else f"{text} is always false"
-        except Exception:  # explanations are best effort; they must not break routing
+        except Exception:  # noqa: BLE001 - explanations are best effort; they must not break routing
             return f"{_tidy(self.source)} was false"
 
     def _holds(self, node: _Op, outcome: Mapping) -> bool:
@@ -474,7 +475,7 @@ def _more_regex_errors(tree: Tree, seen: int) -> list:
             if sub.data == "matches" and sub.children[2].start_pos != seen:
                 try:
                     re.compile(_unescape(sub.children[2][1:-1]))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - re.error, OverflowError, RecursionError ...
                     out.append(WhenError(sub.children[2].start_pos, BAD_REGEX,
                                          f"bad regular expression {sub.children[2]}: {exc}"))
     except RecursionError:
@@ -489,7 +490,7 @@ def parse_when(source: str) -> tuple[WhenExpr | None, list[WhenError]]:
         return None, [WhenError(0, SYNTAX, f"the expression must be text, got {shown}; put it in quotes")]
     try:
         expr, errors = _parse_cached(source)
-    except Exception as exc:  # a last resort: parse_when must never raise
+    except Exception as exc:  # noqa: BLE001 - a last resort: parse_when must never raise
         return None, [WhenError(0, SYNTAX, f"could not parse the expression: {exc}")]
     return expr, list(errors)
 
@@ -623,8 +624,6 @@ def check_fields(expr: WhenExpr, catalog: Any) -> list[WhenError]:
     """Unknown fields (with a suggestion) and comparisons the outcome schema makes always true or false."""
     errors = [WhenError(ref.offset, UNKNOWN_FIELD, f'unknown field "{ref.path}"' + _unknown_hint(ref.path, catalog))
               for ref in expr.fields if not catalog.knows(ref.path)]
-    try:
+    with contextlib.suppress(Exception):  # the type check is a courtesy; it must never hide the unknown-field errors
         errors += _type_errors(expr._root, expr.source, [])
-    except Exception:  # the type check is a courtesy; it must never hide the unknown-field errors
-        pass
     return sorted(errors, key=lambda e: e.offset)

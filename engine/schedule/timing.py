@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from engine.rules.suggest import did_you_mean
 from engine.model import DAYS, Timing, Window, quick_init
+import itertools
 
 UTC = UTC
 HORIZON_DAYS = 800  # next_open gives up (None) when a window does not open within this many days
@@ -91,7 +92,7 @@ def parse_hours(text: str | list | tuple) -> tuple[tuple[int, int], ...] | str:
             return got
         ranges.append((got[0], got[1], str(item).strip()))
     ranges.sort()
-    for (a1, b1, t1), (a2, b2, t2) in zip(ranges, ranges[1:]):
+    for (_a1, b1, t1), (a2, _b2, t2) in itertools.pairwise(ranges):
         if a2 < b1:
             return f'time ranges "{t1}" and "{t2}" overlap'
     return tuple((a, b) for a, b, _ in ranges)
@@ -132,7 +133,7 @@ def load_timezone(name: str) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except Exception:  # ZoneInfoNotFoundError, ValueError ('../x', ''), OSError, malformed data...
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError ('../x', ''), OSError, malformed data...
         return None
 
 
@@ -143,10 +144,7 @@ def check_timezone(name: Any) -> str | None:
     if not isinstance(name, str):
         return f'a time zone is a name such as "Asia/Shanghai", not {name!r}'
     folded = _zone_names()
-    if name.lower() in folded:
-        hint = f' (did you mean "{folded[name.lower()]}"?)'
-    else:
-        hint = did_you_mean(name, folded.values())
+    hint = f' (did you mean "{folded[name.lower()]}"?)' if name.lower() in folded else did_you_mean(name, folded.values())
     return f'unknown time zone "{name}"{hint}; use an IANA name such as "Asia/Shanghai"'
 
 
@@ -156,11 +154,9 @@ def parse_window(name: str, spec: Any) -> tuple[Window | None, list[tuple[str, s
     """A Window from its YAML mapping, or None and (field_key, code, message) errors ('' = the whole spec)."""
     if not isinstance(spec, Mapping):
         return None, [("", "bad-window", f'window "{name}" must be a mapping with days, hours and holidays')]
-    errors: list[tuple[str, str, str]] = []
-    for key in spec:
-        if key not in _WINDOW_KEYS:
-            errors.append((str(key), "unknown-key",
-                           f'window "{name}" has no setting "{key}"{did_you_mean(str(key), _WINDOW_KEYS)}'))
+    errors: list[tuple[str, str, str]] = [
+        (str(key), "unknown-key", f'window "{name}" has no setting "{key}"{did_you_mean(str(key), _WINDOW_KEYS)}')
+        for key in spec if key not in _WINDOW_KEYS]
     days = spec.get("days")
     day_set: set[int] = set(range(7))
     if days is not None:
@@ -202,7 +198,7 @@ def _calendar(code: str, year: int) -> tuple[frozenset, frozenset]:
             closed = frozenset(d for d in cal if d.year == year)
             extra = getattr(cal, "weekend_workdays", None) or ()
             opened = frozenset(d for d in extra if d.year == year) - closed
-        except Exception:  # an unknown code or year: no calendar (validation reports unknown codes)
+        except Exception:  # noqa: BLE001 - an unknown code or year: no calendar (validation reports unknown codes)
             closed = opened = frozenset()
         got = _CALENDARS[(code, year)] = (closed, opened)
     return got

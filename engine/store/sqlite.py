@@ -35,11 +35,11 @@ import sqlite3
 import threading
 import time
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 from collections.abc import Iterator, Mapping, Sequence
 
 from sqlite_utils import Database
@@ -74,7 +74,7 @@ __all__ = [
 if sqlite3.sqlite_version_info < (3, 35, 0):  # RETURNING
     raise ImportError(f"herald's store needs SQLite 3.35 or newer, this Python has {sqlite3.sqlite_version}")
 
-Instant = Union[float, int, datetime]
+Instant = float | int | datetime
 NOTIFICATION_STATES = ("scheduled", "sending", "sent", "delivered", "read", "failed", "cancelled", "expired")
 PENDING = "pending"
 _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN",
@@ -486,10 +486,8 @@ class Store:
             self._closed = True
             dbs, self._dbs = list(self._dbs), weakref.WeakSet()
         for db in dbs:
-            try:
+            with suppress(sqlite3.Error):
                 db.conn.close()
-            except sqlite3.Error:
-                pass
 
     # -- plumbing
 
@@ -632,7 +630,7 @@ class Store:
             rows.append((it.id, raw, now, _opt(it.occurred_at), it.decision, it.stage, it.role, it.reason,
                          int(approved), now if approved else None, it.status, it.source, now))
         with self._write() as conn:
-            for it, values in zip(items, rows):
+            for it, values in zip(items, rows, strict=False):
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO outcomes (id, raw, received_at, occurred_at, decision, stage, role, reason, "
                     "approved, approved_at, status, source, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
@@ -1168,7 +1166,7 @@ class Store:
         """Outcomes by status (active ones) plus 'withdrawn' and 'superseded' ones, for /metrics."""
         rows = self._db().conn.execute(
             "SELECT CASE WHEN state = 'active' THEN status ELSE state END, count(*) FROM outcomes GROUP BY 1").fetchall()
-        return {k: v for k, v in rows}
+        return dict(rows)
 
     def notification_counts_by_state(self) -> dict[str, int]:
         """Notifications per state, every state present (0 when none), for /metrics."""

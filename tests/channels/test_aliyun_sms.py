@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_aliyun import FakeAliyunSms, reference_signature
 from loopback import FakeClock

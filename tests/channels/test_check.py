@@ -71,6 +71,7 @@ def test_cli_exit_codes_and_names(tmp_path, monkeypatch, receiver, run_cli):
     assert run_cli(["channels", "check", "fax"], cwd=tmp_path).exit_code == 2
 
 
+@pytest.mark.slow
 def test_subprocess_on_the_defaults(tmp_path):
     run = subprocess.run([HERALD, "channels", "check"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_dingtalk import FakeDingTalk
 from loopback import FakeClock

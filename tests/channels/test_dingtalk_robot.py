@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 from fake_robot import FakeRobot
 
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope
@@ -22,8 +19,8 @@ SECRET = "SECfake0123456789abcdef"
 
 
 def envelope(n: int = 1, **kw) -> Envelope:
-    base = dict(notification_id=f"n{n}", attempt_key=f"n{n}:hr-alerts:1", channel="hr-alerts", to="",
-                subject="候选人 张伟 已拒绝 offer", body="## 张伟\n\n- 岗位: 后端工程师\n- 决定: reject")
+    base = {"notification_id": f"n{n}", "attempt_key": f"n{n}:hr-alerts:1", "channel": "hr-alerts", "to": "",
+                "subject": "候选人 张伟 已拒绝 offer", "body": "## 张伟\n\n- 岗位: 后端工程师\n- 决定: reject"}
     base.update(kw)
     return Envelope(**base)
 
@@ -142,7 +139,7 @@ def test_sign_is_url_encoded(robot, chars):
     t.clock = lambda: ts / 1000
     assert t.send(envelope()).ok  # the fake decodes '+' as a space: an unencoded sign would not match
     qs = robot.requests[-1]["query_string"]
-    sign_param = [p for p in qs.split("&") if p.startswith("sign=")][0]
+    sign_param = next(p for p in qs.split("&") if p.startswith("sign="))
     assert "+" not in sign_param and "/" not in sign_param
     assert sign_param.endswith("%3D")  # base64 of 32 bytes ends with one '='
     if "+" in chars:

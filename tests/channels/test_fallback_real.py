@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import socket
-import sys
 import time
 from email import policy
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
 from daemon_support import make_deployment, outcome, post, start_daemon, wait_for
 from fake_aliyun import FakeAliyunSms
@@ -37,7 +34,7 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's naming
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(envelope.original_content or envelope.content)
         return "250 2.0.0 OK"
 
@@ -115,6 +112,7 @@ def kinds(n: dict) -> list[str]:
     return [e["kind"] for e in n["events"]]
 
 
+@pytest.mark.slow
 def test_dingtalk_refuses_permanently_then_smtp_delivers(tmp_path, env, smtp):
     controller, mails = smtp
     with FakeDingTalk() as ding:
@@ -140,6 +138,7 @@ def test_dingtalk_refuses_permanently_then_smtp_delivers(tmp_path, env, smtp):
     assert [e["detail"].get("assumed") for e in n["events"] if e["kind"] == "delivered"] == [True]
 
 
+@pytest.mark.slow
 def test_dingtalk_read_receipt_stops_escalation(tmp_path, env, smtp):
     controller, mails = smtp
     scale = 600.0  # escalate_after 30m: 3 real seconds; receipt_interval 1s: polled every 0.05 real seconds
@@ -164,6 +163,7 @@ def test_dingtalk_read_receipt_stops_escalation(tmp_path, env, smtp):
     assert ding.messages[0]["msg"]["markdown"]["text"].startswith("Hello Ann, v1")
 
 
+@pytest.mark.slow
 def test_dingtalk_undelivered_receipt_moves_to_email_at_once(tmp_path, env, smtp):
     controller, mails = smtp
     with FakeDingTalk(users={"someone-else"}) as ding:  # u-alice is not in the organisation: 'invalid' in receipts
@@ -188,6 +188,7 @@ def sms_report(biz: str, out_id: str, success: bool = True) -> list[dict]:
              "sms_size": "1", "biz_id": biz, "out_id": out_id}]
 
 
+@pytest.mark.slow
 def test_sms_template_params_report_and_reply_pushes(tmp_path, env, smtp):
     controller, _mails = smtp
     with FakeAliyunSms() as sms:
@@ -238,6 +239,7 @@ def test_sms_template_params_report_and_reply_pushes(tmp_path, env, smtp):
             d.shutdown()
 
 
+@pytest.mark.slow
 def test_sms_without_a_template_code_falls_back_with_a_clear_error(tmp_path, env, smtp):
     controller, mails = smtp
     with FakeAliyunSms() as sms:

@@ -100,10 +100,10 @@ def make(port: int, **settings: Any) -> SMTPTransport:
 
 
 def envelope(**kw: Any) -> Envelope:
-    base: dict[str, Any] = dict(
-        notification_id="ntf-42", attempt_key="ats-98123-r1/email#1", channel="email", to="zhang.wei@example.org",
-        subject=SUBJECT, body="张伟您好:\n\n感谢参加面试,本次未能进入下一轮。\n", html="<p>张伟您好:</p><p>感谢参加面试。</p>",
-        meta={"unsubscribe_url": "https://hr.example.com/u/abc123"})
+    base: dict[str, Any] = {
+        "notification_id": "ntf-42", "attempt_key": "ats-98123-r1/email#1", "channel": "email", "to": "zhang.wei@example.org",
+        "subject": SUBJECT, "body": "张伟您好:\n\n感谢参加面试,本次未能进入下一轮。\n", "html": "<p>张伟您好:</p><p>感谢参加面试。</p>",
+        "meta": {"unsubscribe_url": "https://hr.example.com/u/abc123"}}
     base.update(kw)
     return Envelope(**base)
 

@@ -96,9 +96,9 @@ def receiver():
 
 
 def envelope(**kw) -> Envelope:
-    base = dict(notification_id="n-1", attempt_key="n-1:webhook:1", channel="webhook", to="https://ats.example/cb",
-                subject="面试结果", body="张伟您好,感谢参加面试。", html="<p>张伟您好</p>",
-                meta={"outcome": "ats-98123-r1", "rule": "tech-first-round"})
+    base = {"notification_id": "n-1", "attempt_key": "n-1:webhook:1", "channel": "webhook", "to": "https://ats.example/cb",
+                "subject": "面试结果", "body": "张伟您好,感谢参加面试。", "html": "<p>张伟您好</p>",
+                "meta": {"outcome": "ats-98123-r1", "rule": "tech-first-round"}}
     base.update(kw)
     return Envelope(**base)
 
@@ -232,7 +232,7 @@ def test_signature_round_trip():
 def test_signature_tampering(change):
     body, ts = b'{"to":"a@example.com"}', int(time.time())
     header = webhook_signature(SECRET, ts, body)
-    args = dict(secret=SECRET, timestamp=ts, body=body, header=header)
+    args = {"secret": SECRET, "timestamp": ts, "body": body, "header": header}
     if change == "body":
         args["body"] = b'{"to":"b@example.com"}'
     elif change == "timestamp":

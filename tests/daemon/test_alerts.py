@@ -149,6 +149,7 @@ def robot_env(monkeypatch):
     monkeypatch.setenv("T_ROBOT_SECRET", ROBOT_SECRET)
 
 
+@pytest.mark.slow
 def test_the_daemon_alerts_unmatched_failed_late_and_reload(tmp_path, robot, robot_env, daemons):
     root = alert_deployment(tmp_path, robot)
     d = daemons(root)
@@ -171,6 +172,7 @@ def test_the_daemon_alerts_unmatched_failed_late_and_reload(tmp_path, robot, rob
     assert msg["at"]["atMobiles"] == ["13800000000"]
 
 
+@pytest.mark.slow
 def test_a_late_send_is_alerted(tmp_path, robot, robot_env, daemons):
     d = daemons(alert_deployment(tmp_path, robot))
     d.runtime.alerts.gather = 0.2
@@ -180,6 +182,7 @@ def test_a_late_send_is_alerted(tmp_path, robot, robot_env, daemons):
     assert "**sent late**" in text and "late-1#1 (promptly) sent on email" in text and "after its deadline" in text
 
 
+@pytest.mark.slow
 def test_an_alert_failure_never_breaks_intake(tmp_path, robot_env, daemons, caplog):
     with FakeRobot(access_token=ROBOT_TOKEN, secret=ROBOT_SECRET) as dead:
         root = alert_deployment(tmp_path, dead)
@@ -204,6 +207,7 @@ def test_alerts_channel_must_exist(tmp_path, run_cli):
     assert result.exit_code != 0 and "unknown-channel" in result.output + result.stderr
 
 
+@pytest.mark.slow
 def test_an_approved_outcome_that_matches_nothing_is_alerted_once(tmp_path, robot, robot_env, daemons):
     d = daemons(alert_deployment(tmp_path, robot))
     d.runtime.alerts.gather = 0.3

@@ -19,6 +19,7 @@ def authed(tmp_path, auth_env, daemons):
     return root, daemons(root)
 
 
+@pytest.mark.slow
 def test_auth_bearer_hmac_and_open_endpoints(authed):
     root, d = authed
     body = json.dumps(outcome("auth-1")).encode()
@@ -43,6 +44,7 @@ def test_auth_bearer_hmac_and_open_endpoints(authed):
         assert s.get_outcome("auth-1") is not None and s.dead_letter_count() == 0
 
 
+@pytest.mark.slow
 def test_422_names_the_field_and_keeps_the_raw_body(deploy, daemons):
     d = daemons(deploy)
     raw = b'{"id": "bad-1",  "decision": "maybe",\n "candidate": {"name": "\xe5\xbc\xa0\xe4\xbc\x9f"}}  '
@@ -57,7 +59,7 @@ def test_422_names_the_field_and_keeps_the_raw_body(deploy, daemons):
     with Store(deploy / "herald.db") as s:
         letters = {dl.id: dl for dl in s.dead_letters()}
         assert letters[post_dl(r)].raw == junk
-        first = [dl for dl in letters.values() if dl.field == "decision"][0]
+        first = next(dl for dl in letters.values() if dl.field == "decision")
         assert first.raw == raw and first.source == "http" and first.remote == "127.0.0.1"
         assert s.get_outcome("bad-1") is None
 
@@ -66,6 +68,7 @@ def post_dl(r: httpx.Response) -> int:
     return r.json()["dead_letter"]
 
 
+@pytest.mark.slow
 def test_a_list_is_judged_item_by_item(deploy, daemons):
     d = daemons(deploy)
     body = (b'[ {"id": "l-1", "decision": "reject", "candidate": {"name": "A", "email": "a@example.com"}} ,'
@@ -85,6 +88,7 @@ def test_a_list_is_judged_item_by_item(deploy, daemons):
         assert [o.id for o in s.unmatched()] == ["l-4"]
 
 
+@pytest.mark.slow
 def test_same_id_twice_is_one_notification_and_one_message(deploy, daemons):
     d = daemons(deploy)
     first = post(d.url, outcome("dup-1")).json()["items"][0]
@@ -107,6 +111,7 @@ def test_same_id_twice_is_one_notification_and_one_message(deploy, daemons):
     assert 'herald_notifications{state="delivered"} 1.0' in metrics
 
 
+@pytest.mark.slow
 def test_held_until_approved_then_sent(deploy, daemons):
     d = daemons(deploy)
     item = post(d.url, outcome("held-1", approved=False)).json()["items"][0]
@@ -123,6 +128,7 @@ def test_held_until_approved_then_sent(deploy, daemons):
     assert len(outbox(deploy)) == 1
 
 
+@pytest.mark.slow
 def test_withdraw_before_send_is_never_sent(deploy, daemons):
     d = daemons(deploy, time_scale=3600.0)  # the `later` rule waits 1h: one real second
     item = post(d.url, outcome("wd-1", decision="hold")).json()["items"][0]

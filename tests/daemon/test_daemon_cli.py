@@ -1,6 +1,8 @@
 """The daemon's commands through click's CliRunner: ingest (JSON lines, CSV), post, unmatched, route, serve refusals."""
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from click.testing import CliRunner
@@ -63,6 +65,7 @@ def test_unmatched_listed_retried_after_a_rule_edit_and_routed_by_hand(deploy):
         assert s.get_outcome("um-1").handled_by == "hr-li" and s.get_outcome("um-2").status == "matched"
 
 
+@pytest.mark.slow
 def test_post_to_a_running_daemon(deploy, daemons):
     d = daemons(deploy)
     (deploy / "o.jsonl").write_text("\n".join(
@@ -74,6 +77,7 @@ def test_post_to_a_running_daemon(deploy, daemons):
     assert run("post", str(deploy / "o.jsonl"), "--url", "http://127.0.0.1:9").exit_code == 1
 
 
+@pytest.mark.slow
 def test_serve_refuses_invalid_rules_open_non_loopback_and_a_taken_port(tmp_path, daemons):
     root = make_deployment(tmp_path)
     taken = daemons(root)

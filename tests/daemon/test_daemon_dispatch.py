@@ -36,6 +36,7 @@ def refusing_hook():
         yield server.url + "/hook", hits
 
 
+@pytest.mark.slow
 def test_permanent_failure_falls_back_to_the_next_channel(tmp_path, daemons, refusing_hook):
     url, hits = refusing_hook
     rules = "version: 1\nrules:\n  - id: hooked\n    match: {decision: reject}\n    template: any/generic\n" \
@@ -52,6 +53,7 @@ def test_permanent_failure_falls_back_to_the_next_channel(tmp_path, daemons, ref
     assert [(m["channel"], m["to"]) for m in outbox(root)] == [("sms", "+8613800000000")]
 
 
+@pytest.mark.slow
 def test_recoverable_errors_are_retried_with_backoff(deploy, daemons):
     d = daemons(deploy, time_scale=600.0)  # backoff_base 30s: 0.05 real seconds
     flaky = ScriptedTransport("flaky", RECOVERABLE, RECOVERABLE, ACCEPTED)
@@ -63,11 +65,12 @@ def test_recoverable_errors_are_retried_with_backoff(deploy, daemons):
         ("email", "recoverable", "rt-1#1:0:1"), ("email", "recoverable", "rt-1#1:0:2"),
         ("email", "accepted", "rt-1#1:0:3")]
     assert [e.meta["attempt"] for e in flaky.sent] == [1, 2, 3]
-    gaps = [b.meta["called_at"] - a.meta["called_at"] for a, b in zip(flaky.sent, flaky.sent[1:])]
+    gaps = [b.meta["called_at"] - a.meta["called_at"] for a, b in zip(flaky.sent, flaky.sent[1:], strict=False)]
     assert all(g >= 1.0 for g in gaps)  # at least a (clock) second of backoff between tries
     assert outbox(deploy) == []  # the outbox channel was never needed
 
 
+@pytest.mark.slow
 def test_retries_give_up_after_max_attempts_then_next_channel(deploy, daemons):
     d = daemons(deploy, time_scale=600.0)
     d.runtime.state.transports.put("email", ScriptedTransport("down", RECOVERABLE))
@@ -75,9 +78,10 @@ def test_retries_give_up_after_max_attempts_then_next_channel(deploy, daemons):
     wait_for(lambda: notification(d, "rt-2#1")["state"] == "delivered")
     n = notification(d, "rt-2#1")
     assert [(a["channel"], a["status"]) for a in n["attempts"]] == [("email", "recoverable")] * 3 + [("sms", "accepted")]
-    assert "gave up after 3 attempts" in [e for e in n["events"] if e["kind"] == "escalated"][0]["detail"]["reason"]
+    assert "gave up after 3 attempts" in next(e for e in n["events"] if e["kind"] == "escalated")["detail"]["reason"]
 
 
+@pytest.mark.slow
 def test_failed_when_no_channel_is_left(deploy, daemons):
     d = daemons(deploy)
     d.runtime.state.transports.put("email", ScriptedTransport("no", PERMANENT))
@@ -88,6 +92,7 @@ def test_failed_when_no_channel_is_left(deploy, daemons):
     assert 'herald_sends_total{channel="sms",result="permanent"} 1.0' in httpx.get(d.url + "/metrics").text
 
 
+@pytest.mark.slow
 def test_escalation_when_nothing_is_heard_in_time(deploy, daemons):
     d = daemons(deploy, time_scale=3600.0)  # escalate_after 1h: one real second
     quiet = ScriptedTransport("quiet", ACCEPTED, receipts=True)  # accepted, but no delivery receipt ever comes
@@ -110,6 +115,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
     assert DispatchSettings.from_config({"backoff_base": "1m", "backoff_max": "2h", "max_attempts": 7}).backoff_max == 7200
 
 
+@pytest.mark.slow
 def test_no_escalation_on_a_channel_that_cannot_report_delivery(deploy, daemons):
     """Outbox/SMTP/webhook never send receipts: acceptance counts as delivery, even after a crash between the two."""
     import time

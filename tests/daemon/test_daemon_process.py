@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import signal
 import threading
 import time
@@ -37,6 +38,7 @@ def slow_hook():
         yield server.url + "/hook", arrived
 
 
+@pytest.mark.slow
 def test_sighup_reloads_and_sigterm_finishes_the_send_in_flight(tmp_path, slow_hook):
     url, arrived = slow_hook
     rules = "version: 1\nrules:\n  - id: hooked\n    match: {decision: reject}\n    template: any/generic\n" \
@@ -82,6 +84,7 @@ def _stream(base: str, start: int, acked: list, stop: threading.Event) -> None:
         client.close()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
     # every message waits 1 s, so a burst of 800 falls due at once and the kill lands mid-dispatch
     root = make_deployment(tmp_path, rules=RULES.replace("  timing: {delay: 0s}", "  timing: {delay: 1s}"))
@@ -139,6 +142,7 @@ def _all_sent(s: Store) -> bool:
     return counts["scheduled"] == 0 and counts["sending"] == 0
 
 
+@pytest.mark.slow
 def test_make_run_demo_sends_and_stops_cleanly_on_ctrl_c(tmp_path):
     import os
     import re
@@ -164,10 +168,8 @@ def test_make_run_demo_sends_and_stops_cleanly_on_ctrl_c(tmp_path):
             demo.kill()
             demo.wait()
         for pid in re.findall(r"Started server process \[(\d+)\]", "".join(lines)):
-            try:
-                os.kill(int(pid), signal.SIGKILL)  # only if the demo left its daemon behind
-            except ProcessLookupError:
-                pass
+            with contextlib.suppress(ProcessLookupError):  # only if the demo left its daemon behind
+                os.kill(int(pid), signal.SIGKILL)
     text = "".join(lines)
     assert "herald serve exited with 0" in text and re.search(r"posted examples/outcomes.jsonl: .*\d+ matched", text)
     assert (tmp_path / "herald.db").exists() and len(outbox(tmp_path)) >= 5

@@ -88,6 +88,7 @@ def sent(d, oid: str, position: str = "Data Engineer") -> None:
     wait_for(lambda: notification(d, f"{oid}#1")["state"] == "sent")
 
 
+@pytest.mark.slow
 def test_the_sms_envelope_carries_template_code_and_params(sms_daemon):
     d, sms = sms_daemon
     sent(d, "env-1")
@@ -96,6 +97,7 @@ def test_the_sms_envelope_carries_template_code_and_params(sms_daemon):
                                 "template_param": {"name": "Ann", "job": "Data Engineer"}}
 
 
+@pytest.mark.slow
 def test_token_picks_the_channel_and_a_wrong_one_is_404(sms_daemon):
     d, _sms = sms_daemon
     sent(d, "tok-1")
@@ -112,6 +114,7 @@ def test_token_picks_the_channel_and_a_wrong_one_is_404(sms_daemon):
     assert push_channel(channels, "short-token") is None and push_channel(channels, "") is None
 
 
+@pytest.mark.slow
 def test_reports_are_idempotent_and_matched_by_provider_id_or_out_id(sms_daemon):
     d, _sms = sms_daemon
     sent(d, "idem-1")
@@ -127,6 +130,7 @@ def test_reports_are_idempotent_and_matched_by_provider_id_or_out_id(sms_daemon)
     assert push(d, TOKEN_1, "report", report("BIZ-unknown")).json() == ACK  # unknown: acknowledged, nothing stored
 
 
+@pytest.mark.slow
 def test_an_undelivered_report_moves_to_the_next_channel(sms_daemon):
     d, _sms = sms_daemon
     sent(d, "und-1")
@@ -138,6 +142,7 @@ def test_an_undelivered_report_moves_to_the_next_channel(sms_daemon):
     assert und["detail"]["err_code"] == "MK:0005"
 
 
+@pytest.mark.slow
 def test_replies_are_attributed_by_phone_or_kept_for_hr(sms_daemon):
     d, _sms = sms_daemon
     sent(d, "up-1")
@@ -152,6 +157,7 @@ def test_replies_are_attributed_by_phone_or_kept_for_hr(sms_daemon):
     assert "replied" in kinds(d, "up-1#1")
 
 
+@pytest.mark.slow
 def test_bad_bodies(sms_daemon):
     d, _sms = sms_daemon
     assert push(d, TOKEN_1, "report", b"{]").status_code == 400

@@ -1,6 +1,8 @@
 """The receipts poller: which attempts it asks about, recording once, read vs delivered, undelivered, a failing provider."""
 from __future__ import annotations
 
+import pytest
+
 import httpx
 
 from daemon_support import make_deployment, outcome, post, wait_for
@@ -47,6 +49,7 @@ def test_receipt_interval_setting():
     assert DispatchSettings.from_config({"receipt_interval": "5m"}).receipt_interval == 300.0
 
 
+@pytest.mark.slow
 def test_poller_asks_for_waiting_attempts_and_records_each_receipt_once(deploy, daemons):
     d = daemons(deploy)
     polling = PollingTransport()
@@ -73,6 +76,7 @@ def test_poller_asks_for_waiting_attempts_and_records_each_receipt_once(deploy, 
     assert [(a["channel"], a["status"]) for a in n["attempts"]] == [("email", "accepted"), ("sms", "accepted")]
 
 
+@pytest.mark.slow
 def test_a_read_receipt_is_awaited_on_work_notices(deploy, daemons):
     d = daemons(deploy, time_scale=60.0)  # escalate_after 1h: a real minute, never reached here
     notice = PollingTransport("dingtalk-work-notice")  # READ_RECEIPTS: only a read stops escalation
@@ -94,6 +98,7 @@ def test_a_read_receipt_is_awaited_on_work_notices(deploy, daemons):
     assert "escalated" not in kinds(n) and n["channel"] == "email"
 
 
+@pytest.mark.slow
 def test_a_failing_provider_does_not_stop_the_others(tmp_path, daemons):
     rules = ("version: 1\nrules:\n  - id: mail\n    match: {decision: reject}\n    template: any/generic\n"
              "    channels: [email]\n    locale: en\n    timezone: UTC\n"
@@ -111,6 +116,7 @@ def test_a_failing_provider_does_not_stop_the_others(tmp_path, daemons):
     assert broken.asked == [["p-fa#1"]] and notification(d, "fb#1")["state"] == "delivered"
 
 
+@pytest.mark.slow
 def test_awaiting_receipts_window_and_channels(deploy, daemons):
     d = daemons(deploy)
     polling = PollingTransport()

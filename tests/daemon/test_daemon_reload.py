@@ -1,6 +1,8 @@
 """Reload: a valid edit is validated, swapped in and recorded; a broken one leaves the running set and shows in /metrics."""
 from __future__ import annotations
 
+import pytest
+
 import re
 
 import httpx
@@ -18,6 +20,7 @@ def note(d, nid: str) -> dict:
     return httpx.get(d.url + "/v1/notifications/" + nid.replace("#", "%23")).json()
 
 
+@pytest.mark.slow
 def test_valid_edit_is_picked_up_and_old_notifications_keep_their_version(deploy, daemons):
     d = daemons(deploy, watch=True)
     old = version(d)
@@ -37,6 +40,7 @@ def test_valid_edit_is_picked_up_and_old_notifications_keep_their_version(deploy
     assert "herald_ruleset_reload_failed 0.0" in metrics
 
 
+@pytest.mark.slow
 def test_broken_edit_keeps_the_running_set_and_shows_in_metrics(deploy, daemons):
     d = daemons(deploy, watch=True)
     old = version(d)

@@ -18,6 +18,7 @@ from daemon_support import TOKEN, make_deployment
 ST = Path(sys.executable).with_name("st")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ST.exists() and shutil.which("st") is None, reason="schemathesis is not installed "
                     "(pip install -e '.[test]')")
 def test_openapi_document_holds_under_schemathesis(tmp_path, auth_env, daemons):

@@ -572,16 +572,16 @@ ROWS = [
           sms: {transport: outbox}
           dingtalk: {transport: outbox}
         """)}, [(CFG, 6, 15, "literal-secret")], id="literal-secret"),
-    pytest.param({CFG: Y("""\
+    pytest.param({CFG: Y(f"""\
         channels:
           email:
             transport: smtp
             host: smtp.example.com
-            password: "${%s}"
+            password: "${{{UNSET}}}"
             from: hr@example.com
-          sms: {transport: outbox}
-          dingtalk: {transport: outbox}
-        """ % UNSET)}, [(CFG, 5, 15, "unset-env")], id="unset-env"),
+          sms: {{transport: outbox}}
+          dingtalk: {{transport: outbox}}
+        """)}, [(CFG, 5, 15, "unset-env")], id="unset-env"),
     pytest.param({CFG: "rules: policies\n"}, [(CFG, 0, 0, "no-rules")], id="no-rules-configured-path-missing"),
     pytest.param({M: None, "rules": None}, [("rules", 0, 0, "no-rules")], id="no-rules-directory-missing"),
 ]
@@ -648,19 +648,19 @@ def test_bad_weekday_is_reported_on_its_line(deployment, monkeypatch) -> None:
 
 
 def test_unset_env_names_the_variable(deployment, monkeypatch) -> None:
-    diags = diagnostics(deployment, monkeypatch, {CFG: Y("""\
+    diags = diagnostics(deployment, monkeypatch, {CFG: Y(f"""\
         channels:
-          email: {transport: smtp, host: h, password: "${%s}", from: hr@example.com}
-          sms: {transport: outbox}
-          dingtalk: {transport: outbox}
-        """ % UNSET)})
+          email: {{transport: smtp, host: h, password: "${{{UNSET}}}", from: hr@example.com}}
+          sms: {{transport: outbox}}
+          dingtalk: {{transport: outbox}}
+        """)})
     assert [(d.file, d.code, d.severity) for d in diags] == [(CFG, "unset-env", "warning")]
     assert UNSET in diags[0].message
 
 
 def test_set_env_is_not_reported(deployment, monkeypatch) -> None:
-    files = {CFG: 'channels:\n  email: {transport: smtp, host: h, password: "${%s}", from: hr@example.com}\n'
-                  "  sms: {transport: outbox}\n  dingtalk: {transport: outbox}\n" % UNSET}
+    files = {CFG: f'channels:\n  email: {{transport: smtp, host: h, password: "${{{UNSET}}}", from: hr@example.com}}\n'
+                  "  sms: {transport: outbox}\n  dingtalk: {transport: outbox}\n"}
     monkeypatch.chdir(deployment({**BASE, **files}))
     monkeypatch.setenv(UNSET, "s3cret")
     dep = load_deployment()

@@ -326,8 +326,8 @@ def test_public_types_are_frozen_and_compile_when_raises():
 
 
 def test_parse_is_cached_but_results_are_fresh_lists():
-    a, errors_a = parse_when("score >")
-    b, errors_b = parse_when("score >")
+    _a, errors_a = parse_when("score >")
+    _b, errors_b = parse_when("score >")
     assert errors_a == errors_b and errors_a is not errors_b
     errors_a.clear()
     assert parse_when("score >")[1] == errors_b
@@ -373,7 +373,7 @@ def test_check_fields(source, expected):
     assert errors == []
     found = check_fields(expr, outcome_fields())
     assert [(e.offset, e.code) for e in found] == [(o, c) for o, c, _ in expected], found
-    for error, (_, _, words) in zip(found, expected):
+    for error, (_, _, words) in zip(found, expected, strict=False):
         assert words in error.message, error.message
 
 
@@ -521,7 +521,7 @@ def ref_equal(a, b) -> bool:
     if kind_of(a) != kind_of(b):
         return False
     if kind_of(a) == "list":
-        return len(a) == len(b) and all(ref_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(ref_equal(x, y) for x, y in zip(a, b, strict=False))
     if kind_of(a) == "dict":
         return set(a) == set(b) and all(ref_equal(a[k], b[k]) for k in a)
     return a == b

@@ -192,7 +192,7 @@ def test_collection_key_is_a_problem() -> None:
 
 
 def test_deep_nesting_does_not_raise() -> None:
-    doc, problems = load_yaml("[" * 5000 + "]" * 5000, "f.yaml")
+    _doc, problems = load_yaml("[" * 5000 + "]" * 5000, "f.yaml")
     assert all(p.line >= 1 for p in problems)
 
 

@@ -25,6 +25,7 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium(scenario, tmp_path):
     page = tmp_path / "report.html"
     page.write_text(render(build_report(scenario, timezone_name="UTC"), "html"), encoding="utf-8")

@@ -211,7 +211,7 @@ def test_replies_find_their_notification(env, who, expect):
 
 
 def test_reply_validation(env):
-    client, store, _clock, n, _ = env
+    client, store, _clock, _n, _ = env
     cases = [(b"not json", 422), (b"[1]", 422), (b'{"notification_id": "x#1"}', 422),
              (b'{"content": "hi"}', 422), (b'{"content": "hi", "notification_id": "nobody#1"}', 404),
              (b'{"content": "hi", "phone": 138}', 422), (b'{"content": "hi", "email": "a@b.c", "at": "yesterday"}', 422),
@@ -226,7 +226,7 @@ def test_reply_validation(env):
 
 
 def test_report_page(env):
-    client, _store, _clock, n, b = env
+    client, _store, _clock, _n, _b = env
     assert client.get("/report").status_code == 401
     r = client.get("/report", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

@@ -3,18 +3,15 @@ will), messages out through the outbox transport, then opens, clicks, ratings an
 every number of the report checked exactly against the events the store holds."""
 from __future__ import annotations
 
-import sys
 from datetime import datetime, UTC
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
-daemon_support = pytest.importorskip("daemon_support")
+import daemon_support
 
-from engine.tracking import tokens as tr  # noqa: E402
-from engine.report import build_report  # noqa: E402
+from engine.tracking import tokens as tr
+from engine.report import build_report
 
 SECRET = "loop-test-tracking-secret-0123456789"
 
@@ -30,6 +27,7 @@ def daemon(tmp_path, monkeypatch):
     d.shutdown()
 
 
+@pytest.mark.slow
 def test_outcomes_to_report(daemon):
     d, root = daemon
     occurred = datetime.now(UTC).replace(microsecond=0)
