@@ -10,7 +10,8 @@ without `BARE` tries the bare file last.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from babel.core import Locale, UnknownLocaleError, parse_locale
 
