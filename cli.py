@@ -206,10 +206,10 @@ rules_option = click.option("--rules", "paths", multiple=True, type=click.Path()
 def _store(config_path: str | None, dep=None):
     """The store of the deployment (or of herald.yaml alone, when the rules need not be valid)."""
     from engine.config.settings import load_config
-    from engine.store.sqlite import Store
+    from engine.store import open_store
 
     cfg = dep.config if dep is not None else load_config(config_path)[0]
-    return Store(cfg.store_path)
+    return open_store(cfg.store_path)
 
 
 @main.command()
@@ -326,7 +326,7 @@ def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) ->
     """List the outcomes no rule matched, waiting for a person; --retry routes them again."""
     import time
 
-    from engine.store.sqlite import utc
+    from engine.store import utc
 
     if retry:
         from engine.daemon.actions import retry_unmatched
@@ -463,10 +463,10 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
     import time
 
     from engine.report.inbox import format_item, inbox
-    from engine.store.sqlite import Store
+    from engine.store import open_store
 
     path = _tracking_store_path(store_path, config_path)
-    with Store(path) as store:
+    with open_store(path) as store:
         if handle_ids:
             from engine.report.queries import reply_exists
 

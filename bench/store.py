@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from engine.model import Message
-from engine.store.sqlite import Accepted, PlannedNotification, Store
+from engine.store import Accepted, PlannedNotification, SQLiteStore
 
 
 def _items(prefix: str, n: int, now: float) -> list[Accepted]:
@@ -20,7 +20,7 @@ def _items(prefix: str, n: int, now: float) -> list[Accepted]:
                      decision="reject", notification=note) for i in range(n)]
 
 
-def bench_accept(store: Store, batch: int, total: int) -> float:
+def bench_accept(store: SQLiteStore, batch: int, total: int) -> float:
     now = time.time()
     batches = [_items(f"b{batch}-{k}", batch, now) for k in range(total // batch)]
     start = time.perf_counter()
@@ -29,7 +29,7 @@ def bench_accept(store: Store, batch: int, total: int) -> float:
     return total / (time.perf_counter() - start)
 
 
-def bench_dispatch(store: Store, limit: int) -> tuple[float, int]:
+def bench_dispatch(store: SQLiteStore, limit: int) -> tuple[float, int]:
     start, sent = time.perf_counter(), 0
     while True:
         rows = store.claim_due(time.time(), limit, "bench", 60)
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--total", type=int, default=20000, help="outcomes per batched run")
     ap.add_argument("--dir", default=None, help="where to put the database (default: a temporary directory)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.dir) as d, Store(Path(d) / "bench.db") as store:
+    with tempfile.TemporaryDirectory(dir=args.dir) as d, SQLiteStore(Path(d) / "bench.db") as store:
         print(f"store at {d} (synchronous=FULL, WAL)")
         print(f"accept, batches of 100: {bench_accept(store, 100, args.total):10,.0f} outcomes/s")
         print(f"accept, batches of 1:   {bench_accept(store, 1, min(args.total, 1000)):10,.0f} outcomes/s")

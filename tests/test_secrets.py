@@ -30,7 +30,7 @@ from fake_aliyun import FakeAliyunSms
 from fake_dingtalk import FakeDingTalk
 from fake_robot import FakeRobot
 
-from engine.store.sqlite import Store
+from engine.store import SQLiteStore
 
 HERE = Path(__file__).resolve().parent
 
@@ -246,7 +246,7 @@ def test_no_secret_in_any_output(tmp_path, fakes):
         serve.stop()
     outputs["daemon log"] = serve.log()
     outputs["alert sent"] = "\n".join(r["raw"].decode() for r in robot.requests)
-    with Store(root / "herald.db") as store:
+    with SQLiteStore(root / "herald.db") as store:
         detail = store.get_notification("sec-1#1")
     outputs["stored attempts"] = "\n".join(f"{a.status} {a.code} {a.error} {a.provider_id}" for a in detail.attempts)
     outputs["stored events"] = "\n".join(json.dumps(e.detail, ensure_ascii=False) for e in detail.events)

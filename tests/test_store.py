@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from engine.channels.base import SendResult
 from engine.store.migrations import MIGRATIONS, Migration
 from engine.model import Message, Plan
-from engine.store.sqlite import (Accepted, NOTIFICATION_STATES, PlannedNotification, SchemaVersionError, Store, StoreError,
+from engine.store import (Accepted, NOTIFICATION_STATES, PlannedNotification, SchemaVersionError, SQLiteStore, StoreError,
                           StoreUnavailable, utc)
 
 T0 = 1_800_000_000.0  # a fixed "now" for deterministic tests
@@ -45,7 +45,7 @@ def item(oid: str, *, note: PlannedNotification | None = None, with_plan: bool =
 
 @pytest.fixture
 def store(tmp_path: Path):
-    s = Store(tmp_path / "herald.db")
+    s = SQLiteStore(tmp_path / "herald.db")
     yield s
     s.close()
 
@@ -63,7 +63,7 @@ def count(path: Path, table: str) -> int:
 def test_migrations_from_an_empty_file(tmp_path: Path):
     path = tmp_path / "empty.db"
     path.touch()
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         assert s.schema_version() == MIGRATIONS[-1].version
         c = s._db().conn
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -77,11 +77,11 @@ def test_migrations_from_an_empty_file(tmp_path: Path):
 
 def test_reopen_is_idempotent_and_keeps_data(tmp_path: Path):
     path = tmp_path / "h.db"
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         s.accept_outcomes([item("a")])
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         assert s.get_outcome("a") is not None
-    with Store.open(path) as s:
+    with SQLiteStore.open(path) as s:
         assert s.schema_version() == MIGRATIONS[-1].version
     assert count(path, "schema_migrations") == len(MIGRATIONS)
 
@@ -94,13 +94,13 @@ def test_an_older_database_is_upgraded_once(tmp_path: Path):
         ran.append(1)
         db.execute("ALTER TABLE outcomes ADD COLUMN note TEXT")
 
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         s.accept_outcomes([item("a")])
     newer = (*MIGRATIONS, Migration(MIGRATIONS[-1].version + 1, "outcome notes", add_note))
-    with Store(path, migrations=newer) as s:
+    with SQLiteStore(path, migrations=newer) as s:
         assert s.schema_version() == newer[-1].version
         assert s.get_outcome("a") is not None
-    with Store(path, migrations=newer):
+    with SQLiteStore(path, migrations=newer):
         pass
     assert ran == [1]
     c = sqlite3.connect(path)
@@ -110,14 +110,14 @@ def test_an_older_database_is_upgraded_once(tmp_path: Path):
 
 def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
     path = tmp_path / "h.db"
-    Store(path).close()
+    SQLiteStore(path).close()
 
     def broken(db):
         db.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        Store(path, migrations=(*MIGRATIONS, Migration(99, "broken", broken)))
+        SQLiteStore(path, migrations=(*MIGRATIONS, Migration(99, "broken", broken)))
     c = sqlite3.connect(path)
     assert c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == MIGRATIONS[-1].version
     assert not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchall()
@@ -126,28 +126,28 @@ def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
 
 def test_a_newer_database_is_refused_and_untouched(tmp_path: Path):
     path = tmp_path / "h.db"
-    Store(path).close()
+    SQLiteStore(path).close()
     c = sqlite3.connect(path)
     c.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
     c.commit()
     c.close()
     with pytest.raises(SchemaVersionError, match=r"schema version 999.*knows versions up to"):
-        Store(path)
+        SQLiteStore(path)
     c = sqlite3.connect(path)
     assert c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 999
     c.close()
 
 
-def test_memory_and_naive_times_are_refused(tmp_path: Path, store: Store):
+def test_memory_and_naive_times_are_refused(tmp_path: Path, store: SQLiteStore):
     with pytest.raises(StoreError):
-        Store(":memory:")
+        SQLiteStore(":memory:")
     with pytest.raises(StoreError, match="naive"):
         store.claim_due(datetime(2026, 1, 1), 10, "x", 30)
 
 
 # ---------------------------------------------------------------------------------------------- intake
 
-def test_accept_batch_with_duplicates_in_and_across_batches(tmp_path: Path, store: Store):
+def test_accept_batch_with_duplicates_in_and_across_batches(tmp_path: Path, store: SQLiteStore):
     raw = '{"id": "a",  "note": "spacing and 中文 kept"}'
     assert store.accept_outcomes([item("a", raw=raw), item("b"), item("a"), item("c", with_plan=False,
                                                                              status="unmatched")],
@@ -171,7 +171,7 @@ def test_accept_batch_with_duplicates_in_and_across_batches(tmp_path: Path, stor
 def test_accept_is_idempotent_on_id_property(tmp_path_factory, batches):
     path = tmp_path_factory.mktemp("prop") / "h.db"
     seen: set = set()
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         for batch in batches:
             res = s.accept_outcomes([item(i) for i in batch])
             expect = []
@@ -182,7 +182,7 @@ def test_accept_is_idempotent_on_id_property(tmp_path_factory, batches):
     assert count(path, "outcomes") == len(seen) == count(path, "notifications")
 
 
-def test_accepted_from_a_plan(store: Store):
+def test_accepted_from_a_plan(store: SQLiteStore):
     send = datetime(2026, 11, 20, 12, 30, tzinfo=timezone(timedelta(hours=8)))
     p = Plan(outcome_id="x1", status="matched", rule="r", rule_version="v9", template="t", locale="zh-CN",
              channels=("dingtalk", "email"), send_at=send, deadline_at=send + timedelta(hours=24),
@@ -196,7 +196,7 @@ def test_accepted_from_a_plan(store: Store):
     assert store.get_outcome("x1").occurred_at == datetime(2026, 11, 20, 2, 30, tzinfo=UTC).timestamp()
 
 
-def test_dead_letters_keep_the_raw_body_byte_exact(store: Store):
+def test_dead_letters_keep_the_raw_body_byte_exact(store: SQLiteStore):
     bodies = [b'{"id": "x", \xff\xfe broken', b"", "text with 中文".encode(), b"\x00\x01nul"]
     ids = [store.dead_letter("http", "not JSON", None, b, remote="10.0.0.1") for b in bodies]
     surrogate = b"caf\xe9".decode("utf-8", errors="surrogateescape")
@@ -208,7 +208,7 @@ def test_dead_letters_keep_the_raw_body_byte_exact(store: Store):
     assert store.dead_letter_count() == 5
 
 
-def test_rulesets_are_recorded(store: Store):
+def test_rulesets_are_recorded(store: SQLiteStore):
     store.record_ruleset("h1", {"rules/a.yaml": "x: 1"}, True, at=T0)
     store.record_ruleset("h2", {"rules/a.yaml": "x: ["}, False, ["rules/a.yaml:1:5: error: bad"], at=T0 + 1)
     assert store.latest_ruleset().version == "h1"
@@ -222,7 +222,7 @@ def test_rulesets_are_recorded(store: Store):
 
 def _claim_worker(path: str, owner: str, out: str, both_ready) -> None:
     got: list[str] = []
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         both_ready.wait(60)  # start claiming together, so the claims really race
         while True:
             rows = s.claim_due(T0 + 10, 7, owner, 300)
@@ -234,7 +234,7 @@ def _claim_worker(path: str, owner: str, out: str, both_ready) -> None:
 
 def test_two_processes_never_claim_the_same_notification(tmp_path: Path):
     path = tmp_path / "h.db"
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         for k in range(5):
             s.accept_outcomes([item(f"o{k}-{i}", note=plan(send_at=T0 + (i % 10))) for i in range(100)])
     ctx = multiprocessing.get_context("spawn")
@@ -253,11 +253,11 @@ def test_two_processes_never_claim_the_same_notification(tmp_path: Path):
     assert not set(a) & set(b)
     assert len(a) + len(b) == 500
     print(f"\nclaims split {len(a)}/{len(b)}")
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         assert s.notification_counts_by_state()["sending"] == 500
 
 
-def test_claims_respect_due_time_limit_order_and_approval(store: Store):
+def test_claims_respect_due_time_limit_order_and_approval(store: SQLiteStore):
     store.accept_outcomes([item("late", note=plan(send_at=T0 + 5)), item("early", note=plan(send_at=T0 - 5)),
                            item("held", with_plan=False, approved=False, status="held"),
                            item("future", note=plan(send_at=T0 + 100))])
@@ -281,7 +281,7 @@ def test_claims_respect_due_time_limit_order_and_approval(store: Store):
     assert store.claim_due(T0 + 11, 10, "other", 30) == []
 
 
-def test_expired_leases_return_claims(store: Store):
+def test_expired_leases_return_claims(store: SQLiteStore):
     store.accept_outcomes([item("a"), item("b")])
     assert len(store.claim_due(T0, 10, "crashed", 30)) == 2
     assert store.next_due_time() == T0 + 30
@@ -295,12 +295,12 @@ def test_expired_leases_return_claims(store: Store):
 
 def test_a_crash_mid_send_resends_with_the_same_attempt_key(tmp_path: Path):
     path = tmp_path / "h.db"
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         s.accept_outcomes([item("a")])
         n = s.claim_due(T0, 1, "d1", 30)[0]
         first = s.begin_attempt(n.id, n.channel, "outbox", at=T0)
         # kill -9 here: the transport may or may not have been called; nothing else is recorded
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         assert s.claim_due(T0 + 1, 1, "d2", 30) == []  # still leased
         assert s.release_expired_leases(T0 + 31) == 1
         n = s.claim_due(T0 + 31, 1, "d2", 30)[0]
@@ -317,7 +317,7 @@ def test_a_crash_mid_send_resends_with_the_same_attempt_key(tmp_path: Path):
             s.begin_attempt(n.id, "sms", "outbox")
 
 
-def test_a_crash_after_the_provider_accepted_is_not_sent_again(store: Store):
+def test_a_crash_after_the_provider_accepted_is_not_sent_again(store: SQLiteStore):
     store.accept_outcomes([item("a")])
     n = store.claim_due(T0, 1, "d1", 30)[0]
     a = store.begin_attempt(n.id, n.channel, "outbox", at=T0)
@@ -330,7 +330,7 @@ def test_a_crash_after_the_provider_accepted_is_not_sent_again(store: Store):
     assert store.claim_due(T0 + 61, 10, "d2", 30) == []
 
 
-def test_retry_fallback_and_failure(store: Store):
+def test_retry_fallback_and_failure(store: SQLiteStore):
     store.accept_outcomes([item("a", note=plan(channels=("dingtalk", "sms", "email")))])
     n = store.claim_due(T0, 1, "d", 30)[0]
     a1 = store.begin_attempt(n.id, "dingtalk", "outbox")
@@ -357,7 +357,7 @@ def test_retry_fallback_and_failure(store: Store):
 
 # -------------------------------------------------------------------------------------- withdraw, amend
 
-def test_withdraw_cancels_queued_and_nothing_is_sendable(store: Store):
+def test_withdraw_cancels_queued_and_nothing_is_sendable(store: SQLiteStore):
     store.accept_outcomes([item("a"), item("b")])
     claimed = store.claim_due(T0, 1, "d", 30)[0]  # one of them is being sent right now
     other = "b#1" if claimed.id == "a#1" else "a#1"
@@ -378,7 +378,7 @@ def test_withdraw_cancels_queued_and_nothing_is_sendable(store: Store):
     assert store.next_due_time() is None
 
 
-def test_withdraw_during_a_send_then_crash_cancels_on_lease_expiry(store: Store):
+def test_withdraw_during_a_send_then_crash_cancels_on_lease_expiry(store: SQLiteStore):
     store.accept_outcomes([item("a")])
     n = store.claim_due(T0, 1, "d", 30)[0]
     store.begin_attempt(n.id, n.channel, "outbox")
@@ -387,7 +387,7 @@ def test_withdraw_during_a_send_then_crash_cancels_on_lease_expiry(store: Store)
     assert store.get_notification(n.id).notification.state == "cancelled"
 
 
-def test_amend_supersedes_the_queued_notification(store: Store):
+def test_amend_supersedes_the_queued_notification(store: SQLiteStore):
     store.accept_outcomes([item("a"), item("b")])
     n = store.claim_due(T0, 10, "d", 30)
     assert store.amend(item("a", raw='{"id":"a","decision":"pass"}', note=plan(send_at=T0 + 5)), T0 + 1) == 0
@@ -405,7 +405,7 @@ def test_amend_supersedes_the_queued_notification(store: Store):
     assert [c.kind for c in store.outcome_history("a")] == ["received", "amended"]
 
 
-def test_a_send_that_races_a_withdrawal(store: Store):
+def test_a_send_that_races_a_withdrawal(store: SQLiteStore):
     store.accept_outcomes([item("a"), item("b"), item("c")])
     claimed = {n.outcome_id: n for n in store.claim_due(T0, 10, "d", 30)}
     attempts = {k: store.begin_attempt(n.id, n.channel, "outbox") for k, n in claimed.items()}
@@ -425,7 +425,7 @@ def test_a_send_that_races_a_withdrawal(store: Store):
     assert store.next_due_time() is None
 
 
-def test_unmatched_routed_by_hand(store: Store):
+def test_unmatched_routed_by_hand(store: SQLiteStore):
     store.accept_outcomes([item("u", with_plan=False, status="unmatched")])
     assert [o.id for o in store.unmatched()] == ["u"]
     nid = store.add_notification("u", plan(), T0, status="routed", handled_by="hr@example.com")
@@ -440,14 +440,14 @@ def test_unmatched_routed_by_hand(store: Store):
 
 # -------------------------------------------------------------------------------------- receipts, escalation
 
-def _send(store: Store, oid: str, provider_id: str, at: float = T0, **kw):
+def _send(store: SQLiteStore, oid: str, provider_id: str, at: float = T0, **kw):
     n = store.claim_due(at, 1, "d", 30)[0]
     a = store.begin_attempt(n.id, n.channel, "outbox")
     assert store.mark_sent(n.id, at, provider_id, attempt_id=a.id, **kw)
     return n
 
 
-def test_receipts_are_idempotent_and_never_go_back(store: Store):
+def test_receipts_are_idempotent_and_never_go_back(store: SQLiteStore):
     store.accept_outcomes([item("a")])
     n = _send(store, "a", "p1")
     assert store.record_receipt("p1", "delivered", T0 + 1) == n.id
@@ -468,7 +468,7 @@ def test_receipts_are_idempotent_and_never_go_back(store: Store):
     assert counts[("r1", "clicked")] == 2 and counts[("r1", "rated")] == 1
 
 
-def test_escalation_after_silence_and_on_undelivered(store: Store):
+def test_escalation_after_silence_and_on_undelivered(store: SQLiteStore):
     store.accept_outcomes([item("a", note=plan(escalate_after=60)), item("b", note=plan(escalate_after=60)),
                            item("c", note=plan(escalate_after=60, channels=("dingtalk",)))])
     for oid in ("a", "b", "c"):
@@ -489,14 +489,14 @@ def test_escalation_after_silence_and_on_undelivered(store: Store):
     assert store.get_notification("c#1").notification.state == "failed"
 
 
-def test_undelivered_makes_the_next_channel_due_now(store: Store):
+def test_undelivered_makes_the_next_channel_due_now(store: SQLiteStore):
     store.accept_outcomes([item("a", note=plan(escalate_after=3600))])
     _send(store, "a", "p1")
     store.record_receipt("p1", "undelivered", T0 + 5, {"code": "bounced"})
     assert [n.id for n in store.due_escalations(T0 + 5)] == ["a#1"]
 
 
-def test_late_is_flagged_when_sent_after_the_deadline(store: Store):
+def test_late_is_flagged_when_sent_after_the_deadline(store: SQLiteStore):
     store.accept_outcomes([item("a", note=plan(deadline_at=T0 + 10)), item("b", note=plan(deadline_at=T0 + 10))])
     _send(store, "a", "p1", at=T0 + 5)
     _send(store, "b", "p2", at=T0 + 11)
@@ -505,7 +505,7 @@ def test_late_is_flagged_when_sent_after_the_deadline(store: Store):
     assert d.notification.late and [e.kind for e in d.events] == ["queued", "sent", "late"]
 
 
-def test_replies(store: Store):
+def test_replies(store: SQLiteStore):
     store.accept_outcomes([item("a")])
     rid = store.add_reply("a#1", "谢谢", T0, channel="sms")
     assert [r.content for r in store.replies()] == ["谢谢"]
@@ -515,7 +515,7 @@ def test_replies(store: Store):
 
 # --------------------------------------------------------------------------------------- threads, crashes
 
-def test_threads_share_one_store(store: Store):
+def test_threads_share_one_store(store: SQLiteStore):
     errors = []
 
     def worker(k: int) -> None:
@@ -541,11 +541,11 @@ def test_threads_share_one_store(store: Store):
 
 _CHILD = textwrap.dedent("""
     import json, sys, time
-    from engine.store.sqlite import Accepted, PlannedNotification, Store
+    from engine.store import Accepted, PlannedNotification, SQLiteStore
     from engine.model import Message
     path, mode, prefix, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     note = PlannedNotification(channels=("email",), messages=(Message("email", "x" * 400),), send_at=1.0)
-    s = Store(path)
+    s = SQLiteStore(path)
     def batch(tag):
         return [Accepted(f"{prefix}-{tag}-{i}", json.dumps({"id": i, "pad": "y" * 300}), notification=note)
                 for i in range(size)]
@@ -569,11 +569,11 @@ def _child(path: Path, mode: str, prefix: str, size: int) -> subprocess.Popen:
 
 def test_a_locked_database_is_reported_as_unavailable(tmp_path: Path):
     path = tmp_path / "h.db"
-    Store(path).close()
+    SQLiteStore(path).close()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        with Store(path, busy_timeout=0.2) as s:
+        with SQLiteStore(path, busy_timeout=0.2) as s:
             assert s.get_outcome("a") is None  # WAL: reads go on while another process writes
             with pytest.raises(StoreUnavailable, match="locked"):
                 s.accept_outcomes([item("a")])
@@ -586,12 +586,12 @@ def test_a_locked_database_is_reported_as_unavailable(tmp_path: Path):
 @pytest.mark.slow
 def test_an_acknowledged_batch_survives_sigkill(tmp_path: Path):
     path = tmp_path / "h.db"
-    Store(path).close()
+    SQLiteStore(path).close()
     p = _child(path, "once", "k", 1000)
     assert p.stdout.readline().strip() == "done"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    with Store(path) as s:
+    with SQLiteStore(path) as s:
         assert s.notification_counts_by_state()["scheduled"] == 1000
         assert s.get_outcome("k-0-999") is not None
     assert count(path, "outcomes") == 1000
@@ -601,7 +601,7 @@ def test_an_acknowledged_batch_survives_sigkill(tmp_path: Path):
 def test_a_batch_killed_mid_transaction_is_all_or_nothing(tmp_path: Path):
     path = tmp_path / "h.db"
     size = 250
-    Store(path).close()
+    SQLiteStore(path).close()
     rng = random.Random(4)
     for run in range(6):
         p = _child(path, "loop", f"r{run}", size)
@@ -621,7 +621,7 @@ def test_a_batch_killed_mid_transaction_is_all_or_nothing(tmp_path: Path):
 
 
 def test_accept_throughput(tmp_path: Path):
-    with Store(tmp_path / "h.db") as s:
+    with SQLiteStore(tmp_path / "h.db") as s:
         batches = [[item(f"b{b}-{i}") for i in range(100)] for b in range(50)]
         start = time.perf_counter()
         for batch in batches:

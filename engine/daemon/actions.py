@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from engine.intake.batch import planned
 from engine.pipeline import Pipeline
-from engine.store.sqlite import Store, StoreError, utc
+from engine.store import Store, StoreError, utc
 from engine.daemon.planning import find_rule, pinned
 
 

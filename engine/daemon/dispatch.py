@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 
-from engine.store.sqlite import StoreError, StoreUnavailable
+from engine.store import StoreError, StoreUnavailable
 from engine.daemon.receipts import ReceiptPoller
 from engine.daemon.send import DispatchSettings, Sender
 

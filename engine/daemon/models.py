@@ -10,7 +10,7 @@ from pydantic import BaseModel, create_model
 
 from engine.intake.batch import ItemStatus
 from engine.rules.schemas import schema
-from engine.store.sqlite import NotificationDetail, OutcomeRow
+from engine.store import NotificationDetail, OutcomeRow
 from engine.daemon.actions import ActionResult
 
 MAX_ITEMS = 1000           # outcomes in one POST

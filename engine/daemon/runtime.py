@@ -12,7 +12,7 @@ from engine.channels import build_transport
 from engine.schedule.clock import Clock
 from engine.config.deployment import Deployment
 from engine.intake.batch import ItemStatus, intake
-from engine.store.sqlite import Store
+from engine.store import Store
 from engine.daemon import actions
 from engine.daemon.auth import Auth
 from engine.daemon.metrics import Metrics

@@ -14,7 +14,7 @@ from engine.pipeline import render_messages, timezone_for
 from engine.routing.router import lookup
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
-from engine.store.sqlite import NotificationRow
+from engine.store import NotificationRow
 from engine.schedule.timing import load_timezone, next_open
 from engine.daemon.planning import find_rule
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from engine.schedule.clock import make_clock
 from engine.config.deployment import Deployment
-from engine.store.sqlite import Store, StoreError
+from engine.store import StoreError, open_store
 from engine.daemon.auth import is_loopback
 from engine.daemon.dispatch import Dispatcher
 from engine.daemon.reload import Reloader
@@ -81,7 +81,7 @@ class Daemon:
         self.port = int(port if port is not None else server.get("port") or 8025)
         clock = make_clock(time_scale, start_at)
         try:
-            store = Store(cfg.store_path)
+            store = open_store(cfg.store_path)
         except (StoreError, OSError, sqlite3.Error) as e:
             raise DaemonError(f"cannot open the store {cfg.store_path}: {e}") from e
         self.runtime = rt = Runtime(deployment, store, clock, paths=paths, config_path=config_path)

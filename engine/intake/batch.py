@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from engine.intake.gate import HELD, INVALID, check_record
 from engine.pipeline import MATCHED, UNMATCHED, Pipeline
-from engine.store.sqlite import Accepted, PlannedNotification, Store
+from engine.store import Accepted, PlannedNotification, Store
 
 log = logging.getLogger("herald.intake")
 

@@ -1,6 +1,6 @@
 """The store's reporting read side: every SQL statement of `herald report`, on a read-only connection.
 
-engine/store/sqlite.py owns the writes; this module only reads, through its own `mode=ro` connection, so a report can
+engine/store/ owns the writes; this module only reads, through its own `mode=ro` connection, so a report can
 run beside a live daemon (SQLite WAL: readers never block the writer) and can never change the store.
 
 It reads `report_facts` (engine/store/migrations_tracking.py: one narrow row per notification, kept by triggers on

@@ -1,2 +1,189 @@
-"""The durable store: outcomes and revisions, notifications, attempts and receipts, events and replies, rule sets,
-dead letters, and the versioned migrations. The only package that writes SQL (the report reads through its own queries)."""
+"""The durable store: outcomes and revisions, notifications (the state machine), attempts and receipts, events and
+replies, rule sets and dead letters, and the versioned migrations. The only package that writes SQL (the report
+reads through its own queries).
+
+`Store` is the interface every caller (daemon, CLI, report, intake) types against; `open_store(target)` opens
+the backend a target names (a file path: SQLite, the embedded default). Callers import from here, never from a
+backend module. The contract of each method is written on its aggregate's implementation (outcomes.py,
+notifications.py, attempts.py, events.py, rulesets.py) and pinned by tests/store/, which runs against every
+backend.
+
+Interface rules: callers see frozen row dataclasses (rows.py), str notification ids, int attempt/event ids,
+floats (epoch seconds, UTC) for times, never driver objects. Methods take an `Instant` (float or aware
+datetime). Errors: StoreError (bad argument), SchemaVersionError (a newer schema), StoreUnavailable (try later).
+
+The dispatcher's protocol (crash-safe at every step):
+    rows = claim_due(now, limit, owner, lease_seconds)          # scheduled -> sending, leased
+    for n in rows:
+        if not still_sendable(n.id): cancel(n.id, now, "withdrawn"); continue
+        a = begin_attempt(n.id, n.channel, transport)           # committed first; reuses a crashed pending one
+        r = transport.send(envelope with a.attempt_key)
+        accepted    -> mark_sent(n.id, now, attempt_id=a.id, result=r, await_read=...)
+        recoverable -> schedule_retry(n.id, backoff, attempt_id=a.id, result=r)
+        permanent   -> advance_channel(n.id, n.channel_index + 1, now, ..., attempt_id=a.id, result=r)
+                       or mark_failed(...) on the last channel
+    release_expired_leases(now); due_escalations(now) -> advance_channel(...); sleep until next_due_time()
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+from engine.channels.base import SendResult
+from engine.store.errors import SchemaVersionError, StoreError, StoreUnavailable
+from engine.store.rows import (
+    NOTIFICATION_STATES,
+    Accepted,
+    AttemptRow,
+    DeadLetterRow,
+    EventCount,
+    EventRow,
+    Instant,
+    NotificationDetail,
+    NotificationRow,
+    OutcomeChange,
+    OutcomeRow,
+    PlannedNotification,
+    ReplyRow,
+    RulesetRow,
+    epoch,
+    utc,
+)
+from engine.store.sqlite import SQLiteStore
+
+__all__ = [
+    "Store", "SQLiteStore", "open_store", "StoreError", "StoreUnavailable", "SchemaVersionError", "Instant", "utc",
+    "epoch", "Accepted", "PlannedNotification", "OutcomeRow", "OutcomeChange", "NotificationRow", "NotificationDetail",
+    "AttemptRow", "EventRow", "RulesetRow", "DeadLetterRow", "ReplyRow", "EventCount", "NOTIFICATION_STATES",
+]
+
+
+class Store(Protocol):
+    """What herald needs from a durable store; SQLiteStore implements it."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Store": ...
+
+    def __exit__(self, *exc: Any) -> None: ...
+
+    def schema_version(self) -> int: ...
+
+    # -- outcomes and revisions (outcomes.py)
+
+    def accept_outcomes(self, items: Sequence[Accepted], at: Instant | None = None) -> list[str]: ...
+
+    def get_outcome(self, outcome_id: str) -> OutcomeRow | None: ...
+
+    def outcome_history(self, outcome_id: str) -> list[OutcomeChange]: ...
+
+    def approve(self, outcome_id: str, at: Instant | None = None) -> OutcomeRow | None: ...
+
+    def withdraw(self, outcome_id: str, at: Instant | None = None, reason: str | None = None) -> int | None: ...
+
+    def supersede(self, outcome_id: str, at: Instant | None = None, by: str | None = None) -> int | None: ...
+
+    def amend(self, item: Accepted, at: Instant | None = None) -> int | None: ...
+
+    def set_status(self, outcome_id: str, status: str, at: Instant | None = None,
+                   handled_by: str | None = None) -> bool: ...
+
+    def add_notification(self, outcome_id: str, plan: PlannedNotification, at: Instant | None = None, *,
+                         status: str = "matched", handled_by: str | None = None) -> str | None: ...
+
+    def unmatched(self, limit: int = 100) -> list[OutcomeRow]: ...
+
+    def outcomes_with_status(self, status: str, limit: int = 100) -> list[OutcomeRow]: ...
+
+    def outcome_counts(self) -> dict[str, int]: ...
+
+    # -- the notification state machine (notifications.py)
+
+    def claim_due(self, now: Instant, limit: int, owner: str, lease_seconds: float) -> list[NotificationRow]: ...
+
+    def release_expired_leases(self, now: Instant) -> int: ...
+
+    def still_sendable(self, notification_id: str) -> bool: ...
+
+    def mark_sent(self, notification_id: str, at: Instant | None = None, provider_id: str | None = None, *,
+                  attempt_id: int | None = None, result: SendResult | None = None,
+                  await_read: bool = False) -> bool: ...
+
+    def schedule_retry(self, notification_id: str, next_attempt_at: Instant, error: str | None = None, *,
+                       attempt_id: int | None = None, result: SendResult | None = None,
+                       at: Instant | None = None) -> bool: ...
+
+    def advance_channel(self, notification_id: str, next_index: int, next_attempt_at: Instant, reason: str, *,
+                        attempt_id: int | None = None, result: SendResult | None = None,
+                        at: Instant | None = None) -> bool: ...
+
+    def mark_failed(self, notification_id: str, reason: str, at: Instant | None = None, *,
+                    attempt_id: int | None = None, result: SendResult | None = None) -> bool: ...
+
+    def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled") -> bool: ...
+
+    def mark_expired(self, notification_id: str, at: Instant | None = None, reason: str = "expired") -> bool: ...
+
+    def due_escalations(self, now: Instant, limit: int = 100) -> list[NotificationRow]: ...
+
+    def next_due_time(self) -> float | None: ...
+
+    def get_notification(self, notification_id: str) -> NotificationDetail | None: ...
+
+    def notifications_for(self, outcome_id: str) -> list[NotificationRow]: ...
+
+    def notification_counts_by_state(self) -> dict[str, int]: ...
+
+    # -- attempts and receipts (attempts.py)
+
+    def begin_attempt(self, notification_id: str, channel: str, transport: str, attempt_key: str | None = None,
+                      at: Instant | None = None) -> AttemptRow: ...
+
+    def pending_attempt(self, notification_id: str) -> AttemptRow | None: ...
+
+    def finish_attempt(self, attempt_id: int, status: str, provider_id: str | None = None, error: str | None = None,
+                       code: str | None = None, at: Instant | None = None) -> AttemptRow | None: ...
+
+    def record_receipt(self, provider_id: str, kind: str, at: Instant | None = None,
+                       detail: Mapping[str, Any] | None = None, *, channel: str | None = None,
+                       dedupe_key: str | None = None) -> str | None: ...
+
+    def awaiting_receipts(self, since: Instant, channels: Sequence[str] | None = None,
+                          limit: int = 500) -> list[tuple[str, str]]: ...
+
+    def attempt_by_key(self, attempt_key: str) -> AttemptRow | None: ...
+
+    # -- events and replies (events.py)
+
+    def add_event(self, notification_id: str, kind: str, at: Instant | None = None, channel: str | None = None,
+                  detail: Mapping[str, Any] | None = None, dedupe_key: str | None = None) -> bool: ...
+
+    def add_reply(self, notification_id: str | None, content: str, at: Instant | None = None,
+                  channel: str | None = None) -> int: ...
+
+    def replies(self, unhandled: bool = True, limit: int = 100) -> list[ReplyRow]: ...
+
+    def mark_reply_handled(self, reply_id: int, at: Instant | None = None) -> bool: ...
+
+    def event_counts(self, since: Instant | None = None) -> list[EventCount]: ...
+
+    # -- rule sets and dead letters (rulesets.py)
+
+    def record_ruleset(self, version: str, files: Mapping[str, str], ok: bool, errors: Sequence[str] = (),
+                       at: Instant | None = None) -> RulesetRow: ...
+
+    def latest_ruleset(self, ok: bool | None = True) -> RulesetRow | None: ...
+
+    def get_ruleset(self, version: str) -> RulesetRow | None: ...
+
+    def dead_letter(self, source: str, reason: str, field: str | None, raw: bytes | str,
+                    remote: str | None = None, at: Instant | None = None) -> int: ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]: ...
+
+    def dead_letter_count(self) -> int: ...
+
+
+def open_store(target: str | Path) -> Store:
+    """The store `target` names: a file path opens (creating and migrating) a SQLite store."""
+    return SQLiteStore(target)

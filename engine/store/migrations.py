@@ -8,12 +8,7 @@ from collections.abc import Callable, Sequence
 from sqlite_utils import Database
 
 from engine.store import migrations_tracking
-class StoreError(Exception):
-    """Something the store cannot do: a bad argument, a schema it does not know."""
-
-
-class SchemaVersionError(StoreError):
-    """The database was written by a newer herald than this one: refusing to touch it."""
+from engine.store.errors import SchemaVersionError, StoreError
 
 
 @dataclass(frozen=True)

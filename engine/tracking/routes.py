@@ -81,7 +81,7 @@ def _problem(code: int, error: str, field: str | None = None) -> JSONResponse:
 def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *,
                     authorize: Callable[..., Any] | None = None, max_age: Mapping[str, float] | None = None,
                     report_auth: bool = True, report_timezone: str = "UTC") -> APIRouter:
-    """The tracking routes over `store` (an engine.store.sqlite.Store), signing key `secret`, time from `clock`.
+    """The tracking routes over `store` (an engine.store.Store), signing key `secret`, time from `clock`.
 
     authorize(request, body) guards POST /v1/replies (and GET /report when report_auth): it raises (e.g. the
     daemon's HTTPProblem(401)) when the request may not pass; it may be sync or async. None: open (loopback).

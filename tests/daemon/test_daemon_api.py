@@ -8,7 +8,7 @@ import pytest
 
 from daemon_support import SECRET, TOKEN, make_deployment, outbox, outcome, post, wait_for
 from engine.daemon.auth import sign
-from engine.store.sqlite import Store
+from engine.store import SQLiteStore
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -40,7 +40,7 @@ def test_auth_bearer_hmac_and_open_endpoints(authed):
     assert httpx.get(d.url + "/healthz").json()["auth"] is True
     assert httpx.get(d.url + "/metrics").status_code == 200
     # a 401 is not an intake: nothing stored, no dead letter
-    with Store(root / "herald.db") as s:
+    with SQLiteStore(root / "herald.db") as s:
         assert s.get_outcome("auth-1") is not None and s.dead_letter_count() == 0
 
 
@@ -56,7 +56,7 @@ def test_422_names_the_field_and_keeps_the_raw_body(deploy, daemons):
     junk = b"\xff\xfe not json at all {"
     r = post(d.url, junk)
     assert r.status_code == 422 and "UTF-8" in r.json()["error"]
-    with Store(deploy / "herald.db") as s:
+    with SQLiteStore(deploy / "herald.db") as s:
         letters = {dl.id: dl for dl in s.dead_letters()}
         assert letters[post_dl(r)].raw == junk
         first = next(dl for dl in letters.values() if dl.field == "decision")
@@ -81,7 +81,7 @@ def test_a_list_is_judged_item_by_item(deploy, daemons):
     assert got == [("l-1", "matched", None), ("l-2", "invalid", "candidate"), ("l-1", "duplicate", None),
                    (None, "invalid", ""), ("l-3", "held", None), ("l-4", "unmatched", None)]
     assert r.json()["counts"] == {"matched": 1, "invalid": 2, "duplicate": 1, "held": 1, "unmatched": 1}
-    with Store(deploy / "herald.db") as s:
+    with SQLiteStore(deploy / "herald.db") as s:
         raws = {dl.text for dl in s.dead_letters()}
         assert '{"id": "l-2", "decision": "reject"}' in raws and "42" in raws  # each item's exact text
         assert s.get_outcome("l-1").raw.startswith('{"id": "l-1", "decision": "reject", "candidate"')

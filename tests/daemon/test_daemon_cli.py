@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli import main
 from daemon_support import RULES, make_deployment, outcome
-from engine.store.sqlite import Store
+from engine.store import SQLiteStore
 
 
 def run(*args: str):
@@ -31,7 +31,7 @@ def test_ingest_json_lines_and_csv_through_the_gate(deploy):
     r = run("ingest", str(deploy / "o.csv"), "--config", str(deploy / "herald.yaml"), "--format", "jsonl")
     got = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert [(g["id"], g["status"]) for g in got] == [("csv-1", "matched"), ("csv-2", "held"), ("csv-3", "invalid")]
-    with Store(deploy / "herald.db") as s:
+    with SQLiteStore(deploy / "herald.db") as s:
         body = s.get_outcome("csv-1").data()
         assert body["score"] == 72 and body["approved"] is True and body["attributes"] == {"source": "campus"}
         assert body["candidate"] == {"name": "张伟", "email": "zw@example.com"}
@@ -61,7 +61,7 @@ def test_unmatched_listed_retried_after_a_rule_edit_and_routed_by_hand(deploy):
     r = run("unmatched", "--retry", "--config", cfg)
     assert "um-2: matched now: notification um-2#1" in r.output and "1 routed, 0 still waiting" in r.output
     assert "0 outcome(s) waiting" in run("unmatched", "--config", cfg).output
-    with Store(deploy / "herald.db") as s:
+    with SQLiteStore(deploy / "herald.db") as s:
         assert s.get_outcome("um-1").handled_by == "hr-li" and s.get_outcome("um-2").status == "matched"
 
 

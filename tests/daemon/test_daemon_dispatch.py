@@ -123,9 +123,9 @@ def test_no_escalation_on_a_channel_that_cannot_report_delivery(deploy, daemons)
     from engine.config.deployment import load_deployment
     from engine.intake.batch import intake
     from engine.pipeline import Pipeline
-    from engine.store.sqlite import Store
+    from engine.store import SQLiteStore
 
-    with Store(deploy / "herald.db") as s:  # a run killed between mark_sent and the assumed receipt
+    with SQLiteStore(deploy / "herald.db") as s:  # a run killed between mark_sent and the assumed receipt
         intake([outcome("ne-1", decision="offer")], Pipeline(load_deployment([str(deploy)])), s, "cli")
         [n] = s.claim_due(time.time(), 10, "dead", 60)
         a = s.begin_attempt(n.id, n.channel, "outbox")

@@ -9,13 +9,13 @@ from daemon_support import outcome
 from engine.config.deployment import load_deployment
 from engine.intake.batch import Item, csv_value, intake, split_body
 from engine.pipeline import Pipeline
-from engine.store.sqlite import Store
+from engine.store import SQLiteStore
 
 
 @pytest.fixture
 def env(deploy):
     pipe = Pipeline(load_deployment([str(deploy)]), render_channels="all")
-    with Store(deploy / "herald.db") as store:
+    with SQLiteStore(deploy / "herald.db") as store:
         yield pipe, store
 
 

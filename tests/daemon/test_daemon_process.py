@@ -13,7 +13,7 @@ import pytest
 
 from loopback import Serving
 from daemon_support import RULES, TEMPLATE, ServeProcess, make_deployment, outbox, outcome, wait_for
-from engine.store.sqlite import Store
+from engine.store import SQLiteStore
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_sighup_reloads_and_sigterm_finishes_the_send_in_flight(tmp_path, slow_h
     finally:
         proc.stop()
     assert "stopped" in proc.log() and "still running" not in proc.log()
-    with Store(root / "herald.db") as s:
+    with SQLiteStore(root / "herald.db") as s:
         n = s.get_notification("term-1#1")
         assert n.notification.state in ("sent", "delivered"), proc.log()
         assert [a.status for a in n.attempts] == ["accepted"] and n.attempts[0].provider_id == "hook-1"
@@ -105,7 +105,7 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
         t.join(10)
     finally:
         first.stop()
-    with Store(root / "herald.db") as s:
+    with SQLiteStore(root / "herald.db") as s:
         at_kill = s.notification_counts_by_state()
     assert at_kill["scheduled"] + at_kill["sending"] > 0, at_kill  # the kill came with work left
     before = len(acked)
@@ -119,7 +119,7 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
         stop.set()
         t.join(10)
         assert len(acked) > before
-        with Store(root / "herald.db") as s:
+        with SQLiteStore(root / "herald.db") as s:
             wait_for(lambda: _all_sent(s), timeout=60)
     finally:
         second.stop()
@@ -127,7 +127,7 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
     assert max(files.values()) == 1, [k for k, v in files.items() if v > 1]
     missing = [oid for oid in acked if files.get(f"{oid}#1") != 1]
     assert not missing, missing[:10]
-    with Store(root / "herald.db") as s:
+    with SQLiteStore(root / "herald.db") as s:
         counts = s.notification_counts_by_state()
         assert counts["delivered"] + counts["sent"] == sum(counts.values()) == len(files), counts
         sent_twice = s._db().conn.execute(
@@ -137,7 +137,7 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
     assert stored == len(files) >= len(acked)  # committed but killed before the 202: sent as well
 
 
-def _all_sent(s: Store) -> bool:
+def _all_sent(s: SQLiteStore) -> bool:
     counts = s.notification_counts_by_state()
     return counts["scheduled"] == 0 and counts["sending"] == 0
 

@@ -9,7 +9,7 @@ import httpx
 
 from daemon_support import TEMPLATE, outcome, post, wait_for
 from engine.daemon.reload import reload
-from engine.store.sqlite import Store
+from engine.store import SQLiteStore
 
 
 def version(d) -> str:
@@ -31,7 +31,7 @@ def test_valid_edit_is_picked_up_and_old_notifications_keep_their_version(deploy
     first, second = note(d, "rl-1#1"), note(d, "rl-2#1")
     assert (first["ruleset_version"], first["messages"][0]["body"]) == (old, "Hello Ann, v1")
     assert (second["ruleset_version"], second["messages"][0]["body"]) == (new, "Hello Ann, v2")
-    with Store(deploy / "herald.db") as s:
+    with SQLiteStore(deploy / "herald.db") as s:
         assert s.latest_ruleset().version == new and s.get_ruleset(old).ok
         assert any(f.endswith("generic.j2") for f in s.get_ruleset(new).files)
     metrics = httpx.get(d.url + "/metrics").text
@@ -51,7 +51,7 @@ def test_broken_edit_keeps_the_running_set_and_shows_in_metrics(deploy, daemons)
     health = httpx.get(d.url + "/healthz").json()
     assert health["ruleset"] == old and health["reload_failed"] is True
     assert post(d.url, outcome("rb-1")).json()["items"][0]["status"] == "matched"  # still routed by the old set
-    with Store(deploy / "herald.db") as s:
+    with SQLiteStore(deploy / "herald.db") as s:
         failed = s.latest_ruleset(ok=False)
         assert failed is not None and failed.errors and s.latest_ruleset().version == old
     failures = re.search(r'herald_ruleset_reloads_total\{result="failure"\} (\S+)', httpx.get(d.url + "/metrics").text)

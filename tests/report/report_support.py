@@ -10,7 +10,7 @@ from engine.store import migrations_tracking
 from engine.channels.base import ACCEPTED, PERMANENT, SendResult
 from engine.store.migrations import MIGRATIONS, Migration
 from engine.model import Message
-from engine.store.sqlite import Accepted, PlannedNotification, Store
+from engine.store import Accepted, PlannedNotification, SQLiteStore
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 DAY = 86400.0
@@ -24,14 +24,14 @@ def tracking_migrations() -> tuple:
     return MIGRATIONS + (Migration(MIGRATIONS[-1].version + 1, migrations_tracking.NAME, migrations_tracking.apply),)
 
 
-def open_store(path: Path, tracking: bool = True) -> Store:
-    return Store(path, migrations=tracking_migrations() if tracking else MIGRATIONS)
+def open_store(path: Path, tracking: bool = True) -> SQLiteStore:
+    return SQLiteStore(path, migrations=tracking_migrations() if tracking else MIGRATIONS)
 
 
 class Builder:
     """Drives notifications through the store the way the dispatcher does; every time is explicit."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: SQLiteStore):
         self.store = store
         self.provider: dict[str, str] = {}
         self.attempt: dict[str, int] = {}

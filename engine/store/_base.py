@@ -1,0 +1,197 @@
+"""Shared by the SQL backends: argument and column conversions, the notification/event INSERTs, and `SqlStore`,
+the base of every aggregate mixin (outcomes, notifications, attempts, events, rule sets).
+
+A backend subclasses the mixins and provides the plumbing below: `_write()` (one transaction that changes
+state, taking the locks it needs up front), `_read()` (one consistent snapshot), `_all()` (one standalone
+SELECT), and `_x`/`_xm`/`_q` (run one statement inside a transaction). Aggregate SQL is written once, in
+SQLite's dialect with `?` placeholders; a backend whose dialect differs translates it in `_sql()`.
+Rows come back as mappings addressed by column name.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import AbstractContextManager
+from dataclasses import fields
+from datetime import timedelta
+from typing import Any, Mapping, Sequence
+
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
+from engine.model import Message
+from engine.store.errors import StoreError
+from engine.store.rows import (
+    EventRow,
+    Instant,
+    NotificationRow,
+    OutcomeRow,
+    PlannedNotification,
+    epoch,
+)
+
+PENDING = "pending"
+_LIVE = "o.state = 'active' AND o.rev = n.outcome_rev"  # the notification belongs to the outcome as it stands
+
+
+def _opt(t: Instant | None) -> float | None:
+    return None if t is None else epoch(t)
+
+
+def _now(t: Instant | None) -> float:
+    return time.time() if t is None else epoch(t)
+
+
+def _seconds(d: float | timedelta | None) -> float | None:
+    return d.total_seconds() if isinstance(d, timedelta) else (None if d is None else float(d))
+
+
+def _j(v: Any) -> str | None:
+    return None if v is None else json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _unj(s: str | None, default: Any = None) -> Any:
+    return default if s is None else json.loads(s)
+
+
+def _row(cls: type, r: Mapping[str, Any], **override: Any) -> Any:
+    return cls(**{f.name: override[f.name] if f.name in override else r[f.name] for f in fields(cls)})
+
+
+def _outcome(r: Mapping[str, Any]) -> OutcomeRow:
+    return _row(OutcomeRow, r, approved=bool(r["approved"]))
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
+
+
+def _message(d: Mapping[str, Any]) -> Message:
+    return Message(**{k: v for k, v in d.items() if k in _MESSAGE_FIELDS})
+
+
+def _notification(r: Mapping[str, Any]) -> NotificationRow:
+    return _row(NotificationRow, r, channels=tuple(json.loads(r["channels"])),
+                messages=tuple(_message(m) for m in json.loads(r["messages"])),
+                await_read=bool(r["await_read"]), late=bool(r["late"]),
+                escalate_after_s=None if r["escalate_after_s"] is None else float(r["escalate_after_s"]))
+
+
+def _event(r: Mapping[str, Any]) -> EventRow:
+    return _row(EventRow, r, detail=_unj(r["detail"]))
+
+
+def _message_dict(m: Message | Mapping[str, Any]) -> dict:
+    if isinstance(m, Message):  # not dataclasses.asdict: its deep copies cost more than the INSERT
+        return {k: v for k in _MESSAGE_FIELDS if (v := getattr(m, k)) is not None}
+    return dict(m)
+
+
+def _raw_bytes(raw: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(raw, str):  # a str decoded with surrogateescape gives its original bytes back
+        return raw.encode("utf-8", errors="surrogateescape")
+    return bytes(raw)
+
+
+_N_COLS = ("id", "outcome_id", "outcome_rev", "rule_id", "ruleset_version", "variant", "template", "locale",
+           "channels", "channel_count", "channel_index", "channel", "messages", "send_at", "deadline_at",
+           "escalate_after_s", "next_attempt_at", "state", "late", "created_at", "updated_at")
+_N_INSERT = f"INSERT OR IGNORE INTO notifications ({', '.join(_N_COLS)}) VALUES ({', '.join('?' * len(_N_COLS))})"
+_EV_COLS = ("notification_id", "outcome_id", "kind", "channel", "at", "detail",
+            "rule_id", "ruleset_version", "template", "variant", "dedupe_key")
+_EV_INSERT = f"INSERT OR IGNORE INTO events ({', '.join(_EV_COLS)}) VALUES ({', '.join('?' * len(_EV_COLS))})"
+
+
+def _notification_values(outcome_id: str, rev: int, p: PlannedNotification, now: float) -> tuple:
+    if not p.channels:
+        raise StoreError(f"notification for outcome {outcome_id!r} has no channel")
+    send_at = epoch(p.send_at)
+    return (f"{outcome_id}#{rev}", outcome_id, rev, p.rule, p.ruleset_version, p.variant, p.template, p.locale,
+            _j(list(p.channels)), len(p.channels), 0, p.channels[0],
+            _j([_message_dict(m) for m in p.messages]), send_at, _opt(p.deadline_at),
+            _seconds(p.escalate_after), send_at, "scheduled", int(bool(p.late)), now, now)
+
+
+def _queued_events(values: tuple, now: float) -> list[tuple]:
+    nid, oid, _rev, rule, version, variant, template = values[:7]
+    channel, late = values[11], values[18]
+    evs = [(nid, oid, "queued", channel, now, None, rule, version, template, variant, f"queued:{nid}")]
+    if late:
+        evs.append((nid, oid, "late", channel, now, None, rule, version, template, variant, f"late:{nid}"))
+    return evs
+
+
+class SqlStore:
+    """Plumbing every SQL backend provides, and the internals several aggregates share."""
+
+    _JSON_ITEM = "json_extract({}, '$[' || ? || ']')"  # the ?-th item of a JSON list column, as text
+
+    # -- provided by the backend
+
+    def _write(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        """One standalone SELECT outside any transaction of ours."""
+        raise NotImplementedError
+
+    def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Runs one statement in `conn`'s transaction; the result has `.rowcount`."""
+        raise NotImplementedError
+
+    def _xm(self, conn: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        """Runs one statement in `conn`'s transaction and returns its rows."""
+        raise NotImplementedError
+
+    # -- shared internals
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Mapping[str, Any] | None:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    def _add_event(self, conn: Any, nid: str, kind: str, at: float, channel: str | None = None,
+                   detail: Mapping[str, Any] | None = None, dedupe_key: str | None = None) -> bool:
+        cur = self._x(
+            conn,
+            "INSERT OR IGNORE INTO events (notification_id, outcome_id, kind, channel, at, detail, rule_id, "
+            "ruleset_version, template, variant, dedupe_key) SELECT id, outcome_id, ?, coalesce(?, channel), ?, ?, "
+            "rule_id, ruleset_version, template, variant, ? FROM notifications WHERE id = ?",
+            (kind, channel, at, _j(detail), dedupe_key, nid))
+        return cur.rowcount == 1
+
+    def _finish(self, conn: Any, attempt_id: int | None, status: str, at: float,
+                provider_id: str | None = None, error: str | None = None, code: str | None = None) -> None:
+        if attempt_id is None:
+            return
+        if status not in (ACCEPTED, RECOVERABLE, PERMANENT):
+            raise StoreError(f"attempt status {status!r}: use accepted, recoverable or permanent")
+        self._x(conn, "UPDATE attempts SET status = ?, provider_id = coalesce(?, provider_id), error = ?, code = ?, "
+                      "finished_at = ? WHERE id = ? AND status = 'pending'",
+                (status, provider_id, error, code, at, attempt_id))
+
+    def _finish_result(self, conn: Any, attempt_id: int | None, result: SendResult | None,
+                       default: str, at: float, error: str | None = None, code: str | None = None,
+                       provider_id: str | None = None) -> None:
+        if result is not None:
+            self._finish(conn, attempt_id, result.status, at, result.provider_id or provider_id,
+                         result.error or error, result.code or code)
+        else:
+            self._finish(conn, attempt_id, default, at, provider_id, error, code)
+
+    def _is_live(self, conn: Any, nid: str) -> bool:
+        return bool(self._q(conn, f"SELECT 1 FROM notifications n JOIN outcomes o ON o.id = n.outcome_id "
+                                  f"WHERE n.id = ? AND {_LIVE}", (nid,)))
+
+    def _terminate(self, conn: Any, nid: str, state: str, kind: str, t: float, reason: str | None,
+                   from_states: Sequence[str]) -> bool:
+        marks = ", ".join("?" * len(from_states))
+        cur = self._x(conn, f"UPDATE notifications SET state = ?, next_attempt_at = NULL, escalate_at = NULL, "
+                            f"lease_owner = NULL, lease_until = NULL, last_error = coalesce(?, last_error), "
+                            f"updated_at = ? WHERE id = ? AND state IN ({marks})",
+                      (state, reason, t, nid, *from_states))
+        if cur.rowcount:
+            self._add_event(conn, nid, kind, t, None, {"reason": reason}, f"{kind}:{nid}")
+        return bool(cur.rowcount)

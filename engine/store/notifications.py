@@ -1,0 +1,226 @@
+"""Notifications, the state machine: claiming due ones under a lease, taking back expired leases, the
+transitions (sent, retry, fallback/escalation to the next channel, failed, cancelled, expired), escalations due,
+the next instant with work, and reading notifications with their attempts and events.
+
+    scheduled --claim_due--> sending --mark_sent--> sent --receipt--> delivered --receipt--> read
+    sending --schedule_retry--> scheduled;  sending/sent --advance_channel--> scheduled (next channel)
+    scheduled/sending --cancel/mark_expired--> cancelled/expired;  ... --mark_failed--> failed
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
+from engine.store._base import _LIVE, SqlStore, _event, _notification, _now, _row
+from engine.store.rows import (
+    NOTIFICATION_STATES,
+    AttemptRow,
+    Instant,
+    NotificationDetail,
+    NotificationRow,
+    epoch,
+)
+
+
+class Notifications(SqlStore):
+    """The notification state machine."""
+
+    def claim_due(self, now: Instant, limit: int, owner: str, lease_seconds: float) -> list[NotificationRow]:
+        """Atomically moves up to `limit` due notifications (approved, active outcome) to 'sending', leased to `owner`.
+
+        Returns the claimed rows, earliest due first.
+        """
+        t = epoch(now)
+        with self._write() as conn:
+            rows = self._q(conn, f"""UPDATE notifications SET state = 'sending', lease_owner = ?, lease_until = ?,
+                updated_at = ?
+                WHERE id IN (SELECT n.id FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
+                             WHERE n.state = 'scheduled' AND n.next_attempt_at <= ? AND {_LIVE} AND o.approved = 1
+                             ORDER BY n.next_attempt_at LIMIT ?)
+                RETURNING *""", (owner, t + float(lease_seconds), t, t, int(limit)))
+        return sorted((_notification(r) for r in rows), key=lambda n: (n.next_attempt_at or 0.0, n.id))
+
+    def release_expired_leases(self, now: Instant) -> int:
+        """Takes back claims whose lease ran out (their dispatcher crashed or hung); returns how many.
+
+        An accepted attempt on the current channel means it was sent (crash after the provider took it):
+        marked sent. An outcome withdrawn or amended meanwhile: cancelled. Otherwise: scheduled again,
+        keeping its pending attempt, which the next begin_attempt() returns with the SAME attempt_key.
+        """
+        t = epoch(now)
+        with self._write() as conn:
+            rows = self._q(conn, f"""SELECT n.id, n.channel_index, ({_LIVE}) AS live,
+                (SELECT a.id FROM attempts a WHERE a.notification_id = n.id AND a.channel_index = n.channel_index
+                   AND a.status = 'accepted' ORDER BY a.id DESC LIMIT 1) AS accepted
+                FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
+                WHERE n.state = 'sending' AND n.lease_until <= ?""", (t,))
+            for r in rows:
+                if r["accepted"] is not None:
+                    a = self._q(conn, "SELECT provider_id, finished_at FROM attempts WHERE id = ?", (r["accepted"],))[0]
+                    self._sent(conn, r["id"], a["finished_at"] or t, a["provider_id"], None, recovered=True)
+                elif not r["live"]:
+                    self._terminate(conn, r["id"], "cancelled", "cancelled", t, "outcome changed", ("sending",))
+                else:
+                    self._x(conn, "UPDATE notifications SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, "
+                                 "updated_at = ? WHERE id = ? AND state = 'sending'", (t, r["id"]))
+        return len(rows)
+
+    def still_sendable(self, notification_id: str) -> bool:
+        """True while the notification may be sent: scheduled or sending, outcome active, approved, same revision."""
+        return self._one(f"""SELECT 1 FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
+            WHERE n.id = ? AND n.state IN ('scheduled', 'sending') AND {_LIVE} AND o.approved = 1""",
+                         (notification_id,)) is not None
+
+    def _sent(self, conn: Any, nid: str, t: float, provider_id: str | None, await_read: bool | None,
+              recovered: bool = False) -> bool:
+        rows = self._q(conn, """UPDATE notifications SET state = 'sent', sent_at = ?, lease_owner = NULL,
+            lease_until = NULL, next_attempt_at = NULL, last_error = NULL, updated_at = ?,
+            await_read = coalesce(?, await_read),
+            escalate_at = CASE WHEN escalate_after_s IS NOT NULL AND channel_index + 1 < channel_count
+                               THEN ? + escalate_after_s END,
+            late = CASE WHEN deadline_at IS NOT NULL AND ? > deadline_at THEN 1 ELSE late END
+            WHERE id = ? AND state = 'sending' RETURNING channel, channel_index, late""",
+                       (t, t, None if await_read is None else int(await_read), t, t, nid))
+        if not rows:
+            return False
+        r = rows[0]
+        detail = {"provider_id": provider_id, **({"recovered": True} if recovered else {})}
+        self._add_event(conn, nid, "sent", t, r["channel"], detail, f"sent:{nid}:{r['channel_index']}")
+        if r["late"]:
+            self._add_event(conn, nid, "late", t, r["channel"], None, f"late:{nid}")
+        return True
+
+    def mark_sent(self, notification_id: str, at: Instant | None = None, provider_id: str | None = None, *,
+                  attempt_id: int | None = None, result: SendResult | None = None,
+                  await_read: bool = False) -> bool:
+        """The provider took it: 'sending' -> 'sent', the attempt accepted, a 'sent' event, all in one transaction.
+
+        await_read: the channel reports reads, so only a read (not a delivery) stops escalation to the next
+        channel. Marks the notification late when sent after its deadline. False when it was not 'sending'
+        (cancelled meanwhile): its state stays, and with attempt_id a 'sent' event still records what went out.
+        """
+        t = _now(at)
+        pid = provider_id or (result.provider_id if result else None)
+        with self._write() as conn:
+            self._finish_result(conn, attempt_id, result, ACCEPTED, t, provider_id=pid)
+            if self._sent(conn, notification_id, t, pid, await_read):
+                return True
+            st = self._q(conn, "SELECT state FROM notifications WHERE id = ?", (notification_id,))
+            if attempt_id is not None and st and st[0]["state"] in ("cancelled", "expired"):
+                # it went out although it was stopped meanwhile: keep that on record
+                self._add_event(conn, notification_id, "sent", t, None, {"provider_id": pid, "after": st[0]["state"]},
+                                f"sent:attempt:{attempt_id}")
+            return False
+
+    def schedule_retry(self, notification_id: str, next_attempt_at: Instant, error: str | None = None, *,
+                       attempt_id: int | None = None, result: SendResult | None = None,
+                       at: Instant | None = None) -> bool:
+        """A recoverable failure: 'sending' -> 'scheduled' at next_attempt_at on the same channel.
+
+        False when it was not 'sending', or when its outcome was withdrawn or amended meanwhile (then cancelled).
+        """
+        t = _now(at)
+        with self._write() as conn:
+            self._finish_result(conn, attempt_id, result, RECOVERABLE, t, error)
+            if not self._is_live(conn, notification_id):
+                self._terminate(conn, notification_id, "cancelled", "cancelled", t, "outcome changed", ("sending",))
+                return False
+            cur = self._x(conn, "UPDATE notifications SET state = 'scheduled', next_attempt_at = ?, last_error = ?, "
+                               "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'sending'",
+                               (epoch(next_attempt_at), error or (result.error if result else None), t, notification_id))
+            return bool(cur.rowcount)
+
+    def advance_channel(self, notification_id: str, next_index: int, next_attempt_at: Instant, reason: str, *,
+                        attempt_id: int | None = None, result: SendResult | None = None,
+                        at: Instant | None = None) -> bool:
+        """Falls back (permanent failure, no address) or escalates (no delivery/read in time) to channels[next_index].
+
+        Moves the notification to 'scheduled' on that channel with a fresh attempt count and an 'escalated'
+        event. Only forward: a second call for the same step is a no-op returning False, so two daemons can
+        race on an escalation safely. An outcome withdrawn or amended meanwhile: cancelled instead, False.
+        """
+        t = _now(at)
+        with self._write() as conn:
+            self._finish_result(conn, attempt_id, result, PERMANENT, t, reason)
+            if not self._is_live(conn, notification_id):
+                self._terminate(conn, notification_id, "cancelled", "cancelled", t, "outcome changed",
+                                ("scheduled", "sending"))
+                return False
+            rows = self._q(conn, f"""UPDATE notifications SET state = 'scheduled', channel_index = ?,
+                channel = {self._JSON_ITEM.format("channels")}, attempt_count = 0, next_attempt_at = ?,
+                escalate_at = NULL, await_read = 0, lease_owner = NULL, lease_until = NULL, last_error = ?,
+                updated_at = ?
+                WHERE id = ? AND state IN ('scheduled', 'sending', 'sent', 'delivered') AND channel_index < ?
+                  AND ? < channel_count
+                RETURNING channel""", (next_index, next_index, epoch(next_attempt_at), reason, t,
+                                       notification_id, next_index, next_index))
+            if rows:
+                self._add_event(conn, notification_id, "escalated", t, rows[0]["channel"],
+                                {"to_index": next_index, "reason": reason})
+            return bool(rows)
+
+    def mark_failed(self, notification_id: str, reason: str, at: Instant | None = None, *,
+                    attempt_id: int | None = None, result: SendResult | None = None) -> bool:
+        """No channel left (or retries exhausted on the last one): -> 'failed' with a 'failed' event."""
+        t = _now(at)
+        with self._write() as conn:
+            self._finish_result(conn, attempt_id, result, PERMANENT, t, reason)
+            return self._terminate(conn, notification_id, "failed", "failed", t, reason,
+                                   ("scheduled", "sending", "sent", "delivered"))
+
+    def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled") -> bool:
+        """Stops a scheduled or claimed notification (e.g. still_sendable() said no): -> 'cancelled'."""
+        t = _now(at)
+        with self._write() as conn:
+            return self._terminate(conn, notification_id, "cancelled", "cancelled", t, reason, ("scheduled", "sending"))
+
+    def mark_expired(self, notification_id: str, at: Instant | None = None, reason: str = "expired") -> bool:
+        """Gives up on a scheduled or claimed notification that is no longer worth sending: -> 'expired'."""
+        t = _now(at)
+        with self._write() as conn:
+            return self._terminate(conn, notification_id, "expired", "expired", t, reason, ("scheduled", "sending"))
+
+    def due_escalations(self, now: Instant, limit: int = 100) -> list[NotificationRow]:
+        """Sent notifications whose channel's escalate_after passed with no delivery (or no read where awaited),
+        or that were reported undelivered, and that have a next channel. Call advance_channel() on each."""
+        rows = self._all(f"""SELECT n.* FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
+            WHERE n.state IN ('sent', 'delivered') AND n.escalate_at <= ? AND n.channel_index + 1 < n.channel_count
+              AND {_LIVE} ORDER BY n.escalate_at LIMIT ?""", (epoch(now), int(limit)))
+        return [_notification(r) for r in rows]
+
+    def next_due_time(self) -> float | None:
+        """The earliest instant at which claim_due, due_escalations or release_expired_leases can find work."""
+        join = f"FROM notifications n JOIN outcomes o ON o.id = n.outcome_id WHERE {_LIVE} AND"
+        queries = [f"SELECT n.next_attempt_at AS t {join} n.state = 'scheduled' AND o.approved = 1 "
+                   f"ORDER BY n.next_attempt_at LIMIT 1"]
+        queries += [f"SELECT n.escalate_at AS t {join} n.state = '{s}' AND n.escalate_at IS NOT NULL "
+                    f"ORDER BY n.escalate_at LIMIT 1" for s in ("sent", "delivered")]
+        queries.append("SELECT min(lease_until) AS t FROM notifications WHERE state = 'sending'")
+        with self._read() as conn:
+            rows = [r for q in queries for r in self._q(conn, q)]
+        vals = [r["t"] for r in rows if r["t"] is not None]
+        return min(vals) if vals else None
+
+    def get_notification(self, notification_id: str) -> NotificationDetail | None:
+        """A notification with its attempts and events (one consistent snapshot)."""
+        with self._read() as conn:
+            n = self._q(conn, "SELECT * FROM notifications WHERE id = ?", (notification_id,))
+            if not n:
+                return None
+            atts = self._q(conn, "SELECT * FROM attempts WHERE notification_id = ? ORDER BY id", (notification_id,))
+            evs = self._q(conn, "SELECT * FROM events WHERE notification_id = ? ORDER BY id", (notification_id,))
+        return NotificationDetail(_notification(n[0]), tuple(_row(AttemptRow, a) for a in atts),
+                                  tuple(_event(e) for e in evs))
+
+    def notifications_for(self, outcome_id: str) -> list[NotificationRow]:
+        """Every notification of an outcome, oldest revision first."""
+        rows = self._all("SELECT * FROM notifications WHERE outcome_id = ? ORDER BY outcome_rev",
+                       (outcome_id,))
+        return [_notification(r) for r in rows]
+
+    def notification_counts_by_state(self) -> dict[str, int]:
+        """Notifications per state, every state present (0 when none), for /metrics."""
+        counts = dict.fromkeys(NOTIFICATION_STATES, 0)
+        counts.update((r["state"], int(r["n"]))
+                      for r in self._all("SELECT state, count(*) AS n FROM notifications GROUP BY state"))
+        return counts
