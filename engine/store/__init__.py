@@ -27,7 +27,8 @@ The dispatcher's protocol (crash-safe at every step):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
 
 from engine.channels.base import SendResult
 from engine.store.errors import SchemaVersionError, StoreError, StoreUnavailable
@@ -52,9 +53,28 @@ from engine.store.rows import (
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
-    "Store", "SQLiteStore", "open_store", "StoreError", "StoreUnavailable", "SchemaVersionError", "Instant", "utc",
-    "epoch", "Accepted", "PlannedNotification", "OutcomeRow", "OutcomeChange", "NotificationRow", "NotificationDetail",
-    "AttemptRow", "EventRow", "RulesetRow", "DeadLetterRow", "ReplyRow", "EventCount", "NOTIFICATION_STATES",
+    "NOTIFICATION_STATES",
+    "Accepted",
+    "AttemptRow",
+    "DeadLetterRow",
+    "EventCount",
+    "EventRow",
+    "Instant",
+    "NotificationDetail",
+    "NotificationRow",
+    "OutcomeChange",
+    "OutcomeRow",
+    "PlannedNotification",
+    "ReplyRow",
+    "RulesetRow",
+    "SQLiteStore",
+    "SchemaVersionError",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "epoch",
+    "open_store",
+    "utc",
 ]
 
 
@@ -63,7 +83,7 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> "Store": ...
+    def __enter__(self) -> Store: ...
 
     def __exit__(self, *exc: Any) -> None: ...
 

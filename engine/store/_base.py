@@ -14,7 +14,8 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import fields
 from datetime import timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
 from engine.model import Message

@@ -3,7 +3,8 @@ finished once; a provider's receipt, found by provider id, moves its notificatio
 on (undelivered)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from engine.store._base import SqlStore, _now, _row
 from engine.store.errors import StoreError

@@ -1,7 +1,8 @@
 """Events (append-only, with the rule fields copied for reporting) and candidates' replies."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from engine.store._base import SqlStore, _now, _opt, _row
 from engine.store.rows import EventCount, Instant, ReplyRow

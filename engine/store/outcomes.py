@@ -3,7 +3,8 @@ amendment (a new revision, its old notifications cancelled), status and routing 
 notification; the append-only outcome history."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from engine.store._base import (
     _EV_INSERT,
@@ -53,8 +54,8 @@ class Outcomes(SqlStore):
             rows.append((it.id, raw, now, _opt(it.occurred_at), it.decision, it.stage, it.role, it.reason,
                          int(approved), now if approved else None, it.status, it.source, now))
         with self._write() as conn:
-            for it, values in zip(items, rows):
-                cur = self._x(conn, 
+            for it, values in zip(items, rows, strict=False):
+                cur = self._x(conn,
                     "INSERT OR IGNORE INTO outcomes (id, raw, received_at, occurred_at, decision, stage, role, reason, "
                     "approved, approved_at, status, source, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
                 if cur.rowcount != 1:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Union
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Mapping
 
 from engine.model import Message, Plan
 from engine.store.errors import StoreError
 
-Instant = Union[float, int, datetime]
+Instant = float | int | datetime
 NOTIFICATION_STATES = ("scheduled", "sending", "sent", "delivered", "read", "failed", "cancelled", "expired")
 
 
@@ -32,7 +33,7 @@ def epoch(t: Instant) -> float:
 
 def utc(ts: float | None) -> datetime | None:
     """An aware UTC datetime from stored epoch seconds."""
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -54,7 +55,7 @@ class PlannedNotification:
     late: bool = False  # already past its deadline when planned
 
     @classmethod
-    def from_plan(cls, plan: Plan, escalate_after: float | timedelta | None = None) -> "PlannedNotification":
+    def from_plan(cls, plan: Plan, escalate_after: float | timedelta | None = None) -> PlannedNotification:
         """From a matched Plan; escalate_after defaults to the gap between send_at and the plan's first escalation."""
         if not plan.channels or plan.send_at is None:
             raise StoreError(f"plan for {plan.outcome_id!r} has no channel or no send_at: nothing to schedule")
@@ -83,7 +84,7 @@ class Accepted:
 
     @classmethod
     def from_plan(cls, raw: str, plan: Plan, source: str | None = None,
-                  escalate_after: float | timedelta | None = None) -> "Accepted":
+                  escalate_after: float | timedelta | None = None) -> Accepted:
         """From the pipeline's Plan for this outcome (its `outcome` mapping gives the routing fields)."""
         o = dict(plan.outcome or {})
         occurred = o.get("occurred_at")

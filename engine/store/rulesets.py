@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from engine.store._base import SqlStore, _j, _now, _raw_bytes, _row
 from engine.store.rows import DeadLetterRow, Instant, RulesetRow

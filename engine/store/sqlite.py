@@ -14,9 +14,10 @@ import sqlite3
 import threading
 import time
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
 
 from sqlite_utils import Database
 
@@ -65,10 +66,10 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets):
             raise
 
     @classmethod
-    def open(cls, path: str | Path, **kwargs: Any) -> "SQLiteStore":
+    def open(cls, path: str | Path, **kwargs: Any) -> SQLiteStore:
         return cls(path, **kwargs)
 
-    def __enter__(self) -> "SQLiteStore":
+    def __enter__(self) -> SQLiteStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -80,10 +81,8 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets):
             self._closed = True
             dbs, self._dbs = list(self._dbs), weakref.WeakSet()
         for db in dbs:
-            try:
+            with suppress(sqlite3.Error):
                 db.conn.close()
-            except sqlite3.Error:
-                pass
 
     # -- plumbing
 
