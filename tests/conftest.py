@@ -57,3 +57,12 @@ def run_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
         return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _fresh_robot_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with an empty process-wide robot limiter: sends of earlier tests do not pace this one."""
+    from engine.channels import dingtalk_robot
+    from engine.channels.ratelimit import LocalRateLimiter
+
+    monkeypatch.setattr(dingtalk_robot, "ROBOT_LIMITER", LocalRateLimiter(dingtalk_robot.ROBOT_LIMIT, 60.0))

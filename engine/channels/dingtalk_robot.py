@@ -1,4 +1,13 @@
-"""The dingtalk-robot transport: markdown to a DingTalk custom group robot (HR alerts); reads errcode, since HTTP 200 says nothing."""
+"""The dingtalk-robot transport: markdown to a DingTalk custom group robot (HR alerts); reads errcode, since HTTP 200 says nothing.
+
+Rate: "每个机器人每分钟最多发送20条。如果超过20条，会限流10分钟" (DingTalk custom robot docs, "消息发送频率限制";
+the official DingtalkChatbot SDK paces itself below 20 a minute too). Past the limit the robot answers errcode 130101
+("send too fast, exceed 20 times per minute") and takes nothing for 10 minutes. So every send first reserves a slot
+in `ROBOT_LIMITER` (ROBOT_LIMIT sends per sliding minute per robot, shared by every transport of that robot in this
+process: alerts of every kind, notifications, the transport rebuilt on reload); without a slot the send is not
+made and answers RECOVERABLE (code "paced") with the wait as retry_after. A 130101 blocks the robot locally for
+THROTTLE_PENALTY seconds, and retry_after says so, so no attempt is burnt against the penalty.
+"""
 from __future__ import annotations
 
 import json
@@ -10,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
+from engine.channels.ratelimit import LocalRateLimiter, RateLimiter, limit_key
 from engine.channels.signing import Secret, SettingsReader, dingtalk_sign, http_client, redact
 
 SETTINGS: dict[str, tuple[bool, bool, str]] = {
@@ -23,7 +33,9 @@ SETTINGS: dict[str, tuple[bool, bool, str]] = {
 }
 
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
-THROTTLE_RETRY_AFTER = 60.0   # a robot takes 20 messages a minute; past that it answers 130101 for a while
+THROTTLE_PENALTY = 600.0  # past 20 messages a minute a robot answers 130101 for 10 minutes
+ROBOT_LIMIT = 19          # sends per sliding minute herald allows itself per robot: below DingTalk's 20
+ROBOT_LIMITER: RateLimiter = LocalRateLimiter(ROBOT_LIMIT, 60.0)  # per process; a store-backed one spans replicas
 TITLE_LIMIT = 64
 
 # errcode -> (status, code for SendResult, what it means). DingTalk answers HTTP 200 with these in the body.
@@ -36,7 +48,8 @@ ERRCODES: dict[int, tuple[str, str, str]] = {
     400102: (PERMANENT, "400102", "robot stopped"),
     400105: (PERMANENT, "400105", "robot invalid or not allowed to send"),
     410100: (PERMANENT, "410100", "robot disabled"),
-    130101: (RECOVERABLE, "130101", "send too fast: a robot takes at most 20 messages per minute"),
+    130101: (RECOVERABLE, "130101", "send too fast: a robot takes at most 20 messages per minute, and none for "
+                                    "10 minutes past that"),
     -1: (RECOVERABLE, "-1", "DingTalk system busy"),
 }
 
@@ -49,7 +62,7 @@ def classify_errcode(errcode: int, errmsg: str = "") -> SendResult | None:
     if errcode == 130101 or "send too fast" in msg.lower():
         status, code, meaning = ERRCODES[130101]
         return SendResult(status, error=f"{meaning} (errcode {errcode}: {msg})", code=code,
-                          retry_after=THROTTLE_RETRY_AFTER)
+                          retry_after=THROTTLE_PENALTY)
     if errcode in ERRCODES:
         status, code, meaning = ERRCODES[errcode]
         return SendResult(status, error=f"{meaning} (errcode {errcode}: {msg})", code=code)
@@ -71,8 +84,9 @@ class DingTalkRobotTransport:
 
     name = "dingtalk-robot"
 
-    def __init__(self, channel: str, settings: Mapping[str, Any]):
+    def __init__(self, channel: str, settings: Mapping[str, Any], *, limiter: RateLimiter | None = None):
         self.channel = channel
+        self.limiter = limiter if limiter is not None else ROBOT_LIMITER
         r = SettingsReader(self.name, channel, settings, SETTINGS)
         self.access_token: Secret | None = r.secret("access_token")
         if self.access_token and ("access_token=" in self.access_token.reveal()
@@ -92,6 +106,8 @@ class DingTalkRobotTransport:
         self.verify = r.flag("verify", True)
         self.ca_file = r.text("ca_file")
         r.raise_if_problems()
+        assert self.access_token is not None
+        self.limit_key = limit_key(self.name, self.access_token.reveal())  # one robot, however many channels name it
         self.clock: Callable[[], float] = time.time  # seconds; tests may replace it
 
     def __repr__(self) -> str:
@@ -143,7 +159,13 @@ class DingTalkRobotTransport:
             body = json.dumps(self.message(envelope), ensure_ascii=False).encode("utf-8")
         except ValueError as e:
             return SendResult(PERMANENT, error=f"message cannot be sent: meta mentions {e}", code="message")
-        ts = int(self.clock() * 1000)
+        now = self.clock()
+        wait = self.limiter.reserve(self.limit_key, now)
+        if wait > 0:
+            return SendResult(RECOVERABLE, error=f"not sent: this robot is paced below DingTalk's limit of 20 "
+                                                 f"messages a minute (or blocked after errcode 130101); next slot "
+                                                 f"in {wait:.0f} s", code="paced", retry_after=wait)
+        ts = int(now * 1000)
         url = self.signed_url(ts)
         sign = dingtalk_sign(self.secret.reveal(), ts) if self.secret else None  # replayable for an hour: redact it
         try:
@@ -152,7 +174,10 @@ class DingTalkRobotTransport:
                                        headers={"Content-Type": "application/json; charset=utf-8"})
         except httpx.HTTPError as e:
             return self._transport_error(e, extra=[sign])
-        return self.classify(response, envelope.attempt_key)
+        result = self.classify(response, envelope.attempt_key)
+        if result.code == "130101":
+            self.limiter.block(self.limit_key, now + THROTTLE_PENALTY)
+        return result
 
     def classify(self, response: httpx.Response, attempt_key: str) -> SendResult:
         """HTTP status first, then errcode: only errcode 0 is accepted (robots return no message id)."""

@@ -9,7 +9,8 @@ The daemon raises an alert when an outcome waits unmatched, a notification faile
 notification went out after its deadline, or a reload was refused. Alerts from any thread are collected and
 posted by the Alerter's own thread: the first one after a quiet spell waits a few seconds (`gather`) so a
 burst goes as one message, and two messages are at least `interval` apart (a robot takes 20 a minute). A
-failed post is logged, never raised; a recoverable failure keeps the lines for the next message.
+failed post is logged, never raised; a recoverable failure keeps the lines for the next message, which waits
+at least the failure's retry_after (a robot blocked for 10 minutes after errcode 130101 is not tried meanwhile).
 """
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ class Alerter:
         self._dropped = 0
         self._first_at: float | None = None
         self._last_sent: float | None = None
+        self._hold_until: float | None = None  # a channel's retry_after (a robot's 10-minute penalty)
         self._stop = False
         self._thread: threading.Thread | None = None
         self.sent = 0  # messages posted (for tests and the log)
@@ -140,6 +142,8 @@ class Alerter:
             due = (self._first_at or self._clock()) + gather
             if self._last_sent is not None:
                 due = max(due, self._last_sent + interval)
+            if self._hold_until is not None:
+                due = max(due, self._hold_until)
             return due
 
     def _run(self) -> None:
@@ -173,9 +177,10 @@ class Alerter:
                 self._last_sent = self._clock()
             result = self._post(lines, max(more, 0))
             if result is not None and result.status == RECOVERABLE:
-                with self._cond:  # try again with the next message
+                with self._cond:  # try again with the next message, not before the channel said it may
                     self._pending = (taken + self._pending)[:MAX_PENDING]
                     self._first_at = self._first_at or self._clock()
+                    self._hold_until = self._clock() + result.retry_after if result.retry_after else None
             return result
         except Exception:  # an alert must never break intake or dispatch
             log.exception("alert not sent")

@@ -1,4 +1,9 @@
-"""A fake DingTalk custom-robot server on loopback: checks token, timestamp and sign like DingTalk, throttles, records."""
+"""A fake DingTalk custom-robot server on loopback: checks token, timestamp and sign like DingTalk, throttles, records.
+
+Throttling as documented ("每个机器人每分钟最多发送20条。如果超过20条，会限流10分钟", DingTalk custom robot docs,
+消息发送频率限制): the 21st message in a sliding minute is refused with errcode 130101 and the robot then refuses
+everything for `penalty` seconds (600), whatever the window says.
+"""
 from __future__ import annotations
 
 import base64
@@ -24,7 +29,7 @@ class FakeRobot(LoopbackServer):
 
     def __init__(self, access_token: str = "tok-fake-0123456789", secret: str | None = "SECfake0123456789abcdef",
                  per_minute: int = 20, keywords: tuple[str, ...] = (), clock: Callable[[], float] = time.time,
-                 delay: float = 0.0):
+                 delay: float = 0.0, penalty: float = 600.0):
         self.access_token = access_token
         self.secret = secret
         self.per_minute = per_minute
@@ -35,6 +40,8 @@ class FakeRobot(LoopbackServer):
         self.requests: list[dict[str, Any]] = []   # every request: raw query string, parsed query, body, answer
         self.forced: deque[tuple[int, Any]] = deque()  # (http status, body) answers to give next, before any check
         self._sent_at: deque[float] = deque()
+        self.penalty = penalty
+        self.blocked_until = float("-inf")
         self._lock = threading.Lock()
         robot = self
 
@@ -105,10 +112,14 @@ class FakeRobot(LoopbackServer):
         if self.keywords and not any(k in json.dumps(body, ensure_ascii=False) for k in self.keywords):
             return 200, {"errcode": 310000, "errmsg": "keywords not in content"}
         now = self.clock()
+        too_fast = {"errcode": 130101, "errmsg": f"send too fast, exceed {self.per_minute} times per minute"}
+        if now < self.blocked_until:
+            return 200, too_fast
         while self._sent_at and now - self._sent_at[0] >= 60:
             self._sent_at.popleft()
         if len(self._sent_at) >= self.per_minute:
-            return 200, {"errcode": 130101, "errmsg": f"send too fast, exceed {self.per_minute} times per minute"}
+            self.blocked_until = now + self.penalty
+            return 200, too_fast
         if body.get("msgtype") not in ("text", "markdown", "link", "actionCard", "feedCard"):
             return 200, {"errcode": 40008, "errmsg": "不合法的消息类型"}
         self._sent_at.append(now)

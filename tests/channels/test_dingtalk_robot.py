@@ -5,13 +5,15 @@ import json
 import socket
 import time
 
+import httpx
 import pytest
 
 from fake_robot import FakeRobot
 
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope
 from engine.channels.dingtalk_robot import (
-    ERRCODES, SETTINGS, THROTTLE_RETRY_AFTER, DingTalkRobotTransport, classify_errcode)
+    ERRCODES, ROBOT_LIMIT, SETTINGS, THROTTLE_PENALTY, DingTalkRobotTransport, classify_errcode)
+from engine.channels.ratelimit import LocalRateLimiter, limit_key
 from engine.channels.signing import dingtalk_sign
 
 TOKEN = "tok-fake-0123456789"
@@ -31,10 +33,11 @@ def robot():
         yield r
 
 
-def transport(robot: FakeRobot, **settings) -> DingTalkRobotTransport:
+def transport(robot: FakeRobot, limiter: LocalRateLimiter | None = None, **settings) -> DingTalkRobotTransport:
+    """A transport with its own limiter (the process-wide one would carry sends over from other tests)."""
     cfg = {"access_token": TOKEN, "secret": SECRET, "base_url": robot.base_url, "timeout": 5}
     cfg.update(settings)
-    return DingTalkRobotTransport("hr-alerts", cfg)
+    return DingTalkRobotTransport("hr-alerts", cfg, limiter=limiter or LocalRateLimiter(ROBOT_LIMIT, 60.0))
 
 
 def all_text(result) -> str:
@@ -101,25 +104,70 @@ def test_timestamp_within_the_hour_is_fine(robot):
     assert t.send(envelope()).ok
 
 
-def test_throttle_is_recoverable_with_retry_after():
-    with FakeRobot(access_token=TOKEN, secret=SECRET, per_minute=3) as robot:
-        t = transport(robot)
+def test_throttle_is_recoverable_with_the_ten_minute_penalty():
+    now = [1_700_000_000.0]
+    with FakeRobot(access_token=TOKEN, secret=SECRET, per_minute=3, clock=lambda: now[0]) as robot:
+        t = transport(robot)  # herald paces at 19 a minute; this robot takes 3 (another sender shares it, say)
+        t.clock = lambda: now[0]
         results = [t.send(envelope(i)) for i in range(5)]
-    assert [r.status for r in results] == [ACCEPTED] * 3 + [RECOVERABLE] * 2
-    assert all(r.retry_after == THROTTLE_RETRY_AFTER == 60 for r in results[3:])
-    assert results[3].code == "130101" and "send too fast" in results[3].error
-    assert len(robot.received) == 3
+        assert [r.status for r in results] == [ACCEPTED] * 3 + [RECOVERABLE] * 2
+        assert results[3].code == "130101" and "send too fast" in results[3].error
+        assert results[3].retry_after == THROTTLE_PENALTY == 600
+        assert results[4].code == "paced" and results[4].retry_after == pytest.approx(600)
+        assert len(robot.requests) == 4  # the fifth was not sent into the penalty
+        now[0] += 61
+        paced = t.send(envelope(6))
+        assert paced.code == "paced" and paced.retry_after == pytest.approx(539) and len(robot.requests) == 4
+        now[0] += 540
+        assert t.send(envelope(7)).ok
+    assert len(robot.received) == 4
 
 
-def test_throttle_window_passes():
+def test_fake_robot_blocks_for_ten_minutes_after_130101():
     now = [1_700_000_000.0]
     with FakeRobot(access_token=TOKEN, secret=SECRET, per_minute=1, clock=lambda: now[0]) as robot:
         t = transport(robot)
         t.clock = lambda: now[0]
-        assert t.send(envelope(1)).ok
-        assert t.send(envelope(2)).status == RECOVERABLE
-        now[0] += 61
-        assert t.send(envelope(3)).ok
+
+        def post() -> int:  # straight to the robot, past herald's limiter
+            body = json.dumps(t.message(envelope())).encode()
+            return httpx.post(t.signed_url(), content=body, headers={"Content-Type": "application/json"}).json()["errcode"]
+
+        assert post() == 0
+        assert post() == 130101
+        now[0] += 61  # a sliding window alone would take it again now; DingTalk's penalty does not
+        assert post() == 130101
+        now[0] += 540
+        assert post() == 0
+
+
+def test_robot_paced_below_twenty_a_minute_across_transports():
+    """Alerts of every kind and notifications on the robot, through two transports (two channels, or a reload):
+    one limit per robot, and DingTalk never sees a 21st message nor answers 130101."""
+    now = [1_700_000_000.0]
+    shared = LocalRateLimiter(ROBOT_LIMIT, 60.0)
+    with FakeRobot(access_token=TOKEN, secret=SECRET, clock=lambda: now[0]) as robot:
+        a, b = transport(robot, limiter=shared), transport(robot, limiter=shared)
+        a.clock = b.clock = lambda: now[0]
+        results = []
+        for i in range(30):
+            results.append((a if i % 2 else b).send(envelope(i)))
+            now[0] += 1
+        assert sum(r.ok for r in results) == ROBOT_LIMIT == 19
+        assert {r.code for r in results if not r.ok} == {"paced"}
+        assert all(0 < r.retry_after <= 60 for r in results if not r.ok)
+        assert all(req["answer"][1]["errcode"] == 0 for req in robot.requests)
+        now[0] += 60
+        assert a.send(envelope(99)).ok
+
+
+def test_limit_key_names_the_robot_not_its_token():
+    key = limit_key("dingtalk-robot", TOKEN)
+    assert TOKEN not in key and key.startswith("dingtalk-robot:")
+    t1 = DingTalkRobotTransport("a", {"access_token": TOKEN})
+    t2 = DingTalkRobotTransport("b", {"access_token": TOKEN, "secret": SECRET})
+    assert t1.limit_key == t2.limit_key == key
+    assert t1.limiter is t2.limiter  # the process-wide limiter unless one is given
 
 
 def _sign_with(chars: str) -> int:
@@ -165,7 +213,7 @@ ERRCODE_TABLE = [
     (400102, "robot stopped", PERMANENT, "400102", None),
     (400105, "robot invalid", PERMANENT, "400105", None),
     (410100, "robot disabled", PERMANENT, "410100", None),
-    (130101, "send too fast, exceed 20 times per minute", RECOVERABLE, "130101", 60.0),
+    (130101, "send too fast, exceed 20 times per minute", RECOVERABLE, "130101", 600.0),
     (-1, "系统繁忙", RECOVERABLE, "-1", None),
     (999999, "something new", PERMANENT, "999999", None),
     (40035, "缺少参数 json", PERMANENT, "40035", None),
@@ -185,7 +233,7 @@ def test_table_covers_every_known_errcode():
 
 def test_send_too_fast_text_with_other_code_is_recoverable():
     r = classify_errcode(130102, "send too fast")
-    assert r.status == RECOVERABLE and r.retry_after == 60
+    assert r.status == RECOVERABLE and r.retry_after == 600
 
 
 def test_errcode_zero_is_accepted():

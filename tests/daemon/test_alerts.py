@@ -226,3 +226,25 @@ def test_an_alerts_channel_that_needs_a_recipient_is_warned_about(tmp_path):
     _cfg, diags = load_config(tmp_path / "herald.yaml")
     [d] = [x for x in diags if x.code == "alert-channel"]
     assert not d.is_error and d.line == 3 and "smtp" in d.message
+
+
+def test_alerts_wait_out_the_robots_ten_minute_penalty():
+    """A 130101 blocks the robot for 10 minutes: the alerter holds its lines that long instead of retrying each
+    minute, and the next message, once it goes, carries them all."""
+    clock = Clock()
+    with FakeRobot(access_token=ROBOT_TOKEN, secret=ROBOT_SECRET, per_minute=1, clock=lambda: clock.t) as robot:
+        t = robot_transport(robot)
+        t.clock = lambda: clock.t
+        a = alerter(t, clock, gather=0.0)
+        a.add("late", "a#1 late")
+        assert a.flush().ok
+        clock.t += 60
+        a.add("late", "b#1 late")
+        robot.forced.append((200, {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}))
+        assert a.flush().code == "130101"
+        for _ in range(9):
+            clock.t += 60
+            assert a.flush() is None  # held: no attempt into the penalty
+        assert len(robot.requests) == 2
+        clock.t += 61
+        assert a.flush().ok and "b#1" in robot.received[-1]["markdown"]["text"]
