@@ -99,8 +99,8 @@ def _load_or_exit(paths: tuple, config_path: str | None):
 
 
 @main.command("dry-run")
-@click.option("--outcomes", "outcomes", required=True, type=click.File("r", encoding="utf-8"),
-              help="JSON lines of outcomes; - for stdin.")
+@click.option("--outcomes", "outcomes", required=True, type=click.File("rb"),
+              help="Outcomes: JSON lines, one JSON list, or CSV with a header row (as ingest reads); - for stdin.")
 @click.option("--format", "fmt", type=click.Choice(("text", "jsonl")), default="text", show_default=True)
 @now_option
 @click.option("--explain", "explain_id", metavar="ID", help="List every rule tried for outcome ID and why it failed.")
@@ -117,16 +117,17 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
     import gc
 
     from engine.cli.dryrun import TABLE_HEADER, Summary, explain_lines, message_lines, progress, table_row
-    from engine.intake.gate import parse_line
+    from engine.intake.decode import items_of
+    from engine.intake.gate import judge
     from engine.pipeline import Pipeline, plan_line
 
     dep = _load_or_exit(paths, config_path)
     pipe = Pipeline(dep, now=now, render_channels="all" if fmt == "text" else "first")
-    lines = outcomes.read().splitlines()
+    lines = list(items_of(outcomes.read(), getattr(outcomes, "name", "") or ""))  # exactly as ingest reads
     gc.freeze()  # the deployment and the input live to the end: keep the collector from walking them
     if explain_id is not None:
-        for line in lines:
-            result = parse_line(line)
+        for item in lines:
+            result = judge(item)
             if result.outcome_id == explain_id:
                 if result.outcome is None:
                     click.echo(f"{explain_id}: invalid: {result.error}")
@@ -143,7 +144,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
     summary = Summary()
     out = sys.stdout
     if fmt == "jsonl":
-        for plan in progress(pipe.run_lines(lines), len(lines), bar):
+        for plan in progress(pipe.run_items(lines), len(lines), bar):
             summary.add(plan)
             out.write(plan_line(plan) + "\n")
         for line in summary.lines(dep.ruleset):
@@ -151,7 +152,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
         return
     plans = []
     click.echo(TABLE_HEADER)
-    for plan in progress(pipe.run_lines(lines), len(lines), bar):
+    for plan in progress(pipe.run_items(lines), len(lines), bar):
         summary.add(plan)
         plans.append(plan)
         click.echo(table_row(plan))
@@ -260,7 +261,8 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
     import json
     from collections import Counter
 
-    from engine.intake.batch import intake, read_items
+    from engine.intake.batch import intake
+    from engine.intake.decode import read_items
     from engine.pipeline import Pipeline
 
     dep = _load_or_exit(paths, config_path)

@@ -8,7 +8,8 @@ from typing import Any
 from collections.abc import Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
-from engine.intake.gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, parse_line
+from engine.intake.decode import Item
+from engine.intake.gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, parse_line
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
@@ -141,8 +142,11 @@ class Pipeline:
         occurred = parse_instant(occurred) if occurred else None
         sched = schedule(rule.timing, self.windows, occurred or now, timezone_for(rule, outcome), now,
                          approved_at=approved_at, channels=max(len(channels), 1) if full else 1)
-        if not channels:
-            error = error or "the candidate has no address for any of the rule's channels"
+        if status == MATCHED and (not channels or sched.send_at is None):
+            # nothing can be sent: the outcome waits for a person, in dry-run as in the daemon
+            why = "the candidate has no address for any of the rule's channels" if not channels else \
+                (sched.error or "no send time")
+            status, error = UNMATCHED, f"rule {rule.id} matched, but {why}"
         return Plan(oid, status, rule=rule.id, rule_version=version, template=template, variant=variant,
                     locale=chosen.locale if chosen else None, file=chosen.path if chosen else None,
                     channels=channels, skipped_channels=skipped, send_at=sched.send_at,
@@ -165,6 +169,12 @@ class Pipeline:
             if not line.strip():
                 continue
             yield self.admit(gate, parse_line(line))
+
+    def run_items(self, items: Iterable[Item]) -> Iterator[Plan]:
+        """Intake of decoded items (engine.intake.decode: files, bodies) through every stage, in order."""
+        gate = self.gate()
+        for item in items:
+            yield self.admit(gate, judge(item))
 
     def run_records(self, records: Iterable[Any]) -> Iterator[Plan]:
         gate = self.gate()

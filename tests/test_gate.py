@@ -75,19 +75,56 @@ def _outcome_of(fn, text):
         return ("error", type(e).__name__, str(e))
 
 
+def _pairs_text(pairs) -> str:
+    """An object written from (key, value) pairs, a key possibly repeated; spaces around the colon vary."""
+    return "{" + ", ".join(f"{json.dumps(k)}{sp}:{json.dumps(v)}" for (k, v), sp in pairs) + "}"
+
+
 _json_texts = st.one_of(
     st.text(max_size=40),
     st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
                  lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
-                 max_leaves=8).map(json.dumps))
+                 max_leaves=8).map(json.dumps),
+    st.lists(st.tuples(st.tuples(st.sampled_from(["a", "b", 'c"', "d:"]), st.sampled_from([1, "x", 'q":', None])),
+                       st.sampled_from(["", " ", "\n"])), max_size=4).map(_pairs_text),
+)
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError("duplicate key")
+        out[k] = v
+    return out
+
+
+def _reference(text):
+    """json.loads with NaN/Infinity and repeated keys refused: what every way in must decode to."""
+    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique)
 
 
 @settings(max_examples=500, deadline=None)
 @given(text=_json_texts, before=st.sampled_from(["", " ", "\n", "\ufeff"]),
        after=st.sampled_from(["", " ", "\t\n", "x", "{}", " 1"]))
-def test_line_parsing_is_json_loads(text, before, after):
-    """The gate's line parser gives json.loads's value, or json.loads's very error."""
-    from engine.intake.gate import _loads
+def test_the_one_decoder_is_json_loads_without_constants_or_repeated_keys(text, before, after):
+    """decode_json gives json.loads's value, or an error exactly where the strict reference has one (which
+    error comes first in a text with two may differ)."""
+    from engine.intake.decode import decode_json
 
     line = before + text + after
-    assert repr(_outcome_of(_loads, line)) == repr(_outcome_of(json.loads, line))
+    mine, ref = _outcome_of(decode_json, line), _outcome_of(_reference, line)
+    assert mine[0] == ref[0]
+    if mine[0] == "ok":
+        assert repr(mine) == repr(ref)
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": Infinity}', '{"a": -Infinity}', '[NaN]',
+                                  '{"a": 1, "a": 2}', '{"a": {"b": 1, "b" : 1}}', '[{"x": 1, "x": 1}]'])
+def test_constants_and_repeated_keys_are_refused(text):
+    result = parse_line(text)
+    assert result.status == INVALID and result.error.startswith("not JSON")

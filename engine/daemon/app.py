@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
-from engine.intake.batch import split_body
+from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.daemon.actions import ActionError
 from engine.daemon.models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,

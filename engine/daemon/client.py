@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 import httpx
 
-from engine.intake.batch import Item, read_items
+from engine.intake.decode import Item, read_items
 from engine.daemon.auth import sign
 
 

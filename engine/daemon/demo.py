@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.config.settings import load_config
 from engine.daemon.client import Poster, wait_healthy
-from engine.intake.batch import read_items
+from engine.intake.decode import read_items
 
 _URL = re.compile(r"listening on (http://\S+)")
 

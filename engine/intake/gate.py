@@ -1,10 +1,13 @@
-"""The gate: parse and schema-check each outcome (validator compiled once), deduplicate by id, hold unapproved ones."""
+"""The gate: the one verdict on each input (decoded by engine.intake.decode): schema (validator compiled once),
+lone surrogates, dedup by id, held when not approved. dry-run, `herald test`, ingest, post and HTTP all judge here."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from engine.intake.decode import Item, parse_text
 from engine.rules.schemas import fast_check, jsonschema_validator
 from engine.model import quick_init
 
@@ -59,29 +62,37 @@ def check_record(record: Any) -> GateResult:
     return GateResult(INVALID, None, rid, message, field)
 
 
-_scan = json.JSONDecoder().scan_once  # json.loads's own C scanner, without its two Python wrappers
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # the only way a JSON text can spell a lone surrogate
 
 
-def _loads(line: str) -> Any:
-    """json.loads(line), the same value and the same errors; a little quicker for a line that is one value."""
+def _has_lone_surrogate(value: Any) -> bool:
     try:
-        value, end = _scan(line, 0)
-    except StopIteration:  # leading space, or not JSON: json.loads says which
-        return json.loads(line)
-    if end != len(line) and not line[end:].isspace():
-        return json.loads(line)  # raises "Extra data"
-    return value
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
-def parse_line(line: str) -> GateResult:
-    """One JSON line to a checked record."""
-    try:
-        record = _loads(line)
-    except (ValueError, RecursionError) as e:
-        return GateResult(INVALID, None, None, f"not JSON: {e}", "")
-    if not isinstance(record, dict):
+def judge(item: Item) -> GateResult:
+    """The stateless verdict on one decoded input: invalid (with why and the field) or ok."""
+    if item.error is not None:
+        return GateResult(INVALID, None, None, item.error, "")
+    record = item.record
+    if record.__class__ is not dict:
         return GateResult(INVALID, None, None, "an outcome must be a JSON object", "")
-    return check_record(record)
+    result = check_record(record)
+    if result.status == OK:
+        raw = item.raw
+        if (_SURROGATE.search(raw) if raw.__class__ is str else _SURROGATE.search(raw.decode("utf-8", "replace"))) \
+                and _has_lone_surrogate(record):
+            return GateResult(INVALID, None, result.outcome_id,
+                              "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)", "")
+    return result
+
+
+def parse_line(line: str | bytes) -> GateResult:
+    """One JSON text to its verdict (decode, then judge)."""
+    return judge(parse_text(line))
 
 
 class Gate:

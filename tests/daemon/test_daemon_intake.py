@@ -7,7 +7,8 @@ import pytest
 
 from daemon_support import outcome
 from engine.config.deployment import load_deployment
-from engine.intake.batch import Item, csv_value, intake, split_body
+from engine.intake.batch import intake
+from engine.intake.decode import Item, csv_value, split_body
 from engine.pipeline import Pipeline
 from engine.store import SQLiteStore
 

@@ -1,0 +1,228 @@
+"""Decoding what comes in: the one JSON decoder, HTTP bodies (one outcome or a list), JSON-lines and CSV files.
+
+Every way in (dry-run, `herald test`, `ingest`, `post`, HTTP) decodes with this module, so the same text
+is the same value, or the same error, everywhere."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+_WS = re.compile(r"[ \t\n\r]*")
+_NOT_PARSED = object()
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+_scan = _DECODER.scan_once  # the C scanner, without decode()'s two Python wrappers
+_KEY_TOKEN = re.compile(r'"[ \t\n\r]*:')
+
+
+def _refuse_pairs(pairs: list) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {json.dumps(key, ensure_ascii=False)[:80]} in an object")
+        out[key] = value
+    return out
+
+
+_STRICT = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_refuse_pairs)
+
+
+def _keys(value: Any) -> int:
+    """How many keys the objects in a parsed value hold, all levels."""
+    if value.__class__ is dict:
+        n = len(value)
+        for v in value.values():
+            if v.__class__ is dict or v.__class__ is list:
+                n += _keys(v)
+        return n
+    if value.__class__ is list:
+        return sum(_keys(v) for v in value if v.__class__ is dict or v.__class__ is list)
+    return 0
+
+
+def decode_json(text: str) -> Any:
+    """The one JSON decoder of every way in: json.loads, except that NaN, Infinity and -Infinity and a key
+    repeated in one object are errors (ValueError), never a value.
+
+    Each key of the text ends in `"` then `:`; counting those spots (an upper bound: a string may hold one)
+    and the parsed keys shows most texts have no repeated key without decoding again."""
+    try:
+        value, end = _scan(text, 0)
+        whole = end == len(text) or text[end:].isspace()
+    except StopIteration:
+        whole = False
+    if not whole:
+        value = _DECODER.decode(text)  # leading space, or an error: decode() says which
+    if value.__class__ is dict or value.__class__ is list:
+        if len(_KEY_TOKEN.findall(text)) != _keys(value):
+            value = _STRICT.decode(text)
+    return value
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: its raw text exactly as received, and the parsed record (or why it could not be parsed)."""
+
+    raw: str | bytes
+    record: Any = _NOT_PARSED
+    error: str | None = None  # not JSON: why
+    where: str | None = None  # "item 3", "line 12", "CSV line 4": for messages and dead letters
+
+    @classmethod
+    def of(cls, value: Any) -> Item:
+        """An Item from an Item, raw JSON text/bytes, or an already parsed record."""
+        if isinstance(value, Item):
+            return value
+        if isinstance(value, (str, bytes, bytearray)):
+            return parse_text(bytes(value) if isinstance(value, bytearray) else value)
+        return cls(json.dumps(value, ensure_ascii=False), value)
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+def parse_text(raw: str | bytes, where: str | None = None) -> Item:
+    """One JSON document (an outcome) to an Item; bytes that are not UTF-8 or not JSON give an Item with `error`."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as e:
+        return Item(raw, error=f"not UTF-8: {e.reason} at byte {e.start}", where=where)
+    try:
+        return Item(raw, decode_json(text), where=where)
+    except (ValueError, RecursionError) as e:
+        return Item(raw, error=f"not JSON: {e}", where=where)
+
+
+def split_body(body: bytes) -> tuple[list[Item], bool, str | None]:
+    """An HTTP body to (items, was_a_list, error): a list keeps each element's exact text as its raw body."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return [], False, f"not UTF-8: {e.reason} at byte {e.start}"
+    start = _WS.match(text, 0).end()
+    if not text.startswith("[", start):
+        item = parse_text(text)
+        return ([] if item.error else [item]), False, item.error
+    try:
+        return _split_array(text, start), True, None
+    except (ValueError, RecursionError) as e:
+        return [], True, f"not JSON: {e}"
+
+
+def _split_array(text: str, i: int) -> list[Item]:
+    items: list[Item] = []
+    i = _WS.match(text, i + 1).end()
+    if text.startswith("]", i):
+        i += 1
+    else:
+        while True:
+            obj, j = _DECODER.raw_decode(text, i)
+            if (obj.__class__ is dict or obj.__class__ is list) and \
+                    len(_KEY_TOKEN.findall(text, i, j)) != _keys(obj):
+                obj = _STRICT.decode(text[i:j])
+            items.append(Item(text[i:j], obj, where=f"item {len(items) + 1}"))
+            i = _WS.match(text, j).end()
+            if text.startswith(",", i):
+                i = _WS.match(text, i + 1).end()
+                continue
+            if text.startswith("]", i):
+                i += 1
+                break
+            raise ValueError(f"expected ',' or ']' at char {i}")
+    if _WS.match(text, i).end() != len(text):
+        raise ValueError(f"extra data after the list at char {i}")
+    return items
+
+
+# ------------------------------------------------------------------------------------- files to ingest
+
+def read_items(path: str | Path) -> Iterator[Item]:
+    """Items of a JSON-lines file, or of a CSV export with a header row (by extension, else by content)."""
+    p = Path(path)
+    with open(p, "rb") as fh:
+        data = fh.read()
+    return items_of(data, p.name)
+
+
+def items_of(data: bytes, name: str = "") -> Iterator[Item]:
+    """Items of a file's bytes: JSON lines (always for a .jsonl or .ndjson name), one JSON list, or CSV with a
+    header row (a .csv name, or content that does not start like JSON). Every way in (dry-run, ingest, post) reads files with this."""
+    suffix = Path(name).suffix.lower() if name else ""
+    if suffix not in (".jsonl", ".ndjson") and data.lstrip().startswith(b"["):  # one JSON list of outcomes
+        items, _, error = split_body(data)
+        yield from ([Item(data, error=error, where="file")] if error else items)
+        return
+    if suffix == ".csv" or (suffix not in (".jsonl", ".json", ".ndjson") and data.strip()
+                            and not data.lstrip().startswith(b"{")):
+        yield from csv_items(data.decode("utf-8-sig"))
+        return
+    for n, line in enumerate(data.split(b"\n"), 1):
+        line = line.rstrip(b"\r")
+        if line.strip():
+            yield parse_text(line, where=f"line {n}")
+
+
+_BOOL = {"true": True, "yes": True, "1": True, "y": True, "false": False, "no": False, "0": False, "n": False}
+_ARRAY_FIELDS = ("feedback.strengths", "feedback.improvements")
+
+
+def csv_value(column: str, cell: str) -> Any:
+    """A CSV cell as the outcome field `column` wants it: numbers for score, booleans for approved, lists."""
+    if column == "score":
+        try:
+            number = float(cell)
+        except ValueError:
+            return cell  # the gate names the field
+        return int(number) if number.is_integer() and "." not in cell and "e" not in cell.lower() else number
+    if column == "approved":
+        return _BOOL.get(cell.strip().lower(), cell)
+    if column in _ARRAY_FIELDS:
+        if cell.lstrip().startswith("["):
+            try:
+                return json.loads(cell)
+            except ValueError:
+                return cell
+        return [part.strip() for part in re.split(r"[|;；]", cell) if part.strip()]
+    return cell
+
+
+def csv_items(text: str) -> Iterator[Item]:
+    """Rows of a CSV export with a header row; dotted column names (candidate.email) become nested fields."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        return
+    columns = [h.strip() for h in header]
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        where = f"CSV line {reader.line_num}"
+        if len(cells) > len(columns):
+            yield Item(_csv_line(cells), error=f"{len(cells)} cells for {len(columns)} columns", where=where)
+            continue
+        record: dict = {}
+        for column, cell in zip(columns, cells, strict=False):
+            if cell == "" or not column:
+                continue
+            node = record
+            parts = column.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+            node[parts[-1]] = csv_value(column, cell)
+        yield Item(json.dumps(record, ensure_ascii=False), record, where=where)
+
+
+def _csv_line(cells: Sequence[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(cells)
+    return out.getvalue().rstrip("\r\n")
