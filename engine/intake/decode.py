@@ -17,12 +17,18 @@ _WS = re.compile(r"[ \t\n\r]*")
 _NOT_PARSED = object()
 
 
+def _skip_ws(text: str, i: int) -> int:
+    """The index of the first non-whitespace character at or after i (JSON's four whitespace characters)."""
+    m = _WS.match(text, i)
+    return m.end() if m else i
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
-_scan = _DECODER.scan_once  # the C scanner, without decode()'s two Python wrappers
+_scan = _DECODER.scan_once  # type: ignore[attr-defined]  # the C scanner, without decode()'s two Python wrappers
 _KEY_TOKEN = re.compile(r'"[ \t\n\r]*:')
 
 
@@ -64,9 +70,8 @@ def decode_json(text: str) -> Any:
         whole = False
     if not whole:
         value = _DECODER.decode(text)  # leading space, or an error: decode() says which
-    if value.__class__ is dict or value.__class__ is list:
-        if len(_KEY_TOKEN.findall(text)) != _keys(value):
-            value = _STRICT.decode(text)
+    if (value.__class__ is dict or value.__class__ is list) and len(_KEY_TOKEN.findall(text)) != _keys(value):
+        value = _STRICT.decode(text)
     return value
 
 
@@ -109,7 +114,7 @@ def split_body(body: bytes) -> tuple[list[Item], bool, str | None]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         return [], False, f"not UTF-8: {e.reason} at byte {e.start}"
-    start = _WS.match(text, 0).end()
+    start = _skip_ws(text, 0)
     if not text.startswith("[", start):
         item = parse_text(text)
         return ([] if item.error else [item]), False, item.error
@@ -121,7 +126,7 @@ def split_body(body: bytes) -> tuple[list[Item], bool, str | None]:
 
 def _split_array(text: str, i: int) -> list[Item]:
     items: list[Item] = []
-    i = _WS.match(text, i + 1).end()
+    i = _skip_ws(text, i + 1)
     if text.startswith("]", i):
         i += 1
     else:
@@ -131,15 +136,15 @@ def _split_array(text: str, i: int) -> list[Item]:
                     len(_KEY_TOKEN.findall(text, i, j)) != _keys(obj):
                 obj = _STRICT.decode(text[i:j])
             items.append(Item(text[i:j], obj, where=f"item {len(items) + 1}"))
-            i = _WS.match(text, j).end()
+            i = _skip_ws(text, j)
             if text.startswith(",", i):
-                i = _WS.match(text, i + 1).end()
+                i = _skip_ws(text, i + 1)
                 continue
             if text.startswith("]", i):
                 i += 1
                 break
             raise ValueError(f"expected ',' or ']' at char {i}")
-    if _WS.match(text, i).end() != len(text):
+    if _skip_ws(text, i) != len(text):
         raise ValueError(f"extra data after the list at char {i}")
     return items
 
