@@ -198,6 +198,76 @@ def test_cmd(now, paths: tuple, config_path: str | None, verbose: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+# -------------------------------------------------------------------------------------------- sources
+
+@main.group()
+def sources() -> None:
+    """ATS webhooks (sources: in herald.yaml): try a mapping, resubmit unmapped events."""
+
+
+@sources.command("test")
+@click.argument("name")
+@click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The webhook body as the ATS sends it (JSON).")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE",
+              help="A request header the kind reads (e.g. Greenhouse-Event-ID:1); repeatable.")
+@now_option
+@click.option("--rules", "paths", multiple=True, type=click.Path(), help="Rule files or directories (default: config).")
+@config_option
+def sources_test(name: str, event_file: str, headers: tuple, now, paths: tuple, config_path: str | None) -> None:
+    """Show the outcome an event would become (or why not) and where the rules send it; nothing is stored.
+
+    The signature is not checked. Exit 0 when it maps to an outcome, a withdrawal or an ignored event, 1 when it is
+    unmapped or unreadable, 2 when NAME is not a configured source.
+    """
+    from engine.cli.sources import preview_lines
+    from engine.pipeline import Pipeline
+    from engine.sources.base import UNMAPPED
+    from engine.sources.receive import preview
+
+    dep = _load_or_exit(paths, config_path)
+    source = dep.config.sources.get(name)
+    if source is None:
+        from engine.rules.suggest import did_you_mean
+
+        known = ", ".join(dep.config.sources) or "none configured"
+        click.echo(f"no source {name!r}{did_you_mean(name, dep.config.sources)} (sources: {known})", err=True)
+        sys.exit(2)
+    with open(event_file, "rb") as fh:
+        body = fh.read()
+    pairs = dict(h.split(":", 1) for h in headers if ":" in h)
+    result = preview(source, body, Pipeline(dep, now=now), {k.strip(): v.strip() for k, v in pairs.items()})
+    for line in preview_lines(name, result):
+        click.echo(line)
+    sys.exit(1 if result.event is None or (result.mapped is not None and result.mapped.status == UNMAPPED) else 0)
+
+
+@sources.command("resubmit")
+@click.option("--source", "source_name", default=None, help="Only the events of this source.")
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--rules", "paths", multiple=True, type=click.Path(), help="Rule files or directories (default: config).")
+@config_option
+def sources_resubmit(source_name: str | None, limit: int, paths: tuple, config_path: str | None) -> None:
+    """Map the unmapped ATS events again with the current `map:` and take in those that map now."""
+    import time
+
+    from engine.daemon.actions import withdraw
+    from engine.intake.batch import intake
+    from engine.pipeline import Pipeline
+    from engine.sources.receive import resubmit
+
+    dep = _load_or_exit(paths, config_path)
+    pipe = Pipeline(dep, render_channels="all")
+    with _store(config_path, dep) as store:
+        results = resubmit(store, dep.config.sources, source=source_name, limit=limit,
+                           intake=lambda items, origin: intake(items, pipe, store, origin),
+                           withdraw=lambda oid, why: withdraw(store, oid, time.time(), why))
+    for row, r in results:
+        click.echo(f"{row.source}\t{row.event_id}\t{r.outcome_id or '-'}\t{r.status}" + (f": {r.error}" if r.error else ""))
+    still = sum(r.status == "unmapped" for _, r in results)
+    click.echo(f"{len(results) - still} taken in, {still} still unmapped", err=True)
+
+
 # --------------------------------------------------------------------------------------------- daemon
 
 rules_option = click.option("--rules", "paths", multiple=True, type=click.Path(),
@@ -345,15 +415,23 @@ def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) ->
         click.echo(f"{sum(bool(r.notification) for r in results)} routed, "
                    f"{sum(not r.notification for r in results)} still waiting")
         return
+    from engine.cli.sources import unmapped_line
+
     with _store(config_path) as store:
         rows = store.unmatched(limit)
+        events = store.unmapped_source_events(limit)
     for row in rows:
         fields = " ".join(f"{k}={v}" for k, v in (("decision", row.decision), ("stage", row.stage),
                                                  ("role", row.role), ("reason", row.reason)) if v)
         click.echo(f"{row.id}\t{utc(row.received_at).isoformat(timespec='seconds')}\t{fields}")
+    for event in events:
+        click.echo(unmapped_line(event))
     click.echo(f"{len(rows)} outcome(s) waiting for a person" + (
         ": route one with `herald route ID --rule RULE`, or edit the rules and run `herald unmatched --retry`"
         if rows else ""), err=True)
+    if events:
+        click.echo(f"{len(events)} ATS event(s) unmapped: add the values under `sources.NAME.map` and run "
+                   "`herald sources resubmit`", err=True)
 
 
 @main.command()

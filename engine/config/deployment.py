@@ -120,6 +120,10 @@ def _load_deployment(paths: Sequence[str], config_path: str | None, check_templa
         from engine.render.sms import check_sms_templates
 
         diags += check_sms_templates(cfg, templates, ruleset.rules)
+    if cfg.sources:
+        from engine.sources.config import check_vocabulary
+
+        diags += check_vocabulary(cfg.sources, ruleset)
     diags = sort_diagnostics(diags)
     if any(d.is_error for d in diags):
         ruleset = None

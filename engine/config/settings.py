@@ -51,6 +51,7 @@ class Config:
     dispatch: Mapping[str, Any] = field(default_factory=dict)
     tracking: Mapping[str, Any] = field(default_factory=dict, repr=False)
     alerts: Mapping[str, Any] = field(default_factory=dict)  # HR alerts: channel, at_mobiles, interval
+    sources: Mapping[str, Any] = field(default_factory=dict, repr=False)  # name -> engine.sources.config.SourceConfig
 
 
 def expand_env(value: Any, env: Mapping[str, str], missing: list) -> Any:
@@ -68,6 +69,11 @@ def expand_env(value: Any, env: Mapping[str, str], missing: list) -> Any:
     if isinstance(value, list):
         return [expand_env(v, env, missing) for v in value]
     return value
+
+
+def literal_secret(value: Any) -> bool:
+    """A non-empty secret written into the file instead of taken from the environment (${VAR})."""
+    return isinstance(value, str) and bool(value) and not _ENV.search(value)
 
 
 def find_config(start: Path) -> Path | None:
@@ -127,7 +133,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
                     diags.append(doc.loc(("channels", name, key)).warning(
                         "unset-env", f"channel {name}: {key}: environment variable {var} is not set"))
             for key, value in spec.items():
-                if key in SECRET_KEYS and isinstance(value, str) and value and not _ENV.search(value):
+                if key in SECRET_KEYS and literal_secret(value):
                     diags.append(doc.loc(("channels", name, key)).warning(
                         "literal-secret", f'channel {name}: "{key}" is written in the file; '
                                           'write "${ENV_VAR}" and set it in the environment'))
@@ -148,6 +154,10 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     tracking = expand_env(data.get("tracking") or {}, env, missing)
     alerts = expand_env(data.get("alerts"), env, missing) if isinstance(data.get("alerts"), dict) else {}
     diags += _check_alerts(alerts, channels, doc)
+    from engine.sources.config import load_sources
+
+    sources, more = load_sources(data.get("sources"), doc, env)
+    diags += more
     for var in missing:
         diags.append(Loc(_display(cfg_path) if cfg_path else "herald.yaml", 1, 1).warning(
             "unset-env", f"environment variable {var} is not set"))
@@ -165,6 +175,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         dispatch=data.get("dispatch") or {},
         tracking=tracking,
         alerts=alerts,
+        sources=sources,
     )
     return cfg, diags
 

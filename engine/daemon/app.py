@@ -94,6 +94,10 @@ def create_app(runtime) -> FastAPI:
 
     app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path
 
+    from engine.daemon.sources import sources_router
+
+    app.include_router(sources_router(runtime, read_body))  # ATS webhooks: authenticated by the provider's signature
+
     _component, request_body = outcome_request_schema()
 
     links = {"GetOutcome": {"operationId": "get_outcome", "parameters": {"outcome_id": "$response.body#/items/0/id"}},

@@ -48,6 +48,9 @@ class Metrics:
                                    "failure or escalation when no delivery came in time.", ["reason"], registry=r)
         self.lag = Histogram("herald_dispatch_lag_seconds", "Real seconds from a message's due time to its "
                              "transport call.", buckets=LAG_BUCKETS, registry=r)
+        self.source_events = Counter("herald_source_events", "ATS webhook deliveries, by source and what they "
+                                     "became (unauthorized, duplicate, unmapped, ignored, withdrawn, or the "
+                                     "intake status).", ["source", "status"], registry=r)
         self.reloads = Counter("herald_ruleset_reloads", "Rule-set reloads, by result.", ["result"], registry=r)
         for s in ("success", "failure"):
             self.reloads.labels(s)

@@ -50,6 +50,7 @@ from engine.store.rows import (
     epoch,
     utc,
 )
+from engine.store.sources import SourceEventRow
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -202,6 +203,19 @@ class Store(Protocol):
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]: ...
 
     def dead_letter_count(self) -> int: ...
+
+    # -- ATS source events (sources.py)
+
+    def source_event(self, source: str, event_id: str) -> SourceEventRow | None: ...
+
+    def record_source_event(self, source: str, event_id: str, status: str, raw: bytes | str, *,
+                            action: str | None = None, outcome_id: str | None = None, error: str | None = None,
+                            field: str | None = None, at: Instant | None = None) -> bool: ...
+
+    def unmapped_source_events(self, limit: int = 100, source: str | None = None) -> list[SourceEventRow]: ...
+
+    def resolve_source_event(self, row_id: int, status: str, outcome_id: str | None = None,
+                             at: Instant | None = None) -> bool: ...
 
 
 def open_store(target: str | Path) -> Store:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from sqlite_utils import Database
 
-from engine.store import migrations_tracking
+from engine.store import migrations_sources, migrations_tracking
 from engine.store.errors import SchemaVersionError, StoreError
 
 
@@ -171,6 +171,7 @@ def _v1(db: Database) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _v1),
     Migration(2, migrations_tracking.NAME, migrations_tracking.apply),
+    Migration(3, migrations_sources.NAME, migrations_sources.apply),
 )
 
 

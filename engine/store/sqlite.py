@@ -28,6 +28,7 @@ from engine.store.migrations import MIGRATIONS, Migration, current_version, migr
 from engine.store.notifications import Notifications
 from engine.store.outcomes import Outcomes
 from engine.store.rulesets import RuleSets
+from engine.store.sources import SourceEvents
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # RETURNING
     raise ImportError(f"herald's store needs SQLite 3.35 or newer, this Python has {sqlite3.sqlite_version}")
@@ -36,7 +37,7 @@ _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQ
               "SQLITE_PROTOCOL")
 
 
-class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets):
+class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents):
     """The herald store over one SQLite file; see the module docstring for thread and process rules."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,

@@ -1,0 +1,239 @@
+"""The `sources:` section of herald.yaml: each source's kind, secret (from the environment), approval and `map:`.
+
+Problems are located diagnostics (file:line:column), with "did you mean" for kinds and outcome fields:
+unknown kind, missing or unset secret, a literal secret in the file, a path that does not parse, a field an
+outcome does not have, a decision outside pass/reject/offer/hold. `check_vocabulary` compares the codes a
+`values:` mapping produces with the rule set's `vocabulary:` (or, without one, with the values the rules
+match on), so a typo in a mapping is found before the first event arrives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from engine.errors import Diagnostic, Loc
+from engine.rules.suggest import did_you_mean
+from engine.sources.paths import PathError, parse_path
+
+APPROVE = ("auto", "manual")
+DECISIONS = ("pass", "reject", "offer", "hold")
+NOT_MAPPABLE = frozenset({"id", "approved"})
+VOCABULARY_FIELDS = ("stage", "role", "reason")
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """One outcome field's origin: a parsed path into the event, translations, and a default."""
+
+    field: str
+    path: tuple
+    path_text: str
+    values: Mapping[str, Any] | None = None
+    default: Any = None
+    has_default: bool = False
+    loc: Loc | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One configured source (`POST /v1/sources/<name>`)."""
+
+    name: str
+    kind: str
+    secret: str = field(repr=False, default="")
+    approve: str = "auto"
+    maps: tuple = ()  # (FieldMap, ...)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # kind-specific: signature_header, event_id...
+    loc: Loc | None = field(default=None, compare=False)
+
+    def setting_path(self, key: str) -> tuple | None:
+        raw = self.settings.get(key)
+        try:
+            return parse_path(raw) if isinstance(raw, str) else None
+        except PathError:
+            return None
+
+
+def _mappable_fields() -> list[str]:
+    from engine.rules.schemas import outcome_fields
+
+    return [p for p in outcome_fields().leaves() if p not in NOT_MAPPABLE]
+
+
+def _field_known(name: str) -> bool:
+    from engine.rules.schemas import outcome_fields
+
+    catalog = outcome_fields()
+    return name not in NOT_MAPPABLE and catalog.knows(name) and (name in _mappable_fields() or
+                                                                   any(name.startswith(f + ".") for f in catalog.free))
+
+
+def load_sources(raw: Any, doc, env: Mapping[str, str]) -> tuple[dict[str, SourceConfig], list[Diagnostic]]:
+    """The `sources:` mapping to SourceConfigs (only the usable ones) and every problem, located."""
+    from engine.config.settings import expand_env, literal_secret
+    from engine.sources import KIND_NAMES
+
+    diags: list[Diagnostic] = []
+    out: dict[str, SourceConfig] = {}
+    if not isinstance(raw, dict):
+        return out, diags
+
+    def loc(*path: Any, key: bool = False) -> Loc:
+        return doc.loc(("sources",) + path, key=key) if doc is not None else Loc("herald.yaml", 1, 1)
+
+    for name, spec in raw.items():
+        if not isinstance(spec, dict):
+            continue  # the schema check names it
+        where = f"source {name}"
+        ok = True
+        if not isinstance(name, str) or not name or "/" in name or len(name) > 64:
+            diags.append(loc(name, key=True).error("bad-source", f"{where}: a source name is 1-64 characters "
+                                                                 "without '/' (it is part of the URL)"))
+            continue
+        kind = spec.get("kind")
+        if kind not in KIND_NAMES:
+            if isinstance(kind, str):
+                diags.append(loc(name, "kind").error(
+                    "unknown-kind", f'{where}: unknown kind "{kind}"{did_you_mean(kind, KIND_NAMES)} '
+                                    f"(known: {', '.join(KIND_NAMES)})"))
+            ok = False
+        secret_raw = spec.get("secret")
+        missing: list = []
+        secret = expand_env(secret_raw, env, missing) if isinstance(secret_raw, str) else ""
+        for var in missing:
+            diags.append(loc(name, "secret").error(
+                "unset-env", f"{where}: secret: environment variable {var} is not set (events would all get 401)"))
+            ok = False
+        if isinstance(secret_raw, str) and not missing and not secret:
+            diags.append(loc(name, "secret").error("empty-secret", f"{where}: the secret is empty"))
+            ok = False
+        if literal_secret(secret_raw):
+            diags.append(loc(name, "secret").warning(
+                "literal-secret", f'{where}: "secret" is written in the file; write "${{ENV_VAR}}" and set it in '
+                                  "the environment"))
+        approve = spec.get("approve", "auto")
+        maps, more = _field_maps(name, spec.get("map"), loc)
+        diags += more
+        ok = ok and not any(d.is_error for d in more)
+        settings = {k: v for k, v in spec.items() if k not in ("kind", "secret", "approve", "map")}
+        for key in ("event_id", "application_id"):
+            if isinstance(settings.get(key), str):
+                try:
+                    parse_path(settings[key])
+                except PathError as e:
+                    diags.append(loc(name, key).error("bad-path", f"{where}: {key}: {e}"))
+                    ok = False
+        if kind == "generic":
+            more = _generic_checks(name, spec, maps, loc)
+            diags += more
+            ok = ok and not more
+        if ok and approve in APPROVE:
+            out[name] = SourceConfig(name, kind, secret, approve, tuple(maps), settings, loc(name, key=True))
+    return out, diags
+
+
+def _generic_checks(name: str, spec: dict, maps: list[FieldMap], loc) -> list[Diagnostic]:
+    diags = []
+    for key in ("signature_header", "application_id"):
+        if not isinstance(spec.get(key), str) or not spec.get(key):
+            diags.append(loc(name, key=True).error(
+                "missing-setting", f"source {name}: a generic source needs `{key}`"))
+    mapped = {fm.field for fm in maps}
+    for needed in ("decision", "candidate.name"):
+        if needed not in mapped:
+            diags.append(loc(name, "map", key=True).error(
+                "missing-mapping", f"source {name}: a generic source maps every field: `{needed}` is missing"))
+    return diags
+
+
+def _field_maps(name: str, raw: Any, loc) -> tuple[list[FieldMap], list[Diagnostic]]:
+    diags: list[Diagnostic] = []
+    maps: list[FieldMap] = []
+    if not isinstance(raw, dict):
+        return maps, diags
+    for target, spec in raw.items():
+        where = f"source {name}: map.{target}"
+        if not isinstance(target, str) or not _field_known(target):
+            diags.append(loc(name, "map", target, key=True).error(
+                "unknown-field", f"{where}: an outcome has no field {target!r}"
+                                 f"{did_you_mean(str(target), _mappable_fields())}"))
+            continue
+        if not isinstance(spec, dict):
+            continue  # the schema check names it
+        path_text = spec.get("from")
+        path: tuple = ()
+        if isinstance(path_text, str):
+            try:
+                path = parse_path(path_text)
+            except PathError as e:
+                diags.append(loc(name, "map", target, "from").error("bad-path", f"{where}: from: {e}"))
+                continue
+        elif "default" not in spec:
+            diags.append(loc(name, "map", target, key=True).error(
+                "missing-from", f"{where}: needs `from` (a path into the event) or a `default`"))
+            continue
+        values = spec.get("values")
+        if values is not None and not isinstance(values, dict):
+            continue  # the schema check names it
+        if values is not None:
+            values = {_yaml_key(k): v for k, v in values.items()}
+        fm = FieldMap(target, path, path_text or "", values, spec.get("default"), "default" in spec,
+                      loc(name, "map", target))
+        if target == "decision":
+            produced = list((values or {}).items()) + ([("default", fm.default)] if fm.has_default else [])
+            bad = [(k, v) for k, v in produced if v not in DECISIONS]
+            for k, v in bad:
+                at = loc(name, "map", target, "values", k) if k != "default" else loc(name, "map", target, "default")
+                diags.append(at.error("bad-decision", f"{where}: {v!r} is not a decision"
+                                                      f"{did_you_mean(str(v), DECISIONS)} (one of {', '.join(DECISIONS)})"))
+            if bad:
+                continue
+        maps.append(fm)
+    return maps, diags
+
+
+def _yaml_key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+def rule_values(ruleset) -> dict[str, set]:
+    """The values a rule set knows per field: its `vocabulary:` when it declares one, else what rules match on."""
+    vocab = getattr(ruleset, "vocabulary", None)
+    known: dict[str, set] = {}
+    if isinstance(vocab, Mapping) and vocab:
+        for f, values in vocab.items():
+            if isinstance(values, (list, tuple, set, frozenset)):
+                known[f] = {str(v) for v in values}
+        return known
+    for rule in getattr(ruleset, "rules", ()):
+        for path, values in rule.match:
+            if path in VOCABULARY_FIELDS:
+                known.setdefault(path, set()).update(str(v) for v in values)
+    return known
+
+
+def check_vocabulary(sources: Mapping[str, SourceConfig], ruleset) -> list[Diagnostic]:
+    """Mapped stage/role/reason codes that the rule set does not know: errors against a declared `vocabulary:`,
+    warnings against the values rules match on (a catch-all rule may still take them)."""
+    if ruleset is None:
+        return []
+    declared = bool(getattr(ruleset, "vocabulary", None))
+    known = rule_values(ruleset)
+    diags: list[Diagnostic] = []
+    for src in sources.values():
+        for fm in src.maps:
+            if fm.field not in known:
+                continue
+            produced = [v for v in (fm.values or {}).values()] + ([fm.default] if fm.has_default else [])
+            for value in produced:
+                if not isinstance(value, str) or value in known[fm.field]:
+                    continue
+                what = "the rule set's vocabulary" if declared else "the values the rules match on"
+                msg = (f"source {src.name}: map.{fm.field}: {value!r} is not in {what}"
+                       f"{did_you_mean(value, sorted(known[fm.field]))}")
+                at = fm.loc or Loc("herald.yaml", 1, 1)
+                diags.append(at.error("unknown-value", msg) if declared else at.warning("unknown-value", msg))
+    return diags
