@@ -2,7 +2,10 @@
 
 Authenticated by the provider's signature (an ATS cannot send herald's bearer token), so these routes skip
 `server.auth`; the body cap of the rest of the API applies. An unknown NAME gets the same 404 as an
-unknown path. Every delivery is counted in `herald_source_events{source, status}` (401s included).
+unknown path. The route is left out of the OpenAPI document (it is for the ATSs, which send their own
+formats). Answers: 200 duplicate / ignored / withdrawn; 202 taken in (the intake status, or `unmapped`); 401
+bad or missing signature (nothing stored); 404 no such source; 422 signed but not the provider's event (kept
+as a dead letter). Every delivery is counted in `herald_source_events{source, status}` (401s included).
 """
 from __future__ import annotations
 
@@ -21,12 +24,7 @@ def sources_router(runtime, read_body: Callable[[Request], Awaitable[bytes]]) ->
     """The source route over one Runtime (sources are read from the deployment at each request: reload-safe)."""
     router = APIRouter()
 
-    @router.post("/v1/sources/{name}", tags=["sources"], operation_id="receive_source",
-                 responses={200: {"description": "A duplicate, ignored or withdrawn delivery."},
-                            202: {"description": "Taken in: the outcome's intake status, or `unmapped`."},
-                            401: {"description": "The provider's signature is missing or wrong: nothing stored."},
-                            404: {"description": "No such source."},
-                            422: {"description": "Signed, but not the provider's event (kept as a dead letter)."}})
+    @router.post("/v1/sources/{name}", include_in_schema=False)
     async def receive_source(name: str, request: Request) -> Any:
         """One webhook delivery from the ATS configured as `sources.NAME` in herald.yaml."""
         source = runtime.state.deployment.config.sources.get(name)
