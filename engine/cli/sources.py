@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from engine.sources.base import IGNORED, OUTCOME, UNMAPPED, WITHDRAW
 from engine.sources.receive import Preview
@@ -44,5 +44,6 @@ def preview_lines(name: str, p: Preview) -> Iterator[str]:
 def unmapped_line(row) -> str:
     from engine.store import utc
 
-    return (f"{row.source}\t{row.event_id}\t{utc(row.received_at).isoformat(timespec='seconds')}\t"
+    received = utc(row.received_at)
+    return (f"{row.source}\t{row.event_id}\t{received.isoformat(timespec='seconds') if received else '-'}\t"
             f"{row.outcome_id or '-'}\tunmapped: {row.error}")

@@ -9,7 +9,8 @@ as a dead letter). Every delivery is counted in `herald_source_events{source, st
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool

@@ -16,7 +16,8 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
 
 from engine.sources.paths import MISSING, format_path, get_path
 
@@ -74,11 +75,11 @@ class Mapped:
 class Kind(Protocol):
     name: str
 
-    def verify(self, request: SourceRequest, source: "SourceConfig") -> bool: ...
+    def verify(self, request: SourceRequest, source: SourceConfig) -> bool: ...
 
-    def parse(self, request: SourceRequest, source: "SourceConfig") -> SourceEvent: ...
+    def parse(self, request: SourceRequest, source: SourceConfig) -> SourceEvent: ...
 
-    def map(self, event: SourceEvent, source: "SourceConfig", previous: Mapping[str, Any] | None = None) -> Mapped: ...
+    def map(self, event: SourceEvent, source: SourceConfig, previous: Mapping[str, Any] | None = None) -> Mapped: ...
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -144,7 +145,7 @@ def _key(raw: Any) -> str | None:
     return None
 
 
-def map_event(event: SourceEvent, source: "SourceConfig", previous: Mapping[str, Any] | None = None) -> Mapped:
+def map_event(event: SourceEvent, source: SourceConfig, previous: Mapping[str, Any] | None = None) -> Mapped:
     """The common `map` step: the kind's own fields, then the source's `map:`, then herald's id and approval."""
     from engine.intake.gate import INVALID, check_record
 
@@ -209,5 +210,5 @@ class BaseKind:
 
     name = "base"
 
-    def map(self, event: SourceEvent, source: "SourceConfig", previous: Mapping[str, Any] | None = None) -> Mapped:
+    def map(self, event: SourceEvent, source: SourceConfig, previous: Mapping[str, Any] | None = None) -> Mapped:
         return map_event(event, source, previous)

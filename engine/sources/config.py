@@ -8,8 +8,10 @@ match on), so a typo in a mapping is found before the first event arrives.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
+from collections.abc import Mapping
 
 from engine.errors import Diagnostic, Loc
 from engine.rules.suggest import did_you_mean
@@ -32,7 +34,7 @@ class FieldMap:
     values: Mapping[str, Any] | None = None
     default: Any = None
     has_default: bool = False
-    loc: Loc | None = field(default=None, compare=False)
+    loc: Loc | None = dc_field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,11 @@ class SourceConfig:
 
     name: str
     kind: str
-    secret: str = field(repr=False, default="")
+    secret: str = dc_field(repr=False, default="")
     approve: str = "auto"
     maps: tuple = ()  # (FieldMap, ...)
-    settings: Mapping[str, Any] = field(default_factory=dict)  # kind-specific: signature_header, event_id...
-    loc: Loc | None = field(default=None, compare=False)
+    settings: Mapping[str, Any] = dc_field(default_factory=dict)  # kind-specific: signature_header, event_id...
+    loc: Loc | None = dc_field(default=None, compare=False)
 
     def setting_path(self, key: str) -> tuple | None:
         raw = self.settings.get(key)
@@ -129,21 +131,18 @@ def load_sources(raw: Any, doc, env: Mapping[str, str]) -> tuple[dict[str, Sourc
             diags += more
             ok = ok and not more
         if ok and approve in APPROVE:
-            out[name] = SourceConfig(name, kind, secret, approve, tuple(maps), settings, loc(name, key=True))
+            out[name] = SourceConfig(name, str(kind), secret, approve, tuple(maps), settings, loc(name, key=True))
     return out, diags
 
 
 def _generic_checks(name: str, spec: dict, maps: list[FieldMap], loc) -> list[Diagnostic]:
-    diags = []
-    for key in ("signature_header", "application_id"):
-        if not isinstance(spec.get(key), str) or not spec.get(key):
-            diags.append(loc(name, key=True).error(
-                "missing-setting", f"source {name}: a generic source needs `{key}`"))
+    diags = [loc(name, key=True).error("missing-setting", f"source {name}: a generic source needs `{key}`")
+             for key in ("signature_header", "application_id")
+             if not isinstance(spec.get(key), str) or not spec.get(key)]
     mapped = {fm.field for fm in maps}
-    for needed in ("decision", "candidate.name"):
-        if needed not in mapped:
-            diags.append(loc(name, "map", key=True).error(
-                "missing-mapping", f"source {name}: a generic source maps every field: `{needed}` is missing"))
+    diags.extend(loc(name, "map", key=True).error(
+        "missing-mapping", f"source {name}: a generic source maps every field: `{needed}` is missing")
+        for needed in ("decision", "candidate.name") if needed not in mapped)
     return diags
 
 
@@ -227,7 +226,7 @@ def check_vocabulary(sources: Mapping[str, SourceConfig], ruleset) -> list[Diagn
         for fm in src.maps:
             if fm.field not in known:
                 continue
-            produced = [v for v in (fm.values or {}).values()] + ([fm.default] if fm.has_default else [])
+            produced = list((fm.values or {}).values()) + ([fm.default] if fm.has_default else [])
             for value in produced:
                 if not isinstance(value, str) or value in known[fm.field]:
                     continue

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from engine.sources.base import IGNORED, OUTCOME, UNMAPPED, WITHDRAW, EventError, Mapped, SourceEvent, SourceRequest
 from engine.sources.config import SourceConfig

@@ -61,7 +61,7 @@ def test_an_unmapped_event_is_resubmitted_once_the_mapping_knows_its_value(tmp_p
     from engine.config.deployment import load_deployment
     from engine.intake.batch import intake
     from engine.pipeline import Pipeline
-    from engine.store import open_store as Store
+    from engine.store import open_store
 
     monkeypatch.setenv("GH_SECRET", "x")
     root = source_deployment(tmp_path)
@@ -69,7 +69,7 @@ def test_an_unmapped_event_is_resubmitted_once_the_mapping_knows_its_value(tmp_p
     body = payload_json("greenhouse_candidate_stage_change.json")
     body["payload"]["application"]["current_stage"]["name"] = "Take Home Test"
     raw = json.dumps(body).encode()
-    with Store(root / "herald.db") as store:
+    with open_store(root / "herald.db") as store:
         pipe = Pipeline(dep)
         got = receive(dep.config.sources["greenhouse"],
                       SourceRequest(raw, {"signature": sign("x", raw), "greenhouse-event-id": "e9"}), store=store,
@@ -81,7 +81,7 @@ def test_an_unmapped_event_is_resubmitted_once_the_mapping_knows_its_value(tmp_p
     (root / "herald.yaml").write_text(yaml)
     r = CliRunner().invoke(main, ["sources", "resubmit", "--config", str(root / "herald.yaml")], env={"GH_SECRET": "x"})
     assert r.exit_code == 0 and "greenhouse\te9\tgreenhouse:770001\tmatched" in r.output, r.output
-    with Store(root / "herald.db") as store:
+    with open_store(root / "herald.db") as store:
         assert store.get_outcome("greenhouse:770001").data()["stage"] == "first_round"
         assert store.unmapped_source_events() == []
         assert store.source_event("greenhouse", "e9").status == "matched"

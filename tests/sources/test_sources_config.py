@@ -109,10 +109,11 @@ def test_a_declared_vocabulary_makes_unknown_values_errors(tmp_path, monkeypatch
     monkeypatch.setenv("GH_SECRET", "x")
     dep = load_deployment([str(tmp_path)])
 
-    class WithVocabulary:  # the rule set as the content helper's `vocabulary:` section gives it
-        rules = dep.ruleset.rules if dep.ruleset else ()
-        vocabulary = {"stage": ["first_round", "second_round", "final"], "role": ["backend"],
-                      "reason": ["lacks_project_experience"]}
+    from types import SimpleNamespace
 
-    diags = check_vocabulary(dep.config.sources, WithVocabulary())
+    with_vocabulary = SimpleNamespace(  # the rule set as the content helper's `vocabulary:` section gives it
+        rules=dep.ruleset.rules if dep.ruleset else (),
+        vocabulary={"stage": ["first_round", "second_round", "final"], "role": ["backend"],
+                    "reason": ["lacks_project_experience"]})
+    diags = check_vocabulary(dep.config.sources, with_vocabulary)
     assert [(d.severity, d.message.split(":")[1].strip()) for d in diags] == [("error", "map.role")]
