@@ -13,6 +13,8 @@ from engine.sources.base import SourceRequest
 from fake_ats import FakeATS, hexmac, payload, payload_json
 from sources_support import SECRET, source_deployment
 
+pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture
