@@ -1,25 +1,30 @@
 """The compiled rule set: first-match routing indexed on `match` fields, variant choice, and explanations.
 
 Rules are grouped by the set of fields their `match` names; each group is a hash index from the tuple
-of those fields' values to the group's rules in evaluation order. An outcome's candidates are the
-union of one lookup per group, tried in evaluation order (only `when` is evaluated per rule). A
-decision cache keyed on the values of every field any `match` names makes the common case one tuple
-and one dict lookup, whatever the number of rules.
+of those fields' values to the group's rules in evaluation order. A candidate list is compiled once
+into an entry (engine.routing.entries): the rule itself when it has no `when`, an interval table for
+runs of numeric ranges on one field, else the rules with a `when` in order.
+
+When one group holds every rule that names a field (the others are catch-alls), the index is complete:
+each key maps to its compiled entry with the catch-alls merged in, a missing key to the catch-alls'
+entry, so routing is one tuple, one dict lookup and at most one bisect, with nothing learnt at run
+time. Otherwise an outcome's candidates are the union of one lookup per group, and a decision cache,
+keyed on the values of every field any `match` names, keeps the compiled entry for each key met.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
-import operator
+import sys
 from collections import defaultdict
-from typing import Any
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from engine.model import Rule, RuleSet
+from engine.routing.entries import Compiler, Entry
 
-_MISSING = None
 CACHE_LIMIT = 200_000  # decision-cache entries before it is cleared (0: no caching)
+_MISS: Any = object()  # not in the decision cache yet
 
 
 class _Unmatchable:
@@ -34,6 +39,8 @@ def match_value(value: Any) -> Any:
         return ("\0bool", value)  # so that `true` never equals 1
     if isinstance(value, (list, dict)):
         return _Unmatchable()
+    if value.__class__ is str:
+        return sys.intern(value)  # one copy of each text among the index keys
     return value
 
 
@@ -41,23 +48,19 @@ def _sub(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
 
 
-_NO_MATCH = ()  # cached: no rule can match this key
-
-
 def _raw_ok(key: tuple) -> bool:
-    """A raw key may be cached as-is only when every value is text or null: then equal keys are
+    """A raw key may be looked up as-is only when every value is text or null: then equal keys are
     exactly equal values (no `true == 1`, no unhashable lists)."""
-    return all(not (v is not None and v.__class__ is not str) for v in key)
+    return all(v is None or v.__class__ is str for v in key)
 
 
-def _route_source(fields: Sequence[str]) -> str:
-    """Python source of a route function specialised to the rule set's match fields.
-
-    Each parent mapping (candidate, attributes, ...) is fetched once; the tuple of raw values is the
-    decision-cache key; a cached entry is the winning rule itself when no `when` stands before it.
-    """
+def _finder(fields: Sequence[str], get: Callable, default: Any, miss: Callable) -> Callable[[Mapping], Any]:
+    """A function giving an outcome's entry: it reads the raw values of `fields` into a key (each parent
+    mapping such as candidate or attributes fetched once; a parent that is not a mapping reads as
+    empty), then looks the key up with `get` (default: `default`); `miss(key)` answers a key `get`
+    cannot hash (a list or mapping among the values) or does not hold (`default` is _MISS)."""
     parents: dict = {}
-    lines = ["def route(o):"]
+    lines = ["def find(o):"]
     values = []
     for path in fields:
         parts = path.split(".")
@@ -68,32 +71,24 @@ def _route_source(fields: Sequence[str]) -> str:
         if parent not in parents:
             var = f"p{len(parents)}"
             parents[parent] = var
-            src = f"o.get({parts[0]!r})"  # o is a dict (top-level fields are read with o.get too)
+            src = f"o.get({parts[0]!r})"
             for part in parts[1:-1]:
                 src = f"_sub({src}, {part!r})"
             lines.append(f"    {var} = {src}")
             lines.append(f"    {var} = {var} if {var}.__class__ is dict else _EMPTY")
         values.append(f"{parents[parent]}.get({parts[-1]!r})")
-    lines.append(f"    k = ({', '.join(values)}{',' if len(values) == 1 else ''})")
-    lines += [
-        "    try:",
-        "        r = cache_get(k, _MISS)",
-        "    except TypeError:  # a list or mapping among the values: never cached",
-        "        return slow(o, k)",
-        "    if r is _MISS:",
-        "        return slow(o, k)",
-        "    if r.__class__ is not tuple:",
-        "        return r",
-        "    for rule in r:",
-        "        pred = rule.predicate",
-        "        if pred is None or pred(o):",
-        "            return rule",
-        "    return None",
-    ]
-    return "\n".join(lines) + "\n"
+    lines += [f"    k = ({', '.join(values)}{',' if len(values) == 1 else ''})",
+              "    try:",
+              "        entry = get(k, default)",
+              "    except TypeError:",
+              "        return miss(k)"]
+    lines += ["    return entry"] if default is not _MISS else ["    return miss(k) if entry is default else entry"]
+    scope: dict = {"_sub": _sub, "_EMPTY": {}, "get": get, "default": default, "miss": miss}
+    exec(compile("\n".join(lines) + "\n", "<herald-router-find>", "exec"), scope)  # noqa: S102 - field names only
+    return scope["find"]
 
 
-def _compile_lookup(groups: Sequence[tuple]) -> Any:
+def _compile_lookup(groups: Sequence[tuple]) -> Callable[[tuple], list]:
     """A function giving, for a key of match values, the non-empty hit lists of every group (one dict
     lookup per group, generated; a group of catch-alls is a constant)."""
     scope: dict = {}
@@ -112,20 +107,21 @@ def _compile_lookup(groups: Sequence[tuple]) -> Any:
     return scope["lookup"]
 
 
-def _pick_none(key: tuple) -> tuple:
-    return ()
-
-
-def _pick_one(position: int, key: tuple) -> tuple:
-    return (key[position],)
+def _picker(positions: Sequence[int]) -> Callable[[tuple], tuple]:
+    return lambda key: tuple(key[p] for p in positions)
 
 
 class Router:
-    """First-match routing over a RuleSet (priority, then file, then position)."""
+    """First-match routing over a RuleSet (priority, then file, then position).
 
-    def __init__(self, ruleset: RuleSet):
+    `cache_limit` bounds the decision cache (entries before it is cleared; 0: no cache); a complete
+    index has no cache to bound.
+    """
+
+    def __init__(self, ruleset: RuleSet, cache_limit: int | None = None):
         self.ruleset = ruleset
         self.rules: tuple = ruleset.rules
+        self.cache_limit = CACHE_LIMIT if cache_limit is None else cache_limit
         fields = sorted({path for rule in self.rules for path, _ in rule.match})
         self.fields = tuple(fields)
         pos = {f: i for i, f in enumerate(fields)}
@@ -135,24 +131,24 @@ class Router:
             value_lists = [[match_value(v) for v in dict(rule.match)[k]] for k in keys]
             for combo in itertools.product(*value_lists):
                 groups[keys][combo].append(idx)
-        # (a function picking the group's fields out of the extracted tuple, index)
-        self._groups = []
-        for keys, index in groups.items():
-            positions = [pos[k] for k in keys]
-            picker: Callable[[tuple], tuple]
-            if not positions:
-                picker = _pick_none
-            elif len(positions) == 1:
-                picker = functools.partial(_pick_one, positions[0])
-            else:
-                picker = operator.itemgetter(*positions)
-            self._groups.append((picker, {k: self._upto_sure(v) for k, v in index.items()}, tuple(positions)))
+        # (a function picking the group's fields out of the whole key, index, positions in the key)
+        self._groups = [(_picker([pos[k] for k in keys]), {k: self._upto_sure(v) for k, v in index.items()},
+                         tuple(pos[k] for k in keys)) for keys, index in groups.items()]
         self._lookup = _compile_lookup(self._groups)
-        self._cache: dict = {}
-        scope = {"_sub": _sub, "_EMPTY": {}, "_MISS": object(), "cache_get": self._cache.get,
-                 "slow": self._route_slow}
-        exec(compile(_route_source(fields), "<herald-router>", "exec"), scope)  # noqa: S102 - field names only
-        self.route = scope["route"]
+        self._compiler = Compiler(self.rules)
+        constant = tuple(groups[()][()]) if () in groups else ()
+        varying = [index for _, index, positions in self._groups if positions]
+        # entries by raw key: the complete index, or the decision cache (filled as keys are met)
+        self._entries: dict = {}
+        self.complete = len(varying) <= 1 and all(_raw_ok(k) for index in varying for k in index)
+        if self.complete:
+            self._default: Any = self._compiler.entry(self._upto_sure(list(constant)))
+            for key, hits in (varying[0].items() if varying else ()):
+                merged = self._upto_sure(sorted(set(hits) | set(constant)))
+                self._entries[key] = self._compiler.entry(merged)
+        else:
+            self._default = _MISS
+        self._find = _finder(fields, self._entries.get, self._default, self._entry)
 
     def _upto_sure(self, indices: list) -> tuple:
         """A group's rule indices up to the first rule without `when`: it matches whenever the group's
@@ -177,36 +173,31 @@ class Router:
                     found.append(hit)
         if not found:
             return ()
-        merged = found[0] if len(found) == 1 else sorted(itertools.chain.from_iterable(found))
-        out = []
-        for idx in merged:  # stop after the first rule without `when`: nothing after it can win
-            out.append(idx)
-            if self.rules[idx].predicate is None:
-                break
-        return tuple(out)
+        if len(found) == 1:
+            return found[0]  # already cut at its first rule without `when`
+        return self._upto_sure(sorted(itertools.chain.from_iterable(found)))
 
-    def _route_slow(self, outcome: Mapping, raw_key: tuple) -> Rule | None:
-        """A decision-cache miss: find the candidates, cache them when the key allows, evaluate."""
-        plain = _raw_ok(raw_key)  # text and nulls are their own match values
-        cands = self.candidates(raw_key if plain else tuple(map(match_value, raw_key)))
-        rules = tuple(self.rules[i] for i in cands)
-        if CACHE_LIMIT and plain:
-            if len(self._cache) >= CACHE_LIMIT:
-                self._cache.clear()
-            if not rules:
-                self._cache[raw_key] = _NO_MATCH
-            elif rules[0].predicate is None:
-                self._cache[raw_key] = rules[0]
-            else:
-                self._cache[raw_key] = rules
-        for rule in rules:
-            if rule.predicate is None or rule.predicate(outcome):
-                return rule
-        return None
-
-    def route(self, outcome: Mapping) -> Rule | None:  # replaced per instance by the generated function
+    def route(self, outcome: Mapping) -> Rule | None:
         """The first rule that matches `outcome`, or None."""
-        raise NotImplementedError
+        entry = self._find(outcome)
+        while entry.__class__ is not Rule and entry is not None:
+            entry = entry.step(outcome)  # an interval table or rules with a `when`
+        return entry
+
+    def _entry(self, raw_key: tuple) -> Entry:
+        """The compiled entry for a key the index does not hold as it is; kept in the decision cache
+        when the key allows (a complete index answers every such key with its default)."""
+        if self.complete:
+            return self._default
+        plain = _raw_ok(raw_key)  # text and nulls are their own match values
+        entry = self._compiler.entry(self.candidates(raw_key if plain else tuple(map(match_value, raw_key))))
+        if plain and self.cache_limit:
+            if len(self._entries) >= self.cache_limit:
+                self._entries.clear()
+            if len(self._compiler.memo) >= max(self.cache_limit, 1024):
+                self._compiler.memo.clear()
+            self._entries[raw_key] = entry
+        return entry
 
     def explain(self, outcome: Mapping) -> list[tuple[Rule, str | None]]:
         """Every rule in order until the winner, each with the first condition that failed (None: it matched)."""

@@ -381,6 +381,75 @@ def _compile(node: _Op) -> Callable[[Mapping], bool]:
     return namespace["_when"]
 
 
+# ---------------------------------------------------------------- numeric ranges (for the router's interval tables)
+
+@dataclass(frozen=True)
+class FieldRange:
+    """What a `when` made only of number comparisons on one field, joined by `and`, tests: the field is a number
+    (not true/false, not NaN) between `lo` and `hi` (None: unbounded), each bound included when `*_closed`."""
+
+    path: str
+    lo: int | float | None = None
+    lo_closed: bool = False
+    hi: int | float | None = None
+    hi_closed: bool = False
+
+    def contains(self, x: Any) -> bool:
+        """The predicate's answer for the value x of the field."""
+        if type(x) not in _NUM or x != x:
+            return False
+        if self.lo is not None and (x < self.lo or x == self.lo and not self.lo_closed):
+            return False
+        return self.hi is None or x < self.hi or x == self.hi and self.hi_closed
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
+
+
+def _range_of(root: _Op) -> FieldRange | None:
+    """The FieldRange `root` tests, or None when it is anything else (another operator, two fields, `or`, ...)."""
+    parts, todo = [], [root]
+    while todo:
+        node = todo.pop()
+        if not isinstance(node, _Op):
+            return None
+        if node.op == "and":
+            todo.extend(node.args)
+        elif node.op in _FLIP and len(node.args) == 2:
+            parts.append(node)
+        else:
+            return None
+    lo: Any = None
+    hi: Any = None
+    lo_closed = hi_closed = False
+    path = None
+    for node in parts:
+        left, right = node.args
+        op = node.op
+        if isinstance(left, _Lit):
+            left, right, op = right, left, _FLIP[op]
+        if not (isinstance(left, _Field) and isinstance(right, _Lit)) or type(right.value) not in _NUM:
+            return None
+        if path is None:
+            path = left.path
+        elif left.path != path:
+            return None
+        v = right.value
+        if v != v:
+            return None
+        if op in (">", ">=", "==") and (lo is None or v > lo or v == lo and lo_closed and op == ">"):
+            lo, lo_closed = v, op != ">"
+        if op in ("<", "<=", "==") and (hi is None or v < hi or v == hi and hi_closed and op == "<"):
+            hi, hi_closed = v, op != "<"
+    return FieldRange(path, lo, lo_closed, hi, hi_closed) if path is not None else None
+
+
+def field_range(predicate: Callable | None) -> FieldRange | None:
+    """The FieldRange a compiled `when` predicate tests, when it is one; None for any other predicate."""
+    rng = getattr(predicate, "field_range", None)
+    return rng if isinstance(rng, FieldRange) else None
+
+
 # ---------------------------------------------------------------- the public API
 
 @dataclass(frozen=True)
@@ -464,6 +533,7 @@ def _parse_cached(source: str) -> tuple:
         predicate = _compile(root)
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return None, (WhenError(0, SYNTAX, "expression is too complex"),)
+    predicate.field_range = _range_of(root)  # type: ignore[attr-defined]  # read through field_range()
     return WhenExpr(source, tuple(_refs(root, [])), predicate, root), ()
 
 

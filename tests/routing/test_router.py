@@ -1,4 +1,4 @@
-"""The router: first-match order, the index and decision cache agree with a naive loop; variants; explain."""
+"""The router: first-match order, the index and decision cache agree with a naive loop; the cache's limit; variants; explain."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import engine.routing.router as routing
 from engine.model import Rule, RuleSet, Timing, Variant
 from engine.routing.router import Router, choose_variant, lookup, why_not
 
@@ -76,13 +75,28 @@ def test_true_and_one_are_different_values():
         assert router.route({"attributes": {"flag": 1.0}}).id == "r0"
 
 
-def test_no_cache_gives_the_same_answers(monkeypatch):
-    monkeypatch.setattr(routing, "CACHE_LIMIT", 0)
-    rules = (_rule(0, {"decision": ["reject"]}, PREDICATES[0]), _rule(1, {"decision": ["reject"]}))
-    router = Router(RuleSet(rules, {}, "v"))
+def test_no_cache_gives_the_same_answers():
+    rules = (_rule(0, {"decision": ["reject"]}, PREDICATES[0]), _rule(1, {"stage": ["a"]}))
+    router = Router(RuleSet(rules, {}, "v"), cache_limit=0)
+    assert not router.complete  # two groups of match fields: candidates merged per key
     assert router.route({"decision": "reject", "score": 70}).id == "r0"
-    assert router.route({"decision": "reject", "score": 10}).id == "r1"
-    assert router._cache == {}
+    assert router.route({"decision": "reject", "stage": "a", "score": 10}).id == "r1"
+    assert router.route({"decision": "reject", "score": 10}) is None
+    assert router._entries == {}
+
+
+def test_the_decision_cache_is_cleared_at_its_limit():
+    rules = (_rule(0, {"decision": ["reject"]}), _rule(1, {"stage": ["a"]}))
+    router = Router(RuleSet(rules, {}, "v"), cache_limit=3)
+    for i in range(10):
+        assert router.route({"decision": "reject", "stage": f"s{i}"}).id == "r0"
+        assert len(router._entries) <= 3
+
+
+def test_route_is_an_ordinary_method():
+    router = Router(RuleSet((_rule(0, {"decision": ["reject"]}),), {}, "v"))
+    assert "route" not in vars(router)  # nothing replaces the class's method per instance
+    assert Router.route(router, {"decision": "reject"}).id == "r0"
 
 
 def test_variants_are_deterministic_and_follow_weights():

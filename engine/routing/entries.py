@@ -1,0 +1,139 @@
+"""Compiled index entries: a list of candidate rules turned into the cheapest object that gives its first match.
+
+A candidate list (rules in evaluation order, as an index entry holds them) becomes:
+
+- a `Rule`: the first candidate has no `when`, so it always wins;
+- None: no candidate at all;
+- `Ranges`: a run of candidates whose `when` is a numeric range on one field (`score >= 60 and score < 80`,
+  see `engine.rules.when.FieldRange`), compiled into a sorted interval table: one bisect finds the first
+  rule of the run whose range holds the value, whatever the length of the run;
+- `Chain`: candidates with any other `when`, tried in order.
+
+Each `Ranges` or `Chain` knows what comes after it (`rest`); `step(outcome)` gives the winning rule, None,
+or the entry to go on with (Router.route loops until it has a rule or None). Equal candidate lists
+compile to one shared object (`Compiler` memoises them).
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from engine.model import Rule
+from engine.rules.when import FieldRange, field_range
+
+_UNSEEN: Any = object()
+
+
+class Ranges:
+    """A run of rules with ranges on one field: sorted bounds, the winner of each gap and of each bound."""
+
+    __slots__ = ("name", "parts", "bounds", "gaps", "points", "search", "miss")
+
+    def __init__(self, run: Sequence[tuple[Rule, FieldRange]], rest: Entry):
+        path = run[0][1].path
+        self.parts = tuple(path.split("."))
+        self.name = self.parts[0] if len(self.parts) == 1 else None  # a top-level field: read inline
+
+        def winner(holds: Any) -> Any:  # where no range of the run holds, what comes after the run decides
+            return next((rule for rule, rng in run if holds(rng)), rest)
+
+        values = sorted({v for _, rng in run for v in (rng.lo, rng.hi) if v is not None})
+        # Between and around the bounds, each gap is an open interval: a range holds on all of it or on
+        # none of it, for no bound lies inside. Gap i lies between values[i - 1] and values[i].
+        edges = [None, *values, None]
+        gaps = [winner(lambda r, a=a, b=b: (r.lo is None or a is not None and r.lo <= a)
+                       and (r.hi is None or b is not None and r.hi >= b))
+                for a, b in zip(edges, edges[1:])]
+        at = [winner(lambda r, v=v: r.contains(v)) for v in values]
+        # bisect_right finds the gap right of a bound for the bound itself: right when every bound wins
+        # what the gap to its right wins (the usual `lo <= x < hi`); bisect_left likewise to the left.
+        if all(at[i] is gaps[i + 1] for i in range(len(values))):
+            self.search, self.points = bisect_right, None
+        elif all(at[i] is gaps[i] for i in range(len(values))):
+            self.search, self.points = bisect_left, None
+        else:
+            self.search, self.points = bisect_right, dict(zip(values, at))
+        self.bounds = values
+        self.gaps = gaps
+        self.miss = rest  # the value is not a number (or NaN): no range holds
+
+    def step(self, outcome: Mapping) -> Entry:
+        """The rule of the run that wins for `outcome`, else what comes after the run."""
+        if self.name is not None:
+            x = outcome.get(self.name)
+        else:  # read as the predicate reads it
+            parts = self.parts
+            x = outcome.get(parts[0])
+            for part in parts[1:]:
+                x = x.get(part) if isinstance(x, dict) else None
+        cls = x.__class__
+        if (cls is int or cls is float) and x == x:
+            points = self.points
+            if points is not None and x in points:
+                return points[x]
+            return self.gaps[self.search(self.bounds, x)]
+        return self.miss
+
+
+class Chain:
+    """Rules with a `when` of any kind, tried in order; then `rest`."""
+
+    __slots__ = ("rules", "rest")
+
+    def __init__(self, rules: Sequence[Rule], rest: Entry):
+        self.rules = tuple(rules)
+        self.rest = rest
+
+    def step(self, outcome: Mapping) -> Entry:
+        """The first of the rules whose `when` holds for `outcome`, else what comes after them."""
+        for rule in self.rules:
+            if rule.predicate(outcome):  # type: ignore[misc]  # a Chain holds only rules with a predicate
+                return rule
+        return self.rest
+
+
+Entry = Union[Rule, Ranges, Chain, None]
+
+
+def compile_entry(rules: Sequence[Rule]) -> Entry:
+    """The entry for candidates `rules` (evaluation order): the first rule without `when` ends the list."""
+    steps: list = []  # Rule (no when: final), ("chain", [rules]), ("ranges", [(rule, range)])
+    for rule in rules:
+        if rule.predicate is None:
+            steps.append(rule)
+            break
+        rng = field_range(rule.predicate)
+        last = steps[-1] if steps else None
+        if rng is not None:
+            if last is not None and last[0] == "ranges" and last[1][0][1].path == rng.path:
+                last[1].append((rule, rng))
+            else:
+                steps.append(("ranges", [(rule, rng)]))
+        elif last is not None and last[0] == "chain":
+            last[1].append(rule)
+        else:
+            steps.append(("chain", [rule]))
+    entry: Entry = None
+    for step in reversed(steps):
+        if step.__class__ is not tuple:
+            entry = step
+        elif step[0] == "ranges":
+            entry = Ranges(step[1], entry)
+        else:
+            entry = Chain(step[1], entry)
+    return entry
+
+
+class Compiler:
+    """Compiles candidate lists, giving equal lists (by rule position) one shared entry."""
+
+    def __init__(self, rules: Sequence[Rule]):
+        self.rules = rules
+        self.memo: dict[tuple, Entry] = {}
+
+    def entry(self, indices: tuple) -> Entry:
+        found = self.memo.get(indices, _UNSEEN)
+        if found is _UNSEEN:
+            found = self.memo[indices] = compile_entry([self.rules[i] for i in indices])
+        return found  # type: ignore[return-value]
