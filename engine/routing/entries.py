@@ -16,8 +16,9 @@ compile to one shared object (`Compiler` memoises them).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import pairwise
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 from engine.model import Rule
 from engine.rules.when import FieldRange, field_range
@@ -28,7 +29,7 @@ _UNSEEN: Any = object()
 class Ranges:
     """A run of rules with ranges on one field: sorted bounds, the winner of each gap and of each bound."""
 
-    __slots__ = ("name", "parts", "bounds", "gaps", "points", "search", "miss")
+    __slots__ = ("bounds", "gaps", "miss", "name", "parts", "points", "search")
 
     def __init__(self, run: Sequence[tuple[Rule, FieldRange]], rest: Entry):
         path = run[0][1].path
@@ -38,13 +39,13 @@ class Ranges:
         def winner(holds: Any) -> Any:  # where no range of the run holds, what comes after the run decides
             return next((rule for rule, rng in run if holds(rng)), rest)
 
-        values = sorted({v for _, rng in run for v in (rng.lo, rng.hi) if v is not None})
+        values: list = sorted({v for _, rng in run for v in (rng.lo, rng.hi) if v is not None})
         # Between and around the bounds, each gap is an open interval: a range holds on all of it or on
         # none of it, for no bound lies inside. Gap i lies between values[i - 1] and values[i].
         edges = [None, *values, None]
-        gaps = [winner(lambda r, a=a, b=b: (r.lo is None or a is not None and r.lo <= a)
-                       and (r.hi is None or b is not None and r.hi >= b))
-                for a, b in zip(edges, edges[1:])]
+        gaps = [winner(lambda r, a=a, b=b: (r.lo is None or (a is not None and r.lo <= a))
+                       and (r.hi is None or (b is not None and r.hi >= b)))
+                for a, b in pairwise(edges)]
         at = [winner(lambda r, v=v: r.contains(v)) for v in values]
         # bisect_right finds the gap right of a bound for the bound itself: right when every bound wins
         # what the gap to its right wins (the usual `lo <= x < hi`); bisect_left likewise to the left.
@@ -53,7 +54,7 @@ class Ranges:
         elif all(at[i] is gaps[i] for i in range(len(values))):
             self.search, self.points = bisect_left, None
         else:
-            self.search, self.points = bisect_right, dict(zip(values, at))
+            self.search, self.points = bisect_right, dict(zip(values, at, strict=True))
         self.bounds = values
         self.gaps = gaps
         self.miss = rest  # the value is not a number (or NaN): no range holds
@@ -79,21 +80,22 @@ class Ranges:
 class Chain:
     """Rules with a `when` of any kind, tried in order; then `rest`."""
 
-    __slots__ = ("rules", "rest")
+    __slots__ = ("rest", "rules", "tests")
 
     def __init__(self, rules: Sequence[Rule], rest: Entry):
         self.rules = tuple(rules)
+        self.tests = tuple((rule, rule.predicate) for rule in rules)
         self.rest = rest
 
     def step(self, outcome: Mapping) -> Entry:
         """The first of the rules whose `when` holds for `outcome`, else what comes after them."""
-        for rule in self.rules:
-            if rule.predicate(outcome):  # type: ignore[misc]  # a Chain holds only rules with a predicate
+        for rule, holds in self.tests:
+            if holds(outcome):  # type: ignore[misc]  # a Chain only holds rules with a `when`
                 return rule
         return self.rest
 
 
-Entry = Union[Rule, Ranges, Chain, None]
+Entry = Rule | Ranges | Chain | None
 
 
 def compile_entry(rules: Sequence[Rule]) -> Entry:
@@ -136,4 +138,4 @@ class Compiler:
         found = self.memo.get(indices, _UNSEEN)
         if found is _UNSEEN:
             found = self.memo[indices] = compile_entry([self.rules[i] for i in indices])
-        return found  # type: ignore[return-value]
+        return found

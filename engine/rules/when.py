@@ -398,9 +398,9 @@ class FieldRange:
         """The predicate's answer for the value x of the field."""
         if type(x) not in _NUM or x != x:
             return False
-        if self.lo is not None and (x < self.lo or x == self.lo and not self.lo_closed):
+        if self.lo is not None and (x < self.lo or (x == self.lo and not self.lo_closed)):
             return False
-        return self.hi is None or x < self.hi or x == self.hi and self.hi_closed
+        return self.hi is None or x < self.hi or (x == self.hi and self.hi_closed)
 
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
@@ -437,9 +437,9 @@ def _range_of(root: _Op) -> FieldRange | None:
         v = right.value
         if v != v:
             return None
-        if op in (">", ">=", "==") and (lo is None or v > lo or v == lo and lo_closed and op == ">"):
+        if op in (">", ">=", "==") and (lo is None or v > lo or (v == lo and lo_closed and op == ">")):
             lo, lo_closed = v, op != ">"
-        if op in ("<", "<=", "==") and (hi is None or v < hi or v == hi and hi_closed and op == "<"):
+        if op in ("<", "<=", "==") and (hi is None or v < hi or (v == hi and hi_closed and op == "<")):
             hi, hi_closed = v, op != "<"
     return FieldRange(path, lo, lo_closed, hi, hi_closed) if path is not None else None
 

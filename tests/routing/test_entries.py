@@ -29,7 +29,7 @@ def naive(rules, outcome):
         ok = True
         for path, values in rule.match:
             got = lookup(outcome, path)
-            if isinstance(got, (list, dict)) or not any(type(got) is type(v) and got == v
+            if isinstance(got, (list, dict)) or not any((type(got) is type(v) and got == v)
                                                          or (got is None and v is None) for v in values):
                 ok = False
                 break
