@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.intake.decode import Item, parse_text
 from engine.rules.schemas import fast_check, jsonschema_validator
+from engine.schedule.timing import check_timezone, load_timezone
 from engine.model import quick_init
 
 OK = "ok"
@@ -56,6 +57,10 @@ def _short(message: str) -> str:
 def check_record(record: Any) -> GateResult:
     """Schema check of one parsed record; fast when valid, names the field when not."""
     if fast_check("outcome")(record):  # compiled once (cached), then one call
+        tz = record["candidate"].get("timezone")
+        if tz is not None and load_timezone(tz) is None:  # never silently replaced by the rule's zone
+            return GateResult(INVALID, None, record["id"], f"candidate.timezone: {check_timezone(tz)}",
+                              "candidate.timezone")
         return GateResult(OK, record, record["id"])
     field, message = field_error(record)
     rid = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None

@@ -51,7 +51,8 @@ class Outcomes(SqlStore):
             approved = bool(it.approved)
             if it.notification is not None and not approved:
                 raise StoreError(f"outcome {it.id!r} is not approved: schedule it after approve()")
-            rows.append((it.id, raw, now, _opt(it.occurred_at), it.decision, it.stage, it.role, it.reason,
+            occurred = now if it.occurred_at is None else _opt(it.occurred_at)  # missing: the time of receipt
+            rows.append((it.id, raw, now, occurred, it.decision, it.stage, it.role, it.reason,
                          int(approved), now if approved else None, it.status, it.source, now))
         with self._write() as conn:
             for it, values in zip(items, rows, strict=False):
@@ -154,7 +155,7 @@ class Outcomes(SqlStore):
             self._x(conn, "UPDATE outcomes SET raw = ?, rev = ?, occurred_at = ?, decision = ?, stage = ?, role = ?, "
                          "reason = ?, approved = ?, approved_at = CASE WHEN ? = 1 AND approved_at IS NULL THEN ? "
                          "WHEN ? = 1 THEN approved_at END, state = 'active', status = ?, updated_at = ? WHERE id = ?",
-                         (raw, rev, _opt(item.occurred_at), item.decision, item.stage, item.role, item.reason,
+                         (raw, rev, now if item.occurred_at is None else _opt(item.occurred_at), item.decision, item.stage, item.role, item.reason,
                           int(item.approved), int(item.approved), now, int(item.approved), item.status, now, item.id))
             self._x(conn, "INSERT INTO outcome_changes (outcome_id, kind, at, body, detail) VALUES (?, 'amended', ?, ?, ?)",
                          (item.id, now, raw, _j({"rev": rev, "status": item.status, "cancelled": cancelled})))
