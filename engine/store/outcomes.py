@@ -152,10 +152,11 @@ class Outcomes(SqlStore):
                 return None
             cancelled = self._stop_outcome(conn, item.id, now, "amended")
             rev = old[0]["rev"] + 1
+            occurred = now if item.occurred_at is None else _opt(item.occurred_at)  # missing: the time of receipt
             self._x(conn, "UPDATE outcomes SET raw = ?, rev = ?, occurred_at = ?, decision = ?, stage = ?, role = ?, "
                          "reason = ?, approved = ?, approved_at = CASE WHEN ? = 1 AND approved_at IS NULL THEN ? "
                          "WHEN ? = 1 THEN approved_at END, state = 'active', status = ?, updated_at = ? WHERE id = ?",
-                         (raw, rev, now if item.occurred_at is None else _opt(item.occurred_at), item.decision, item.stage, item.role, item.reason,
+                         (raw, rev, occurred, item.decision, item.stage, item.role, item.reason,
                           int(item.approved), int(item.approved), now, int(item.approved), item.status, now, item.id))
             self._x(conn, "INSERT INTO outcome_changes (outcome_id, kind, at, body, detail) VALUES (?, 'amended', ?, ?, ?)",
                          (item.id, now, raw, _j({"rev": rev, "status": item.status, "cancelled": cancelled})))
