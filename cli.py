@@ -375,8 +375,8 @@ def post(file: str, url: str | None, token: str | None, hmac_secret: str | None,
     from engine.daemon.client import PostError, post_file
 
     if url is None:
-        server = load_config(config_path)[0].server or {}
-        url = f"http://{server.get('host') or '127.0.0.1'}:{server.get('port') or 8025}"
+        server = load_config(config_path)[0].server
+        url = f"http://{server.host}:{server.port}"
     try:
         counts = post_file(file, url, token, hmac_secret, batch)
     except PostError as e:

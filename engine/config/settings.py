@@ -1,7 +1,12 @@
-"""herald.yaml: defaults for a fresh checkout, ${ENV} secret expansion, and the resolved Config."""
+"""herald.yaml: defaults for a fresh checkout, ${ENV} secret expansion, and the resolved Config.
+
+The sections the daemon reads (server, dispatch, tracking, alerts) are parsed once, here, into frozen
+dataclasses; nothing else reads herald.yaml's raw mappings.
+"""
 from __future__ import annotations
 
 import os
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,123 @@ class ChannelConfig:
         return {k: ("***" if k in SECRET_KEYS and v else v) for k, v in self.settings.items()}
 
 
+def _text(value: Any) -> str | None:
+    """A non-empty string setting, else None (empty counts as unset)."""
+    return value if isinstance(value, str) and value else None
+
+
+def _seconds(value: Any, default: float) -> float:
+    """A duration setting ("30s", "1h30m") in seconds; the default when absent or unreadable."""
+    from engine.schedule.timing import parse_duration
+
+    d = parse_duration(value) if isinstance(value, str) else None
+    return d.total_seconds() if d is not None else default
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class ServerAuth:
+    """server.auth: how intake requests prove they come from the ATS (secrets expanded, never printed)."""
+
+    token: str | None = field(default=None, repr=False)
+    hmac_secret: str | None = field(default=None, repr=False)
+    signature_header: str = "X-Herald-Signature"
+
+    @classmethod
+    def parse(cls, raw: Any) -> ServerAuth:
+        raw = _mapping(raw)
+        return cls(token=_text(raw.get("token")), hmac_secret=_text(raw.get("hmac_secret")),
+                   signature_header=_text(raw.get("signature_header")) or cls.signature_header)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """server: where the daemon listens, the URL candidates reach it at, and intake authentication."""
+
+    host: str = "127.0.0.1"
+    port: int = 8025
+    public_url: str | None = None
+    auth: ServerAuth = ServerAuth()
+
+    @classmethod
+    def parse(cls, raw: Any) -> ServerSettings:
+        raw = _mapping(raw)
+        port = raw.get("port")
+        return cls(host=_text(raw.get("host")) or cls.host,
+                   port=port if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 else cls.port,
+                   public_url=_text(raw.get("public_url")), auth=ServerAuth.parse(raw.get("auth")))
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """dispatch: times are clock seconds except poll_interval and lease (real seconds)."""
+
+    workers: int = 2
+    max_attempts: int = 5
+    backoff_base: float = 30.0
+    backoff_max: float = 3600.0
+    poll_interval: float = 1.0
+    batch: int = 10
+    lease: float = 120.0
+    receipt_interval: float = 60.0  # clock seconds between two rounds of receipt polling
+
+    @classmethod
+    def parse(cls, raw: Any) -> DispatchSettings:
+        raw = _mapping(raw)
+
+        def count(key: str, default: int) -> int:
+            value = raw.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else default
+
+        return cls(workers=count("workers", cls.workers), max_attempts=count("max_attempts", cls.max_attempts),
+                   backoff_base=_seconds(raw.get("backoff_base"), cls.backoff_base),
+                   backoff_max=_seconds(raw.get("backoff_max"), cls.backoff_max),
+                   poll_interval=max(_seconds(raw.get("poll_interval"), cls.poll_interval), 0.05),
+                   receipt_interval=max(_seconds(raw.get("receipt_interval"), cls.receipt_interval), 0.001))
+
+    def backoff(self, tries: int, rng: random.Random | None = None) -> float:
+        """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(tries-1))], at least 1 s."""
+        cap = min(self.backoff_max, self.backoff_base * (2 ** min(max(tries - 1, 0), 60)))
+        return max(1.0, rng.uniform(0, cap) if rng is not None else random.uniform(0, cap))
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """tracking: the key that signs links (secret expanded, never printed) and the report's time zone."""
+
+    secret: str | None = field(default=None, repr=False)
+    timezone: str = "Asia/Shanghai"
+
+    @classmethod
+    def parse(cls, raw: Any) -> TrackingSettings:
+        raw = _mapping(raw)
+        return cls(secret=_text(raw.get("secret")), timezone=_text(raw.get("timezone")) or cls.timezone)
+
+
+DEFAULT_ALERT_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """alerts: where HR alerts go (None: nowhere), who is mentioned, the minimum gap (real seconds)."""
+
+    channel: str | None = None
+    at_mobiles: tuple[str, ...] = ()
+    interval: float = DEFAULT_ALERT_INTERVAL
+
+    @classmethod
+    def parse(cls, raw: Any) -> AlertSettings:
+        raw = _mapping(raw)
+        channel = raw.get("channel")
+        mobiles = raw.get("at_mobiles") or ()
+        return cls(channel=str(channel) if channel else None,
+                   at_mobiles=tuple(str(m) for m in mobiles) if isinstance(mobiles, (list, tuple)) else (),
+                   interval=max(_seconds(raw.get("interval"), DEFAULT_ALERT_INTERVAL), 0.0))
+
+
 @dataclass(frozen=True)
 class Config:
     """Where the rules, templates, store and outbox are, and the channels, windows and server settings."""
@@ -47,10 +169,10 @@ class Config:
     channels: Mapping[str, ChannelConfig]
     company: Mapping[str, Any] = field(default_factory=dict)
     windows: Mapping[str, Any] = field(default_factory=dict)  # name -> (spec dict, Loc)
-    server: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    dispatch: Mapping[str, Any] = field(default_factory=dict)
-    tracking: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    alerts: Mapping[str, Any] = field(default_factory=dict)  # HR alerts: channel, at_mobiles, interval
+    server: ServerSettings = ServerSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    alerts: AlertSettings = AlertSettings()
     sources: Mapping[str, Any] = field(default_factory=dict, repr=False)  # name -> engine.sources.config.SourceConfig
 
 
@@ -153,7 +275,8 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     server = expand_env(data.get("server") or {}, env, missing)
     tracking = expand_env(data.get("tracking") or {}, env, missing)
     alerts = expand_env(data.get("alerts"), env, missing) if isinstance(data.get("alerts"), dict) else {}
-    diags += _check_alerts(alerts, channels, doc)
+    alert_settings = AlertSettings.parse(alerts)
+    diags += _check_alerts(alert_settings, channels, doc)
     from engine.sources.config import load_sources
 
     sources, more = load_sources(data.get("sources"), doc, env)
@@ -171,22 +294,22 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         channels=channels,
         company=data.get("company") or {},
         windows=windows,
-        server=server,
-        dispatch=data.get("dispatch") or {},
-        tracking=tracking,
-        alerts=alerts,
+        server=ServerSettings.parse(server),
+        dispatch=DispatchSettings.parse(data.get("dispatch")),
+        tracking=TrackingSettings.parse(tracking),
+        alerts=alert_settings,
         sources=sources,
     )
     return cfg, diags
 
 
-def _check_alerts(alerts: Mapping[str, Any], channels: Mapping[str, ChannelConfig],
+def _check_alerts(alerts: AlertSettings, channels: Mapping[str, ChannelConfig],
                   doc: Document | None) -> list[Diagnostic]:
     """alerts.channel must name a configured channel, one that needs no recipient (a group robot, a webhook)."""
     from engine.rules.suggest import did_you_mean
 
-    name = alerts.get("channel")
-    if not isinstance(name, str) or not name:
+    name = alerts.channel
+    if name is None:
         return []
     loc = doc.loc(("alerts", "channel")) if doc else Loc("herald.yaml", 1, 1)
     if name in channels:

@@ -18,11 +18,11 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from engine.channels.base import RECOVERABLE, Envelope, SendResult
+from engine.config.settings import AlertSettings
 
 log = logging.getLogger("herald.alerts")
 
@@ -31,31 +31,6 @@ TITLES = {"unmatched": "waiting unmatched", "failed": "failed on every channel",
 MAX_LINES = 30       # lines listed in one message; the rest are counted
 MAX_PENDING = 500    # lines kept while the channel cannot take them
 MAX_LINE = 300       # characters of one line
-DEFAULT_INTERVAL = 60.0
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    """The `alerts:` section: where alerts go (None: nowhere), who is mentioned, the minimum gap (real seconds)."""
-
-    channel: str | None = None
-    at_mobiles: tuple = ()
-    interval: float = DEFAULT_INTERVAL
-
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None) -> AlertSettings:
-        from engine.schedule.timing import parse_duration
-
-        raw = raw if isinstance(raw, Mapping) else {}
-        channel = raw.get("channel")
-        mobiles = raw.get("at_mobiles") or ()
-        interval = DEFAULT_INTERVAL
-        if isinstance(raw.get("interval"), str):
-            d = parse_duration(raw["interval"])
-            interval = d.total_seconds() if d is not None else DEFAULT_INTERVAL
-        return cls(channel=str(channel) if channel else None,
-                   at_mobiles=tuple(str(m) for m in mobiles) if isinstance(mobiles, (list, tuple)) else (),
-                   interval=max(interval, 0.0))
 
 
 def alert_message(lines: list[tuple[str, str]], more: int = 0) -> tuple[str, str]:

@@ -86,7 +86,7 @@ def create_app(runtime) -> FastAPI:
 
     from engine.tracking.routes import tracking_router
 
-    tz = (runtime.state.deployment.config.tracking or {}).get("timezone") or "Asia/Shanghai"
+    tz = runtime.state.deployment.config.tracking.timezone
     app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
                                        report_auth=runtime.state.auth.enabled, report_timezone=tz))
 

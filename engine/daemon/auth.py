@@ -5,8 +5,9 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
 from collections.abc import Mapping
+
+from engine.config.settings import ServerAuth
 
 DEFAULT_SIGNATURE_HEADER = "X-Herald-Signature"
 
@@ -20,11 +21,9 @@ class Auth:
     signature_header: str = DEFAULT_SIGNATURE_HEADER
 
     @classmethod
-    def from_server(cls, server: Mapping[str, Any] | None) -> Auth:
-        """From the config's `server` mapping (secrets already expanded from ${ENV}); empty values count as unset."""
-        auth = (server or {}).get("auth") or {}
-        return cls(token=auth.get("token") or None, hmac_secret=auth.get("hmac_secret") or None,
-                   signature_header=auth.get("signature_header") or DEFAULT_SIGNATURE_HEADER)
+    def from_settings(cls, auth: ServerAuth) -> Auth:
+        """From herald.yaml's server.auth (secrets already expanded from ${ENV}; empty values are unset)."""
+        return cls(token=auth.token, hmac_secret=auth.hmac_secret, signature_header=auth.signature_header)
 
     @property
     def enabled(self) -> bool:

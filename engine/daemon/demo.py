@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None)
     args = ap.parse_args(argv)
     cfg = load_config(args.config)[0]
-    host, port = (cfg.server or {}).get("host") or "127.0.0.1", int((cfg.server or {}).get("port") or 8025)
+    host, port = cfg.server.host, cfg.server.port
     if not _free(host, port):
         print(f"port {port} is in use: using a free one", flush=True)
         port = 0
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             return proc.wait() or 1
         wait_healthy(url[0])
         print(_where(cfg, url[0], args.time_scale), flush=True)
-        poster = Poster(url[0], token=((cfg.server or {}).get("auth") or {}).get("token"))
+        poster = Poster(url[0], token=cfg.server.auth.token)
         counts = poster.post_items(read_items(args.outcomes))
         poster.close()
         print(f"posted {args.outcomes}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), flush=True)

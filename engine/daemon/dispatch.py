@@ -19,7 +19,7 @@ class Dispatcher:
 
     def __init__(self, runtime, settings: DispatchSettings | None = None):
         self.rt = runtime
-        self.settings = settings or DispatchSettings.from_config(runtime.state.deployment.config.dispatch)
+        self.settings = settings or runtime.state.deployment.config.dispatch
         self.sender = Sender(runtime, self.settings)
         self._stop = threading.Event()
         self._events = [threading.Event() for _ in range(max(1, self.settings.workers))]

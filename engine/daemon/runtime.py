@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Iterable, Sequence
 
-from engine.daemon.alerts import Alerter, AlertSettings
+from engine.daemon.alerts import Alerter
 from engine.channels import build_transport
 from engine.schedule.clock import Clock
 from engine.config.deployment import Deployment
@@ -93,14 +93,14 @@ class Runtime:
         self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
         self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links
         self.state = self.make_state(deployment)
-        self.alerts = Alerter(lambda: AlertSettings.from_config(self.state.deployment.config.alerts),
+        self.alerts = Alerter(lambda: self.state.deployment.config.alerts,
                               lambda name: self.state.transports.get(name))
         self.metrics.set_ruleset(deployment.ruleset.version, len(deployment.ruleset.rules))
 
     def make_state(self, dep: Deployment) -> State:
         """A complete new State for `dep` (built before anything is swapped)."""
         pipeline = ClockedPipeline(dep, render_channels="all", source=self.clock, links_for=self.links)
-        return State(dep, pipeline, Transports(dict(dep.config.channels)), Auth.from_server(dep.config.server))
+        return State(dep, pipeline, Transports(dict(dep.config.channels)), Auth.from_settings(dep.config.server.auth))
 
     def swap(self, state: State) -> State:
         """Puts `state` in use (one reference assignment) and returns the old one."""

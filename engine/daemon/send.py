@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import random
-from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Mapping
@@ -17,45 +15,12 @@ from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
 from engine.store import NotificationRow
 from engine.schedule.timing import load_timezone, next_open
 from engine.daemon.planning import find_rule
+from engine.config.settings import DispatchSettings
 
 log = logging.getLogger("herald.dispatch")
 
 READ_RECEIPTS = frozenset({"dingtalk-work-notice"})         # escalation waits for a read, not a delivery
 DELIVERY_RECEIPTS = frozenset({"dingtalk-work-notice", "aliyun-sms"})
-
-
-@dataclass(frozen=True)
-class DispatchSettings:
-    """dispatch: in herald.yaml; times are clock seconds except poll_interval and lease (real seconds)."""
-
-    workers: int = 2
-    max_attempts: int = 5
-    backoff_base: float = 30.0
-    backoff_max: float = 3600.0
-    poll_interval: float = 1.0
-    batch: int = 10
-    lease: float = 120.0
-    receipt_interval: float = 60.0  # clock seconds between two rounds of receipt polling
-
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None) -> DispatchSettings:
-        from engine.schedule.timing import parse_duration
-
-        raw = raw or {}
-
-        def seconds(key: str, default: float) -> float:
-            d = parse_duration(raw.get(key)) if isinstance(raw.get(key), str) else None
-            return d.total_seconds() if d is not None else default
-
-        return cls(workers=int(raw.get("workers") or 2), max_attempts=int(raw.get("max_attempts") or 5),
-                   backoff_base=seconds("backoff_base", 30.0), backoff_max=seconds("backoff_max", 3600.0),
-                   poll_interval=max(seconds("poll_interval", 1.0), 0.05),
-                   receipt_interval=max(seconds("receipt_interval", 60.0), 0.001))
-
-    def backoff(self, tries: int, rng: random.Random | None = None) -> float:
-        """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(tries-1))], at least 1 s."""
-        cap = min(self.backoff_max, self.backoff_base * (2 ** min(max(tries - 1, 0), 60)))
-        return max(1.0, (rng or random).uniform(0, cap))
 
 
 def _prefs(n: NotificationRow, outcome: Mapping) -> tuple:

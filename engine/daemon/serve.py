@@ -76,16 +76,15 @@ class Daemon:
                  host: str | None = None, port: int | None = None, time_scale: float = 1.0,
                  start_at: float | None = None, watch: bool = True):
         cfg = deployment.config
-        server = cfg.server or {}
-        self.host = host or server.get("host") or "127.0.0.1"
-        self.port = int(port if port is not None else server.get("port") or 8025)
+        self.host = host or cfg.server.host
+        self.port = port if port is not None else cfg.server.port
         clock = make_clock(time_scale, start_at)
         try:
             store = open_store(cfg.store_path)
         except (StoreError, OSError, sqlite3.Error) as e:
             raise DaemonError(f"cannot open the store {cfg.store_path}: {e}") from e
         self.runtime = rt = Runtime(deployment, store, clock, paths=paths, config_path=config_path)
-        self._public_url = server.get("public_url") or None
+        self._public_url = cfg.server.public_url
         try:
             rt.tracking_key = _tracking_key(cfg, required=bool(self._public_url))
         except ValueError as e:

@@ -31,7 +31,11 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from engine.config.settings import Config
 
 OPEN, CLICK, RATE, UNSUBSCRIBE = "open", "click", "rate", "unsubscribe"
 KINDS = {OPEN: 1, CLICK: 2, RATE: 3, UNSUBSCRIBE: 4}
@@ -185,14 +189,13 @@ def verify_token(secret: str | bytes, token: str, kind: str | None = None, *, no
     return got
 
 
-def tracking_secret(config: Any = None, *, required: bool, env: Mapping[str, str] | None = None) -> str:
+def tracking_secret(config: Config | None = None, *, required: bool, env: Mapping[str, str] | None = None) -> str:
     """The secret that signs links: config.tracking.secret (already expanded from ${ENV}).
 
     required (herald serve): missing, too short, or the dry-run placeholder -> TrackingConfigError.
     Not required (dry-run, validate): the fixed PLACEHOLDER_SECRET when none is set.
     """
-    tracking = getattr(config, "tracking", None) if config is not None else None
-    secret = (tracking or {}).get("secret") if isinstance(tracking, Mapping) else None
+    secret = config.tracking.secret if config is not None else None
     if isinstance(secret, str) and secret and secret != PLACEHOLDER_SECRET:
         if len(secret) < MIN_SECRET_LENGTH and required:
             raise TrackingConfigError(f"tracking.secret is {len(secret)} characters long; use at least "

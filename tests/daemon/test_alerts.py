@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from daemon_support import ScriptedTransport, make_deployment, outcome, post, wait_for
-from engine.daemon.alerts import Alerter, AlertSettings, alert_message
+from engine.config.settings import AlertSettings
+from engine.daemon.alerts import Alerter, alert_message
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE
 from engine.channels.dingtalk_robot import DingTalkRobotTransport
 from engine.config.settings import load_config

@@ -10,7 +10,7 @@ import pytest
 from loopback import Serving
 from daemon_support import ScriptedTransport, make_deployment, outbox, outcome, post, wait_for
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE
-from engine.daemon.send import DispatchSettings
+from engine.config.settings import DispatchSettings
 
 
 def notification(d, nid: str) -> dict:
@@ -112,7 +112,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
     for tries, cap in ((1, 30), (2, 60), (3, 120), (8, 3600), (80, 3600)):
         draws = [s.backoff(tries, rng) for _ in range(200)]
         assert all(1.0 <= x <= cap for x in draws) and max(draws) > cap * 0.8
-    assert DispatchSettings.from_config({"backoff_base": "1m", "backoff_max": "2h", "max_attempts": 7}).backoff_max == 7200
+    assert DispatchSettings.parse({"backoff_base": "1m", "backoff_max": "2h", "max_attempts": 7}).backoff_max == 7200
 
 
 @pytest.mark.slow

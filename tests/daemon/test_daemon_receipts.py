@@ -8,7 +8,7 @@ import httpx
 from daemon_support import make_deployment, outcome, post, wait_for
 from engine.channels.base import ACCEPTED, Receipt, SendResult
 from engine.daemon.receipts import RECEIPT_DAYS
-from engine.daemon.send import DispatchSettings
+from engine.config.settings import DispatchSettings
 
 
 class PollingTransport:
@@ -46,7 +46,7 @@ def kinds(n: dict) -> list[str]:
 
 def test_receipt_interval_setting():
     assert DispatchSettings().receipt_interval == 60.0
-    assert DispatchSettings.from_config({"receipt_interval": "5m"}).receipt_interval == 300.0
+    assert DispatchSettings.parse({"receipt_interval": "5m"}).receipt_interval == 300.0
 
 
 @pytest.mark.slow

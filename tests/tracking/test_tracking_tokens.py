@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import html as htmllib
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.config.settings import Config, TrackingSettings, load_config
 from engine.tracking import tokens as tr
 from engine.model import Message
 from engine.tracking.tokens import (CLICK, MAX_AGE, OPEN, RATE, UNSUBSCRIBE, decode_token, make_token, verify_token)
@@ -173,17 +175,16 @@ def test_track_message_per_channel():
     assert "/t/c/" in ding.body and ding.html is None
 
 
-def test_tracking_secret():
-    class Cfg:
-        def __init__(self, tracking):
-            self.tracking = tracking
+def test_tracking_secret(tmp_path):
+    def cfg(tracking: dict) -> Config:
+        return replace(load_config(root=tmp_path, env={})[0], tracking=TrackingSettings.parse(tracking))
 
-    assert tr.tracking_secret(Cfg({"secret": S}), required=True) == S
-    assert tr.tracking_secret(Cfg({}), required=False) == tr.PLACEHOLDER_SECRET
+    assert tr.tracking_secret(cfg({"secret": S}), required=True) == S
+    assert tr.tracking_secret(cfg({}), required=False) == tr.PLACEHOLDER_SECRET
     assert tr.tracking_secret(None, required=False) == tr.PLACEHOLDER_SECRET
     for bad in ({}, {"secret": ""}, {"secret": "short"}, {"secret": tr.PLACEHOLDER_SECRET}):
         with pytest.raises(tr.TrackingConfigError):
-            tr.tracking_secret(Cfg(bad), required=True)
+            tr.tracking_secret(cfg(bad), required=True)
     # a link rendered by a dry-run (placeholder secret) is refused by a daemon with the real secret
     tok = make_token(tr.PLACEHOLDER_SECRET, RATE, "n#1", "email")
     assert verify_token(S, tok, RATE) is None
