@@ -124,7 +124,7 @@ class _Entry:
     ast: Any = None
     compiled: dict = field(default_factory=dict)  # autoescape flag -> Template | Exception
     top_level: dict = field(default_factory=dict)  # autoescape flag -> has top-level set/macro/...
-    plans: dict = field(default_factory=dict)  # (channel, main_only) -> _ChannelPlan | error text
+    plans: dict = field(default_factory=dict)  # (channel, main_only) -> _ChannelPlan | _Unrenderable
 
 
 def _display(path: Path) -> str:
@@ -209,13 +209,22 @@ def _new_context(template: Any, data: Mapping, channel: str | None = None) -> Co
 
 @dataclass(frozen=True)
 class _ChannelPlan:
-    """How one file renders one channel, worked out once: the blocks wanted and, when a single block
-    of a file without top-level code is all there is to run, that block's compiled function."""
+    """How one file renders one channel, worked out once: the decisions the file serves, the blocks wanted
+    and, when a single block of a file without top-level code is all there is to run, that block's
+    compiled function."""
 
+    decisions: tuple[str, ...]
     main: str
-    wanted: tuple
+    wanted: tuple[str, ...]
     template: Any = None  # set for the single-block fast path
     block: Any = None
+
+
+@dataclass(frozen=True)
+class _Unrenderable:
+    """Why a file cannot render a channel at all (a syntax error, no header, a missing block)."""
+
+    error: str
 
 
 class TemplateStore:
@@ -307,7 +316,7 @@ class TemplateStore:
         """Every file of a template: the fallback first, then locales in order."""
         return [e.file for e in self._entries.get(name, [])]
 
-    def _entry(self, name: str, locales: Sequence[str]) -> _Entry | None:
+    def _entry(self, name: str, locales: Sequence[str | None]) -> _Entry | None:
         key = (name, tuple(locales or ()))
         try:
             return self._entry_memo[key]
@@ -380,16 +389,17 @@ class TemplateStore:
                 out[block] = (_tidy(text, block), None, None)
         return out
 
-    def _channel_plan(self, entry: _Entry, channel: str, main_only: bool) -> _ChannelPlan | str:
-        """What rendering `channel` from this file takes, or why it cannot (an error message)."""
+    def _channel_plan(self, entry: _Entry, channel: str, main_only: bool) -> _ChannelPlan | _Unrenderable:
+        """What rendering `channel` from this file takes, or why it cannot."""
         file = entry.file
         if not entry.syntax_ok:
-            return f"template {file.path} has a syntax error"
+            return _Unrenderable(f"template {file.path} has a syntax error")
         if file.meta is None:
-            return f"template {file.path} has no valid header declaring its decisions"
+            return _Unrenderable(f"template {file.path} has no valid header declaring its decisions")
         missing = [b for b in CHANNEL_BLOCKS.get(channel, (channel,)) if b not in file.blocks]
         if missing:
-            return f"template {file.name} ({file.path}) has no block {missing[0]} for channel {channel}"
+            return _Unrenderable(f"template {file.name} ({file.path}) has no block {missing[0]} for channel {channel}")
+        decisions = tuple(file.meta.decisions)
         main = "email" if channel == "email" else channel
         wanted = [main]
         if "subject" in file.blocks and not main_only:
@@ -401,8 +411,8 @@ class TemplateStore:
             template = self._compiled(entry, html)
             if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
                     and main in template.blocks:
-                return _ChannelPlan(main, tuple(wanted), template, template.blocks[main])
-        return _ChannelPlan(main, tuple(wanted))
+                return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main])
+        return _ChannelPlan(decisions, main, tuple(wanted))
 
     def render(self, name: str, locale_prefs: Sequence[str], channel: str, context: Mapping,
                main_only: bool = False) -> RenderResult:
@@ -418,10 +428,10 @@ class TemplateStore:
         plan = entry.plans.get((channel, main_only))
         if plan is None:
             plan = entry.plans[(channel, main_only)] = self._channel_plan(entry, channel, main_only)
-        if plan.__class__ is str:
-            return RenderResult(file, file.locale, None, plan)
+        if isinstance(plan, _Unrenderable):
+            return RenderResult(file, file.locale, None, plan.error)
         decision = context.get("decision")
-        if decision.__class__ is str and decision not in file.meta.decisions:
+        if decision.__class__ is str and decision not in plan.decisions:
             return RenderResult(file, file.locale, None,
                                 f"template {name} ({file.path}) does not declare decision {decision}")
         main = plan.main
