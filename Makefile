@@ -27,7 +27,7 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 # examples/outcomes.jsonl to it and shows each message as it is sent; Ctrl-C stops it cleanly.
 run: $(STAMP)
 	$(HERALD) validate
-	$(PY) -m engine.daemon.demo
+	$(PY) -m engine.cli.demo
 
 # ruff and mypy as configured in pyproject.toml; `make test` runs it first.
 lint: $(STAMP)

@@ -500,7 +500,8 @@ def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, 
 
     Exit 0; 1 when there is no store; 2 on a bad option.
     """
-    from engine.report import ReportStoreError, build_report, render
+    from engine.cli.report import render
+    from engine.report import ReportStoreError, build_report
     from engine.report.dates import report_filters, zone_name
     from engine.report.queries import has_facts
 
@@ -542,7 +543,8 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
     import json
     import time
 
-    from engine.report.inbox import format_item, inbox
+    from engine.cli.report import format_item
+    from engine.report.inbox import inbox
     from engine.store import open_store
 
     path = _tracking_store_path(store_path, config_path)

@@ -1,13 +1,15 @@
 """How well each rule performs: `herald report`, the daemon's GET /report and the figures behind /metrics.
 
     report = build_report("herald.db", Filters(since=..., rules=("tech-first-round",)))
-    render(report, "table" | "csv" | "json" | "html") -> str
+    render_html(report), to_csv(report), to_json(report) -> str   (html.py, formats.py; the terminal
+                                                                   table is the CLI's: engine/cli/report.py)
 
 Per rule, per rule-set version and per variant: matched, sent, delivered %, opened %, clicked %, replied %
 (rates over sent), satisfaction (mean of 1-5 ratings and their count), time to notify (median and p90, outcome
 occurred_at to first delivery), late, fallbacks, failures by reason; variants of a rule compared on opened % and
 replied % (engine/report/stats.py); replies and the time HR took to answer them; time to notify per day.
-The SQL lives in engine/report/queries.py (read-only); formats in formats.py and html.py.
+The SQL lives in engine/report/queries.py (read-only); CSV and JSON in formats.py, the HTML page in html.py.
+Nothing here prints: the terminal's table and reply blocks are engine/cli/report.py's.
 """
 from __future__ import annotations
 
@@ -277,15 +279,6 @@ def notes_for(report: Report) -> list[str]:
                      f"or an expected count under {stats.MIN_EXPECTED:g}: '{stats.NOT_ENOUGH}'.")
     notes.append("Time to answer: from a candidate's reply to HR marking it handled (herald replies --handle).")
     return notes
-
-
-def render(report: Report, fmt: str) -> str:
-    """The report as text in `fmt`: table, csv, json or html."""
-    from engine.report import formats, html
-
-    if fmt == "html":
-        return html.render_html(report)
-    return {"table": formats.to_table, "csv": formats.to_csv, "json": formats.to_json}[fmt](report)
 
 
 def report_metrics(store: str | Path | Any) -> dict:

@@ -1,12 +1,10 @@
 """The replies inbox behind `herald replies`: candidates' replies with the message they answer; marking them handled."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.report.formats import duration
 
 
 @dataclass(frozen=True)
@@ -64,24 +62,3 @@ def inbox(store: Any, show_all: bool = False, limit: int = 100) -> list[InboxIte
                              n.outcome_id if n else None, n.rule_id if n else None, n.variant if n else None,
                              sent_channel, sent_at, msg))
     return out
-
-
-def format_item(item: InboxItem, now: float | None = None) -> str:
-    def t(ts: float | None) -> str:
-        return "—" if ts is None else datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")
-
-    now = time.time() if now is None else now
-    state = (f"handled {t(item.handled_at)} after {duration(item.handled_at - item.at)}" if item.handled_at
-             else f"waiting {duration(now - item.at)}")
-    head = f"#{item.reply_id}  {t(item.at)}  {item.channel or '?'}  {state}"
-    if item.notification_id is None:
-        about = "   (matches no notification: find the candidate by hand)"
-    else:
-        about = (f"   answers {item.outcome_id}: rule {item.rule_id or '—'}"
-                 + (f" ({item.variant})" if item.variant else "")
-                 + f", sent on {item.sent_channel or '—'} {t(item.sent_at)}"
-                 + (f'\n   message: "{item.first_line}"' if item.first_line else ""))
-    content = " ".join(item.content.split())
-    if len(content) > 300:
-        content = content[:299] + "…"
-    return f"{head}\n{about}\n   reply: {content}"

@@ -154,7 +154,7 @@ def test_make_run_demo_sends_and_stops_cleanly_on_ctrl_c(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     for part in ("rules", "templates", "examples"):
         shutil.copytree(repo / part, tmp_path / part)
-    demo = subprocess.Popen([sys.executable, "-m", "engine.daemon.demo"], cwd=tmp_path, stdout=subprocess.PIPE,
+    demo = subprocess.Popen([sys.executable, "-m", "engine.cli.demo"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True).start()

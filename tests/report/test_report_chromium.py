@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.report import build_report, render
+from engine.cli.report import render
+from engine.report import build_report
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium): "

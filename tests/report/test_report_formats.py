@@ -9,7 +9,8 @@ from pathlib import Path
 
 from report_support import T0, open_store
 
-from engine.report import build_report, render
+from engine.cli.report import render
+from engine.report import build_report
 from engine.report.formats import duration
 
 

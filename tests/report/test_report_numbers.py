@@ -148,7 +148,7 @@ def test_an_empty_store(tmp_path):
     open_store(path).close()
     rep = build_report(path)
     assert rep.rows == [] and rep.total.counts["matched"] == 0 and rep.days == []
-    from engine.report import render
+    from engine.cli.report import render
 
     for fmt in ("table", "csv", "json", "html"):
         assert render(rep, fmt)
