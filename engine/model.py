@@ -155,3 +155,25 @@ class Plan:
     messages: tuple = ()  # (Message, ...)
     error: str | None = None
     outcome: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+# ----------------------------------------------------------------- a send's outcome (channels -> store)
+
+ACCEPTED = "accepted"        # the provider took it; provider_id identifies it for receipts
+RECOVERABLE = "recoverable"  # try the same channel again later (timeouts, 5xx, rate limits)
+PERMANENT = "permanent"      # this channel will not work for this message: go to the next channel
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened: accepted (with the provider's id), a recoverable or a permanent failure."""
+
+    status: str
+    provider_id: str | None = None
+    error: str | None = None     # human-readable, never containing secrets
+    code: str | None = None      # the provider's error code, when it gave one
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ACCEPTED

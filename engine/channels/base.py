@@ -5,9 +5,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from collections.abc import Mapping
 
-ACCEPTED = "accepted"        # the provider took it; provider_id identifies it for receipts
-RECOVERABLE = "recoverable"  # try the same channel again later (timeouts, 5xx, rate limits)
-PERMANENT = "permanent"      # this channel will not work for this message: go to the next channel
+# A send's outcome is a value the store records too: it lives in engine.model (the store imports no
+# transport) and is re-exported here, part of the transport interface.
+from engine.model import ACCEPTED as ACCEPTED
+from engine.model import PERMANENT as PERMANENT
+from engine.model import RECOVERABLE as RECOVERABLE
+from engine.model import SendResult as SendResult
 
 
 @dataclass(frozen=True)
@@ -23,21 +26,6 @@ class Envelope:
     html: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)  # e.g. SMS template parameters
     meta: Mapping[str, Any] = field(default_factory=dict)    # outcome id, rule id, template, locale...
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """What happened: accepted (with the provider's id), a recoverable or a permanent failure."""
-
-    status: str
-    provider_id: str | None = None
-    error: str | None = None     # human-readable, never containing secrets
-    code: str | None = None      # the provider's error code, when it gave one
-    retry_after: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == ACCEPTED
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from collections.abc import Mapping, Sequence
 
-from engine.channels.base import SendResult
+from engine.model import SendResult
 from engine.store.errors import SchemaVersionError, StoreError, StoreUnavailable
 from engine.store.rows import (
     NOTIFICATION_STATES,

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 from collections.abc import Mapping, Sequence
 
-from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
+from engine.model import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
 from engine.model import Message
 from engine.store.errors import StoreError
 from engine.store.rows import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
+from engine.model import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
 from engine.store._base import _LIVE, SqlStore, _event, _notification, _now, _row
 from engine.store.rows import (
     NOTIFICATION_STATES,

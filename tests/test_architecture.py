@@ -1,0 +1,89 @@
+"""The one-way import rules of the package layout (README, Development), checked on the source with ast:
+every import counts, a function's lazy import as much as a module's own.
+
+- channels, tracking and report never import the daemon;
+- the store imports no transport (engine.channels), nor the daemon;
+- validation (engine.rules) imports no transport, nor the daemon;
+- nothing in engine/ prints or imports click outside engine/cli (presentation lives with the CLI).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parents[1] / "engine"
+
+FORBIDDEN = {
+    "engine.channels": ("engine.daemon",),
+    "engine.tracking": ("engine.daemon",),
+    "engine.report": ("engine.daemon",),
+    "engine.store": ("engine.channels", "engine.daemon"),
+    "engine.rules": ("engine.channels", "engine.daemon"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ENGINE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in `tree`."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the importing module's package
+                base = module.split(".")
+                base = base if is_package else base[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.append((node.lineno, name))
+            out += [(node.lineno, f"{name}.{a.name}") for a in node.names]
+    return out
+
+
+def _sources():
+    for path in sorted(ENGINE.rglob("*.py")):
+        module = _module_name(path)
+        yield path, module, ast.parse(path.read_text("utf-8"), str(path))
+
+
+def _violations(package: str, banned: tuple[str, ...]) -> list[str]:
+    out = []
+    for path, module, tree in _sources():
+        if module != package and not module.startswith(package + "."):
+            continue
+        for line, name in _imports(tree, module, path.name == "__init__.py"):
+            if any(name == b or name.startswith(b + ".") for b in banned):
+                out.append(f"{path.relative_to(ENGINE.parent)}:{line}: {module} imports {name}")
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_run_one_way(package):
+    assert _violations(package, FORBIDDEN[package]) == []
+
+
+def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
+    tree = ast.parse("def f():\n    from engine.daemon import serve\n\nfrom ..daemon import app\n")
+    names = [n for _, n in _imports(tree, "engine.report.html", False)]
+    assert "engine.daemon.serve" in names and "engine.daemon.app" in names
+
+
+def test_engine_does_not_print_outside_the_cli():
+    found = []
+    for path, module, tree in _sources():
+        if module.startswith("engine.cli"):
+            continue
+        found += [f"{path.relative_to(ENGINE.parent)}:{node.lineno}: print()" for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
+        for line, name in _imports(tree, module, path.name == "__init__.py"):
+            if name == "click" or name.startswith("click."):
+                found.append(f"{path.relative_to(ENGINE.parent)}:{line}: imports {name}")
+    assert found == []
