@@ -1,12 +1,14 @@
 """The pages a candidate sees from a tracking link: rating (zh-CN or English by the notification's locale), thanks,
 already rated, expired, not valid, unsubscribe. Small, mobile-friendly, no script, no external resource; served
-with a strict Content-Security-Policy by engine/tracking/routes.py."""
+with a strict Content-Security-Policy by engine/tracking/routes.py. The HTML is Jinja2 templates (autoescaped)
+in engine/tracking/templates/; this module holds their texts and the form's parsing."""
 from __future__ import annotations
 
-from html import escape
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 MAX_COMMENT = 1000
 NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff",
@@ -50,72 +52,40 @@ TEXT = {
     },
 }
 
-PAGE_CSS = """
-*{box-sizing:border-box}body{margin:0;background:#f5f7fa;color:#1f2933;
-font:17px/1.5 -apple-system,"PingFang SC","Noto Sans CJK SC","Microsoft YaHei","Segoe UI",sans-serif}
-main{max-width:480px;margin:0 auto;padding:28px 18px}h1{font-size:22px;margin:0 0 8px}
-p{margin:0 0 16px;color:#52606d}.box{background:#fff;border-radius:14px;padding:20px;
-box-shadow:0 1px 3px rgba(0,0,0,.08)}fieldset{border:0;margin:0 0 18px;padding:0}
-legend{font-weight:600;margin-bottom:10px}.stars{display:grid;grid-template-columns:repeat(5,1fr);gap:8px}
-.stars label{position:relative;display:flex;flex-direction:column;align-items:center;justify-content:center;
-min-height:76px;border:2px solid #d9e2ec;border-radius:12px;cursor:pointer;background:#fff;text-align:center}
-.stars input{position:absolute;opacity:0;width:100%;height:100%;margin:0;cursor:pointer}
-.stars .s{font-size:30px;line-height:1;color:#bcccdc}.stars .n{font-weight:700}
-.stars small{font-size:11px;color:#7b8794;line-height:1.2}
-.stars input:checked~.s{color:#f0b429}.stars label:has(input:checked){border-color:#f0b429;background:#fffbea}
-.stars input:focus-visible~.s{outline:3px solid #2f80ed}
-textarea{width:100%;min-height:96px;font:inherit;padding:10px;border:2px solid #d9e2ec;border-radius:10px}
-label.c{display:block;font-weight:600;margin-bottom:6px}
-button{width:100%;margin-top:16px;padding:14px;font:inherit;font-weight:700;color:#fff;background:#2f80ed;
-border:0;border-radius:12px;cursor:pointer}.err{color:#c81e1e;font-weight:600}
-"""
+_ENV = Environment(loader=PackageLoader("engine.tracking", "templates"), autoescape=True,
+                   undefined=StrictUndefined)
+
+
+def _render(name: str, **context: Any) -> str:
+    return _ENV.get_template(name).render(**context)
 
 
 def texts_for(locale: str | None) -> dict:
     return TEXT["zh"] if (locale or "zh").lower().startswith("zh") else TEXT["en"]
 
 
-def page(t: dict, title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (f'<!DOCTYPE html><html lang="{t["lang"]}"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<meta name="robots" content="noindex, nofollow"><title>{escape(title)}</title>'
-            f"<style>{PAGE_CSS}</style></head><body><main><div class=\"box\">{body}</div></main></body></html>")
-    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+def page(t: dict, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """One candidate page from its template (engine/tracking/templates), autoescaped, with PAGE_HEADERS."""
+    return HTMLResponse(_render(template, t=t, **context), status_code=status, headers=PAGE_HEADERS)
 
 
 def message_page(t: dict, title_key: str, body_key: str, status: int = 200) -> HTMLResponse:
-    return page(t, t[title_key], f"<h1>{escape(t[title_key])}</h1><p>{escape(t[body_key])}</p>", status)
+    return page(t, "message.html.j2", status, title=t[title_key], text=t[body_key])
 
 
 def invalid_page() -> HTMLResponse:
     zh, en = TEXT["zh"], TEXT["en"]
-    body = (f"<h1>{zh['invalid']} · {en['invalid']}</h1><p>{escape(zh['invalid_body'])}</p>"
-            f"<p>{escape(en['invalid_body'])}</p>")
-    return page(zh, f"{zh['invalid']} · {en['invalid']}", body, 404)
+    return page(zh, "invalid.html.j2", 404, title=f"{zh['invalid']} · {en['invalid']}", zh=zh, en=en)
 
 
 def rating_form(t: dict, score: int | None = None, comment: str = "", error: str | None = None,
                 status: int = 200) -> HTMLResponse:
-    stars = []
-    for i, label in enumerate(t["labels"], 1):
-        checked = " checked" if score == i else ""
-        stars.append(f'<label><input type="radio" name="score" value="{i}" required{checked} '
-                     f'aria-label="{i} - {escape(label)}"><span class="s" aria-hidden="true">★</span>'
-                     f'<span class="n">{i}</span><small>{escape(label)}</small></label>')
-    err = f'<p class="err" role="alert">{escape(error)}</p>' if error else ""
-    body = (f"<h1>{escape(t['title'])}</h1><p>{escape(t['hint'])}</p>{err}"
-            f'<form method="post"><fieldset><legend>{escape(t["question"])}</legend>'
-            f'<div class="stars">{"".join(stars)}</div></fieldset>'
-            f'<label class="c" for="comment">{escape(t["comment"])}</label>'
-            f'<textarea id="comment" name="comment" maxlength="{MAX_COMMENT}">{escape(comment)}</textarea>'
-            f'<button type="submit">{escape(t["send"])}</button></form>')
-    return page(t, t["title"], body, status)
+    return page(t, "rating.html.j2", status, title=t["title"], score=score, comment=comment, error=error,
+                max_comment=MAX_COMMENT)
 
 
 def unsubscribe_form(t: dict) -> HTMLResponse:
-    body = (f"<h1>{escape(t['unsub_q'])}</h1><p>{escape(t['unsub_body'])}</p>"
-            f'<form method="post"><button type="submit">{escape(t["unsub_send"])}</button></form>')
-    return page(t, t["unsub_q"], body)
+    return page(t, "unsubscribe.html.j2", title=t["unsub_q"])
 
 
 def parse_rating(form: Mapping[str, list]) -> tuple[int | None, str, str | None]:

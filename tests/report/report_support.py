@@ -149,3 +149,23 @@ def build_scenario(path: Path) -> Path:
         store.accept_outcomes([Accepted(id="lost-1", raw='{"id": "lost-1"}', status="unmatched", role="qa",
                                         occurred_at=T0)], at=T0)
     return path
+
+
+def build_variants(path: Path) -> Path:
+    """Two rules with two variants each: "ab" (40 sent each, 30 against 10 opened: significant) and "small"
+    (10 sent each: below the minimum sample)."""
+    with open_store(path) as store:
+        b = Builder(store)
+        plan = [("ab", "warm", 40, 30, 4), ("ab", "brief", 40, 10, 4), ("small", "x", 10, 9, 0),
+                ("small", "y", 10, 1, 0)]
+        i = 0
+        for rule, variant, sent, opened, replied in plan:
+            for k in range(sent):
+                i += 1
+                nid = b.outcome(f"{rule}-{variant}-{k}", rule, occurred=T0 + i, variant=variant)
+                b.send(nid, T0 + i + 60)
+                if k < opened:
+                    b.event(nid, "opened", T0 + i + 120)
+                if k < replied:
+                    b.reply(nid, T0 + i + 180)
+    return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from report_support import T0, Builder, open_store
+from report_support import build_variants
 
 from engine.report import build_report, stats
 
@@ -45,22 +45,7 @@ def test_bonferroni_over_three_variants():
 
 @pytest.fixture(scope="module")
 def variants_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("variants") / "herald.db"
-    with open_store(path) as store:
-        b = Builder(store)
-        plan = [("ab", "warm", 40, 30, 4), ("ab", "brief", 40, 10, 4), ("small", "x", 10, 9, 0),
-                ("small", "y", 10, 1, 0)]
-        i = 0
-        for rule, variant, sent, opened, replied in plan:
-            for k in range(sent):
-                i += 1
-                nid = b.outcome(f"{rule}-{variant}-{k}", rule, occurred=T0 + i, variant=variant)
-                b.send(nid, T0 + i + 60)
-                if k < opened:
-                    b.event(nid, "opened", T0 + i + 120)
-                if k < replied:
-                    b.reply(nid, T0 + i + 180)
-    return path
+    return build_variants(tmp_path_factory.mktemp("variants") / "herald.db")
 
 
 def test_a_significant_difference_and_one_below_the_minimum(variants_store):
