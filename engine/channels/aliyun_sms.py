@@ -42,6 +42,15 @@ Provider facts this module relies on (checked with the search tool unless marked
   per-attribute table itself was not found by the search tool, so ``check_sms_params`` applies the 35-character
   cap to every variable (the attribute a template registered is unknown to herald).
 
+* SendSms is not idempotent ("SendSms接口是非幂等的"; Aliyun's SMS FAQ advises checking the send record with
+  QuerySendDetails before retrying a call that timed out). So a send whose envelope lists earlier attempts that
+  got no answer (``meta["unanswered"]``, filled by the dispatcher from attempts ending in an ambiguous code: a
+  timeout, a broken connection after the request left, a crash) first asks QuerySendDetails, by phone number and
+  the Beijing send date (and the day after), page by page, for a row whose ``OutId`` is that attempt's key. Found:
+  that attempt went out, the send answers ACCEPTED with provider_id ``"out=<OutId>:<phone>:<yyyymmdd>"`` (rows carry
+  no BizId) and sends nothing. Not found: resend. Lookup failed: RECOVERABLE, nothing sent. An attempt younger
+  than ``LOOKUP_SETTLE`` seconds is not judged yet (RECOVERABLE until then).
+
 provider_id is ``"<BizId>:<phone>:<yyyymmdd>"``: QuerySendDetails needs the phone number and the send date
 (Beijing) besides the BizId. ``parse_sms_report`` builds the same id from a push (biz_id, phone_number and the
 date of send_time), and also gives ``detail["out_id"]`` (= the envelope's attempt_key) and
@@ -78,6 +87,9 @@ BEIJING = dt.timezone(dt.timedelta(hours=8))
 MAX_OUT_ID = 256
 MAX_VARIABLE_LENGTH = 35
 PUSH_ACK: dict[str, Any] = {"code": 0, "msg": "接收成功"}
+OUT_ID_PREFIX = "out="  # provider_id of a send found by its OutId (QuerySendDetails rows carry no BizId)
+LOOKUP_SETTLE = 30.0    # seconds after an unanswered SendSms before "no record" is believed
+LOOKUP_PAGES = 10       # pages of 50 rows per phone and day searched for an OutId
 
 SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "access_key_id": (True, False, "AccessKey ID of a RAM user allowed to send SMS (AliyunDysmsFullAccess)"),
@@ -310,6 +322,7 @@ class AliyunSmsTransport:
     """Sends one template SMS per envelope through Dysmsapi SendSms; thread-safe (no shared mutable state)."""
 
     name = "aliyun-sms"
+    looks_up_unanswered = True  # SendSms is not idempotent: earlier unanswered attempts are looked up first
 
     def __init__(
         self,
@@ -346,8 +359,9 @@ class AliyunSmsTransport:
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
 
-    def beijing_date(self, offset_days: int = 0) -> str:
-        return (dt.datetime.fromtimestamp(self._clock(), BEIJING) + dt.timedelta(days=offset_days)).strftime("%Y%m%d")
+    def beijing_date(self, offset_days: int = 0, when: float | None = None) -> str:
+        at = self._clock() if when is None else when
+        return (dt.datetime.fromtimestamp(at, BEIJING) + dt.timedelta(days=offset_days)).strftime("%Y%m%d")
 
     def _call(self, action: str, params: Mapping[str, Any]) -> tuple[dict | None, SendResult | None]:
         """Sign and POST one RPC call; (answer, None) when Code is OK, else (answer or None, failure)."""
@@ -363,6 +377,9 @@ class AliyunSmsTransport:
             resp = self._client.post(self.endpoint + "/", content=canonical_query(full) + "&Signature="
                                      + percent_encode(full["Signature"]),
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached Aliyun: not ambiguous
+            return None, SendResult(RECOVERABLE, error=self._redact(f"{where}: {type(e).__name__}: {e}"),
+                                    code="connection")
         except httpx.TimeoutException:
             return None, SendResult(RECOVERABLE, error=f"{where}: no answer within {self.timeout:g} s", code="timeout")
         except httpx.HTTPError as e:
@@ -412,6 +429,9 @@ class AliyunSmsTransport:
         if raw_param:
             params["TemplateParam"] = json.dumps({str(k): _scalar(v) for k, v in raw_param.items()},
                                                  ensure_ascii=False, separators=(",", ":"))
+        earlier = self._find_earlier(phone, envelope.meta.get("unanswered") or ())
+        if earlier is not None:
+            return earlier
         send_date = self.beijing_date()
         body, failure = self._call("SendSms", params)
         if failure is not None:
@@ -420,6 +440,47 @@ class AliyunSmsTransport:
         if not biz:
             return SendResult(RECOVERABLE, error="Aliyun SendSms answered OK without a BizId", code="bad-answer")
         return SendResult(ACCEPTED, provider_id=make_provider_id(biz, phone, send_date))
+
+    def _find_earlier(self, phone: str, unanswered: Sequence[Mapping[str, Any]]) -> SendResult | None:
+        """ACCEPTED when Aliyun has a record of an earlier unanswered attempt (by OutId); RECOVERABLE when that
+        cannot be known yet; None when it has no record of any (send now)."""
+        for item in unanswered:
+            key = str(item.get("attempt_key") or "")[:MAX_OUT_ID]
+            if not key:
+                continue
+            age = float(item.get("age") or 0.0)
+            if age < LOOKUP_SETTLE:
+                return SendResult(RECOVERABLE, error=f"an earlier SendSms got no answer {age:.0f} s ago; looking it "
+                                                     f"up before resending", code="lookup-pending",
+                                  retry_after=LOOKUP_SETTLE - age)
+            sent = _epoch(item.get("sent_at"))
+            days = _same_and_next(self.beijing_date(when=sent)) if sent is not None else [self.beijing_date()]
+            for day in dict.fromkeys([*days, self.beijing_date()]):
+                found, failure = self._row_with_out_id(phone, day, key)
+                if failure is not None:
+                    return SendResult(RECOVERABLE, error=f"an earlier SendSms got no answer and could not be looked "
+                                                         f"up, so nothing was resent: {failure.error}",
+                                      code=failure.code, retry_after=failure.retry_after)
+                if found:
+                    log.info("channel %r: attempt %s reached Aliyun earlier; not resent", self.channel, key)
+                    return SendResult(ACCEPTED, provider_id=make_provider_id(OUT_ID_PREFIX + key, phone, day))
+        return None
+
+    def _row_with_out_id(self, phone: str, day: str, out_id: str, biz: str | None = None
+                         ) -> tuple[Mapping[str, Any] | None, SendResult | None]:
+        """The QuerySendDetails row of (phone, day) whose OutId is out_id (and BizId, when given), page by page."""
+        for page in range(1, LOOKUP_PAGES + 1):
+            body, failure = self._call("QuerySendDetails", {"PhoneNumber": phone, "SendDate": day, "BizId": biz,
+                                                            "PageSize": 50, "CurrentPage": page})
+            if failure is not None:
+                return None, failure
+            rows = ((body or {}).get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+            for row in rows:
+                if isinstance(row, Mapping) and str(row.get("OutId") or "") == out_id:
+                    return row, None
+            if len(rows) < 50:
+                break
+        return None, None
 
     def check(self) -> list[str]:
         """A signed, read-only QuerySendDetails call: proves keys, signature, clock and reachability; sends nothing."""
@@ -438,6 +499,18 @@ class AliyunSmsTransport:
                 log.warning("channel %r: ignoring provider_id %r, not '<BizId>:<phone>:<yyyymmdd>'", self.channel, pid)
                 continue
             biz, phone, day = parsed
+            if biz.startswith(OUT_ID_PREFIX):  # found by OutId after a timeout: no BizId to ask by
+                for query_day in _same_and_next(day):
+                    row, failure = self._row_with_out_id(phone, query_day, biz[len(OUT_ID_PREFIX):])
+                    if failure is not None:
+                        log.warning("channel %r: no receipt for %s: %s", self.channel, pid, failure.error)
+                        break
+                    if row is not None:
+                        receipt = _receipt_from_row(pid, row)
+                        if receipt is not None:
+                            receipts.append(receipt)
+                        break
+                continue
             for query_day in _same_and_next(day):
                 body, failure = self._call("QuerySendDetails", {"PhoneNumber": phone, "BizId": biz, "SendDate": query_day,
                                                                 "PageSize": 10, "CurrentPage": 1})
@@ -459,6 +532,17 @@ def _same_and_next(day: str) -> Iterable[str]:
         yield (dt.datetime.strptime(day, "%Y%m%d") + dt.timedelta(days=1)).strftime("%Y%m%d")
     except ValueError:
         return
+
+
+def _epoch(value: Any) -> float | None:
+    """Seconds since the epoch from an ISO 8601 string or a number; None when neither."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        when = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _receipt_from_row(pid: str, row: Mapping[str, Any]) -> Receipt | None:

@@ -12,6 +12,11 @@ from engine.model import PERMANENT as PERMANENT
 from engine.model import RECOVERABLE as RECOVERABLE
 from engine.model import SendResult as SendResult
 
+# SendResult codes after which the provider may have taken the message although herald heard no answer (a read
+# timeout, a connection broken after the request left). A transport that can look such an attempt up (aliyun-sms)
+# gets them listed in envelope.meta["unanswered"] and must not send again when the provider has it.
+UNANSWERED_CODES = frozenset({"timeout", "network"})
+
 
 @dataclass(frozen=True)
 class Envelope:

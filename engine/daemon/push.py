@@ -29,7 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.channels.aliyun_sms import PUSH_ACK, parse_sms_report, parse_sms_up
+from engine.channels.aliyun_sms import OUT_ID_PREFIX, PUSH_ACK, parse_sms_report, parse_sms_up
 from engine.channels.base import Receipt
 from engine.config.settings import MIN_PUSH_TOKEN
 from engine.tracking.routes import record_reply
@@ -54,13 +54,22 @@ def push_channel(channels, token: str) -> str | None:
 
 
 def _matched(store, channel: str, receipts: list[Receipt]) -> list[Receipt]:
-    """Each receipt under the provider id our attempt stored: found by out_id (the attempt key) when it is ours."""
+    """Each receipt under the provider id our attempt stored: found by out_id (the attempt key) when it is ours.
+    An attempt that timed out but reached Aliyun has no provider id; the later attempt that found it by OutId
+    holds "out=<out_id>:..." instead."""
     out = []
     for r in receipts:
         out_id = (r.detail or {}).get("out_id")
         attempt = store.attempt_by_key(str(out_id)) if out_id else None
-        if attempt is not None and attempt.channel == channel and attempt.provider_id:
-            r = Receipt(attempt.provider_id, r.event, r.at, r.detail)
+        if attempt is not None and attempt.channel == channel:
+            pid = attempt.provider_id
+            if not pid:
+                detail = store.get_notification(attempt.notification_id)
+                later = [a.provider_id for a in (detail.attempts if detail else ())
+                         if a.provider_id and a.provider_id.startswith(f"{OUT_ID_PREFIX}{out_id}:")]
+                pid = later[-1] if later else None
+            if pid:
+                r = Receipt(pid, r.event, r.at, r.detail)
         out.append(r)
     return out
 

@@ -6,7 +6,7 @@ from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Mapping
 
-from engine.channels.base import ACCEPTED, RECOVERABLE, Envelope, SendResult
+from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
 from engine.pipeline import render_messages, timezone_for
 from engine.routing.router import lookup
@@ -113,7 +113,7 @@ class Sender:
                        meta={"outcome": n.outcome_id, "rule": n.rule_id, "ruleset_version": n.ruleset_version,
                              "template": n.template, "variant": n.variant, "locale": n.locale,
                              "send_at": _iso(n.send_at), "due_at": due, "called_at": called,
-                             "attempt": tries, **meta_links})
+                             "attempt": tries, **meta_links, **self._unanswered(n, attempt, transport, now)})
         try:
             result = transport.send(env)
         except Exception as e:  # a transport bug is a failed attempt, not a dead worker
@@ -211,6 +211,20 @@ class Sender:
         except Exception:  # never let a window question stop a send
             log.exception("window placement for %s", n.id)
             return t
+
+    def _unanswered(self, n: NotificationRow, attempt: Any, transport: Any, now: float) -> dict[str, Any]:
+        """{"unanswered": [...]} for a transport that looks earlier attempts up before resending (a non-idempotent
+        send): the attempts on this channel that may have reached the provider unheard (a timeout, a broken
+        connection, or this very attempt resumed after a crash), each with its key, start and age in real seconds."""
+        if not getattr(transport, "looks_up_unanswered", False):
+            return {}
+        detail = self.rt.store.get_notification(n.id)
+        found = [{"attempt_key": a.attempt_key, "sent_at": _iso(a.started_at),
+                  "age": self.rt.clock.real(max(now - a.started_at, 0.0))}
+                 for a in (detail.attempts if detail else ())
+                 if a.channel_index == n.channel_index and a.started_at < now
+                 and ((a.status == RECOVERABLE and a.code in UNANSWERED_CODES) or a.id == attempt.id)]
+        return {"unanswered": found} if found else {}
 
     def _sms_params(self, n: NotificationRow, outcome: Mapping, state) -> dict | str:
         """{template_code, template_param} for a template-SMS channel, from the template's header and the

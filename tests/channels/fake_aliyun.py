@@ -59,12 +59,18 @@ class FakeAliyunSms(LoopbackServer):
         self.requests: list[dict[str, str]] = []
         self.status: dict[str, tuple[int, str]] = {}  # biz_id -> (SendStatus, ErrCode)
         self._failures: list[tuple[str, int, dict[str, Any]]] = []
+        self._late: list[tuple[str, float]] = []  # (action, seconds): do the work, then answer that late
         self._serve(self._handler())
 
 
     def fail_next(self, action: str, code: str, message: str = "", http_status: int = 200) -> None:
         with self.lock:
             self._failures.append((action, http_status, {"Code": code, "Message": message or code}))
+
+    def answer_late(self, action: str, seconds: float) -> None:
+        """The next `action` is carried out (an SMS is sent) but answered `seconds` late: past a client's timeout."""
+        with self.lock:
+            self._late.append((action, seconds))
 
     def set_status(self, biz_id: str, send_status: int, err_code: str = "DELIVERED") -> None:
         with self.lock:
@@ -84,12 +90,20 @@ class FakeAliyunSms(LoopbackServer):
                     query = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 params = dict(parse_qsl(query, keep_blank_values=True))
                 status, body = fake.route(method, params)
+                with fake.lock:
+                    late = next((i for i, (a, _) in enumerate(fake._late) if a == params.get("Action")), None)
+                    delay = fake._late.pop(late)[1] if late is not None else 0.0
+                if delay:
+                    time.sleep(delay)  # the client has given up by now; the SMS went all the same
                 data = json.dumps(body, ensure_ascii=False).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json;charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json;charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # answered late: the client left
+                    pass
 
             def do_GET(self) -> None:
                 self._handle("GET")
@@ -184,5 +198,8 @@ class FakeAliyunSms(LoopbackServer):
             rows.append({"PhoneNum": m["phone"], "SendStatus": status, "ErrCode": code, "TemplateCode": m["template"],
                          "Content": f"【{m['sign_name']}】{m['params']}", "SendDate": stamp,
                          "ReceiveDate": stamp if status != 1 else "", "OutId": m["out_id"]})
+        size, page = int(p["PageSize"]), int(p["CurrentPage"])
+        if not 1 <= size <= 50 or page < 1:  # QuerySendDetails: PageSize 1..50, CurrentPage from 1
+            return err(400, "isv.INVALID_PARAMETERS", "PageSize must be 1..50 and CurrentPage at least 1")
         return 200, {"Code": "OK", "Message": "OK", "RequestId": rid, "TotalCount": len(rows),
-                     "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows}}
+                     "SmsSendDetailDTOs": {"SmsSendDetailDTO": rows[(page - 1) * size:page * size]}}

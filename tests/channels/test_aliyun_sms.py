@@ -260,7 +260,7 @@ def test_http_5xx_and_unreachable_are_recoverable(fake: FakeAliyunSms) -> None:
     fake.fail_next("SendSms", "isv.BRAND_NEW", "boom", http_status=503)
     assert make(fake).send(env()).status == RECOVERABLE
     r = make(fake, endpoint="http://127.0.0.1:9").send(env())
-    assert r.status == RECOVERABLE and r.code == "network"
+    assert r.status == RECOVERABLE and r.code == "connection"  # nothing reached Aliyun: not an unanswered send
 
 
 def test_local_refusals(fake: FakeAliyunSms) -> None:
@@ -435,3 +435,58 @@ def test_missing_phone_numbers_is_permanent(fake: FakeAliyunSms) -> None:
 def test_out_id_is_cut_to_256(fake: FakeAliyunSms) -> None:
     assert make(fake).send(env(key="k" * 300)).ok
     assert fake.messages[0]["out_id"] == "k" * 256
+
+
+# -- SendSms is not idempotent: an unanswered attempt is looked up before any resend -------------------------
+
+
+def unanswered(key: str, age: float = 120.0, sent_at: float = T0) -> dict:
+    import datetime as dt
+
+    return {"unanswered": [{"attempt_key": key, "age": age,
+                            "sent_at": dt.datetime.fromtimestamp(sent_at, dt.UTC).isoformat()}]}
+
+
+def test_timed_out_send_that_went_out_is_not_sent_again(fake: FakeAliyunSms, clock: Clock) -> None:
+    t = make(fake, clock, timeout=0.3)
+    fake.answer_late("SendSms", 1.0)
+    first = t.send(env(key="n1:0:1"))
+    assert first.status == RECOVERABLE and first.code == "timeout"
+    assert len(fake.messages) == 1  # Aliyun sent it; herald did not hear so
+    clock.now += 120
+    second = t.send(Envelope(**{**env(key="n1:0:2").__dict__, "meta": unanswered("n1:0:1")}))
+    assert second.status == ACCEPTED, second
+    assert len(fake.messages) == 1  # one SMS for the candidate, one charge
+    assert second.provider_id == make_provider_id("out=n1:0:1", "13800138000", "20231115")
+    fake.set_status(fake.messages[0]["biz_id"], 3)
+    [receipt] = t.poll_receipts([second.provider_id])
+    assert receipt.event == "delivered" and receipt.provider_id == second.provider_id
+
+
+def test_unanswered_send_with_no_record_is_sent(fake: FakeAliyunSms, clock: Clock) -> None:
+    t = make(fake, clock)
+    result = t.send(Envelope(**{**env(key="n1:0:2").__dict__, "meta": unanswered("n1:0:1")}))
+    assert result.ok and len(fake.messages) == 1 and fake.messages[0]["out_id"] == "n1:0:2"
+    queries = [r for r in fake.requests if r["Action"] == "QuerySendDetails"]
+    assert queries and all(q["PhoneNumber"] == "13800138000" and "BizId" not in q for q in queries)
+
+
+def test_unanswered_lookup_waits_and_never_sends_blind(fake: FakeAliyunSms, clock: Clock) -> None:
+    t = make(fake, clock)
+    young = t.send(Envelope(**{**env(key="n1:0:2").__dict__, "meta": unanswered("n1:0:1", age=5)}))
+    assert young.status == RECOVERABLE and young.code == "lookup-pending" and young.retry_after == 25
+    fake.fail_next("QuerySendDetails", "isp.SYSTEM_ERROR")
+    failed = t.send(Envelope(**{**env(key="n1:0:3").__dict__, "meta": unanswered("n1:0:1")}))
+    assert failed.status == RECOVERABLE and "could not be looked up" in failed.error
+    assert fake.messages == []
+
+
+def test_lookup_pages_through_a_busy_day(fake: FakeAliyunSms, clock: Clock) -> None:
+    fake.per_minute = 1000
+    t = make(fake, clock)
+    for i in range(60):
+        assert t.send(env(key=f"other:{i}")).ok
+    fake.answer_late("SendSms", 0.0)
+    assert t.send(env(key="n1:0:1")).ok
+    found = t.send(Envelope(**{**env(key="n1:0:2").__dict__, "meta": unanswered("n1:0:1")}))
+    assert found.provider_id.startswith("out=n1:0:1:") and len(fake.messages) == 61

@@ -271,3 +271,39 @@ def test_sms_without_a_template_code_falls_back_with_a_clear_error(tmp_path, env
     [escalated] = [e for e in n["events"] if e["kind"] == "escalated"]
     assert "no SMS TemplateCode for template any/generic" in escalated["detail"]["reason"]
     assert "sms_code=SMS_" in escalated["detail"]["reason"]
+
+
+@pytest.mark.slow
+def test_sms_that_timed_out_but_went_out_is_looked_up_not_sent_twice(tmp_path, env, smtp, monkeypatch):
+    """SendSms is not idempotent: the first call reaches Aliyun but its answer comes after herald's timeout. The
+    retry finds that attempt by OutId (QuerySendDetails) and sends nothing; the SmsReport push for the first
+    attempt's OutId then marks the notification delivered. One SMS, one charge, no second channel."""
+    from engine.channels import aliyun_sms
+
+    monkeypatch.setattr(aliyun_sms, "LOOKUP_SETTLE", 0.5)  # real seconds: keep the test short
+    controller, mails = smtp
+    with FakeAliyunSms() as sms:
+        chans = channels(None, controller.port, sms).replace('push_token: "${T_PUSH_TOKEN}"}',
+                                                              'push_token: "${T_PUSH_TOKEN}", timeout: 0.5}')
+        root = deploy(tmp_path, chans, "sms, email",
+                      dispatch="{max_attempts: 5, backoff_base: 1s, backoff_max: 2s, poll_interval: 1s}")
+        sms.answer_late("SendSms", 1.5)
+        d = start_daemon(root)
+        try:
+            post(d.url, candidate("to-1"))
+            wait_for(lambda: notification(d, "to-1#1")["state"] == "sent", timeout=20)
+            n = notification(d, "to-1#1")
+            [sent] = sms.messages
+            first = n["attempts"][0]
+            assert sent["out_id"] == first["attempt_key"] and first["code"] == "timeout"
+            assert n["attempts"][-1]["status"] == "accepted"
+            assert n["attempts"][-1]["provider_id"].startswith(f"out={first['attempt_key']}:13800000000:")
+            r = httpx.post(f"{d.url}/v1/push/aliyun-sms/{PUSH_TOKEN}/report",
+                           json=sms_report(sent["biz_id"], sent["out_id"]), timeout=10)
+            assert r.status_code == 200
+            n = notification(d, "to-1#1")
+        finally:
+            d.shutdown()
+    assert n["state"] == "delivered"
+    assert len(sms.messages) == 1 and mails.messages == []
+    assert all(a["channel"] == "sms" for a in n["attempts"])
