@@ -87,3 +87,16 @@ def test_engine_does_not_print_outside_the_cli():
             if name == "click" or name.startswith("click."):
                 found.append(f"{path.relative_to(ENGINE.parent)}:{line}: imports {name}")
     assert found == []
+
+
+def test_engine_leaves_the_garbage_collector_to_the_cli():
+    """gc.disable/freeze are process-wide: a library that pauses the collector (the daemon reloads in a thread)
+    pauses it for every thread. Only the CLI, which owns its process, may."""
+    found = []
+    for path, module, tree in _sources():
+        if module.startswith("engine.cli"):
+            continue
+        for line, name in _imports(tree, module, path.name == "__init__.py"):
+            if name == "gc" or name.startswith("gc."):
+                found.append(f"{path.relative_to(ENGINE.parent)}:{line}: imports {name}")
+    assert found == []

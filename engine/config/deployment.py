@@ -1,10 +1,8 @@
 """A deployment loaded as one unit: config, templates and the validated rule set, with every diagnostic."""
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -44,19 +42,6 @@ def _split_paths(paths: Sequence[str]) -> tuple[Path | None, Path | None, list[P
     return config, root, rules
 
 
-@contextmanager
-def _gc_paused():
-    """Loading builds hundreds of thousands of small objects and frees none of them: the cyclic
-    collector would rescan them again and again (a third of the load time on 10,000 rules)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def load_deployment(paths: Sequence[str] = (), config_path: str | None = None,
                     check_templates: bool = True, parallel: bool = False) -> Deployment:
     """Load config, templates and rules named by `paths` (or the defaults), collecting every problem.
@@ -64,8 +49,7 @@ def load_deployment(paths: Sequence[str] = (), config_path: str | None = None,
     `parallel`: render-check the templates in a forked worker while this process loads the rules
     (for `herald validate` on a multi-core machine; never from a process that runs threads).
     """
-    with _gc_paused():
-        return _load_deployment(paths, config_path, check_templates, parallel)
+    return _load_deployment(paths, config_path, check_templates, parallel)
 
 
 def _template_diagnostics(directory: str) -> list[Diagnostic]:
