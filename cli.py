@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,20 @@ def config_option(f):
 
 
 class HeraldGroup(click.Group):
-    """Usage errors exit 2 (click's default); anything unexpected is reported without a traceback."""
+    """Usage errors exit 2 (click's default); anything unexpected (a corrupt store, an unreadable file) is one
+    line on stderr and exit 1, without a traceback; HERALD_DEBUG=1 lets the traceback through."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:  # the promise above: a message, never a traceback
+            if os.environ.get("HERALD_DEBUG"):
+                raise
+            command = ctx.invoked_subcommand or ctx.info_name
+            click.echo(f"herald {command}: {type(e).__name__}: {e}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=HeraldGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -415,7 +415,6 @@ def test_text_format_does_not_print_python_none(run_cli, dep) -> None:
     assert "None" not in result.stdout
 
 
-@pytest.mark.skipif(not (REPO / "examples" / "outcomes.jsonl").is_file(), reason="examples not written yet")
 def test_dry_run_repo_examples(run_cli) -> None:
     source = (REPO / "examples" / "outcomes.jsonl").read_text(encoding="utf-8").splitlines()
     result = run_cli(["dry-run", "--outcomes", "examples/outcomes.jsonl", "--format", "jsonl", "--now", NOW],
@@ -517,3 +516,18 @@ def test_installed_herald_usage_error_subprocess(tmp_path) -> None:
     proc = subprocess.run([str(HERALD), "validate", "--no-such-option"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env=_env())
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("args", [["unmatched"], ["replies"], ["report"]])
+def test_a_corrupt_store_is_a_message_not_a_traceback(run_cli, tmp_path, args) -> None:
+    (tmp_path / "herald.db").write_bytes(b"this is not a SQLite database " * 100)
+    result = run_cli(args, cwd=tmp_path)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith(f"herald {args[0]}: ") and "not a database" in result.stderr
+
+
+def test_herald_debug_shows_the_traceback(run_cli, tmp_path) -> None:
+    (tmp_path / "herald.db").write_bytes(b"this is not a SQLite database " * 100)
+    with pytest.raises(Exception, match="not a database"):
+        run_cli(["unmatched"], cwd=tmp_path, env={"HERALD_DEBUG": "1"})
