@@ -19,8 +19,6 @@ ST = Path(sys.executable).with_name("st")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ST.exists() and shutil.which("st") is None, reason="schemathesis is not installed "
-                    "(pip install -e '.[test]')")
 def test_openapi_document_holds_under_schemathesis(tmp_path, auth_env, daemons):
     root = make_deployment(tmp_path, auth=True)
     d = daemons(root)

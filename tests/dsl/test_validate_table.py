@@ -91,10 +91,6 @@ OFFER_RULE = Y("""\
     """)
 
 
-def bug(reason: str):
-    return pytest.mark.xfail(strict=True, reason=f"BUG: {reason}")
-
-
 ROWS = [
     # ----------------------------------------------------------------------------- YAML
     pytest.param({R: Y("""\
