@@ -218,6 +218,11 @@ class Store(Protocol):
                              at: Instant | None = None) -> bool: ...
 
 
-def open_store(target: str | Path) -> Store:
-    """The store `target` names: a file path opens (creating and migrating) a SQLite store."""
+def open_store(target: str | Path, *, upgrade: bool = True) -> Store:
+    """The store `target` names, opened and (with `upgrade`) migrated: a postgresql:// URL opens PostgreSQL
+    (psycopg 3, a connection pool), a file path SQLite (created if missing)."""
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        from engine.store.postgres import PostgresStore
+
+        return PostgresStore(target, upgrade=upgrade)
     return SQLiteStore(target)

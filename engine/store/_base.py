@@ -123,6 +123,11 @@ class SqlStore:
     """Plumbing every SQL backend provides, and the internals several aggregates share."""
 
     _JSON_ITEM = "json_extract({}, '$[' || ? || ']')"  # the ?-th item of a JSON list column, as text
+    _SKIP_LOCKED = ""  # after a claim's SELECT: rows another transaction holds are skipped (SQLite: one writer)
+
+    def _sole_sweeper(self, conn: Any) -> bool:
+        """True when this transaction may return expired leases (one replica at a time; SQLite: always)."""
+        return True
 
     # -- provided by the backend
 

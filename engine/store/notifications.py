@@ -36,7 +36,7 @@ class Notifications(SqlStore):
                 updated_at = ?
                 WHERE id IN (SELECT n.id FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
                              WHERE n.state = 'scheduled' AND n.next_attempt_at <= ? AND {_LIVE} AND o.approved = 1
-                             ORDER BY n.next_attempt_at LIMIT ?)
+                             ORDER BY n.next_attempt_at LIMIT ?{self._SKIP_LOCKED})
                 RETURNING *""", (owner, t + float(lease_seconds), t, t, int(limit)))
         return sorted((_notification(r) for r in rows), key=lambda n: (n.next_attempt_at or 0.0, n.id))
 
@@ -49,11 +49,13 @@ class Notifications(SqlStore):
         """
         t = epoch(now)
         with self._write() as conn:
+            if not self._sole_sweeper(conn):
+                return 0
             rows = self._q(conn, f"""SELECT n.id, n.channel_index, ({_LIVE}) AS live,
                 (SELECT a.id FROM attempts a WHERE a.notification_id = n.id AND a.channel_index = n.channel_index
                    AND a.status = 'accepted' ORDER BY a.id DESC LIMIT 1) AS accepted
                 FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
-                WHERE n.state = 'sending' AND n.lease_until <= ?""", (t,))
+                WHERE n.state = 'sending' AND n.lease_until <= ?{self._SKIP_LOCKED}""", (t,))
             for r in rows:
                 if r["accepted"] is not None:
                     a = self._q(conn, "SELECT provider_id, finished_at FROM attempts WHERE id = ?", (r["accepted"],))[0]

@@ -1,0 +1,160 @@
+"""The PostgreSQL backend: several herald replicas share one database and one queue.
+
+psycopg 3 with a connection pool (psycopg_pool). The aggregates' SQL (outcomes.py, notifications.py, ...) is
+written once in SQLite's dialect; `_sql` translates it (placeholders, INSERT OR IGNORE -> ON CONFLICT DO
+NOTHING) and caches the result. Parameters are bound client-side (psycopg's ClientCursor), so untyped NULLs
+compare as in SQLite. Schema: engine/store/pg_migrations.py.
+
+Concurrency: every call that changes state is one READ COMMITTED transaction; transitions are conditional
+UPDATEs (`WHERE state = ...`), re-checked by PostgreSQL against the latest row version, so two replicas
+never both win one. Claims are one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
+RETURNING`, in a short transaction of their own: no row lock is held while a provider is called. Expired
+leases are returned by one replica at a time (a transaction-scoped advisory lock; the others skip the sweep).
+Reads that need one snapshot run REPEATABLE READ.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from engine.store.attempts import Attempts
+from engine.store.errors import StoreError, StoreUnavailable
+from engine.store.events import Events
+from engine.store.notifications import Notifications
+from engine.store.outcomes import Outcomes
+from engine.store.pg_migrations import PG_MIGRATIONS, PgMigration, current_version, migrate
+from engine.store.rulesets import RuleSets
+
+SWEEP_LOCK = 0x6865_7261_6C65  # the advisory lock of the expired-lease sweep
+_IGNORE = re.compile(r"^\s*INSERT OR IGNORE INTO", re.I)
+_RETURNING = re.compile(r"\sRETURNING\s", re.I)
+
+
+def is_url(target: object) -> bool:
+    """True for a PostgreSQL URL (postgresql:// or postgres://)."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def translate(sql: str) -> str:
+    """SQLite-dialect SQL of the aggregates as PostgreSQL: %s placeholders, ON CONFLICT DO NOTHING."""
+    out = sql.replace("%", "%%").replace("?", "%s")
+    if _IGNORE.match(out):
+        out = _IGNORE.sub("INSERT INTO", out, count=1)
+        m = _RETURNING.search(out)
+        out = (out[:m.start()] + " ON CONFLICT DO NOTHING" + out[m.start():]) if m else out + " ON CONFLICT DO NOTHING"
+    return out
+
+
+class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets):
+    """The herald store on a PostgreSQL database; see the module docstring for concurrency."""
+
+    _JSON_ITEM = "(({})::jsonb ->> CAST(? AS integer))"
+    _SKIP_LOCKED = " FOR UPDATE OF n SKIP LOCKED"
+
+    def __init__(self, url: str, *, migrations: Sequence[PgMigration] = PG_MIGRATIONS, min_size: int = 1,
+                 max_size: int = 8, timeout: float = 30.0, upgrade: bool = True):
+        """Connects (a pool of `max_size`) and, with `upgrade`, migrates; SchemaVersionError if the schema is newer.
+
+        Without `upgrade` a database behind the newest migration is refused (run `herald db upgrade`).
+        """
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        self.url = url
+        self.path = redact(url)  # what messages and the report name the store by
+        self._errors = (psycopg.OperationalError, PoolTimeout)
+        self._sql_cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+        kwargs = {"row_factory": dict_row, "cursor_factory": psycopg.ClientCursor, "autocommit": True}
+        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout, kwargs=kwargs,
+                                    open=False, name="herald")
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except PoolTimeout as e:  # the database is not reachable
+            self._pool.close()
+            raise StoreUnavailable(f"store {self.path}: cannot connect: {e}") from None
+        try:
+            with self._pool.connection() as conn:
+                if upgrade:
+                    migrate(conn, migrations, where=self.path)
+                else:
+                    have = current_version(conn)
+                    want = migrations[-1].version if migrations else 0
+                    if have > want:
+                        migrate(conn, migrations, where=self.path)  # raises SchemaVersionError
+                    if have < want:
+                        raise StoreError(f"store {self.path} is at schema version {have}, herald needs {want}: "
+                                         f"run `herald db upgrade`")
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the pool; the store cannot be used afterwards."""
+        self._pool.close()
+
+    # -- plumbing
+
+    def _sql(self, sql: str) -> str:
+        out = self._sql_cache.get(sql)
+        if out is None:
+            out = self._sql_cache[sql] = translate(sql)
+        return out
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except self._errors as e:  # the server went away or no connection came free in time
+            raise StoreUnavailable(f"store {self.path}: {e}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self._conn() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        cur = conn.execute(self._sql(sql), tuple(params))
+        return cur.fetchall() if cur.description is not None else []
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+        with self._conn() as conn:
+            return self._q(conn, sql, params)
+
+    def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        return conn.execute(self._sql(sql), tuple(params))
+
+    def _xm(self, conn: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        if seq:
+            with conn.cursor() as cur:
+                cur.executemany(self._sql(sql), [tuple(p) for p in seq])
+
+    def _sole_sweeper(self, conn: Any) -> bool:
+        row = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (SWEEP_LOCK,)).fetchone()
+        return bool(row["ok"])
+
+    def schema_version(self) -> int:
+        with self._conn() as conn:
+            return current_version(conn)

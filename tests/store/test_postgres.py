@@ -1,0 +1,85 @@
+"""PostgreSQL backend specifics: versioned migrations (applied once by concurrent replicas, a newer schema refused,
+an older one refused without upgrade), SQL translation, the expired-lease sweep run by one replica at a time,
+an unreachable server reported as StoreUnavailable."""
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from store_support import T0, item
+
+from engine.store import SchemaVersionError, StoreError, StoreUnavailable, open_store
+from engine.store.pg_migrations import PG_MIGRATIONS, PgMigration
+from engine.store.postgres import SWEEP_LOCK, PostgresStore, redact, translate
+
+
+def test_translate_placeholders_and_insert_or_ignore():
+    assert translate("SELECT * FROM t WHERE a = ? AND b LIKE '%x'") == "SELECT * FROM t WHERE a = %s AND b LIKE '%%x'"
+    assert translate("INSERT OR IGNORE INTO t (a) VALUES (?)") == "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING"
+    assert (translate("INSERT OR IGNORE INTO t (a) SELECT ? RETURNING id")
+            == "INSERT INTO t (a) SELECT %s ON CONFLICT DO NOTHING RETURNING id")
+    assert redact("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
+
+
+def test_replicas_starting_together_migrate_once(pg):
+    url = pg.create_database()
+    stores: list = []
+    errors: list = []
+
+    def start() -> None:
+        try:
+            stores.append(open_store(url))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(stores) == 3
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    for s in stores:
+        assert s.schema_version() == 1
+        s.close()
+
+
+def test_a_newer_schema_is_refused_and_untouched(pg):
+    url = pg.create_database()
+    open_store(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 'from the future', 0)")
+    with pytest.raises(SchemaVersionError, match="version 99"):
+        open_store(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+
+
+def test_an_older_schema_needs_db_upgrade(pg):
+    url = pg.create_database()
+    extra = PgMigration(2, "a column", lambda conn: conn.execute("ALTER TABLE outcomes ADD COLUMN extra TEXT"))
+    PostgresStore(url).close()
+    with pytest.raises(StoreError, match="herald db upgrade"):
+        PostgresStore(url, migrations=(*PG_MIGRATIONS, extra), upgrade=False)
+    with PostgresStore(url, migrations=(*PG_MIGRATIONS, extra)) as s:
+        assert s.schema_version() == 2
+
+
+def test_one_replica_at_a_time_returns_expired_leases(pg):
+    url = pg.create_database()
+    with open_store(url) as s:
+        s.accept_outcomes([item("a")])
+        s.claim_due(T0, 1, "crashed", 30)
+        with psycopg.connect(url) as other:  # another replica is sweeping right now
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (SWEEP_LOCK,))
+            assert s.release_expired_leases(T0 + 31) == 0
+        assert s.release_expired_leases(T0 + 31) == 1
+
+
+def test_an_unreachable_server_is_unavailable(pg):
+    url = pg.url("herald_nowhere").replace(f"port={pg.port}", "port=1")
+    with pytest.raises(StoreUnavailable) as e:
+        PostgresStore(url, timeout=2)
+    assert "port=1" in str(e.value)

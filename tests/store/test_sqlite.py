@@ -1,0 +1,309 @@
+"""SQLite backend specifics: migrations on a file, claims across processes, thread connections, a locked file,
+crash safety under kill -9. What every backend must do is in test_contract.py."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.store.migrations import MIGRATIONS, Migration
+from engine.store import (SchemaVersionError, SQLiteStore, StoreError,
+                          StoreUnavailable)
+
+from store_support import T0, item, plan
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SQLiteStore(tmp_path / "herald.db")
+    yield s
+    s.close()
+
+
+def count(path: Path, table: str) -> int:
+    c = sqlite3.connect(path)
+    try:
+        return c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------------------------------- migrations
+
+def test_migrations_from_an_empty_file(tmp_path: Path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with SQLiteStore(path) as s:
+        assert s.schema_version() == MIGRATIONS[-1].version
+        c = s._db().conn
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert c.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert c.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert c.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"schema_migrations", "outcomes", "outcome_changes", "notifications", "attempts", "events",
+            "rulesets", "dead_letters", "replies"} <= tables
+
+
+def test_reopen_is_idempotent_and_keeps_data(tmp_path: Path):
+    path = tmp_path / "h.db"
+    with SQLiteStore(path) as s:
+        s.accept_outcomes([item("a")])
+    with SQLiteStore(path) as s:
+        assert s.get_outcome("a") is not None
+    with SQLiteStore.open(path) as s:
+        assert s.schema_version() == MIGRATIONS[-1].version
+    assert count(path, "schema_migrations") == len(MIGRATIONS)
+
+
+def test_an_older_database_is_upgraded_once(tmp_path: Path):
+    path = tmp_path / "h.db"
+    ran = []
+
+    def add_note(db):
+        ran.append(1)
+        db.execute("ALTER TABLE outcomes ADD COLUMN note TEXT")
+
+    with SQLiteStore(path) as s:
+        s.accept_outcomes([item("a")])
+    newer = (*MIGRATIONS, Migration(MIGRATIONS[-1].version + 1, "outcome notes", add_note))
+    with SQLiteStore(path, migrations=newer) as s:
+        assert s.schema_version() == newer[-1].version
+        assert s.get_outcome("a") is not None
+    with SQLiteStore(path, migrations=newer):
+        pass
+    assert ran == [1]
+    c = sqlite3.connect(path)
+    assert "note" in [r[1] for r in c.execute("PRAGMA table_info(outcomes)")]
+    c.close()
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
+    path = tmp_path / "h.db"
+    SQLiteStore(path).close()
+
+    def broken(db):
+        db.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        SQLiteStore(path, migrations=(*MIGRATIONS, Migration(99, "broken", broken)))
+    c = sqlite3.connect(path)
+    assert c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == MIGRATIONS[-1].version
+    assert not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchall()
+    c.close()
+
+
+def test_a_newer_database_is_refused_and_untouched(tmp_path: Path):
+    path = tmp_path / "h.db"
+    SQLiteStore(path).close()
+    c = sqlite3.connect(path)
+    c.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
+    c.commit()
+    c.close()
+    with pytest.raises(SchemaVersionError, match=r"schema version 999.*knows versions up to"):
+        SQLiteStore(path)
+    c = sqlite3.connect(path)
+    assert c.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 999
+    c.close()
+
+
+def test_memory_and_naive_times_are_refused(tmp_path: Path, store: SQLiteStore):
+    with pytest.raises(StoreError):
+        SQLiteStore(":memory:")
+    with pytest.raises(StoreError, match="naive"):
+        store.claim_due(datetime(2026, 1, 1), 10, "x", 30)
+
+
+# ---------------------------------------------------------------------------------------------- intake
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=8), max_size=5))
+def test_accept_is_idempotent_on_id_property(tmp_path_factory, batches):
+    path = tmp_path_factory.mktemp("prop") / "h.db"
+    seen: set = set()
+    with SQLiteStore(path) as s:
+        for batch in batches:
+            res = s.accept_outcomes([item(i) for i in batch])
+            expect = []
+            for i in batch:
+                expect.append("duplicate" if i in seen else "accepted")
+                seen.add(i)
+            assert res == expect
+    assert count(path, "outcomes") == len(seen) == count(path, "notifications")
+
+
+# ----------------------------------------------------------------------------------------------- claims
+
+def _claim_worker(path: str, owner: str, out: str, both_ready) -> None:
+    got: list[str] = []
+    with SQLiteStore(path) as s:
+        both_ready.wait(60)  # start claiming together, so the claims really race
+        while True:
+            rows = s.claim_due(T0 + 10, 7, owner, 300)
+            if not rows:
+                break
+            got.extend(r.id for r in rows)
+    Path(out).write_text(json.dumps(got))
+
+
+def test_two_processes_never_claim_the_same_notification(tmp_path: Path):
+    path = tmp_path / "h.db"
+    with SQLiteStore(path) as s:
+        for k in range(5):
+            s.accept_outcomes([item(f"o{k}-{i}", note=plan(send_at=T0 + (i % 10))) for i in range(100)])
+    ctx = multiprocessing.get_context("spawn")
+    both_ready = ctx.Barrier(2)
+    procs, outs = [], []
+    for w in range(2):
+        outs.append(tmp_path / f"claims{w}.json")
+        procs.append(ctx.Process(target=_claim_worker, args=(str(path), f"w{w}", str(outs[-1]), both_ready)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    a, b = (json.loads(o.read_text()) for o in outs)
+    assert len(a) == len(set(a)) and len(b) == len(set(b))
+    assert not set(a) & set(b)
+    assert len(a) + len(b) == 500
+    print(f"\nclaims split {len(a)}/{len(b)}")
+    with SQLiteStore(path) as s:
+        assert s.notification_counts_by_state()["sending"] == 500
+
+
+# --------------------------------------------------------------------------------------------- attempts
+
+# -------------------------------------------------------------------------------------- withdraw, amend
+
+# -------------------------------------------------------------------------------------- receipts, escalation
+
+# --------------------------------------------------------------------------------------- threads, crashes
+
+def test_threads_share_one_store(store: SQLiteStore):
+    errors = []
+
+    def worker(k: int) -> None:
+        try:
+            for b in range(10):
+                store.accept_outcomes([item(f"t{k}-{b}-{i}") for i in range(20)])
+                store.claim_due(T0, 5, f"w{k}", 30)
+        except Exception as e:  # noqa: BLE001 - any failure in a thread is reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    counts = store.notification_counts_by_state()
+    assert sum(counts.values()) == 800 and counts["sending"] == 200
+    import gc
+    gc.collect()
+    assert len(store._dbs) == 1  # a finished thread's connection is freed, not kept until close()
+
+
+_CHILD = textwrap.dedent("""
+    import json, sys, time
+    from engine.store import Accepted, PlannedNotification, SQLiteStore
+    from engine.model import Message
+    path, mode, prefix, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    note = PlannedNotification(channels=("email",), messages=(Message("email", "x" * 400),), send_at=1.0)
+    s = SQLiteStore(path)
+    def batch(tag):
+        return [Accepted(f"{prefix}-{tag}-{i}", json.dumps({"id": i, "pad": "y" * 300}), notification=note)
+                for i in range(size)]
+    if mode == "once":
+        s.accept_outcomes(batch(0))
+        print("done", flush=True)
+        time.sleep(60)
+    else:
+        print("ready", flush=True)
+        k = 0
+        while True:
+            s.accept_outcomes(batch(k))
+            k += 1
+""")
+
+
+def _child(path: Path, mode: str, prefix: str, size: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _CHILD, str(path), mode, prefix, str(size)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_a_locked_database_is_reported_as_unavailable(tmp_path: Path):
+    path = tmp_path / "h.db"
+    SQLiteStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with SQLiteStore(path, busy_timeout=0.2) as s:
+            assert s.get_outcome("a") is None  # WAL: reads go on while another process writes
+            with pytest.raises(StoreUnavailable, match="locked"):
+                s.accept_outcomes([item("a")])
+            holder.execute("ROLLBACK")
+            assert s.accept_outcomes([item("a")]) == ["accepted"]
+    finally:
+        holder.close()
+
+
+@pytest.mark.slow
+def test_an_acknowledged_batch_survives_sigkill(tmp_path: Path):
+    path = tmp_path / "h.db"
+    SQLiteStore(path).close()
+    p = _child(path, "once", "k", 1000)
+    assert p.stdout.readline().strip() == "done"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    with SQLiteStore(path) as s:
+        assert s.notification_counts_by_state()["scheduled"] == 1000
+        assert s.get_outcome("k-0-999") is not None
+    assert count(path, "outcomes") == 1000
+
+
+@pytest.mark.slow
+def test_a_batch_killed_mid_transaction_is_all_or_nothing(tmp_path: Path):
+    path = tmp_path / "h.db"
+    size = 250
+    SQLiteStore(path).close()
+    rng = random.Random(4)
+    for run in range(6):
+        p = _child(path, "loop", f"r{run}", size)
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.5))
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    n = count(path, "outcomes")
+    print(f"\n{n} outcomes survived 6 kills")
+    assert n % size == 0
+    assert count(path, "notifications") == n == count(path, "events") == count(path, "outcome_changes")
+    c = sqlite3.connect(path)
+    per_batch = c.execute("SELECT count(*) FROM outcomes GROUP BY substr(id, 1, instr(substr(id, 4), '-') + 3)")
+    assert {r[0] for r in per_batch} <= {size}
+    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    c.close()
+
+
+def test_accept_throughput(tmp_path: Path):
+    with SQLiteStore(tmp_path / "h.db") as s:
+        batches = [[item(f"b{b}-{i}") for i in range(100)] for b in range(50)]
+        start = time.perf_counter()
+        for batch in batches:
+            s.accept_outcomes(batch)
+        rate = 5000 / (time.perf_counter() - start)
+    print(f"\naccept_outcomes: {rate:,.0f} outcomes/s durable, batches of 100 (with a notification each)")
