@@ -374,3 +374,14 @@ def test_concurrent_claimers_on_separate_stores_never_claim_the_same_notificatio
     a, b = got
     assert len(a) == len(set(a)) and len(b) == len(set(b)) and not set(a) & set(b)
     assert len(a) + len(b) == 400
+
+
+def test_source_events_dedup_unmapped_and_resolve(store: Store):
+    assert store.record_source_event("ats", "e1", "unmapped", b"{\xff}", error="no decision", field="decision", at=T0)
+    assert not store.record_source_event("ats", "e1", "accepted", b"{}", at=T0 + 1)  # a replay changes nothing
+    assert store.record_source_event("ats", "e2", "accepted", "{}", outcome_id="ats:2", at=T0)
+    [u] = store.unmapped_source_events()
+    assert (u.event_id, u.raw, u.field) == ("e1", b"{\xff}", "decision")
+    assert store.resolve_source_event(u.id, "accepted", "ats:1", at=T0 + 2)
+    assert not store.resolve_source_event(u.id, "accepted", at=T0 + 3)
+    assert store.unmapped_source_events() == [] and store.source_event("ats", "e1").outcome_id == "ats:1"

@@ -40,9 +40,10 @@ def test_replicas_starting_together_migrate_once(pg):
         t.join(60)
     assert errors == [] and len(stores) == 3
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [m.version for m in PG_MIGRATIONS]
     for s in stores:
-        assert s.schema_version() == 1
+        assert s.schema_version() == PG_MIGRATIONS[-1].version
         s.close()
 
 
@@ -54,17 +55,17 @@ def test_a_newer_schema_is_refused_and_untouched(pg):
     with pytest.raises(SchemaVersionError, match="version 99"):
         open_store(url)
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (len(PG_MIGRATIONS) + 1,)
 
 
 def test_an_older_schema_needs_db_upgrade(pg):
     url = pg.create_database()
-    extra = PgMigration(2, "a column", lambda conn: conn.execute("ALTER TABLE outcomes ADD COLUMN extra TEXT"))
+    extra = PgMigration(PG_MIGRATIONS[-1].version + 1, "a column", lambda conn: conn.execute("ALTER TABLE outcomes ADD COLUMN extra TEXT"))
     PostgresStore(url).close()
     with pytest.raises(StoreError, match="herald db upgrade"):
         PostgresStore(url, migrations=(*PG_MIGRATIONS, extra), upgrade=False)
     with PostgresStore(url, migrations=(*PG_MIGRATIONS, extra)) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == extra.version
 
 
 def test_one_replica_at_a_time_returns_expired_leases(pg):
@@ -83,3 +84,29 @@ def test_an_unreachable_server_is_unavailable(pg):
     with pytest.raises(StoreUnavailable) as e:
         PostgresStore(url, timeout=2)
     assert "port=1" in str(e.value)
+
+
+def _public(cls: type) -> set[str]:
+    return {n for n in dir(cls) if not n.startswith("_")}
+
+
+def test_both_backends_offer_the_same_methods_and_tables(pg, tmp_path):
+    from engine.store import SQLiteStore
+
+    assert _public(PostgresStore) - {"url"} == _public(SQLiteStore) - {"open"}
+    sqlite_only = {"report_facts", "sqlite_sequence"}  # the report reads its facts from SQLite files only
+    with SQLiteStore(tmp_path / "h.db") as s:
+        conn = s._db().conn
+        lite = {t: {c[1] for c in conn.execute(f"PRAGMA table_info({t})")}
+                for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    url = pg.create_database()
+    open_store(url).close()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                            "WHERE table_schema = 'public'").fetchall()
+    pgt: dict[str, set[str]] = {}
+    for t, c in rows:
+        pgt.setdefault(t, set()).add(c)
+    assert set(lite) - sqlite_only == set(pgt)
+    for t in pgt:
+        assert lite[t] <= pgt[t], t  # PostgreSQL may add a column (rulesets.rowid), never miss one
