@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from engine.sources.base import Kind, Mapped, SourceEvent, SourceRequest
 
-KIND_NAMES = ("greenhouse", "ashby", "moka", "generic")
+KIND_NAMES = ("greenhouse", "ashby", "moka", "generic")  # lever and feishu: not built yet
 
 
 def kind(name: str) -> Kind:

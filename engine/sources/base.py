@@ -169,7 +169,7 @@ def map_event(event: SourceEvent, source: SourceConfig, previous: Mapping[str, A
     for fm in source.maps:
         raw = get_path(event.data, fm.path) if fm.path else MISSING
         if raw is MISSING or raw is None:
-            if fm.has_default:
+            if fm.has_default and fm.default is not None:  # `default: null` leaves the field out
                 _set(record, fm.field, fm.default)
             continue
         if fm.values is None:
@@ -183,7 +183,8 @@ def map_event(event: SourceEvent, source: SourceConfig, previous: Mapping[str, A
         if key is not None and key in fm.values:
             _set(record, fm.field, fm.values[key])
         elif fm.has_default:
-            _set(record, fm.field, fm.default)
+            if fm.default is not None:
+                _set(record, fm.field, fm.default)
         else:
             shown = json.dumps(raw, ensure_ascii=False)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
