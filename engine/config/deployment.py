@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
+from typing import Any
 
 from engine.config.settings import Config, load_config
 from engine.errors import Diagnostic, Loc, sort_diagnostics
@@ -52,14 +53,15 @@ def load_deployment(paths: Sequence[str] = (), config_path: str | None = None,
     return _load_deployment(paths, config_path, check_templates, parallel)
 
 
-def _template_diagnostics(directory: str) -> list[Diagnostic]:
+def _template_diagnostics(directory: str, limits: Any = None) -> list[Diagnostic]:
     """The template checks on their own (what a worker process runs)."""
+    from engine.render.budget import DEFAULT_LIMITS
     from engine.render.templates import TemplateStore
 
-    return TemplateStore(directory).check(template_fields())
+    return TemplateStore(directory, limits or DEFAULT_LIMITS).check(template_fields())
 
 
-def _start_template_check(directory: Path):
+def _start_template_check(directory: Path, limits: Any = None):
     """A future for the template diagnostics from a forked worker, or None where that is not possible."""
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
@@ -67,7 +69,7 @@ def _start_template_check(directory: Path):
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-        future = pool.submit(_template_diagnostics, str(directory))
+        future = pool.submit(_template_diagnostics, str(directory), limits)
         pool.shutdown(wait=False)
         return future
     except (OSError, RuntimeError):
@@ -77,6 +79,7 @@ def _start_template_check(directory: Path):
 def _load_deployment(paths: Sequence[str], config_path: str | None, check_templates: bool,
                      parallel: bool) -> Deployment:
     from engine.rules.loader import load_ruleset
+    from engine.render.budget import limits_from_config
     from engine.render.templates import TemplateStore
 
     cfg_file, root, rule_paths = _split_paths(paths)
@@ -88,8 +91,9 @@ def _load_deployment(paths: Sequence[str], config_path: str | None, check_templa
         missing = [p for p in rule_paths if not p.exists()]
         diags += [Loc(str(p), 0, 0).error("no-such-path", f"{p} does not exist") for p in missing]
         cfg = _with_rules(cfg, tuple(p for p in rule_paths if p.exists()))
-    future = _start_template_check(cfg.templates) if parallel and check_templates else None
-    templates = TemplateStore(cfg.templates)
+    limits = limits_from_config(cfg.render)
+    future = _start_template_check(cfg.templates, limits) if parallel and check_templates else None
+    templates = TemplateStore(cfg.templates, limits)
     if not Path(cfg.templates).is_dir():
         diags.append(Loc(cfg.file or "herald.yaml", 0, 0).error(
             "no-templates", f"templates directory {cfg.templates} does not exist"))

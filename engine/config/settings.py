@@ -174,6 +174,7 @@ class Config:
     tracking: TrackingSettings = TrackingSettings()
     alerts: AlertSettings = AlertSettings()
     sources: Mapping[str, Any] = field(default_factory=dict, repr=False)  # name -> engine.sources.config.SourceConfig
+    render: Mapping[str, Any] = field(default_factory=dict)  # the render budget: time_ms, output_kb
 
 
 def expand_env(value: Any, env: Mapping[str, str], missing: list) -> Any:
@@ -299,6 +300,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         tracking=TrackingSettings.parse(tracking),
         alerts=alert_settings,
         sources=sources,
+        render=data.get("render") if isinstance(data.get("render"), dict) else {},
     )
     return cfg, diags
 

@@ -27,7 +27,7 @@ from engine.config.settings import AlertSettings
 log = logging.getLogger("herald.alerts")
 
 TITLES = {"unmatched": "waiting unmatched", "failed": "failed on every channel", "late": "sent late",
-          "reload": "reload refused"}
+          "reload": "reload refused", "template": "template over its render budget"}
 MAX_LINES = 30       # lines listed in one message; the rest are counted
 MAX_PENDING = 500    # lines kept while the channel cannot take them
 MAX_LINE = 300       # characters of one line

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
 from engine.pipeline import render_messages, timezone_for
+from engine.render.budget import BUDGET_ERROR
 from engine.routing.router import lookup
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
@@ -90,6 +91,8 @@ class Sender:
             return self._fallback(n, outcome, f"no {CHANNEL_ADDRESS.get(n.channel)} for {n.channel}", now, "no_address")
         message = n.message() or self._render(n, outcome, state)
         if isinstance(message, str):
+            if BUDGET_ERROR in message:  # HR must fix the template: every candidate it renders for is stuck
+                rt.alert("template", f"{n.id} cannot be sent on {n.channel}: {message}")
             return self._fallback(n, outcome, message, now, "permanent")
         params: Mapping[str, Any] = {}
         if transport.name in SMS_TRANSPORTS:

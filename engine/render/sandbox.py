@@ -9,10 +9,14 @@ from typing import Any
 from collections.abc import Callable, Mapping
 
 from jinja2 import filters as jinja_filters
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.runtime import ChainableUndefined, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.render.budget import charge, charge_printed, charge_printed_total, charge_size
 
 __all__ = ["GLOBAL_NAMES", "HTML_ENV", "TEXT_ENV", "build_context", "plain"]
 
@@ -20,6 +24,7 @@ _MAX_REPEAT = 100_000     # longest string/list `*` may build
 _MAX_EXPONENT = 256       # largest exponent `**` may use
 _MAX_RANGE = 10_000       # longest range() a template may make
 _MAX_FORMAT_WIDTH = 1_000  # widest field in a `%` format
+_MAX_INT_BITS = 65_536    # largest integer `*` and `**` may build
 
 
 class _LenientUndefined(ChainableUndefined):
@@ -81,7 +86,11 @@ def _finalize(value: Any) -> Any:
     """Applied to every `{{ ... }}`: None prints as nothing, non-data objects are refused."""
     if value is None:
         return ""
-    if value.__class__ is str or value.__class__ is int:  # the common case, first
+    if value.__class__ is str:  # the common case, first
+        if len(value) > 64:
+            charge_printed(value)
+        return value
+    if value.__class__ is int:
         return value
     _check_printable(value)
     return value
@@ -142,6 +151,71 @@ def _capped_filter(name: str) -> Callable:
     return capped
 
 
+def _check_replace(text: str, old: Any = "", new: Any = "", count: Any = -1, *_: Any, **__: Any) -> None:
+    """Refuse a replace whose result would be too large, before it is built (one C call: not interruptible)."""
+    if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
+        hits = text.count(old) + (1 if old == "" else 0)
+        if isinstance(count, int) and count >= 0:
+            hits = min(hits, count)
+        charge_size(len(text) + hits * (len(new) - len(old)))
+
+
+def _check_join(sep: str, items: Any = (), *_: Any, **__: Any) -> None:
+    if isinstance(items, (list, tuple)):
+        charge_size(sum(len(i) for i in items if isinstance(i, str)) + len(sep) * len(items))
+
+
+_GROWING_METHODS: dict[str, Callable[..., None]] = {"replace": _check_replace, "join": _check_join}
+
+
+def _check_filter_args(name: str, value: Any, args: tuple, kwargs: dict) -> None:
+    if name == "replace" and isinstance(value, str):
+        _check_replace(value, *args, **kwargs)
+    elif name == "join" and isinstance(value, (list, tuple)):
+        sep = args[0] if args else kwargs.get("d", "")
+        _check_join(sep if isinstance(sep, str) else "", value)
+    elif name == "indent" and isinstance(value, str):
+        width = args[0] if args else kwargs.get("width", 4)
+        if isinstance(width, int):
+            charge_size(len(value) + (value.count("\n") + 1) * width)
+        elif isinstance(width, str):
+            charge_size(len(value) + (value.count("\n") + 1) * len(width))
+
+
+def _budgeted_filter(name: str, fn: Callable) -> Callable:
+    """A filter whose growing arguments are checked first and whose result is charged to the render."""
+    pass_arg = getattr(fn, "jinja_pass_arg", None)
+
+    if pass_arg is None:
+        def budgeted(value: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_filter_args(name, value, args, kwargs)
+            return charge(fn(value, *args, **kwargs))
+    else:
+        def budgeted(first: Any, value: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            _check_filter_args(name, value, args, kwargs)
+            return charge(fn(first, value, *args, **kwargs))
+        budgeted.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    budgeted.__name__ = name
+    return budgeted
+
+
+class _BudgetCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with `a ~ b` measured (environment.measured) before it is joined."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
+        if frame.eval_ctx.volatile:
+            func_name = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            func_name = "markup_join"
+        else:
+            func_name = "str_join"
+        self.write(f"{func_name}(environment.measured((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
+
+
 _DICT_ATTRS = frozenset(dir(dict))
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
 _ABSENT = object()
@@ -150,7 +224,8 @@ _ABSENT = object()
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, with methods wrapped so they cannot be printed and sizes capped."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _BudgetCodeGenerator
 
     def _wrap(self, value: Any, label: str) -> Any:
         if callable(value) and not isinstance(value, (Undefined, _Callable, type)):
@@ -168,15 +243,23 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 return self.undefined(obj=obj, name=attribute)
         return self._wrap(super().getattr(obj, attribute), str(attribute))
 
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        return self._wrap(super().getitem(obj, argument), str(argument)[:40])
-
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(__obj, _Callable):
             __obj = __obj._fn
-        if getattr(__obj, "__name__", None) in _PADDING_METHODS and isinstance(getattr(__obj, "__self__", None), str):
-            _check_width(*args, *kwargs.values())
-        return super().call(__context, __obj, *args, **kwargs)
+        name = getattr(__obj, "__name__", None)
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            if name in _PADDING_METHODS:
+                _check_width(*args, *kwargs.values())
+            elif name in _GROWING_METHODS:
+                _GROWING_METHODS[name](owner, *args, **kwargs)
+        return charge(super().call(__context, __obj, *args, **kwargs))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        if argument.__class__ is slice:
+            charge(value)
+        return self._wrap(value, str(argument)[:40])
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
@@ -191,12 +274,25 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             for seq, n in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > _MAX_REPEAT:
                     raise SecurityError("repetition too large for a template")
+            if left.__class__ is int and right.__class__ is int \
+                    and left.bit_length() + right.bit_length() > _MAX_INT_BITS:
+                raise SecurityError("number too large for a template")
         elif operator == "**":
             if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
                 raise SecurityError("exponent too large for a template")
+            if left.__class__ is int and right.__class__ is int and left.bit_length() * abs(right) > _MAX_INT_BITS:
+                raise SecurityError("number too large for a template")
         elif operator == "%" and isinstance(left, str) and _percent_too_wide(left):
             raise SecurityError("format width too large for a template")
-        return super().call_binop(context, operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        if result.__class__ is not int and result.__class__ is not float:
+            charge(result)
+        return result
+
+    def measured(self, parts: tuple) -> tuple:
+        """`a ~ b`: the pieces are measured before Jinja joins them."""
+        charge_printed_total(parts)
+        return parts
 
 
 def _mask(value: Any, keep: int = 4) -> str:
@@ -249,6 +345,8 @@ def _make_env(autoescape: bool) -> _Sandbox:
         env.filters[name] = _capped_filter(name)
     env.filters["mask"] = _mask
     env.filters["date"] = _date
+    for name, fn in list(env.filters.items()):
+        env.filters[name] = _budgeted_filter(name, fn)
     return env
 
 

@@ -16,6 +16,7 @@ from jinja2.runtime import Context
 from engine.rules.suggest import did_you_mean
 from engine.errors import Diagnostic, Loc, sort_diagnostics
 from engine.model import Message, quick_init
+from engine.render.budget import DEFAULT_LIMITS, BudgetExceeded, RenderLimits, check_output, guarded
 from engine.render.sandbox import HTML_ENV, TEXT_ENV, build_context
 from engine.render.locales import pick
 from engine.render.header import KNOWN_HEADER_KEYS, TemplateMeta, parse_header
@@ -230,8 +231,9 @@ class _Unrenderable:
 class TemplateStore:
     """Every template file under a directory, scanned once; resolution, rendering and checks, cached."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, limits: RenderLimits | None = DEFAULT_LIMITS) -> None:
         self.directory = Path(directory)
+        self.limits = limits  # every render's budget (None: unguarded, for the benchmark's baseline)
         self._entries: dict[str, list[_Entry]] = {}
         self._entry_memo: dict = {}  # (name, locale preferences) -> _Entry | None
         self._usage_cache: dict = {}
@@ -382,12 +384,24 @@ class TemplateStore:
                     out[block] = (None, f"template {entry.file.name} ({entry.file.path}) has no block {block}", None)
                     continue
                 try:
-                    text = "".join([str(part) for part in template.blocks[block](ctx)])
+                    parts = [str(part) for part in template.blocks[block](ctx)]
+                    check_output(parts)
+                    text = "".join(parts)
                 except Exception as exc:  # noqa: BLE001 - a template's runtime error is that block's result
                     out[block] = (None, _short(exc), _frame_line(exc, entry.file.path, template))
                     continue
                 out[block] = (_tidy(text, block), None, None)
         return out
+
+    def _plan(self, entry: _Entry, channel: str, main_only: bool) -> _ChannelPlan | _Unrenderable:
+        """The channel's plan for this file, worked out once (and compiled then, outside any render budget)."""
+        plan = entry.plans.get((channel, main_only))
+        if plan is None:
+            plan = entry.plans[(channel, main_only)] = self._channel_plan(entry, channel, main_only)
+            if isinstance(plan, _ChannelPlan):
+                for html in {_is_html_block(b) for b in plan.wanted}:
+                    self._compiled(entry, html)
+        return plan
 
     def _channel_plan(self, entry: _Entry, channel: str, main_only: bool) -> _ChannelPlan | _Unrenderable:
         """What rendering `channel` from this file takes, or why it cannot."""
@@ -418,26 +432,46 @@ class TemplateStore:
                main_only: bool = False) -> RenderResult:
         """The message for `channel` from the best file of `name`; errors (never exceptions) in `error`.
 
-        `main_only`: render just the channel's own block (no subject, no HTML part).
+        `main_only`: render just the channel's own block (no subject, no HTML part). The render runs
+        under the store's budget (`limits`); going over it is an error naming the template and line.
         """
         entry = self._entry(name, locale_prefs)
         if entry is None:
             hint = did_you_mean(name, self._entries)
             return RenderResult(None, None, None, f'unknown template "{name}"{hint}')
         file = entry.file
-        plan = entry.plans.get((channel, main_only))
-        if plan is None:
-            plan = entry.plans[(channel, main_only)] = self._channel_plan(entry, channel, main_only)
+        plan = self._plan(entry, channel, main_only)
         if isinstance(plan, _Unrenderable):
             return RenderResult(file, file.locale, None, plan.error)
         decision = context.get("decision")
         if decision.__class__ is str and decision not in plan.decisions:
             return RenderResult(file, file.locale, None,
                                 f"template {name} ({file.path}) does not declare decision {decision}")
+        if self.limits is None:
+            return self._render_plan(entry, plan, channel, context)
+        try:
+            return guarded(self.limits, self._render_plan, entry, plan, channel, context)
+        except BudgetExceeded as exc:
+            return RenderResult(file, file.locale, None, f"{self._where(entry, exc)}: {self.limits.describe(exc.reason)}")
+
+    def _where(self, entry: _Entry, exc: BaseException) -> str:
+        """`path:line` of the template line a render was stopped at (`path` when it is not known)."""
+        for template in entry.compiled.values():
+            if not isinstance(template, Exception):
+                line = _frame_line(exc, entry.file.path, template)
+                if line:
+                    return f"{entry.file.path}:{line}"
+        return entry.file.path
+
+    def _render_plan(self, entry: _Entry, plan: _ChannelPlan, channel: str, context: Mapping) -> RenderResult:
+        """Run a plan (the part of a render under the budget)."""
+        file = entry.file
         main = plan.main
         if plan.block is not None:  # one block, nothing at the top level: render it straight away
             try:
-                text = "".join(plan.block(_new_context(plan.template, context, channel)))
+                parts = list(plan.block(_new_context(plan.template, context, channel)))
+                check_output(parts)
+                text = "".join(parts)
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down
                 line = _frame_line(exc, file.path, plan.template)
                 where = f"{file.path}:{line}" if line else file.path
@@ -490,8 +524,15 @@ class TemplateStore:
         if not entry.syntax_ok:
             return out
         for block in entry.file.blocks:
+            self._compiled(entry, _is_html_block(block))  # outside the budget, as in render()
             for _n, (ctx, severity) in enumerate(contexts):
-                _text, err, line = self._render_block(entry, block, {**ctx, "channel": block})
+                limits = self.limits or DEFAULT_LIMITS
+                try:
+                    _text, err, line = guarded(limits, self._render_block, entry, block, {**ctx, "channel": block})
+                except BudgetExceeded as exc:
+                    where = self._where(entry, exc)
+                    _text, err, line = None, limits.describe(exc.reason), int(where.rpartition(":")[2] or 0) \
+                        if where != entry.file.path else None
                 if err is None:
                     continue
                 loc = Loc(entry.file.path, line or 1, 1)
