@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
 
+import re2
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -192,11 +193,30 @@ def _build(node: Any, depth: int = 0) -> Any:
     if kind == "matches":
         pattern = _literal(kids[2])
         try:
-            regex = re.compile(pattern)
-        except Exception as exc:  # noqa: BLE001 - re.error, OverflowError, RecursionError ...
+            regex = compile_regex(pattern)
+        except Exception as exc:  # noqa: BLE001 - ValueError, OverflowError, RecursionError ...
             raise _Fail(kids[2].start_pos, BAD_REGEX, f"bad regular expression {kids[2]}: {exc}") from None
         return _Op("matches", (parts[0], _Lit(pattern, kids[2].start_pos, kids[2].end_pos)), start, end, regex)
     return _Op({"in_": "in", "not_in": "not in"}.get(kind, kind), tuple(parts), start, end)
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors come back as diagnostics, not on stderr
+_RE2_OPTIONS.max_mem = 8 << 20   # a compiled pattern's memory budget (bytes)
+
+
+def compile_regex(pattern: str) -> Any:
+    """A `matches` pattern compiled with RE2: linear-time matching, so no input can make it backtrack.
+
+    Raises ValueError with RE2's reason for what RE2 does not accept (backreferences, lookaround, ...).
+    """
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "invalid"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(f"not valid RE2 syntax: {reason}") from None
 
 
 def _literal(tok: Token) -> Any:
@@ -544,8 +564,8 @@ def _more_regex_errors(tree: Tree, seen: int) -> list:
         for sub in tree.iter_subtrees():
             if sub.data == "matches" and sub.children[2].start_pos != seen:
                 try:
-                    re.compile(_unescape(sub.children[2][1:-1]))
-                except Exception as exc:  # noqa: BLE001 - re.error, OverflowError, RecursionError ...
+                    compile_regex(_unescape(sub.children[2][1:-1]))
+                except Exception as exc:  # noqa: BLE001 - ValueError, OverflowError, RecursionError ...
                     out.append(WhenError(sub.children[2].start_pos, BAD_REGEX,
                                          f"bad regular expression {sub.children[2]}: {exc}"))
     except RecursionError:

@@ -276,7 +276,7 @@ SYNTAX = [
     ("not " * 80 + "x", 204, "when-syntax", "nested too deeply"),
     ("x" * 100_001, 100_000, "when-syntax", "too long"),
     ('x matches "(("', 10, "bad-regex", "bad regular expression"),
-    ('x matches "[a-"', 10, "bad-regex", "unterminated character set"),
+    ('x matches "[a-"', 10, "bad-regex", "missing ]"),
     ('x matches "a{2,1}"', 10, "bad-regex", "bad regular expression"),
 ]
 
