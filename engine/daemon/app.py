@@ -30,6 +30,13 @@ class HTTPProblem(Exception):
         self.code, self.error, self.field, self.dead_letter, self.headers = code, error, field, dead_letter, headers
 
 
+
+def watcher_status(runtime: Any) -> tuple[str, bool]:
+    """("ok" | "dead" | "off", whether a given-up reload still runs): hot reload's health."""
+    reloader = getattr(runtime, "reloader", None)
+    watcher = "off" if reloader is None else ("ok" if reloader.alive else "dead")
+    return watcher, any(t.is_alive() for t in getattr(runtime, "stuck_reloads", ()))
+
 def _problems(*codes: int) -> dict:
     words = {401: "No valid bearer token or body signature.", 404: "No such outcome or notification.",
              409: "The outcome is not in a state that allows this.", 413: "Body larger than 8 MiB.",
@@ -169,11 +176,13 @@ def create_app(runtime) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["operations"], operation_id="healthz")
     def healthz() -> Any:
-        """Liveness: the rule set in use, whether the last reload failed, the daemon's clock."""
+        """Liveness: the rule set in use, whether the last reload failed or is stuck, the file watcher, the clock."""
         dispatcher = getattr(runtime, "dispatcher", None)
-        alive = dispatcher is None or dispatcher.alive
+        watcher, stuck = watcher_status(runtime)
+        alive = (dispatcher is None or dispatcher.alive) and watcher != "dead" and not stuck
         return {"status": "ok" if alive else "degraded", "ruleset": runtime.version,
-                "reload_failed": bool(runtime.last_reload_error), "now": iso(runtime.now()),
+                "reload_failed": bool(runtime.last_reload_error), "reload_stuck": stuck, "watcher": watcher,
+                "now": iso(runtime.now()),
                 "time_scale": runtime.clock.scale, "auth": runtime.state.auth.enabled}
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"], operation_id="metrics",
@@ -181,6 +190,9 @@ def create_app(runtime) -> FastAPI:
                               "description": "Prometheus text format."}})
     def metrics() -> Any:
         """Prometheus metrics."""
+        watcher, _ = watcher_status(runtime)
+        runtime.metrics.watcher_alive.set(0 if watcher == "dead" else 1)
+        runtime.metrics.reload_stuck.set(sum(t.is_alive() for t in runtime.stuck_reloads))
         return PlainTextResponse(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict:

@@ -57,6 +57,11 @@ class Metrics:
         self.reload_failed = Gauge("herald_ruleset_reload_failed", "1 when the last reload failed and the "
                                    "previous rule set is still in use, else 0.", registry=r)
         self.ruleset = Info("herald_ruleset", "The rule-set version in use.", registry=r)
+        self.watcher_alive = Gauge("herald_reload_watcher_alive", "1 while the file watcher behind hot reload "
+                                   "runs (or none is configured), 0 when it died.", registry=r)
+        self.watcher_alive.set(1)
+        self.reload_stuck = Gauge("herald_reload_stuck", "Reloads given up on (server.reload_timeout) that "
+                                  "are still running.", registry=r)
         if store is not None:
             r.register(_StoreCollector(store))
             from engine.tracking.routes import ReportCollector

@@ -136,6 +136,8 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     ruleset: str
     reload_failed: bool
+    reload_stuck: bool = False  # a reload given up on (server.reload_timeout) is still running
+    watcher: Literal["ok", "dead", "off"] = "off"  # the file watcher behind hot reload
     now: str
     time_scale: float
     auth: bool

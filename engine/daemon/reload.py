@@ -18,18 +18,58 @@ def _failed_version(dep: Deployment) -> str:
     return ruleset_version(source_hashes(dep.config))
 
 
-def reload(runtime, reason: str = "reload") -> bool:
-    """Loads the deployment again; swaps it in when valid (True), else keeps the running one (False)."""
-    with runtime.reload_lock:
-        now = runtime.now()
+DEFAULT_RELOAD_TIMEOUT = 60.0  # seconds a reload may take before it is given up (server.reload_timeout)
+
+
+def reload_timeout(runtime) -> float:
+    """server.reload_timeout of the running deployment, in seconds (default 60)."""
+    from engine.schedule.timing import parse_duration
+
+    raw = (runtime.state.deployment.config.server or {}).get("reload_timeout")
+    parsed = parse_duration(raw) if raw is not None else None
+    return parsed.total_seconds() if parsed is not None and parsed.total_seconds() > 0 else DEFAULT_RELOAD_TIMEOUT
+
+
+def _load(runtime, box: dict) -> None:
+    """The slow part of a reload (read, validate, build), in a thread of its own so it can be given up."""
+    try:
         dep = load_deployment(runtime.paths, runtime.config_path)
-        errors = [d.format() for d in dep.diagnostics if d.is_error]
-        state = None
+        box["dep"] = dep
         if dep.ok:
-            try:
-                state = runtime.make_state(dep)
-            except Exception as e:  # noqa: BLE001 - the running set must survive anything the new one does
-                errors = [f"building the pipeline failed: {type(e).__name__}: {e}"]
+            box["state"] = runtime.make_state(dep)
+    except Exception as e:  # noqa: BLE001 - the running set must survive anything the new one does
+        box["error"] = f"building the pipeline failed: {type(e).__name__}: {e}"
+
+
+def reload(runtime, reason: str = "reload", timeout: float | None = None) -> bool:
+    """Loads the deployment again; swaps it in when valid (True), else keeps the running one (False).
+
+    Bounded in time: a load still running after `timeout` seconds (server.reload_timeout) is given
+    up (it can never swap anything in), the reload counts as failed, and /healthz shows
+    `reload_stuck` while it still runs; the lock is free again for the next reload.
+    """
+    timeout = reload_timeout(runtime) if timeout is None else timeout
+    if not runtime.reload_lock.acquire(timeout=timeout):
+        return _refused(runtime, reason, None, [f"another reload still holds the lock after {timeout:g} s"])
+    try:
+        runtime.stuck_reloads = [t for t in getattr(runtime, "stuck_reloads", []) if t.is_alive()]
+        box: dict = {}
+        worker = threading.Thread(target=_load, args=(runtime, box), name="herald-reload-load", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            runtime.stuck_reloads.append(worker)
+            log.error("reload (%s) still running after %g s: given up", reason, timeout)
+            return _refused(runtime, reason, None, [f"reload did not finish within {timeout:g} s (a file that "
+                                                    "cannot be read?); given up"])
+        now = runtime.now()
+        dep = box.get("dep")
+        if dep is None:
+            return _refused(runtime, reason, None, [box.get("error", "the load failed")])
+        errors = [d.format() for d in dep.diagnostics if d.is_error]
+        state = box.get("state")
+        if "error" in box:
+            errors = [box["error"]]
         store, metrics = runtime.store, runtime.metrics
         if state is not None:
             old = runtime.swap(state)
@@ -45,22 +85,33 @@ def reload(runtime, reason: str = "reload") -> bool:
                      old.deployment.ruleset.version, len(dep.ruleset.rules))
             runtime.wake()
             return True
+        return _refused(runtime, reason, dep, errors)
+    finally:
+        runtime.reload_lock.release()
+
+
+def _refused(runtime, reason: str, dep: Deployment | None, errors: list[str]) -> bool:
+    """A reload that did not happen: logged, recorded, counted, alerted; the running set stays."""
+    now = runtime.now()
+    store, metrics = runtime.store, runtime.metrics
+    version = "unreadable"
+    if dep is not None:
         for d in dep.diagnostics:
             (log.error if d.is_error else log.warning)("%s", d.format())
         try:
             version = _failed_version(dep)
         except Exception:  # noqa: BLE001 - a deployment too broken to hash is still recorded as failed
-            version = "unreadable"
-        store.record_ruleset(f"failed-{version}", {}, ok=False, errors=errors, at=now)
-        metrics.reloads.labels("failure").inc()
-        metrics.reload_failed.set(1)
-        runtime.last_reload_error = errors
-        log.error("reload refused (%s): %d error(s); still using rule set %s", reason, len(errors), runtime.version)
-        alert = getattr(runtime, "alert", None)
-        if callable(alert):
-            alert("reload", f"reload refused ({reason}): {len(errors)} error(s), first: "
-                            f"{errors[0] if errors else '?'}; still using rule set {runtime.version}")
-        return False
+            pass
+    store.record_ruleset(f"failed-{version}", {}, ok=False, errors=errors, at=now)
+    metrics.reloads.labels("failure").inc()
+    metrics.reload_failed.set(1)
+    runtime.last_reload_error = errors
+    log.error("reload refused (%s): %d error(s); still using rule set %s", reason, len(errors), runtime.version)
+    alert = getattr(runtime, "alert", None)
+    if callable(alert):
+        alert("reload", f"reload refused ({reason}): {len(errors)} error(s), first: "
+                        f"{errors[0] if errors else '?'}; still using rule set {runtime.version}")
+    return False
 
 
 class Reloader:
@@ -71,6 +122,7 @@ class Reloader:
         self.debounce_ms = debounce_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failures = 0  # reloads and watches that raised (each was survived)
 
     def paths(self) -> list[Path]:
         cfg = self.rt.state.deployment.config
@@ -86,19 +138,32 @@ class Reloader:
         self._thread = threading.Thread(target=self._watch, args=(paths,), name="herald-reload", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """True while the watcher runs (or was never started: nothing to watch); False when it died."""
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
+
     def _watch(self, paths: list[Path]) -> None:
+        """Watches until stopped; survives any error (a failed reload, a failing watch: restarted with back-off)."""
         import watchfiles
 
-        try:
-            for changes in watchfiles.watch(*paths, stop_event=self._stop, debounce=self.debounce_ms,
-                                            raise_interrupt=False):
-                names = sorted({Path(p).name for _, p in changes})
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                for changes in watchfiles.watch(*paths, stop_event=self._stop, debounce=self.debounce_ms,
+                                                raise_interrupt=False):
+                    failures = 0
+                    names = sorted({Path(p).name for _, p in changes})
+                    self._safe("changed: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
+            except Exception:  # noqa: BLE001 - no inotify, a vanished directory ...: try again later
+                failures += 1
+                self.failures += 1
                 try:
-                    reload(self.rt, "changed: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
-                except Exception:  # keep watching
-                    log.exception("reload failed")
-        except Exception:  # no inotify etc.: SIGHUP still works
-            log.exception("watching %s stopped; reload with SIGHUP", ", ".join(map(str, paths)))
+                    log.exception("watching %s failed; trying again (SIGHUP reloads meanwhile)",
+                                  ", ".join(map(str, paths)))
+                except Exception:  # noqa: BLE001 - even logging failed (out of memory): keep going
+                    pass
+                self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     def request(self, reason: str = "SIGHUP") -> None:
         """Reloads in a thread of its own (safe to call from a signal handler)."""
@@ -107,8 +172,12 @@ class Reloader:
     def _safe(self, reason: str) -> None:
         try:
             reload(self.rt, reason)
-        except Exception:
-            log.exception("reload failed")
+        except Exception:  # noqa: BLE001 - MemoryError included: the watcher must outlive any reload
+            self.failures += 1
+            try:
+                log.exception("reload failed")
+            except Exception:  # noqa: BLE001 - even logging failed (out of memory): keep going
+                pass
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -89,6 +89,8 @@ class Runtime:
         self.metrics = Metrics(lambda: self.store)
         self.reload_lock = threading.Lock()
         self.last_reload_error: list[str] = []
+        self.stuck_reloads: list = []  # reload threads given up on that still run (engine.daemon.reload)
+        self.reloader = None           # the file watcher (engine.daemon.reload.Reloader), when watching
         self._wakers: list[Callable[[], None]] = []
         self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
         self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links

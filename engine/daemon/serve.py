@@ -99,6 +99,7 @@ class Daemon:
         self.dispatcher = Dispatcher(rt)
         rt.dispatcher = self.dispatcher
         self.reloader = Reloader(rt) if watch else None
+        rt.reloader = self.reloader
         self.server = None
         self.sock: socket.socket | None = None
         self._thread: threading.Thread | None = None

@@ -160,6 +160,9 @@ class _Problem(Exception):
         self.node, self.code, self.message = node, code, message
 
 
+MAX_ALIAS_VALUES = 100_000  # values YAML aliases may repeat in one document (a "billion laughs" stops here)
+
+
 class _Builder:
     """Turns a composed node tree into plain data plus position tables, collecting problems."""
 
@@ -168,11 +171,21 @@ class _Builder:
         self.doc = Document(file, None)
         self.problems: list[Diagnostic] = []
         self._active: set[int] = set()
+        self._built: set[int] = set()  # collections built once: building one again expands an alias
+        self._in_alias = 0
+        self._repeated = 0              # values built again through aliases, against MAX_ALIAS_VALUES
+        self.alias_path: YamlPath = ()  # where the outermost alias being expanded is used
 
     def _loc(self, node) -> Loc:
         return Loc(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def build(self, node, path: YamlPath) -> Any:
+        if self._in_alias:
+            self._repeated += 1
+            if self._repeated > MAX_ALIAS_VALUES:
+                raise _Problem(node, "yaml-alias-bomb",
+                               f"YAML aliases repeat more than {MAX_ALIAS_VALUES:,} values (an alias of an alias "
+                               "of ...?): write the values out, or use fewer levels of aliases")
         self.doc.value_pos.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.ScalarNode):
             if node.style:
@@ -186,6 +199,10 @@ class _Builder:
             self.problems.append(self._loc(node).error("yaml-recursive", "recursive YAML alias"))
             return None
         self._active.add(id(node))
+        again = id(node) in self._built
+        if again and not self._in_alias:
+            self.alias_path = path
+        self._in_alias += again
         try:
             if isinstance(node, yaml.SequenceNode):
                 if node.tag not in ("tag:yaml.org,2002:seq",):
@@ -217,6 +234,8 @@ class _Builder:
             return out
         finally:
             self._active.discard(id(node))
+            self._built.add(id(node))
+            self._in_alias -= again
 
 
 def load_yaml(text: str, file: str) -> tuple[Document, list[Diagnostic]]:
@@ -249,6 +268,8 @@ def load_yaml(text: str, file: str) -> tuple[Document, list[Diagnostic]]:
         b.doc.data = b.build(node, ())
     except RecursionError:
         return Document(file, None), [Diagnostic(file, 1, 1, "error", "yaml-syntax", "YAML nesting is too deep")]
+    except _Problem as p:  # an alias bomb, located where the alias is used: nothing built is kept
+        return Document(file, None), [b.doc.loc(b.alias_path, key=True).error(p.code, p.message)]
     return b.doc, b.problems
 
 
