@@ -74,14 +74,13 @@ def limits_from_config(render: Any) -> RenderLimits:
 class _Slot:
     """One thread's render in progress (at most one per thread: renders do not nest)."""
 
-    __slots__ = ("tid", "clock", "serial", "active", "fired", "spent", "limits", "seen", "cpu0")
+    __slots__ = ("tid", "clock", "active", "ticket", "spent", "limits", "seen", "cpu0")
 
     def __init__(self, tid: int) -> None:
         self.tid = tid
         self.clock = time.pthread_getcpuclockid(tid)  # the thread's own CPU clock
-        self.serial = 0
         self.active = False
-        self.fired = False
+        self.ticket: list = []  # one item while the render runs: whoever pops it (render or watchdog) ends it
         self.spent = 0
         self.limits = DEFAULT_LIMITS
         self.seen = 0       # the render the watchdog last saw begin, and the thread's CPU time then
@@ -104,18 +103,20 @@ def _look(slot: _Slot) -> None:
     CPU time of the rendering thread, not wall time: a render waiting for the GIL or for a busy machine
     is not charged, so a loaded machine never fails a sound template.
     """
-    serial = slot.serial
-    if not slot.active or slot.fired:
+    ticket = slot.ticket
+    if not ticket:
         return
     used = time.clock_gettime(slot.clock)
-    if serial != slot.seen:  # a render the watchdog has not seen yet: its CPU time counts from now
-        slot.seen, slot.cpu0 = serial, used
+    if ticket is not slot.seen:  # a render the watchdog has not seen yet: its CPU time counts from now
+        slot.seen, slot.cpu0 = ticket, used
         return
     if used - slot.cpu0 > slot.limits.time_ms / 1000:
-        with _lock:
-            if slot.active and not slot.fired and slot.serial == serial:
-                slot.fired = True
-                _set_async_exc(slot.tid, ctypes.py_object(BudgetExceeded))
+        with _lock:  # the render, finding its ticket taken, waits for this before withdrawing the exception
+            try:
+                ticket.pop()  # atomic: either the render has ended (nothing to do) or it never will unnoticed
+            except IndexError:
+                return
+            _set_async_exc(slot.tid, ctypes.py_object(BudgetExceeded))
 
 
 def _watch() -> None:
@@ -149,33 +150,38 @@ def _ensure_watchdog() -> None:
 
 def _after_fork() -> None:
     """In a forked child only this thread exists: a fresh lock, no slots, the watchdog started anew."""
-    global _lock, _watchdog
+    global _lock, _watchdog, _watchdog_pid
     _lock = threading.Lock()
     _slots.clear()
     _watchdog = None
+    _watchdog_pid = 0
     _local.__dict__.pop("slot", None)
 
 
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _finish(slot: _Slot) -> None:
+def _finish(slot: _Slot, ticket: list) -> None:
     """End the render: no exception may be raised in this thread for it afterwards."""
-    while True:
+    slot.active = False
+    try:
+        ticket.pop()  # the common case: the watchdog never took it, and now never will
+        return
+    except IndexError:
+        pass
+    while True:  # the watchdog took it: its exception is set (it holds the lock until then) or delivered
         try:
             with _lock:
-                slot.active = False
-                if slot.fired:  # possibly still pending: withdraw it
-                    _set_async_exc(slot.tid, ctypes.py_object())
+                _set_async_exc(slot.tid, ctypes.py_object())  # withdraw it if still pending
             return
-        except BudgetExceeded:  # delivered on the way out: consumed; make sure the slot is closed
+        except BudgetExceeded:  # delivered on the way out: consumed
             continue
 
 
 def guarded(limits: RenderLimits, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """fn(*args, **kwargs) under `limits`; raises BudgetExceeded when the render goes over."""
     slot: _Slot | None = getattr(_local, "slot", None)
-    if slot is None or _watchdog_pid != os.getpid():
+    if slot is None:
         _ensure_watchdog()
         tid = threading.get_ident()
         slot = _local.slot = _Slot(tid)
@@ -183,18 +189,17 @@ def guarded(limits: RenderLimits, fn: Callable[..., T], *args: Any, **kwargs: An
             _slots[tid] = slot
     elif slot.active:  # nested: the outer render's budget covers it
         return fn(*args, **kwargs)
-    slot.serial += 1
-    slot.fired = False
     slot.spent = 0
     slot.limits = limits
     slot.active = True
+    slot.ticket = ticket = [True]
     try:
         try:
             return fn(*args, **kwargs)
         finally:
-            _finish(slot)
+            _finish(slot, ticket)
     except BudgetExceeded:  # possibly delivered before _finish ran to its end: run it again (idempotent;
-        _finish(slot)       # the watchdog raises at most once per render, so nothing is pending now)
+        _finish(slot, ticket)  # the watchdog raises at most once per render, so nothing is pending now)
         raise
 
 
