@@ -1,6 +1,7 @@
 """Safe reload: the new deployment is loaded and validated whole, then swapped in; a broken one leaves the old in use."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -98,10 +99,8 @@ def _refused(runtime, reason: str, dep: Deployment | None, errors: list[str]) ->
     if dep is not None:
         for d in dep.diagnostics:
             (log.error if d.is_error else log.warning)("%s", d.format())
-        try:
+        with contextlib.suppress(Exception):  # a deployment too broken to hash is still recorded as failed
             version = _failed_version(dep)
-        except Exception:  # noqa: BLE001 - a deployment too broken to hash is still recorded as failed
-            pass
     store.record_ruleset(f"failed-{version}", {}, ok=False, errors=errors, at=now)
     metrics.reloads.labels("failure").inc()
     metrics.reload_failed.set(1)
@@ -155,14 +154,12 @@ class Reloader:
                     failures = 0
                     names = sorted({Path(p).name for _, p in changes})
                     self._safe("changed: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
-            except Exception:  # noqa: BLE001 - no inotify, a vanished directory ...: try again later
+            except Exception:
                 failures += 1
                 self.failures += 1
-                try:
+                with contextlib.suppress(Exception):  # even logging failed (out of memory): keep going
                     log.exception("watching %s failed; trying again (SIGHUP reloads meanwhile)",
                                   ", ".join(map(str, paths)))
-                except Exception:  # noqa: BLE001 - even logging failed (out of memory): keep going
-                    pass
                 self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     def request(self, reason: str = "SIGHUP") -> None:
@@ -172,12 +169,10 @@ class Reloader:
     def _safe(self, reason: str) -> None:
         try:
             reload(self.rt, reason)
-        except Exception:  # noqa: BLE001 - MemoryError included: the watcher must outlive any reload
+        except Exception:
             self.failures += 1
-            try:
+            with contextlib.suppress(Exception):  # even logging failed (out of memory): keep going
                 log.exception("reload failed")
-            except Exception:  # noqa: BLE001 - even logging failed (out of memory): keep going
-                pass
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

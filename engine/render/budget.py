@@ -16,14 +16,16 @@ A render outside `guarded` is not budgeted and pays nothing (the benchmark's ung
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
-__all__ = ["BUDGET_ERROR", "RenderLimits", "BudgetExceeded", "guarded", "charge", "DEFAULT_LIMITS", "limits_from_config"]
+__all__ = ["BUDGET_ERROR", "DEFAULT_LIMITS", "BudgetExceeded", "RenderLimits", "charge", "guarded", "limits_from_config"]
 
 T = TypeVar("T")
 ALLOCATION_FACTOR = 32      # everything a render may build, in multiples of its output limit
@@ -74,7 +76,7 @@ def limits_from_config(render: Any) -> RenderLimits:
 class _Slot:
     """One thread's render in progress (at most one per thread: renders do not nest)."""
 
-    __slots__ = ("tid", "clock", "active", "ticket", "spent", "limits", "seen", "cpu0")
+    __slots__ = ("active", "clock", "cpu0", "limits", "seen", "spent", "ticket", "tid")
 
     def __init__(self, tid: int) -> None:
         self.tid = tid
@@ -83,7 +85,7 @@ class _Slot:
         self.ticket: list = []  # one item while the render runs: whoever pops it (render or watchdog) ends it
         self.spent = 0
         self.limits = DEFAULT_LIMITS
-        self.seen = 0       # the render the watchdog last saw begin, and the thread's CPU time then
+        self.seen: list = []  # the ticket of the render the watchdog last saw begin, and the CPU time then
         self.cpu0 = 0.0
 
 
@@ -130,10 +132,8 @@ def _watch() -> None:
                 for tid in [t for t in _slots if t not in alive]:
                     del _slots[tid]
         for slot in list(_slots.values()):
-            try:
+            with contextlib.suppress(OSError):  # the thread ended between the listing and the look
                 _look(slot)
-            except OSError:  # the thread ended between the listing and the look
-                pass
 
 
 def _ensure_watchdog() -> None:

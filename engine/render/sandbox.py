@@ -202,7 +202,7 @@ def _budgeted_filter(name: str, fn: Callable) -> Callable:
 class _BudgetCodeGenerator(CodeGenerator):
     """Jinja's code generator, with `a ~ b` measured (environment.measured) before it is joined."""
 
-    def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
+    def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:  # noqa: N802 - Jinja's visitor name
         if frame.eval_ctx.volatile:
             func_name = "(markup_join if context.eval_ctx.volatile else str_join)"
         elif frame.eval_ctx.autoescape:

@@ -1,14 +1,9 @@
-"""Fixtures for the security suite: the daemon tests' helpers (tests/daemon) on the path, daemons stopped at teardown."""
+"""Fixtures for the security suite: in-process daemons (tests/daemon's harness), stopped at teardown."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
-
-from daemon_support import start_daemon  # noqa: E402
+from daemon_support import start_daemon
 
 
 @pytest.fixture

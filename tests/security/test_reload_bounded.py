@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from daemon_support import make_deployment, wait_for
 from engine.daemon.reload import reload
@@ -14,6 +15,7 @@ SLOW = ("{# herald: decisions=[reject] #}\n"
                   f"{{% endfor %}}{{% endblock %}}\n" for i in range(3)))
 
 
+@pytest.mark.slow
 def test_a_reload_that_does_not_end_is_given_up_and_the_next_one_applies(tmp_path: Path, daemons) -> None:
     root = make_deployment(tmp_path)
     with open(root / "herald.yaml", "a") as f:  # each render may take 1.5 s of CPU: validating SLOW takes ~5 s

@@ -17,6 +17,7 @@ from fake_robot import FakeRobot
 HEADER = "{# herald: decisions=[reject, pass, offer, hold] #}\n"
 LOOPS3 = ("{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}"
           "{% endfor %}{% endfor %}{% endfor %}")
+GROW = "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = EXPR %}{% endfor %}{{ ns.s|length }}"
 BOMBS = {
     "nested-loops": LOOPS3,
     "loops-over-a-variable": "{% set r = range(10000) %}" + LOOPS3.replace("range(10000)", "r"),
@@ -24,11 +25,11 @@ BOMBS = {
     "huge-output": "{% for a in range(10000) %}{% for b in range(10000) %}xxxxxxxxxx{% endfor %}{% endfor %}",
     "printed-many-times": "{% set s = 'x' * 100000 %}{% for a in range(10000) %}{{ s }}{% endfor %}",
     "set-block": "{% set s = 'x' * 100000 %}{% set b %}{% for a in range(10000) %}{{ s }}{% endfor %}{% endset %}{{ b|length }}",
-    "replace-method": "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s.replace('a', ns.s) %}{% endfor %}{{ ns.s|length }}",
-    "replace-filter": "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s|replace('a', ns.s) %}{% endfor %}{{ ns.s|length }}",
+    "replace-method": GROW.replace("EXPR", "ns.s.replace('a', ns.s)"),
+    "replace-filter": GROW.replace("EXPR", "ns.s|replace('a', ns.s)"),
     "replace-empty": "{% set s = 'x' * 50000 %}{{ s.replace('', s)|length }}",
-    "concat": "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
-    "plus": "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+    "concat": GROW.replace("EXPR", "ns.s ~ ns.s"),
+    "plus": GROW.replace("EXPR", "ns.s + ns.s"),
     "slicing": "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l[:] %}{% endfor %}{{ ns.l|length }}",
     "join": "{% set s = 'x' * 100000 %}{{ ([s] * 10000)|join }}",
     "power-chain": "{{ ((9 ** 256) ** 256) ** 256 }}",
@@ -81,6 +82,7 @@ def test_validate_reports_a_bomb_located_and_quickly(tmp_path: Path, run_cli) ->
 TRIGGER = ('{% if candidate.name == "trigger" %}' + LOOPS3 + "{% endif %}")
 
 
+@pytest.mark.slow
 def test_the_daemon_fails_the_channel_alerts_hr_and_goes_on(tmp_path: Path, daemons, monkeypatch) -> None:
     """A template that only explodes for some data: intake answers, /healthz answers, other messages go out."""
     token, secret = "robot-token-0123456789", "SECrobot0123456789abcdef"

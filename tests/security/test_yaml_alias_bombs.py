@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from daemon_support import make_deployment, wait_for
 from engine.daemon import reload as reload_mod
@@ -13,8 +14,7 @@ from engine.rules.yamlpos import load_yaml
 
 def laughs(levels: int = 9, width: int = 9) -> str:
     lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
-    for i in range(1, levels + 1):
-        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels + 1)]
     return "\n".join(lines) + "\n"
 
 
@@ -42,6 +42,7 @@ def test_validate_names_the_file(tmp_path: Path, run_cli) -> None:
     assert res.exit_code == 1 and "20-bomb.yaml:" in res.output and "[yaml-alias-bomb]" in res.output, res.output
 
 
+@pytest.mark.slow
 def test_the_watcher_survives_any_error_and_a_dead_one_is_reported(tmp_path: Path, daemons, monkeypatch) -> None:
     root = make_deployment(tmp_path)
     d = daemons(root, watch=True)
