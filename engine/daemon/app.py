@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -12,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
+from engine.daemon.auth import MAX_SKEW, TIMESTAMP_HEADER, request_target
+from engine.daemon.bodygate import BodyGate, max_concurrent_bodies
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.daemon.actions import ActionError
@@ -49,9 +52,11 @@ def create_app(runtime) -> FastAPI:
     """The ASGI app for one Runtime."""
     app = FastAPI(title="herald", version=__version__,
                   description="Tells interview candidates their result. Intake needs `Authorization: Bearer <token>` "
-                              "or a signature header `sha256=<hex HMAC-SHA256 of the raw body>` when server.auth "
+                              "or a signature header `sha256=<hex HMAC-SHA256 of METHOD\\nPATH?QUERY\\nTIMESTAMP\\nBODY>` with "
+                              "`X-Herald-Timestamp` (Unix seconds, at most 5 minutes old) when server.auth "
                               "is configured; /healthz and /metrics are open.")
     app.state.runtime = runtime
+    app.add_middleware(BodyGate, limit=lambda: max_concurrent_bodies(runtime.state.deployment.config.server))
 
     @app.exception_handler(HTTPProblem)
     async def _problem(_request: Request, exc: HTTPProblem) -> JSONResponse:
@@ -74,10 +79,13 @@ def create_app(runtime) -> FastAPI:
                             status_code=503, headers={"Retry-After": "1"})
 
     def authorize(request: Request, body: bytes = b"") -> None:
-        if not runtime.state.auth.allows(request.headers, body):
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        target = request_target(raw_path.decode("latin-1"), request.scope.get("query_string", b"").decode("latin-1"))
+        if not runtime.state.auth.allows(request.method, target, request.headers, body, time.time()):
             raise HTTPProblem(401, "authentication required: Authorization: Bearer <token>, or "
-                              f"{runtime.state.auth.signature_header}: sha256=<hex HMAC-SHA256 of the body>",
-                              headers={"WWW-Authenticate": "Bearer"})
+                              f"{runtime.state.auth.signature_header}: sha256=<hex HMAC-SHA256 of "
+                              f"METHOD\\nPATH?QUERY\\nTIMESTAMP\\nBODY> with {TIMESTAMP_HEADER}: <Unix seconds, "
+                              f"at most {MAX_SKEW // 60} minutes old>", headers={"WWW-Authenticate": "Bearer"})
 
     async def read_body(request: Request) -> bytes:
         size = request.headers.get("content-length")
@@ -205,7 +213,7 @@ def create_app(runtime) -> FastAPI:
             comps["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "signature": {"type": "apiKey", "in": "header", "name": runtime.state.auth.signature_header,
-                              "description": "sha256=<hex HMAC-SHA256 of the raw body>"}}
+                              "description": "sha256=<hex HMAC-SHA256 of METHOD\\nPATH?QUERY\\nTIMESTAMP\\nBODY>"}}
             if runtime.state.auth.enabled:
                 for path, ops in doc.get("paths", {}).items():
                     if path.startswith("/v1/"):
