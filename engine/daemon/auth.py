@@ -1,4 +1,11 @@
-"""Intake authentication: a bearer token or an HMAC-SHA256 signature of the raw body, from herald.yaml server.auth."""
+"""Intake authentication from herald.yaml server.auth: a bearer token, or an HMAC-SHA256 signature.
+
+The signature (`X-Herald-Signature: sha256=<hex>`) covers `METHOD\nPATH?QUERY\nTIMESTAMP\nBODY`:
+the method, the raw request path with its query (`?QUERY` only when there is one), the Unix time in
+`X-Herald-Timestamp`, and the raw body. A timestamp more than `MAX_SKEW` seconds from the daemon's
+real time is refused, so an observed signature cannot be replayed later, nor used for another
+method, path or body.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +17,8 @@ from collections.abc import Mapping
 from engine.config.settings import ServerAuth
 
 DEFAULT_SIGNATURE_HEADER = "X-Herald-Signature"
+TIMESTAMP_HEADER = "X-Herald-Timestamp"
+MAX_SKEW = 300  # seconds a signed request's timestamp may be off the daemon's real time (either way)
 
 
 @dataclass(frozen=True)
@@ -29,8 +38,11 @@ class Auth:
     def enabled(self) -> bool:
         return bool(self.token or self.hmac_secret)
 
-    def allows(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """True when the request carries the bearer token or a valid signature of `body` (or auth is off)."""
+    def allows(self, method: str, target: str, headers: Mapping[str, str], body: bytes, now: float) -> bool:
+        """True when the request carries the bearer token or a valid, fresh signature (or auth is off).
+
+        `target`: the raw path with `?query` when there is one; `now`: real Unix time.
+        """
         if not self.enabled:
             return True
         if self.token:
@@ -41,15 +53,30 @@ class Auth:
         if self.hmac_secret:
             given = headers.get(self.signature_header.lower(), "") or headers.get(self.signature_header, "")
             algo, _, digest = given.strip().partition("=")
-            if algo.lower() == "sha256" and digest:
-                want = sign(self.hmac_secret, body)
+            stamp = (headers.get(TIMESTAMP_HEADER.lower(), "") or headers.get(TIMESTAMP_HEADER, "")).strip()
+            if algo.lower() == "sha256" and digest and stamp.isdigit() and len(stamp) <= 12 \
+                    and abs(now - int(stamp)) <= MAX_SKEW:
+                want = sign(self.hmac_secret, method, target, stamp, body)
                 return hmac.compare_digest(digest.strip().lower().encode(), want.encode())
         return False
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 of `body` keyed with `secret` (send it as `sha256=<hex>`)."""
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def sign(secret: str, method: str, target: str, timestamp: str | int, body: bytes) -> str:
+    """The hex HMAC-SHA256, keyed with `secret`, of `METHOD\nPATH?QUERY\nTIMESTAMP\nBODY` (send `sha256=<hex>`)."""
+    head = f"{method.upper()}\n{target}\n{timestamp}\n".encode()
+    return hmac.new(secret.encode("utf-8"), head + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: str, method: str, target: str, body: bytes, now: float,
+                   signature_header: str = DEFAULT_SIGNATURE_HEADER) -> dict[str, str]:
+    """The two headers that sign a request: the timestamp and the signature."""
+    stamp = str(int(now))
+    return {TIMESTAMP_HEADER: stamp, signature_header: "sha256=" + sign(secret, method, target, stamp, body)}
+
+
+def request_target(raw_path: str, query: str) -> str:
+    """What the signature covers of the URL: the raw path, and `?query` when there is one."""
+    return f"{raw_path}?{query}" if query else raw_path
 
 
 def is_loopback(host: str) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import httpx
 
 from engine.intake.decode import Item, read_items
-from engine.daemon.auth import sign
+from engine.daemon.auth import signed_headers
 
 
 class PostError(Exception):
@@ -17,12 +17,16 @@ class PostError(Exception):
 
 
 def headers_for(body: bytes, token: str | None = None, hmac_secret: str | None = None,
-                signature_header: str = "X-Herald-Signature") -> dict:
+                signature_header: str = "X-Herald-Signature", *, method: str = "POST",
+                url: str = "/v1/outcomes", now: float | None = None) -> dict:
+    """Content type and credentials for one request to `url` (a full URL or the path with its query)."""
     h = {"Content-Type": "application/json"}
     if token:
         h["Authorization"] = f"Bearer {token}"
     if hmac_secret:
-        h[signature_header] = "sha256=" + sign(hmac_secret, body)
+        target = httpx.URL(url).raw_path.decode("ascii")  # the path and query exactly as sent
+        h.update(signed_headers(hmac_secret, method, target, body, time.time() if now is None else now,
+                                signature_header))
     return h
 
 
@@ -57,7 +61,7 @@ class Poster:
         for attempt in range(retries + 1):
             try:
                 r = self.client.post(self.url, content=body, headers=headers_for(
-                    body, self.token, self.hmac_secret, self.signature_header))
+                    body, self.token, self.hmac_secret, self.signature_header, url=self.url))
             except httpx.TransportError:
                 if attempt == retries:
                     raise

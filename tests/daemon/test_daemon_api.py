@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
 
 from daemon_support import SECRET, TOKEN, make_deployment, outbox, outcome, post, wait_for
-from engine.daemon.auth import sign
+from engine.daemon.auth import signed_headers
 from engine.store import SQLiteStore
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -26,13 +27,14 @@ def test_auth_bearer_hmac_and_open_endpoints(authed):
     assert post(d.url, body).status_code == 401
     assert post(d.url, body, Authorization="Bearer wrong").status_code == 401
     assert post(d.url, body, **{"X-Herald-Signature": "sha256=" + "0" * 64}).status_code == 401
-    assert post(d.url, body, **{"X-Herald-Signature": "sha256=" + sign("other", body)}).status_code == 401
+    assert post(d.url, body, **signed_headers("other-secret-0123456", "POST", "/v1/outcomes", body,
+                                              time.time())).status_code == 401
     r = post(d.url, body, **BEARER)
     assert r.status_code == 202 and r.json()["items"][0]["status"] == "matched"
     body2 = json.dumps(outcome("auth-2")).encode()
-    r = post(d.url, body2, **{"X-Herald-Signature": "sha256=" + sign(SECRET, body2)})
+    r = post(d.url, body2, **signed_headers(SECRET, "POST", "/v1/outcomes", body2, time.time()))
     assert r.status_code == 202, r.text
-    signed = {"X-Herald-Signature": "sha256=" + sign(SECRET, b'{"by": "hr"}')}
+    signed = signed_headers(SECRET, "POST", "/v1/outcomes/auth-1/withdraw", b'{"by": "hr"}', time.time())
     assert httpx.post(d.url + "/v1/outcomes/auth-1/withdraw", content=b'{"by": "hr"}', headers=signed).status_code == 200
     assert httpx.post(d.url + "/v1/outcomes/auth-1/approve", content=b'{"by": "x"}', headers=signed).status_code == 401
     assert httpx.get(d.url + "/v1/outcomes/auth-1").status_code == 401
