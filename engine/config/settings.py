@@ -22,6 +22,7 @@ DEFAULT_CHANNELS = ("dingtalk", "sms", "email", "webhook")
 SECRET_KEYS = frozenset({"password", "app_secret", "access_key_secret", "secret", "access_token",
                          "token", "hmac_secret", "api_key", "push_token"})
 ADDRESSED_TRANSPORTS = frozenset({"smtp", "aliyun-sms", "dingtalk-work-notice"})  # send to one person's address
+MIN_AUTH_SECRET = 16  # characters; a shorter server.auth token or hmac_secret is an error
 MIN_PUSH_TOKEN = 16  # characters; a shorter aliyun-sms push_token leaves the push endpoints off
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -282,6 +283,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
 
     sources, more = load_sources(data.get("sources"), doc, env)
     diags += more
+    diags += _check_auth(server, doc, _display(cfg_path) if cfg_path else "herald.yaml")
     for var in missing:
         diags.append(Loc(_display(cfg_path) if cfg_path else "herald.yaml", 1, 1).warning(
             "unset-env", f"environment variable {var} is not set"))
@@ -303,6 +305,19 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         render=data.get("render") if isinstance(data.get("render"), dict) else {},
     )
     return cfg, diags
+
+
+def _check_auth(server: Any, doc: Document | None, file: str) -> list[Diagnostic]:
+    """server.auth's token and HMAC secret, when set, must be at least MIN_AUTH_SECRET characters (never shown)."""
+    auth = server.get("auth") if isinstance(server, dict) else None
+    out = []
+    for key in ("token", "hmac_secret"):
+        value = auth.get(key) if isinstance(auth, dict) else None
+        if isinstance(value, str) and 0 < len(value) < MIN_AUTH_SECRET:
+            loc = doc.loc(("server", "auth", key)) if doc else Loc(file, 1, 1)
+            out.append(loc.error("weak-secret", f"server.auth.{key} is {len(value)} characters long: use a random "
+                                                f"value of at least {MIN_AUTH_SECRET} characters"))
+    return out
 
 
 def _check_alerts(alerts: AlertSettings, channels: Mapping[str, ChannelConfig],

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from engine.config.deployment import Deployment, load_deployment
+from engine.daemon.auth import is_loopback
 from engine.daemon.runtime import ruleset_files
 
 log = logging.getLogger("herald.reload")
@@ -71,6 +72,11 @@ def reload(runtime, reason: str = "reload", timeout: float | None = None) -> boo
         state = box.get("state")
         if "error" in box:
             errors = [box["error"]]
+        host = getattr(runtime, "listen_host", "127.0.0.1")
+        if state is not None and not state.auth.enabled and not is_loopback(host):
+            return _refused(runtime, reason, None, [
+                f"the new herald.yaml has no server.auth, and the daemon listens on {host}: refused (it would "
+                "take unauthenticated requests from the network); restore server.auth, or restart on 127.0.0.1"])
         store, metrics = runtime.store, runtime.metrics
         if state is not None:
             old = runtime.swap(state)

@@ -91,6 +91,7 @@ class Runtime:
         self.last_reload_error: list[str] = []
         self.stuck_reloads: list = []  # reload threads given up on that still run (engine.daemon.reload)
         self.reloader = None           # the file watcher (engine.daemon.reload.Reloader), when watching
+        self.listen_host = "127.0.0.1"  # where the daemon listens (set by engine.daemon.serve.Daemon)
         self._wakers: list[Callable[[], None]] = []
         self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
         self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links

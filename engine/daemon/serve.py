@@ -99,6 +99,7 @@ class Daemon:
         self.dispatcher = Dispatcher(rt)
         rt.dispatcher = self.dispatcher
         self.reloader = Reloader(rt) if watch else None
+        rt.listen_host = self.host  # a reload must not drop server.auth on a non-loopback address
         rt.reloader = self.reloader
         self.server = None
         self.sock: socket.socket | None = None

@@ -18,7 +18,7 @@ from engine.daemon import Daemon
 from engine.config.deployment import load_deployment
 
 HERALD = str(Path(sys.executable).with_name("herald"))
-TOKEN = "test-token-123"
+TOKEN = "test-token-0123456"
 SECRET = "test-hmac-secret"
 
 TEMPLATE = """{# herald: decisions=[reject, pass, offer, hold] #}
