@@ -576,6 +576,7 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
 
     from engine.cli.report import format_item
     from engine.report.inbox import inbox
+    from engine.safetext import escape_controls, json_safe
     from engine.store import open_store
 
     path = _tracking_store_path(store_path, config_path)
@@ -595,13 +596,14 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
             sys.exit(1 if bad else 0)
         items = inbox(store, show_all, limit)
     if fmt == "json":
-        click.echo(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=2))
+        click.echo(json_safe(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=2)))
         return
     if not items:
         click.echo("No replies waiting." if not show_all else "No replies.")
         return
     now = time.time()
-    click.echo("\n\n".join(format_item(i, now) for i in items))
+    # replies are written by candidates: their control characters are shown, never sent to the terminal
+    click.echo(escape_controls("\n\n".join(format_item(i, now) for i in items), keep_newlines=True))
     waiting = sum(1 for i in items if i.handled_at is None)
     click.echo(f"\n{waiting} waiting" + (f", {len(items) - waiting} handled" if show_all else "")
                + "; mark one handled with: herald replies --handle ID", err=True)

@@ -17,6 +17,7 @@ from engine.schedule.clock import make_clock
 from engine.config.deployment import Deployment
 from engine.store import StoreError, open_store
 from engine.daemon.auth import is_loopback
+from engine.safetext import escape_controls
 from engine.daemon.dispatch import Dispatcher
 from engine.daemon.reload import Reloader
 from engine.daemon.runtime import Runtime, ruleset_files
@@ -43,12 +44,19 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Control characters in a message (an id, a reply, a provider's answer) are escaped: one event, one line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return escape_controls(super().formatMessage(record))
+
+
 def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stderr: `HH:MM:SS level message`."""
+    """One line per event on stderr: `HH:MM:SS level message` (control characters escaped)."""
     root = logging.getLogger()
     if not any(getattr(h, "_herald", False) for h in root.handlers):
         h = _Stderr()
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+        h.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
         h._herald = True  # type: ignore[attr-defined]
         root.addHandler(h)
     root.setLevel(level)

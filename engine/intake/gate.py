@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.intake.decode import Item, parse_text
 from engine.rules.schemas import fast_check, jsonschema_validator
+from engine.safetext import SINGLE_LINE_PATTERN, TEXT_PATTERNS, escape_controls, first_control
 from engine.schedule.timing import check_timezone, load_timezone
 from engine.model import quick_init
 
@@ -47,7 +48,10 @@ def field_error(record: Any) -> tuple[str, str]:
         extra = [k for k in err.instance if k not in allowed]
         name = ".".join(filter(None, [path, str(extra[0]) if extra else ""]))
         return name, f"{name} is not an outcome field"
-    return path or "(record)", f"{path or 'record'}: {_short(err.message)}"
+    if err.validator == "pattern" and err.validator_value in TEXT_PATTERNS and isinstance(err.instance, str):
+        bad = first_control(err.instance, keep_newlines=err.validator_value != SINGLE_LINE_PATTERN)
+        return path, f"{path}: control character {escape_controls(err.instance[bad])} at position {bad + 1} is refused"
+    return path or "(record)", f"{path or 'record'}: {_short(escape_controls(err.message))}"
 
 
 def _short(message: str) -> str:
