@@ -80,14 +80,20 @@ class ServerSettings:
     port: int = 8025
     public_url: str | None = None
     auth: ServerAuth = ServerAuth()
+    reload_timeout: float = 60.0     # seconds a reload may take before it is given up
+    max_concurrent_bodies: int = 4  # requests with a body in progress at once; beyond: 503 + Retry-After
 
     @classmethod
     def parse(cls, raw: Any) -> ServerSettings:
         raw = _mapping(raw)
         port = raw.get("port")
+        bodies = raw.get("max_concurrent_bodies")
         return cls(host=_text(raw.get("host")) or cls.host,
                    port=port if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 else cls.port,
-                   public_url=_text(raw.get("public_url")), auth=ServerAuth.parse(raw.get("auth")))
+                   public_url=_text(raw.get("public_url")), auth=ServerAuth.parse(raw.get("auth")),
+                   reload_timeout=_seconds(raw.get("reload_timeout"), cls.reload_timeout),
+                   max_concurrent_bodies=bodies if isinstance(bodies, int) and not isinstance(bodies, bool)
+                   and bodies > 0 else cls.max_concurrent_bodies)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
 from engine.daemon.auth import MAX_SKEW, TIMESTAMP_HEADER, request_target
-from engine.daemon.bodygate import BodyGate, max_concurrent_bodies
+from engine.daemon.bodygate import BodyGate
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.daemon.actions import ActionError
@@ -56,7 +56,7 @@ def create_app(runtime) -> FastAPI:
                               "`X-Herald-Timestamp` (Unix seconds, at most 5 minutes old) when server.auth "
                               "is configured; /healthz and /metrics are open.")
     app.state.runtime = runtime
-    app.add_middleware(BodyGate, limit=lambda: max_concurrent_bodies(runtime.state.deployment.config.server))
+    app.add_middleware(BodyGate, limit=lambda: runtime.state.deployment.config.server.max_concurrent_bodies)
 
     @app.exception_handler(HTTPProblem)
     async def _problem(_request: Request, exc: HTTPProblem) -> JSONResponse:

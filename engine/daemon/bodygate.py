@@ -11,15 +11,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-DEFAULT_MAX_CONCURRENT_BODIES = 4
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-def max_concurrent_bodies(server: Any) -> int:
-    """server.max_concurrent_bodies (a positive integer), else the default."""
-    value = server.get("max_concurrent_bodies") if isinstance(server, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
-        else DEFAULT_MAX_CONCURRENT_BODIES
 
 
 class BodyGate:

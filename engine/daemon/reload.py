@@ -20,16 +20,9 @@ def _failed_version(dep: Deployment) -> str:
     return ruleset_version(source_hashes(dep.config))
 
 
-DEFAULT_RELOAD_TIMEOUT = 60.0  # seconds a reload may take before it is given up (server.reload_timeout)
-
-
 def reload_timeout(runtime) -> float:
     """server.reload_timeout of the running deployment, in seconds (default 60)."""
-    from engine.schedule.timing import parse_duration
-
-    raw = (runtime.state.deployment.config.server or {}).get("reload_timeout")
-    parsed = parse_duration(raw) if raw is not None else None
-    return parsed.total_seconds() if parsed is not None and parsed.total_seconds() > 0 else DEFAULT_RELOAD_TIMEOUT
+    return runtime.state.deployment.config.server.reload_timeout
 
 
 def _load(runtime, box: dict) -> None:
