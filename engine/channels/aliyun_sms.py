@@ -322,7 +322,7 @@ class AliyunSmsTransport:
     """Sends one template SMS per envelope through Dysmsapi SendSms; thread-safe (no shared mutable state)."""
 
     name = "aliyun-sms"
-    looks_up_unanswered = True  # SendSms is not idempotent: earlier unanswered attempts are looked up first
+    needs_unanswered = True  # SendSms is not idempotent: earlier unanswered attempts are looked up first
 
     def __init__(
         self,

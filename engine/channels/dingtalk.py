@@ -12,8 +12,16 @@ Provider facts this module relies on (checked with the public docs/search where 
   content from one app reaches one user once a day" and "at most 500 messages per app per user per day";
   the docs say that past those limits *the API still answers success* and the user lands in
   ``forbidden_user_id_list`` of ``getsendresult`` (confirmed: official doc as quoted by CSDN, dingtalk-rs
-  docs). Some deployments answer errcode 143106 at send time instead; both paths are handled: 143106 is a
-  PERMANENT failure, and a forbidden user in the receipts becomes an ``undelivered`` receipt.
+  docs). ``forbidden_list`` gives the reason per user: code 143105 the daily cap, 143106 duplicate content
+  (getsendresult doc). Some deployments are said to answer errcode 143106 at send time instead (undocumented);
+  both paths are handled.
+* A duplicate-content verdict on a send made after an earlier attempt of the same message got no answer (a
+  timeout: DingTalk may have taken it; listed by the dispatcher in ``meta["unanswered"]``) means that earlier
+  attempt arrived: the retry's provider_id carries ``RETRY_MARK`` and its forbidden-as-duplicate receipt is
+  ``delivered`` (detail ``by_earlier_attempt``), not ``undelivered``, so no second channel is made due. A
+  forbidden user without a reason code counts the same way on such a retry (the 500-a-day cap cannot be what
+  stopped one candidate's notice). Without an unanswered attempt, 143106 stays a refusal: PERMANENT at send
+  time, ``undelivered`` in receipts (another notification carried the same text today).
 * ``POST /topapi/message/corpconversation/getsendresult`` ``{agent_id, task_id}`` answers ``send_result``
   with ``read_user_id_list``, ``unread_user_id_list``, ``invalid_user_id_list``, ``forbidden_user_id_list``,
   ``failed_user_id_list`` (and ``forbidden_list`` with reasons) (confirmed: dingtalk-rs ``AsyncSendResult``).
@@ -31,7 +39,8 @@ Provider facts this module relies on (checked with the public docs/search where 
   rate limits), 40003/33012 (invalid userid), 40035 (bad parameters), 40056 (invalid agentid),
   60020 (server IP not whitelisted), 404 (wrong URL).
 
-provider_id is ``"<task_id>:<userid>"``: ``getsendresult`` is per task and per user, so the id carries both.
+provider_id is ``"<task_id>:<userid>"`` (``"retry/<task_id>:<userid>"`` after an unanswered attempt):
+``getsendresult`` is per task and per user, so the id carries both.
 ``parse_provider_id`` splits it. ``poll_receipts`` answers the strongest state per user, each time it is
 asked: ``read`` (implies delivered), ``delivered`` (unread), or ``undelivered`` (invalid, forbidden, failed);
 nothing while DingTalk has not placed the user in any list yet. The tracker should de-duplicate.
@@ -59,6 +68,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
 TOKEN_REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is refreshed
 IP_THROTTLE_BAN = 300.0       # DingTalk documents a 5 minute ban for the per-IP limit
+RETRY_MARK = "retry/"         # provider_id prefix of a send made after an unanswered attempt of the same message
+DUPLICATE_CONTENT = "143106"  # forbidden_list code (and send-time errcode): same content to this user today
 
 SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "app_key": (True, False, "AppKey of the internal app (企业内部应用) that sends the notices"),
@@ -124,7 +135,7 @@ def classify_errcode(errcode: int, sub_code: str | None = None, sub_msg: str = "
 
 def parse_provider_id(provider_id: str) -> tuple[str, str] | None:
     """Split a provider_id of this transport into (task_id, userid); None when it is not one."""
-    task, sep, user = provider_id.partition(":")
+    task, sep, user = provider_id.removeprefix(RETRY_MARK).partition(":")
     if not sep or not task.isdigit() or not user:
         return None
     return task, user
@@ -159,6 +170,7 @@ class DingTalkWorkNoticeTransport:
     """Sends one markdown work notice per envelope to one DingTalk userid; thread-safe."""
 
     name = "dingtalk-work-notice"
+    needs_unanswered = True  # a duplicate-content verdict after an unanswered attempt means that attempt arrived
 
     def __init__(
         self,
@@ -212,6 +224,8 @@ class DingTalkWorkNoticeTransport:
         where = f"DingTalk {path}"
         try:
             resp = self._client.request(method, self.base_url + path, params=params, json=payload)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached DingTalk: not ambiguous
+            return SendResult(RECOVERABLE, error=self._redact(f"{where}: {type(e).__name__}: {e}"), code="connection")
         except httpx.TimeoutException:
             return SendResult(RECOVERABLE, error=f"{where}: no answer within {self.timeout:g} s", code="timeout")
         except httpx.HTTPError as e:
@@ -309,13 +323,17 @@ class DingTalkWorkNoticeTransport:
             "userid_list": userid,
             "msg": {"msgtype": "markdown", "markdown": {"title": title, "text": text}},
         }
+        retry = bool(envelope.meta.get("unanswered"))
+        mark = RETRY_MARK if retry else ""
         body = self._api("/topapi/message/corpconversation/asyncsend_v2", payload)
         if isinstance(body, SendResult):
+            if retry and body.code == DUPLICATE_CONTENT:  # the unanswered attempt arrived: no task, no receipt
+                return SendResult(ACCEPTED, provider_id=f"{RETRY_MARK}dup:{userid}")
             return body
         task_id = body.get("task_id")
         if task_id in (None, ""):
             return SendResult(RECOVERABLE, error="DingTalk answered errcode 0 without a task_id", code="bad-answer")
-        return SendResult(ACCEPTED, provider_id=f"{task_id}:{userid}")
+        return SendResult(ACCEPTED, provider_id=f"{mark}{task_id}:{userid}")
 
     def check(self) -> list[str]:
         """Fetches a fresh access token: proves the credentials and reachability without messaging anyone."""
@@ -326,13 +344,17 @@ class DingTalkWorkNoticeTransport:
 
     def poll_receipts(self, provider_ids: Sequence[str]) -> list[Receipt]:
         by_task: dict[str, list[tuple[str, str]]] = {}
+        receipts: list[Receipt] = []
         for pid in provider_ids:
+            if pid.startswith(f"{RETRY_MARK}dup:"):  # refused at send time as a duplicate of the unanswered attempt
+                receipts.append(Receipt(pid, "delivered", detail={"by_earlier_attempt": True,
+                                                                  "code": DUPLICATE_CONTENT}))
+                continue
             parsed = parse_provider_id(pid)
             if parsed is None:
                 log.warning("channel %r: ignoring provider_id %r, not '<task_id>:<userid>'", self.channel, pid)
                 continue
             by_task.setdefault(parsed[0], []).append((pid, parsed[1]))
-        receipts: list[Receipt] = []
         for task_id, wanted in by_task.items():
             body = self._api("/topapi/message/corpconversation/getsendresult",
                              {"agent_id": self.agent_id, "task_id": int(task_id)})
@@ -365,6 +387,12 @@ def _receipt_for(pid: str, user: str, result: Mapping[str, Any]) -> Receipt | No
                          if isinstance(f, Mapping) and f.get("userid") == user]
             if forbidden:
                 detail["forbidden"] = forbidden
+            codes = {str(f.get("code")) for f in forbidden}
+            if (key == "forbidden_user_id_list" and pid.startswith(RETRY_MARK)
+                    and (DUPLICATE_CONTENT in codes or not codes)):
+                return Receipt(pid, "delivered", detail={**detail, "by_earlier_attempt": True,
+                                                         "reason": "duplicate of an earlier attempt that got no "
+                                                                   "answer: that attempt arrived"})
             return Receipt(pid, "undelivered", detail=detail)
     return None
 

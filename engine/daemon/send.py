@@ -216,10 +216,11 @@ class Sender:
             return t
 
     def _unanswered(self, n: NotificationRow, attempt: Any, transport: Any, now: float) -> dict[str, Any]:
-        """{"unanswered": [...]} for a transport that looks earlier attempts up before resending (a non-idempotent
-        send): the attempts on this channel that may have reached the provider unheard (a timeout, a broken
-        connection, or this very attempt resumed after a crash), each with its key, start and age in real seconds."""
-        if not getattr(transport, "looks_up_unanswered", False):
+        """{"unanswered": [...]} for a transport that must know of earlier attempts before resending (aliyun-sms
+        looks them up, a DingTalk work notice reads a duplicate-content verdict by them): the attempts on this
+        channel that may have reached the provider unheard (a timeout, a broken connection, or this very attempt
+        resumed after a crash), each with its key, start and age in real seconds."""
+        if not getattr(transport, "needs_unanswered", False):
             return {}
         detail = self.rt.store.get_notification(n.id)
         found = [{"attempt_key": a.attempt_key, "sent_at": _iso(a.started_at),

@@ -1,6 +1,14 @@
-"""A loopback fake of DingTalk's gettoken, asyncsend_v2 and getsendresult, for transport tests."""
+"""A loopback fake of DingTalk's gettoken, asyncsend_v2 and getsendresult, for transport tests.
+
+Same content to the same user twice a day: asyncsend_v2 answers success and getsendresult lists the user in
+forbidden_user_id_list, with ``{"code": "143106", ...}`` in forbidden_list (143105 is the 500-a-day cap) --
+the documented path ("企业内部应用...同一用户相同内容的消息一天仅能发送一次", work-notice docs; getsendresult's
+forbidden_list codes). ``same_content_mode="error"`` answers errcode 143106 at send time instead, a path reported
+by users but not documented.
+"""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -30,13 +38,14 @@ class FakeDingTalk(LoopbackServer):
         users: set[str] | None = None,
         token_ttl: float = 7200.0,
         expires_in: int = 7200,
-        same_content_mode: str = "error",  # "error": errcode 143106 at send; "forbidden": success + forbidden list
+        same_content_mode: str = "forbidden",  # "forbidden": success + forbidden list (documented); "error": 143106
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app_key, self.app_secret, self.agent_id = app_key, app_secret, agent_id
         self.users = set(users) if users is not None else {"u-alice", "u-bob"}
         self.token_ttl, self.expires_in = token_ttl, expires_in
         self.same_content_mode = same_content_mode
+        self.forbidden_code = "143106"  # reason given in forbidden_list (143105: the 500-a-day cap)
         self.clock = clock
         self.lock = threading.Lock()
         self.tokens: dict[str, float] = {}          # token -> issued at (fake clock)
@@ -47,6 +56,7 @@ class FakeDingTalk(LoopbackServer):
         self.sent_today: set[tuple[str, str, str]] = set()
         self._next_task = 1000
         self._failures: list[tuple[str, int, dict[str, Any]]] = []
+        self._late: list[tuple[str, float]] = []  # (path suffix, seconds): do the work, then answer that late
         self._serve(self._handler())
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -60,6 +70,11 @@ class FakeDingTalk(LoopbackServer):
         """The next request whose path ends with path_suffix gets this answer instead (errcode=..., errmsg=...)."""
         with self.lock:
             self._failures.append((path_suffix, http_status, body))
+
+    def answer_late(self, path_suffix: str, seconds: float) -> None:
+        """The next request whose path ends with path_suffix is carried out, then answered `seconds` late."""
+        with self.lock:
+            self._late.append((path_suffix, seconds))
 
     def set_state(self, task_id: int | str, userid: str, state: str) -> None:
         """Move a user of a task to read / unread / invalid / forbidden / failed."""
@@ -102,7 +117,13 @@ class FakeDingTalk(LoopbackServer):
                                 return self._answer(status, b"<html>busy</html>")
                             return self._answer(status, body)
                 status, body = fake.route(method, parts.path, query, raw, self.headers.get("Content-Type", ""))
-                self._answer(status, body)
+                with fake.lock:
+                    late = next((i for i, (s, _) in enumerate(fake._late) if parts.path.endswith(s)), None)
+                    delay = fake._late.pop(late)[1] if late is not None else 0.0
+                if delay:
+                    time.sleep(delay)  # the client has given up; the work is done all the same
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered late: the client left
+                    self._answer(status, body)
 
             def do_GET(self) -> None:
                 self._dispatch("GET")
@@ -190,7 +211,7 @@ class FakeDingTalk(LoopbackServer):
             if lists is None:
                 return {"errcode": 40035, "errmsg": "不合法的参数 task_id"}
             result = {f"{state}_user_id_list": list(users) for state, users in lists.items()}
-            result["forbidden_list"] = [{"code": "143105", "count": 1, "userid": u} for u in lists.get("forbidden", [])]
+            result["forbidden_list"] = [{"code": self.forbidden_code, "count": 1, "userid": u} for u in lists.get("forbidden", [])]
         return {"errcode": 0, "errmsg": "ok", "send_result": result, "request_id": uuid.uuid4().hex[:12]}
 
 

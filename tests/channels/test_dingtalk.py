@@ -147,13 +147,14 @@ def test_wrong_secret_is_permanent_and_not_accepted(fake: FakeDingTalk) -> None:
     assert "wrong-secret-value" not in problems[0]
 
 
-def test_same_content_twice_a_day_is_permanent_143106(fake: FakeDingTalk) -> None:
-    t = make(fake)
-    assert t.send(env()).ok
-    again = t.send(env(key="a2"))
-    assert again.status == PERMANENT and again.code == "143106"
-    assert "once a day" in again.error
-    assert len(fake.messages) == 1
+def test_same_content_twice_a_day_is_permanent_143106(clock: Clock) -> None:
+    with FakeDingTalk(app_secret=SECRET, clock=clock, same_content_mode="error") as fake:
+        t = make(fake)
+        assert t.send(env()).ok
+        again = t.send(env(key="a2"))
+        assert again.status == PERMANENT and again.code == "143106"
+        assert "once a day" in again.error
+        assert len(fake.messages) == 1
 
 
 def test_same_content_next_day_is_accepted(fake: FakeDingTalk, clock: Clock) -> None:
@@ -190,7 +191,7 @@ def test_http_failures(fake: FakeDingTalk) -> None:
 def test_timeout_and_unreachable_are_recoverable(fake: FakeDingTalk) -> None:
     t = make(fake, base_url="http://127.0.0.1:9")  # discard port: connection refused
     r = t.send(env())
-    assert r.status == RECOVERABLE and r.code == "network"
+    assert r.status == RECOVERABLE and r.code == "connection"  # nothing reached DingTalk
     assert SECRET not in r.error
     assert t.check()
 
@@ -233,7 +234,7 @@ def test_receipts_read_unread_and_failures(fake: FakeDingTalk) -> None:
 
 
 def test_forbidden_same_content_path_gives_undelivered_receipt(clock: Clock) -> None:
-    with FakeDingTalk(app_secret=SECRET, clock=clock, same_content_mode="forbidden") as fake:
+    with FakeDingTalk(app_secret=SECRET, clock=clock) as fake:  # the documented path is the default
         t = make(fake, clock)
         first = t.send(env())
         second = t.send(env(key="a2"))
@@ -242,7 +243,7 @@ def test_forbidden_same_content_path_gives_undelivered_receipt(clock: Clock) -> 
         assert receipts[first.provider_id].event == "delivered"
         forbidden = receipts[second.provider_id]
         assert forbidden.event == "undelivered" and forbidden.detail["list"] == "forbidden_user_id_list"
-        assert forbidden.detail["forbidden"][0]["userid"] == "u-alice"
+        assert forbidden.detail["forbidden"] == [{"code": "143106", "count": 1, "userid": "u-alice"}]
 
 
 def test_receipt_poll_survives_provider_errors(fake: FakeDingTalk) -> None:
@@ -324,3 +325,45 @@ def test_redactor_is_installed_once() -> None:
     dingtalk._install_redactor()
     dingtalk._install_redactor()
     assert logging.getLogger("httpx").filters.count(dingtalk._redactor) == 1
+
+
+# -- a duplicate-content verdict after an unanswered attempt: that attempt arrived --------------------------
+
+
+def after_unanswered(key: str, earlier: str) -> Envelope:
+    e = env(key=key)
+    return Envelope(**{**e.__dict__, "meta": {"unanswered": [{"attempt_key": earlier, "age": 60.0}]}})
+
+
+def test_timed_out_notice_that_arrived_is_delivered_not_undelivered(clock: Clock) -> None:
+    with FakeDingTalk(app_secret=SECRET, clock=clock) as fake:
+        t = make(fake, clock, timeout=0.3)
+        fake.answer_late("asyncsend_v2", 1.0)
+        first = t.send(env(key="n1:0:1"))
+        assert first.status == RECOVERABLE and first.code == "timeout"
+        assert len(fake.messages) == 1  # it reached the user
+        second = t.send(after_unanswered("n1:0:2", "n1:0:1"))
+        assert second.ok and second.provider_id.startswith("retry/")
+        [receipt] = t.poll_receipts([second.provider_id])
+    assert receipt.event == "delivered" and receipt.detail["by_earlier_attempt"] is True
+    assert receipt.detail["list"] == "forbidden_user_id_list"
+
+
+def test_send_time_143106_after_an_unanswered_attempt_is_accepted(clock: Clock) -> None:
+    with FakeDingTalk(app_secret=SECRET, clock=clock, same_content_mode="error") as fake:
+        t = make(fake, clock)
+        assert t.send(env(key="n1:0:1")).ok
+        again = t.send(after_unanswered("n1:0:2", "n1:0:1"))
+        assert again.ok and again.provider_id == "retry/dup:u-alice"
+        [receipt] = t.poll_receipts([again.provider_id])
+    assert receipt.event == "delivered" and receipt.detail["by_earlier_attempt"] is True
+
+
+def test_daily_cap_on_a_retry_stays_undelivered(fake: FakeDingTalk) -> None:
+    t = make(fake)
+    pid = t.send(after_unanswered("n1:0:2", "n1:0:1")).provider_id
+    task, user = parse_provider_id(pid)
+    fake.set_state(task, user, "forbidden")
+    fake.forbidden_code = "143105"
+    [receipt] = t.poll_receipts([pid])
+    assert receipt.event == "undelivered"

@@ -307,3 +307,31 @@ def test_sms_that_timed_out_but_went_out_is_looked_up_not_sent_twice(tmp_path, e
     assert n["state"] == "delivered"
     assert len(sms.messages) == 1 and mails.messages == []
     assert all(a["channel"] == "sms" for a in n["attempts"])
+
+
+@pytest.mark.slow
+def test_work_notice_that_timed_out_but_arrived_is_not_sent_on_a_second_channel(tmp_path, env, smtp):
+    """The first asyncsend_v2 reaches DingTalk but answers after herald's timeout; the retry is accepted and then
+    filtered as duplicate content (forbidden_user_id_list, 143106). That verdict means the first attempt arrived:
+    the notification is delivered, and the candidate gets no e-mail besides."""
+    controller, mails = smtp
+    with FakeDingTalk() as ding:
+        chans = channels(ding, controller.port).replace(f'base_url: "{ding.url}"}}',
+                                                         f'base_url: "{ding.url}", timeout: 0.5}}')
+        root = deploy(tmp_path, chans, "dingtalk, email",
+                      dispatch="{max_attempts: 5, backoff_base: 1s, backoff_max: 2s, poll_interval: 1s, "
+                               "receipt_interval: 1s}")
+        ding.answer_late("asyncsend_v2", 1.5)
+        d = start_daemon(root, time_scale=5.0)
+        try:
+            post(d.url, candidate("dup-1"))
+            wait_for(lambda: notification(d, "dup-1#1")["state"] == "delivered", timeout=30)
+            n = notification(d, "dup-1#1")
+        finally:
+            d.shutdown()
+    assert [(a["channel"], a["status"], a["code"]) for a in n["attempts"]] == [
+        ("dingtalk", "recoverable", "timeout"), ("dingtalk", "accepted", None)]
+    [delivered] = [e for e in n["events"] if e["kind"] == "delivered"]
+    assert delivered["detail"]["by_earlier_attempt"] is True
+    assert "undelivered" not in kinds(n) and mails.messages == []
+    assert len(ding.messages) == 2 and ding.tasks[ding.messages[1]["task_id"]]["forbidden"] == ["u-alice"]
