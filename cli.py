@@ -319,12 +319,14 @@ def _store(config_path: str | None, dep=None):
 @click.option("--port", type=int, default=None, help="Port (default: server.port, else 8025; 0: any free port).")
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="For demos and tests: time runs this many times faster from the start (600: 10 minutes a second).")
+@click.option("--start-at", default=None, metavar="INSTANT",
+              help="For demos and tests: the daemon's clock starts at this ISO 8601 instant (with offset), not now.")
 @click.option("--log-level", type=click.Choice(("DEBUG", "INFO", "WARNING", "ERROR")), default="INFO",
               show_default=True)
 @rules_option
 @config_option
-def serve(host: str | None, port: int | None, time_scale: float, log_level: str, paths: tuple,
-          config_path: str | None) -> None:
+def serve(host: str | None, port: int | None, time_scale: float, start_at: str | None, log_level: str,
+          paths: tuple, config_path: str | None) -> None:
     """Run the daemon: HTTP intake, scheduler, dispatcher, hot reload of rules and templates.
 
     Refuses to start when the rules are invalid (exit 1). Stops cleanly on SIGTERM or Ctrl-C (exit 0);
@@ -334,10 +336,20 @@ def serve(host: str | None, port: int | None, time_scale: float, log_level: str,
 
     if not time_scale > 0:
         raise click.BadParameter("must be positive", param_hint="--time-scale")
+    start = None
+    if start_at is not None:
+        from engine.schedule.timing import parse_instant
+
+        instant = parse_instant(start_at)
+        if instant is None:
+            raise click.BadParameter(f"{start_at!r} is not an ISO 8601 instant with an offset "
+                                     "(e.g. 2026-12-07T09:00:00+08:00)", param_hint="--start-at")
+        start = instant.timestamp()
     dep = _load_or_exit(paths, config_path)
     setup_logging(log_level)
     try:
-        daemon = Daemon(dep, paths=paths, config_path=config_path, host=host, port=port, time_scale=time_scale)
+        daemon = Daemon(dep, paths=paths, config_path=config_path, host=host, port=port, time_scale=time_scale,
+                        start_at=start)
         sys.exit(daemon.run())
     except DaemonError as e:
         click.echo(f"herald serve: {e}", err=True)

@@ -1,4 +1,8 @@
-"""`make run`: start `herald serve` on the defaults with time x600, post the examples, show what it sends; Ctrl-C stops it."""
+"""`make run`: start `herald serve` on the defaults with time x600, post the examples, show what it sends; Ctrl-C stops it.
+
+The daemon's clock starts at the next opening of the send window most rules use (now, when it is open for
+a while), so messages flow within seconds on any day, a Sunday night or a public holiday included.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,13 +13,43 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from engine.config.deployment import load_deployment
 from engine.config.settings import load_config
 from engine.daemon.client import Poster, wait_healthy
 from engine.intake.decode import read_items
+from engine.model import RuleSet
+from engine.schedule.timing import in_window, load_timezone, next_open
 
 _URL = re.compile(r"listening on (http://\S+)")
+OPEN_FOR = timedelta(hours=2)  # starting inside a window that closes sooner than this waits for the next opening
+
+
+def demo_start(ruleset: RuleSet | None, now: datetime) -> tuple[datetime, str]:
+    """The instant the demo's clock starts at, and a sentence saying why.
+
+    The window most rules use (in their time zone) decides: now when it stays open for OPEN_FOR,
+    else its next opening. Without windows (or one that never opens), now."""
+    uses = Counter((r.timing.window, r.timezone) for r in (ruleset.rules if ruleset else ())
+                   if r.timing.window in ruleset.windows)  # type: ignore[union-attr]
+    if not uses:
+        return now, "no rule uses a send window: the clock starts now"
+    (name, zone), count = uses.most_common(1)[0]
+    window, tz = ruleset.windows[name], load_timezone(zone)  # type: ignore[union-attr]
+    if tz is None:
+        return now, f"the time zone {zone} is unknown here: the clock starts now"
+    if in_window(now, window, tz) and in_window(now + OPEN_FOR, window, tz):
+        return now, f'the window "{name}" ({count} rules, {zone}) is open now: the clock starts now'
+    closing = in_window(now, window, tz)
+    start = next_open(now + OPEN_FOR if closing else now, window, tz)
+    if start is None:
+        return now, f'the window "{name}" never opens: the clock starts now'
+    state = f"closes within {OPEN_FOR.seconds // 3600}h" if closing else "is closed now"
+    return start, (f'the window "{name}" ({count} rules, {zone}) {state}: the clock starts at its next '
+                   f'opening, {start:%a %Y-%m-%d %H:%M} {zone}')
 
 
 def _free(host: str, port: int) -> bool:
@@ -40,13 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None)
     args = ap.parse_args(argv)
     cfg = load_config(args.config)[0]
+    start, why = demo_start(load_deployment(config_path=args.config).ruleset, datetime.now(timezone.utc))
     host, port = cfg.server.host, cfg.server.port
     if not _free(host, port):
         print(f"port {port} is in use: using a free one", flush=True)
         port = 0
-    cmd = _herald() + ["serve", "--host", host, "--port", str(port), "--time-scale", f"{args.time_scale:g}"]
+    cmd = _herald() + ["serve", "--host", host, "--port", str(port), "--time-scale", f"{args.time_scale:g}",
+                      "--start-at", start.isoformat()]
     if args.config:
         cmd += ["--config", args.config]
+    print(why, flush=True)
     print("$ " + " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
     found = threading.Event()

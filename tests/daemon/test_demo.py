@@ -1,0 +1,43 @@
+"""`make run`'s clock: it starts at the next opening of the window most rules use, so messages flow on any day."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from engine.config.deployment import load_deployment
+from engine.cli.demo import demo_start
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ruleset():
+    dep = load_deployment([str(REPO)], check_templates=False)
+    assert dep.ruleset is not None
+    return dep.ruleset
+
+
+@pytest.mark.parametrize("now, start, says", [
+    # Sunday 03:00 in Shanghai: Monday 09:00
+    ("2026-12-06T03:00:00+08:00", "2026-12-07T09:00:00+08:00", "is closed now"),
+    # National Day (1-7 October): the first working day after it
+    ("2026-10-01T10:00:00+08:00", "2026-10-08T09:00:00+08:00", "is closed now"),
+    # a Monday morning: open for hours, the clock starts now
+    ("2026-12-07T10:00:00+08:00", "2026-12-07T10:00:00+08:00", "is open now"),
+    # 17:00 on a Monday: closes within two hours, so the next morning
+    ("2026-12-07T17:00:00+08:00", "2026-12-08T09:00:00+08:00", "closes within 2h"),
+    # Berlin's DST change night, 02:30 CET in Berlin = 09:30 in Shanghai on a Sunday
+    ("2026-10-25T02:30:00+01:00", "2026-10-26T09:00:00+08:00", "is closed now"),
+])
+def test_demo_clock_starts_at_the_next_open_window(ruleset, now, start, says):
+    got, why = demo_start(ruleset, datetime.fromisoformat(now))
+    assert got == datetime.fromisoformat(start)
+    assert 'window "business-hours"' in why and says in why
+
+
+def test_demo_clock_starts_now_without_windows():
+    now = datetime.fromisoformat("2026-12-06T03:00:00+08:00")
+    assert demo_start(None, now) == (now, "no rule uses a send window: the clock starts now")
