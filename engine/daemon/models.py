@@ -99,6 +99,7 @@ class NotificationOut(BaseModel):
     channel: str
     state: str
     send_at: str | None
+    next_attempt_at: str | None  # when a scheduled notification goes out next (after a retry, fallback or a window)
     deadline_at: str | None
     late: bool
     sent_at: str | None
@@ -149,7 +150,8 @@ def notification_doc(d: NotificationDetail) -> dict:
         "id": n.id, "outcome": n.outcome_id, "outcome_rev": n.outcome_rev, "rule": n.rule_id,
         "ruleset_version": n.ruleset_version, "template": n.template, "variant": n.variant, "locale": n.locale,
         "channels": list(n.channels), "channel_index": n.channel_index, "channel": n.channel, "state": n.state,
-        "send_at": iso(n.send_at), "deadline_at": iso(n.deadline_at), "late": n.late, "sent_at": iso(n.sent_at),
+        "send_at": iso(n.send_at),
+        "next_attempt_at": iso(n.next_attempt_at) if n.state == "scheduled" else None, "deadline_at": iso(n.deadline_at), "late": n.late, "sent_at": iso(n.sent_at),
         "delivered_at": iso(n.delivered_at), "read_at": iso(n.read_at), "last_error": n.last_error,
         "messages": [{"channel": m.channel, "subject": m.subject, "body": m.body, "html": m.html} for m in n.messages],
         "attempts": [{"id": a.id, "channel": a.channel, "channel_index": a.channel_index, "transport": a.transport,

@@ -83,6 +83,12 @@ class Sender:
             return self._count(n.channel, "cancelled")
         row = store.get_outcome(n.outcome_id)
         outcome = row.data() if row is not None else {}
+        opens = self.placed(n, outcome, now)
+        if opens > now:  # overdue (downtime, a backlog, a reload) into a closed window: wait for it to open
+            store.defer(n.id, opens, f"window of {n.rule_id} closed", at=now)
+            log.info("wait    %s %s: window closed until %s", n.outcome_id, n.id, _iso(opens))
+            self.rt.wake()
+            return self._count(n.channel, "deferred")
         transport, why = state.transports.get(n.channel)
         if transport is None:
             return self._fallback(n, outcome, why, now, "permanent")

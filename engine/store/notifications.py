@@ -3,7 +3,7 @@ transitions (sent, retry, fallback/escalation to the next channel, failed, cance
 the next instant with work, and reading notifications with their attempts and events.
 
     scheduled --claim_due--> sending --mark_sent--> sent --receipt--> delivered --receipt--> read
-    sending --schedule_retry--> scheduled;  sending/sent --advance_channel--> scheduled (next channel)
+    sending --schedule_retry/defer--> scheduled;  sending/sent --advance_channel--> scheduled (next channel)
     scheduled/sending --cancel/mark_expired--> cancelled/expired;  ... --mark_failed--> failed
 """
 from __future__ import annotations
@@ -131,6 +131,23 @@ class Notifications(SqlStore):
                                "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'sending'",
                                (epoch(next_attempt_at), error or (result.error if result else None), t, notification_id))
             return bool(cur.rowcount)
+
+    def defer(self, notification_id: str, until: Instant, reason: str, at: Instant | None = None) -> bool:
+        """A claimed notification whose send window is closed: 'sending' -> 'scheduled' at `until` (the window's
+        next opening), claim released, a 'deferred' event; marked late (once, with a 'late' event) when `until`
+        is past its deadline. False when it was not 'sending'."""
+        t, until_t = _now(at), epoch(until)
+        with self._write() as conn:
+            rows = self._q(conn, "UPDATE notifications SET state = 'scheduled', next_attempt_at = ?, lease_owner = NULL, "
+                                 "lease_until = NULL, late = CASE WHEN deadline_at IS NOT NULL AND ? > deadline_at "
+                                 "THEN 1 ELSE late END, updated_at = ? WHERE id = ? AND state = 'sending' "
+                                 "RETURNING late", (until_t, until_t, t, notification_id))
+            if not rows:
+                return False
+            self._add_event(conn, notification_id, "deferred", t, None, {"reason": reason, "until": until_t})
+            if rows[0]["late"]:
+                self._add_event(conn, notification_id, "late", t, None, None, f"late:{notification_id}")
+        return True
 
     def advance_channel(self, notification_id: str, next_index: int, next_attempt_at: Instant, reason: str, *,
                         attempt_id: int | None = None, result: SendResult | None = None,

@@ -1,0 +1,61 @@
+"""Windows always hold: a message that fell due while the daemon was down waits for the window to open again."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+import pytest
+
+from daemon_support import make_deployment, outbox, outcome, post, wait_for
+
+pytestmark = pytest.mark.timesensitive
+
+RULES = """version: 1
+windows:
+  office: {days: [mon, tue, wed, thu, fri], hours: "09:00-17:00"}
+defaults:
+  locale: en
+  timezone: UTC
+  channels: [email, sms]
+rules:
+  - id: office-only
+    match: {decision: reject}
+    template: any/generic
+    timing: {delay: 30m, window: office, deadline: 1h, escalate_after: 2h}
+"""
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def detail(d, nid: str) -> dict:
+    return httpx.get(d.url + "/v1/notifications/" + nid.replace("#", "%23"), timeout=10).json()
+
+
+def test_overdue_message_waits_for_the_window_after_downtime(tmp_path, daemons):
+    root = make_deployment(tmp_path, rules=RULES)
+    # Monday 7 December 2026, 16:20 UTC: due at 16:50, inside the window; the daemon stops before then
+    first = daemons(root, start_at=at("2026-12-07T16:20:00+00:00"))
+    got = post(first.url, outcome("w-1", occurred_at="2026-12-07T16:20:00Z")).json()["items"][0]
+    assert got["notification"] == "w-1#1"
+    assert detail(first, "w-1#1")["send_at"].startswith("2026-12-07T16:50:00")
+    first.shutdown()
+
+    # restarted at 17:15, after the window closed: the overdue message is not sent, it moves to Tuesday 09:00
+    second = daemons(root, start_at=at("2026-12-07T17:15:00+00:00"))
+    wait_for(lambda: any(e["kind"] == "deferred" for e in detail(second, "w-1#1")["events"]))
+    n = detail(second, "w-1#1")
+    assert n["state"] == "scheduled" and n["attempts"] == [] and outbox(root) == []
+    assert n["next_attempt_at"].startswith("2026-12-08T09:00:00")
+    assert n["late"] is True and "late" in [e["kind"] for e in n["events"]]  # the deadline was 17:20
+    second.shutdown()
+    assert outbox(root) == []
+
+    # restarted just before the window opens: sent at the opening, not before
+    third = daemons(root, start_at=at("2026-12-08T08:59:58+00:00"))
+    wait_for(lambda: detail(third, "w-1#1")["state"] in ("sent", "delivered"), timeout=20)
+    n = detail(third, "w-1#1")
+    sent = [e for e in n["events"] if e["kind"] == "sent"]
+    assert len(sent) == 1 and sent[0]["at"] >= "2026-12-08T09:00:00"
+    assert len(outbox(root)) == 1
