@@ -28,11 +28,31 @@ class ActionResult:
 
 
 class ActionError(Exception):
-    """An action that cannot be done; `code` is an HTTP-like status (404 unknown, 409 conflicting state)."""
+    """An action that cannot be done; `code` is an HTTP-like status (404 unknown, 409 conflicting state);
+    `detail` adds facts to the answer (e.g. `sent`: what already went out, and when)."""
 
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str, **detail: object):
         super().__init__(message)
         self.code = code
+        self.detail = detail
+
+
+def _who(reason: str | None, actor: str | None) -> dict:
+    """What the history keeps of an action: its reason and its actor."""
+    return {"reason": reason, "actor": actor}
+
+
+def _already_sent(store: Store, outcome_id: str, rev: int) -> list[dict]:
+    """The notifications of the outcome's current revision that went out: notification, channel, sent_at."""
+    return [{"notification": n.id, "channel": n.channel, "sent_at": utc(n.sent_at).isoformat()}
+            for n in store.notifications_for(outcome_id) if n.outcome_rev == rev and n.sent_at is not None]
+
+
+def _refuse_sent(sent: list[dict], outcome_id: str, doing: str) -> None:
+    if sent:
+        what = "; ".join(f"{s['notification']} on {s['channel']} at {s['sent_at']}" for s in sent)
+        raise ActionError(409, f"cannot {doing} outcome {outcome_id!r}: already sent ({what}); nothing was changed",
+                          sent=sent)
 
 
 def _result(store: Store, outcome_id: str, **extra) -> ActionResult:
@@ -62,9 +82,18 @@ def _schedule(store: Store, pipeline: Pipeline, outcome_id: str, now: float, han
     return _result(store, outcome_id)
 
 
-def approve(store: Store, pipeline: Pipeline, outcome_id: str, now: float) -> ActionResult:
-    """Releases a held outcome and schedules it (idempotent: approving again changes nothing)."""
-    row = store.approve(outcome_id, at=now)
+def approve(store: Store, pipeline: Pipeline, outcome_id: str, now: float, reason: str | None = None,
+            actor: str | None = None) -> ActionResult:
+    """Releases a held outcome and schedules it (approving again before anything is sent changes nothing).
+
+    409 for a withdrawn or superseded outcome, and for one whose message was already sent."""
+    row = store.get_outcome(outcome_id)
+    if row is None:
+        raise ActionError(404, f"no outcome {outcome_id!r}")
+    if row.state != "active":
+        raise ActionError(409, f"cannot approve outcome {outcome_id!r}: it is {row.state}")
+    _refuse_sent(_already_sent(store, outcome_id, row.rev), outcome_id, "approve")
+    row = store.approve(outcome_id, at=now, detail=_who(reason, actor))
     if row is None:
         raise ActionError(404, f"no outcome {outcome_id!r}")
     if row.state != "active" or row.status != "held":
@@ -72,9 +101,17 @@ def approve(store: Store, pipeline: Pipeline, outcome_id: str, now: float) -> Ac
     return _schedule(store, pipeline, outcome_id, now)
 
 
-def withdraw(store: Store, outcome_id: str, now: float, reason: str | None = None) -> ActionResult:
-    """The decision changed: the outcome is withdrawn and its queued notifications cancelled, never sent."""
-    cancelled = store.withdraw(outcome_id, at=now, reason=reason)
+def withdraw(store: Store, outcome_id: str, now: float, reason: str | None = None,
+             actor: str | None = None) -> ActionResult:
+    """The decision changed: the outcome is withdrawn and its queued notifications cancelled, never sent.
+
+    409, changing nothing, when a message for it was already sent (the answer lists what and when)."""
+    row = store.get_outcome(outcome_id)
+    if row is None:
+        raise ActionError(404, f"no outcome {outcome_id!r}")
+    if row.state == "active":
+        _refuse_sent(_already_sent(store, outcome_id, row.rev), outcome_id, "withdraw")
+    cancelled = store.withdraw(outcome_id, at=now, reason=reason, actor=actor)
     if cancelled is None:
         raise ActionError(404, f"no outcome {outcome_id!r}")
     return _result(store, outcome_id, cancelled=cancelled)

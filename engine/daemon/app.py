@@ -18,6 +18,7 @@ from engine.daemon.bodygate import BodyGate
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.daemon.actions import ActionError
+from engine.daemon.who import BadAction, actor_of, reason_of
 from engine.daemon.models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,
                      iso, notification_doc, outcome_doc, outcome_request_schema)
 
@@ -70,7 +71,12 @@ def create_app(runtime) -> FastAPI:
 
     @app.exception_handler(ActionError)
     async def _action(_request: Request, exc: ActionError) -> JSONResponse:
-        return JSONResponse({"error": str(exc), "field": None, "dead_letter": None}, status_code=exc.code)
+        return JSONResponse({"error": str(exc), "field": None, "dead_letter": None, **exc.detail},
+                            status_code=exc.code)
+
+    @app.exception_handler(BadAction)
+    async def _bad_action(_request: Request, exc: BadAction) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "field": exc.field, "dead_letter": None}, status_code=422)
 
     @app.exception_handler(StoreUnavailable)
     async def _busy(_request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -86,6 +92,9 @@ def create_app(runtime) -> FastAPI:
                               f"{runtime.state.auth.signature_header}: sha256=<hex HMAC-SHA256 of "
                               f"METHOD\\nPATH?QUERY\\nTIMESTAMP\\nBODY> with {TIMESTAMP_HEADER}: <Unix seconds, "
                               f"at most {MAX_SKEW // 60} minutes old>", headers={"WWW-Authenticate": "Bearer"})
+
+    def actor(request: Request) -> str:
+        return actor_of(request.headers, runtime.state.auth, getattr(request.state, "user", None))
 
     async def read_body(request: Request) -> bytes:
         size = request.headers.get("content-length")
@@ -148,18 +157,25 @@ def create_app(runtime) -> FastAPI:
         return {"items": [s.as_dict() for s in statuses], "counts": dict(Counter(s.status for s in statuses))}
 
     @app.post("/v1/outcomes/{outcome_id:path}/approve", response_model=ActionOut, tags=["outcomes"],
-              operation_id="approve", responses=_problems(401, 404, 503))
-    async def approve(outcome_id: str, request: Request) -> Any:
-        """Releases a held outcome: its notification is planned now (delays count from the approval)."""
-        authorize(request, await read_body(request))  # a signature covers whatever body was sent
-        return (await run_in_threadpool(runtime.approve, outcome_id)).as_dict()
+              operation_id="approve", responses=_problems(401, 404, 409, 422, 503))
+    async def approve(outcome_id: str, request: Request, reason: str | None = None) -> Any:
+        """Releases a held outcome: its notification is planned now (delays count from the approval). 409 for a
+        withdrawn outcome or one already sent. The reason (query or JSON body) and the actor (X-Herald-Actor
+        with a shared token) are kept in its history."""
+        body = await read_body(request)
+        authorize(request, body)  # a signature covers whatever body was sent
+        why, who = reason_of(reason, body), actor(request)
+        return (await run_in_threadpool(runtime.approve, outcome_id, why, who)).as_dict()
 
     @app.post("/v1/outcomes/{outcome_id:path}/withdraw", response_model=ActionOut, tags=["outcomes"],
-              operation_id="withdraw", responses=_problems(401, 404, 503))
+              operation_id="withdraw", responses=_problems(401, 404, 409, 422, 503))
     async def withdraw(outcome_id: str, request: Request, reason: str | None = None) -> Any:
-        """The decision changed: queued notifications are cancelled and never sent."""
-        authorize(request, await read_body(request))
-        return (await run_in_threadpool(runtime.withdraw, outcome_id, reason)).as_dict()
+        """The decision changed: queued notifications are cancelled and never sent. 409, changing nothing, when a
+        message was already sent (the answer's `sent` lists what and when). Reason and actor as for approve."""
+        body = await read_body(request)
+        authorize(request, body)
+        why, who = reason_of(reason, body), actor(request)
+        return (await run_in_threadpool(runtime.withdraw, outcome_id, why, who)).as_dict()
 
     @app.get("/v1/outcomes/{outcome_id:path}", response_model=OutcomeOut, tags=["outcomes"],
              operation_id="get_outcome", responses=_problems(401, 404, 503))

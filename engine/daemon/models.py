@@ -43,12 +43,19 @@ class IntakeResponse(BaseModel):
     counts: dict[str, int]
 
 
+class SentOut(BaseModel):
+    notification: str
+    channel: str
+    sent_at: str
+
+
 class Problem(BaseModel):
     """An error: what went wrong, the field at fault for a schema error, and the dead letter that keeps the body."""
 
     error: str
     field: str | None = None
     dead_letter: int | None = None
+    sent: list[SentOut] | None = None  # a 409 for an outcome already sent: what went out, and when
 
 
 ActionOut = model_of(ActionResult, "ActionOut", "An outcome after approve or withdraw.")

@@ -165,13 +165,13 @@ class Runtime:
         except Exception:
             log.exception("alert %s not queued", kind)
 
-    def approve(self, outcome_id: str) -> actions.ActionResult:
-        result = actions.approve(self.store, self.pipeline, outcome_id, self.now())
+    def approve(self, outcome_id: str, reason: str | None = None, actor: str | None = None) -> actions.ActionResult:
+        result = actions.approve(self.store, self.pipeline, outcome_id, self.now(), reason, actor)
         if result.notification:
             self.wake()
         elif result.status == "unmatched" and result.error:  # just planned, and unmatched (not a repeated approve)
             self.alert("unmatched", f"outcome {outcome_id} was approved but waits for a person: {result.error}")
         return result
 
-    def withdraw(self, outcome_id: str, reason: str | None = None) -> actions.ActionResult:
-        return actions.withdraw(self.store, outcome_id, self.now(), reason)
+    def withdraw(self, outcome_id: str, reason: str | None = None, actor: str | None = None) -> actions.ActionResult:
+        return actions.withdraw(self.store, outcome_id, self.now(), reason, actor)

@@ -83,8 +83,10 @@ class Outcomes(SqlStore):
         rows = self._all("SELECT * FROM outcome_changes WHERE outcome_id = ? ORDER BY id", (outcome_id,))
         return [_row(OutcomeChange, r, detail=_unj(r["detail"])) for r in rows]
 
-    def approve(self, outcome_id: str, at: Instant | None = None) -> OutcomeRow | None:
-        """Releases a held outcome (idempotent; the change is recorded once); None when the id is unknown.
+    def approve(self, outcome_id: str, at: Instant | None = None,
+                detail: Mapping[str, Any] | None = None) -> OutcomeRow | None:
+        """Releases a held outcome (idempotent; the change is recorded once, with `detail`: reason, actor);
+        None when the id is unknown.
 
         The caller then routes it and calls add_notification (which is idempotent per outcome revision).
         """
@@ -93,8 +95,8 @@ class Outcomes(SqlStore):
             cur = self._x(conn, "UPDATE outcomes SET approved = 1, approved_at = ?, updated_at = ? "
                                "WHERE id = ? AND approved = 0", (now, now, outcome_id))
             if cur.rowcount:
-                self._x(conn, "INSERT INTO outcome_changes (outcome_id, kind, at) VALUES (?, 'approved', ?)",
-                             (outcome_id, now))
+                self._x(conn, "INSERT INTO outcome_changes (outcome_id, kind, at, detail) VALUES (?, 'approved', ?, ?)",
+                             (outcome_id, now, _j(detail) if detail else None))
             r = self._q(conn, "SELECT * FROM outcomes WHERE id = ?", (outcome_id,))
         return _outcome(r[0]) if r else None
 
@@ -122,14 +124,15 @@ class Outcomes(SqlStore):
                          (outcome_id, state, now, _j(detail)))
             return self._stop_outcome(conn, outcome_id, now, state)
 
-    def withdraw(self, outcome_id: str, at: Instant | None = None, reason: str | None = None) -> int | None:
+    def withdraw(self, outcome_id: str, at: Instant | None = None, reason: str | None = None,
+                 actor: str | None = None) -> int | None:
         """The decision changed: the outcome becomes withdrawn, its scheduled notifications cancelled (returns how many).
 
         A notification being sent right now is left to its dispatcher, which must call still_sendable() just
         before the transport and cancel() when it is False; an expired lease on it is cancelled, not retried.
         None when the id is unknown; 0 when it was not active.
         """
-        return self._end_outcome(outcome_id, "withdrawn", at, {"reason": reason})
+        return self._end_outcome(outcome_id, "withdrawn", at, {"reason": reason, "actor": actor})
 
     def supersede(self, outcome_id: str, at: Instant | None = None, by: str | None = None) -> int | None:
         """Like withdraw, for an outcome replaced by another one (`by`, its id)."""

@@ -34,8 +34,9 @@ def test_auth_bearer_hmac_and_open_endpoints(authed):
     body2 = json.dumps(outcome("auth-2")).encode()
     r = post(d.url, body2, **signed_headers(SECRET, "POST", "/v1/outcomes", body2, time.time()))
     assert r.status_code == 202, r.text
-    signed = signed_headers(SECRET, "POST", "/v1/outcomes/auth-1/withdraw", b'{"by": "hr"}', time.time())
-    assert httpx.post(d.url + "/v1/outcomes/auth-1/withdraw", content=b'{"by": "hr"}', headers=signed).status_code == 200
+    signed = signed_headers(SECRET, "POST", "/v1/outcomes/nobody/withdraw", b'{"by": "hr"}', time.time())
+    # signed: past authentication (404: no such outcome; a sent one would answer 409)
+    assert httpx.post(d.url + "/v1/outcomes/nobody/withdraw", content=b'{"by": "hr"}', headers=signed).status_code == 404
     assert httpx.post(d.url + "/v1/outcomes/auth-1/approve", content=b'{"by": "x"}', headers=signed).status_code == 401
     assert httpx.get(d.url + "/v1/outcomes/auth-1").status_code == 401
     assert httpx.get(d.url + "/v1/outcomes/auth-1", headers=BEARER).status_code == 200
@@ -124,8 +125,8 @@ def test_held_until_approved_then_sent(deploy, daemons):
     r = httpx.post(d.url + "/v1/outcomes/held-1/approve")
     assert r.status_code == 200 and r.json()["notification"] == "held-1#1" and r.json()["status"] == "matched"
     wait_for(lambda: [m for m in outbox(deploy) if m["notification"] == "held-1#1"])
-    again = httpx.post(d.url + "/v1/outcomes/held-1/approve").json()  # idempotent
-    assert again["notification"] == "held-1#1"
+    again = httpx.post(d.url + "/v1/outcomes/held-1/approve")  # already sent: nothing to approve
+    assert again.status_code == 409 and again.json()["sent"][0]["notification"] == "held-1#1"
     assert httpx.post(d.url + "/v1/outcomes/nobody/approve").status_code == 404
     assert len(outbox(deploy)) == 1
 
