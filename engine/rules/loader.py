@@ -18,6 +18,7 @@ from engine.rules.yamlpos import Document, load_yaml_file
 RULE_SUFFIXES = (".yaml", ".yml")
 _SCHEMA_REPORTS = frozenset({"unknown-key", "bad-weekday", "bad-window"})  # the schema check says these already
 DURATION_KEYS = ("delay", "deadline", "escalate_after")
+NEVER = "never"  # escalate_after: never switches an inherited escalation off
 _LOCALE_OK = __import__("re").compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -114,11 +115,15 @@ def _timing_part(raw: Any, doc: Document, path: tuple, ctx: _Ctx) -> dict:
     for key in DURATION_KEYS:
         if key in raw and raw[key] is not None:
             value = raw[key]
+            if key == "escalate_after" and value == NEVER:  # switches an inherited escalation off
+                out[key] = None
+                continue
             parsed = parse_duration(value) if isinstance(value, str) else None
             if parsed is None:
                 if isinstance(value, (str, int, float)):
+                    also = f', or "{NEVER}" for no escalation' if key == "escalate_after" else ""
                     ctx.diags.append(doc.loc(path + (key,)).error(
-                        "bad-duration", f'{key}: "{value}" is not a duration (write 90s, 30m, 2h, 3d or 1h30m)'))
+                        "bad-duration", f'{key}: "{value}" is not a duration (write 90s, 30m, 2h, 3d or 1h30m{also})'))
                 continue
             out[key] = parsed
     if "window" in raw and raw["window"] is not None:
