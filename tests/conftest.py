@@ -10,6 +10,22 @@ from click.testing import CliRunner, Result
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tests that read the real clock (daemons and their scheduling, the CLI planning from now, tracking tokens
+# checked against now, the demo): marked `timesensitive`, and run again by .ci/run under libfaketime at a
+# Sunday night in Shanghai, on China's National Day and across Berlin's DST change. Tests elsewhere pass
+# `now` explicitly. New modules that read the clock belong here (or mark themselves).
+TIME_SENSITIVE = ("tests/daemon/", "tests/test_cli.py", "tests/test_secrets.py", "tests/test_store.py",
+                  "tests/channels/test_fallback_real.py", "tests/channels/test_check.py", "tests/tracking/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        rel = Path(str(item.path)).relative_to(root).as_posix() if Path(str(item.path)).is_relative_to(root) else ""
+        if rel.startswith(TIME_SENSITIVE):
+            item.add_marker(pytest.mark.timesensitive)
+
+
 def write_files(root: Path, files: Mapping[str, str | None]) -> None:
     """Write {relative path: text} under `root`; a None text means "leave this file out"."""
     for rel, text in files.items():

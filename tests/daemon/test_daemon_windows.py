@@ -8,7 +8,6 @@ import pytest
 
 from daemon_support import make_deployment, outbox, outcome, post, wait_for
 
-pytestmark = pytest.mark.timesensitive
 
 RULES = """version: 1
 windows:
