@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.config.deployment import load_deployment
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None)
     args = ap.parse_args(argv)
     cfg = load_config(args.config)[0]
-    start, why = demo_start(load_deployment(config_path=args.config).ruleset, datetime.now(timezone.utc))
+    start, why = demo_start(load_deployment(config_path=args.config).ruleset, datetime.now(UTC))
     host, port = cfg.server.host, cfg.server.port
     if not _free(host, port):
         print(f"port {port} is in use: using a free one", flush=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-import pytest
 
 from daemon_support import make_deployment, outbox, outcome, post, wait_for
 
