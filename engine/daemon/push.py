@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -78,12 +79,13 @@ def push_router(runtime) -> APIRouter:
     """The two Aliyun push routes over one Runtime (the channels are read at each request: reload-safe)."""
     router = APIRouter()
 
-    async def authenticated_body(token: str, request: Request) -> tuple[str, object]:
+    async def authenticated_body(token: str, request: Request) -> tuple[str, list]:
         channel = push_channel(runtime.state.deployment.config.channels, token)
         if channel is None:
             raise StarletteHTTPException(404, "Not Found")
         size = request.headers.get("content-length")
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         if not (size and size.isdigit() and int(size) > MAX_PUSH_BODY):
             async for chunk in request.stream():
                 total += len(chunk)
@@ -100,39 +102,36 @@ def push_router(runtime) -> APIRouter:
             raise _Refused(400, "an Aliyun push is a JSON array")
         return channel, body
 
-    @router.post("/v1/push/aliyun-sms/{token}/report", include_in_schema=False)
-    async def sms_report(token: str, request: Request) -> JSONResponse:
+    async def push(token: str, request: Request, work: Callable[[str, list], int], what: str) -> JSONResponse:
+        """One Aliyun push: authenticated and read, `work(channel, items)` in a worker thread (it returns how
+        many items matched a notification), then Aliyun's acknowledgement."""
         try:
             channel, body = await authenticated_body(token, request)
         except _Refused as e:
             return e.response()
-
-        def work() -> int:
-            receipts = _matched(runtime.store, channel, parse_sms_report(body))
-            return sum(nid is not None for nid in record_receipts(runtime, channel, receipts))
-
-        known = await run_in_threadpool(work)
-        log.info("SmsReport on %s: %d report(s), %d matched", channel, len(body), known)
+        matched = await run_in_threadpool(work, channel, body)
+        log.info("%s on %s: %d item(s), %d matched to a notification", what, channel, len(body), matched)
         return JSONResponse(PUSH_ACK)
+
+    def reports(channel: str, body: list) -> int:
+        receipts = _matched(runtime.store, channel, parse_sms_report(body))
+        return sum(nid is not None for nid in record_receipts(runtime, channel, receipts))
+
+    def replies(channel: str, body: list) -> int:
+        placed = 0
+        for reply in parse_sms_up(body):
+            _rid, nid = record_reply(runtime.store, reply["content"], runtime.now(), channel=channel,
+                                     phone=reply["phone"])
+            placed += nid is not None
+        return placed
+
+    @router.post("/v1/push/aliyun-sms/{token}/report", include_in_schema=False)
+    async def sms_report(token: str, request: Request) -> JSONResponse:
+        return await push(token, request, reports, "SmsReport")
 
     @router.post("/v1/push/aliyun-sms/{token}/up", include_in_schema=False)
     async def sms_up(token: str, request: Request) -> JSONResponse:
-        try:
-            channel, body = await authenticated_body(token, request)
-        except _Refused as e:
-            return e.response()
-
-        def work() -> int:
-            placed = 0
-            for reply in parse_sms_up(body):
-                _rid, nid = record_reply(runtime.store, reply["content"], runtime.now(), channel=channel,
-                                         phone=reply["phone"])
-                placed += nid is not None
-            return placed
-
-        placed = await run_in_threadpool(work)
-        log.info("SmsUp on %s: %d message(s), %d matched to a notification", channel, len(body), placed)
-        return JSONResponse(PUSH_ACK)
+        return await push(token, request, replies, "SmsUp")
 
     return router
 

@@ -136,29 +136,29 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
             record(p.notification_id, "clicked", p.channel, {"url": p.url}, f"clicked:{p.notification_id}")
         return RedirectResponse(p.url, status_code=302, headers=NO_STORE)
 
-    def _rating_state(token: str):
-        p = decode(token, RATE)
-        if p is None:
-            return None, None, invalid_page()
-        detail = notification(p.notification_id)
+    def _link_state(token: str, kind: str, done_event: str | None = None) -> tuple[Any, Any, Response | None]:
+        """(payload, texts, None) for a link that leads on, or (..., the page that ends it here): not valid,
+        expired, or already done (an event `done_event` recorded for its notification)."""
+        p = decode(token, kind)
+        detail = notification(p.notification_id) if p is not None else None
         if detail is None:
             return None, None, invalid_page()
         t = texts_for(detail.notification.locale)
-        if verify(token, RATE) is None:
+        if verify(token, kind) is None:
             return p, t, message_page(t, "expired", "expired_body", 410)
-        if any(e.kind == "rated" for e in detail.events):
+        if done_event is not None and any(e.kind == done_event for e in detail.events):
             return p, t, message_page(t, "already", "already_body")
         return p, t, None
 
     @router.get("/t/r/{token}", include_in_schema=False)
     def rating_page(token: str) -> Response:
-        _p, t, done = _rating_state(token)
+        _p, t, done = _link_state(token, RATE, "rated")
         return done if done is not None else rating_form(t)
 
     @router.post("/t/r/{token}", include_in_schema=False)
     async def rate(token: str, request: Request) -> Response:
         body = await _read(request, MAX_FORM)
-        p, t, done = await run_in_threadpool(_rating_state, token)
+        p, t, done = await run_in_threadpool(_link_state, token, RATE, "rated")
         if done is not None:
             return done
         if body is None:
@@ -175,24 +175,14 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
             return message_page(t, "already", "already_body", 409)
         return message_page(t, "thanks", "thanks_body")
 
-    def _unsub_state(token: str):
-        p = decode(token, UNSUBSCRIBE)
-        detail = notification(p.notification_id) if p is not None else None
-        if detail is None:
-            return None, None, invalid_page()
-        t = texts_for(detail.notification.locale)
-        if verify(token, UNSUBSCRIBE) is None:
-            return p, t, message_page(t, "expired", "expired_body", 410)
-        return p, t, None
-
     @router.get("/t/u/{token}", include_in_schema=False)
     def unsubscribe_page(token: str) -> Response:
-        _p, t, done = _unsub_state(token)
+        _p, t, done = _link_state(token, UNSUBSCRIBE)
         return done if done is not None else unsubscribe_form(t)
 
     @router.post("/t/u/{token}", include_in_schema=False)
     def unsubscribe(token: str) -> Response:
-        p, t, done = _unsub_state(token)
+        p, t, done = _link_state(token, UNSUBSCRIBE)
         if done is not None:
             return done
         if record(p.notification_id, "unsubscribed", p.channel, None, f"unsubscribed:{p.notification_id}") is None:
