@@ -39,11 +39,25 @@ class HeraldGroup(click.Group):
 
 @click.group(cls=HeraldGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="herald")
-def main() -> None:
+@click.option("--store", "store_target", metavar="URL|PATH", default=None,
+              help="The store for every command: a postgresql:// URL or a SQLite file (overrides herald.yaml's "
+                   "store; the same as HERALD_STORE).")
+def main(store_target: str | None) -> None:
     """herald tells interview candidates their result: YAML rules, templates, channels and timing.
 
     Start with `herald validate`, then `herald dry-run --outcomes examples/outcomes.jsonl`.
     """
+    if store_target:  # read by load_config, so every command (and a child process) sees it; put back after
+        before = os.environ.get("HERALD_STORE")
+        os.environ["HERALD_STORE"] = store_target
+
+        def restore() -> None:
+            if before is None:
+                os.environ.pop("HERALD_STORE", None)
+            else:
+                os.environ["HERALD_STORE"] = before
+
+        click.get_current_context().call_on_close(restore)
 
 
 @main.command()
@@ -311,7 +325,7 @@ def _store(config_path: str | None, dep=None):
     from engine.store import open_store
 
     cfg = dep.config if dep is not None else load_config(config_path)[0]
-    return open_store(cfg.store_path)
+    return open_store(cfg.store_target)
 
 
 @main.command()
@@ -323,10 +337,12 @@ def _store(config_path: str | None, dep=None):
               help="For demos and tests: the daemon's clock starts at this ISO 8601 instant (with offset), not now.")
 @click.option("--log-level", type=click.Choice(("DEBUG", "INFO", "WARNING", "ERROR")), default="INFO",
               show_default=True)
+@click.option("--upgrade-store", is_flag=True,
+              help="Apply pending PostgreSQL migrations first (`herald db upgrade`); SQLite always upgrades itself.")
 @rules_option
 @config_option
 def serve(host: str | None, port: int | None, time_scale: float, start_at: str | None, log_level: str,
-          paths: tuple, config_path: str | None) -> None:
+          upgrade_store: bool, paths: tuple, config_path: str | None) -> None:
     """Run the daemon: HTTP intake, scheduler, dispatcher, hot reload of rules and templates.
 
     Refuses to start when the rules are invalid (exit 1). Stops cleanly on SIGTERM or Ctrl-C (exit 0);
@@ -349,7 +365,7 @@ def serve(host: str | None, port: int | None, time_scale: float, start_at: str |
     setup_logging(log_level)
     try:
         daemon = Daemon(dep, paths=paths, config_path=config_path, host=host, port=port, time_scale=time_scale,
-                        start_at=start)
+                        start_at=start, upgrade_store=upgrade_store)
         sys.exit(daemon.run())
     except DaemonError as e:
         click.echo(f"herald serve: {e}", err=True)
@@ -619,6 +635,47 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
     waiting = sum(1 for i in items if i.handled_at is None)
     click.echo(f"\n{waiting} waiting" + (f", {len(items) - waiting} handled" if show_all else "")
                + "; mark one handled with: herald replies --handle ID", err=True)
+
+
+# --- the store itself ---
+
+
+@main.group()
+def db() -> None:
+    """The store: its schema version, tables and migrations (SQLite file or PostgreSQL)."""
+
+
+def _store_target(config_path: str | None) -> tuple[str, str]:
+    from engine.config.settings import load_config
+
+    cfg = load_config(config_path)[0]
+    return cfg.store_target, cfg.store_label
+
+
+@db.command("info")
+@config_option
+def db_info(config_path: str | None) -> None:
+    """Show the store's backend, schema version (and pending migrations) and each table's row count."""
+    from engine.store.inspect import describe
+
+    info = describe(_store_target(config_path)[0])
+    pending = f", {info.known - info.version} migration(s) pending: herald db upgrade" if info.version < info.known else ""
+    newer = ", NEWER than this herald" if info.version > info.known else ""
+    click.echo(f"{info.backend} store {info.where}: schema version {info.version} (herald knows {info.known}"
+               f"{pending}{newer})")
+    for name, rows in info.tables:
+        click.echo(f"  {name:<24} {rows:>12,}")
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_path: str | None) -> None:
+    """Apply pending migrations (each once, safe with several replicas starting); a newer schema is refused."""
+    from engine.store import open_store
+
+    target, label = _store_target(config_path)
+    with open_store(target, upgrade=True) as store:
+        click.echo(f"store {label}: schema version {store.schema_version()}")
 
 
 # --- channels (issue 5) ---

@@ -182,6 +182,19 @@ class Config:
     alerts: AlertSettings = AlertSettings()
     sources: Mapping[str, Any] = field(default_factory=dict, repr=False)  # name -> engine.sources.config.SourceConfig
     render: Mapping[str, Any] = field(default_factory=dict)  # the render budget: time_ms, output_kb
+    store_url: str | None = field(default=None, repr=False)  # store.url or HERALD_STORE: PostgreSQL (may hold a password)
+
+    @property
+    def store_target(self) -> str:
+        """What engine.store.open_store opens: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.store_url or str(self.store_path)
+
+    @property
+    def store_label(self) -> str:
+        """The store as messages and logs name it (a URL without its password)."""
+        from engine.store.postgres import redact
+
+        return str(self.store_path) if self.store_url is None else redact(self.store_url)
 
 
 def expand_env(value: Any, env: Mapping[str, str], missing: list) -> Any:
@@ -284,6 +297,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     tracking = expand_env(data.get("tracking") or {}, env, missing)
     alerts = expand_env(data.get("alerts"), env, missing) if isinstance(data.get("alerts"), dict) else {}
     alert_settings = AlertSettings.parse(alerts)
+    store_file, store_url = _store_target(store, env, missing)
     diags += _check_alerts(alert_settings, channels, doc)
     from engine.sources.config import load_sources
 
@@ -298,7 +312,8 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         file=_display(cfg_path) if cfg_path else None,
         rules=rules,
         templates=p(data.get("templates"), "templates"),
-        store_path=p(store.get("path"), "herald.db"),
+        store_path=p(store_file, "herald.db"),
+        store_url=store_url,
         outbox=outbox,
         channels=channels,
         company=data.get("company") or {},
@@ -324,6 +339,18 @@ def _check_auth(server: Any, doc: Document | None, file: str) -> list[Diagnostic
             out.append(loc.error("weak-secret", f"server.auth.{key} is {len(value)} characters long: use a random "
                                                 f"value of at least {MIN_AUTH_SECRET} characters"))
     return out
+
+
+def _store_target(store: Mapping[str, Any], env: Mapping[str, str], missing: list) -> tuple[Any, str | None]:
+    """(SQLite path, PostgreSQL URL) from store: {path} / store: {url}; HERALD_STORE (`herald --store`) overrides
+    both: a postgresql:// URL or a file path."""
+    override = env.get("HERALD_STORE")
+    if override:
+        from engine.store.postgres import is_url
+
+        return (None, override) if is_url(override) else (override, None)
+    url = expand_env(store.get("url"), env, missing)
+    return store.get("path"), (url if isinstance(url, str) and url else None)
 
 
 def _check_alerts(alerts: AlertSettings, channels: Mapping[str, ChannelConfig],

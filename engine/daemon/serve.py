@@ -82,15 +82,15 @@ class Daemon:
 
     def __init__(self, deployment: Deployment, *, paths: Sequence[str] = (), config_path: str | None = None,
                  host: str | None = None, port: int | None = None, time_scale: float = 1.0,
-                 start_at: float | None = None, watch: bool = True):
+                 start_at: float | None = None, watch: bool = True, upgrade_store: bool = False):
         cfg = deployment.config
         self.host = host or cfg.server.host
         self.port = port if port is not None else cfg.server.port
         clock = make_clock(time_scale, start_at)
         try:
-            store = open_store(cfg.store_path)
+            store = open_store(cfg.store_target, upgrade=upgrade_store)
         except (StoreError, OSError, sqlite3.Error) as e:
-            raise DaemonError(f"cannot open the store {cfg.store_path}: {e}") from e
+            raise DaemonError(f"cannot open the store {cfg.store_label}: {e}") from e
         self.runtime = rt = Runtime(deployment, store, clock, paths=paths, config_path=config_path)
         self._public_url = cfg.server.public_url
         try:
@@ -103,7 +103,7 @@ class Daemon:
             raise DaemonError(f"refusing to listen on {self.host} without authentication: set server.auth.token "
                               "or server.auth.hmac_secret in herald.yaml (from an environment variable), "
                               "or listen on 127.0.0.1")
-        self._lock_fd = self._lock(Path(cfg.store_path))
+        self._lock_fd = None if cfg.store_url else self._lock(Path(cfg.store_path))
         self.dispatcher = Dispatcher(rt)
         rt.dispatcher = self.dispatcher
         self.reloader = Reloader(rt) if watch else None
@@ -166,7 +166,7 @@ class Daemon:
             self.reloader.start()
         cfg = dep.config
         startup.info("herald: listening on %s (rule set %s, %d rules; store %s; outbox %s%s)", self.url,
-                 dep.ruleset.version, len(dep.ruleset.rules), cfg.store_path, cfg.outbox,
+                 dep.ruleset.version, len(dep.ruleset.rules), cfg.store_label, cfg.outbox,
                  f"; time x{rt.clock.scale:g}" if rt.clock.scaled else "")
         if not rt.state.auth.enabled:
             log.warning("no server.auth configured: intake takes unauthenticated requests, allowed only because "

@@ -223,10 +223,11 @@ class Store(Protocol):
 
 
 def open_store(target: str | Path, *, upgrade: bool = True) -> Store:
-    """The store `target` names, opened and (with `upgrade`) migrated: a postgresql:// URL opens PostgreSQL
-    (psycopg 3, a connection pool), a file path SQLite (created if missing)."""
-    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
-        from engine.store.postgres import PostgresStore
+    """The store `target` names: a postgresql:// URL opens PostgreSQL (psycopg 3, a connection pool; migrated with
+    `upgrade`, else refused when behind: `herald db upgrade`), a file path SQLite (created and migrated if needed).
+    A schema newer than this herald is always refused (SchemaVersionError)."""
+    from engine.store.postgres import PostgresStore, is_url
 
-        return PostgresStore(target, upgrade=upgrade)
+    if is_url(target):
+        return PostgresStore(str(target), upgrade=upgrade)
     return SQLiteStore(target)
