@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
 from engine.intake.decode import Item
-from engine.intake.gate import DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, parse_line
+from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, parse_line
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
@@ -67,6 +67,16 @@ def render_messages(templates, template: str, prefs: tuple, channels: Iterable[s
     return tuple(messages), file, error
 
 
+# --- revisions ----------------------------------------------------------------------------------
+
+def previous_view(record: Mapping, rev: int | None = None, sent: Mapping | None = None) -> dict:
+    """What a template sees as `previous` when an outcome is amended: the earlier revision's decision, stage,
+    role and reason, its revision number, and what of it was already sent (channel, sent_at; else None)."""
+    return {"decision": record.get("decision"), "stage": record.get("stage"), "role": record.get("role"),
+            "reason": record.get("reason"), "rev": rev,
+            "sent_at": (sent or {}).get("sent_at"), "channel": (sent or {}).get("channel")}
+
+
 # --- stage: schedule ----------------------------------------------------------------------------
 
 def timezone_for(rule: Rule, outcome: Mapping):
@@ -112,8 +122,9 @@ class Pipeline:
         return rule, choose_variant(rule, str(outcome.get("id", "")))
 
     def plan(self, outcome: Mapping, approved_at: datetime | None = None, status: str = MATCHED,
-             links: Mapping | None = None) -> Plan:
-        """Route, render and schedule one admitted outcome."""
+             links: Mapping | None = None, previous: Mapping | None = None) -> Plan:
+        """Route, render and schedule one admitted outcome; `previous` (see previous_view) is what templates
+        see of the revision this one amends."""
         oid = outcome.get("id")
         rule, template = self.route(outcome)
         version = self.deployment.ruleset.version
@@ -133,6 +144,8 @@ class Pipeline:
         full = self.render_channels == "all"
         extras = self.base_extras if not links else {**self.base_extras,
                                                      "links": {**self.base_extras["links"], **links}}
+        if previous is not None:
+            extras = {**extras, "previous": plain(previous)}
         messages, chosen, error = render_messages(templates, template, prefs,
                                                   channels if full else channels[:1], outcome, extras,
                                                   main_only=not full)
@@ -160,6 +173,11 @@ class Pipeline:
             return Plan(result.outcome_id, INVALID, error=result.error)
         if result.status == DUPLICATE:
             return Plan(result.outcome_id, DUPLICATE, outcome=result.outcome)
+        if result.status == AMENDED:
+            held = result.outcome.get("approved", True) is False
+            plan = self.plan(result.outcome, status=HELD if held else MATCHED,
+                             previous=previous_view(result.previous or {}))
+            return replace(plan, status=AMENDED)
         return self.plan(result.outcome, status=HELD if result.status == HELD else MATCHED)
 
     def run_lines(self, lines: Iterable[str]) -> Iterator[Plan]:
@@ -243,4 +261,4 @@ def plan_line(plan: Plan) -> str:
     return "".join(out)
 
 
-__all__ = ["DUPLICATE", "HELD", "INVALID", "MATCHED", "OK", "UNMATCHED", "Message", "Pipeline", "plan_json", "plan_line"]
+__all__ = ["AMENDED", "DUPLICATE", "HELD", "INVALID", "MATCHED", "OK", "UNMATCHED", "Message", "Pipeline", "plan_json", "plan_line"]

@@ -120,7 +120,7 @@ MIXED = jsonl(
     outcome("o-matched"),                                                  # reject-tech
     outcome("o-unmatched", decision="hold"),                               # no hold rule
     outcome("o-held", approved=False),
-    outcome("o-matched", decision="pass"),                                 # same id again
+    outcome("o-matched"),                                                  # same id, same content again
     "this is not json",
     {"id": "o-invalid", "decision": "maybe"},
     outcome("o-sales", role="sales", candidate_phone=None),                # reject-all, no phone: sms left out
@@ -423,7 +423,7 @@ def test_dry_run_repo_examples(run_cli) -> None:
     got = lines_of(result)
     assert len(got) == len(source)
     statuses = {g["status"] for g in got}
-    assert statuses <= {"matched", "unmatched", "held", "duplicate", "invalid"}
+    assert statuses <= {"matched", "unmatched", "held", "duplicate", "amended", "invalid"}
     assert {"matched", "held", "duplicate", "invalid"} <= statuses
     for line, g in zip(source, got, strict=False):
         try:

@@ -40,7 +40,7 @@ class Summary:
 
     def lines(self, ruleset: RuleSet) -> list[str]:
         total = sum(self.statuses.values())
-        order = ("matched", "unmatched", "held", "duplicate", "invalid")
+        order = ("matched", "unmatched", "held", "duplicate", "amended", "invalid")
         counts = ", ".join(f"{self.statuses[s]} {s}" for s in order if self.statuses[s])
         out = [f"{total} outcomes: {counts or 'none'}"]
         never = [r.id for r in ruleset.rules if not self.hits[r.id]]

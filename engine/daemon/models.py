@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from datetime import datetime, UTC
 from typing import Any, Literal
@@ -33,7 +34,7 @@ def iso(ts: float | None) -> str | None:
 
 
 ItemResult = model_of(ItemStatus, "ItemResult", "What became of one posted outcome.",
-                      status=Literal["matched", "unmatched", "held", "duplicate", "invalid"])
+                      status=Literal["matched", "unmatched", "held", "duplicate", "amended", "invalid"])
 
 
 class IntakeResponse(BaseModel):
@@ -119,9 +120,12 @@ class NotificationOut(BaseModel):
 
 
 class ChangeOut(BaseModel):
+    """One entry of an outcome's history; `received` and `amended` carry that revision's body."""
+
     kind: str
     at: str | None
     detail: dict[str, Any] | None
+    body: Any = None
 
 
 class OutcomeOut(BaseModel):
@@ -175,7 +179,18 @@ def outcome_doc(row: OutcomeRow, history, notifications) -> dict:
             "received_at": iso(row.received_at), "approved_at": iso(row.approved_at), "source": row.source,
             "body": row.data(), "notifications": [n.id for n in notifications],
             "history": [{"kind": c.kind, "at": iso(c.at),
-                         "detail": dict(c.detail) if isinstance(c.detail, dict) else None} for c in history]}
+                         "detail": dict(c.detail) if isinstance(c.detail, dict) else None,
+                         "body": _body(c.body)} for c in history]}
+
+
+def _body(raw: str | None) -> Any:
+    """A revision's body as stored, parsed (None when the change has none)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def outcome_request_schema() -> tuple[dict, dict]:

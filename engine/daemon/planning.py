@@ -24,11 +24,14 @@ class ClockedPipeline(Pipeline):
         return self.source.now_dt()
 
     def plan(self, outcome: Mapping, approved_at: datetime | None = None, status: str = "matched",
-             links: Mapping | None = None, rev: int = 1):
-        """The shared plan, with the links (rating, unsubscribe) signed for notification `<id>#<rev>`."""
+             links: Mapping | None = None, previous: Mapping | None = None, rev: int | None = None):
+        """The shared plan, with the links (rating, unsubscribe) signed for notification `<id>#<rev>` (an
+        amendment's revision follows the one it amends)."""
+        if rev is None:
+            rev = (previous.get("rev") or 0) + 1 if previous else 1
         if links is None and self.links_for is not None:
             links = self.links_for(f"{outcome.get('id')}#{rev}")
-        return super().plan(outcome, approved_at=approved_at, status=status, links=links)
+        return super().plan(outcome, approved_at=approved_at, status=status, links=links, previous=previous)
 
 
 @dataclass

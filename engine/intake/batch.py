@@ -9,19 +9,21 @@ in ONE `accept_outcomes` transaction (durable when it returns; idempotent on the
 - no rule, or a rule whose channels the candidate has no address for -> stored as `unmatched`: it waits
   for a person (`herald unmatched`, `herald route`);
 - matched -> stored with its notification `<id>#1`;
-- an id seen before (in this batch or earlier) -> `duplicate`, nothing changes.
+- an id seen before (in this batch or earlier) with the same content -> `duplicate`, nothing changes;
+- an id seen before with different content -> `amended`: a new revision (the earlier one's queued
+  notifications cancelled, the new one routed; the answer says what the earlier one already sent).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from collections.abc import Iterable
 from typing import Any
 
 from engine.intake.decode import Item
-from engine.intake.gate import HELD, INVALID, judge
-from engine.pipeline import MATCHED, UNMATCHED, Pipeline
+from engine.intake.gate import AMENDED, HELD, INVALID, judge
+from engine.pipeline import MATCHED, UNMATCHED, Pipeline, previous_view
 from engine.store import Accepted, PlannedNotification, Store
 
 log = logging.getLogger("herald.intake")
@@ -42,10 +44,14 @@ class ItemStatus:
     send_at: str | None = None
     rule: str | None = None
     dead_letter: int | None = None
+    rev: int | None = None  # amended: the new revision's number
+    cancelled: int | None = None  # amended: queued notifications of the earlier revision cancelled
+    previously_sent: list[dict] | None = None  # amended: what earlier revisions already sent (notification, channel, sent_at)
 
     def as_dict(self) -> dict:
         out = {"id": self.id, "status": self.status}
-        for k in ("field", "error", "warning", "notification", "send_at", "rule", "dead_letter"):
+        for k in ("field", "error", "warning", "notification", "send_at", "rule", "dead_letter", "rev", "cancelled",
+                  "previously_sent"):
             v = getattr(self, k)
             if v is not None:
                 out[k] = v
@@ -56,23 +62,70 @@ class ItemStatus:
 
 def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, remote: str | None = None,
            now: datetime | None = None) -> list[ItemStatus]:
-    """Gate, plan and store a batch (one transaction); one ItemStatus per item, in order."""
+    """Gate, plan and store a batch (one transaction, split only where an amendment needs the revision it
+    amends stored first); one ItemStatus per item, in order."""
     now = now or pipeline.clock()
     statuses: list[ItemStatus | None] = []
     batch: list[tuple[int, Accepted, ItemStatus]] = []
+    latest: dict[str, dict] = {}  # id -> content admitted earlier in this batch
     for value in items:
         item = Item.of(value)
-        status, accepted = _admit(item, pipeline, store, source, remote, now)
-        if accepted is None:
-            statuses.append(status)
-        else:
+        result = judge(item)
+        if result.status == INVALID:
+            statuses.append(_invalid(item, store, source, remote, result.outcome_id, result.field or "",
+                                     result.error or "invalid outcome"))
+            continue
+        record, rid = result.outcome, result.outcome_id
+        before = latest.get(rid)
+        if before is None:
+            row = store.get_outcome(rid)
+            before = row.data() if row is not None else None
+        latest[rid] = record
+        if before is None:
+            status, accepted = _admit(item, record, pipeline, source)
             batch.append((len(statuses), accepted, status))
             statuses.append(None)
+        elif before == record:
+            statuses.append(ItemStatus(rid, DUPLICATE))
+        else:
+            _store_batch(batch, statuses, store, now)  # the revision this one amends must be stored first
+            batch = []
+            statuses.append(_amend(item, record, pipeline, store, source, now))
+    _store_batch(batch, statuses, store, now)
+    return statuses  # type: ignore[return-value]
+
+
+def _store_batch(batch: list, statuses: list, store: Store, now: datetime) -> None:
     if batch:
         results = store.accept_outcomes([a for _, a, _ in batch], at=now)
         for (pos, _a, status), result in zip(batch, results, strict=False):
             statuses[pos] = status if result == "accepted" else ItemStatus(status.id, DUPLICATE)
-    return statuses  # type: ignore[return-value]
+
+
+def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: str, now: datetime) -> ItemStatus:
+    """A new revision of a stored outcome: what the earlier one already sent is reported (the new one still
+    goes out, and its template sees `previous`), its queued notifications are cancelled, the new one routed."""
+    rid = record["id"]
+    row = store.get_outcome(rid)
+    if row is None:  # withdrawn from under us: nothing to amend; take it as new
+        status, accepted = _admit(item, record, pipeline, source)
+        results = store.accept_outcomes([accepted], at=now)
+        return status if results == ["accepted"] else ItemStatus(rid, DUPLICATE)
+    sent = [n for n in store.notifications_for(rid) if n.sent_at is not None]
+    sent_doc = [{"notification": n.id, "channel": n.channel,
+                 "sent_at": datetime.fromtimestamp(n.sent_at, UTC).isoformat()} for n in sent]
+    previous = previous_view(row.data(), rev=row.rev, sent=sent_doc[-1] if sent_doc else None)
+    status, accepted = _admit(item, record, pipeline, source, previous=previous)
+    rev = row.rev + 1
+    cancelled = store.amend(accepted, at=now)
+    warning = status.warning
+    if sent_doc:
+        told = "; ".join(f"{d['notification']} on {d['channel']} at {d['sent_at']}" for d in sent_doc)
+        warning = "; ".join(filter(None, [f"revision {row.rev} was already sent ({told}): this revision is sent too",
+                                          warning]))
+    return replace(status, status=AMENDED, warning=warning, rev=rev, cancelled=cancelled or 0,
+                   previously_sent=sent_doc or None,
+                   notification=f"{rid}#{rev}" if status.notification else None)
 
 
 def _invalid(item: Item, store: Store, source: str, remote: str | None, rid: str | None, field: str,
@@ -82,16 +135,13 @@ def _invalid(item: Item, store: Store, source: str, remote: str | None, rid: str
     return ItemStatus(rid, INVALID, field=field, error=error, dead_letter=dl)
 
 
-def _admit(item: Item, pipeline: Pipeline, store: Store, source: str, remote: str | None,
-           now: datetime) -> tuple[ItemStatus, Accepted | None]:
-    result = judge(item)
-    if result.status == INVALID:
-        return _invalid(item, store, source, remote, result.outcome_id, result.field or "", result.error), None
-    record = result.outcome
+def _admit(item: Item, record: dict, pipeline: Pipeline, source: str,
+           previous: dict | None = None) -> tuple[ItemStatus, Accepted]:
+    """Plan one valid outcome: its answer and what to store."""
     raw = item.raw.decode("utf-8") if isinstance(item.raw, bytes) else item.raw
     held = record.get("approved", True) is False
     try:
-        plan = pipeline.plan(record, status=HELD if held else MATCHED)
+        plan = pipeline.plan(record, status=HELD if held else MATCHED, previous=previous)
     except Exception as e:  # noqa: BLE001 - a valid outcome is never dropped: it waits for a person
         log.error("planning %s failed (%s: %s): stored as unmatched", record["id"], type(e).__name__, e)
         acc = Accepted(id=record["id"], raw=raw, status=HELD if held else UNMATCHED, approved=not held,

@@ -16,19 +16,22 @@ from engine.model import quick_init
 OK = "ok"
 INVALID = "invalid"
 DUPLICATE = "duplicate"
+AMENDED = "amended"
 HELD = "held"
 
 
 @quick_init
 @dataclass(frozen=True)
 class GateResult:
-    """The gate's verdict on one input: ok, invalid (with the field named), duplicate or held."""
+    """The gate's verdict on one input: ok, invalid (with the field named), duplicate, amended (with the
+    earlier revision in `previous`) or held."""
 
     status: str
     outcome: dict | None = None
     outcome_id: str | None = None
     error: str | None = None
     field: str | None = None
+    previous: dict | None = None
 
 
 def field_error(record: Any) -> tuple[str, str]:
@@ -105,20 +108,26 @@ def parse_line(line: str | bytes) -> GateResult:
 
 
 class Gate:
-    """Stateful gate for one stream: remembers ids seen, so the same id twice is one outcome."""
+    """Stateful gate for one stream: remembers each id's latest content, so the same id again is a duplicate
+    (same content) or an amendment (different content: the earlier revision rides along in `previous`)."""
 
-    def __init__(self, seen: set | None = None):
-        self.seen: set = set() if seen is None else seen
+    def __init__(self) -> None:
+        self.seen: dict[str, dict] = {}
 
     def admit(self, result: GateResult) -> GateResult:
         if result.status != OK:
             return result
         rid = result.outcome_id
-        if rid in self.seen:
-            return GateResult(DUPLICATE, result.outcome, rid)
-        self.seen.add(rid)
-        if result.outcome.get("approved", True) is False:
-            return GateResult(HELD, result.outcome, rid)
+        record = result.outcome
+        before = self.seen.get(rid)
+        if before is not None:
+            if before == record:
+                return GateResult(DUPLICATE, record, rid)
+            self.seen[rid] = record
+            return GateResult(AMENDED, record, rid, previous=before)
+        self.seen[rid] = record
+        if record.get("approved", True) is False:
+            return GateResult(HELD, record, rid)
         return result
 
     def line(self, line: str) -> GateResult:

@@ -16,6 +16,9 @@ TEMPLATE_EXTRAS = {
     "company": {"name": "示例科技", "website": "https://www.example.com", "contact": "hr@example.com"},
     "links": {"rating": "https://herald.example/r/SAMPLE", "unsubscribe": "https://herald.example/u/SAMPLE"},
     "channel": "email",
+    # the revision an amended outcome replaces (engine.pipeline.previous_view); undefined on a first revision
+    "previous": {"decision": "pass", "stage": "first_round", "role": "backend", "reason": None, "rev": 1,
+                 "sent_at": "2026-11-20T10:00:00+08:00", "channel": "email"},
 }
 
 

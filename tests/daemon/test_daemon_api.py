@@ -75,7 +75,8 @@ def post_dl(r: httpx.Response) -> int:
 def test_a_list_is_judged_item_by_item(deploy, daemons):
     d = daemons(deploy)
     body = (b'[ {"id": "l-1", "decision": "reject", "candidate": {"name": "A", "email": "a@example.com"}} ,'
-            b'{"id": "l-2", "decision": "reject"},\n {"id": "l-1", "decision": "reject", "candidate": {"name": "A"}},'
+            b'{"id": "l-2", "decision": "reject"},\n {"candidate": {"email": "a@example.com", "name": "A"}, "id": "l-1",'
+            b' "decision": "reject"},'
             b' 42, {"id": "l-3", "decision": "reject", "approved": false, "candidate": {"name": "C"}},'
             b' {"id": "l-4", "decision": "pass", "candidate": {"name": "D", "email": "d@example.com"}}]')
     r = post(d.url, body)
