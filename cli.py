@@ -586,6 +586,74 @@ def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, 
         click.echo(text, nl=False)
 
 
+@main.group("suppressions", invoke_without_command=True)
+@click.option("--channel", default=None, help="Only this channel's entries.")
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@store_path_option
+@config_option
+@click.pass_context
+def suppressions_cmd(ctx: click.Context, channel: str | None, fmt: str, store_path, config_path) -> None:
+    """The channels and addresses not to message (a candidate's unsubscribe, or a person's entry), with who and
+    why; `add` and `remove` change the list. A later notification skips a suppressed channel (`suppressed`),
+    falls back to the next one, and ends `suppressed` when none is left."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(store_path=store_path, config_path=config_path)
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from engine.cli.suppressions import entry_line
+    from engine.store import open_store
+
+    with open_store(_tracking_store_path(store_path, config_path)) as store:
+        rows = store.suppressions(channel)
+    if fmt == "json":
+        click.echo(json.dumps([r.__dict__ for r in rows], ensure_ascii=False, indent=2))
+    elif not rows:
+        click.echo("no suppressions")
+    for r in rows if fmt == "text" else ():
+        click.echo(entry_line(r))
+
+
+@suppressions_cmd.command("add")
+@click.argument("channel")
+@click.argument("address")
+@click.option("--reason", required=True, help="Why (kept with the entry).")
+@click.option("--by", "actor", required=True, help="Who asked for it (kept with the entry).")
+@store_path_option
+@config_option
+@click.pass_context
+def suppressions_add(ctx: click.Context, channel: str, address: str, reason: str, actor: str, store_path,
+                     config_path) -> None:
+    """Suppress CHANNEL for ADDRESS (e-mail, phone number, DingTalk user id)."""
+    from engine.store import open_store
+
+    path = _tracking_store_path(store_path or ctx.obj.get("store_path"), config_path or ctx.obj.get("config_path"))
+    with open_store(path) as store:
+        added = store.suppress(channel, address, reason=reason, actor=actor)
+        entry = store.suppression(channel, address)
+    click.echo(("suppressed " if added else "already suppressed ") + f"{channel} {entry.address if entry else address}")
+
+
+@suppressions_cmd.command("remove")
+@click.argument("channel")
+@click.argument("address")
+@store_path_option
+@config_option
+@click.pass_context
+def suppressions_remove(ctx: click.Context, channel: str, address: str, store_path, config_path) -> None:
+    """Allow CHANNEL for ADDRESS again (exit 1 when it was not suppressed)."""
+    from engine.store import open_store
+
+    path = _tracking_store_path(store_path or ctx.obj.get("store_path"), config_path or ctx.obj.get("config_path"))
+    with open_store(path) as store:
+        removed = store.unsuppress(channel, address)
+    if not removed:
+        click.echo(f"herald suppressions: {channel} {address} was not suppressed", err=True)
+        sys.exit(1)
+    click.echo(f"removed {channel} {address}")
+
+
 @main.command("replies")
 @click.option("--all", "show_all", is_flag=True, help="Also list replies already handled.")
 @click.option("--handle", "handle_ids", type=int, multiple=True, metavar="ID",

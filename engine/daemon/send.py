@@ -95,6 +95,8 @@ class Sender:
         to = address(n.channel, outcome, getattr(state.deployment.config.channels.get(n.channel), "settings", None))
         if not to:
             return self._fallback(n, outcome, f"no {CHANNEL_ADDRESS.get(n.channel)} for {n.channel}", now, "no_address")
+        if n.channel in CHANNEL_ADDRESS and store.suppression(n.channel, to) is not None:
+            return self._suppressed(n, outcome, to, now)
         message = n.message() or self._render(n, outcome, state)
         if isinstance(message, str):
             if BUDGET_ERROR in message:  # HR must fix the template: every candidate it renders for is stuck
@@ -108,9 +110,10 @@ class Sender:
             params = sms
         meta_links: dict = {}
         if rt.public_url and rt.tracking_key:  # clicks and opens come back signed; the stored message stays as is
-            from engine.tracking.tokens import links_for, track_message
+            from engine.tracking.tokens import links_for, template_links, track_message
 
-            message = track_message(message, n.id, rt.public_url, rt.tracking_key)
+            source = state.deployment.templates.source(n.template, _prefs(n, outcome)) if n.template else None
+            message = track_message(message, n.id, rt.public_url, rt.tracking_key, links=template_links(source))
             unsubscribe = links_for(n.id, n.channel, rt.public_url, rt.tracking_key)["unsubscribe"]
             if unsubscribe.startswith("https://"):  # List-Unsubscribe one-click needs https
                 meta_links["unsubscribe_url"] = unsubscribe
@@ -177,6 +180,23 @@ class Sender:
             self.rt.alert("failed", f"{n.id} failed on every channel ({', '.join(n.channels)}); "
                                     f"last: {n.channel}: {reason}")
         return self._count(n.channel, label)
+
+    def _suppressed(self, n: NotificationRow, outcome: Mapping, to: str, now: float) -> str:
+        """The candidate unsubscribed from this channel and address: recorded, then the next channel, else the
+        notification ends 'suppressed' (never 'failed': nothing went wrong)."""
+        store = self.rt.store
+        store.add_event(n.id, "suppressed", at=now, channel=n.channel, detail={"address": to},
+                        dedupe_key=f"suppressed:{n.id}:{n.channel_index}")
+        idx = next_channel(n, outcome)
+        if idx is not None:
+            store.advance_channel(n.id, idx, self.placed(n, outcome, now), f"{n.channel}: suppressed (unsubscribed)",
+                                  at=now)
+            self.rt.wake()
+            log.info("skip    %s %s: %s suppressed -> %s", n.outcome_id, n.id, n.channel, n.channels[idx])
+        else:
+            store.mark_suppressed(n.id, f"{n.channel}: suppressed (unsubscribed), no channel left", at=now)
+            log.info("skip    %s %s: %s suppressed, no channel left", n.outcome_id, n.id, n.channel)
+        return self._count(n.channel, "suppressed")
 
     def escalate(self, n: NotificationRow) -> bool:
         """No delivery (or read) in time on the current channel: schedule the next one."""

@@ -340,6 +340,11 @@ class TemplateStore:
         bare = next((e for e in entries if e.file.locale is None), None)
         return pick(by_locale, bare, locales)
 
+    def source(self, name: str, locales: Sequence[str | None]) -> str | None:
+        """The source text of the file resolve() chooses (None when there is none)."""
+        entry = self._entry(name, locales)
+        return entry.source if entry else None
+
     def resolve(self, name: str, locales: Sequence[str | None]) -> TemplateFile | None:
         """The file the preferences choose (engine.render.locales): each tag and its parents in turn,
         `None` standing for the bare file; the bare file last when the list does not place it."""

@@ -22,7 +22,7 @@ from typing import Any
 from collections.abc import Iterable
 
 from engine.report import queries, stats
-from engine.report.queries import COUNT_FIELDS, Filters, ReportStoreError
+from engine.report.queries import COUNT_FIELDS, EXTRA_FIELDS, Filters, ReportStoreError
 
 RATE_FIELDS = ("delivered", "opened", "clicked", "replied")
 
@@ -74,7 +74,7 @@ class Row:
                     "late": c["late"], "fallbacks": c["fallbacks"], "failed": c["failed"],
                     "failures": dict(sorted(self.failures.items(), key=lambda kv: (-kv[1], kv[0]))),
                     "cancelled": c["cancelled"], "undelivered": c["undelivered"],
-                    "assumed_deliveries": c["assumed"]})
+                    "assumed_deliveries": c["assumed"], "unsubscribed": c.get("unsubscribed", 0)})
         if self.replies:
             out["replies"] = dict(self.replies)
         return out
@@ -139,7 +139,7 @@ def _iso(ts: float | None, tz: timezone) -> str | None:
 
 
 def _empty_counts() -> dict:
-    return dict.fromkeys(COUNT_FIELDS, 0)
+    return dict.fromkeys(COUNT_FIELDS + EXTRA_FIELDS, 0)
 
 
 def _add(into: dict, more: dict) -> None:

@@ -12,7 +12,7 @@ from engine.report import Report, Row
 CSV_COLUMNS = ("level", "rule", "ruleset_version", "variant", "matched", "sent", "delivered", "delivered_pct",
                "opened", "opened_pct", "clicked", "clicked_pct", "replied", "replied_pct", "rated",
                "satisfaction_mean", "time_to_notify_count", "time_to_notify_median_s", "time_to_notify_p90_s",
-               "late", "fallbacks", "failed", "failures", "cancelled", "assumed_deliveries", "replies_received",
+               "late", "fallbacks", "failed", "failures", "cancelled", "assumed_deliveries", "unsubscribed", "replies_received",
                "replies_open", "time_to_answer_median_s")
 
 
@@ -66,7 +66,7 @@ def _csv_row(row: Row) -> dict:
          "time_to_notify_median_s": _num(row.ttn_median), "time_to_notify_p90_s": _num(row.ttn_p90),
          "late": c["late"], "fallbacks": c["fallbacks"], "failed": c["failed"],
          "failures": "; ".join(f"{k}={v}" for k, v in sorted(row.failures.items(), key=lambda kv: (-kv[1], kv[0]))),
-         "cancelled": c["cancelled"], "assumed_deliveries": c["assumed"],
+         "cancelled": c["cancelled"], "assumed_deliveries": c["assumed"], "unsubscribed": c.get("unsubscribed", 0),
          "replies_received": row.replies.get("received", 0), "replies_open": row.replies.get("open", 0),
          "time_to_answer_median_s": _num(row.replies.get("time_to_answer_median_s"))}
     for name in ("delivered", "opened", "clicked", "replied"):

@@ -104,6 +104,7 @@ _COUNTS = """count(*), count(sent_at), count(delivered_at), count(opened_at), co
     sum(delivered_at IS NOT NULL AND assumed = 1), sum(undelivered > 0)"""
 COUNT_FIELDS = ("matched", "sent", "delivered", "opened", "clicked", "replied", "rated", "score_sum", "late",
                 "fallbacks", "failed", "cancelled", "assumed", "undelivered")
+EXTRA_FIELDS = ("unsubscribed",)  # counted from events (few rows), not from report_facts
 
 
 @dataclass
@@ -141,7 +142,19 @@ def groups(conn: sqlite3.Connection, f: Filters, with_days: bool = True) -> list
         ttn = list(map(float, r[3 + n].split(","))) if r[3 + n] else []
         day_list = list(map(int, r[4 + n].split(","))) if r[4 + n] else []
         out.append(GroupRow(_none(r[0]), _none(r[1]), _none(r[2]), counts, ttn, day_list))
+    unsub = unsubscribes(conn, f)
+    for g in out:
+        g.counts["unsubscribed"] = unsub.get((g.rule_id, g.ruleset_version, g.variant), 0)
     return out
+
+
+def unsubscribes(conn: sqlite3.Connection, f: Filters) -> dict[tuple, int]:
+    """{(rule, version, variant): notifications whose unsubscribe link was used}, through the events index."""
+    where, params = f.where("x")
+    sql = (f"SELECT x.rule_id, x.ruleset_version, x.variant, count(DISTINCT e.notification_id) FROM events e "
+           f"JOIN {FACTS} x ON x.notification_id = e.notification_id WHERE e.kind = 'unsubscribed' AND {where} "
+           f"GROUP BY 1, 2, 3")
+    return {(_none(a), _none(b), _none(c)): n for a, b, c, n in conn.execute(sql, params)}
 
 
 def failures(conn: sqlite3.Connection, f: Filters) -> list[tuple]:
@@ -255,6 +268,7 @@ def has_facts(path: str | Path) -> bool:
 
 __all__ = [
     "COUNT_FIELDS",
+    "EXTRA_FIELDS",
     "Filters",
     "GroupRow",
     "ReportStoreError",

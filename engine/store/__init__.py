@@ -51,6 +51,7 @@ from engine.store.rows import (
     utc,
 )
 from engine.store.sources import SourceEventRow
+from engine.store.suppressions import SuppressionRow
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -145,6 +146,8 @@ class Store(Protocol):
     def mark_failed(self, notification_id: str, reason: str, at: Instant | None = None, *,
                     attempt_id: int | None = None, result: SendResult | None = None) -> bool: ...
 
+    def mark_suppressed(self, notification_id: str, reason: str, at: Instant | None = None) -> bool: ...
+
     def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled") -> bool: ...
 
     def mark_expired(self, notification_id: str, at: Instant | None = None, reason: str = "expired") -> bool: ...
@@ -220,6 +223,17 @@ class Store(Protocol):
 
     def resolve_source_event(self, row_id: int, status: str, outcome_id: str | None = None,
                              at: Instant | None = None) -> bool: ...
+
+    # -- consent (suppressions.py)
+
+    def suppress(self, channel: str, address: str, *, reason: str | None = None, actor: str | None = None,
+                 notification_id: str | None = None, at: Instant | None = None) -> bool: ...
+
+    def unsuppress(self, channel: str, address: str) -> bool: ...
+
+    def suppression(self, channel: str, address: str) -> SuppressionRow | None: ...
+
+    def suppressions(self, channel: str | None = None, limit: int = 1000) -> list[SuppressionRow]: ...
 
 
 def open_store(target: str | Path, *, upgrade: bool = True) -> Store:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from sqlite_utils import Database
 
-from engine.store import migrations_sources, migrations_tracking
+from engine.store import migrations_sources, migrations_suppressions, migrations_tracking
 from engine.store.errors import SchemaVersionError, StoreError
 
 
@@ -172,6 +172,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _v1),
     Migration(2, migrations_tracking.NAME, migrations_tracking.apply),
     Migration(3, migrations_sources.NAME, migrations_sources.apply),
+    Migration(4, migrations_suppressions.NAME, migrations_suppressions.apply),
 )
 
 

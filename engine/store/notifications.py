@@ -4,7 +4,7 @@ the next instant with work, and reading notifications with their attempts and ev
 
     scheduled --claim_due--> sending --mark_sent--> sent --receipt--> delivered --receipt--> read
     sending --schedule_retry/defer--> scheduled;  sending/sent --advance_channel--> scheduled (next channel)
-    scheduled/sending --cancel/mark_expired--> cancelled/expired;  ... --mark_failed--> failed
+    scheduled/sending --cancel/mark_expired--> cancelled/expired;  sending --mark_suppressed--> suppressed;  ... --mark_failed--> failed
 """
 from __future__ import annotations
 
@@ -186,6 +186,12 @@ class Notifications(SqlStore):
             self._finish_result(conn, attempt_id, result, PERMANENT, t, reason)
             return self._terminate(conn, notification_id, "failed", "failed", t, reason,
                                    ("scheduled", "sending", "sent", "delivered"))
+
+    def mark_suppressed(self, notification_id: str, reason: str, at: Instant | None = None) -> bool:
+        """Every channel left is suppressed (the candidate unsubscribed): a claimed notification -> 'suppressed'."""
+        t = _now(at)
+        with self._write() as conn:
+            return self._terminate(conn, notification_id, "suppressed", "suppressed", t, reason, ("sending",))
 
     def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled") -> bool:
         """Stops a scheduled or claimed notification (e.g. still_sendable() said no): -> 'cancelled'."""

@@ -201,9 +201,25 @@ def _sql(text: str) -> Callable[[Any], None]:
 # SQLite's numbering differs (its v2 is the report's facts, which PostgreSQL does not have yet); each list only
 # grows. A table added to SQLite's schema gets its PostgreSQL migration here (tests/store/test_postgres.py
 # compares the two schemas).
+_SUPPRESSIONS = """
+CREATE TABLE suppressions (
+    channel          TEXT NOT NULL,
+    address          TEXT NOT NULL,
+    reason           TEXT,
+    actor            TEXT,
+    notification_id  TEXT,
+    created_at       DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (channel, address)
+);
+ALTER TABLE notifications DROP CONSTRAINT notifications_state_check;
+ALTER TABLE notifications ADD CONSTRAINT notifications_state_check CHECK (state IN ('scheduled', 'sending', 'sent',
+    'delivered', 'read', 'failed', 'cancelled', 'expired', 'suppressed'));
+"""
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "initial schema", _v1),
     PgMigration(2, "source events", _sql(_SOURCE_EVENTS)),
+    PgMigration(3, "suppressions", _sql(_SUPPRESSIONS)),
 )
 
 

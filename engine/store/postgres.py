@@ -28,6 +28,7 @@ from engine.store.outcomes import Outcomes
 from engine.store.pg_migrations import PG_MIGRATIONS, PgMigration, current_version, migrate
 from engine.store.rulesets import RuleSets
 from engine.store.sources import SourceEvents
+from engine.store.suppressions import Suppressions
 
 SWEEP_LOCK = 0x6865_7261_6C65  # the advisory lock of the expired-lease sweep
 _IGNORE = re.compile(r"^\s*INSERT OR IGNORE INTO", re.I)
@@ -54,7 +55,7 @@ def translate(sql: str) -> str:
     return out
 
 
-class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents):
+class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents, Suppressions):
     """The herald store on a PostgreSQL database; see the module docstring for concurrency."""
 
     _JSON_ITEM = "(({})::jsonb ->> CAST(? AS integer))"

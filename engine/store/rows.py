@@ -17,7 +17,8 @@ from engine.model import Message, Plan
 from engine.store.errors import StoreError
 
 Instant = float | int | datetime
-NOTIFICATION_STATES = ("scheduled", "sending", "sent", "delivered", "read", "failed", "cancelled", "expired")
+NOTIFICATION_STATES = ("scheduled", "sending", "sent", "delivered", "read", "failed", "cancelled", "expired",
+                       "suppressed")
 
 
 def epoch(t: Instant) -> float:

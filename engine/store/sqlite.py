@@ -29,6 +29,7 @@ from engine.store.notifications import Notifications
 from engine.store.outcomes import Outcomes
 from engine.store.rulesets import RuleSets
 from engine.store.sources import SourceEvents
+from engine.store.suppressions import Suppressions
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # RETURNING
     raise ImportError(f"herald's store needs SQLite 3.35 or newer, this Python has {sqlite3.sqlite_version}")
@@ -37,7 +38,7 @@ _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQ
               "SQLITE_PROTOCOL")
 
 
-class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents):
+class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents, Suppressions):
     """The herald store over one SQLite file; see the module docstring for thread and process rules."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,

@@ -6,12 +6,13 @@ inbound replies, the read-only report, and the per-rule figures for /metrics.
 
 Routes (tokens: engine/tracking/tokens.py):
     GET  /t/o/{token}.gif   1x1 GIF, always (a bad token gets the GIF too, and records nothing); 'opened' once
-    GET  /t/c/{token}       302 to the URL inside the token, 'clicked' once; a bad token: 404, never a redirect.
-                            An authentic but expired token still redirects (its target is ours) and records nothing.
+    GET  /t/c/{token}       302 to the URL inside the token, 'clicked' once; a bad token: 404, an expired one: 410,
+                            never a redirect (tokens are only made for links written in the template source)
     GET  /t/r/{token}       the rating page (zh-CN or English by the notification's locale), no JS needed
     POST /t/r/{token}       form: score 1..5, comment up to 1000 characters -> 'rated' {score, comment}, once per
                             notification: a second rating is refused (the first one stands)
-    GET  /t/u/{token}       asks to confirm; POST records 'unsubscribed' once (a link scanner's GET records nothing)
+    GET  /t/u/{token}       asks to confirm; POST (also RFC 8058 one-click) records 'unsubscribed' once and suppresses
+                            the channel + the candidate's address on it (a link scanner's GET records nothing)
     POST /v1/replies        JSON {notification_id | provider_id | phone | email, channel, content, at?}: a candidate's
                             reply from any inbound integration (SMS SmsUp, e-mail, DingTalk); behind `authorize`
     GET  /report            the HTML report (same as `herald report --format html`), read-only; behind `authorize`
@@ -35,7 +36,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from engine.model import CHANNEL_ADDRESS
 from engine.report import build_report, report_metrics
+from engine.routing.router import lookup
 from engine.report.dates import report_filters
 from engine.report.html import render_html
 from engine.report.queries import connect, notification_for_address, notification_for_provider
@@ -132,8 +135,11 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
         p = decode(token, CLICK)
         if p is None or p.url is None:
             return invalid_page()
-        if verify(token, CLICK) is not None:
-            record(p.notification_id, "clicked", p.channel, {"url": p.url}, f"clicked:{p.notification_id}")
+        if verify(token, CLICK) is None:  # expired: no redirect (an old link must not stay an open redirector)
+            detail = notification(p.notification_id)
+            return message_page(texts_for(detail.notification.locale if detail else None), "expired",
+                                "expired_body", 410)
+        record(p.notification_id, "clicked", p.channel, {"url": p.url}, f"clicked:{p.notification_id}")
         return RedirectResponse(p.url, status_code=302, headers=NO_STORE)
 
     def _link_state(token: str, kind: str, done_event: str | None = None) -> tuple[Any, Any, Response | None]:
@@ -182,12 +188,33 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
 
     @router.post("/t/u/{token}", include_in_schema=False)
     def unsubscribe(token: str) -> Response:
+        """Also RFC 8058's one-click POST (List-Unsubscribe=One-Click): the channel + address is suppressed."""
         p, t, done = _link_state(token, UNSUBSCRIBE)
         if done is not None:
             return done
         if record(p.notification_id, "unsubscribed", p.channel, None, f"unsubscribed:{p.notification_id}") is None:
             return message_page(t, "title", "busy", 503)
+        if not _suppress(p.notification_id, p.channel):
+            return message_page(t, "title", "busy", 503)
         return message_page(t, "unsub_done", "unsub_done_body")
+
+    def _suppress(nid: str, channel: str | None) -> bool:
+        """Suppresses the channel the token names (else the one the notification went out on last) for the
+        candidate's address on it; True when done or when there is no candidate address to suppress."""
+        try:
+            detail = store.get_notification(nid)
+            if detail is None:
+                return True
+            ch = channel or detail.notification.channel
+            row = store.get_outcome(detail.notification.outcome_id)
+            need = CHANNEL_ADDRESS.get(ch)
+            to = lookup(row.data(), need) if row is not None and need else None
+            if to:
+                store.suppress(ch, str(to), reason="unsubscribed", actor="candidate", notification_id=nid, at=now())
+            return True
+        except Exception:  # answered 503: the candidate may try again
+            log.exception("cannot suppress for %s", nid)
+            return False
 
     _errors = {c: {"description": d} for c, d in (
         (401, "No valid bearer token or body signature."), (404, "No such notification."),

@@ -30,7 +30,7 @@ import struct
 import time
 from dataclasses import dataclass, replace
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -258,14 +258,25 @@ def _trim(url: str) -> str:
     return url
 
 
+def template_links(source: str | None) -> frozenset[str]:
+    """The http(s) URLs written out in a template's source (a URL with a {{ }} part ends before it, so a link
+    built from outcome data is never one of them), in the form they render to (HTML entities decoded)."""
+    if not source:
+        return frozenset()
+    found = {_trim(m.group(0)) for m in _TEXT_URL.finditer(source)}
+    return frozenset(found | {_html.unescape(u) for u in found})
+
+
 def rewrite_links(content: str | None, notification_id: str, channel: str | None, base_url: str,
-                  secret: str | bytes, *, html: bool = False, issued_at: float | None = None) -> str | None:
-    """Wraps every http(s) link of a rendered body into a signed click redirect.
+                  secret: str | bytes, *, html: bool = False, issued_at: float | None = None,
+                  only: Collection[str] | None = None) -> str | None:
+    """Wraps http(s) links of a rendered body into signed click redirects.
 
     html=True: the href of each <a> (entities decoded, the new URL escaped); text inside the HTML is left.
     html=False: every http(s) URL in the text (markdown links too), minus trailing sentence punctuation.
-    Links that already point at the daemon (`base_url`: rating, unsubscribe, earlier rewrites) are left as they
-    are, so rewriting twice changes nothing.
+    only: wrap only these targets (the daemon passes template_links() of the template: links from outcome
+    data are never signed). Links that already point at the daemon (`base_url`: rating, unsubscribe, earlier
+    rewrites) are left as they are, so rewriting twice changes nothing.
     """
     if not content:
         return content
@@ -274,6 +285,8 @@ def rewrite_links(content: str | None, notification_id: str, channel: str | None
 
     def wrap(target: str) -> str | None:
         if not is_web_url(target) or target == base or target.startswith(base + "/"):
+            return None
+        if only is not None and target not in only:
             return None
         return click_url(target, notification_id, channel, base, secret, issued_at=iat)
 
@@ -305,24 +318,24 @@ REWRITE_CHANNELS = frozenset({"email", "dingtalk", "webhook"})  # SMS text comes
 
 
 def track_message(message: Any, notification_id: str, base_url: str, secret: str | bytes, *,
-                  issued_at: float | None = None, channels: frozenset = REWRITE_CHANNELS) -> Any:
-    """A rendered engine.model.Message with its links wrapped (body and html) and, on e-mail, the open pixel.
+                  links: Collection[str] = frozenset(), issued_at: float | None = None,
+                  channels: frozenset = REWRITE_CHANNELS) -> Any:
+    """A rendered engine.model.Message with the hrefs of its HTML part wrapped and, on e-mail, the open pixel.
 
-    Call it just before the transport (the stored message stays as rendered). SMS is left untouched: its text is
-    a pre-approved template in China, and a long redirect would cost segments; put {{ links.rating }} in the
-    template where a link is wanted.
+    Only hrefs whose target is one of `links` (template_links() of the template source) are wrapped: a URL that
+    came from outcome data is never signed into a redirect. Plain text (and DingTalk markdown, SMS) is left as
+    written, so the reader sees the real URL. Call it just before the transport (the stored message stays as
+    rendered); put {{ links.rating }} in the template where a rating link is wanted.
     """
     ch = message.channel
-    if ch not in channels:
+    if ch not in channels or not message.html:
         return message
     iat = int(time.time() if issued_at is None else issued_at)
-    body = rewrite_links(message.body, notification_id, ch, base_url, secret, issued_at=iat)
-    html_body = message.html
-    if html_body:
-        html_body = rewrite_links(html_body, notification_id, ch, base_url, secret, html=True, issued_at=iat)
-        if ch == "email":
-            html_body = add_pixel(html_body, notification_id, ch, base_url, secret, issued_at=iat)
-    return replace(message, body=body, html=html_body)
+    html_body = rewrite_links(message.html, notification_id, ch, base_url, secret, html=True, issued_at=iat,
+                              only=frozenset(links))
+    if ch == "email":
+        html_body = add_pixel(html_body, notification_id, ch, base_url, secret, issued_at=iat)
+    return replace(message, html=html_body)
 
 
 # 1x1 transparent GIF (43 bytes)
@@ -348,6 +361,7 @@ __all__ = [
     "make_token",
     "pixel_html",
     "rewrite_links",
+    "template_links",
     "track_message",
     "tracking_secret",
     "tracking_url",

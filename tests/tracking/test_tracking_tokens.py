@@ -165,14 +165,22 @@ def test_rewrite_html_links_and_pixel():
     assert tr.add_pixel("<p>hi</p>", "n#1", "email", BASE, S).startswith("<p>hi</p><img ")
 
 
-def test_track_message_per_channel():
-    email = Message("email", "见 https://a.example/x", subject="s", html='<a href="https://a.example/x">x</a>')
-    out = tr.track_message(email, "n#1", BASE, S, issued_at=NOW)
-    assert "/t/c/" in out.body and "/t/c/" in out.html and "/t/o/" in out.html and out.subject == "s"
+def test_track_message_wraps_only_template_links_in_html():
+    source = '{% block email_html %}<a href="https://a.example/x?a=1&amp;b=2">x</a> <a href="{{ site }}">y</a>' \
+             '<a href="https://a.example/u/{{ id }}">z</a>{% endblock %}'
+    links = tr.template_links(source)
+    assert "https://a.example/x?a=1&b=2" in links and not any("{" in u for u in links)
+    email = Message("email", "见 https://a.example/x", subject="s",
+                    html='<a href="https://a.example/x?a=1&amp;b=2">x</a> <a href="https://site.example/">y</a>'
+                         '<a href="https://a.example/u/7">z</a>')
+    out = tr.track_message(email, "n#1", BASE, S, links=links, issued_at=NOW)
+    hrefs = [htmllib.unescape(h) for h in re.findall(r'href="([^"]*)"', out.html)]
+    assert hrefs[0].startswith(BASE + "/t/c/") and hrefs[1:] == ["https://site.example/", "https://a.example/u/7"]
+    assert out.body == email.body and "/t/o/" in out.html and out.subject == "s"  # plain text: the real URL
     sms = Message("sms", "见 https://a.example/x")
-    assert tr.track_message(sms, "n#1", BASE, S) is sms
-    ding = tr.track_message(Message("dingtalk", "[x](https://a.example/x)"), "n#1", BASE, S)
-    assert "/t/c/" in ding.body and ding.html is None
+    assert tr.track_message(sms, "n#1", BASE, S, links=links) is sms
+    ding = Message("dingtalk", "[x](https://a.example/x)")
+    assert tr.track_message(ding, "n#1", BASE, S, links={"https://a.example/x"}) is ding
 
 
 def test_tracking_secret(tmp_path):

@@ -1,0 +1,72 @@
+"""The suppression list in the store: normalised addresses, idempotent entries, removal, and the migration that
+adds it (and the `suppressed` state) to a store written before it."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine.model import Message
+from engine.store import Accepted, PlannedNotification, SQLiteStore
+from engine.store.migrations import MIGRATIONS
+from engine.store.suppressions import normal_address
+
+T0 = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("given, kept", [
+    ("Ann@Example.COM ", "ann@example.com"),
+    ("13800000000", "+8613800000000"),
+    ("+86 138-0000-0000", "+8613800000000"),
+    ("+1 (415) 555-0100", "+14155550100"),
+    ("dt-user-0001", "dt-user-0001"),
+])
+def test_addresses_are_kept_in_one_form(given, kept):
+    assert normal_address(given) == kept
+
+
+def test_suppress_is_idempotent_and_keeps_who_and_why(store):  # both backends (tests/store/conftest.py)
+    assert store.suppress("email", "Ann@Example.com", reason="unsubscribed", actor="candidate", at=T0)
+    assert not store.suppress("email", "ann@example.com", reason="again", actor="li.wei", at=T0 + 1)
+    entry = store.suppression("email", "ANN@example.com")
+    assert entry is not None and (entry.reason, entry.actor, entry.created_at) == ("unsubscribed", "candidate", T0)
+    assert store.suppression("sms", "ann@example.com") is None
+    assert [r.address for r in store.suppressions()] == ["ann@example.com"]
+    assert store.unsuppress("email", "ann@example.com") and not store.unsuppress("email", "ann@example.com")
+    assert store.suppressions() == []
+
+
+def test_a_suppressed_notification_ends_suppressed(store):
+    msg = (Message("email", "hello", subject="s"),)
+    note = PlannedNotification(channels=("email",), messages=msg, send_at=T0, rule="r1", ruleset_version="v1",
+                               template="t/x")
+    store.accept_outcomes([Accepted(id="b", raw=json.dumps({"id": "b"}), decision="reject", notification=note)], at=T0)
+    [claimed] = store.claim_due(T0, 10, "me", 60)
+    assert store.mark_suppressed(claimed.id, "email: suppressed", at=T0)
+    detail = store.get_notification(claimed.id)
+    assert detail.notification.state == "suppressed" and "suppressed" in [e.kind for e in detail.events]
+    assert store.notification_counts_by_state()["suppressed"] == 1
+
+
+def test_an_older_store_gets_the_list_and_the_suppressed_state(tmp_path: Path):
+    path = tmp_path / "h.db"
+    before = tuple(m for m in MIGRATIONS if m.name != "suppressions")
+    msg = (Message("email", "hello", subject="s"),)
+    note = PlannedNotification(channels=("email",), messages=msg, send_at=T0, rule="r1", ruleset_version="v1",
+                               template="t/x")
+    with SQLiteStore(path, migrations=before) as s:
+        s.accept_outcomes([Accepted(id="a", raw=json.dumps({"id": "a"}), decision="reject", notification=note)],
+                          at=T0)
+    with SQLiteStore(path) as s:
+        assert s.schema_version() == MIGRATIONS[-1].version
+        [claimed] = s.claim_due(T0, 10, "me", 60)
+        assert s.mark_suppressed(claimed.id, "email: suppressed", at=T0)
+        assert s.get_notification(claimed.id).notification.state == "suppressed"
+        assert s.suppress("email", "a@example.com")
+    c = sqlite3.connect(path)
+    try:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        c.close()
