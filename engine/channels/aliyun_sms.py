@@ -8,7 +8,12 @@ Provider facts this module relies on (checked with the search tool unless marked
   percentEncode(canonical query); Signature = base64(HMAC-SHA1(AccessKeySecret + '&', StringToSign)).
   Verified against two published vectors (DescribeRegions with ``testsecret`` -> CT9X0VtwR86fNWSnsc6v8YGOjuE=,
   SendSms with ``testSecret`` -> zJDF+Lrzhj/ThnlvIToysFRq6t4=). GET and POST sign the same way except for
-  METHOD; this transport POSTs a form body so candidate data never sits in a URL (or in httpx's log line).
+  METHOD. Requests are placed as the official SDK's RPC client places them (alibabacloud-tea-openapi
+  ``do_rpcrequest``): common parameters and Signature in the URL query, the action's parameters in the
+  form body (``application/x-www-form-urlencoded``), the signature over the union. (dysmsapi20170525 4.x
+  declares SendSms's own parameters as query parameters; herald keeps them in the signed body, the SDK's
+  place for body parameters, so candidate data never sits in a URL or in httpx's log line.
+  tests/channels/test_sdk_oracle.py runs the SDK against the fake and checks herald's signature against it.)
 * Common parameters: Format=JSON, Version=2017-05-25, AccessKeyId, SignatureMethod=HMAC-SHA1,
   Timestamp (UTC, ``YYYY-MM-DDThh:mm:ssZ``), SignatureVersion=1.0, SignatureNonce (unique), Action, RegionId.
 * SendSms: PhoneNumbers (mainland: 11 digits without +86; international: country code + number, no '+'),
@@ -23,8 +28,8 @@ Provider facts this module relies on (checked with the search tool unless marked
   day -> PERMANENT (waiting until tomorrow defeats a timely result; the dispatcher moves to the next channel),
   unknown window -> RECOVERABLE after 60 s. isv.DAY_LIMIT_CONTROL / isv.MONTH_LIMIT_CONTROL are the
   account-wide caps set in the console: PERMANENT. isp.RAM_PERMISSION_DENY: PERMANENT.
-  InvalidTimeStamp.Expired (the server allows 15 minutes of skew; not found in the searched docs, from the
-  RPC convention): the local clock is wrong and every message will fail until it is fixed -> PERMANENT.
+  InvalidTimeStamp.Expired (the RPC signature docs: a request's Timestamp is valid for 31 minutes): the
+  local clock is wrong and every message will fail until it is fixed -> PERMANENT.
   SignatureNonceUsed: each request gets a fresh nonce, so a plain retry fixes it -> RECOVERABLE.
   Throttling*, isp.SYSTEM_ERROR, isp.GATEWAY_ERROR, ServiceUnavailable, HTTP 5xx, timeouts: RECOVERABLE.
   Everything else known, and anything unknown: PERMANENT.
@@ -121,7 +126,7 @@ CODES: dict[str, tuple[str, float | None, str]] = {
     "isp.UNKNOWN": (RECOVERABLE, 5.0, "Aliyun unknown error"),
     "SignatureNonceUsed": (RECOVERABLE, 1.0, "signature nonce reused; a new request gets a new one"),
     "InvalidTimeStamp.Expired": (PERMANENT, None, "request timestamp rejected: this machine's clock is more than "
-                                                  "15 minutes off; fix NTP"),
+                                                  "31 minutes off; fix NTP"),
     "SignatureDoesNotMatch": (PERMANENT, None, "signature rejected: access_key_secret is wrong"),
     "IncompleteSignature": (PERMANENT, None, "signature rejected"),
     "InvalidAccessKeyId.NotFound": (PERMANENT, None, "access_key_id does not exist"),
@@ -365,17 +370,19 @@ class AliyunSmsTransport:
 
     def _call(self, action: str, params: Mapping[str, Any]) -> tuple[dict | None, SendResult | None]:
         """Sign and POST one RPC call; (answer, None) when Code is OK, else (answer or None, failure)."""
-        full = {
+        common = {
             "AccessKeyId": self.access_key_id, "Action": action, "Format": "JSON", "RegionId": self.region_id,
             "SignatureMethod": "HMAC-SHA1", "SignatureNonce": uuid.uuid4().hex, "SignatureVersion": "1.0",
             "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock())), "Version": API_VERSION,
-            **{k: v for k, v in params.items() if v is not None},
         }
-        full["Signature"] = sign(full, self._secret, "POST")
+        form = {k: v for k, v in params.items() if v is not None}
+        # placed as the official SDK's RPC client does (tea-openapi do_rpcrequest): common parameters and the
+        # Signature in the URL query, the action's parameters in the form body, the signature over both
+        signature = sign({**common, **form}, self._secret, "POST")
         where = f"Aliyun {action}"
         try:
-            resp = self._client.post(self.endpoint + "/", content=canonical_query(full) + "&Signature="
-                                     + percent_encode(full["Signature"]),
+            resp = self._client.post(f"{self.endpoint}/?{canonical_query(common)}&Signature={percent_encode(signature)}",
+                                     content=canonical_query(form),
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached Aliyun: not ambiguous
             return None, SendResult(RECOVERABLE, error=self._redact(f"{where}: {type(e).__name__}: {e}"),

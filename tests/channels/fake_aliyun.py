@@ -57,6 +57,7 @@ class FakeAliyunSms(LoopbackServer):
         self.nonces: set[str] = set()
         self.messages: list[dict[str, Any]] = []
         self.requests: list[dict[str, str]] = []
+        self.raw: list[dict[str, dict[str, str]]] = []  # each request's URL query and form body, apart
         self.status: dict[str, tuple[int, str]] = {}  # biz_id -> (SendStatus, ErrCode)
         self._failures: list[tuple[str, int, dict[str, Any]]] = []
         self._late: list[tuple[str, float]] = []  # (action, seconds): do the work, then answer that late
@@ -85,10 +86,16 @@ class FakeAliyunSms(LoopbackServer):
                 pass
 
             def _handle(self, method: str) -> None:
+                # RPC: parameters come in the URL query and, for POST, a form body too; one signature covers both
                 query = urlsplit(self.path).query
+                form = ""
                 if method == "POST":
-                    query = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                    form = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 params = dict(parse_qsl(query, keep_blank_values=True))
+                params.update(parse_qsl(form, keep_blank_values=True))
+                with fake.lock:
+                    fake.raw.append({"query": dict(parse_qsl(query, keep_blank_values=True)),
+                                     "form": dict(parse_qsl(form, keep_blank_values=True))})
                 status, body = fake.route(method, params)
                 with fake.lock:
                     late = next((i for i, (a, _) in enumerate(fake._late) if a == params.get("Action")), None)
@@ -134,7 +141,7 @@ class FakeAliyunSms(LoopbackServer):
                 stamp = dt.datetime.strptime(p["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
             except ValueError:
                 return err(400, "InvalidTimeStamp.Format", "Specified time stamp is not valid.")
-            if abs(stamp.timestamp() - self.clock()) > 15 * 60:
+            if abs(stamp.timestamp() - self.clock()) > 31 * 60:  # "签名机制": a Timestamp is valid for 31 minutes
                 return err(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
             if p["SignatureNonce"] in self.nonces:
                 return err(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
