@@ -134,7 +134,7 @@ class Sender:
         done = rt.now()
         if result.status == ACCEPTED:
             store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
-                            await_read=transport.name in READ_RECEIPTS)
+                            await_read=transport.name in READ_RECEIPTS, owner=n.lease_owner)
             if result.provider_id and not reports_delivery(transport):
                 # no receipt will ever come: count acceptance as delivery, so escalate_after does not fire
                 store.record_receipt(result.provider_id, "delivered", at=done, channel=n.channel,
@@ -149,7 +149,7 @@ class Sender:
             if result.retry_after:
                 delay = max(delay, rt.clock.virtual(result.retry_after))
             at = self.placed(n, outcome, done + delay)
-            store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done)
+            store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done, owner=n.lease_owner)
             log.info("retry   %s %s on %s in %.0fs: %s", n.outcome_id, n.id, n.channel, at - done, result.error)
             return self._count(n.channel, RECOVERABLE)
         reason = result.error or result.status

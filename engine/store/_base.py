@@ -124,6 +124,7 @@ class SqlStore:
 
     _JSON_ITEM = "json_extract({}, '$[' || ? || ']')"  # the ?-th item of a JSON list column, as text
     _SKIP_LOCKED = ""  # after a claim's SELECT: rows another transaction holds are skipped (SQLite: one writer)
+    _FOR_UPDATE = ""  # after a SELECT whose row the transaction goes on to change (SQLite: the write lock is held)
 
     def _sole_sweeper(self, conn: Any) -> bool:
         """True when this transaction may return expired leases (one replica at a time; SQLite: always)."""

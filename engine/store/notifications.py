@@ -74,15 +74,15 @@ class Notifications(SqlStore):
                          (notification_id,)) is not None
 
     def _sent(self, conn: Any, nid: str, t: float, provider_id: str | None, await_read: bool | None,
-              recovered: bool = False) -> bool:
+              recovered: bool = False, from_state: str = "sending") -> bool:
         rows = self._q(conn, """UPDATE notifications SET state = 'sent', sent_at = ?, lease_owner = NULL,
             lease_until = NULL, next_attempt_at = NULL, last_error = NULL, updated_at = ?,
             await_read = coalesce(?, await_read),
             escalate_at = CASE WHEN escalate_after_s IS NOT NULL AND channel_index + 1 < channel_count
                                THEN ? + escalate_after_s END,
             late = CASE WHEN deadline_at IS NOT NULL AND ? > deadline_at THEN 1 ELSE late END
-            WHERE id = ? AND state = 'sending' RETURNING channel, channel_index, late""",
-                       (t, t, None if await_read is None else int(await_read), t, t, nid))
+            WHERE id = ? AND state = ? RETURNING channel, channel_index, late""",
+                       (t, t, None if await_read is None else int(await_read), t, t, nid, from_state))
         if not rows:
             return False
         r = rows[0]
@@ -94,19 +94,29 @@ class Notifications(SqlStore):
 
     def mark_sent(self, notification_id: str, at: Instant | None = None, provider_id: str | None = None, *,
                   attempt_id: int | None = None, result: SendResult | None = None,
-                  await_read: bool = False) -> bool:
+                  await_read: bool = False, owner: str | None = None) -> bool:
         """The provider took it: 'sending' -> 'sent', the attempt accepted, a 'sent' event, all in one transaction.
 
         await_read: the channel reports reads, so only a read (not a delivery) stops escalation to the next
         channel. Marks the notification late when sent after its deadline. False when it was not 'sending'
         (cancelled meanwhile): its state stays, and with attempt_id a 'sent' event still records what went out.
+
+        owner (the claim's lease owner): conditional on still holding the lease. A lease that ran out and was
+        returned but not claimed again is finished all the same (from 'scheduled', on the attempt's channel:
+        the provider has it, sending it again would be a duplicate); one claimed by another dispatcher is left
+        to it, and a 'possible_duplicate' event records this attempt (False).
         """
         t = _now(at)
         pid = provider_id or (result.provider_id if result else None)
         with self._write() as conn:
             self._finish_result(conn, attempt_id, result, ACCEPTED, t, provider_id=pid)
-            if self._sent(conn, notification_id, t, pid, await_read):
+            if owner is None:
+                if self._sent(conn, notification_id, t, pid, await_read):
+                    return True
+            elif (lost := self._sent_by_owner(conn, notification_id, t, pid, await_read, owner, attempt_id)) is None:
                 return True
+            elif lost:
+                return False
             st = self._q(conn, "SELECT state FROM notifications WHERE id = ?", (notification_id,))
             if attempt_id is not None and st and st[0]["state"] in ("cancelled", "expired"):
                 # it went out although it was stopped meanwhile: keep that on record
@@ -114,12 +124,35 @@ class Notifications(SqlStore):
                                 f"sent:attempt:{attempt_id}")
             return False
 
+    def _sent_by_owner(self, conn: Any, nid: str, t: float, pid: str | None, await_read: bool, owner: str,
+                       attempt_id: int | None) -> bool | None:
+        """mark_sent under `owner`'s lease: None when marked sent, True when another dispatcher holds the claim
+        (a 'possible_duplicate' event recorded), False otherwise (not sendable any more: the caller goes on)."""
+        rows = self._q(conn, f"SELECT state, lease_owner, channel_index FROM notifications WHERE id = ?"
+                             f"{self._FOR_UPDATE}", (nid,))
+        if not rows:
+            return False
+        state, holder, idx = rows[0]["state"], rows[0]["lease_owner"], rows[0]["channel_index"]
+        if state == "sending" and holder == owner:
+            return None if self._sent(conn, nid, t, pid, await_read) else False
+        a = self._q(conn, "SELECT channel_index FROM attempts WHERE id = ?", (attempt_id,)) if attempt_id else []
+        if state == "scheduled" and a and a[0]["channel_index"] == idx:  # lease returned, not claimed again
+            return None if self._sent(conn, nid, t, pid, await_read, recovered=True, from_state="scheduled") else False
+        if state == "sending" or (state in ("sent", "delivered", "read") and attempt_id is not None):
+            self._add_event(conn, nid, "possible_duplicate", t, None,
+                            {"provider_id": pid, "owner": owner, "holder": holder, "attempt_id": attempt_id},
+                            f"possible_duplicate:{attempt_id}:{owner}")
+            return True
+        return False
+
     def schedule_retry(self, notification_id: str, next_attempt_at: Instant, error: str | None = None, *,
                        attempt_id: int | None = None, result: SendResult | None = None,
-                       at: Instant | None = None) -> bool:
+                       at: Instant | None = None, owner: str | None = None) -> bool:
         """A recoverable failure: 'sending' -> 'scheduled' at next_attempt_at on the same channel.
 
-        False when it was not 'sending', or when its outcome was withdrawn or amended meanwhile (then cancelled).
+        False when it was not 'sending' (with `owner`: not under that owner's lease, so a dispatcher whose lease
+        ran out never reschedules another's claim), or when its outcome was withdrawn or amended meanwhile
+        (then cancelled).
         """
         t = _now(at)
         with self._write() as conn:
@@ -128,8 +161,10 @@ class Notifications(SqlStore):
                 self._terminate(conn, notification_id, "cancelled", "cancelled", t, "outcome changed", ("sending",))
                 return False
             cur = self._x(conn, "UPDATE notifications SET state = 'scheduled', next_attempt_at = ?, last_error = ?, "
-                               "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'sending'",
-                               (epoch(next_attempt_at), error or (result.error if result else None), t, notification_id))
+                               "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'sending' "
+                               "AND (? IS NULL OR lease_owner = ?)",
+                               (epoch(next_attempt_at), error or (result.error if result else None), t, notification_id,
+                                owner, owner))
             return bool(cur.rowcount)
 
     def defer(self, notification_id: str, until: Instant, reason: str, at: Instant | None = None) -> bool:

@@ -60,6 +60,7 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
 
     _JSON_ITEM = "(({})::jsonb ->> CAST(? AS integer))"
     _SKIP_LOCKED = " FOR UPDATE OF n SKIP LOCKED"
+    _FOR_UPDATE = " FOR UPDATE"
 
     def __init__(self, url: str, *, migrations: Sequence[PgMigration] = PG_MIGRATIONS, min_size: int = 1,
                  max_size: int = 8, timeout: float = 30.0, upgrade: bool = True):

@@ -385,3 +385,38 @@ def test_source_events_dedup_unmapped_and_resolve(store: Store):
     assert store.resolve_source_event(u.id, "accepted", "ats:1", at=T0 + 2)
     assert not store.resolve_source_event(u.id, "accepted", at=T0 + 3)
     assert store.unmapped_source_events() == [] and store.source_event("ats", "e1").outcome_id == "ats:1"
+
+
+# ------------------------------------------------------------------------------------------ lost leases
+
+def _claim_and_begin(store: Store, owner: str, at: float):
+    n = store.claim_due(at, 1, owner, 30)[0]
+    return n, store.begin_attempt(n.id, n.channel, "outbox", at=at)
+
+
+def test_a_dispatcher_that_lost_its_lease_to_another_records_a_possible_duplicate(store: Store):
+    store.accept_outcomes([item("a")])
+    _, a1 = _claim_and_begin(store, "A", T0)  # A hangs in the provider call past its lease
+    assert store.release_expired_leases(T0 + 31) == 1
+    n, again = _claim_and_begin(store, "B", T0 + 32)
+    assert again.attempt_key == a1.attempt_key  # B resends with the same idempotency key
+    assert not store.mark_sent(n.id, T0 + 33, attempt_id=a1.id, result=SendResult("accepted", provider_id="pA"),
+                               owner="A")
+    d = store.get_notification(n.id)
+    assert (d.notification.state, d.notification.lease_owner) == ("sending", "B")  # not overwritten
+    assert [e.detail["holder"] for e in d.events if e.kind == "possible_duplicate"] == ["B"]
+    assert not store.schedule_retry(n.id, T0 + 99, "late timeout", attempt_id=a1.id, owner="A")
+    assert store.mark_sent(n.id, T0 + 34, attempt_id=again.id, result=SendResult("accepted", provider_id="pB"),
+                           owner="B")
+    d = store.get_notification(n.id)
+    assert d.notification.state == "sent" and [e.kind for e in d.events].count("sent") == 1
+
+
+def test_a_late_finish_after_the_lease_was_returned_but_not_taken_is_kept(store: Store):
+    store.accept_outcomes([item("a")])
+    n, a1 = _claim_and_begin(store, "A", T0)
+    assert store.release_expired_leases(T0 + 31) == 1  # back to scheduled; nobody claimed it yet
+    assert store.mark_sent(n.id, T0 + 32, attempt_id=a1.id, result=SendResult("accepted", provider_id="pA"),
+                           owner="A")
+    assert store.get_notification(n.id).notification.state == "sent"
+    assert store.claim_due(T0 + 40, 10, "B", 30) == []  # not sent a second time
