@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.model import Rule, RuleSet, Timing
-from engine.routing.entries import Chain, Ranges, compile_entry
+from engine.routing.entries import Chain, Ranges, Span, compile_entry
 from engine.routing.router import Router, lookup
 from engine.rules.when import compile_when
 
@@ -139,11 +139,21 @@ def test_a_run_of_ranges_is_one_interval_table():
     rules.append(_rule(3, {}, None))
     entry = compile_entry(rules)
     assert isinstance(entry, Ranges)
-    assert entry.bounds == [0, 40, 50, 60, 61]
+    assert entry.bounds == (0, 40, 50, 60, 61)
     assert entry.points is None  # every bound wins what the gap to its right wins: one bisect_right
     for x, want in [(-1, 3), (0, 0), (45, 0), (50, 1), (59.99, 1), (60, 2), (60.5, 2), (61, 3), (math.nan, 3),
                     ("45", 3), (True, 3), (None, 3)]:
         assert entry.step({"score": x}) is rules[want], x
+
+
+def test_one_band_is_two_comparisons():
+    rules = [_rule(0, {}, "score >= 60 and score < 80"), _rule(1, {}, None)]
+    entry = compile_entry(rules)
+    assert isinstance(entry, Span) and entry.miss is rules[1]
+    for x, want in [(59.9, 1), (60, 0), (79.9, 0), (80, 1), (math.nan, 1), (True, 1), ("70", 1), (None, 1)]:
+        assert entry.step({"score": x}) is rules[want], x
+    one = compile_entry([_rule(0, {}, "score > 60 and score < 80")])
+    assert isinstance(one, Chain)  # one range of another shape: its predicate
 
 
 def test_mixed_bounds_keep_their_points():
@@ -155,16 +165,16 @@ def test_mixed_bounds_keep_their_points():
 
 
 def test_other_whens_stay_in_order_between_tables():
-    rules = [_rule(0, {}, "score >= 90"), _rule(1, {}, 'stage == "a"'), _rule(2, {}, "attributes.level < 3"),
-             _rule(3, {}, "attributes.level >= 3")]
+    rules = [_rule(0, {}, "score >= 90"), _rule(1, {}, "score < 10"), _rule(2, {}, 'stage == "a"'),
+             _rule(3, {}, "attributes.level < 3"), _rule(4, {}, "attributes.level >= 3")]
     entry = compile_entry(rules)
     assert isinstance(entry, Ranges)
     chain = entry.miss
-    assert isinstance(chain, Chain) and chain.rules == (rules[1],)
+    assert isinstance(chain, Chain) and chain.rules == (rules[2],)
     assert isinstance(chain.rest, Ranges)
     router = Router(RuleSet(tuple(rules), {}, "v"))
-    for o in [{"score": 95, "stage": "a"}, {"score": 5, "stage": "a"}, {"attributes": {"level": 1}},
-              {"attributes": {"level": 7}}, {"attributes": "x"}, {}]:
+    for o in [{"score": 95, "stage": "a"}, {"score": 5, "stage": "a"}, {"score": 50, "stage": "a"},
+              {"attributes": {"level": 1}}, {"attributes": {"level": 7}}, {"attributes": "x"}, {}]:
         assert router.route(o) is naive(rules, o), o
 
 
