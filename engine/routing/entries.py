@@ -10,10 +10,10 @@ A candidate list (rules in evaluation order, as an index entry holds them) becom
   `lo <= x < hi`, two comparisons; a run of one range of another shape stays a `Chain`);
 - `Chain`: candidates with any other `when`, tried in order.
 
-Each `Ranges`, `Span` or `Chain` knows what comes after it (`rest`, or `miss`); a table's `step(outcome)`
-gives the winning rule, None, or the entry to go on with (Router.route loops until it has a rule or None,
-trying a Chain's rules itself). Equal candidate lists compile to one shared object (`Compiler` memoises
-them).
+Each `Ranges`, `Span` or `Chain` knows what comes after it (`miss`, `rest`); Router.route loops until it
+has a rule or None, testing a Span's band and a Chain's rules itself (one call less, measured) and asking
+a table's `step(outcome)` for the winning rule, None, or the entry to go on with. Equal candidate lists
+compile to one shared object (`Compiler` memoises them).
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class Ranges:
 
 class Span:
     """One rule whose `when` is `lo <= field < hi` on a top-level field (the usual band, both bounds numbers):
-    two comparisons."""
+    two comparisons, made by Router.route (the field a number, else `miss`; NaN is in no band)."""
 
     __slots__ = ("hi", "lo", "miss", "name", "rule")
 
@@ -97,14 +97,6 @@ class Span:
         """Is `rng` a band [lo, hi) on a top-level field?"""
         return (rng.lo is not None and rng.hi is not None and rng.lo_closed and not rng.hi_closed
                 and "." not in rng.path)
-
-    def step(self, outcome: Mapping) -> Entry:
-        """The rule when the field is a number in [lo, hi) (NaN is in no range), else what comes after it."""
-        x: Any = outcome.get(self.name)
-        cls = x.__class__
-        if (cls is int or cls is float) and self.lo <= x < self.hi:
-            return self.rule
-        return self.miss
 
 
 class Chain:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.model import Rule, RuleSet
-from engine.routing.entries import Chain, Compiler, Entry
+from engine.routing.entries import Chain, Compiler, Entry, Span
 
 CACHE_LIMIT = 200_000  # decision-cache entries before it is cleared (0: no caching)
 _MISS: Any = object()  # not in the decision cache yet
@@ -184,7 +184,13 @@ class Router:
         """The first rule that matches `outcome`, or None."""
         entry = self._find(outcome)
         while entry.__class__ is not Rule and entry is not None:
-            if entry.__class__ is Chain:  # tried here rather than in a method: one call less (measured)
+            # Chains and Spans are tried here rather than in a method: one call less (measured)
+            if entry.__class__ is Span:
+                x = outcome.get(entry.name)
+                if (x.__class__ is int or x.__class__ is float) and entry.lo <= x < entry.hi:
+                    return entry.rule
+                entry = entry.miss
+            elif entry.__class__ is Chain:
                 for rule, holds in entry.tests:
                     if holds(outcome):
                         return rule
