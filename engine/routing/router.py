@@ -39,8 +39,6 @@ def match_value(value: Any) -> Any:
         return ("\0bool", value)  # so that `true` never equals 1
     if isinstance(value, (list, dict)):
         return _Unmatchable()
-    if value.__class__ is str:
-        return sys.intern(value)  # one copy of each text among the index keys
     return value
 
 
@@ -148,6 +146,7 @@ class Router:
             self._default: Any = self._compiler.entry(self._upto_sure(list(constant)))
             for key, hits in (varying[0].items() if varying else ()):
                 merged = self._upto_sure(sorted(set(hits) | set(constant)))
+                key = tuple(sys.intern(v) if v.__class__ is str else v for v in key)  # one copy of each text
                 self._entries[key] = self._compiler.entry(merged)
         else:
             self._default = _MISS
