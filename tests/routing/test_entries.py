@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from engine.model import Rule, RuleSet, Timing
 from engine.routing.entries import Chain, Ranges, Span, compile_entry
-from engine.routing.router import Router, lookup
+from engine.routing.router import Router
 from engine.rules.when import compile_when
+from routing_oracle import naive
 
 MATCH_VALUES = {"role": ["backend", "sales", None], "stage": ["a", "b"], "attributes.source": ["web", "ref", 1, True]}
 BOUNDS = [-1e999, -5, 0, 0.5, 10, 10.0, 59.9, 60, 100, 1e999]
@@ -21,21 +22,6 @@ def _rule(i: int, match: dict, when: str | None, priority: int = 0) -> Rule:
     return Rule(id=f"r{i}", template="t", channels=("email",), timing=Timing(timedelta(0)),
                 match=tuple((k, tuple(v)) for k, v in match.items()), when=when,
                 predicate=compile_when(when) if when else None, priority=priority, order=i)
-
-
-def naive(rules, outcome):
-    """The oracle: every rule in order, `match` by value and type (true is not 1), then `when`."""
-    for rule in rules:
-        ok = True
-        for path, values in rule.match:
-            got = lookup(outcome, path)
-            if isinstance(got, (list, dict)) or not any((type(got) is type(v) and got == v)
-                                                         or (got is None and v is None) for v in values):
-                ok = False
-                break
-        if ok and (rule.predicate is None or rule.predicate(outcome)):
-            return rule
-    return None
 
 
 # ---------------------------------------------------------------- strategies

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.model import Rule, RuleSet, Timing, Variant
-from engine.routing.router import Router, choose_variant, lookup, why_not
+from engine.routing.router import Router, choose_variant, why_not
+from routing_oracle import naive
 
 FIELDS = ("decision", "stage", "attributes.flag", "candidate.locale")
 VALUES = {"decision": ["pass", "reject"], "stage": ["a", "b", None],
@@ -19,20 +20,6 @@ def _rule(i: int, match: dict, pred=None, priority: int = 0) -> Rule:
     return Rule(id=f"r{i}", template="t", channels=("email",), timing=Timing(timedelta(0)),
                 match=tuple((k, tuple(v)) for k, v in match.items()), when="x" if pred else None,
                 predicate=pred, priority=priority, order=i)
-
-
-def naive(rules, outcome):
-    for rule in rules:
-        ok = True
-        for path, values in rule.match:
-            got = lookup(outcome, path)
-            if isinstance(got, (list, dict)) or not any((type(got) is type(v) and got == v)
-                                                         or (got is None and v is None) for v in values):
-                ok = False
-                break
-        if ok and (rule.predicate is None or rule.predicate(outcome)):
-            return rule
-    return None
 
 
 PREDICATES = [lambda o: (o.get("score") or 0) >= 60, lambda o: o.get("stage") == "a"]
