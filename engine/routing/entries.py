@@ -149,14 +149,18 @@ def compile_entry(rules: Sequence[Rule]) -> Entry:
 
 
 class Compiler:
-    """Compiles candidate lists, giving equal lists (by rule position) one shared entry."""
+    """Compiles candidate lists, giving equal lists (by rule position) one shared entry; the memo is
+    cleared when it holds `limit` lists (only sharing is lost)."""
 
-    def __init__(self, rules: Sequence[Rule]):
+    def __init__(self, rules: Sequence[Rule], limit: int = 200_000):
         self.rules = rules
+        self.limit = limit
         self.memo: dict[tuple, Entry] = {}
 
     def entry(self, indices: tuple) -> Entry:
         found = self.memo.get(indices, _UNSEEN)
         if found is _UNSEEN:
+            if len(self.memo) >= self.limit:
+                self.memo.clear()
             found = self.memo[indices] = compile_entry([self.rules[i] for i in indices])
         return found

@@ -208,8 +208,6 @@ class Router:
         if plain and self.cache_limit:
             if len(self._entries) >= self.cache_limit:
                 self._entries.clear()
-            if len(self._compiler.memo) >= max(self.cache_limit, 1024):
-                self._compiler.memo.clear()
             self._entries[raw_key] = entry
         return entry
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.model import Rule, RuleSet, Timing
-from engine.routing.entries import Chain, Ranges, Span, compile_entry
+from engine.routing.entries import Chain, Compiler, Ranges, Span, compile_entry
 from engine.routing.router import Router
 from engine.rules.when import compile_when
 from routing_oracle import naive
@@ -183,3 +183,12 @@ def test_a_complete_index_learns_nothing_at_run_time():
     assert router.route({"role": ["backend"], "stage": "a", "score": 70}).id == "r1"
     assert router.route({"role": "backend", "stage": "a", "score": 70}).id == "r0"
     assert router._entries == before
+
+
+def test_the_memo_of_compiled_lists_is_bounded():
+    rules = [_rule(i, {}, "score >= 60") for i in range(4)]
+    compiler = Compiler(rules, limit=2)
+    for indices in [(0,), (1,), (2,), (3,), (0, 1)]:
+        assert isinstance(compiler.entry(indices), (Chain, Ranges))
+        assert len(compiler.memo) <= 2
+    assert compiler.entry((0, 1)) is compiler.entry((0, 1))
