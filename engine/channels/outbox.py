@@ -1,6 +1,7 @@
 """The outbox transport: each message written as a file under outbox/<channel>/, like a development mail backend."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -8,7 +9,23 @@ from pathlib import Path
 
 from engine.channels.base import ACCEPTED, PERMANENT, Envelope, SendResult
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
+_MAX_STEM = 180  # characters of a file name before it is cut and suffixed with a hash
+
+
+def file_stem(key: str) -> str:
+    """A file name for an attempt key, injective: `a/b`, `a_b`, `a b` and `a:b` get four different names.
+
+    Letters, digits, `.` and `-` stay; every other character (`_` included) is written `_XX` per UTF-8
+    byte, and a leading `.` too (no hidden files). A longer name is cut and ends in `~` and a hash of the
+    whole key (`~` is always escaped otherwise, so cut names never equal uncut ones).
+    """
+    stem = _UNSAFE.sub(lambda m: "".join(f"_{b:02x}" for b in m.group().encode("utf-8")), key)
+    if stem.startswith("."):
+        stem = "_2e" + stem[1:]
+    if len(stem) > _MAX_STEM:
+        stem = stem[:_MAX_STEM - 33] + "~" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return stem
 
 
 class OutboxTransport:
@@ -21,7 +38,7 @@ class OutboxTransport:
         self.directory = Path(directory) / channel
 
     def path_for(self, envelope: Envelope) -> Path:
-        return self.directory / (_SAFE.sub("_", envelope.attempt_key) + ".json")
+        return self.directory / (file_stem(envelope.attempt_key) + ".json")
 
     def send(self, envelope: Envelope) -> SendResult:
         record = {
