@@ -61,9 +61,33 @@ def _short(message: str) -> str:
     return message if len(message) <= 160 else message[:157] + "..."
 
 
+MAX_ATTRIBUTE_DEPTH = 16  # levels of lists and mappings `attributes` may nest (it is the one free-form field)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when `value` nests lists and mappings more than `limit` levels deep (no recursion: any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if v.__class__ is dict:
+            children: Any = v.values()
+        elif v.__class__ is list:
+            children = v
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
+
+
 def check_record(record: Any) -> GateResult:
     """Schema check of one parsed record; fast when valid, names the field when not."""
     if fast_check("outcome")(record):  # compiled once (cached), then one call
+        attributes = record.get("attributes")
+        if attributes and _deeper_than(attributes, MAX_ATTRIBUTE_DEPTH):
+            return GateResult(INVALID, None, record["id"],
+                              f"attributes: nested more than {MAX_ATTRIBUTE_DEPTH} levels deep", "attributes")
         tz = record["candidate"].get("timezone")
         if tz is not None and load_timezone(tz) is None:  # never silently replaced by the rule's zone
             return GateResult(INVALID, None, record["id"], f"candidate.timezone: {check_timezone(tz)}",

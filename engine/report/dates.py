@@ -53,11 +53,26 @@ def _instant(value: str, tz, end: bool) -> float:
     return dt.timestamp()
 
 
+_FIRST, _LAST = 0.0, 253402214400.0  # 1970-01-01 .. 9999-12-31: the instants a report can show
+
+
+def _bounded(name: str, value: str, tz, end: bool) -> float:
+    """_instant(), its errors (and out-of-range dates) named after the parameter: `since: ...`."""
+    try:
+        at = _instant(value, tz, end)
+    except (ValueError, OverflowError) as e:
+        message = str(e) if isinstance(e, ValueError) else f"{value!r} is out of range"
+        raise ValueError(f"{name}: {message}") from None
+    if not _FIRST <= at <= _LAST:
+        raise ValueError(f"{name}: {value!r} is out of range (1970-01-01 to 9999-12-31)")
+    return at
+
+
 def period(since: str | None, until: str | None, timezone_name: str | None) -> tuple[float | None, float | None]:
     """[since, until) in epoch seconds; a date for `until` includes that whole day."""
     tz = zone(timezone_name)
-    lo = _instant(since, tz, False) if since else None
-    hi = _instant(until, tz, True) if until else None
+    lo = _bounded("since", since, tz, False) if since else None
+    hi = _bounded("until", until, tz, True) if until else None
     if lo is not None and hi is not None and hi <= lo:
         raise ValueError("--until must come after --since")
     return lo, hi

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import logging
 import threading
 import time
@@ -65,16 +66,24 @@ def _now_fn(clock: Any) -> Callable[[], float]:
     raise TypeError("clock: an engine.schedule.clock.Clock, a callable returning epoch seconds, or None")
 
 
+MIN_AT, MAX_AT = 0.0, 253402214400.0  # 1970-01-01 .. 9999-12-31: what the store, reports and replies can show
+
+
 def _parse_at(value: Any) -> float | None:
+    """Epoch seconds from a number or an RFC 3339 time with an offset; None when not one, or out of range."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and value.strip():
+        at = float(value)
+    elif isinstance(value, str) and value.strip():
         try:
             dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
+            if dt.tzinfo is None:
+                return None
+            at = dt.timestamp()
+        except (ValueError, OverflowError):
             return None
-        return dt.timestamp() if dt.tzinfo is not None else None
-    return None
+    else:
+        return None
+    return at if math.isfinite(at) and MIN_AT <= at <= MAX_AT else None
 
 
 def _problem(code: int, error: str, field: str | None = None) -> JSONResponse:
@@ -248,7 +257,8 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
         if data.get("at") is not None:
             at = _parse_at(data["at"])
             if at is None:
-                return _problem(422, "at: an RFC 3339 time with an offset, or epoch seconds", "at")
+                return _problem(422, "at: an RFC 3339 time with an offset, or epoch seconds, between 1970 and 9999",
+                                "at")
         if not any(data.get(k) for k in ("notification_id", "provider_id", "phone", "email")):
             return _problem(422, "name the message answered: notification_id, provider_id, phone or email",
                             "notification_id")
@@ -272,7 +282,8 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
         try:
             flt = report_filters(since, until, tuple(rule), channel, role, stage, report_timezone)
         except ValueError as e:
-            return _problem(422, str(e))
+            field = str(e).partition(":")[0]
+            return _problem(422, str(e), field if field in ("since", "until") else None)
         rep = await run_in_threadpool(build_report, store.path, flt, timezone_name=report_timezone)
         return HTMLResponse(render_html(rep), headers={"Cache-Control": "no-store"})
 
