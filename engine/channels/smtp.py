@@ -1,6 +1,7 @@
 """The smtp transport: one EmailMessage per envelope over smtplib (implicit TLS or STARTTLS), errors classified by reply code."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import smtplib
@@ -260,7 +261,19 @@ class SMTPTransport:
     # --- classification ------------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
-        return redact(text, [self.password])
+        """`text` without the password, raw, URL-quoted, or base64 as AUTH PLAIN / LOGIN send it (servers echo it)."""
+        return redact(text, [self.password, *self._auth_forms])
+
+    @property
+    def _auth_forms(self) -> list[str]:
+        if not (self.username and self.password):
+            return []
+        pw = self.password.reveal()
+        forms = []
+        for raw in (pw, f"\0{self.username}\0{pw}", f"{self.username}\0{self.username}\0{pw}"):
+            b64 = base64.b64encode(raw.encode("utf-8")).decode("ascii")
+            forms += [b64, b64.rstrip("=")]
+        return forms
 
     def _reply_result(self, what: str, code: int, text: bytes | str) -> SendResult:
         detail = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)

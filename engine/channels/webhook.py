@@ -82,7 +82,7 @@ class WebhookTransport:
         if url and not _valid_url(url):
             r.fail("url", "must be an http:// or https:// URL with a host")
         self._url = Secret(url)  # paths and queries often carry tokens: kept out of reprs and errors
-        self.origin = _origin(url)
+        self.origin = origin_of(url)
         self.secret: Secret | None = r.secret("secret")
         self.timeout = r.number("timeout", 10.0, 0.001)
         self.verify = r.flag("verify", True)
@@ -208,7 +208,7 @@ def _valid_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c in url for c in " \r\n\0")
 
 
-def _origin(url: str) -> str:
+def origin_of(url: str) -> str:
     """scheme://host[:port] only: paths and queries often hold tokens, and errors must not show them."""
     try:
         parts = urlsplit(url)

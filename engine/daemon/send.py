@@ -6,6 +6,7 @@ from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Mapping
 
+from engine.channels.webhook import origin_of as webhook_origin
 from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
 from engine.pipeline import render_messages, timezone_for
@@ -41,7 +42,10 @@ def address(channel: str, outcome: Mapping, settings: Mapping[str, Any] | None) 
         value = lookup(outcome, need)
         return str(value) if value else None
     settings = settings or {}
-    return str(settings.get("url") or settings.get("directory") or channel)
+    url = settings.get("url")
+    if url:  # the origin only: a path or query may carry a token, and `to` is stored and shown
+        return webhook_origin(str(url))
+    return str(settings.get("directory") or channel)
 
 
 def next_channel(n: NotificationRow, outcome: Mapping) -> int | None:
