@@ -20,7 +20,7 @@ _LOCK = threading.Lock()
 
 
 class Counting(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with _LOCK:
             RECEIVED.append((body["notification"], self.headers.get("Idempotency-Key") or ""))
