@@ -47,12 +47,17 @@ def quick_init(cls: type) -> type:
 
 @dataclass(frozen=True)
 class Window:
-    """A named send window: weekdays (0=mon..6=sun), minute ranges [start, end), optional holiday calendar."""
+    """A named send window: weekdays (0=mon..6=sun), minute ranges [start, end), optional holiday calendars.
+
+    holidays: a calendar code (CN, or a subdivision: DE-BE), a tuple of them, or None. holidays_from
+    "candidate": the candidate's country/subdivision choose the calendar (engine.schedule.timing.for_candidate),
+    `holidays` being the default for candidates without one."""
 
     name: str
     days: frozenset
     ranges: tuple  # ((start_minute, end_minute), ...), end exclusive, 0 <= start < end <= 1440
-    holidays: str | None = None
+    holidays: str | tuple | None = None
+    holidays_from: str | None = None
     loc: Loc | None = field(default=None, compare=False)
 
 

@@ -16,7 +16,7 @@ from engine.render.sandbox import build_context, plain
 from engine.render.templates import TemplateFile
 from engine.routing.router import Router, choose_variant
 from engine.rules.schemas import TEMPLATE_EXTRAS
-from engine.schedule.timing import load_timezone, parse_instant, schedule
+from engine.schedule.timing import load_timezone, parse_instant, schedule, windows_for
 
 MATCHED = "matched"
 UNMATCHED = "unmatched"
@@ -153,7 +153,8 @@ class Pipeline:
             chosen = templates.resolve(template, prefs)
         occurred = outcome.get("occurred_at")
         occurred = parse_instant(occurred) if occurred else None
-        sched = schedule(rule.timing, self.windows, occurred or now, timezone_for(rule, outcome), now,
+        windows = windows_for(self.windows, rule.timing.window, outcome)  # holidays: candidate
+        sched = schedule(rule.timing, windows, occurred or now, timezone_for(rule, outcome), now,
                          approved_at=approved_at, channels=max(len(channels), 1) if full else 1)
         if status == MATCHED and (not channels or sched.send_at is None):
             # nothing can be sent: the outcome waits for a person, in dry-run as in the daemon

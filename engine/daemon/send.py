@@ -15,7 +15,7 @@ from engine.routing.router import lookup
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
 from engine.store import NotificationRow
-from engine.schedule.timing import load_timezone, next_open
+from engine.schedule.timing import for_candidate, load_timezone, next_open
 from engine.daemon.planning import find_rule
 from engine.config.settings import DispatchSettings
 
@@ -239,6 +239,7 @@ class Sender:
             window = pipeline.windows.get(rule.timing.window) if rule and rule.timing.window else None
             if window is None:
                 return t
+            window = for_candidate(window, outcome)
             opened = next_open(datetime.fromtimestamp(t, UTC), window, timezone_for(rule, outcome))
             return opened.timestamp() if opened is not None else t
         except Exception:  # never let a window question stop a send

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone, UTC
 from functools import lru_cache
 from typing import Any
@@ -101,20 +101,29 @@ def parse_hours(text: str | list | tuple) -> tuple[tuple[int, int], ...] | str:
 # ---------------------------------------------------------------- names: holidays, time zones
 
 @lru_cache(maxsize=1)
-def _countries() -> frozenset:
+def _countries() -> dict:
+    """{country code: (its subdivision codes)} of the `holidays` package."""
     import holidays
-    return frozenset(holidays.list_supported_countries())
+    return {c: tuple(s) for c, s in holidays.list_supported_countries().items()}
 
 
 def check_holidays(code: Any) -> str | None:
-    """None when the `holidays` package knows this country code, else an error message with a suggestion."""
+    """None when the `holidays` package knows this calendar (a country, "CN", or a country and one of its
+    subdivisions, "DE-BE"), else an error message with a suggestion."""
     if not isinstance(code, str):
-        return f'holidays takes a country code such as "CN", not {code!r}'
+        return f'holidays takes a calendar code such as "CN" or "DE-BE", not {code!r}'
     known = _countries()
-    if code in known:
+    country, dash, sub = code.partition("-")
+    if country not in known:
+        hint = f' (did you mean "{code.upper()}"?)' if country.upper() in known else did_you_mean(country, known)
+        return (f'unknown holiday calendar "{code}"{hint}; use a country code the holidays package knows, e.g. "CN", '
+                f'or a country and subdivision, e.g. "DE-BE"')
+    if not dash or sub in known[country]:
         return None
-    hint = f' (did you mean "{code.upper()}"?)' if code.upper() in known else did_you_mean(code, known)
-    return f'unknown holiday calendar "{code}"{hint}; use a country code the holidays package knows, e.g. "CN"'
+    subs = known[country]
+    hint = f' (did you mean "{country}-{sub.upper()}"?)' if sub.upper() in subs else did_you_mean(sub, subs)
+    listed = ", ".join(subs[:12]) + (", ..." if len(subs) > 12 else "") if subs else "none"
+    return f'unknown subdivision "{sub}" of {country} in "{code}"{hint}; {country} has: {listed}'
 
 
 _NOT_PORTABLE = frozenset({"localtime", "posixrules"})  # files that mean something else on each machine
@@ -175,26 +184,60 @@ def parse_window(name: str, spec: Any) -> tuple[Window | None, list[tuple[str, s
     ranges = parse_hours("00:00-24:00" if hours is None else hours)
     if isinstance(ranges, str):
         errors.append(("hours", "bad-hours", ranges))
-    code = spec.get("holidays")
-    if code is not None:
-        problem = check_holidays(code)
-        if problem:
-            errors.append(("holidays", "bad-holidays", problem))
+    code, source = None, None
+    if spec.get("holidays") is not None:
+        code, source, problems = parse_holidays(spec["holidays"])
+        errors += [("holidays", "bad-holidays", p) for p in problems]
     if errors:
         return None, errors
-    return Window(name=name, days=frozenset(day_set), ranges=ranges, holidays=code), []
+    return Window(name=name, days=frozenset(day_set), ranges=ranges, holidays=code, holidays_from=source), []
+
+
+CANDIDATE = "candidate"
+
+
+def parse_holidays(spec: Any) -> tuple[str | tuple | None, str | None, list[str]]:
+    """`holidays:` -> (calendar code(s), "candidate" or None, problems). Takes "CN", "DE-BE", a list of codes,
+    "candidate", or {from: candidate, default: CODE or [CODES]}."""
+    source = None
+    if spec == CANDIDATE:
+        return None, CANDIDATE, []
+    if isinstance(spec, Mapping):
+        problems = [f'holidays has no setting "{k}"{did_you_mean(str(k), ("from", "default"))}'
+                    for k in spec if k not in ("from", "default")]
+        if spec.get("from") != CANDIDATE:
+            problems.append(f'holidays: from takes "{CANDIDATE}" (the calendar of the candidate\'s country), '
+                            f'not {spec.get("from")!r}')
+        source, spec = CANDIDATE, spec.get("default")
+        if spec is None:
+            return None, source, problems
+    else:
+        problems = []
+    codes = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not codes:
+        problems.append('holidays lists no calendar; write a code such as "CN", or leave holidays out')
+    problems += [p for p in (check_holidays(c) for c in codes) if p]
+    if isinstance(spec, (list, tuple)):
+        return tuple(codes), source, problems
+    return spec, source, problems
 
 
 _CALENDARS: dict[tuple[str, int], tuple[frozenset, frozenset]] = {}
 
 
-def _calendar(code: str, year: int) -> tuple[frozenset, frozenset]:
-    """(official days off, make-up working days) of one country and year; built once, then a dict lookup."""
+def _calendar(code: str | tuple, year: int) -> tuple[frozenset, frozenset]:
+    """(official days off, make-up working days) of one calendar ("CN", "DE-BE") or several (their days off
+    together) and year; built once, then a dict lookup."""
+    if isinstance(code, tuple):
+        parts = [_calendar(c, year) for c in code]
+        closed = frozenset().union(*(c for c, _ in parts))
+        return closed, frozenset().union(*(o for _, o in parts)) - closed
     got = _CALENDARS.get((code, year))
     if got is None:
         try:
             import holidays
-            cal = holidays.country_holidays(code, years=year)
+            country, _, sub = code.partition("-")
+            cal = holidays.country_holidays(country, subdiv=sub or None, years=year)
             closed = frozenset(d for d in cal if d.year == year)
             extra = getattr(cal, "weekend_workdays", None) or ()
             opened = frozenset(d for d in extra if d.year == year) - closed
@@ -213,6 +256,38 @@ def is_open_day(day: date, window: Window) -> bool:
         if day in opened:
             return True
     return day.weekday() in window.days
+
+
+def for_candidate(window: Window, outcome: Mapping | None) -> Window:
+    """The window with the calendar that applies to this candidate: for `holidays: candidate` (holidays_from),
+    candidate.country with candidate.subdivision when the holidays package knows them, else the window's
+    default calendar (or none). Other windows come back as they are. The same object for the same calendar,
+    so next_open's per-window cache keeps working."""
+    if window.holidays_from != CANDIDATE:
+        return window
+    cand = outcome.get("candidate") if isinstance(outcome, Mapping) else None
+    country = cand.get("country") if isinstance(cand, Mapping) else None
+    sub = cand.get("subdivision") if isinstance(cand, Mapping) else None
+    code: str | tuple | None = window.holidays
+    if isinstance(country, str) and check_holidays(country) is None:
+        code = country
+        if isinstance(sub, str) and check_holidays(f"{country}-{sub}") is None:
+            code = f"{country}-{sub}"
+    return _derived(window, code)
+
+
+@lru_cache(maxsize=4096)
+def _derived(window: Window, code: str | tuple | None) -> Window:
+    return replace(window, holidays=code, holidays_from=None)
+
+
+def windows_for(windows: Mapping[str, Window], name: str | None, outcome: Mapping | None) -> Mapping[str, Window]:
+    """`windows` with window `name` resolved for the candidate (for_candidate); unchanged when nothing depends
+    on the candidate."""
+    window = windows.get(name) if name is not None else None
+    if window is None or window.holidays_from != CANDIDATE:
+        return windows
+    return {**windows, name: for_candidate(window, outcome)}
 
 
 def in_window(instant: datetime, window: Window, tz: ZoneInfo) -> bool:
