@@ -294,19 +294,18 @@ def sources_test(name: str, event_file: str, headers: tuple, now, paths: tuple, 
 @config_option
 def sources_resubmit(source_name: str | None, limit: int, paths: tuple, config_path: str | None) -> None:
     """Map the unmapped ATS events again with the current `map:` and take in those that map now."""
-    import time
 
     from engine.daemon.actions import withdraw
     from engine.intake.batch import intake
-    from engine.pipeline import Pipeline
     from engine.sources.receive import resubmit
 
     dep = _load_or_exit(paths, config_path)
-    pipe = Pipeline(dep, render_channels="all")
+    clock = _clock(config_path, dep)
+    pipe = _pipeline(dep, clock)
     with _store(config_path, dep) as store:
         results = resubmit(store, dep.config.sources, source=source_name, limit=limit,
                            intake=lambda items, origin: intake(items, pipe, store, origin),
-                           withdraw=lambda oid, why: withdraw(store, oid, time.time(), why))
+                           withdraw=lambda oid, why: withdraw(store, oid, clock.now(), why))
     for row, r in results:
         click.echo(f"{row.source}\t{row.event_id}\t{r.outcome_id or '-'}\t{r.status}" + (f": {r.error}" if r.error else ""))
     still = sum(r.status == "unmapped" for _, r in results)
@@ -317,6 +316,24 @@ def sources_resubmit(source_name: str | None, limit: int, paths: tuple, config_p
 
 rules_option = click.option("--rules", "paths", multiple=True, type=click.Path(),
                             help="Rule files or directories (default: config).")
+
+
+def _clock(config_path: str | None = None, dep=None, store_path=None):
+    """The time for commands on a store: a running daemon's clock (--time-scale, --start-at), else the wall clock."""
+    from engine.schedule.clock import store_clock
+
+    if store_path is None:
+        from engine.config.settings import load_config
+
+        store_path = (dep.config if dep is not None else load_config(config_path)[0]).store_path
+    return store_clock(store_path)
+
+
+def _pipeline(dep, clock):
+    """The planning pipeline for commands that write the store, on `clock` (the daemon's, when it runs)."""
+    from engine.daemon.planning import ClockedPipeline
+
+    return ClockedPipeline(dep, render_channels="all", source=clock)
 
 
 def _store(config_path: str | None, dep=None):
@@ -392,11 +409,10 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
 
     from engine.intake.batch import intake
     from engine.intake.decode import read_items
-    from engine.pipeline import Pipeline
 
     dep = _load_or_exit(paths, config_path)
     items = list(read_items(file))
-    pipe = Pipeline(dep, render_channels="all")
+    pipe = _pipeline(dep, _clock(config_path, dep))
     counts: Counter = Counter()
     problems = []
     show_bar = sys.stderr.isatty() and fmt == "text"
@@ -455,17 +471,16 @@ def post(file: str, url: str | None, token: str | None, hmac_secret: str | None,
 @config_option
 def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) -> None:
     """List the outcomes no rule matched, waiting for a person; --retry routes them again."""
-    import time
 
     from engine.store import utc
 
     if retry:
         from engine.daemon.actions import retry_unmatched
-        from engine.pipeline import Pipeline
 
         dep = _load_or_exit(paths, config_path)
         with _store(config_path, dep) as store:
-            results = retry_unmatched(store, Pipeline(dep, render_channels="all"), time.time(), limit)
+            clock = _clock(config_path, dep)
+            results = retry_unmatched(store, _pipeline(dep, clock), clock.now(), limit)
         for r in results:
             if r.notification:
                 click.echo(f"{r.id}: matched {r.rule}: notification {r.notification} at {r.send_at}")
@@ -502,15 +517,14 @@ def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) ->
 def route(outcome_id: str, rule_id: str, by: str | None, paths: tuple, config_path: str | None) -> None:
     """Route one stored outcome by hand with RULE (for an unmatched one, or a rule the match would not pick)."""
     import os
-    import time
 
     from engine.daemon.actions import ActionError, route_by_hand
-    from engine.pipeline import Pipeline
 
     dep = _load_or_exit(paths, config_path)
     with _store(config_path, dep) as store:
         try:
-            r = route_by_hand(store, Pipeline(dep, render_channels="all"), outcome_id, rule_id, time.time(),
+            clock = _clock(config_path, dep)
+            r = route_by_hand(store, _pipeline(dep, clock), outcome_id, rule_id, clock.now(),
                               by or os.environ.get("USER") or "cli")
         except ActionError as e:
             click.echo(f"herald route: {e}", err=True)
@@ -573,7 +587,8 @@ def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, 
         if not has_facts(path):
             click.echo("herald report: this store has no report_facts table yet (its migration was not applied): "
                        "rebuilding the figures from the events, which takes longer on a large store", err=True)
-        rep = build_report(path, flt, timezone_name=zone_name(tz_name), with_days=fmt in ("json", "html"))
+        rep = build_report(path, flt, timezone_name=zone_name(tz_name), with_days=fmt in ("json", "html"),
+                           now=_clock(store_path=path).now())
     except ReportStoreError as e:
         click.echo(f"herald report: {e}", err=True)
         sys.exit(1)
@@ -630,7 +645,7 @@ def suppressions_add(ctx: click.Context, channel: str, address: str, reason: str
 
     path = _tracking_store_path(store_path or ctx.obj.get("store_path"), config_path or ctx.obj.get("config_path"))
     with open_store(path) as store:
-        added = store.suppress(channel, address, reason=reason, actor=actor)
+        added = store.suppress(channel, address, reason=reason, actor=actor, at=_clock(store_path=path).now())
         entry = store.suppression(channel, address)
     click.echo(("suppressed " if added else "already suppressed ") + f"{channel} {entry.address if entry else address}")
 
@@ -668,7 +683,6 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
     Exit 0; 1 when there is no store or an ID is unknown.
     """
     import json
-    import time
 
     from engine.cli.report import format_item
     from engine.report.inbox import inbox
@@ -697,7 +711,7 @@ def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_p
     if not items:
         click.echo("No replies waiting." if not show_all else "No replies.")
         return
-    now = time.time()
+    now = _clock(store_path=path).now()
     # replies are written by candidates: their control characters are shown, never sent to the terminal
     click.echo(escape_controls("\n\n".join(format_item(i, now) for i in items), keep_newlines=True))
     waiting = sum(1 for i in items if i.handled_at is None)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from collections.abc import Sequence
 
-from engine.schedule.clock import make_clock
+from engine.schedule.clock import make_clock, publish_clock, withdraw_clock
 from engine.config.deployment import Deployment
 from engine.store import StoreError, open_store
 from engine.daemon.auth import is_loopback
@@ -104,6 +104,7 @@ class Daemon:
                               "or server.auth.hmac_secret in herald.yaml (from an environment variable), "
                               "or listen on 127.0.0.1")
         self._lock_fd = None if cfg.store_url else self._lock(Path(cfg.store_path))
+        self._clock_file = publish_clock(Path(cfg.store_path), clock) if self._lock_fd is not None else None
         self.dispatcher = Dispatcher(rt)
         rt.dispatcher = self.dispatcher
         self.reloader = Reloader(rt) if watch else None
@@ -233,6 +234,7 @@ class Daemon:
         """Never started: close the store and let go of the lock."""
         self._stopped = True
         self.runtime.store.close()
+        withdraw_clock(self._clock_file)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -253,6 +255,7 @@ class Daemon:
                 rt.store.release_expired_leases(rt.now() + FAR)
         finally:
             rt.store.close()
+            withdraw_clock(self._clock_file)
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
