@@ -497,7 +497,8 @@ def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) ->
     for row in rows:
         fields = " ".join(f"{k}={v}" for k, v in (("decision", row.decision), ("stage", row.stage),
                                                  ("role", row.role), ("reason", row.reason)) if v)
-        click.echo(f"{row.id}\t{utc(row.received_at).isoformat(timespec='seconds')}\t{fields}")
+        received = utc(row.received_at)
+        click.echo(f"{row.id}\t{received.isoformat(timespec='seconds') if received else '-'}\t{fields}")
     for event in events:
         click.echo(unmapped_line(event))
     click.echo(f"{len(rows)} outcome(s) waiting for a person" + (

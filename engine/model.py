@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from collections.abc import Callable, Mapping
 
 from engine.errors import Loc
@@ -17,14 +17,17 @@ CHANNEL_ADDRESS = {  # the candidate field a channel needs; a channel not listed
 }
 
 
-def quick_init(cls: type) -> type:
+_C = TypeVar("_C")
+
+def quick_init(cls: type[_C]) -> type[_C]:
     """Give a frozen dataclass an __init__ that fills the instance's dict in one call.
 
     Same signature, defaults and resulting instance as the generated one, which sets field after
     field through object.__setattr__ (twice as slow for the wide classes made once per outcome).
     Only for plain frozen dataclasses: no default factories, no __post_init__, no slots."""
-    params = list(fields(cls))
-    if (not cls.__dataclass_params__.frozen or hasattr(cls, "__post_init__") or "__slots__" in cls.__dict__
+    dyn: Any = cls  # dataclasses' own attribute and a replaced __init__: beyond static typing
+    params = list(fields(dyn))
+    if (not dyn.__dataclass_params__.frozen or hasattr(cls, "__post_init__") or "__slots__" in cls.__dict__
             or any(not f.init or f.default_factory is not MISSING or f.kw_only for f in params)):
         raise TypeError(f"quick_init does not apply to {cls.__name__}")
     scope: dict = {}
@@ -40,8 +43,8 @@ def quick_init(cls: type) -> type:
     exec(src, scope)  # noqa: S102 - field names only
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init
+    init.__doc__ = dyn.__init__.__doc__
+    dyn.__init__ = init
     return cls
 
 

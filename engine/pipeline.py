@@ -37,7 +37,8 @@ def reachable_channels(rule: Rule, outcome: Mapping) -> tuple[tuple, tuple]:
     cand = outcome.get("candidate")
     if cand.__class__ is not dict:
         cand = {}
-    keep, skip = [], []
+    keep: list[str] = []
+    skip: list[str] = []
     for ch in rule.channels:
         key = _ADDRESS_KEYS.get(ch)
         (keep if key is None or cand.get(key) else skip).append(ch)
@@ -126,9 +127,9 @@ class Pipeline:
         """Route, render and schedule one admitted outcome; `previous` (see previous_view) is what templates
         see of the revision this one amends."""
         oid = outcome.get("id")
-        rule, template = self.route(outcome)
-        version = self.deployment.ruleset.version
-        if rule is None:
+        rule, template = self.route(outcome)  # (a method: a pinned pipeline routes to its own rule)
+        version = self.router.ruleset.version
+        if rule is None or template is None:
             return Plan(oid, UNMATCHED if status == MATCHED else status, rule_version=version, outcome=outcome)
         channels, skipped = reachable_channels(rule, outcome)
         prefs = locale_prefs(rule, outcome)
@@ -174,6 +175,8 @@ class Pipeline:
             return Plan(result.outcome_id, INVALID, error=result.error)
         if result.status == DUPLICATE:
             return Plan(result.outcome_id, DUPLICATE, outcome=result.outcome)
+        if result.outcome is None:  # (the gate passes an outcome with every other verdict)
+            return Plan(result.outcome_id, INVALID, error=result.error)
         if result.status == AMENDED:
             held = result.outcome.get("approved", True) is False
             plan = self.plan(result.outcome, status=HELD if held else MATCHED,

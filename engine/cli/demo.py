@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     url: list[str] = []
 
     def pump() -> None:
-        for line in proc.stderr:
+        for line in proc.stderr or ():  # (a pipe: stderr=PIPE above)
             m = _URL.search(line)
             if m and not url:
                 url.append(m.group(1))

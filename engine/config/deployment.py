@@ -6,12 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config.settings import Config, load_config
 from engine.errors import Diagnostic, Loc, sort_diagnostics
 from engine.model import RuleSet
 from engine.rules.schemas import template_fields
+
+if TYPE_CHECKING:
+    from engine.render.templates import TemplateStore
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class Deployment:
     """Everything the pipeline needs that comes from files: config, templates, rules."""
 
     config: Config
-    templates: object  # engine.render.templates.TemplateStore
+    templates: TemplateStore
     ruleset: RuleSet | None
     diagnostics: tuple = ()
 

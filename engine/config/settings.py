@@ -256,16 +256,17 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
 
     rules_raw = data.get("rules", "rules")
     rules = tuple(p(r, "rules") for r in (rules_raw if isinstance(rules_raw, list) else [rules_raw]))
-    store = data.get("store") if isinstance(data.get("store"), dict) else {}
+    raw_store = data.get("store")
+    store: Mapping[str, Any] = raw_store if isinstance(raw_store, dict) else {}
     outbox = p(data.get("outbox"), "outbox")
     channels = _default_channels(outbox)
     raw_channels = data.get("channels")
-    if isinstance(raw_channels, dict) and raw_channels:
+    if doc is not None and isinstance(raw_channels, dict) and raw_channels:  # (data comes from a document)
         channels = {}
         for name, spec in raw_channels.items():
             if not isinstance(spec, dict):
                 continue
-            loc = doc.loc(("channels", name), key=True) if doc else None
+            loc = doc.loc(("channels", name), key=True)
             settings = {}
             for key, value in spec.items():
                 if key == "transport":
@@ -292,10 +293,10 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     windows = {}
     if isinstance(data.get("windows"), dict) and doc:
         windows = {k: (v, doc.loc(("windows", k), key=True)) for k, v in data["windows"].items()}
-    missing: list = []
-    server = expand_env(data.get("server") or {}, env, missing)
-    tracking = expand_env(data.get("tracking") or {}, env, missing)
-    alerts = expand_env(data.get("alerts"), env, missing) if isinstance(data.get("alerts"), dict) else {}
+    unset: list = []
+    server = expand_env(data.get("server") or {}, env, unset)
+    tracking = expand_env(data.get("tracking") or {}, env, unset)
+    alerts = expand_env(data.get("alerts"), env, unset) if isinstance(data.get("alerts"), dict) else {}
     alert_settings = AlertSettings.parse(alerts)
     store_file, store_url = _store_target(store, env, missing)
     diags += _check_alerts(alert_settings, channels, doc)
@@ -304,7 +305,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     sources, more = load_sources(data.get("sources"), doc, env)
     diags += more
     diags += _check_auth(server, doc, _display(cfg_path) if cfg_path else "herald.yaml")
-    for var in missing:
+    for var in unset:
         diags.append(Loc(_display(cfg_path) if cfg_path else "herald.yaml", 1, 1).warning(
             "unset-env", f"environment variable {var} is not set"))
     cfg = Config(
@@ -323,7 +324,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         tracking=TrackingSettings.parse(tracking),
         alerts=alert_settings,
         sources=sources,
-        render=data.get("render") if isinstance(data.get("render"), dict) else {},
+        render=render if isinstance(render := data.get("render"), dict) else {},
     )
     return cfg, diags
 

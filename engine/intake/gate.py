@@ -119,7 +119,7 @@ def judge(item: Item) -> GateResult:
     result = check_record(record)
     if result.status == OK:
         raw = item.raw
-        if (_SURROGATE.search(raw) if raw.__class__ is str else _SURROGATE.search(raw.decode("utf-8", "replace"))) \
+        if (_SURROGATE.search(raw) if isinstance(raw, str) else _SURROGATE.search(raw.decode("utf-8", "replace"))) \
                 and _has_lone_surrogate(record):
             return GateResult(INVALID, None, result.outcome_id,
                               "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)", "")
@@ -141,8 +141,9 @@ class Gate:
     def admit(self, result: GateResult) -> GateResult:
         if result.status != OK:
             return result
-        rid = result.outcome_id
-        record = result.outcome
+        rid, record = result.outcome_id, result.outcome
+        if rid is None or record is None:  # (an ok verdict always carries its outcome and id)
+            return result
         before = self.seen.get(rid)
         if before is not None:
             if before == record:

@@ -144,8 +144,8 @@ def parse_header(text: str, path: str) -> tuple[TemplateMeta | None, list[Diagno
                     if item not in decisions:
                         decisions.append(item)
                     continue
-                where = raw.find(str(item)) if item is not None else -1
-                iloc = Loc(path, *_line_col(text, body_offset + voff + where)) if where >= 0 else kloc
+                at = raw.find(str(item)) if item is not None else -1
+                iloc = Loc(path, *_line_col(text, body_offset + voff + at)) if at >= 0 else kloc
                 hint = did_you_mean(str(item), DECISIONS)
                 diags.append(iloc.error(
                     "template-header",

@@ -102,7 +102,7 @@ class VarWalker:
                 return
             self.visit(root, scope)
             # the non-constant subscripts of the chain are expressions of their own
-            cur = node
+            cur: nodes.Node = node
             while isinstance(cur, (nodes.Getattr, nodes.Getitem)):
                 if isinstance(cur, nodes.Getitem):
                     self.visit(cur.arg, scope)
@@ -116,6 +116,7 @@ class VarWalker:
             self.visit(child, inner)
 
     def visit(self, node: nodes.Node, scope: frozenset) -> None:
+        child: nodes.Node | None
         if isinstance(node, (nodes.Getattr, nodes.Getitem, nodes.Name)):
             if isinstance(node, nodes.Getitem) and not (
                     isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)):

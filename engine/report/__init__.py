@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable
@@ -130,11 +130,11 @@ class Report:
             "notes": list(self.notes),
         }
 
-    def tz(self) -> timezone:
+    def tz(self) -> tzinfo:
         return timezone(timedelta(seconds=self.filters.tz_offset))
 
 
-def _iso(ts: float | None, tz: timezone) -> str | None:
+def _iso(ts: float | None, tz: tzinfo) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
 
 
@@ -230,8 +230,9 @@ def assemble(store: str, f: Filters, groups: list, fails: list, reply_rows: list
     days = []
     for d in sorted(by_day):
         vals = sorted(by_day[d])
-        days.append(DayPoint((epoch_day + timedelta(days=d)).date().isoformat(), len(vals), stats.median(vals),
-                             stats.nearest_rank(vals, 0.9)))
+        median, p90 = stats.median(vals), stats.nearest_rank(vals, 0.9)
+        if median is not None and p90 is not None:  # a day is listed only with a value
+            days.append(DayPoint((epoch_day + timedelta(days=d)).date().isoformat(), len(vals), median, p90))
 
     comparisons = []
     pooled: dict = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))

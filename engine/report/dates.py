@@ -32,7 +32,8 @@ def tz_offset(name: str | None, at: datetime | None = None) -> float:
     """Seconds east of UTC of the zone now (days of the time-to-notify chart start there; a DST zone is
     bucketed at its current offset)."""
     tz = zone(name)
-    return (at or datetime.now(UTC)).astimezone(tz).utcoffset().total_seconds()
+    offset = (at or datetime.now(UTC)).astimezone(tz).utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
 
 
 def _instant(value: str, tz, end: bool) -> float:

@@ -49,7 +49,7 @@ def inbox(store: Any, show_all: bool = False, limit: int = 100) -> list[InboxIte
         detail = store.get_notification(r.notification_id) if r.notification_id else None
         n = detail.notification if detail else None
         msg, sent_channel, sent_at = None, None, None
-        if detail is not None:
+        if detail is not None and n is not None:
             sends = [e for e in detail.events if e.kind == "sent" and e.at <= r.at] or \
                     [e for e in detail.events if e.kind == "sent"]
             last = sends[-1] if sends else None

@@ -38,7 +38,8 @@ class Filters:
     def where(self, alias: str = "") -> tuple[str, list]:
         """The SQL condition over report_facts (prefix `alias.`) and its parameters."""
         a = f"{alias}." if alias else ""
-        conds, params = [], []
+        conds: list[str] = []
+        params: list[float | str] = []
         if self.since is not None:
             conds.append(f"coalesce({a}occurred_at, {a}queued_at) >= ?")
             params.append(float(self.since))
@@ -184,7 +185,8 @@ def unmatched(conn: sqlite3.Connection, f: Filters) -> int | None:
     """Active outcomes no rule matched (in the period); None when a filter makes the figure meaningless."""
     if f.rules or f.channel:
         return None
-    conds, params = ["status = 'unmatched'", "state = 'active'"], []
+    conds = ["status = 'unmatched'", "state = 'active'"]
+    params: list[float | str] = []
     if f.since is not None:
         conds.append("coalesce(occurred_at, received_at) >= ?")
         params.append(float(f.since))

@@ -253,7 +253,7 @@ def why_not(rule: Rule, outcome: Mapping) -> str | None:
 
         expr, _ = parse_when(rule.when or "")
         detail = expr.explain(outcome) if expr is not None else None
-        return f"when: {detail or rule.when + ' was false'}"
+        return f"when: {detail or f'{rule.when} was false'}"
     return None
 
 

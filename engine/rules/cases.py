@@ -119,8 +119,8 @@ def run_case(pipeline: Pipeline, case: Case, index: int, default_now: datetime) 
     for key, want in case.expect.items():
         if key == "send_at":
             if not _same_instant(want, plan.send_at):
-                got = plan.send_at.isoformat() if plan.send_at else None
-                failures.append(f"send_at: expected {want}, got {got}")
+                shown = plan.send_at.isoformat() if plan.send_at else None
+                failures.append(f"send_at: expected {want}, got {shown}")
             continue
         got = actual.get(key)
         if got != want:

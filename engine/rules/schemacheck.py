@@ -89,7 +89,7 @@ def _convert(err, doc: Document) -> list[Diagnostic]:
         return []  # the loader names the repeated channel (duplicate-channel)
     if kw == "type":
         want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-        names = " or ".join(_TYPE_NAMES.get(t, t) for t in want)
+        names = " or ".join(str(_TYPE_NAMES.get(t, t)) for t in want)
         return [loc.error(_code_for(path, "bad-type"), f"{where} must be {names}, not {_kind(err.instance)}")]
     if kw == "enum":
         options = [str(o) for o in err.validator_value]
@@ -111,7 +111,7 @@ def _summary(err) -> str:
     for sub in err.schema.get(err.validator, []):
         if "type" in sub:
             t = sub["type"]
-            parts.append(" or ".join(_TYPE_NAMES.get(x, x) for x in (t if isinstance(t, list) else [t])))
+            parts.append(" or ".join(str(_TYPE_NAMES.get(x, x)) for x in (t if isinstance(t, list) else [t])))
         elif "$ref" in sub:
             parts.append(sub["$ref"].rsplit("/", 1)[-1])
     return "expected " + " or ".join(parts) if parts else err.message

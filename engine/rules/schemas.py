@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from engine.rules.suggest import closest
 
 SCHEMA_NAMES = ("rules", "outcome", "config")
 
 # Variables herald adds to a template's context beside the outcome's own fields.
-TEMPLATE_EXTRAS = {
+TEMPLATE_EXTRAS: dict[str, Any] = {
     "company": {"name": "示例科技", "website": "https://www.example.com", "contact": "hr@example.com"},
     "links": {"rating": "https://herald.example/r/SAMPLE", "unsubscribe": "https://herald.example/u/SAMPLE"},
     "channel": "email",
