@@ -298,7 +298,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     tracking = expand_env(data.get("tracking") or {}, env, unset)
     alerts = expand_env(data.get("alerts"), env, unset) if isinstance(data.get("alerts"), dict) else {}
     alert_settings = AlertSettings.parse(alerts)
-    store_file, store_url = _store_target(store, env, missing)
+    store_file, store_url = _store_target(store, env, unset)
     diags += _check_alerts(alert_settings, channels, doc)
     from engine.sources.config import load_sources
 
