@@ -51,6 +51,7 @@ on the ``httpx`` logger masks ``appsecret=``/``access_token=`` values in httpx's
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://oapi.dingtalk.com"
 TOKEN_REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is refreshed
 IP_THROTTLE_BAN = 300.0       # DingTalk documents a 5 minute ban for the per-IP limit
+MAX_MSG_BYTES = 2048          # asyncsend_v2: "msg ... 最长不超过2048个字节" (its JSON, UTF-8)
 RETRY_MARK = "retry/"         # provider_id prefix of a send made after an unanswered attempt of the same message
 DUPLICATE_CONTENT = "143106"  # forbidden_list code (and send-time errcode): same content to this user today
 
@@ -323,6 +325,11 @@ class DingTalkWorkNoticeTransport:
             "userid_list": userid,
             "msg": {"msgtype": "markdown", "markdown": {"title": title, "text": text}},
         }
+        size = len(json.dumps(payload["msg"], ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        if size > MAX_MSG_BYTES:
+            return SendResult(PERMANENT, error=f"the work notice is {size} bytes; DingTalk takes at most "
+                                               f"{MAX_MSG_BYTES} (shorten the template for this channel)",
+                              code="too-long")
         retry = bool(envelope.meta.get("unanswered"))
         mark = RETRY_MARK if retry else ""
         body = self._api("/topapi/message/corpconversation/asyncsend_v2", payload)

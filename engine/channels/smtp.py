@@ -30,6 +30,9 @@ SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "timeout": (False, False, "seconds for connecting and for each SMTP command (default 10)"),
     "list_unsubscribe": (False, False, "a mailto: or https: URI for List-Unsubscribe on every message; an https "
                                        "URI in envelope.meta['unsubscribe_url'] takes precedence for its message"),
+    "message_id_scope": (False, False, "this deployment's part of every Message-ID (letters, digits, '-'; at most 32): "
+                                       "distinct per deployment sending from one domain; default: a hash of the "
+                                       "sender, SMTP host and user name"),
     "verify": (False, False, "verify the server's TLS certificate and host name (default true)"),
     "ca_file": (False, False, "PEM file of CA certificates to trust instead of the system store"),
     "allow_insecure_auth": (False, False, "allow AUTH without ssl or starttls (password in clear text); default false"),
@@ -38,11 +41,14 @@ SETTINGS: dict[str, tuple[bool, bool, str]] = {
 
 # RFC 2369 / RFC 8058 headers are lists of <URI>s that receivers (Gmail, Yahoo) read only when the value starts
 # with '<': an RFC 2047 encoded-word there (what Python writes for any header of 76+ characters) hides them.
-_URI_LIST_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+# Message-ID is one token that Python would move to a continuation line past 76 characters, which some parsers
+# read with the leading blank: it is written on its header's line too.
+_URI_LIST_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "message-id"})
 
 
 class _MessagePolicy(EmailPolicy):
-    """SMTP's policy (CRLF), except that List-Unsubscribe(-Post) go out as written, folded only after commas."""
+    """SMTP's policy (CRLF), except that List-Unsubscribe(-Post) and Message-ID go out as written, folded only
+    after commas."""
 
     def _uri_list(self, name: str, value: str) -> str:
         items = [item.strip() for item in str(value).split(",")]
@@ -65,12 +71,16 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9_+=-]+")
 _URI_BAD = re.compile(r"[\s<>,\"]")
 
 
-def message_id_for(attempt_key: str, domain: str) -> str:
-    """A Message-ID fixed by the attempt key: the same attempt, retried, carries the same id."""
+_SCOPE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+
+
+def message_id_for(attempt_key: str, domain: str, scope: str) -> str:
+    """A Message-ID fixed by the deployment's scope and the attempt key: the same attempt, retried, carries the
+    same id; two deployments sending from one domain (scopes differ) never collide on equal outcome ids."""
     safe = _SAFE_ID.sub("-", attempt_key).strip("-")[:120] or "attempt"
     if safe != attempt_key:  # characters were replaced or cut: keep distinct keys distinct
         safe += "." + hashlib.sha256(attempt_key.encode("utf-8")).hexdigest()[:16]
-    return f"<herald.{safe}@{domain}>"
+    return f"<herald.{scope}.{safe}@{domain}>"
 
 
 class SMTPTransport:
@@ -96,6 +106,9 @@ class SMTPTransport:
         self.local_hostname = r.text("local_hostname")
         self.reply_to = r.text("reply_to")
         self.list_unsubscribe = r.text("list_unsubscribe")
+        scope = r.text("message_id_scope")
+        if scope is not None and not _SCOPE.match(scope):
+            r.fail("message_id_scope", "must be 1 to 32 letters, digits or '-'")
         if self.ssl and self.starttls:
             r.problems.append("settings 'ssl' and 'starttls' exclude each other: ssl is TLS from the start "
                               "(port 465), starttls upgrades a plain connection (port 587)")
@@ -107,6 +120,8 @@ class SMTPTransport:
         if self.ca_file and not (self.ssl or self.starttls):
             r.fail("ca_file", "has no effect without 'ssl' or 'starttls'")
         self.sender = self._parse_from(r)
+        default_scope = "|".join([self.sender.addr_spec if self.sender else "", self.host, self.username or ""])
+        self.message_id_scope = scope or hashlib.sha256(default_scope.encode("utf-8")).hexdigest()[:10]
         if self.reply_to and len(getaddresses([self.reply_to])) != 1:
             r.fail("reply_to", "must be one e-mail address")
         if self.list_unsubscribe and not _valid_unsubscribe(self.list_unsubscribe):
@@ -158,7 +173,7 @@ class SMTPTransport:
         if self.reply_to:
             msg["Reply-To"] = self.reply_to
         msg["Date"] = format_datetime(datetime.now(UTC))
-        msg["Message-ID"] = message_id_for(envelope.attempt_key, self.id_domain)
+        msg["Message-ID"] = message_id_for(envelope.attempt_key, self.id_domain, self.message_id_scope)
         msg["X-Herald-Notification"] = envelope.notification_id
         msg["X-Herald-Attempt"] = envelope.attempt_key
         uris = self._unsubscribe_uris(envelope)

@@ -182,6 +182,9 @@ class FakeDingTalk(LoopbackServer):
             return {"errcode": 40035, "errmsg": "缺少参数 userid_list"}
         if not isinstance(msg, dict) or msg.get("msgtype") not in msg or not isinstance(msg[msg["msgtype"]], dict):
             return {"errcode": 40035, "errmsg": "不合法的参数 msg"}
+        if len(json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8")) > 2048:
+            # asyncsend_v2 doc: "msg ... 最长不超过2048个字节"; the refusal's code is not documented
+            return {"errcode": 40035, "errmsg": "不合法的参数 msg: 超过2048字节"}
         day = dt.datetime.fromtimestamp(self.clock(), dt.timezone(dt.timedelta(hours=8))).date().isoformat()
         content = json.dumps(msg, sort_keys=True, ensure_ascii=False)
         with self.lock:

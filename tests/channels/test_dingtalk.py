@@ -367,3 +367,21 @@ def test_daily_cap_on_a_retry_stays_undelivered(fake: FakeDingTalk) -> None:
     fake.forbidden_code = "143105"
     [receipt] = t.poll_receipts([pid])
     assert receipt.event == "undelivered"
+
+
+
+def test_msg_over_2048_bytes_is_refused_on_both_sides(fake: FakeDingTalk) -> None:
+    import httpx
+
+    t = make(fake)
+    long_body = "面试结果" * 200  # 2,400 bytes of UTF-8 before the JSON around it
+    result = t.send(env(body=long_body))
+    assert result.status == PERMANENT and result.code == "too-long" and "2048" in result.error
+    assert fake.messages == [] and not any(p.endswith("asyncsend_v2") for _, p in fake.requests)
+    assert t.send(env(body="面试结果" * 150)).ok  # 1,800 bytes fit
+    token = httpx.get(f"{fake.url}/gettoken", params={"appkey": fake.app_key, "appsecret": SECRET}).json()
+    big = {"agent_id": fake.agent_id, "userid_list": "u-bob",
+           "msg": {"msgtype": "markdown", "markdown": {"title": "t", "text": long_body}}}
+    answer = httpx.post(f"{fake.url}/topapi/message/corpconversation/asyncsend_v2",
+                        params={"access_token": token["access_token"]}, json=big).json()
+    assert answer["errcode"] == 40035 and len(fake.messages) == 1

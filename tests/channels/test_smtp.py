@@ -155,11 +155,25 @@ def test_retry_keeps_message_id(server):
 
 
 def test_message_id_sanitising_keeps_keys_distinct():
-    a, b, c = (message_id_for(k, "example.com") for k in ("a/b", "a:b", "a-b"))
+    a, b, c = (message_id_for(k, "example.com", "prod") for k in ("a/b", "a:b", "a-b"))
     assert len({a, b, c}) == 3
-    assert c == "<herald.a-b@example.com>"
+    assert c == "<herald.prod.a-b@example.com>"
     assert all(" " not in x and x.count("@") == 1 for x in (a, b))
-    assert message_id_for("x" * 500, "example.com") == message_id_for("x" * 500, "example.com")
+    assert message_id_for("x" * 500, "example.com", "p") == message_id_for("x" * 500, "example.com", "p")
+
+
+def test_message_id_has_a_per_deployment_part(server):
+    """Two deployments sending from one domain with the same outcome ids: different Message-IDs."""
+    prod, staging = make(server.port, message_id_scope="prod"), make(server.port, message_id_scope="staging")
+    a, b = prod.send(envelope()), staging.send(envelope())
+    assert a.provider_id != b.provider_id
+    assert a.provider_id.startswith("<herald.prod.") and b.provider_id.startswith("<herald.staging.")
+    default = make(server.port).send(envelope()).provider_id
+    other_relay = make(server.port, host="localhost").send(envelope()).provider_id
+    assert default.startswith("<herald.") and default != other_relay
+    assert make(server.port).send(envelope()).provider_id == default  # stable across restarts and replicas
+    with pytest.raises(ValueError, match="message_id_scope"):
+        make(server.port, message_id_scope="a.b")
 
 
 def test_unsubscribe_setting_and_meta(server):
