@@ -1,6 +1,7 @@
 """Sending one claimed notification: re-check, envelope, attempt, transport call, and the result recorded in one call."""
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, UTC
 from typing import Any
@@ -9,10 +10,12 @@ from collections.abc import Mapping
 from engine.channels.webhook import origin_of as webhook_origin
 from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
-from engine.pipeline import render_messages, timezone_for
+from engine.pipeline import previous_view, render_messages, timezone_for
 from engine.render.budget import BUDGET_ERROR
 from engine.routing.router import lookup
 from engine.render.locales import candidate_locale, preferences
+from engine.render.sandbox import plain
+from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
 from engine.store import NotificationRow
 from engine.schedule.timing import for_candidate, load_timezone, next_open
@@ -21,6 +24,7 @@ from engine.config.settings import DispatchSettings
 
 log = logging.getLogger("herald.dispatch")
 
+HOLD_RECHECK = 3600.0  # clock seconds: a notification held for its template is looked at again after this
 READ_RECEIPTS = frozenset({"dingtalk-work-notice"})         # escalation waits for a read, not a delivery
 DELIVERY_RECEIPTS = frozenset({"dingtalk-work-notice", "aliyun-sms"})
 
@@ -101,7 +105,12 @@ class Sender:
             return self._fallback(n, outcome, f"no {CHANNEL_ADDRESS.get(n.channel)} for {n.channel}", now, "no_address")
         if n.channel in CHANNEL_ADDRESS and store.suppression(n.channel, to) is not None:
             return self._suppressed(n, outcome, to, now)
-        message = n.message() or self._render(n, outcome, state)
+        message, file, held = self._render(n, outcome, state)
+        if held:  # never sent with another template: held (looked at again hourly) until HR fixes it
+            store.defer(n.id, now + HOLD_RECHECK, f"held: {message}", at=now)
+            rt.alert("template", f"{n.id} held, not sent on {n.channel}: {message}")
+            log.warning("held    %s %s: %s", n.outcome_id, n.id, message)
+            return self._count(n.channel, "held")
         if isinstance(message, str):
             if BUDGET_ERROR in message:  # HR must fix the template: every candidate it renders for is stuck
                 rt.alert("template", f"{n.id} cannot be sent on {n.channel}: {message}")
@@ -122,6 +131,7 @@ class Sender:
             if unsubscribe.startswith("https://"):  # List-Unsubscribe one-click needs https
                 meta_links["unsubscribe_url"] = unsubscribe
         attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now)
+        rendered = {"template_file": file.path, "template_sha256": file.sha256} if file is not None else {}
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()
         env = Envelope(notification_id=n.id, attempt_key=attempt.attempt_key, channel=n.channel, to=to,
@@ -129,7 +139,7 @@ class Sender:
                        meta={"outcome": n.outcome_id, "rule": n.rule_id, "ruleset_version": n.ruleset_version,
                              "template": n.template, "variant": n.variant, "locale": n.locale,
                              "send_at": _iso(n.send_at), "due_at": due, "called_at": called,
-                             "attempt": tries, **meta_links, **self._unanswered(n, attempt, transport, now)})
+                             "attempt": tries, **rendered, **meta_links, **self._unanswered(n, attempt, transport, now)})
         try:
             result = transport.send(env)
         except Exception as e:  # a transport bug is a failed attempt, not a dead worker
@@ -272,13 +282,54 @@ class Sender:
                     f"header or template_code to channel {n.channel}")
         return {"template_code": code, "template_param": template_params(mapping, outcome)}
 
-    def _render(self, n: NotificationRow, outcome: Mapping, state) -> Message | str:
-        """The message for a channel that was not rendered at plan time, rendered now (or why it cannot be)."""
+    def _render(self, n: NotificationRow, outcome: Mapping, state) -> tuple[Message | str, TemplateFile | None, bool]:
+        """(message or why not, the file used, held): the message rendered now, with the templates as they are
+        at send time (the rule chosen at routing stays). Held when the template is gone or no longer serves the
+        outcome's decision: it is never sent with another template."""
         if not n.template:
-            return f"no message for {n.channel} and no template to render one"
-        messages, _file, error = render_messages(state.deployment.templates, n.template, _prefs(n, outcome), [n.channel],
-                                                   outcome, state.pipeline.base_extras)
-        return messages[0] if messages else f"cannot render {n.template} for {n.channel}: {error}"
+            stored = n.message()
+            return (stored or f"no message for {n.channel} and no template to render one"), None, False
+        templates = state.deployment.templates
+        prefs = _prefs(n, outcome)
+        file = templates.resolve(n.template, prefs)
+        decision = outcome.get("decision")
+        if file is None:
+            return f"template {n.template} no longer exists", None, True
+        if file.meta is None or (isinstance(decision, str) and decision not in file.meta.decisions):
+            return f"{file.path} no longer serves decision {decision}", file, True
+        extras = state.pipeline.base_extras
+        links_for = getattr(state.pipeline, "links_for", None)
+        links = links_for(n.id) if links_for is not None else None
+        if links:
+            extras = {**extras, "links": {**extras["links"], **links}}
+        previous = self._previous(n)
+        if previous is not None:
+            extras = {**extras, "previous": plain(previous)}
+        messages, _file, error = render_messages(templates, n.template, prefs, [n.channel], outcome, extras)
+        if not messages:
+            return f"cannot render {n.template} for {n.channel}: {error}", file, False
+        message = messages[0]
+        if n.channel == "sms" and not message.body.strip():
+            return f"{file.path}: the SMS body renders empty", file, False
+        if n.channel == "email" and not (message.subject or "").strip():
+            return f"{file.path}: the e-mail subject renders empty", file, False
+        return message, file, False
+
+    def _previous(self, n: NotificationRow) -> dict | None:
+        """What a template sees as `previous` for a notification of an amended outcome (None for revision 1)."""
+        if n.outcome_rev <= 1:
+            return None
+        store = self.rt.store
+        bodies = [c.body for c in store.outcome_history(n.outcome_id) if c.kind in ("received", "amended") and c.body]
+        if len(bodies) < 2:
+            return None
+        try:
+            record = json.loads(bodies[-2])
+        except ValueError:
+            return None
+        sent = [x for x in store.notifications_for(n.outcome_id) if x.outcome_rev < n.outcome_rev and x.sent_at]
+        last = {"channel": sent[-1].channel, "sent_at": _iso(sent[-1].sent_at)} if sent else None
+        return previous_view(record if isinstance(record, dict) else {}, rev=n.outcome_rev - 1, sent=last)
 
     def _log_sent(self, n: NotificationRow, outcome: Mapping, transport: Any, env: Envelope, result: SendResult,
                   at: float) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -54,6 +55,7 @@ class TemplateFile:
     path: str
     meta: TemplateMeta | None
     blocks: tuple
+    sha256: str = ""  # of the file's bytes: the attempt records which text was sent
 
 
 @quick_init
@@ -290,7 +292,7 @@ class TemplateStore:
         except Exception as exc:  # noqa: BLE001 - the parser must never take herald down
             syntax_ok = False
             diags.append(Loc(display, 1, 1).error("template-syntax", f"template cannot be parsed: {_short(exc)}"))
-        file = TemplateFile(name, locale, display, meta, blocks)
+        file = TemplateFile(name, locale, display, meta, blocks, hashlib.sha256(raw).hexdigest())
         return _Entry(file, source, diags, syntax_ok, ast)
 
     def _compiled(self, entry: _Entry, html: bool) -> Any:

@@ -1,0 +1,47 @@
+"""Render at send time: a queued message goes out with the templates current when it is sent (the rule chosen at
+routing stays), the outbox records the file and its hash; when its template is gone it is held, never sent with
+another template. Real daemons watching their deployment, time scaled so an hour's delay passes in seconds."""
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+
+from daemon_support import RULES, TEMPLATE, outbox, outcome, post, wait_for
+
+
+def version(d) -> str:
+    return httpx.get(d.url + "/healthz").json()["ruleset"]
+
+
+def events(d, nid: str) -> list:
+    return httpx.get(d.url + "/v1/notifications/" + nid.replace("#", "%23")).json()["events"]
+
+
+@pytest.mark.slow
+def test_a_wording_fix_reaches_a_queued_message(deploy, daemons):
+    d = daemons(deploy, watch=True, time_scale=300)       # the hold rule's hour passes in 12 s
+    old = version(d)
+    assert post(d.url, outcome("st-1", decision="hold")).json()["items"][0]["status"] == "matched"
+    fixed = TEMPLATE.replace("MARK", "fixed wording")
+    (deploy / "templates" / "any" / "generic.j2").write_text(fixed)
+    wait_for(lambda: version(d) != old, timeout=10)
+    sent = wait_for(lambda: [m for m in outbox(deploy) if m["meta"].get("outcome") == "st-1"], timeout=30)
+    assert "fixed wording" in sent[0]["body"]
+    assert sent[0]["meta"]["template_sha256"] == hashlib.sha256(fixed.encode()).hexdigest()
+    assert sent[0]["meta"]["template_file"].endswith("templates/any/generic.j2")
+
+
+@pytest.mark.slow
+def test_a_removed_template_holds_the_notification(deploy, daemons):
+    d = daemons(deploy, watch=True, time_scale=300)
+    old = version(d)
+    post(d.url, outcome("st-2", decision="hold"))
+    (deploy / "templates" / "any" / "renamed.j2").write_text(TEMPLATE.replace("MARK", "other"))
+    (deploy / "rules" / "10-rules.yaml").write_text(RULES.replace("any/generic", "any/renamed"))
+    (deploy / "templates" / "any" / "generic.j2").unlink()
+    wait_for(lambda: version(d) != old, timeout=10)
+    held = wait_for(lambda: [e for e in events(d, "st-2#1") if e["kind"] == "deferred"], timeout=30)
+    assert "held: template any/generic no longer exists" in held[0]["detail"]["reason"]
+    assert not [m for m in outbox(deploy) if m["meta"].get("outcome") == "st-2"]   # never sent with another
