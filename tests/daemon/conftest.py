@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon_support import SECRET, TOKEN, make_deployment, start_daemon
+from daemon_support import SECRET, TOKEN, daemons, make_deployment  # noqa: F401 - daemons: a shared fixture
 
 
 @pytest.fixture
@@ -15,18 +15,3 @@ def auth_env(monkeypatch):
 @pytest.fixture
 def deploy(tmp_path):
     return make_deployment(tmp_path)
-
-
-@pytest.fixture
-def daemons():
-    """Starts daemons with start(root, ...) and shuts every one down at teardown."""
-    started = []
-
-    def start(root, **kw):
-        d = start_daemon(root, **kw)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.shutdown()

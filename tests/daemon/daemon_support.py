@@ -9,9 +9,10 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 
 from engine.channels.base import ACCEPTED, SendResult
 from engine.daemon import Daemon
@@ -81,6 +82,21 @@ def start_daemon(root: Path, time_scale: float = 1.0, watch: bool = False, **kw:
     assert dep.ok, [d.format() for d in dep.diagnostics]
     return Daemon(dep, paths=[str(root)], host="127.0.0.1", port=0, time_scale=time_scale, watch=watch,
                   **kw).start()
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., Daemon]]:
+    """Starts daemons with start(root, ...) and shuts every one down at teardown (a conftest imports it)."""
+    started: list[Daemon] = []
+
+    def start(root: Path, **kw: Any) -> Daemon:
+        d = start_daemon(root, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.shutdown()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
