@@ -1,0 +1,124 @@
+"""Sources benchmark: verified, mapped and stored ATS events a second with single POSTs, beside herald's own intake.
+
+The daemon is a real `herald serve` subprocess on a temporary deployment (the example rules and templates,
+every channel on the outbox transport) with one greenhouse source. The load comes from this process, 4
+clients: first N outcomes posted one per request to /v1/outcomes (herald's own intake), then N Greenhouse
+`reject_candidate` events, each signed as Greenhouse signs (HMAC-SHA256, `Signature: sha256 <hex>`) and
+posted to /v1/sources/greenhouse. Every answer must be 202 with a stored status, and the store must hold
+every event (source_events) and its outcome afterwards. Target: >= 500 source events/s.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemon import ROOT, Serve, bodies, example_records
+
+SECRET = "bench-greenhouse-secret"
+PAYLOAD = ROOT / "tests" / "sources" / "payloads" / "greenhouse_reject_candidate.json"
+SOURCES = """
+sources:
+  greenhouse:
+    kind: greenhouse
+    secret: "${BENCH_GH_SECRET}"
+    map:
+      stage:  {from: application.current_stage.name, values: {"Phone Screen": first_round, "Onsite": second_round}}
+      role:   {from: "application.jobs[0].name", values: {"Backend Engineer": backend}, default: other}
+      reason: {from: application.rejection_reason.name, values: {"Lacks experience": lacks_project_experience}}
+"""
+
+
+def events(n: int) -> list[tuple[bytes, dict]]:
+    """n distinct reject_candidate deliveries (application and event ids), each with its signature headers."""
+    base = json.loads(PAYLOAD.read_text("utf-8"))
+    out = []
+    for i in range(n):
+        ev = copy.deepcopy(base)
+        app = ev["payload"]["application"]
+        app["id"] = 1_000_000 + i
+        app["current_stage"]["name"] = "Phone Screen" if i % 2 else "Onsite"
+        body = json.dumps(ev).encode()
+        sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        out.append((body, {"Content-Type": "application/json", "Signature": f"sha256 {sig}",
+                           "Greenhouse-Event-ID": f"bench-{i}"}))
+    return out
+
+
+def post_all(url: str, requests: list[tuple[bytes, dict]], clients: int) -> tuple[float, int]:
+    """POSTs every (body, headers) from `clients` threads; (seconds, answers 202 with a stored status)."""
+    acked = [0] * clients
+    chunks = [requests[i::clients] for i in range(clients)]
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=120) as c:
+            for body, headers in chunks[k]:
+                r = c.post(url, content=body, headers=headers)
+                status = r.json().get("status") or r.json()["items"][0]["status"] if r.status_code == 202 else None
+                if status not in ("matched", "unmatched", "held"):
+                    raise SystemExit(f"HTTP {r.status_code}: {r.text[:300]}")
+                acked[k] += 1
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, sum(acked)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("-n", type=int, default=3000, help="requests of each kind")
+    ap.add_argument("--clients", type=int, default=4)
+    args = ap.parse_args()
+    print(f"herald sources benchmark ({os.cpu_count()} CPUs; load from this process, daemon in a subprocess)",
+          flush=True)
+    os.environ["BENCH_GH_SECRET"] = SECRET
+    with tempfile.TemporaryDirectory(prefix="herald-bench-") as d:
+        root = Path(d)
+        shutil.copytree(ROOT / "rules", root / "rules")
+        shutil.copytree(ROOT / "templates", root / "templates")
+        (root / "herald.yaml").write_text("store: {path: herald.db}\noutbox: outbox\n" + SOURCES)
+        own = [(b, {"Content-Type": "application/json"}) for b in bodies(example_records(), "own", args.n)]
+        deliveries = events(args.n)
+        serve = Serve(root)
+        try:
+            post_all(serve.url + "/v1/outcomes", own[:1], 1)  # warm-up (counted out below)
+            post_all(serve.url + "/v1/sources/greenhouse", deliveries[:1], 1)
+            o_secs, o_acked = post_all(serve.url + "/v1/outcomes", own[1:], args.clients)
+            s_secs, s_acked = post_all(serve.url + "/v1/sources/greenhouse", deliveries[1:], args.clients)
+        finally:
+            serve.stop()
+        db = sqlite3.connect(root / "herald.db")
+        stored = db.execute("SELECT count(*) FROM outcomes WHERE id LIKE 'greenhouse:%'").fetchone()[0]
+        kept = db.execute("SELECT count(*) FROM source_events WHERE source = 'greenhouse'").fetchone()[0]
+        db.close()
+    assert stored == kept == s_acked + 1, (stored, kept, s_acked)
+    own_rate, src_rate = o_acked / o_secs, s_acked / s_secs
+    rows = [(f"herald's own intake, single POSTs ({o_acked}, {args.clients} clients)", f"{own_rate:,.0f} outcomes/s", "",
+             ""),
+            (f"greenhouse events, single POSTs ({s_acked}, {args.clients} clients)", f"{src_rate:,.0f} events/s",
+             ">= 500 events/s", "target met" if src_rate >= 500 else "target MISSED"),
+            ("source events / own intake", f"{src_rate / own_rate:.2f}x", "", "")]
+    width = max(len(r[0]) for r in rows)
+    for name, value, target, verdict in rows:
+        print(f"  {name:<{width}}  {value:>18}  {target:<16} {verdict}")
+
+
+if __name__ == "__main__":
+    main()
