@@ -46,4 +46,4 @@ def unmapped_line(row) -> str:
 
     received = utc(row.received_at)
     return (f"{row.source}\t{row.event_id}\t{received.isoformat(timespec='seconds') if received else '-'}\t"
-            f"{row.outcome_id or '-'}\tunmapped: {row.error}")
+            f"{row.outcome_id or '-'}\t{row.status}: {row.error}")

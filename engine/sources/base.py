@@ -34,6 +34,14 @@ class EventError(ValueError):
     """A signed body that is not the provider's event (not JSON, fields of the wrong type)."""
 
 
+class DetailsUnavailable(EventError):
+    """The provider's API did not answer a detail look-up after every retry: the event is kept as pending."""
+
+    def __init__(self, message: str, event_id: str, application_id: str | None, action: str):
+        super().__init__(message)
+        self.event_id, self.application_id, self.action = event_id, application_id, action
+
+
 @dataclass(frozen=True)
 class SourceRequest:
     """One delivery as received: the raw body, headers (names lower-cased) and query parameters."""

@@ -46,7 +46,7 @@ class SourceConfig:
     secret: str = dc_field(repr=False, default="")
     approve: str = "auto"
     maps: tuple = ()  # (FieldMap, ...)
-    settings: Mapping[str, Any] = dc_field(default_factory=dict)  # kind-specific: signature_header, event_id...
+    settings: Mapping[str, Any] = dc_field(default_factory=dict, repr=False)  # kind-specific (api_key: a secret)
     loc: Loc | None = dc_field(default=None, compare=False)
 
     def setting_path(self, key: str) -> tuple | None:
@@ -118,7 +118,23 @@ def load_sources(raw: Any, doc, env: Mapping[str, str]) -> tuple[dict[str, Sourc
         maps, more = _field_maps(name, spec.get("map"), loc)
         diags += more
         ok = ok and not any(d.is_error for d in more)
-        settings = {k: v for k, v in spec.items() if k not in ("kind", "secret", "approve", "map")}
+        settings = {}
+        for k, v in spec.items():
+            if k in ("kind", "secret", "approve", "map"):
+                continue
+            unset: list = []
+            settings[k] = expand_env(v, env, unset)
+            diags.extend(loc(name, k).error("unset-env", f"{where}: {k}: environment variable {var} is not set")
+                         for var in unset)
+            ok = ok and not unset
+            if k == "api_key" and literal_secret(v):
+                diags.append(loc(name, k).warning(
+                    "literal-secret", f'{where}: "api_key" is written in the file; write "${{ENV_VAR}}" and set it '
+                                      "in the environment"))
+        if kind == "lever" and not settings.get("api_key"):
+            diags.append(loc(name, key=True).error(
+                "missing-setting", f"{where}: a lever source needs `api_key` (Lever's events carry ids only)"))
+            ok = False
         for key in ("event_id", "application_id"):
             if isinstance(settings.get(key), str):
                 try:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Mapping
 
-from engine.sources.base import IGNORED, OUTCOME, UNMAPPED, WITHDRAW, EventError, Mapped, SourceEvent, SourceRequest
+from engine.sources.base import (IGNORED, OUTCOME, UNMAPPED, WITHDRAW, DetailsUnavailable, EventError, Mapped,
+                                 SourceEvent, SourceRequest)
 from engine.sources.config import SourceConfig
 
 log = logging.getLogger("herald.sources")
@@ -31,6 +32,7 @@ UNAUTHORIZED = "unauthorized"
 INVALID = "invalid"
 DUPLICATE = "duplicate"
 WITHDRAWN = "withdrawn"
+PENDING = "pending"  # details could not be fetched yet: kept, completed by resubmit
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def receive(source: SourceConfig, request: SourceRequest, *, store, intake: Call
     origin = f"source:{source.name}"
     try:
         event = parse_event(source, request)
+    except DetailsUnavailable as e:
+        return _pending(store, source, request, e, now)
     except EventError as e:
         store.dead_letter(origin, str(e), "", request.body)
         return Received(422, INVALID, error=str(e))
@@ -99,6 +103,18 @@ def receive(source: SourceConfig, request: SourceRequest, *, store, intake: Call
                               outcome_id=result.outcome_id, error=result.error if result.status == UNMAPPED else None,
                               field=result.field if result.status == UNMAPPED else None, at=now)
     return result
+
+
+def _pending(store, source: SourceConfig, request: SourceRequest, e: DetailsUnavailable,
+             now: float | None) -> Received:
+    """A verified event whose details the provider did not give yet: kept (once) for `herald sources resubmit`."""
+    seen = store.source_event(source.name, e.event_id)
+    if seen is not None:
+        return Received(200, DUPLICATE, seen.outcome_id, e.event_id)
+    oid = f"{source.name}:{e.application_id}" if e.application_id else None
+    store.record_source_event(source.name, e.event_id, PENDING, request.body, action=e.action, outcome_id=oid,
+                              error=str(e), at=now)
+    return Received(202, PENDING, oid, e.event_id, str(e))
 
 
 def _previous(store, source: SourceConfig, event: SourceEvent) -> Mapping[str, Any] | None:
@@ -157,7 +173,7 @@ def preview(source: SourceConfig, body: bytes, pipeline=None, headers: Mapping[s
 def resubmit(store, sources: Mapping[str, SourceConfig], *, intake: Callable[[list, str], list],
              withdraw: Callable[[str, str], Any], source: str | None = None, limit: int = 1000,
              now: float | None = None) -> list[tuple[Any, Received]]:
-    """Maps every unmapped event again with the current `map:` and takes in those that map now.
+    """Maps every unmapped or pending event again with the current `map:` and takes in those that map now.
 
     The bodies were verified when they arrived. An event still unmapped stays in the list; one whose source
     is no longer configured is left alone. Returns (stored row, what it became) per event tried.
@@ -169,6 +185,9 @@ def resubmit(store, sources: Mapping[str, SourceConfig], *, intake: Callable[[li
             continue
         try:
             event = parse_event(cfg, SourceRequest(row.raw))
+        except DetailsUnavailable as e:
+            out.append((row, Received(202, PENDING, row.outcome_id, row.event_id, str(e))))
+            continue
         except EventError as e:
             out.append((row, Received(422, INVALID, row.outcome_id, row.event_id, str(e))))
             continue
@@ -176,7 +195,7 @@ def resubmit(store, sources: Mapping[str, SourceConfig], *, intake: Callable[[li
         result = _act(cfg, event, mapped, intake, withdraw, f"source:{cfg.name}")
         result = Received(result.code, result.status, result.outcome_id, row.event_id, result.error, result.field,
                           result.notification, result.rule)
-        if result.status != UNMAPPED:
+        if result.status not in (UNMAPPED, PENDING):
             store.resolve_source_event(row.id, result.status, result.outcome_id, at=now)
         out.append((row, result))
     return out

@@ -52,8 +52,8 @@ class SourceEvents(SqlStore):
             return bool(cur.rowcount == 1)
 
     def unmapped_source_events(self, limit: int = 100, source: str | None = None) -> list[SourceEventRow]:
-        """Deliveries kept as unmapped that no person has resubmitted yet, oldest first."""
-        sql = "SELECT * FROM source_events WHERE status = 'unmapped' AND handled_at IS NULL"
+        """Deliveries kept as unmapped (or pending: details not fetched yet) and not resubmitted yet, oldest first."""
+        sql = "SELECT * FROM source_events WHERE status IN ('unmapped', 'pending') AND handled_at IS NULL"
         params: Sequence[Any] = ()
         if source is not None:
             sql, params = sql + " AND source = ?", (source,)

@@ -46,10 +46,17 @@ class FakeATS:
             return {"Ashby-Signature": f"sha256={h}"}, {}
         if self.kind == "moka":
             return {}, {"sign": h}
+        if self.kind == "lever":
+            return {}, {}
         return {self.header: f"sha256={h}"}, {}
 
     def deliver(self, base_url: str, source: str, body: bytes | dict, event_id: str | None = None,
                 headers: dict | None = None, sign: bool = True) -> httpx.Response:
+        if self.kind == "lever" and sign:  # Lever signs token + triggeredAt, inside the body
+            doc = json.loads(body) if isinstance(body, bytes) else dict(body)
+            doc["signature"] = hmac.new(self.secret.encode(), f"{doc.get('token')}{doc.get('triggeredAt')}".encode(),
+                                        hashlib.sha256).hexdigest()
+            body = doc
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         h, q = self.signed(data, event_id) if sign else ({}, {})
         h = {"Content-Type": "application/json", "User-Agent": f"fake-{self.kind}", **h, **(headers or {})}

@@ -117,3 +117,23 @@ def test_a_declared_vocabulary_makes_unknown_values_errors(tmp_path, monkeypatch
                     "reason": ["lacks_project_experience"]})
     diags = check_vocabulary(dep.config.sources, with_vocabulary)
     assert [(d.severity, d.message.split(":")[1].strip()) for d in diags] == [("error", "map.role")]
+
+
+def test_lever_needs_an_api_key_from_the_environment(tmp_path):
+    sources = """sources:
+  lever:
+    kind: lever
+    secret: "${GH_SECRET}"
+  lever2:
+    kind: lever
+    secret: "${GH_SECRET}"
+    api_key: "${LEVER_KEY_NOT_SET}"
+"""
+    cfg, diags = _diags(tmp_path, sources, {"GH_SECRET": "x"})
+    text = "\n".join(d.message for d in diags if d.is_error)
+    assert "source lever: a lever source needs `api_key`" in text
+    assert "source lever2: api_key: environment variable LEVER_KEY_NOT_SET is not set" in text
+    assert cfg.sources == {}
+    only_second = sources.replace("LEVER_KEY_NOT_SET", "LK").replace('  lever:\n    kind: lever\n    secret: "${GH_SECRET}"\n', "")
+    cfg, diags = _diags(tmp_path, only_second, {"GH_SECRET": "x", "LK": "key-1"})
+    assert cfg.sources["lever2"].settings["api_key"] == "key-1" and "key-1" not in repr(cfg.sources["lever2"])
