@@ -7,7 +7,6 @@ import httpx
 import pytest
 
 from daemon_support import outbox, wait_for
-from engine.intake import batch
 from engine.sources.greenhouse import KIND, sign
 from engine.sources.base import SourceRequest
 from fake_ats import FakeATS, hexmac, payload, payload_json
@@ -129,9 +128,6 @@ def test_offer_created_without_an_earlier_outcome_is_unmapped(tmp_path, daemons,
     assert r.status_code == 202 and r.json()["status"] == "unmapped" and r.json()["field"] == "candidate"
 
 
-@pytest.mark.xfail(not hasattr(batch, "AMENDED"), strict=True,
-                   reason="a later event for the same application is an amendment: needs intake's `amended` "
-                          "status (issue 10, the content helper)")
 def test_a_later_event_for_the_same_application_amends_its_outcome(tmp_path, daemons, gh):
     d = daemons(source_deployment(tmp_path))
     assert gh.deliver(d.url, "greenhouse", payload("greenhouse_candidate_stage_change.json")).json()["status"] == "matched"
