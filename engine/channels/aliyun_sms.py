@@ -82,6 +82,7 @@ from urllib.parse import quote
 import httpx
 
 from engine.channels.signing import required_setting
+from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
 log = logging.getLogger(__name__)
@@ -327,6 +328,7 @@ class AliyunSmsTransport:
     """Sends one template SMS per envelope through Dysmsapi SendSms; thread-safe (no shared mutable state)."""
 
     name = "aliyun-sms"
+    capabilities = CAPABILITIES["aliyun-sms"]
     needs_unanswered = True  # SendSms is not idempotent: earlier unanswered attempts are looked up first
 
     def __init__(

@@ -62,6 +62,7 @@ from collections.abc import Callable, Mapping, Sequence
 import httpx
 
 from engine.channels.signing import required_setting
+from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class DingTalkWorkNoticeTransport:
     """Sends one markdown work notice per envelope to one DingTalk userid; thread-safe."""
 
     name = "dingtalk-work-notice"
+    capabilities = CAPABILITIES["dingtalk-work-notice"]
     needs_unanswered = True  # a duplicate-content verdict after an unanswered attempt means that attempt arrived
 
     def __init__(

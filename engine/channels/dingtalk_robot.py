@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
 from engine.channels.ratelimit import LocalRateLimiter, RateLimiter, limit_key
 from engine.channels.signing import Secret, SettingsReader, dingtalk_sign, http_client, redact
@@ -83,6 +84,7 @@ class DingTalkRobotTransport:
     """Posts markdown to one custom group robot; the envelope's `to` is not used (the robot's group is the address)."""
 
     name = "dingtalk-robot"
+    capabilities = CAPABILITIES["dingtalk-robot"]
 
     def __init__(self, channel: str, settings: Mapping[str, Any], *, limiter: RateLimiter | None = None):
         self.channel = channel

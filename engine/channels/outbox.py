@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, Envelope, SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
@@ -32,6 +33,7 @@ class OutboxTransport:
     """Writes one JSON file per message; the attempt key names the file, so a retry overwrites, never duplicates."""
 
     name = "outbox"
+    capabilities = CAPABILITIES["outbox"]
 
     def __init__(self, channel: str, directory: str | Path = "outbox"):
         self.channel = channel

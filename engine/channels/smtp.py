@@ -15,6 +15,7 @@ from email.utils import format_datetime, getaddresses
 from typing import Any
 from collections.abc import Callable, Mapping
 
+from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
 from engine.channels.signing import Secret, SettingsReader, redact
 
@@ -87,6 +88,7 @@ class SMTPTransport:
     """Sends e-mail through an SMTP server; a new connection per message, so it is safe from any thread."""
 
     name = "smtp"
+    capabilities = CAPABILITIES["smtp"]
 
     def __init__(self, channel: str, settings: Mapping[str, Any]):
         self.channel = channel

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, SendResult
 from engine.channels.signing import Secret, SettingsReader, http_client, redact, verify_signature, webhook_signature
 
@@ -74,6 +75,7 @@ class WebhookTransport:
     """POSTs one signed JSON document per envelope; a new HTTP client per call, so it is safe from any thread."""
 
     name = "webhook"
+    capabilities = CAPABILITIES["webhook"]
 
     def __init__(self, channel: str, settings: Mapping[str, Any]):
         self.channel = channel

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
+from engine.channels.capabilities import ADDRESSED
 from engine.rules.schemacheck import schema_diagnostics
 from engine.rules.yamlpos import Document, load_yaml_file
 from engine.errors import Diagnostic, Loc
@@ -21,7 +22,7 @@ CONFIG_NAMES = ("herald.yaml", "herald.yml")
 DEFAULT_CHANNELS = ("dingtalk", "sms", "email", "webhook")
 SECRET_KEYS = frozenset({"password", "app_secret", "access_key_secret", "secret", "access_token",
                          "token", "hmac_secret", "api_key", "push_token"})
-ADDRESSED_TRANSPORTS = frozenset({"smtp", "aliyun-sms", "dingtalk-work-notice"})  # send to one person's address
+ADDRESSED_TRANSPORTS = ADDRESSED  # send to one person's address (engine.channels.capabilities)
 MIN_AUTH_SECRET = 16  # characters; a shorter server.auth token or hmac_secret is an error
 MIN_PUSH_TOKEN = 16  # characters; a shorter aliyun-sms push_token leaves the push endpoints off
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -8,6 +8,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from engine.channels.webhook import origin_of as webhook_origin
+from engine.channels.capabilities import DELIVERY_RECEIPTS, READ_RECEIPTS
 from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
 from engine.pipeline import previous_view, render_messages, timezone_for
@@ -25,8 +26,6 @@ from engine.config.settings import DispatchSettings
 log = logging.getLogger("herald.dispatch")
 
 HOLD_RECHECK = 3600.0  # clock seconds: a notification held for its template is looked at again after this
-READ_RECEIPTS = frozenset({"dingtalk-work-notice"})         # escalation waits for a read, not a delivery
-DELIVERY_RECEIPTS = frozenset({"dingtalk-work-notice", "aliyun-sms"})
 
 
 def _prefs(n: NotificationRow, outcome: Mapping) -> tuple:

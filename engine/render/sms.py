@@ -16,11 +16,12 @@ import re
 from typing import Any
 from collections.abc import Mapping
 
+from engine.channels.capabilities import TEMPLATE_SMS
 from engine.errors import Diagnostic, Loc
 from engine.routing.router import lookup
 from engine.rules.schemas import outcome_fields, sample_outcome
 
-SMS_TRANSPORTS = frozenset({"aliyun-sms"})
+SMS_TRANSPORTS = TEMPLATE_SMS  # engine.channels.capabilities
 _CODE = re.compile(r"^SMS_\d+$")
 
 
