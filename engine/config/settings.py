@@ -122,6 +122,7 @@ class DispatchSettings:
                    backoff_base=_seconds(raw.get("backoff_base"), cls.backoff_base),
                    backoff_max=_seconds(raw.get("backoff_max"), cls.backoff_max),
                    poll_interval=max(_seconds(raw.get("poll_interval"), cls.poll_interval), 0.05),
+                   lease=max(_seconds(raw.get("lease"), cls.lease), 1.0),
                    receipt_interval=max(_seconds(raw.get("receipt_interval"), cls.receipt_interval), 0.001))
 
     def backoff(self, tries: int, rng: random.Random | None = None) -> float:

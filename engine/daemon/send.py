@@ -18,7 +18,7 @@ from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import plain
 from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
-from engine.store import NotificationRow
+from engine.store import LeaseLost, NotificationRow
 from engine.schedule.timing import for_candidate, load_timezone, next_open
 from engine.daemon.planning import find_rule
 from engine.config.settings import DispatchSettings
@@ -129,7 +129,12 @@ class Sender:
             unsubscribe = links_for(n.id, n.channel, rt.public_url, rt.tracking_key)["unsubscribe"]
             if unsubscribe.startswith("https://"):  # List-Unsubscribe one-click needs https
                 meta_links["unsubscribe_url"] = unsubscribe
-        attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now)
+        try:  # still ours (a claim that waited past its lease was taken back), and the lease renewed for the send
+            attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now, owner=n.lease_owner,
+                                          lease_seconds=rt.clock.virtual(self.settings.lease))
+        except LeaseLost:
+            log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
+            return self._count(n.channel, "lease_lost")
         rendered = {"template_file": file.path, "template_sha256": file.sha256} if file is not None else {}
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from collections.abc import Mapping, Sequence
 
 from engine.model import SendResult
-from engine.store.errors import SchemaVersionError, StoreError, StoreUnavailable
+from engine.store.errors import LeaseLost, SchemaVersionError, StoreError, StoreUnavailable
 from engine.store.rows import (
     NOTIFICATION_STATES,
     Accepted,
@@ -62,6 +62,7 @@ __all__ = [
     "EventCount",
     "EventRow",
     "Instant",
+    "LeaseLost",
     "NotificationDetail",
     "NotificationRow",
     "OutcomeChange",
@@ -165,7 +166,8 @@ class Store(Protocol):
     # -- attempts and receipts (attempts.py)
 
     def begin_attempt(self, notification_id: str, channel: str, transport: str, attempt_key: str | None = None,
-                      at: Instant | None = None) -> AttemptRow: ...
+                      at: Instant | None = None, *, owner: str | None = None,
+                      lease_seconds: float | None = None) -> AttemptRow: ...
 
     def pending_attempt(self, notification_id: str) -> AttemptRow | None: ...
 

@@ -7,7 +7,7 @@ from typing import Any
 from collections.abc import Mapping, Sequence
 
 from engine.store._base import SqlStore, _now, _row
-from engine.store.errors import StoreError
+from engine.store.errors import LeaseLost, StoreError
 from engine.store.rows import AttemptRow, Instant, epoch
 
 
@@ -15,19 +15,29 @@ class Attempts(SqlStore):
     """Attempts and receipts."""
 
     def begin_attempt(self, notification_id: str, channel: str, transport: str, attempt_key: str | None = None,
-                      at: Instant | None = None) -> AttemptRow:
+                      at: Instant | None = None, *, owner: str | None = None,
+                      lease_seconds: float | None = None) -> AttemptRow:
         """Records an attempt on the current channel, committed BEFORE the transport is called.
 
         With attempt_key None: a pending attempt left on this channel by a crash is returned as it is (resend it
         with the same key); else a new one keyed "<notification id>:<channel index>:<n>". With an explicit key
         that exists already, that attempt is returned unchanged (check its status).
+
+        owner: only under that owner's claim (LeaseLost otherwise: its lease ran out and the notification was
+        taken back, so another dispatcher may be sending it), checked in the same transaction; lease_seconds
+        then extends the claim from now, so a claim that waited in a batch gets a full lease for its send.
         """
         now = _now(at)
         with self._write() as conn:
-            n = self._q(conn, "SELECT channel_index, channel, attempt_count FROM notifications WHERE id = ?",
-                        (notification_id,))
+            n = self._q(conn, f"SELECT channel_index, channel, attempt_count, state, lease_owner FROM notifications "
+                              f"WHERE id = ?{self._FOR_UPDATE}", (notification_id,))
             if not n:
                 raise StoreError(f"no notification {notification_id!r}")
+            if owner is not None and (n[0]["state"] != "sending" or n[0]["lease_owner"] != owner):
+                raise LeaseLost(f"notification {notification_id!r} is no longer claimed by {owner!r}")
+            if owner is not None and lease_seconds is not None:
+                self._x(conn, "UPDATE notifications SET lease_until = ? WHERE id = ?",
+                        (now + float(lease_seconds), notification_id))
             idx, current, count = n[0]["channel_index"], n[0]["channel"], n[0]["attempt_count"]
             if channel != current:
                 raise StoreError(f"notification {notification_id!r} is on channel {current!r}, not {channel!r}")

@@ -11,5 +11,9 @@ class SchemaVersionError(StoreError):
     """The database was written by a newer herald than this one: refusing to touch it."""
 
 
+class LeaseLost(StoreError):
+    """A dispatcher's claim on a notification ran out and was taken back: it must not send it."""
+
+
 class StoreUnavailable(StoreError):
     """The database could not be written now (locked, unreachable, disk full, I/O error): try again later."""

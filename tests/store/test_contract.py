@@ -420,3 +420,17 @@ def test_a_late_finish_after_the_lease_was_returned_but_not_taken_is_kept(store:
                            owner="A")
     assert store.get_notification(n.id).notification.state == "sent"
     assert store.claim_due(T0 + 40, 10, "B", 30) == []  # not sent a second time
+
+
+def test_a_claim_that_ran_out_before_its_send_began_is_not_sent(store: Store):
+    from engine.store import LeaseLost
+
+    store.accept_outcomes([item("a")])
+    n = store.claim_due(T0, 1, "A", 30)[0]  # A's batch is slow: this one waits past its lease
+    assert store.release_expired_leases(T0 + 31) == 1
+    store.claim_due(T0 + 32, 1, "B", 30)
+    with pytest.raises(LeaseLost):
+        store.begin_attempt(n.id, n.channel, "outbox", at=T0 + 33, owner="A", lease_seconds=30)
+    a = store.begin_attempt(n.id, n.channel, "outbox", at=T0 + 34, owner="B", lease_seconds=30)
+    d = store.get_notification(n.id)
+    assert [x.id for x in d.attempts] == [a.id] and d.notification.lease_until == T0 + 64  # renewed from now
