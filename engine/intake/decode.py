@@ -74,8 +74,13 @@ def decode_json(text: str) -> Any:
         whole = False
     if not whole:
         value = _DECODER.decode(text)  # leading space, or an error: decode() says which
-    if (value.__class__ is dict or value.__class__ is list) and len(_KEY_TOKEN.findall(text)) != _keys(value):
-        value = _STRICT.decode(text)
+    if value.__class__ is dict or value.__class__ is list:
+        keys = _keys(value)
+        # quick proof of no repeat: no `"` is followed by whitespace (so every key ends in `":`) and there are
+        # exactly as many `":` as keys; otherwise count every `"<whitespace>:`, then decode strictly if need be
+        if not (text.count('":') == keys and '" ' not in text and '"\n' not in text and '"\t' not in text
+                and '"\r' not in text) and len(_KEY_TOKEN.findall(text)) != keys:
+            value = _STRICT.decode(text)
     return value
 
 
