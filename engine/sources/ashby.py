@@ -16,10 +16,10 @@ Candidate name, e-mail and phone come from `application.candidate` (`primaryEmai
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from engine.sources.base import BaseKind, EventError, SourceEvent, SourceRequest, hmac_hex, load_json, obj, same_hex, text
+from engine.sources.base import (BaseKind, SourceEvent, SourceRequest, action_body, body_hash, hmac_hex, obj,
+                                 prefixed_digest, text)
 from engine.sources.paths import get_path
 
 ACTIONS = ("candidateStageChange", "applicationUpdate", "candidateHire")
@@ -57,15 +57,11 @@ class Ashby(BaseKind):
     name = "ashby"
 
     def verify(self, request: SourceRequest, source) -> bool:
-        algo, _, digest = (request.header("Ashby-Signature") or "").strip().partition("=")
-        return algo.lower() == "sha256" and same_hex(digest, hmac_hex(source.secret, request.body))
+        return prefixed_digest(request.header("Ashby-Signature"), "=", source.secret, request.body)
 
     def parse(self, request: SourceRequest, source) -> SourceEvent:
-        body = obj(load_json(request.body), "the body")
-        action = text(body.get("action"))
-        if action is None:
-            raise EventError("action is missing")
-        event_id = text(body.get("webhookActionId")) or hashlib.sha256(request.body).hexdigest()
+        body, action = action_body(request)
+        event_id = text(body.get("webhookActionId")) or body_hash(request)
         data = body.get("data")
         if action not in ACTIONS:
             return SourceEvent(event_id, action, data=data, ignore=f"ashby {action} makes no outcome")

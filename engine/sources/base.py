@@ -103,6 +103,26 @@ def same_hex(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(given.strip().lower().encode("ascii", "replace"), expected.encode("ascii"))
 
 
+def prefixed_digest(value: str | None, separator: str, secret: str, body: bytes) -> bool:
+    """A `sha256<separator><hex>` header value (Greenhouse: a space, Ashby: '=') matches the body's HMAC-SHA256."""
+    algo, _, digest = (value or "").strip().partition(separator)
+    return algo.lower() == "sha256" and same_hex(digest, hmac_hex(secret, body))
+
+
+def body_hash(request: SourceRequest) -> str:
+    """The dedup key of a delivery without an id of its own: the SHA-256 of its body."""
+    return hashlib.sha256(request.body).hexdigest()
+
+
+def action_body(request: SourceRequest, key: str = "action") -> tuple[dict, str]:
+    """The body as a JSON object and its event type under `key` (EventError when either is missing)."""
+    body = obj(load_json(request.body), "the body")
+    action = text(body.get(key))
+    if action is None:
+        raise EventError(f"{key} is missing")
+    return body, action
+
+
 def load_json(body: bytes) -> Any:
     """The body as JSON (EventError when it is not UTF-8 JSON); NaN and Infinity are refused."""
     try:

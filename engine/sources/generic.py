@@ -7,9 +7,7 @@ unique id (the dedup key; without it an identical body twice is the duplicate). 
 """
 from __future__ import annotations
 
-import hashlib
-
-from engine.sources.base import BaseKind, SourceEvent, SourceRequest, hmac_hex, load_json, same_hex, text
+from engine.sources.base import BaseKind, SourceEvent, SourceRequest, body_hash, hmac_hex, load_json, same_hex, text
 from engine.sources.paths import get_path
 
 
@@ -33,7 +31,7 @@ class Generic(BaseKind):
         event_id = text(get_path(body, id_path)) if id_path else None
         app_path = source.setting_path("application_id")
         app_id = text(get_path(body, app_path)) if app_path else None
-        return SourceEvent(event_id or hashlib.sha256(request.body).hexdigest(), "event", app_id, body, {})
+        return SourceEvent(event_id or body_hash(request), "event", app_id, body, {})
 
 
 KIND = Generic()

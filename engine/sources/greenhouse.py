@@ -16,11 +16,10 @@ Map paths start at the body's `payload` (`application.current_stage.name`).
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from engine.sources.base import (BaseKind, EventError, SourceEvent, SourceRequest, hmac_hex, load_json, obj,
-                                 same_hex, text)
+from engine.sources.base import (BaseKind, SourceEvent, SourceRequest, action_body, body_hash, hmac_hex, obj,
+                                 prefixed_digest, text)
 
 DECISIONS = {"reject_candidate": "reject", "candidate_stage_change": "pass", "offer_created": "offer"}
 
@@ -52,17 +51,12 @@ class Greenhouse(BaseKind):
     name = "greenhouse"
 
     def verify(self, request: SourceRequest, source) -> bool:
-        header = request.header("Signature") or ""
-        algo, _, digest = header.strip().partition(" ")
-        return algo.lower() == "sha256" and same_hex(digest, hmac_hex(source.secret, request.body))
+        return prefixed_digest(request.header("Signature"), " ", source.secret, request.body)
 
     def parse(self, request: SourceRequest, source) -> SourceEvent:
-        body = obj(load_json(request.body), "the body")
-        action = text(body.get("action"))
-        if action is None:
-            raise EventError("action is missing")
+        body, action = action_body(request)
         payload = body.get("payload")
-        event_id = text(request.header("Greenhouse-Event-ID")) or hashlib.sha256(request.body).hexdigest()
+        event_id = text(request.header("Greenhouse-Event-ID")) or body_hash(request)
         if action not in DECISIONS and action != "unreject_candidate":
             return SourceEvent(event_id, action, data=payload, ignore=f"greenhouse {action} makes no outcome")
         payload = obj(payload, "payload")

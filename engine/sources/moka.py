@@ -10,10 +10,9 @@ delivery id: an identical body twice is the duplicate. Map paths start at `data`
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
-from engine.sources.base import BaseKind, SourceEvent, SourceRequest, hmac_hex, load_json, obj, same_hex, text
+from engine.sources.base import BaseKind, SourceEvent, SourceRequest, body_hash, hmac_hex, load_json, obj, same_hex, text
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -39,7 +38,7 @@ class Moka(BaseKind):
     def parse(self, request: SourceRequest, source) -> SourceEvent:
         body = obj(load_json(request.body), "the body")
         data = obj(body.get("data", body), "data")
-        event_id = hashlib.sha256(request.body).hexdigest()
+        event_id = body_hash(request)
         archived = data.get("archived") is True
         action = "archived" if archived else (text(body.get("event")) or "updated")
         base = {"decision": "reject" if archived else "pass",
