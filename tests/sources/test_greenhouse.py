@@ -135,3 +135,16 @@ def test_a_later_event_for_the_same_application_amends_its_outcome(tmp_path, dae
     assert r.json()["status"] == "amended", r.text
     rec = d.runtime.store.get_outcome("greenhouse:770001").data()
     assert rec["decision"] == "offer" and rec["candidate"]["name"] == "Wei Zhang"
+
+
+def test_source_bodies_obey_the_apis_body_cap(tmp_path, daemons, gh, monkeypatch):
+    import engine.daemon.app as app_module
+
+    d = daemons(source_deployment(tmp_path))
+    monkeypatch.setattr(app_module, "MAX_BODY", 1000)
+    body = payload_json("greenhouse_candidate_stage_change.json")
+    body["padding"] = "x" * 2000
+    r = gh.deliver(d.url, "greenhouse", json.dumps(body).encode(), event_id="big")
+    assert r.status_code == 413, r.text
+    assert d.runtime.store.source_event("greenhouse", "big") is None
+    assert d.runtime.store.get_outcome("greenhouse:770001") is None
