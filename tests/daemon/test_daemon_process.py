@@ -154,8 +154,11 @@ def test_make_run_demo_sends_and_stops_cleanly_on_ctrl_c(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     for part in ("rules", "templates", "examples"):
         shutil.copytree(repo / part, tmp_path / part)
+    # SIGINT back to its default in the child: a test runner started in the background inherits it ignored, and
+    # Python then never turns Ctrl-C into KeyboardInterrupt
     demo = subprocess.Popen([sys.executable, "-m", "engine.cli.demo"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True).start()
     try:
