@@ -52,6 +52,16 @@ def demo_start(ruleset: RuleSet | None, now: datetime) -> tuple[datetime, str]:
                    f'opening, {start:%a %Y-%m-%d %H:%M} {zone}')
 
 
+def latest_occurred(path: str) -> datetime:
+    """The latest occurred_at of the outcomes to post (epoch 0 when none has one): before it, the examples
+    would lie in the demo's future and nothing would be due."""
+    from engine.schedule.timing import parse_instant
+
+    times = [parse_instant(it.record.get("occurred_at")) for it in read_items(path)
+             if it.error is None and isinstance(it.record, dict) and it.record.get("occurred_at")]
+    return max((t for t in times if t is not None), default=datetime.fromtimestamp(0, UTC))
+
+
 def _free(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None)
     args = ap.parse_args(argv)
     cfg = load_config(args.config)[0]
-    start, why = demo_start(load_deployment(config_path=args.config).ruleset, datetime.now(UTC))
+    start, why = demo_start(load_deployment(config_path=args.config).ruleset,
+                            max(datetime.now(UTC), latest_occurred(args.outcomes)))
     host, port = cfg.server.host, cfg.server.port
     if not _free(host, port):
         print(f"port {port} is in use: using a free one", flush=True)

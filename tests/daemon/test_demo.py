@@ -41,3 +41,13 @@ def test_demo_clock_starts_at_the_next_open_window(ruleset, now, start, says):
 def test_demo_clock_starts_now_without_windows():
     now = datetime.fromisoformat("2026-12-06T03:00:00+08:00")
     assert demo_start(None, now) == (now, "no rule uses a send window: the clock starts now")
+
+
+def test_demo_clock_waits_for_the_examples_to_be_in_the_past(ruleset):
+    # on China's National Day 2026 the examples (November 2026) still lie ahead: the clock starts after them
+    from engine.cli.demo import latest_occurred
+
+    latest = latest_occurred(str(REPO / "examples" / "outcomes.jsonl"))
+    now = datetime.fromisoformat("2026-10-01T10:00:00+08:00")
+    got, why = demo_start(ruleset, max(now, latest))
+    assert latest > now and got >= latest and "clock starts at its next opening" in why
