@@ -116,6 +116,8 @@ Entry = Rule | Ranges | Span | Chain | None
 
 def compile_entry(rules: Sequence[Rule]) -> Entry:
     """The entry for candidates `rules` (evaluation order): the first rule without `when` ends the list."""
+    if not rules or rules[0].predicate is None:  # the common cases, on every decision-cache miss
+        return rules[0] if rules else None
     steps: list = []  # Rule (no when: final), ("chain", [rules]), ("ranges", [(rule, range)])
     for rule in rules:
         if rule.predicate is None:
