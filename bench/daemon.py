@@ -41,7 +41,7 @@ rules:
 
 BACKLOG_RULES = """version: 1
 windows:
-  office: {hours: "HOURS"}
+  office: {days: [mon, tue, wed, thu, fri, sat, sun], hours: "HOURS"}
 rules:
   - id: bench-backlog
     match: {decision: [reject, pass, offer, hold]}
@@ -212,7 +212,7 @@ def bench_backlog(tmp: Path, n: int) -> dict:
         rec.pop("occurred_at", None)
         rec.pop("candidate", None)
         rec["candidate"] = {"name": "Bench", "email": "x@example.com"}
-    window, _ = parse_window("office", {"hours": hours})
+    window, _ = parse_window("office", {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "hours": hours})
     assert window is not None
     opening = next_open(datetime.now(UTC), window, UTC)
     (root / "backlog.jsonl").write_bytes(b"\n".join(bodies(records, "backlog", n)) + b"\n")
