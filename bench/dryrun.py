@@ -208,7 +208,10 @@ def main() -> int:
                 shutil.rmtree(d)
             _gen.write_deployment(d, n)
             t = time.perf_counter()
-            dep = load_deployment([str(d)])
+            # loaded from inside the deployment, as the CLI run below is (cwd=d): herald names each
+            # template file relative to the working directory at load time (`file` in the jsonl output)
+            with contextlib.chdir(d):
+                dep = load_deployment([str(d)])
             load_s = time.perf_counter() - t
             if not dep.ok or dep.diagnostics:
                 shown = "\n  ".join(x.format() for x in dep.diagnostics[:10])
