@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.intake.schemafast import Unsupported, compile_check
+from engine.intake.schemafast import Unsupported, compile_check, ecma_regex
 from engine.rules.schemas import fast_check, jsonschema_validator, sample_outcome, schema
 import contextlib
 
@@ -129,3 +130,18 @@ def test_a_final_newline_does_not_pass_a_pattern_and_the_field_is_named():
     result = check_record(record)
     assert result.status == "invalid" and result.field == "candidate.locale"
     assert "does not match" in result.error
+
+
+ALLOWED_ONLY = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(["a", "张", "\n", "\x00", "\x1f", " ", "\x7f", "\x85", "\x9f", "\xa0",
+                                              "\u2028", "\u2029", "\u202a", "$", "]"]), max_size=12))
+def test_an_only_allowed_characters_pattern_gives_jsonschema_s_verdict(text):
+    # `^[^C]*$` is compiled as a search for one character of C; the verdict must be the pattern's
+    # (ECMA-262's `$`, as herald's validators read it: the end of the text, not before a final newline)
+    sub = {"type": "string", "pattern": ALLOWED_ONLY}
+    assert compile_check(sub)(text) == (ecma_regex(ALLOWED_ONLY).search(text) is not None) == \
+        (re.fullmatch("[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*", text) is not None)
+    assert "is not None" in compile_check(sub).source  # the rewritten form, not the backtracking search

@@ -40,6 +40,16 @@ def ecma_regex(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
 
+_ONLY_ALLOWED = re.compile(r"\^\[\^((?:[^\]\\\[]|\\.)+)\]\*\$")
+
+
+def _banned_class(pattern: str) -> re.Pattern | None:
+    """For a pattern `^[^C]*$` (only characters outside the class C, e.g. no control characters), the class
+    C itself: the text matches the pattern exactly when a search for C finds nothing."""
+    m = _ONLY_ALLOWED.fullmatch(pattern)
+    return re.compile(f"[{m.group(1)}]") if m else None
+
+
 class Unsupported(ValueError):
     """The schema uses a keyword (or a form of one) this compiler does not implement."""
 
@@ -120,8 +130,13 @@ class _Gen:
             pattern = schema["pattern"]
             if not isinstance(pattern, str):
                 raise Unsupported(f"pattern {pattern!r}")
-            rx = self.name("R", ecma_regex(pattern).search)
-            checks.append(f"{rx}({v}) is None")
+            banned = _banned_class(pattern)
+            if banned is not None:  # `^[^...]*$`: one scan for a banned character, no backtracking
+                rx = self.name("R", banned.search)
+                checks.append(f"{rx}({v}) is not None")
+            else:
+                rx = self.name("R", ecma_regex(pattern).search)
+                checks.append(f"{rx}({v}) is None")
         if "format" in schema:
             fmt = schema["format"]
             if fmt not in self.formats:
