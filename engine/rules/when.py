@@ -219,6 +219,30 @@ def compile_regex(pattern: str) -> Any:
         raise ValueError(f"not valid RE2 syntax: {reason}") from None
 
 
+MEMO_TEXT_CHARS = 256   # texts up to this long have their `matches` verdicts remembered
+MEMO_ENTRIES = 4096     # verdicts kept per pattern (the memo starts over when full)
+
+
+def memo_search(regex: Any) -> Callable[[str], bool]:
+    """Whether `regex` finds a match in a text, remembered per short text: RE2's Python binding costs
+    microseconds a call, and routed fields (role, stage, source, ...) repeat the same few values."""
+    search = regex.search
+    memo: dict[str, bool] = {}
+    get = memo.get
+
+    def found(text: str) -> bool:
+        hit = get(text)
+        if hit is None:
+            hit = search(text) is not None
+            if len(text) <= MEMO_TEXT_CHARS:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[text] = hit
+        return hit
+
+    return found
+
+
 def _literal(tok: Token) -> Any:
     if tok.type == "STRING":
         return _unescape(tok[1:-1])
@@ -335,7 +359,7 @@ class _Gen:
             return f"_contains({self.value(left)}, {self.value(right)})"
         if op == "matches":
             t = self.temp()
-            return f"(type({t} := {self.value(left)}) is str and {self.const(node.regex.search)}({t}) is not None)"
+            return f"(type({t} := {self.value(left)}) is str and {self.const(memo_search(node.regex))}({t}))"
         # startswith / endswith
         t, u = self.temp(), self.temp()
         return (f"(type({t} := {self.value(left)}) is str and type({u} := {self.value(right)}) is str"

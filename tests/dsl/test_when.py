@@ -611,3 +611,35 @@ def test_floats_print_and_parse_back():
     for number in (1e-05, 1.5e16, -0.0, 123456.789, -3.25):
         assert compile_when(f"score == {number!r}")({"score": number}) is True
     assert math.isinf(1e999) and compile_when("score < 1e999")({"score": 1e308}) is True
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(alphabet="ab\n张", max_size=6) | st.just("a" * 300 + "b"), min_size=1, max_size=40))
+def test_matches_verdicts_are_remembered_per_text_and_stay_re2_s(texts):
+    from engine.rules import when as when_mod
+
+    regex = when_mod.compile_regex(r"^a+b$|张")
+    calls = []
+
+    class Counting:
+        def search(self, text):
+            calls.append(text)
+            return regex.search(text)
+
+    found = when_mod.memo_search(Counting())
+    for text in texts * 2:
+        assert found(text) == (regex.search(text) is not None)
+    short = [t for t in texts if len(t) <= when_mod.MEMO_TEXT_CHARS]
+    # each short text searched once (the memo holds far more than 40), each long one every time
+    assert len(calls) == len(set(short)) + 2 * (len(texts) - len(short))
+
+
+def test_matches_memo_starts_over_when_full(monkeypatch):
+    from engine.rules import when as when_mod
+
+    monkeypatch.setattr(when_mod, "MEMO_ENTRIES", 3)
+    found = when_mod.memo_search(when_mod.compile_regex("x"))
+    for text in ["x", "y", "ax", "b", "xx", "y"]:
+        assert found(text) == ("x" in text)
+    pred = compile_when('candidate.email matches "^fe"')
+    assert pred({"candidate": {"email": "fe@x"}}) is True and pred({"candidate": {"email": "be@x"}}) is False
