@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -67,6 +68,11 @@ def _template_diagnostics(directory: str, limits: Any = None) -> list[Diagnostic
 def _start_template_check(directory: Path, limits: Any = None):
     """A future for the template diagnostics from a forked worker, or None where that is not possible."""
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    if threading.active_count() > 1:
+        # Forking a process that runs other threads can leave the child waiting forever on a lock one of
+        # them held at the fork (seen under libfaketime, whose clock lock is taken by every time call);
+        # the daemon's reloads and test processes check the templates in this process instead.
         return None
     try:
         from concurrent.futures import ProcessPoolExecutor
