@@ -101,6 +101,7 @@ class Rule:
     line: int = 0
     column: int = 0
     order: int = 0  # position in the whole set: files by name, then position in the file
+    company: tuple = ()  # ((key, value), ...): the rule file's `company:`, merged over herald.yaml's
     predicate: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False, repr=False)
 
     @property

@@ -80,6 +80,11 @@ def previous_view(record: Mapping, rev: int | None = None, sent: Mapping | None 
 
 # --- stage: schedule ----------------------------------------------------------------------------
 
+def rule_sender(rule: Rule | None) -> str | None:
+    """The e-mail From of `rule`'s messages when its rule file's `company:` sets `sender` (else the channel's)."""
+    return dict(rule.company).get("sender") if rule is not None else None
+
+
 def timezone_for(rule: Rule, outcome: Mapping):
     """The candidate's time zone when it is a real one, else the rule's."""
     cand = outcome.get("candidate")
@@ -108,6 +113,13 @@ class Pipeline:
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
         self.base_extras = plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
+
+    def extras_for(self, rule: Rule | None) -> dict:
+        """What templates see for `rule`'s outcomes: the rule file's `company:` over herald.yaml's (dry-run and
+        send time both call this)."""
+        if rule is None or not rule.company:
+            return self.base_extras
+        return {**self.base_extras, "company": {**self.base_extras["company"], **dict(rule.company)}}
 
     def clock(self) -> datetime:
         return self.now or utcnow()
@@ -143,8 +155,9 @@ class Pipeline:
                         skipped_channels=skipped, outcome=outcome)
         now = self.clock()
         full = self.render_channels == "all"
-        extras = self.base_extras if not links else {**self.base_extras,
-                                                     "links": {**self.base_extras["links"], **links}}
+        extras = self.extras_for(rule)
+        if links:
+            extras = {**extras, "links": {**extras["links"], **links}}
         if previous is not None:
             extras = {**extras, "previous": plain(previous)}
         messages, chosen, error = render_messages(templates, template, prefs,

@@ -30,6 +30,7 @@ class Envelope:
     subject: str | None = None
     html: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)  # e.g. SMS template parameters
+    sender: str | None = None  # e-mail From set by the rule file's company.sender (else the channel's `from`)
     meta: Mapping[str, Any] = field(default_factory=dict)    # outcome id, rule id, template, locale...
 
 

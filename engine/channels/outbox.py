@@ -53,6 +53,7 @@ class OutboxTransport:
             "html": envelope.html,
             "params": dict(envelope.params),
             "meta": dict(envelope.meta),
+            **({"from": envelope.sender} if envelope.sender else {}),
         }
         path = self.path_for(envelope)
         try:

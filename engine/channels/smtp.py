@@ -162,6 +162,20 @@ class SMTPTransport:
         except UnicodeError:
             return "herald.invalid"
 
+    def from_for(self, envelope: Envelope) -> Address:
+        """The From of `envelope`: its rule file's company.sender when set, else the channel's `from`."""
+        assert self.sender is not None
+        if not envelope.sender:
+            return self.sender
+        pairs = getaddresses([envelope.sender])
+        if len(pairs) != 1 or "@" not in pairs[0][1] or any(c in envelope.sender for c in "\r\n"):
+            raise ValueError(f"company.sender {envelope.sender!r} is not one e-mail address")
+        local, _, domain = pairs[0][1].rpartition("@")
+        try:
+            return Address(display_name=pairs[0][0], username=local, domain=domain)
+        except (ValueError, IndexError) as e:
+            raise ValueError(f"company.sender {envelope.sender!r} is not one e-mail address") from e
+
     def build_message(self, envelope: Envelope) -> EmailMessage:
         """The message as it will be sent; raises ValueError on an address or header that cannot be sent."""
         assert self.sender is not None
@@ -170,7 +184,7 @@ class SMTPTransport:
             raise ValueError("recipient is not one plain e-mail address")
         msg = EmailMessage(policy=MESSAGE_POLICY)
         msg["Subject"] = " ".join((envelope.subject or "").split())  # templates leave newlines; headers cannot hold them
-        msg["From"] = self.sender
+        msg["From"] = self.from_for(envelope)
         msg["To"] = to
         if self.reply_to:
             msg["Reply-To"] = self.reply_to
@@ -244,7 +258,7 @@ class SMTPTransport:
         def deliver() -> SendResult:
             conn = self._open()
             try:
-                refused = conn.send_message(msg, from_addr=self.sender.addr_spec, to_addrs=[envelope.to.strip()])
+                refused = conn.send_message(msg, from_addr=self.from_for(envelope).addr_spec, to_addrs=[envelope.to.strip()])
             except BaseException:
                 conn.close()
                 raise

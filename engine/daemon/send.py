@@ -11,7 +11,7 @@ from engine.channels.webhook import origin_of as webhook_origin
 from engine.channels.capabilities import DELIVERY_RECEIPTS, READ_RECEIPTS
 from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.model import CHANNEL_ADDRESS, Message
-from engine.pipeline import previous_view, render_messages, timezone_for
+from engine.pipeline import previous_view, render_messages, rule_sender, timezone_for
 from engine.render.budget import BUDGET_ERROR
 from engine.routing.router import lookup
 from engine.render.locales import candidate_locale, preferences
@@ -140,6 +140,7 @@ class Sender:
         called = rt.now()
         env = Envelope(notification_id=n.id, attempt_key=attempt.attempt_key, channel=n.channel, to=to,
                        body=message.body, subject=message.subject, html=message.html, params=params,
+                       sender=rule_sender(find_rule(state.pipeline, n.rule_id) if n.rule_id else None),
                        meta={"outcome": n.outcome_id, "rule": n.rule_id, "ruleset_version": n.ruleset_version,
                              "template": n.template, "variant": n.variant, "locale": n.locale,
                              "send_at": _iso(n.send_at), "due_at": due, "called_at": called,
@@ -301,7 +302,7 @@ class Sender:
             return f"template {n.template} no longer exists", None, True
         if file.meta is None or (isinstance(decision, str) and decision not in file.meta.decisions):
             return f"{file.path} no longer serves decision {decision}", file, True
-        extras = state.pipeline.base_extras
+        extras = state.pipeline.extras_for(find_rule(state.pipeline, n.rule_id) if n.rule_id else None)
         links_for = getattr(state.pipeline, "links_for", None)
         links = links_for(n.id) if links_for is not None else None
         if links:

@@ -265,7 +265,7 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
         variants=variants, locale=locale, timezone=tz,
         priority=raw.get("priority", defaults.get("priority", 0)) if isinstance(raw.get("priority", 0), int) else 0,
         description=raw.get("description", "") if isinstance(raw.get("description"), str) else "",
-        file=doc.file, line=loc.line, column=loc.column, order=order,
+        file=doc.file, line=loc.line, column=loc.column, order=order, company=file_company(doc),
         predicate=when.predicate if when is not None else None,
     )
     _timing_warnings(rule, doc, path, ctx)
@@ -278,6 +278,14 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
         elif template:
             ctx.diags += ctx.templates.check_usage(template, decisions, channels, doc.loc(path + ("template",)))
     return rule
+
+
+def file_company(doc: Document) -> tuple:
+    """A rule file's `company:` as ((key, value), ...); the schema check reports what is wrong in it."""
+    raw = doc.data.get("company")
+    if not isinstance(raw, dict):
+        return ()
+    return tuple((k, v) for k, v in raw.items() if isinstance(k, str) and isinstance(v, str) and v)
 
 
 def _locale_problem(value: str) -> str | None:

@@ -138,6 +138,16 @@ def test_send_and_parse(server):
     assert msg["Date"] is not None
 
 
+def test_rule_file_sender_is_the_from_of_its_messages(server):
+    t = make(server.port)
+    assert t.send(envelope(sender="上海招聘 <hr-sh@example.com>")).status == ACCEPTED
+    rec = server.handler.messages[0]
+    assert rec["from"] == "hr-sh@example.com"
+    assert parse(rec["content"])["From"].addresses[0].display_name == "上海招聘"
+    bad = t.send(envelope(sender="a@x.example, b@y.example"))
+    assert bad.status == PERMANENT and "company.sender" in (bad.error or "")
+
+
 def test_plain_only_without_html(server):
     make(server.port).send(envelope(html=None, meta={}))
     msg = parse(server.handler.messages[0]["content"])

@@ -45,3 +45,23 @@ def test_a_removed_template_holds_the_notification(deploy, daemons):
     held = wait_for(lambda: [e for e in events(d, "st-2#1") if e["kind"] == "deferred"], timeout=30)
     assert "held: template any/generic no longer exists" in held[0]["detail"]["reason"]
     assert not [m for m in outbox(deploy) if m["meta"].get("outcome") == "st-2"]   # never sent with another
+
+
+@pytest.mark.slow
+def test_each_rule_file_sends_with_its_own_company_and_sender(tmp_path, daemons):
+    from daemon_support import make_deployment
+
+    office = RULES.replace("version: 1\n", 'version: 1\ncompany: {name: Shanghai Office, sender: "SH HR <hr-sh@example.com>"}\n')
+    root = make_deployment(tmp_path, rules=office, mark="from {{ company.name }}")
+    (root / "herald.yaml").write_text((root / "herald.yaml").read_text() + "company: {name: Head Office}\n")
+    (root / "rules" / "20-brand.yaml").write_text(
+        "version: 1\ncompany: {name: Brand B, sender: hr@brand-b.example}\n"
+        "rules:\n  - {id: brand, match: {decision: pass}, template: any/generic, channels: [email], locale: en,"
+        " timezone: UTC}\n")
+    d = daemons(root)
+    post(d.url, outcome("co-1", decision="reject"))
+    post(d.url, outcome("co-2", decision="pass"))
+    sent = wait_for(lambda: {m["meta"]["outcome"]: m for m in outbox(root) if m["channel"] == "email"}
+                    if len([m for m in outbox(root) if m["channel"] == "email"]) >= 2 else None, timeout=30)
+    assert "from Shanghai Office" in sent["co-1"]["body"] and sent["co-1"]["from"] == "SH HR <hr-sh@example.com>"
+    assert "from Brand B" in sent["co-2"]["body"] and sent["co-2"]["from"] == "hr@brand-b.example"
