@@ -84,6 +84,19 @@ def message_id_for(attempt_key: str, domain: str, scope: str) -> str:
     return f"<herald.{scope}.{safe}@{domain}>"
 
 
+def one_address(value: str) -> Address | None:
+    """`value` as one e-mail address ("Name <user@example.com>" or a bare one), else None."""
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or "@" not in pairs[0][1] or any(c in value for c in "\r\n"):
+        return None
+    display, addr = pairs[0]
+    local, _, domain = addr.rpartition("@")
+    try:
+        return Address(display_name=display, username=local, domain=domain)
+    except (ValueError, IndexError):
+        return None
+
+
 class SMTPTransport:
     """Sends e-mail through an SMTP server; a new connection per message, so it is safe from any thread."""
 
@@ -135,17 +148,10 @@ class SMTPTransport:
         value = r.text("from")
         if not value:
             return None
-        pairs = getaddresses([value])
-        if len(pairs) != 1 or "@" not in pairs[0][1]:
+        address = one_address(value)
+        if address is None:
             r.fail("from", 'must be one address like "Name <user@example.com>"')
-            return None
-        display, addr = pairs[0]
-        local, _, domain = addr.rpartition("@")
-        try:
-            return Address(display_name=display, username=local, domain=domain)
-        except (ValueError, IndexError):
-            r.fail("from", 'must be one address like "Name <user@example.com>"')
-            return None
+        return address
 
     def __repr__(self) -> str:
         auth = f", username={self.username!r}, password=***" if self.username else ""
@@ -167,14 +173,10 @@ class SMTPTransport:
         assert self.sender is not None
         if not envelope.sender:
             return self.sender
-        pairs = getaddresses([envelope.sender])
-        if len(pairs) != 1 or "@" not in pairs[0][1] or any(c in envelope.sender for c in "\r\n"):
+        address = one_address(envelope.sender)
+        if address is None:
             raise ValueError(f"company.sender {envelope.sender!r} is not one e-mail address")
-        local, _, domain = pairs[0][1].rpartition("@")
-        try:
-            return Address(display_name=pairs[0][0], username=local, domain=domain)
-        except (ValueError, IndexError) as e:
-            raise ValueError(f"company.sender {envelope.sender!r} is not one e-mail address") from e
+        return address
 
     def build_message(self, envelope: Envelope) -> EmailMessage:
         """The message as it will be sent; raises ValueError on an address or header that cannot be sent."""
