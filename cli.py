@@ -426,12 +426,18 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
                     click.echo(json.dumps(status.as_dict(), ensure_ascii=False))
                 elif status.status == "invalid" or status.error:
                     problems.append(f"{item.where}: {status.id or '-'}: {status.status}: {status.error}")
+                if status.outside_vocabulary:
+                    counts["outside the vocabulary"] += 1
+                    if fmt != "jsonl":
+                        problems.append(f"{item.where}: {status.id}: {status.outside_vocabulary}")
             bar.update(len(chunk))
         where = store.path
     for line in problems:
         click.echo(line, err=True)
     summary = ", ".join(f"{counts[k]} {k}" for k in ("matched", "unmatched", "held", "duplicate", "invalid")
                         if counts[k])
+    if counts["outside the vocabulary"]:
+        summary += f"; {counts['outside the vocabulary']} outside the vocabulary"
     click.echo(f"ingested {len(items)} item(s) from {file} into {where}: {summary or 'nothing'}", err=True)
 
 
@@ -452,8 +458,9 @@ def post(file: str, url: str | None, token: str | None, hmac_secret: str | None,
     if url is None:
         server = load_config(config_path)[0].server
         url = f"http://{server.host}:{server.port}"
+    answers: list = []
     try:
-        counts = post_file(file, url, token, hmac_secret, batch)
+        counts = post_file(file, url, token, hmac_secret, batch, answers=answers)
     except PostError as e:
         click.echo(f"herald post: {e}", err=True)
         sys.exit(1)
@@ -461,7 +468,11 @@ def post(file: str, url: str | None, token: str | None, hmac_secret: str | None,
         click.echo(f"herald post: {url}: {type(e).__name__}: {e}", err=True)
         sys.exit(1)
     total = sum(counts.values())
-    click.echo(f"posted {total} to {url}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    outside = [a for a in answers if a.get("outside_vocabulary")]
+    for a in outside:
+        click.echo(f"{a.get('id')}: {a['outside_vocabulary']}", err=True)
+    click.echo(f"posted {total} to {url}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+               + (f"; {len(outside)} outside the vocabulary" if outside else ""))
 
 
 @main.command()

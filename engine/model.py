@@ -127,6 +127,9 @@ class RuleSet:
     files: tuple = ()
     disabled: tuple = ()  # ids of rules written with `enabled: false`: validated, never routed
     sources: Mapping[str, str] = field(default_factory=dict)  # rule files and templates -> content hash
+    # the merged `vocabulary:` sections (engine.rules.vocabulary.Vocabulary: field path -> frozenset of
+    # values; empty and falsy when no rule file declares one)
+    vocabulary: Any = None
 
 
 @quick_init
@@ -163,6 +166,7 @@ class Plan:
     late: bool = False
     messages: tuple = ()  # (Message, ...)
     error: str | None = None
+    warning: str | None = None  # accepted with a remark: values outside the rule set's vocabulary
     outcome: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 

@@ -109,6 +109,9 @@ class Pipeline:
         if self.deployment.ruleset is None:
             raise ValueError("the deployment has errors; validate it first")
         self.router = Router(self.deployment.ruleset)
+        vocabulary = self.deployment.ruleset.vocabulary
+        # the gate's vocabulary check (None: nothing declared): a warning naming values outside it, or None
+        self.outside_vocabulary = vocabulary.outside if vocabulary else None
         self.windows = self.deployment.ruleset.windows
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
@@ -182,8 +185,15 @@ class Pipeline:
                     messages=messages, error=error or sched.error, outcome=outcome)
 
     def admit(self, gate: Gate, result: GateResult) -> Plan:
-        """The plan for one gate verdict."""
+        """The plan for one gate verdict (with the vocabulary's warning, when it has one)."""
         result = gate.admit(result)
+        if self.outside_vocabulary is not None and result.outcome is not None:
+            warning = self.outside_vocabulary(result.outcome)
+            if warning is not None:
+                return replace(self._admitted(result), warning=warning)
+        return self._admitted(result)
+
+    def _admitted(self, result: GateResult) -> Plan:
         if result.status == INVALID:
             return Plan(result.outcome_id, INVALID, error=result.error)
         if result.status == DUPLICATE:
@@ -244,6 +254,8 @@ def plan_json(plan: Plan) -> dict:
             out["escalations"] = [e.isoformat() for e in plan.escalations]
         if plan.error:
             out["error"] = plan.error
+    if plan.warning:
+        out["warning"] = plan.warning
     return out
 
 
@@ -255,7 +267,7 @@ def plan_line(plan: Plan) -> str:
     """plan_json(plan) as one line of JSON text, exactly as json.dumps(..., ensure_ascii=False) writes it.
 
     The common case (a routed plan without error) is written directly, the rest through the encoder."""
-    if (plan.rule is None or plan.template is None or plan.status == INVALID or plan.error
+    if (plan.rule is None or plan.template is None or plan.status == INVALID or plan.error or plan.warning
             or plan.outcome_id.__class__ is not str):
         return _encode(plan_json(plan))
     out = ['{"outcome": ', _text(plan.outcome_id), ', "status": ', _text(plan.status),

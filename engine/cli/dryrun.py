@@ -28,9 +28,12 @@ class Summary:
     hits: Counter = field(default_factory=Counter)
     late: list = field(default_factory=list)
     errors: list = field(default_factory=list)
+    outside_vocabulary: int = 0  # outcomes accepted with values outside the rule set's vocabulary
 
     def add(self, plan: Plan) -> None:
         self.statuses[plan.status] += 1
+        if plan.warning:
+            self.outside_vocabulary += 1
         if plan.rule:
             self.hits[plan.rule] += 1
         if plan.late:
@@ -48,6 +51,8 @@ class Summary:
         out.append(f"late (past deadline): {len(self.late)}" + (f": {', '.join(map(str, self.late[:10]))}"
                                                                  + (" ..." if len(self.late) > 10 else "")
                                                                  if self.late else ""))
+        if ruleset.vocabulary:
+            out.append(f"outside the vocabulary: {self.outside_vocabulary}")
         for oid, err in self.errors[:10]:
             out.append(f"problem: {oid}: {err}")
         return out
@@ -75,13 +80,15 @@ TABLE_HEADER = "  ".join([_cell("OUTCOME", 22), _cell("STATUS", 9), _cell("RULE"
 
 def message_lines(plan: Plan, show_pii: bool) -> list[str]:
     """The rendered messages of one plan, each under a header naming channel and address."""
-    if not plan.messages and not plan.error:
+    if not plan.messages and not plan.error and not plan.warning:
         return []
     hide = (lambda s: s) if show_pii else mask_text
     out = [f"── {_dash(plan.outcome_id)} · {_dash(plan.rule)} · {_dash(plan.template)} ({plan.file or plan.locale or 'no file'})"
            + (f" · skipped {', '.join(plan.skipped_channels)} (no address)" if plan.skipped_channels else "")]
     if plan.error:
         out.append(f"   problem: {plan.error}")
+    if plan.warning:
+        out.append(f"   warning: {plan.warning}")
     for msg in plan.messages:
         to = _address(plan, msg.channel)
         extra = f" · {msg.sms_chars} chars, {msg.sms_segments} segment(s)" if msg.sms_segments else ""

@@ -112,10 +112,14 @@ class Poster:
 
 
 def post_file(path: str | Path, url: str, token: str | None = None, hmac_secret: str | None = None,
-              batch: int = 100, progress: Callable[[int], None] | None = None) -> Counter:
-    """Posts a JSON-lines (or CSV) file to a running daemon; the statuses counted."""
+              batch: int = 100, progress: Callable[[int], None] | None = None,
+              answers: list | None = None) -> Counter:
+    """Posts a JSON-lines (or CSV) file to a running daemon; the statuses counted (`answers`, when given,
+    receives the daemon's answer for each item)."""
     poster = Poster(url, token, hmac_secret)
     try:
         return poster.post_items(read_items(path), batch, progress)
     finally:
+        if answers is not None:
+            answers.extend(poster.items)
         poster.close()

@@ -47,11 +47,12 @@ class ItemStatus:
     rev: int | None = None  # amended: the new revision's number
     cancelled: int | None = None  # amended: queued notifications of the earlier revision cancelled
     previously_sent: list[dict] | None = None  # amended: what earlier revisions already sent (notification, channel, sent_at)
+    outside_vocabulary: str | None = None  # accepted, but these values are outside the rule set's vocabulary
 
     def as_dict(self) -> dict:
         out = {"id": self.id, "status": self.status}
         for k in ("field", "error", "warning", "notification", "send_at", "rule", "dead_letter", "rev", "cancelled",
-                  "previously_sent"):
+                  "previously_sent", "outside_vocabulary"):
             v = getattr(self, k)
             if v is not None:
                 out[k] = v
@@ -65,6 +66,7 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
     """Gate, plan and store a batch (one transaction, split only where an amendment needs the revision it
     amends stored first); one ItemStatus per item, in order."""
     now = now or pipeline.clock()
+    outside = pipeline.outside_vocabulary  # None: the rule set declares no vocabulary
     statuses: list[ItemStatus | None] = []
     batch: list[tuple[int, Accepted, ItemStatus]] = []
     latest: dict[str, dict] = {}  # id -> content admitted earlier in this batch
@@ -76,6 +78,7 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
                                      result.error or "invalid outcome"))
             continue
         record, rid = result.outcome, result.outcome_id
+        remark = outside(record) if outside is not None else None
         before = latest.get(rid)
         if before is None:
             row = store.get_outcome(rid)
@@ -83,16 +86,24 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
         latest[rid] = record
         if before is None:
             status, accepted = _admit(item, record, pipeline, source)
-            batch.append((len(statuses), accepted, status))
+            batch.append((len(statuses), accepted, _remark(status, remark)))
             statuses.append(None)
         elif before == record:
-            statuses.append(ItemStatus(rid, DUPLICATE))
+            statuses.append(_remark(ItemStatus(rid, DUPLICATE), remark))
         else:
             _store_batch(batch, statuses, store, now)  # the revision this one amends must be stored first
             batch = []
-            statuses.append(_amend(item, record, pipeline, store, source, now))
+            statuses.append(_remark(_amend(item, record, pipeline, store, source, now), remark))
     _store_batch(batch, statuses, store, now)
     return statuses  # type: ignore[return-value]
+
+
+def _remark(status: ItemStatus, remark: str | None) -> ItemStatus:
+    """`status` with the vocabulary's remark, also added to its warning."""
+    if remark is None:
+        return status
+    return replace(status, warning=f"{status.warning}; {remark}" if status.warning else remark,
+                   outside_vocabulary=remark)
 
 
 def _store_batch(batch: list, statuses: list, store: Store, now: datetime) -> None:

@@ -13,6 +13,7 @@ from engine.model import DECISIONS, Rule, RuleSet, Timing, Variant
 from engine.rules.schemas import FieldCatalog, outcome_fields, schema
 from engine.rules.schemacheck import schema_diagnostics
 from engine.rules.suggest import closest, did_you_mean
+from engine.rules.vocabulary import CODE as VOCABULARY_CODE, EMPTY, Vocabulary, collect_vocabulary, match_problems, when_problems
 from engine.rules.yamlpos import Document, load_yaml_file
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -32,6 +33,7 @@ class _Ctx:
     templates: Any
     catalog: FieldCatalog
     diags: list = field(default_factory=list)
+    vocabulary: Vocabulary = EMPTY
 
 
 def rule_files(cfg: Config) -> tuple[list[Path], list[Diagnostic]]:
@@ -160,7 +162,7 @@ def _check_scalar(name: str, value: Any, doc: Document, path: tuple, ctx: _Ctx, 
             ctx.diags.append(doc.loc(path).error(f"bad-{name}", problem))
 
 
-def _match(raw: Any, doc: Document, path: tuple, ctx: _Ctx) -> tuple:
+def _match(raw: Any, doc: Document, path: tuple, ctx: _Ctx, rule_id: str = "") -> tuple:
     """The rule's `match` as ((field_path, (values...)), ...), checking fields and value types."""
     if not isinstance(raw, dict):
         return ()
@@ -181,6 +183,9 @@ def _match(raw: Any, doc: Document, path: tuple, ctx: _Ctx) -> tuple:
             problem = _value_problem(key, v, spec)
             if problem:
                 ctx.diags.append(doc.loc(vpath).error("bad-value", problem))
+        for j, message in match_problems(ctx.vocabulary, rule_id, key, values):
+            vpath = path + (key, j) if isinstance(value, list) else path + (key,)
+            ctx.diags.append(doc.loc(vpath).error(VOCABULARY_CODE, message))
         out.append((key, values))
     return tuple(out)
 
@@ -208,8 +213,8 @@ def _value_problem(key: str, value: Any, spec: dict) -> str | None:
     return None
 
 
-def _when(raw: Any, doc: Document, path: tuple, ctx: _Ctx):
-    from engine.rules.when import check_fields, parse_when
+def _when(raw: Any, doc: Document, path: tuple, ctx: _Ctx, rule_id: str = ""):
+    from engine.rules.when import check_fields, field_literals, parse_when
 
     if not isinstance(raw, str):
         return None
@@ -218,6 +223,9 @@ def _when(raw: Any, doc: Document, path: tuple, ctx: _Ctx):
         errors = list(errors) + list(check_fields(expr, ctx.catalog))
     for err in errors:
         ctx.diags.append(doc.text_loc(path, err.offset).error(err.code, f"when: {err.message}"))
+    if expr is not None and not errors:
+        for offset, message in when_problems(ctx.vocabulary, rule_id, field_literals(expr)):
+            ctx.diags.append(doc.text_loc(path, offset).error(VOCABULARY_CODE, message))
     return expr if expr is not None and not errors else None
 
 
@@ -239,12 +247,12 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
     timing.update(_timing_part(raw.get("timing"), doc, path + ("timing",), ctx))
     for key in ("locale", "timezone"):
         if key in raw:
-            check = check_timezone if key == "timezone" else _locale_problem
+            check = check_timezone if key == "timezone" else locale_problem
             _check_scalar(key, raw[key], doc, path + (key,), ctx, check)
     locale = raw.get("locale") if isinstance(raw.get("locale"), str) else defaults.get("locale", "zh-CN")
     tz = raw.get("timezone") if isinstance(raw.get("timezone"), str) else defaults.get("timezone", "Asia/Shanghai")
-    match = _match(raw.get("match"), doc, path + ("match",), ctx)
-    when = _when(raw.get("when"), doc, path + ("when",), ctx)
+    match = _match(raw.get("match"), doc, path + ("match",), ctx, rid)
+    when = _when(raw.get("when"), doc, path + ("when",), ctx, rid)
     variants: tuple = ()
     if isinstance(raw.get("variants"), list):
         variants = tuple(Variant(v["template"], float(v.get("weight", 1)))
@@ -288,7 +296,7 @@ def file_company(doc: Document) -> tuple:
     return tuple((k, v) for k, v in raw.items() if isinstance(k, str) and isinstance(v, str) and v)
 
 
-def _locale_problem(value: str) -> str | None:
+def locale_problem(value: str) -> str | None:
     return None if _LOCALE_OK.match(value) else f'locale "{value}" is not a language tag like zh-CN or en'
 
 
@@ -314,7 +322,7 @@ def _defaults(doc: Document, ctx: _Ctx) -> dict:
     out["_timing"] = _timing_part(raw.get("timing"), doc, ("defaults", "timing"), ctx)
     out["_channels"] = _channels_ok(raw.get("channels"), doc, ("defaults", "channels"), ctx)
     _check_scalar("timezone", raw.get("timezone"), doc, ("defaults", "timezone"), ctx, check_timezone)
-    _check_scalar("locale", raw.get("locale"), doc, ("defaults", "locale"), ctx, _locale_problem)
+    _check_scalar("locale", raw.get("locale"), doc, ("defaults", "locale"), ctx, locale_problem)
     if not isinstance(out.get("locale"), str):
         out.pop("locale", None)
     if not isinstance(out.get("timezone"), str):
@@ -357,7 +365,9 @@ def load_ruleset(cfg: Config, templates: Any = None, catalog: FieldCatalog | Non
     windows, more = collect_windows(cfg, docs)
     diags += more
     names = set(cfg.windows) | {n for d in docs if isinstance(d.data.get("windows"), dict) for n in d.data["windows"]}
-    ctx = _Ctx(cfg, windows, names, templates, catalog or outcome_fields(), diags)
+    vocabulary, more = collect_vocabulary(docs)
+    diags += more
+    ctx = _Ctx(cfg, windows, names, templates, catalog or outcome_fields(), diags, vocabulary)
     rules: list[Rule] = []
     disabled: list[str] = []
     order = 0
@@ -384,4 +394,4 @@ def load_ruleset(cfg: Config, templates: Any = None, catalog: FieldCatalog | Non
     sources = source_hashes(cfg)
     return RuleSet(rules=tuple(active), windows=windows, version=ruleset_version(sources),
                    files=tuple(display_path(p) for p in paths), sources=sources,
-                   disabled=tuple(r.id for r in rules if r.order in off)), ctx.diags
+                   disabled=tuple(r.id for r in rules if r.order in off), vocabulary=vocabulary), ctx.diags

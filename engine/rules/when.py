@@ -734,6 +734,28 @@ def _unknown_hint(path: str, catalog: Any) -> str:
     return f' (did you mean "{best}"?)' if best else ""
 
 
+_EQUALITY = ("==", "!=", "in", "not in")
+
+
+def field_literals(expr: WhenExpr) -> list[tuple[str, Any, int]]:
+    """(field path, literal, offset of the literal) for every `field == "x"`, `!=`, `in [...]`, `not in [...]`
+    (each list item on its own, at the list's offset): the values a vocabulary check compares."""
+    out: list[tuple[str, Any, int]] = []
+    stack = [expr._root]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, _Op):
+            continue
+        stack.extend(node.args)
+        if node.op in _EQUALITY and len(node.args) == 2:
+            left, right = node.args
+            fld, lit = (left, right) if isinstance(left, _Field) else (right, left)
+            if isinstance(fld, _Field) and isinstance(lit, _Lit):
+                items = lit.value if isinstance(lit.value, tuple) else (lit.value,)
+                out += [(fld.path, v, lit.start) for v in items if v is not None]
+    return sorted(out, key=lambda t: t[2])
+
+
 def check_fields(expr: WhenExpr, catalog: Any) -> list[WhenError]:
     """Unknown fields (with a suggestion) and comparisons the outcome schema makes always true or false."""
     errors = [WhenError(ref.offset, UNKNOWN_FIELD, f'unknown field "{ref.path}"' + _unknown_hint(ref.path, catalog))
