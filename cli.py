@@ -807,5 +807,32 @@ def channels_check(names: tuple, config_path: str | None) -> None:
     sys.exit(0 if all(r.ok for r in reports) else 1)
 
 
+@main.group()
+def user() -> None:
+    """Console accounts (herald.yaml console.users)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(("viewer", "approver", "admin")), required=True,
+              help="viewer reads; approver also acts on outcomes; admin also pauses and resumes sending.")
+@click.option("--email", default=None, help="The person's e-mail address (for tests sent to them).")
+def user_add(name: str, role: str, email: str | None) -> None:
+    """Print a console.users entry for herald.yaml, with the argon2 hash of a password read from the prompt
+    (or from stdin when it is not a terminal; never from the command line)."""
+    from engine.console.accounts import PasswordProblem, user_entry
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        entry = user_entry(name, role, password, email)
+    except PasswordProblem as e:
+        raise click.UsageError(str(e)) from e
+    click.echo("# add under console: users: in herald.yaml", err=True)
+    click.echo(entry, nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -14,6 +14,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from engine.channels.capabilities import ADDRESSED
+from engine.config.console import SECRET_ENV, ConsoleSettings, parse_console
 from engine.rules.schemacheck import schema_diagnostics
 from engine.rules.yamlpos import Document, load_yaml_file
 from engine.errors import Diagnostic, Loc
@@ -185,6 +186,7 @@ class Config:
     sources: Mapping[str, Any] = field(default_factory=dict, repr=False)  # name -> engine.sources.config.SourceConfig
     render: Mapping[str, Any] = field(default_factory=dict)  # the render budget: time_ms, output_kb
     store_url: str | None = field(default=None, repr=False)  # store.url or HERALD_STORE: PostgreSQL (may hold a password)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)  # the web console's accounts and session key (engine.config.console)
 
     @property
     def store_target(self) -> str:
@@ -307,6 +309,12 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
     sources, more = load_sources(data.get("sources"), doc, env)
     diags += more
     diags += _check_auth(server, doc, _display(cfg_path) if cfg_path else "herald.yaml")
+    raw_console = data.get("console")
+    raw_console = raw_console if isinstance(raw_console, dict) else {}
+    console, more = parse_console(expand_env(raw_console, env, unset), doc,
+                                  _display(cfg_path) if cfg_path else "herald.yaml", env.get(SECRET_ENV),
+                                  literal=literal_secret(raw_console.get("secret")))
+    diags += more
     for var in unset:
         diags.append(Loc(_display(cfg_path) if cfg_path else "herald.yaml", 1, 1).warning(
             "unset-env", f"environment variable {var} is not set"))
@@ -327,6 +335,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         alerts=alert_settings,
         sources=sources,
         render=render if isinstance(render := data.get("render"), dict) else {},
+        console=console,
     )
     return cfg, diags
 

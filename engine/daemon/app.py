@@ -114,6 +114,10 @@ def create_app(runtime) -> FastAPI:
     app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
                                        report_auth=runtime.state.auth.enabled, report_timezone=tz))
 
+    from engine.console import install as install_console
+
+    install_console(app, runtime)  # /console: the HR team's pages (signed-in sessions, not the API's token)
+
     from engine.daemon.push import push_router
 
     app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path

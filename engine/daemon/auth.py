@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 from collections.abc import Mapping
 
 from engine.config.settings import ServerAuth
@@ -87,3 +88,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def console_unguarded(cfg: Any, host: str) -> str | None:
+    """Why the console may not be served on `host` (a network address with no console accounts), else None."""
+    console = cfg.console
+    if console.enabled and not console.users and not is_loopback(host):
+        return (f"refusing to serve the console on {host} without accounts: add console.users to herald.yaml "
+                "(`herald user add NAME --role admin` prints an entry), set console.enabled: false, "
+                "or listen on 127.0.0.1")
+    return None

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from engine.config.deployment import Deployment, load_deployment
-from engine.daemon.auth import is_loopback
+from engine.daemon.auth import console_unguarded, is_loopback
 from engine.daemon.runtime import ruleset_files
 
 log = logging.getLogger("herald.reload")
@@ -70,6 +70,8 @@ def reload(runtime, reason: str = "reload", timeout: float | None = None) -> boo
             return _refused(runtime, reason, None, [
                 f"the new herald.yaml has no server.auth, and the daemon listens on {host}: refused (it would "
                 "take unauthenticated requests from the network); restore server.auth, or restart on 127.0.0.1"])
+        if state is not None and console_unguarded(state.deployment.config, host):
+            return _refused(runtime, reason, None, [str(console_unguarded(state.deployment.config, host))])
         store, metrics = runtime.store, runtime.metrics
         if state is not None:
             old = runtime.swap(state)

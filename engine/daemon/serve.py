@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from engine.schedule.clock import make_clock, publish_clock, withdraw_clock
 from engine.config.deployment import Deployment
 from engine.store import StoreError, open_store
-from engine.daemon.auth import is_loopback
+from engine.daemon.auth import console_unguarded, is_loopback
 from engine.safetext import escape_controls
 from engine.daemon.dispatch import Dispatcher
 from engine.daemon.reload import Reloader
@@ -103,6 +103,9 @@ class Daemon:
             raise DaemonError(f"refusing to listen on {self.host} without authentication: set server.auth.token "
                               "or server.auth.hmac_secret in herald.yaml (from an environment variable), "
                               "or listen on 127.0.0.1")
+        if console_unguarded(cfg, self.host):
+            rt.store.close()
+            raise DaemonError(console_unguarded(cfg, self.host))
         self._lock_fd = None if cfg.store_url else self._lock(Path(cfg.store_path))
         self._clock_file = publish_clock(Path(cfg.store_path), clock) if self._lock_fd is not None else None
         self.dispatcher = Dispatcher(rt)

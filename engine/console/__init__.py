@@ -1,0 +1,26 @@
+"""The web console for the HR team: `/console` in `herald serve`.
+
+Server-rendered pages (Jinja2, autoescaped, plain forms; every asset served by herald, nothing from a CDN, no
+build step) in English and Simplified Chinese, behind accounts from herald.yaml `console.users` (argon2 hashes,
+roles viewer / approver / admin), signed session cookies and a CSRF token on every form. The pages read and act
+through `engine.desk` (the same queries and actions as the /v1 API and the CLI); this package owns only the web
+layer: sessions, sign-in, rendering and forms.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def install(app: Any, runtime: Any) -> None:
+    """Mounts the console at /console on the daemon's FastAPI app."""
+    from engine.console.routes import console_router
+    from engine.console.web import Console, Refused
+
+    console = Console(runtime)
+    app.state.console = console
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Any, exc: Refused) -> Any:
+        return console.refused(request, exc)
+
+    app.include_router(console_router(console))

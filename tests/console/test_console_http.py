@@ -1,0 +1,161 @@
+"""The console over HTTP against a real daemon: sign-in and sessions, cookie flags, CSRF, roles, the sign-in limit,
+and `herald serve` refusing an unguarded console on a network address."""
+from __future__ import annotations
+
+import pytest
+
+from console_support import PASSWORDS, client, console_deployment, console_yaml, csrf_of, sign_in
+from daemon_support import make_deployment
+from engine.config.deployment import load_deployment
+from engine.daemon import Daemon, DaemonError
+
+pytestmark = pytest.mark.slow
+
+
+def test_pages_need_a_sign_in_and_a_good_password(tmp_path, daemons):
+    d = daemons(console_deployment(tmp_path))
+    with client(d.url) as c:
+        r = c.get("/console/today")
+        assert r.status_code == 303 and r.headers["location"] == "/console/login"
+        bad = sign_in(c, "ann", "wrong")
+        assert bad.status_code == 401 and "Wrong name or password" in bad.text
+        assert sign_in(c, "nobody", "x").status_code == 401
+        ok = sign_in(c, "ann")
+        assert ok.status_code == 303 and ok.headers["location"] == "/console/today"
+        cookie = ok.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
+        assert "Secure" not in cookie  # plain http on loopback, no trusted proxy
+        page = c.get("/console/today")
+        assert page.status_code == 200 and "ann" in page.text and "approver" in page.text
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        out = c.post("/console/logout", data={"csrf": csrf_of(page.text)})
+        assert out.status_code == 303
+        assert c.get("/console/today").status_code == 303
+
+
+def test_a_post_without_the_csrf_token_is_refused(tmp_path, daemons):
+    d = daemons(console_deployment(tmp_path))
+    with client(d.url) as c:
+        c.get("/console/login")
+        r = c.post("/console/login", data={"name": "ann", "password": PASSWORDS["ann"]})
+        assert r.status_code == 403 and "Wrong" not in r.text
+        other = client(d.url)
+        token = csrf_of(other.get("/console/login").text)  # another browser's token
+        r = c.post("/console/login", data={"csrf": token, "name": "ann", "password": PASSWORDS["ann"]})
+        assert r.status_code == 403
+        assert sign_in(c, "ann").status_code == 303
+        r = c.post("/console/logout", data={})
+        assert r.status_code == 403 and c.get("/console/today").status_code == 200  # still signed in
+
+
+def test_secure_cookie_behind_a_trusted_https_proxy_only(tmp_path, daemons):
+    d = daemons(console_deployment(tmp_path, extra="trusted_proxy: true"))
+    with client(d.url, headers={"X-Forwarded-Proto": "https"}) as c:
+        assert "Secure" in sign_in(c, "ann").headers["set-cookie"]
+    with client(d.url) as c:  # plain http
+        assert "Secure" not in sign_in(c, "ann").headers["set-cookie"]
+
+
+def test_an_untrusted_forwarded_proto_is_ignored():
+    """From an address that is not a trusted proxy (uvicorn trusts loopback only), the header counts for nothing."""
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from engine.config.console import ConsoleSettings
+    from engine.console.web import Console
+
+    def request(scheme: str) -> Request:
+        return Request({"type": "http", "scheme": scheme, "method": "GET", "path": "/console/login",
+                        "headers": [(b"x-forwarded-proto", b"https")], "client": ("203.0.113.9", 5000),
+                        "server": ("herald", 80), "query_string": b""})
+
+    def console(trusted: bool) -> Console:
+        config = SimpleNamespace(console=ConsoleSettings(trusted_proxy=trusted))
+        return Console(SimpleNamespace(state=SimpleNamespace(deployment=SimpleNamespace(config=config))))
+
+    assert not console(False).secure(request("http")) and console(False).secure(request("https"))
+    assert console(True).secure(request("http"))
+
+
+def test_failed_sign_ins_are_rate_limited(tmp_path, daemons):
+    d = daemons(console_deployment(tmp_path, extra="max_failures: 3"))
+    with client(d.url) as c:
+        for _ in range(3):
+            assert sign_in(c, "ann", "wrong").status_code == 401
+        locked = sign_in(c, "ann")  # the right password, but too late
+        assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+        assert sign_in(c, "vic").status_code == 303  # another account is not locked
+
+
+def test_the_session_follows_the_account_in_herald_yaml(tmp_path, daemons):
+    """A role comes from herald.yaml at each request; a removed account's cookie no longer works."""
+    root = console_deployment(tmp_path)
+    d = daemons(root, watch=False)
+    with client(d.url) as c:
+        assert sign_in(c, "ann").status_code == 303
+        text = (root / "herald.yaml").read_text()
+        (root / "herald.yaml").write_text(text.split("console:")[0] + console_yaml({"vic": "viewer"}))
+        from engine.daemon.reload import reload
+
+        assert reload(d.runtime, "test")
+        assert c.get("/console/today").status_code == 303
+
+
+def test_language_follows_the_browser(tmp_path, daemons):
+    d = daemons(console_deployment(tmp_path))
+    with client(d.url, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}) as c:
+        assert "登录" in c.get("/console/login").text
+    with client(d.url, headers={"Accept-Language": "en-GB"}) as c:
+        assert "Sign in" in c.get("/console/login").text
+
+
+def test_no_accounts_on_loopback_is_the_anonymous_admin(tmp_path, daemons):
+    d = daemons(make_deployment(tmp_path))
+    with client(d.url) as c:
+        page = c.get("/console/today")
+        assert page.status_code == 200 and "anonymous" in page.text
+
+
+def test_serve_refuses_the_console_without_accounts_on_a_network_address(tmp_path, monkeypatch):
+    monkeypatch.setenv("HERALD_TEST_TOKEN", "test-token-0123456")
+    monkeypatch.setenv("HERALD_TEST_SECRET", "test-hmac-secret")
+    root = make_deployment(tmp_path, auth=True)
+    with pytest.raises(DaemonError, match=r"console on 0\.0\.0\.0 without accounts"):
+        Daemon(load_deployment([str(root)]), paths=[str(root)], host="0.0.0.0", port=0, watch=False)
+    with (root / "herald.yaml").open("a") as f:
+        f.write("console: {enabled: false}\n")
+    Daemon(load_deployment([str(root)]), paths=[str(root)], host="0.0.0.0", port=0, watch=False)._abort()
+
+
+def test_a_reload_that_drops_the_accounts_on_a_network_address_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HERALD_TEST_TOKEN", "test-token-0123456")
+    monkeypatch.setenv("HERALD_TEST_SECRET", "test-hmac-secret")
+    root = console_deployment(tmp_path, auth=True)
+    d = Daemon(load_deployment([str(root)]), paths=[str(root)], host="0.0.0.0", port=0, watch=False)
+    try:
+        text = (root / "herald.yaml").read_text()
+        (root / "herald.yaml").write_text(text.split("console:")[0])
+        from engine.daemon.reload import reload
+
+        assert not reload(d.runtime, "test")
+        assert "without accounts" in " ".join(d.runtime.last_reload_error)
+    finally:
+        d._abort()
+
+
+def test_the_console_is_off_when_disabled(tmp_path, daemons):
+    root = make_deployment(tmp_path)
+    with (root / "herald.yaml").open("a") as f:
+        f.write("console: {enabled: false}\n")
+    d = daemons(root)
+    with client(d.url) as c:
+        assert c.get("/console/today").status_code == 404
+
+
+def test_static_assets_are_served_by_herald(tmp_path, daemons):
+    d = daemons(make_deployment(tmp_path))
+    with client(d.url) as c:
+        assert c.get("/console/static/console.css").headers["content-type"].startswith("text/css")
+        assert c.get("/console/static/../console.py").status_code == 404
+        assert c.get("/console/static/nothing.css").status_code == 404
