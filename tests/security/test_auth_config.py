@@ -19,6 +19,8 @@ def test_a_reload_dropping_auth_on_a_network_address_is_refused(tmp_path: Path, 
     monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
     monkeypatch.setenv("HERALD_TEST_SECRET", SECRET)
     root = make_deployment(tmp_path, auth=True)
+    cfg = (root / "herald.yaml").read_text()
+    (root / "herald.yaml").write_text("console: {enabled: false}  # no console accounts: off on 0.0.0.0\n" + cfg)
     d = Daemon(load_deployment([str(root)]), paths=[str(root)], host="0.0.0.0", port=0, watch=False).start()
     try:
         alerts: list = []
