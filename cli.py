@@ -546,22 +546,25 @@ def route(outcome_id: str, rule_id: str, by: str | None, paths: tuple, config_pa
 
 # --- tracking and report (issue 6) ---
 
-def _tracking_store_path(store_path: str | None, config_path: str | None):
-    """--store, else store.path of herald.yaml (default herald.db); exits 1 when there is no store there."""
+def _tracking_store_path(store_path: str | None, config_path: str | None) -> str:
+    """--store, else the store of herald.yaml (`herald --store`, store.url, store.path, default herald.db): a
+    postgresql:// URL, or a SQLite file, which must exist (exit 1 otherwise)."""
     from pathlib import Path
 
     from engine.config.settings import load_config
+    from engine.store.postgres import is_url
 
-    path = Path(store_path) if store_path else load_config(config_path)[0].store_path
-    if not path.is_file():
-        click.echo(f"herald: no store at {path} (run `herald serve` or `herald ingest` first, or pass --store)",
+    target = store_path or load_config(config_path)[0].store_target
+    if not is_url(target) and not Path(target).is_file():
+        click.echo(f"herald: no store at {target} (run `herald serve` or `herald ingest` first, or pass --store)",
                    err=True)
         sys.exit(1)
-    return path
+    return target
 
 
-store_path_option = click.option("--store", "store_path", type=click.Path(dir_okay=False),
-                                 help="The SQLite store (default: store.path of herald.yaml, else herald.db).")
+store_path_option = click.option("--store", "store_path", metavar="URL|PATH",
+                                 help="The store: a SQLite file or a postgresql:// URL (default: herald.yaml's "
+                                      "store, else herald.db).")
 
 
 @main.command("report")

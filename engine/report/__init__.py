@@ -156,24 +156,19 @@ def _answer_stats(items: Iterable[tuple[float, float | None]]) -> dict:
 
 def build_report(store: str | Path | Any, filters: Filters | None = None, *, timezone_name: str = "UTC",
                  now: float | None = None, with_days: bool = True) -> Report:
-    """The report over the store at `store` (a path, or a Store: its path is used, read-only).
+    """The report over `store`: a SQLite path, a postgresql:// URL, or an open Store (read-only, one snapshot).
 
     with_days=False leaves out time to notify per day (the table and CSV do not show it): a little faster.
     """
     f = filters or Filters()
-    path = Path(getattr(store, "path", store))
-    conn = queries.connect(path)
-    try:
-        conn.execute("BEGIN")  # one snapshot for every query
-        groups = queries.groups(conn, f, with_days)
-        fails = queries.failures(conn, f)
+    with queries.open_reader(store) as db:
+        groups = queries.groups(db, f, with_days)
+        fails = queries.failures(db, f)
         filtered = any(v not in (None, ()) for v in (f.since, f.until, f.rules, f.channel, f.role, f.stage))
-        reply_rows = queries.replies(conn, f, filtered)
-        unmatched = queries.unmatched(conn, f)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return assemble(str(path), f, groups, fails, reply_rows, unmatched, timezone_name=timezone_name, now=now)
+        reply_rows = queries.replies(db, f, filtered)
+        unmatched = queries.unmatched(db, f)
+        where = db.where
+    return assemble(where, f, groups, fails, reply_rows, unmatched, timezone_name=timezone_name, now=now)
 
 
 def assemble(store: str, f: Filters, groups: list, fails: list, reply_rows: list, unmatched: int | None, *,
@@ -288,11 +283,8 @@ def report_metrics(store: str | Path | Any) -> dict:
     {"rules": {rule: {"matched", "sent", "delivered", ..., "delivered_rate", "opened_rate", "replied_rate",
     "clicked_rate", "satisfaction", "late", "fallbacks", "failed"}}, "total": {...}}
     """
-    conn = queries.connect(Path(getattr(store, "path", store)))
-    try:
-        rows = queries.per_rule_counts(conn)
-    finally:
-        conn.close()
+    with queries.open_reader(store) as db:
+        rows = queries.per_rule_counts(db)
     out: dict = {"rules": {}}
     total = _empty_counts()
     for r in rows:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.store import pg_report_facts
 from engine.store.errors import SchemaVersionError, StoreError
 
 MIGRATION_LOCK = 0x6865_7261_6C64  # "herald": the advisory lock every replica takes to migrate
@@ -198,9 +199,8 @@ def _sql(text: str) -> Callable[[Any], None]:
     return apply
 
 
-# SQLite's numbering differs (its v2 is the report's facts, which PostgreSQL does not have yet); each list only
-# grows. A table added to SQLite's schema gets its PostgreSQL migration here (tests/store/test_postgres.py
-# compares the two schemas).
+# SQLite's numbering differs (its v2 is the report's facts, PostgreSQL's v4); each list only grows. A table added
+# to SQLite's schema gets its PostgreSQL migration here (tests/store/test_postgres.py compares the two schemas).
 _SUPPRESSIONS = """
 CREATE TABLE suppressions (
     channel          TEXT NOT NULL,
@@ -220,6 +220,7 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "initial schema", _v1),
     PgMigration(2, "source events", _sql(_SOURCE_EVENTS)),
     PgMigration(3, "suppressions", _sql(_SUPPRESSIONS)),
+    PgMigration(4, pg_report_facts.NAME, pg_report_facts.apply),
 )
 
 

@@ -42,7 +42,7 @@ from engine.report import build_report, report_metrics
 from engine.routing.router import lookup
 from engine.report.dates import report_filters
 from engine.report.html import render_html
-from engine.report.queries import connect, notification_for_address, notification_for_provider
+from engine.report.queries import notification_for_address, notification_for_provider, open_reader
 from engine.tracking.tokens import CLICK, OPEN, PIXEL_GIF, PLACEHOLDER_SECRET, RATE, UNSUBSCRIBE, decode_token, verify_token
 from engine.tracking.pages import (MAX_COMMENT, NO_STORE, invalid_page, message_page, parse_rating, rating_form,
                              texts_for, unsubscribe_form)
@@ -284,7 +284,7 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
         except ValueError as e:
             field = str(e).partition(":")[0]
             return _problem(422, str(e), field if field in ("since", "until") else None)
-        rep = await run_in_threadpool(build_report, store.path, flt, timezone_name=report_timezone)
+        rep = await run_in_threadpool(build_report, store, flt, timezone_name=report_timezone)
         return HTMLResponse(render_html(rep), headers={"Cache-Control": "no-store"})
 
     return router
@@ -306,13 +306,10 @@ def record_reply(store: Any, content: str, at: float, *, channel: str | None = N
         if store.get_notification(nid) is None:
             raise LookupError(f"no notification {nid!r}")
     elif provider_id or phone or email:
-        conn = connect(store.path, facts_needed=False)
-        try:
-            nid = notification_for_provider(conn, provider_id, channel) if provider_id else None
+        with open_reader(store, facts_needed=False) as db:
+            nid = notification_for_provider(db, provider_id, channel) if provider_id else None
             if nid is None and (phone or email):
-                nid = notification_for_address(conn, phone=phone, email=email, channel=channel)
-        finally:
-            conn.close()
+                nid = notification_for_address(db, phone=phone, email=email, channel=channel)
     return store.add_reply(nid, content, at, channel), nid
 
 

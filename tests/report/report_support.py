@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from engine.store import migrations_tracking
 from engine.channels.base import ACCEPTED, PERMANENT, SendResult
 from engine.store.migrations import MIGRATIONS, Migration
 from engine.model import Message
 from engine.store import Accepted, PlannedNotification, SQLiteStore
+from engine.store import open_store as open_any_store
+from engine.store.postgres import is_url
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 DAY = 86400.0
@@ -24,14 +27,17 @@ def tracking_migrations() -> tuple:
     return MIGRATIONS + (Migration(MIGRATIONS[-1].version + 1, migrations_tracking.NAME, migrations_tracking.apply),)
 
 
-def open_store(path: Path, tracking: bool = True) -> SQLiteStore:
+def open_store(path: Path | str, tracking: bool = True) -> Any:
+    """A SQLite store at `path`, or the PostgreSQL store a postgresql:// URL names (its report facts always on)."""
+    if is_url(str(path)):
+        return open_any_store(str(path))
     return SQLiteStore(path, migrations=tracking_migrations() if tracking else MIGRATIONS)
 
 
 class Builder:
     """Drives notifications through the store the way the dispatcher does; every time is explicit."""
 
-    def __init__(self, store: SQLiteStore):
+    def __init__(self, store: Any):
         self.store = store
         self.provider: dict[str, str] = {}
         self.attempt: dict[str, int] = {}
@@ -59,7 +65,8 @@ class Builder:
 
     def claim(self, nid: str, at: float) -> None:
         """Makes `nid` (alone) due and claims it: scheduled -> sending."""
-        self.store._db().conn.execute("UPDATE notifications SET next_attempt_at = ? WHERE id = ?", (at, nid))
+        with self.store._write() as conn:  # either backend's plumbing: SQL in SQLite's dialect
+            self.store._x(conn, "UPDATE notifications SET next_attempt_at = ? WHERE id = ?", (at, nid))
         rows = self.store.claim_due(at, 1000, "test", 600)
         assert [r.id for r in rows] == [nid], rows
 
@@ -101,7 +108,7 @@ class Builder:
         return rid
 
 
-def build_scenario(path: Path) -> Path:
+def build_scenario(path: Path | str) -> Path | str:
     """Eight notifications of two rules (tech in versions v1 and v2, other), two handled replies, one waiting,
     one reply that matches nothing, one unmatched outcome."""
     with open_store(path) as store:
@@ -151,7 +158,7 @@ def build_scenario(path: Path) -> Path:
     return path
 
 
-def build_variants(path: Path) -> Path:
+def build_variants(path: Path | str) -> Path | str:
     """Two rules with two variants each: "ab" (40 sent each, 30 against 10 opened: significant) and "small"
     (10 sent each: below the minimum sample)."""
     with open_store(path) as store:

@@ -94,7 +94,7 @@ def test_both_backends_offer_the_same_methods_and_tables(pg, tmp_path):
     from engine.store import SQLiteStore
 
     assert _public(PostgresStore) - {"url"} == _public(SQLiteStore) - {"open"}
-    sqlite_only = {"report_facts", "sqlite_sequence"}  # the report reads its facts from SQLite files only
+    sqlite_only = {"sqlite_sequence"}
     with SQLiteStore(tmp_path / "h.db") as s:
         conn = s._db().conn
         lite = {t: {c[1] for c in conn.execute(f"PRAGMA table_info({t})")}
