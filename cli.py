@@ -775,6 +775,34 @@ def db_upgrade(config_path: str | None) -> None:
         click.echo(f"store {label}: schema version {store.schema_version()}")
 
 
+@db.command("copy")
+@click.option("--from", "source", required=True, metavar="URL|PATH", help="The store to copy (left untouched).")
+@click.option("--to", "target", required=True, metavar="URL|PATH",
+              help="Where to: a postgresql:// URL or a SQLite file (created, with the newest schema).")
+@click.option("--replace", is_flag=True, help="Empty a target that already holds data (refused otherwise).")
+def db_copy(source: str, target: str, replace: bool) -> None:
+    """Copy a whole store to another backend: every table with its ids, revisions, events, suppressions and
+    report facts, from one snapshot; e.g. `herald db copy --from herald.db --to postgresql://herald@db/herald`.
+    Stop the daemons writing the source first. Progress on stderr; exit 1 on any problem (nothing is left half
+    written: PostgreSQL in one transaction, SQLite through a temporary file)."""
+    import time
+
+    from engine.store.copy import copy_store
+
+    last = [0.0]
+
+    def progress(table: str, n: int, total: int) -> None:
+        now = time.monotonic()
+        if n == total or now - last[0] >= 1.0:
+            last[0] = now
+            pct = f" ({100 * n // total}%)" if total else ""
+            click.echo(f"  {table:<16} {n:>12,} / {total:,}{pct}", err=True)
+
+    result = copy_store(source, target, replace=replace, progress=progress)
+    rows = sum(n for _, n in result.tables)
+    click.echo(f"copied {rows:,} rows in {len(result.tables)} tables from {result.source} to {result.target}")
+
+
 # --- channels (issue 5) ---
 
 
