@@ -775,6 +775,44 @@ def db_upgrade(config_path: str | None) -> None:
         click.echo(f"store {label}: schema version {store.schema_version()}")
 
 
+@db.command("prune")
+@click.option("--events", "older_than", metavar="DURATION",
+              help="Delete events older than this (e.g. 400d; default: store.retention.events of herald.yaml).")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=10_000, show_default=True,
+              help="Events per transaction (each batch is short: replicas keep working meanwhile).")
+@click.option("--now", "now_at", metavar="INSTANT", help="Count the age from this ISO 8601 instant, not from now.")
+@config_option
+def db_prune(older_than: str | None, batch: int, now_at: str | None, config_path: str | None) -> None:
+    """Delete old events of finished notifications (store.retention.events): the report's figures do not change
+    (kept per notification in report_facts); events of queued or sending notifications and unsubscribes stay.
+    Run it daily (a cron job or systemd timer) on one machine; safe beside running replicas."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.config.settings import load_config
+    from engine.schedule.timing import parse_duration, parse_instant
+    from engine.store import open_store
+
+    cfg = load_config(config_path)[0]
+    text = older_than or cfg.event_retention
+    if not text:
+        raise click.UsageError("no retention: set store.retention.events in herald.yaml or pass --events")
+    age = parse_duration(text)
+    if age is None or age < timedelta(days=1):
+        raise click.BadParameter(f"{text!r}: a duration of at least 1d (e.g. 400d)", param_hint="--events")
+    now = parse_instant(now_at) if now_at else None
+    if now_at and now is None:
+        raise click.BadParameter(f"{now_at!r} is not an ISO 8601 instant with an offset", param_hint="--now")
+    cutoff = (now.timestamp() if now else _clock(config_path).now()) - age.total_seconds()
+    total = 0
+    with open_store(cfg.store_target) as store:
+        while (n := store.prune_events(cutoff, limit=batch)) > 0:
+            total += n
+            if n < batch:
+                break
+    when = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="seconds")
+    click.echo(f"pruned {total:,} events before {when} from {cfg.store_label}")
+
+
 @db.command("copy")
 @click.option("--from", "source", required=True, metavar="URL|PATH", help="The store to copy (left untouched).")
 @click.option("--to", "target", required=True, metavar="URL|PATH",

@@ -186,6 +186,7 @@ class Config:
     sources: Mapping[str, Any] = field(default_factory=dict, repr=False)  # name -> engine.sources.config.SourceConfig
     render: Mapping[str, Any] = field(default_factory=dict)  # the render budget: time_ms, output_kb
     store_url: str | None = field(default=None, repr=False)  # store.url or HERALD_STORE: PostgreSQL (may hold a password)
+    event_retention: str | None = None  # store.retention.events ("400d"): what `herald db prune` deletes
     console: ConsoleSettings = field(default_factory=ConsoleSettings)  # the web console's accounts and session key (engine.config.console)
 
     @property
@@ -325,6 +326,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         templates=p(data.get("templates"), "templates"),
         store_path=p(store_file, "herald.db"),
         store_url=store_url,
+        event_retention=_retention(store),
         outbox=outbox,
         channels=channels,
         company=data.get("company") or {},
@@ -363,6 +365,13 @@ def _store_target(store: Mapping[str, Any], env: Mapping[str, str], missing: lis
         return (None, override) if is_url(override) else (override, None)
     url = expand_env(store.get("url"), env, missing)
     return store.get("path"), (url if isinstance(url, str) and url else None)
+
+
+def _retention(store: Mapping[str, Any]) -> str | None:
+    """store.retention.events as written (the schema checks its form; `herald db prune` parses it)."""
+    retention = store.get("retention")
+    value = retention.get("events") if isinstance(retention, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _check_alerts(alerts: AlertSettings, channels: Mapping[str, ChannelConfig],

@@ -197,6 +197,8 @@ class Store(Protocol):
 
     def event_counts(self, since: Instant | None = None) -> list[EventCount]: ...
 
+    def prune_events(self, before: Instant, limit: int = 10_000) -> int: ...
+
     # -- rule sets and dead letters (rulesets.py)
 
     def record_ruleset(self, version: str, files: Mapping[str, str], ok: bool, errors: Sequence[str] = (),

@@ -5,7 +5,10 @@ from typing import Any
 from collections.abc import Mapping
 
 from engine.store._base import SqlStore, _now, _opt, _row
-from engine.store.rows import EventCount, Instant, ReplyRow
+from engine.store.errors import StoreError
+from engine.store.rows import EventCount, Instant, ReplyRow, epoch
+
+KEPT_KINDS = ("unsubscribed",)  # the report still counts these from the events: never pruned
 
 
 class Events(SqlStore):
@@ -44,3 +47,25 @@ class Events(SqlStore):
                        "count(*) AS count FROM events WHERE at >= ? GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
                        (_opt(since) if since is not None else float("-inf"),))
         return [_row(EventCount, r) for r in rows]
+
+    def prune_events(self, before: Instant, limit: int = 10_000) -> int:
+        """Deletes up to `limit` events older than `before`, oldest first, of finished notifications (neither
+        scheduled nor sending) or of none, except KEPT_KINDS; returns how many (call again until it returns less
+        than `limit`: each batch is one short transaction). The report's figures do not change: they are kept
+        per notification in report_facts as the events arrive; a pruned notification's own history
+        (get_notification().events) keeps only its newer events. The one way round events' append-only rule."""
+        if not limit > 0:
+            raise StoreError(f"limit must be positive, got {limit!r}")
+        kept = ", ".join(f"'{k}'" for k in KEPT_KINDS)
+        with self._write() as conn:
+            self._allow_prune(conn, True)
+            cur = self._x(conn, f"DELETE FROM events WHERE id IN (SELECT e.id FROM events e LEFT JOIN notifications n "
+                                f"ON n.id = e.notification_id WHERE e.at < ? AND e.kind NOT IN ({kept}) AND "
+                                f"(e.notification_id IS NULL OR n.state NOT IN ('scheduled', 'sending')) "
+                                f"ORDER BY e.at, e.id LIMIT ?)", (epoch(before), int(limit)))
+            self._allow_prune(conn, False)
+            return int(cur.rowcount)
+
+    def _allow_prune(self, conn: Any, on: bool) -> None:
+        """Lets this transaction (and only it) delete events; the backend's way (sqlite.py, postgres.py)."""
+        raise NotImplementedError

@@ -158,6 +158,11 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
         row = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (SWEEP_LOCK,)).fetchone()
         return bool(row["ok"])
 
+    def _allow_prune(self, conn: Any, on: bool) -> None:
+        """herald_append_only() lets events be deleted while herald.prune is on (PG migration 5): on for this
+        transaction only (SET LOCAL), so no lock is taken and no other session may delete."""
+        conn.execute(f"SET LOCAL herald.prune = '{'on' if on else 'off'}'")
+
     def schema_version(self) -> int:
         with self._conn() as conn:
             return current_version(conn)

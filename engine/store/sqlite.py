@@ -149,5 +149,15 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEve
     def _xm(self, conn: sqlite3.Connection, sql: str, seq: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, seq)
 
+    def _allow_prune(self, conn: sqlite3.Connection, on: bool) -> None:
+        """Drops events' no-delete trigger inside the pruning transaction and puts it back, word for word, before
+        it commits (SQLite's schema is transactional: no other connection ever sees it gone)."""
+        if on:
+            row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'events_no_delete'")
+            self._local.no_delete = row.fetchone()
+            conn.execute("DROP TRIGGER IF EXISTS events_no_delete")
+        elif self._local.no_delete is not None:
+            conn.execute(self._local.no_delete[0])
+
     def schema_version(self) -> int:
         return current_version(self._db())
