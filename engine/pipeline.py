@@ -8,8 +8,8 @@ from typing import Any
 from collections.abc import Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
-from engine.intake.decode import Item
-from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, parse_line
+from engine.intake.decode import Item, parse_text
+from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
@@ -184,9 +184,10 @@ class Pipeline:
                     deadline_at=sched.deadline_at, escalations=tuple(sched.escalations), late=sched.late,
                     messages=messages, error=error or sched.error, outcome=outcome)
 
-    def admit(self, gate: Gate, result: GateResult) -> Plan:
-        """The plan for one gate verdict (with the vocabulary's warning, when it has one)."""
-        result = gate.admit(result)
+    def admit(self, gate: Gate, result: GateResult, raw: str | bytes | None = None) -> Plan:
+        """The plan for one gate verdict, with the vocabulary's warning when it has one (`raw`: the text its
+        outcome was decoded from, see Gate.admit)."""
+        result = gate.admit(result, raw)
         if self.outside_vocabulary is not None and result.outcome is not None:
             warning = self.outside_vocabulary(result.outcome)
             if warning is not None:
@@ -213,13 +214,14 @@ class Pipeline:
         for line in lines:
             if not line.strip():
                 continue
-            yield self.admit(gate, parse_line(line))
+            item = parse_text(line)
+            yield self.admit(gate, judge(item), item.raw)
 
     def run_items(self, items: Iterable[Item]) -> Iterator[Plan]:
         """Intake of decoded items (engine.intake.decode: files, bodies) through every stage, in order."""
         gate = self.gate()
         for item in items:
-            yield self.admit(gate, judge(item))
+            yield self.admit(gate, judge(item), item.raw)
 
     def run_records(self, records: Iterable[Any]) -> Iterator[Plan]:
         gate = self.gate()

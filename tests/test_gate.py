@@ -128,3 +128,35 @@ def test_the_one_decoder_is_json_loads_without_constants_or_repeated_keys(text, 
 def test_constants_and_repeated_keys_are_refused(text):
     result = parse_line(text)
     assert result.status == INVALID and result.error.startswith("not JSON")
+
+
+def test_a_stream_keeps_each_ids_text_not_its_record():
+    """A long dry-run keeps one string per id (no tree of dicts for the cyclic GC to walk again and again)."""
+    import gc
+
+    gate = Gate()
+    for n in range(50):
+        gate.line(json.dumps(sample_outcome(id=f"o{n}")))
+    assert len(gate.seen) == 50 and not any(gc.is_tracked(v) for v in gate.seen.values())
+
+
+_same_id_lines = st.lists(
+    st.builds(lambda oid, decision, score, pad, approved: (
+        '{"id": %s,%s"decision": "%s", "candidate": {"name": "Li"}%s%s}' % (
+            json.dumps(oid), pad, decision, "" if score is None else f', "score": {score}',
+            "" if approved is None else f', "approved": {json.dumps(approved)}')),
+        oid=st.sampled_from(["a", "b"]), decision=st.sampled_from(["reject", "pass"]),
+        score=st.sampled_from([None, "1", "1.0", "0", "-0.0", "2"]), pad=st.sampled_from([" ", "  ", "\t"]),
+        approved=st.sampled_from([None, True, False])),
+    min_size=1, max_size=10)
+
+
+@given(lines=_same_id_lines)
+@settings(max_examples=300)
+def test_remembering_text_gives_the_verdicts_of_remembering_records(lines):
+    """Gate.line (the raw text remembered) against Gate.admit without it (the record remembered): the same
+    status, outcome and previous revision, line by line (1 and 1.0 are the same content, spacing is not content)."""
+    by_text, by_record = Gate(), Gate()
+    for line in lines:
+        a, b = by_text.line(line), by_record.admit(parse_line(line))
+        assert (a.status, a.outcome_id, a.outcome, a.previous) == (b.status, b.outcome_id, b.outcome, b.previous)

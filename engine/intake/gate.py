@@ -133,30 +133,45 @@ def parse_line(line: str | bytes) -> GateResult:
 
 class Gate:
     """Stateful gate for one stream: remembers each id's latest content, so the same id again is a duplicate
-    (same content) or an amendment (different content: the earlier revision rides along in `previous`)."""
+    (same content) or an amendment (different content: the earlier revision rides along in `previous`).
+
+    What it remembers is the raw text the content was decoded from when the caller passes it (`raw`), else the
+    record: a long dry-run keeps one string per id, not a tree of dicts and lists that the cyclic garbage
+    collector would walk again and again. A repeated id is rare: its earlier text is decoded again then (the
+    same text decodes to the same value), and compared as records (`==`), exactly as without the text."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, dict] = {}
+        self.seen: dict[str, str | bytes | dict] = {}
 
-    def admit(self, result: GateResult) -> GateResult:
+    def admit(self, result: GateResult, raw: str | bytes | None = None) -> GateResult:
+        """The verdict on `result` in this stream; `raw`: the exact text `result`'s outcome was decoded from."""
         if result.status != OK:
             return result
         rid, record = result.outcome_id, result.outcome
         if rid is None or record is None:  # (an ok verdict always carries its outcome and id)
             return result
+        kept: str | bytes | dict = record if raw is None else raw
         before = self.seen.get(rid)
         if before is not None:
+            if raw is not None and before == raw:  # the same text: the same content
+                return GateResult(DUPLICATE, record, rid)
+            if before.__class__ is not dict:
+                before = parse_text(before).record  # type: ignore[arg-type]  # decoded once already: a record
             if before == record:
                 return GateResult(DUPLICATE, record, rid)
-            self.seen[rid] = record
-            return GateResult(AMENDED, record, rid, previous=before)
-        self.seen[rid] = record
+            self.seen[rid] = kept
+            return GateResult(AMENDED, record, rid, previous=before)  # type: ignore[arg-type]
+        self.seen[rid] = kept
         if record.get("approved", True) is False:
             return GateResult(HELD, record, rid)
         return result
 
+    def item(self, item: Item) -> GateResult:
+        """The verdict on one decoded input (engine.intake.decode.Item) in this stream."""
+        return self.admit(judge(item), item.raw)
+
     def line(self, line: str) -> GateResult:
-        return self.admit(parse_line(line))
+        return self.item(parse_text(line))
 
     def record(self, record: Any) -> GateResult:
         return self.admit(check_record(record))
