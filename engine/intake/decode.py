@@ -13,6 +13,8 @@ from pathlib import Path
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from engine.model import quick_init
+
 _WS = re.compile(r"[ \t\n\r]*")
 _NOT_PARSED = object()
 
@@ -58,6 +60,7 @@ def decode_json(text: str) -> Any:
     return value
 
 
+@quick_init
 @dataclass(frozen=True)
 class Item:
     """One input: its raw text exactly as received, and the parsed record (or why it could not be parsed)."""

@@ -81,11 +81,20 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def _nested(attributes: dict) -> bool:
+    """Whether any value of `attributes` (a mapping: the schema says so) is a list or a mapping: only then can
+    it nest at all (the usual attributes are flat, and a loop is cheaper than _deeper_than's walk)."""
+    for v in attributes.values():
+        if v.__class__ is dict or v.__class__ is list:
+            return True
+    return False
+
+
 def check_record(record: Any) -> GateResult:
     """Schema check of one parsed record; fast when valid, names the field when not."""
     if fast_check("outcome")(record):  # compiled once (cached), then one call
         attributes = record.get("attributes")
-        if attributes and _deeper_than(attributes, MAX_ATTRIBUTE_DEPTH):
+        if attributes and _nested(attributes) and _deeper_than(attributes, MAX_ATTRIBUTE_DEPTH):
             return GateResult(INVALID, None, record["id"],
                               f"attributes: nested more than {MAX_ATTRIBUTE_DEPTH} levels deep", "attributes")
         tz = record["candidate"].get("timezone")

@@ -203,6 +203,21 @@ def guarded(limits: RenderLimits, fn: Callable[..., T], *args: Any, **kwargs: An
         raise
 
 
+def active() -> _Slot | None:
+    """This thread's render in progress under a budget (None: nothing to charge)."""
+    slot: _Slot | None = getattr(_local, "slot", None)
+    return slot if slot is not None and slot.active else None
+
+
+def charge_to(slot: _Slot, size: int) -> None:
+    """charge_size for a render known to be in progress (`active()` gave its slot)."""
+    if size > slot.limits.output_chars:
+        raise BudgetExceeded("value")
+    slot.spent += size
+    if slot.spent > slot.limits.allocation_chars:
+        raise BudgetExceeded("built")
+
+
 def charge(value: Any) -> Any:
     """Count `value` (a string or collection a template built) against the render in progress."""
     slot: _Slot | None = getattr(_local, "slot", None)
@@ -218,11 +233,7 @@ def charge_size(size: int) -> None:
     slot: _Slot | None = getattr(_local, "slot", None)
     if slot is None or not slot.active:
         return
-    if size > slot.limits.output_chars:
-        raise BudgetExceeded("value")
-    slot.spent += size
-    if slot.spent > slot.limits.allocation_chars:
-        raise BudgetExceeded("built")
+    charge_to(slot, size)
 
 
 def charge_printed_total(parts: tuple) -> None:
