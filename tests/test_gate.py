@@ -142,9 +142,9 @@ def test_a_stream_keeps_each_ids_text_not_its_record():
 
 _same_id_lines = st.lists(
     st.builds(lambda oid, decision, score, pad, approved: (
-        '{"id": %s,%s"decision": "%s", "candidate": {"name": "Li"}%s%s}' % (
-            json.dumps(oid), pad, decision, "" if score is None else f', "score": {score}',
-            "" if approved is None else f', "approved": {json.dumps(approved)}')),
+        f'{{"id": {json.dumps(oid)},{pad}"decision": "{decision}", "candidate": {{"name": "Li"}}'
+        + ("" if score is None else f', "score": {score}')
+        + ("" if approved is None else f', "approved": {json.dumps(approved)}') + "}"),
         oid=st.sampled_from(["a", "b"]), decision=st.sampled_from(["reject", "pass"]),
         score=st.sampled_from([None, "1", "1.0", "0", "-0.0", "2"]), pad=st.sampled_from([" ", "  ", "\t"]),
         approved=st.sampled_from([None, True, False])),
