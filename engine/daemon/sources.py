@@ -32,9 +32,10 @@ def sources_router(runtime, read_body: Callable[[Request], Awaitable[bytes]]) ->
         if source is None:
             raise StarletteHTTPException(404, "Not Found")
         body = await read_body(request)
-        req = SourceRequest(body, {k.lower(): v for k, v in request.headers.items()}, dict(request.query_params))
+        now = runtime.now()
+        req = SourceRequest(body, {k.lower(): v for k, v in request.headers.items()}, dict(request.query_params), now)
         result = await run_in_threadpool(receive, source, req, store=runtime.store, intake=_intake(runtime, request),
-                                         withdraw=runtime.withdraw, now=runtime.now())
+                                         withdraw=runtime.withdraw, now=now)
         runtime.metrics.source_events.labels(name, result.status).inc()
         return JSONResponse(result.as_dict(), status_code=result.code)
 

@@ -6,14 +6,14 @@ interface (`base.Kind`: verify(request) -> ok / 401, parse(request) -> SourceEve
 outcome, withdrawal or unmapped), and `receive.py`, which takes a verified, mapped event through herald's
 normal intake (routing, approval holds, sending) and keeps what could not be mapped as `unmapped`.
 
-Kinds: greenhouse, ashby, moka, generic, lever (`KIND_NAMES`). The HTTP route lives in engine/daemon/sources.py; the
+Kinds: greenhouse, ashby, moka, generic, lever, feishu (`KIND_NAMES`). The HTTP route lives in engine/daemon/sources.py; the
 store keeps one row per event (engine/store/sources.py) for deduplication and the unmapped list.
 """
 from __future__ import annotations
 
 from engine.sources.base import Kind, Mapped, SourceEvent, SourceRequest
 
-KIND_NAMES = ("greenhouse", "ashby", "moka", "generic", "lever")  # feishu: not built yet
+KIND_NAMES = ("greenhouse", "ashby", "moka", "generic", "lever", "feishu")
 
 
 def kind(name: str) -> Kind:

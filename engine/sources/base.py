@@ -44,11 +44,13 @@ class DetailsUnavailable(EventError):
 
 @dataclass(frozen=True)
 class SourceRequest:
-    """One delivery as received: the raw body, headers (names lower-cased) and query parameters."""
+    """One delivery as received: the raw body, headers (names lower-cased), query parameters, and when it arrived
+    (herald's clock, Unix seconds: the window of signatures that carry a timestamp; None -> the wall clock)."""
 
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
+    received_at: float | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -196,7 +198,7 @@ def map_event(event: SourceEvent, source: SourceConfig, previous: Mapping[str, A
             _set(record, dotted, value)
     for fm in source.maps:
         raw = get_path(event.data, fm.path) if fm.path else MISSING
-        if raw is MISSING or raw is None:
+        if raw is MISSING or raw is None or (isinstance(raw, str) and not raw.strip()):  # "" is no value (Feishu)
             if fm.has_default and fm.default is not None:  # `default: null` leaves the field out
                 _set(record, fm.field, fm.default)
             continue

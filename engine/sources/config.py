@@ -21,6 +21,11 @@ APPROVE = ("auto", "manual")
 DECISIONS = ("pass", "reject", "offer", "hold")
 NOT_MAPPABLE = frozenset({"id", "approved"})
 VOCABULARY_FIELDS = ("stage", "role", "reason")
+SECRET_SETTINGS = ("api_key", "app_secret", "verification_token")  # taken from the environment, like `secret`
+REQUIRED_SETTINGS = {"lever": (("api_key", "Lever's events carry ids only"),),
+                     "feishu": (("verification_token", "it proves Feishu's URL verification"),
+                                ("app_id", "Feishu's events carry ids only: details come from the Hire API"),
+                                ("app_secret", "Feishu's events carry ids only: details come from the Hire API"))}
 _UNSET = object()
 
 
@@ -127,14 +132,15 @@ def load_sources(raw: Any, doc, env: Mapping[str, str]) -> tuple[dict[str, Sourc
             diags.extend(loc(name, k).error("unset-env", f"{where}: {k}: environment variable {var} is not set")
                          for var in unset)
             ok = ok and not unset
-            if k == "api_key" and literal_secret(v):
+            if k in SECRET_SETTINGS and literal_secret(v):
                 diags.append(loc(name, k).warning(
-                    "literal-secret", f'{where}: "api_key" is written in the file; write "${{ENV_VAR}}" and set it '
+                    "literal-secret", f'{where}: "{k}" is written in the file; write "${{ENV_VAR}}" and set it '
                                       "in the environment"))
-        if kind == "lever" and not settings.get("api_key"):
-            diags.append(loc(name, key=True).error(
-                "missing-setting", f"{where}: a lever source needs `api_key` (Lever's events carry ids only)"))
-            ok = False
+        for needed, why in REQUIRED_SETTINGS.get(str(kind), ()):
+            if not settings.get(needed):
+                diags.append(loc(name, key=True).error(
+                    "missing-setting", f"{where}: a {kind} source needs `{needed}` ({why})"))
+                ok = False
         for key in ("event_id", "application_id"):
             if isinstance(settings.get(key), str):
                 try:

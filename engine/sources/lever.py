@@ -22,13 +22,10 @@ from typing import Any
 
 import httpx
 
-from engine.sources.base import (BaseKind, DetailsUnavailable, EventError, SourceEvent, SourceRequest, hmac_hex,
-                                 load_json, obj, same_hex, text)
+from engine.sources.base import BaseKind, EventError, SourceEvent, SourceRequest, hmac_hex, load_json, obj, same_hex, text
+from engine.sources.lookup import TIMEOUT_S, Retry, retrying
 
 API_URL = "https://api.lever.co/v1"
-ATTEMPTS = 4
-BACKOFF_S = 0.25  # 0.25, 0.5, 1 s between the attempts of one look-up
-TIMEOUT_S = 10.0
 
 
 def sign(secret: str, token: str, triggered_at: Any) -> str:
@@ -97,27 +94,20 @@ class Lever(BaseKind):
 
     def _get(self, client: httpx.Client, path: str, shell: SourceEvent) -> dict:
         """GET `path` -> its `data` object, retried with backoff on network errors, 429 and 5xx."""
-        why = ""
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                self.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            try:
-                r = client.get(path)
-            except httpx.HTTPError as e:
-                why = f"{type(e).__name__}"
-                continue
+        what = f"Lever {path.split('/')[1]} look-up"
+
+        def once() -> dict:
+            r = client.get(path)
             if r.status_code == 429 or r.status_code >= 500:
-                why = f"HTTP {r.status_code}"
-                continue
+                raise Retry(f"HTTP {r.status_code}")
             if r.status_code != 200:
-                raise EventError(f"Lever {path.split('/')[1]} look-up: HTTP {r.status_code}")
+                raise EventError(f"{what}: HTTP {r.status_code}")
             try:
                 return obj(r.json().get("data"), f"Lever's answer to {path.split('/')[1]}")
             except (ValueError, AttributeError):
-                raise EventError(f"Lever {path.split('/')[1]} look-up: not JSON") from None
-        raise DetailsUnavailable(f"Lever {path.split('/')[1]} look-up failed {ATTEMPTS} times ({why}): kept as "
-                                 "pending, `herald sources resubmit` completes it", shell.event_id,
-                                 shell.application_id, shell.action)
+                raise EventError(f"{what}: not JSON") from None
+
+        return retrying(once, what, shell, self.sleep)
 
 
 KIND = Lever()

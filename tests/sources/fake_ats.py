@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ class FakeATS:
             return {}, {"sign": h}
         if self.kind == "lever":
             return {}, {}
+        if self.kind == "feishu":  # the secret is the Encrypt Key; the timestamp is the wall clock
+            ts, nonce = str(int(time.time())), uuid.uuid4().hex[:12]
+            digest = hashlib.sha256(f"{ts}{nonce}{self.secret}".encode() + body).hexdigest()
+            return {"X-Lark-Request-Timestamp": ts, "X-Lark-Request-Nonce": nonce, "X-Lark-Signature": digest}, {}
         return {self.header: f"sha256={h}"}, {}
 
     def deliver(self, base_url: str, source: str, body: bytes | dict, event_id: str | None = None,
