@@ -81,7 +81,7 @@ from urllib.parse import quote
 
 import httpx
 
-from engine.channels.signing import required_setting
+from engine.channels.signing import Secret, SettingsReader, http_client, redact
 from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
@@ -106,6 +106,7 @@ SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "region_id": (False, False, "RegionId, default cn-hangzhou"),
     "push_token": (False, True, "secret part of the SmsReport/SmsUp push URLs (engine/daemon/push.py); unset: no push"),
     "timeout": (False, False, "HTTP timeout in seconds, default 10"),
+    "poll_interval": (False, False, "how often the daemon asks QuerySendDetails for receipts (engine/daemon/receipts.py)"),
 }
 
 # Code -> (status, retry_after seconds, explanation). isv.BUSINESS_LIMIT_CONTROL is refined by classify_code.
@@ -340,22 +341,19 @@ class AliyunSmsTransport:
         client: httpx.Client | None = None,
     ) -> None:
         self.channel = channel
-        self.access_key_id = required_setting(channel, settings, "access_key_id")
-        self._secret = required_setting(channel, settings, "access_key_secret")
-        self.sign_name = required_setting(channel, settings, "sign_name")
-        self.template_code = str(settings.get("template_code") or "").strip() or None
-        self.endpoint = required_setting(channel, settings, "endpoint", DEFAULT_ENDPOINT).rstrip("/")
+        r = SettingsReader(self.name, channel, settings, SETTINGS)
+        self.access_key_id = r.text("access_key_id") or ""
+        self._secret = r.secret("access_key_secret") or Secret("")  # required: raise_if_problems refuses it missing
+        self.sign_name = r.text("sign_name") or ""
+        self.template_code = r.text("template_code")
+        self.endpoint = (r.text("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
         if not self.endpoint.startswith(("http://", "https://")):
-            raise ValueError(f"channel {channel!r}: setting 'endpoint' must start with http:// or https://")
-        self.region_id = required_setting(channel, settings, "region_id", "cn-hangzhou")
-        try:
-            self.timeout = float(settings.get("timeout", 10))
-        except (TypeError, ValueError):
-            raise ValueError(f"channel {channel!r}: setting 'timeout' must be a number of seconds") from None
-        if self.timeout <= 0:
-            raise ValueError(f"channel {channel!r}: setting 'timeout' must be positive")
+            r.fail("endpoint", "must start with http:// or https://")
+        self.region_id = r.text("region_id") or "cn-hangzhou"
+        self.timeout = r.number("timeout", 10.0, 0.001)
+        r.raise_if_problems()
         self._clock = clock
-        self._client = client or httpx.Client(timeout=self.timeout)
+        self._client = client or http_client(self.timeout)
 
     def __repr__(self) -> str:
         return f"<AliyunSmsTransport channel={self.channel!r} access_key_id={self.access_key_id!r} sign_name={self.sign_name!r}>"
@@ -364,7 +362,7 @@ class AliyunSmsTransport:
         self._client.close()
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact(text, [self._secret])
 
     def beijing_date(self, offset_days: int = 0, when: float | None = None) -> str:
         at = self._clock() if when is None else when
@@ -380,7 +378,7 @@ class AliyunSmsTransport:
         form = {k: v for k, v in params.items() if v is not None}
         # placed as the official SDK's RPC client does (tea-openapi do_rpcrequest): common parameters and the
         # Signature in the URL query, the action's parameters in the form body, the signature over both
-        signature = sign({**common, **form}, self._secret, "POST")
+        signature = sign({**common, **form}, self._secret.reveal(), "POST")
         where = f"Aliyun {action}"
         try:
             resp = self._client.post(f"{self.endpoint}/?{canonical_query(common)}&Signature={percent_encode(signature)}",

@@ -46,14 +46,14 @@ asked: ``read`` (implies delivered), ``delivered`` (unread), or ``undelivered`` 
 nothing while DingTalk has not placed the user in any list yet. The tracker should de-duplicate.
 
 Secrets: the app_secret travels in the gettoken query string and the access token in every API query
-string (DingTalk's design). Error texts name paths, never URLs, and are passed through ``_redact``; a filter
-on the ``httpx`` logger masks ``appsecret=``/``access_token=`` values in httpx's own request log lines.
+string (DingTalk's design). Error texts name paths, never URLs, and are passed through ``_redact``; the shared
+HTTP client factory (``engine/channels/signing.py``) puts a filter on the ``httpx`` logger that masks query values
+(``appsecret=***``, ``access_token=***``) in httpx's own request log lines.
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from typing import Any
@@ -61,7 +61,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
-from engine.channels.signing import required_setting
+from engine.channels.signing import Secret, SettingsReader, http_client, redact, redact_query
 from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
@@ -80,6 +80,7 @@ SETTINGS: dict[str, tuple[bool, bool, str]] = {
     "agent_id": (True, False, "AgentId of that app (an integer)"),
     "base_url": (False, False, f"API root, default {DEFAULT_BASE_URL}"),
     "timeout": (False, False, "HTTP timeout in seconds, default 10"),
+    "poll_interval": (False, False, "how often the daemon asks getsendresult for receipts (engine/daemon/receipts.py)"),
 }
 
 # Kinds answered by classify_errcode besides RECOVERABLE / PERMANENT.
@@ -117,8 +118,6 @@ ERRCODES: dict[int, tuple[str, float | None, str]] = {
 }
 _PERMISSION_SUB_CODES = {"60011", "60020", "40056"}
 
-_SECRET_QUERY = re.compile(r"((?:appsecret|access_token)=)[^&\s\"']+", re.IGNORECASE)
-
 
 def classify_errcode(errcode: int, sub_code: str | None = None, sub_msg: str = "") -> tuple[str, float | None, str]:
     """(kind, retry_after, explanation) for a DingTalk errcode; kind is ok, token, recoverable or permanent."""
@@ -144,31 +143,6 @@ def parse_provider_id(provider_id: str) -> tuple[str, str] | None:
     return task, user
 
 
-class _QueryRedactor(logging.Filter):
-    """Masks appsecret= and access_token= values in httpx's request log lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken record is not ours to fix; a log filter must not raise
-            return True
-        masked = _SECRET_QUERY.sub(r"\1***", message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-_redactor = _QueryRedactor()
-_redactor_lock = threading.Lock()
-
-
-def _install_redactor() -> None:
-    with _redactor_lock:
-        httpx_log = logging.getLogger("httpx")
-        if _redactor not in httpx_log.filters:
-            httpx_log.addFilter(_redactor)
-
-
 class DingTalkWorkNoticeTransport:
     """Sends one markdown work notice per envelope to one DingTalk userid; thread-safe."""
 
@@ -185,29 +159,25 @@ class DingTalkWorkNoticeTransport:
         client: httpx.Client | None = None,
     ) -> None:
         self.channel = channel
-        self.app_key = required_setting(channel, settings, "app_key")
-        self._app_secret = required_setting(channel, settings, "app_secret")
-        agent = required_setting(channel, settings, "agent_id")
-        if not agent.isdigit():
-            raise ValueError(f"channel {channel!r}: setting 'agent_id' must be an integer")
-        self.agent_id = int(agent)
-        self.base_url = str(settings.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        r = SettingsReader(self.name, channel, settings, SETTINGS)
+        self.app_key = r.text("app_key") or ""
+        self._app_secret = r.secret("app_secret") or Secret("")  # required: raise_if_problems refuses it missing
+        agent = r.text("agent_id") or ""
+        if agent and not agent.isdigit():
+            r.fail("agent_id", "must be an integer")
+        self.agent_id = int(agent) if agent.isdigit() else 0
+        self.base_url = (r.text("base_url") or DEFAULT_BASE_URL).rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"channel {channel!r}: setting 'base_url' must start with http:// or https://")
-        try:
-            self.timeout = float(settings.get("timeout", 10))
-        except (TypeError, ValueError):
-            raise ValueError(f"channel {channel!r}: setting 'timeout' must be a number of seconds") from None
-        if self.timeout <= 0:
-            raise ValueError(f"channel {channel!r}: setting 'timeout' must be positive")
+            r.fail("base_url", "must start with http:// or https://")
+        self.timeout = r.number("timeout", 10.0, 0.001)
+        r.raise_if_problems()
         self._clock = clock
-        self._client = client or httpx.Client(timeout=self.timeout)
+        self._client = client or http_client(self.timeout)
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_margin = TOKEN_REFRESH_MARGIN
         self._old_tokens: list[str] = []
-        _install_redactor()
 
     def __repr__(self) -> str:
         return f"<DingTalkWorkNoticeTransport channel={self.channel!r} app_key={self.app_key!r} agent_id={self.agent_id}>"
@@ -217,11 +187,7 @@ class DingTalkWorkNoticeTransport:
 
     # -- secrets ---------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
-        text = _SECRET_QUERY.sub(r"\1***", text)
-        for secret in [self._app_secret, self._token, *self._old_tokens]:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return redact(redact_query(text), [self._app_secret, self._token, *self._old_tokens])
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _http(self, method: str, path: str, *, params: Mapping[str, Any], payload: Any = None) -> dict | SendResult:
@@ -273,7 +239,7 @@ class DingTalkWorkNoticeTransport:
             cached = self._token
             if cached and not force and cached != stale and now < self._token_expires_at - self._token_margin:
                 return cached
-            body = self._http("GET", "/gettoken", params={"appkey": self.app_key, "appsecret": self._app_secret})
+            body = self._http("GET", "/gettoken", params={"appkey": self.app_key, "appsecret": self._app_secret.reveal()})
             if isinstance(body, SendResult):
                 return body
             errcode = _int(body.get("errcode"))

@@ -1,10 +1,19 @@
-"""Shared transport helpers: HMAC signatures, a Secret wrapper, redaction of secrets, settings coercion, HTTPS clients."""
+"""The transport contract's shared parts: settings reader, Secret, redaction, the HTTP client factory, HMAC signatures.
+
+Every transport reads its settings block with `SettingsReader` (problems named by setting, never by value; unknown
+settings refused), holds each secret as a `Secret`, masks error texts with `redact` (and `redact_query` for URLs
+whose query carries credentials), and makes its HTTP clients with `http_client`, which also masks query values in
+httpx's own request log lines (DingTalk puts app secrets, tokens and signatures in the query string).
+"""
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import logging
+import re
 import ssl
+import threading
 import time
 from typing import Any
 from collections.abc import Iterable, Mapping
@@ -14,8 +23,45 @@ import httpx
 REDACTED = "***"
 
 
+# a query parameter's value in a URL: `?name=value` or `&name=value`
+_QUERY_VALUE = re.compile(r"([?&][^=&\s\"'#]+=)[^&\s\"'#]+")
+
+
+def redact_query(text: str) -> str:
+    """Every query parameter value in text's URLs as *** (DingTalk puts appsecret, access_token and sign there)."""
+    return _QUERY_VALUE.sub(rf"\1{REDACTED}", text)
+
+
+class _QueryRedactor(logging.Filter):
+    """Masks query values in httpx's request log lines ("HTTP Request: POST <url> ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is not ours to fix; a log filter must not raise
+            return True
+        masked = redact_query(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+QUERY_REDACTOR = _QueryRedactor()
+_redactor_lock = threading.Lock()
+
+
+def _install_query_redactor() -> None:
+    with _redactor_lock:
+        httpx_log = logging.getLogger("httpx")
+        if QUERY_REDACTOR not in httpx_log.filters:
+            httpx_log.addFilter(QUERY_REDACTOR)
+
+
 def http_client(timeout: float, verify: bool = True, ca_file: str | None = None) -> httpx.Client:
-    """An httpx client for one provider: the system's CAs, or only `ca_file`'s, or (verify off) none; no redirects."""
+    """An httpx client for one provider: the system's CAs, or only `ca_file`'s, or (verify off) none; no redirects.
+
+    Making one puts `QUERY_REDACTOR` on the httpx logger (once per process), so no request line logs a credential."""
+    _install_query_redactor()
     tls: ssl.SSLContext | bool = False
     if verify:
         tls = ssl.create_default_context(cafile=ca_file) if ca_file else True
@@ -194,10 +240,3 @@ class SettingsReader:
             return default
         return number
 
-
-def required_setting(channel: str, settings: Mapping[str, Any], name: str, default: str | None = None) -> str:
-    """A required channel setting as stripped text; ValueError names the setting, never its value."""
-    value = settings.get(name, default)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"channel {channel!r}: setting {name!r} is required")
-    return str(value).strip()

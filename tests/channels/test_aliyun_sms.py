@@ -415,6 +415,16 @@ def test_no_secret_in_errors_reprs_or_logs(fake: FakeAliyunSms, caplog: pytest.L
 
 
 
+def test_secret_is_held_as_a_secret_and_unknown_settings_are_refused(fake: FakeAliyunSms) -> None:
+    """The shared settings reader: the AccessKey secret never sits in the object as plain text; a misspelt setting
+    is named rather than ignored; the receipt poller's poll_interval is a known setting."""
+    t = make(fake, poll_interval="5m")
+    assert SECRET not in repr(vars(t))
+    with pytest.raises(ValueError, match=r"unknown setting.*'sign_nmae'") as info:
+        make(fake, sign_nmae="x")
+    assert SECRET not in str(info.value) and "aliyun-sms" in str(info.value)
+
+
 def test_fake_refuses_a_replayed_request(fake: FakeAliyunSms) -> None:
     import httpx
 

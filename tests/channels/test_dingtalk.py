@@ -9,7 +9,8 @@ import pytest
 from fake_dingtalk import FakeDingTalk
 from loopback import FakeClock
 
-from engine.channels import dingtalk
+from engine.channels import signing
+from engine.channels.signing import http_client
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope
 from engine.channels.dingtalk import (
     ERRCODES,
@@ -322,9 +323,18 @@ def test_no_secret_or_token_in_errors_reprs_or_logs(fake: FakeDingTalk, caplog: 
 
 
 def test_redactor_is_installed_once() -> None:
-    dingtalk._install_redactor()
-    dingtalk._install_redactor()
-    assert logging.getLogger("httpx").filters.count(dingtalk._redactor) == 1
+    http_client(1.0).close()
+    http_client(1.0).close()
+    assert logging.getLogger("httpx").filters.count(signing.QUERY_REDACTOR) == 1
+
+
+def test_secret_is_held_as_a_secret_and_unknown_settings_are_refused(fake: FakeDingTalk) -> None:
+    t = make(fake, poll_interval="5m")
+    assert t.send(env()).ok
+    assert SECRET not in repr(vars(t))
+    with pytest.raises(ValueError, match=r"unknown setting.*'app_secert'") as info:
+        make(fake, app_secert=SECRET)
+    assert SECRET not in str(info.value) and "dingtalk-work-notice" in str(info.value)
 
 
 # -- a duplicate-content verdict after an unanswered attempt: that attempt arrived --------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 
@@ -342,6 +343,15 @@ def test_no_secret_anywhere(robot):
             sign = req["query"].get("sign")
             if sign:
                 assert sign not in text
+
+
+def test_no_token_or_sign_in_httpx_request_log(robot, caplog):
+    """httpx logs each request's URL at INFO; the robot's URL carries access_token and sign (replayable for an hour)."""
+    caplog.set_level(logging.DEBUG, logger="httpx")  # `herald serve` in an earlier test set httpx to WARNING
+    assert transport(robot).send(envelope()).ok
+    (req,) = robot.requests
+    assert "HTTP Request" in caplog.text and "access_token=***" in caplog.text and "sign=***" in caplog.text
+    assert TOKEN not in caplog.text and req["query"]["sign"] not in caplog.text
 
 
 def test_body_is_utf8_json(robot):
