@@ -33,6 +33,16 @@ class Envelope:
     sender: str | None = None  # e-mail From set by the rule file's company.sender (else the channel's `from`)
     meta: Mapping[str, Any] = field(default_factory=dict)    # outcome id, rule id, template, locale...
 
+    def record(self, *, params: bool = False) -> dict[str, Any]:
+        """The envelope as the JSON document the outbox writes and the webhook posts (params: the outbox's too)."""
+        out: dict[str, Any] = {"notification": self.notification_id, "attempt_key": self.attempt_key,
+                               "channel": self.channel, "to": self.to, "subject": self.subject, "body": self.body,
+                               "html": self.html}
+        if params:
+            out["params"] = dict(self.params)
+        out["meta"] = dict(self.meta)
+        return out
+
 
 @dataclass(frozen=True)
 class Receipt:

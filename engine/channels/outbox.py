@@ -43,18 +43,9 @@ class OutboxTransport:
         return self.directory / (file_stem(envelope.attempt_key) + ".json")
 
     def send(self, envelope: Envelope) -> SendResult:
-        record = {
-            "notification": envelope.notification_id,
-            "attempt_key": envelope.attempt_key,
-            "channel": envelope.channel,
-            "to": envelope.to,
-            "subject": envelope.subject,
-            "body": envelope.body,
-            "html": envelope.html,
-            "params": dict(envelope.params),
-            "meta": dict(envelope.meta),
-            **({"from": envelope.sender} if envelope.sender else {}),
-        }
+        record = envelope.record(params=True)
+        if envelope.sender:
+            record["from"] = envelope.sender
         path = self.path_for(envelope)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

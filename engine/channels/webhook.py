@@ -127,17 +127,7 @@ class WebhookTransport:
 
     def payload(self, envelope: Envelope, sent_at: datetime | None = None) -> bytes:
         """The exact request body bytes (what the signature covers)."""
-        record = {
-            "notification": envelope.notification_id,
-            "attempt_key": envelope.attempt_key,
-            "channel": envelope.channel,
-            "to": envelope.to,
-            "subject": envelope.subject,
-            "body": envelope.body,
-            "html": envelope.html,
-            "meta": dict(envelope.meta),
-            "sent_at": (sent_at or datetime.now(UTC)).isoformat(timespec="seconds"),
-        }
+        record = {**envelope.record(), "sent_at": (sent_at or datetime.now(UTC)).isoformat(timespec="seconds")}
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 
     def request_headers(self, envelope: Envelope, body: bytes, timestamp: int) -> dict[str, str]:

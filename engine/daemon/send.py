@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Mapping
@@ -10,12 +11,12 @@ from collections.abc import Mapping
 from engine.channels.webhook import origin_of as webhook_origin
 from engine.channels.capabilities import DELIVERY_RECEIPTS, READ_RECEIPTS
 from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
+from engine.errors import Loc
 from engine.model import CHANNEL_ADDRESS, Message
-from engine.pipeline import previous_view, render_messages, rule_sender, timezone_for
-from engine.render.budget import BUDGET_ERROR
+from engine.pipeline import previous_view, rule_sender, timezone_for
 from engine.routing.router import lookup
 from engine.render.locales import candidate_locale, preferences
-from engine.render.sandbox import plain
+from engine.render.sandbox import build_context, plain
 from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
 from engine.store import LeaseLost, NotificationRow
@@ -26,6 +27,38 @@ from engine.config.settings import DispatchSettings
 log = logging.getLogger("herald.dispatch")
 
 HOLD_RECHECK = 3600.0  # clock seconds: a notification held for its template is looked at again after this
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The message a send carries, and the template file it was rendered from (None: stored at planning)."""
+
+    message: Message
+    file: TemplateFile | None = None
+
+
+@dataclass(frozen=True)
+class RenderFailed:
+    """Why this channel cannot carry the message now, located in what HR must fix.
+
+    `where`: the template file, and its line when known (None when there is no file to point at: the template
+    is gone). `code`: the kind, as validate names it (template-render, render-budget, template-unrenderable,
+    template-decision, template-gone, empty-body, empty-subject, sms-template-code, no-message). `held`: the
+    template is gone or no longer serves the outcome's decision, so the notification is held (looked at again
+    hourly) and never sent with another template; otherwise the channel fails and the next one is tried."""
+
+    message: str
+    code: str
+    where: Loc | None = None
+    held: bool = False
+
+    @property
+    def reason(self) -> str:
+        """The one line the store records and HR reads: the location first (path:line), then what is wrong."""
+        if self.where is None:
+            return self.message
+        where = f"{self.where.file}:{self.where.line}" if self.where.line else self.where.file
+        return self.message if self.message.startswith(where) else f"{where}: {self.message}"
 
 
 def _prefs(n: NotificationRow, outcome: Mapping) -> tuple:
@@ -104,21 +137,15 @@ class Sender:
             return self._fallback(n, outcome, f"no {CHANNEL_ADDRESS.get(n.channel)} for {n.channel}", now, "no_address")
         if n.channel in CHANNEL_ADDRESS and store.suppression(n.channel, to) is not None:
             return self._suppressed(n, outcome, to, now)
-        message, file, held = self._render(n, outcome, state)
-        if held:  # never sent with another template: held (looked at again hourly) until HR fixes it
-            store.defer(n.id, now + HOLD_RECHECK, f"held: {message}", at=now)
-            rt.alert("template", f"{n.id} held, not sent on {n.channel}: {message}")
-            log.warning("held    %s %s: %s", n.outcome_id, n.id, message)
-            return self._count(n.channel, "held")
-        if isinstance(message, str):
-            if BUDGET_ERROR in message:  # HR must fix the template: every candidate it renders for is stuck
-                rt.alert("template", f"{n.id} cannot be sent on {n.channel}: {message}")
-            return self._fallback(n, outcome, message, now, "permanent")
+        rendered = self._render(n, outcome, state)
+        if isinstance(rendered, RenderFailed):
+            return self._render_failed(n, outcome, rendered, now)
+        message, file = rendered.message, rendered.file
         params: Mapping[str, Any] = {}
         if transport.name in SMS_TRANSPORTS:
             sms = self._sms_params(n, outcome, state)
-            if isinstance(sms, str):
-                return self._fallback(n, outcome, sms, now, "permanent")
+            if isinstance(sms, RenderFailed):
+                return self._render_failed(n, outcome, sms, now)
             params = sms
         meta_links: dict = {}
         if rt.public_url and rt.tracking_key:  # clicks and opens come back signed; the stored message stays as is
@@ -135,7 +162,7 @@ class Sender:
         except LeaseLost:
             log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
             return self._count(n.channel, "lease_lost")
-        rendered = {"template_file": file.path, "template_sha256": file.sha256} if file is not None else {}
+        source_file = {"template_file": file.path, "template_sha256": file.sha256} if file is not None else {}
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()
         env = Envelope(notification_id=n.id, attempt_key=attempt.attempt_key, channel=n.channel, to=to,
@@ -144,7 +171,7 @@ class Sender:
                        meta={"outcome": n.outcome_id, "rule": n.rule_id, "ruleset_version": n.ruleset_version,
                              "template": n.template, "variant": n.variant, "locale": n.locale,
                              "send_at": _iso(n.send_at), "due_at": due, "called_at": called,
-                             "attempt": tries, **rendered, **meta_links, **self._unanswered(n, attempt, transport, now)})
+                             "attempt": tries, **source_file, **meta_links, **self._unanswered(n, attempt, transport, now)})
         try:
             result = transport.send(env)
         except Exception as e:  # a transport bug is a failed attempt, not a dead worker
@@ -177,6 +204,18 @@ class Sender:
         return self._fallback(n, outcome, reason, done, result.status, attempt.id, result)
 
     # -- helpers
+
+    def _render_failed(self, n: NotificationRow, outcome: Mapping, failed: RenderFailed, now: float) -> str:
+        """A message that cannot be rendered for this channel: held for its template, or the channel fails."""
+        rt, reason = self.rt, failed.reason
+        if failed.held:  # never sent with another template: held (looked at again hourly) until HR fixes it
+            rt.store.defer(n.id, now + HOLD_RECHECK, f"held: {reason}", at=now)
+            rt.alert("template", f"{n.id} held, not sent on {n.channel}: {reason}")
+            log.warning("held    %s %s: %s", n.outcome_id, n.id, reason)
+            return self._count(n.channel, "held")
+        if failed.code == "render-budget":  # HR must fix the template: every candidate it renders for is stuck
+            rt.alert("template", f"{n.id} cannot be sent on {n.channel}: {reason}")
+        return self._fallback(n, outcome, reason, now, "permanent")
 
     def _count(self, channel: str, label: str) -> str:
         self.rt.metrics.sends.labels(channel, label).inc()
@@ -276,32 +315,36 @@ class Sender:
                  and ((a.status == RECOVERABLE and a.code in UNANSWERED_CODES) or a.id == attempt.id)]
         return {"unanswered": found} if found else {}
 
-    def _sms_params(self, n: NotificationRow, outcome: Mapping, state) -> dict | str:
+    def _sms_params(self, n: NotificationRow, outcome: Mapping, state) -> dict | RenderFailed:
         """{template_code, template_param} for a template-SMS channel, from the template's header and the
-        channel's settings; a string says why the message cannot go on this channel."""
+        channel's settings; else why the message cannot go on this channel."""
         settings = getattr(state.deployment.config.channels.get(n.channel), "settings", None) or {}
         file = state.deployment.templates.resolve(n.template, _prefs(n, outcome)) if n.template else None
         code, mapping = sms_mapping(file.meta if file is not None else None, settings)
         if not code:
-            return (f"no SMS TemplateCode for template {n.template or '(none)'}: add sms_code=SMS_... to its "
-                    f"header or template_code to channel {n.channel}")
+            return RenderFailed(f"no SMS TemplateCode for template {n.template or '(none)'}: add sms_code=SMS_... "
+                                f"to its header or template_code to channel {n.channel}", "sms-template-code",
+                                Loc(file.path) if file is not None else None)
         return {"template_code": code, "template_param": template_params(mapping, outcome)}
 
-    def _render(self, n: NotificationRow, outcome: Mapping, state) -> tuple[Message | str, TemplateFile | None, bool]:
-        """(message or why not, the file used, held): the message rendered now, with the templates as they are
-        at send time (the rule chosen at routing stays). Held when the template is gone or no longer serves the
-        outcome's decision: it is never sent with another template."""
+    def _render(self, n: NotificationRow, outcome: Mapping, state) -> Rendered | RenderFailed:
+        """The message rendered now, with the templates as they are at send time (the rule chosen at routing
+        stays), or why not. Held when the template is gone or no longer serves the outcome's decision: it is never
+        sent with another template."""
         if not n.template:
             stored = n.message()
-            return (stored or f"no message for {n.channel} and no template to render one"), None, False
+            if stored is None:
+                return RenderFailed(f"no message for {n.channel} and no template to render one", "no-message")
+            return Rendered(stored)
         templates = state.deployment.templates
         prefs = _prefs(n, outcome)
         file = templates.resolve(n.template, prefs)
         decision = outcome.get("decision")
         if file is None:
-            return f"template {n.template} no longer exists", None, True
+            return RenderFailed(f"template {n.template} no longer exists", "template-gone", held=True)
         if file.meta is None or (isinstance(decision, str) and decision not in file.meta.decisions):
-            return f"{file.path} no longer serves decision {decision}", file, True
+            return RenderFailed(f"no longer serves decision {decision}", "template-decision", Loc(file.path),
+                                held=True)
         extras = state.pipeline.extras_for(find_rule(state.pipeline, n.rule_id) if n.rule_id else None)
         links_for = getattr(state.pipeline, "links_for", None)
         links = links_for(n.id) if links_for is not None else None
@@ -310,15 +353,17 @@ class Sender:
         previous = self._previous(n)
         if previous is not None:
             extras = {**extras, "previous": plain(previous)}
-        messages, _file, error = render_messages(templates, n.template, prefs, [n.channel], outcome, extras)
-        if not messages:
-            return f"cannot render {n.template} for {n.channel}: {error}", file, False
-        message = messages[0]
+        result = templates.render(n.template, prefs, n.channel, build_context(outcome, extras, trusted=True))
+        if result.message is None:
+            used = result.template or file
+            return RenderFailed(result.error or f"cannot render {n.template} for {n.channel}",
+                                result.code or "template-render", Loc(used.path, result.line or 0))
+        message = result.message
         if n.channel == "sms" and not message.body.strip():
-            return f"{file.path}: the SMS body renders empty", file, False
+            return RenderFailed("the SMS body renders empty", "empty-body", Loc(file.path))
         if n.channel == "email" and not (message.subject or "").strip():
-            return f"{file.path}: the e-mail subject renders empty", file, False
-        return message, file, False
+            return RenderFailed("the e-mail subject renders empty", "empty-subject", Loc(file.path))
+        return Rendered(message, file)
 
     def _previous(self, n: NotificationRow) -> dict | None:
         """What a template sees as `previous` for a notification of an amended outcome (None for revision 1)."""

@@ -61,12 +61,17 @@ class TemplateFile:
 @quick_init
 @dataclass(frozen=True)
 class RenderResult:
-    """One rendering: the file used, its locale, the message, or an error (then message is None)."""
+    """One rendering: the file used, its locale, the message, or an error (then message is None).
+
+    An error has a `code` (the diagnostic codes of validate: template-unknown, template-unrenderable,
+    template-decision, template-render, render-budget) and the template `line` it was found at, when known."""
 
     template: TemplateFile | None
     locale: str | None
     message: Message | None
     error: str | None = None
+    code: str | None = None
+    line: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -445,30 +450,33 @@ class TemplateStore:
         entry = self._entry(name, locale_prefs)
         if entry is None:
             hint = did_you_mean(name, self._entries)
-            return RenderResult(None, None, None, f'unknown template "{name}"{hint}')
+            return RenderResult(None, None, None, f'unknown template "{name}"{hint}', "template-unknown")
         file = entry.file
         plan = self._plan(entry, channel, main_only)
         if isinstance(plan, _Unrenderable):
-            return RenderResult(file, file.locale, None, plan.error)
+            return RenderResult(file, file.locale, None, plan.error, "template-unrenderable")
         decision = context.get("decision")
         if decision.__class__ is str and decision not in plan.decisions:
             return RenderResult(file, file.locale, None,
-                                f"template {name} ({file.path}) does not declare decision {decision}")
+                                f"template {name} ({file.path}) does not declare decision {decision}", "template-decision")
         if self.limits is None:
             return self._render_plan(entry, plan, channel, context)
         try:
             return guarded(self.limits, self._render_plan, entry, plan, channel, context)
         except BudgetExceeded as exc:
-            return RenderResult(file, file.locale, None, f"{self._where(entry, exc)}: {self.limits.describe(exc.reason)}")
+            line = self._line_of(entry, exc)
+            where = f"{file.path}:{line}" if line else file.path
+            return RenderResult(file, file.locale, None, f"{where}: {self.limits.describe(exc.reason)}",
+                                "render-budget", line)
 
-    def _where(self, entry: _Entry, exc: BaseException) -> str:
-        """`path:line` of the template line a render was stopped at (`path` when it is not known)."""
+    def _line_of(self, entry: _Entry, exc: BaseException) -> int | None:
+        """The template line a render was stopped at (None when it is not known)."""
         for template in entry.compiled.values():
             if not isinstance(template, Exception):
                 line = _frame_line(exc, entry.file.path, template)
                 if line:
-                    return f"{entry.file.path}:{line}"
-        return entry.file.path
+                    return line
+        return None
 
     def _render_plan(self, entry: _Entry, plan: _ChannelPlan, channel: str, context: Mapping) -> RenderResult:
         """Run a plan (the part of a render under the budget)."""
@@ -482,7 +490,8 @@ class TemplateStore:
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down
                 line = _frame_line(exc, file.path, plan.template)
                 where = f"{file.path}:{line}" if line else file.path
-                return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}")
+                return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}",
+                                    "template-render", line)
             body = _tidy(text, main)
             if channel != "sms":
                 return RenderResult(file, file.locale, Message(channel, body), None)
@@ -494,7 +503,7 @@ class TemplateStore:
                 text, err, line = rendered[b]
                 if err is not None:
                     where = f"{file.path}:{line}" if line else file.path
-                    return RenderResult(file, file.locale, None, f"{where}: block {b}: {err}")
+                    return RenderResult(file, file.locale, None, f"{where}: block {b}: {err}", "template-render", line)
         body = rendered[main][0]
         subject = " ".join(rendered["subject"][0].split()) if "subject" in rendered else None
         html = rendered["email_html"][0] if "email_html" in rendered else None
@@ -537,9 +546,7 @@ class TemplateStore:
                 try:
                     _text, err, line = guarded(limits, self._render_block, entry, block, {**ctx, "channel": block})
                 except BudgetExceeded as exc:
-                    where = self._where(entry, exc)
-                    _text, err, line = None, limits.describe(exc.reason), int(where.rpartition(":")[2] or 0) \
-                        if where != entry.file.path else None
+                    _text, err, line = None, limits.describe(exc.reason), self._line_of(entry, exc)
                 if err is None:
                     continue
                 loc = Loc(entry.file.path, line or 1, 1)

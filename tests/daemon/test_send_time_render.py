@@ -8,7 +8,7 @@ import hashlib
 import httpx
 import pytest
 
-from daemon_support import RULES, TEMPLATE, outbox, outcome, post, wait_for
+from daemon_support import RULES, TEMPLATE, make_deployment, outbox, outcome, post, wait_for
 
 
 def version(d) -> str:
@@ -45,6 +45,24 @@ def test_a_removed_template_holds_the_notification(deploy, daemons):
     held = wait_for(lambda: [e for e in events(d, "st-2#1") if e["kind"] == "deferred"], timeout=30)
     assert "held: template any/generic no longer exists" in held[0]["detail"]["reason"]
     assert not [m for m in outbox(deploy) if m["meta"].get("outcome") == "st-2"]   # never sent with another
+
+
+@pytest.mark.slow
+def test_a_render_error_is_recorded_with_its_template_line(tmp_path, daemons):
+    """The send path's RenderFailed carries the located error: the reason the store records for the channel
+    that could not carry the message begins with the template's path:line, once, then what went wrong."""
+    root = make_deployment(tmp_path)
+    template = root / "templates" / "any" / "generic.j2"  # line 3: the email block, failing only for "Zed"
+    template.write_text(template.read_text().replace(
+        "{% block email %}Hello", '{% block email %}{{ 1 // (candidate.name != "Zed") }}Hello'))
+    d = daemons(root)
+    post(d.url, outcome("st-3", candidate={"name": "Zed", "email": "zed@example.com", "phone": "+8613800000000"}))
+    fell = wait_for(lambda: [e for e in events(d, "st-3#1") if e["kind"] == "escalated"], timeout=30)
+    reason = fell[0]["detail"]["reason"]
+    assert reason.startswith(f"email: {template}:3: block email: "), reason
+    assert "division" in reason and reason.count(str(template)) == 1 and "cannot render" not in reason
+    sent = wait_for(lambda: [m for m in outbox(root) if m["meta"].get("outcome") == "st-3"], timeout=30)
+    assert sent[0]["channel"] == "sms"   # the next channel carried it
 
 
 @pytest.mark.slow
