@@ -331,8 +331,8 @@ class SMTPTransport:
         except smtplib.SMTPNotSupportedError as e:
             return SendResult(PERMANENT, error=self._clean(f"{where}: server does not support {e}"), code="config")
         except smtplib.SMTPServerDisconnected as e:  # smtplib turns a read timeout into this, too
-            code = "timeout" if "timed out" in str(e) else "connection"
-            return SendResult(RECOVERABLE, error=self._clean(f"{where}: server disconnected: {e}"), code=code)
+            kind = "timeout" if "timed out" in str(e) else "connection"
+            return SendResult(RECOVERABLE, error=self._clean(f"{where}: server disconnected: {e}"), code=kind)
         except smtplib.SMTPResponseException as e:  # SMTPDataError, SMTPConnectError, SMTPHeloError, ...
             return self._reply_result(f"{where} answered", e.smtp_code, e.smtp_error)
         except smtplib.SMTPException as e:  # e.g. "No suitable authentication method found."

@@ -31,6 +31,13 @@ class Deployment:
     def ok(self) -> bool:
         return self.ruleset is not None and not any(d.is_error for d in self.diagnostics)
 
+    @property
+    def ruleset_in_use(self) -> RuleSet:
+        """The rule set of a deployment that loaded: what the daemon serves (it never serves one that did not)."""
+        if self.ruleset is None:
+            raise ValueError("this deployment has no rule set: it did not load (see its diagnostics)")
+        return self.ruleset
+
 
 def _split_paths(paths: Sequence[str]) -> tuple[Path | None, Path | None, list[Path]]:
     """PATH arguments to (config file, deployment root, rule files or directories)."""

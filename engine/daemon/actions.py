@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from engine.intake.batch import planned
 from engine.pipeline import Pipeline
@@ -61,8 +62,8 @@ def _result(store: Store, outcome_id: str, **extra) -> ActionResult:
         raise ActionError(404, f"no outcome {outcome_id!r}")
     current = [n for n in store.notifications_for(outcome_id) if n.outcome_rev == row.rev]
     note = current[-1] if current else None
-    fields = {"notification": note.id if note else None, "rule": note.rule_id if note else None,
-                  "send_at": utc(note.send_at).isoformat() if note else None}
+    fields: dict[str, Any] = {"notification": note.id if note else None, "rule": note.rule_id if note else None,
+                              "send_at": utc(note.send_at).isoformat() if note else None}
     fields.update({k: v for k, v in extra.items() if v is not None})
     return ActionResult(row.id, row.status, row.state, row.approved, **fields)
 
@@ -71,6 +72,8 @@ def _schedule(store: Store, pipeline: Pipeline, outcome_id: str, now: float, han
               ) -> ActionResult:
     """Plans the outcome as it stands now and queues its notification, or marks it unmatched."""
     row = store.get_outcome(outcome_id)
+    if row is None:
+        raise ActionError(404, f"no outcome {outcome_id!r}")
     approved_at = utc(row.approved_at) if row.approved_at is not None else None
     plan = pipeline.plan(row.data(), approved_at=approved_at, **_rev(pipeline, row))
     note = planned(plan)
@@ -136,7 +139,7 @@ def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: st
         raise ActionError(409, f"outcome {outcome_id!r} already has a notification")
     rule = find_rule(pipeline, rule_id)
     if rule is None:
-        raise ActionError(404, f"no rule {rule_id!r} in rule set {pipeline.deployment.ruleset.version}")
+        raise ActionError(404, f"no rule {rule_id!r} in rule set {pipeline.deployment.ruleset_in_use.version}")
     plan = pinned(pipeline, rule).plan(row.data(), approved_at=utc(row.approved_at) if row.approved_at else None,
                                        **_rev(pipeline, row))
     note = planned(plan)

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import typing
 from datetime import datetime, UTC
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, create_model
 
@@ -22,8 +22,9 @@ def model_of(cls: type, name: str, doc: str, **types: Any) -> type[BaseModel]:
     """The response model of a result dataclass: the same fields, types and defaults, declared once
     (`types` narrows a field's type for the API document, e.g. a Literal of the statuses)."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: (types.get(f.name, hints[f.name]), ... if f.default is dataclasses.MISSING else f.default)
-              for f in dataclasses.fields(cls)}
+    fields: dict[str, Any] = {f.name: (types.get(f.name, hints[f.name]),
+                                       ... if f.default is dataclasses.MISSING else f.default)
+                              for f in dataclasses.fields(cls)}
     model = create_model(name, __doc__=doc, **fields)
     model.__module__ = __name__
     return model
@@ -33,8 +34,11 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-ItemResult = model_of(ItemStatus, "ItemResult", "What became of one posted outcome.",
-                      status=Literal["matched", "unmatched", "held", "duplicate", "amended", "invalid"])
+if TYPE_CHECKING:  # a model made at import time is no type to mypy: it checks its uses as a plain BaseModel
+    ItemResult = BaseModel
+else:
+    ItemResult = model_of(ItemStatus, "ItemResult", "What became of one posted outcome.",
+                          status=Literal["matched", "unmatched", "held", "duplicate", "amended", "invalid"])
 
 
 class IntakeResponse(BaseModel):

@@ -48,7 +48,7 @@ class PinnedPipeline(ClockedPipeline):
 
 def find_rule(pipeline: Pipeline, rule_id: str) -> Rule | None:
     """The active rule `rule_id` of the pipeline's rule set."""
-    return next((r for r in pipeline.deployment.ruleset.rules if r.id == rule_id), None)
+    return next((r for r in pipeline.deployment.ruleset_in_use.rules if r.id == rule_id), None)
 
 
 def pinned(pipeline: Pipeline, rule: Rule) -> PinnedPipeline:

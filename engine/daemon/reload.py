@@ -75,7 +75,7 @@ def reload(runtime, reason: str = "reload", timeout: float | None = None) -> boo
         store, metrics = runtime.store, runtime.metrics
         if state is not None:
             old = runtime.swap(state)
-            store.record_ruleset(dep.ruleset.version, ruleset_files(dep), ok=True, at=now)
+            store.record_ruleset(dep.ruleset_in_use.version, ruleset_files(dep), ok=True, at=now)
             metrics.reloads.labels("success").inc()
             metrics.reload_failed.set(0)
             runtime.last_reload_error = []
@@ -83,8 +83,8 @@ def reload(runtime, reason: str = "reload", timeout: float | None = None) -> boo
                 log.warning("store.path changed in herald.yaml: it takes effect on the next start")
             for d in dep.diagnostics:
                 log.warning("%s", d.format())
-            log.info("rule set %s in use (%s; was %s): %d rules", dep.ruleset.version, reason,
-                     old.deployment.ruleset.version, len(dep.ruleset.rules))
+            log.info("rule set %s in use (%s; was %s): %d rules", dep.ruleset_in_use.version, reason,
+                     old.deployment.ruleset_in_use.version, len(dep.ruleset_in_use.rules))
             runtime.wake()
             return True
         return _refused(runtime, reason, dep, errors)

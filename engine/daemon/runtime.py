@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterable, Sequence
 
 from engine.daemon.alerts import Alerter
@@ -17,6 +17,10 @@ from engine.daemon import actions
 from engine.daemon.auth import Auth
 from engine.daemon.metrics import Metrics
 from engine.daemon.planning import ClockedPipeline
+
+if TYPE_CHECKING:  # the dispatcher and the reloader import this module
+    from engine.daemon.dispatch import Dispatcher
+    from engine.daemon.reload import Reloader
 
 log = logging.getLogger("herald")
 
@@ -90,7 +94,8 @@ class Runtime:
         self.reload_lock = threading.Lock()
         self.last_reload_error: list[str] = []
         self.stuck_reloads: list = []  # reload threads given up on that still run (engine.daemon.reload)
-        self.reloader = None           # the file watcher (engine.daemon.reload.Reloader), when watching
+        self.reloader: Reloader | None = None  # the file watcher, when watching
+        self.dispatcher: Dispatcher | None = None  # set by engine.daemon.serve.Daemon; none in tests that send by hand
         self.listen_host = "127.0.0.1"  # where the daemon listens (set by engine.daemon.serve.Daemon)
         self._wakers: list[Callable[[], None]] = []
         self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
@@ -98,7 +103,7 @@ class Runtime:
         self.state = self.make_state(deployment)
         self.alerts = Alerter(lambda: self.state.deployment.config.alerts,
                               lambda name: self.state.transports.get(name))
-        self.metrics.set_ruleset(deployment.ruleset.version, len(deployment.ruleset.rules))
+        self.metrics.set_ruleset(deployment.ruleset_in_use.version, len(deployment.ruleset_in_use.rules))
 
     def make_state(self, dep: Deployment) -> State:
         """A complete new State for `dep` (built before anything is swapped)."""
@@ -108,7 +113,7 @@ class Runtime:
     def swap(self, state: State) -> State:
         """Puts `state` in use (one reference assignment) and returns the old one."""
         old, self.state = self.state, state
-        self.metrics.set_ruleset(state.deployment.ruleset.version, len(state.deployment.ruleset.rules))
+        self.metrics.set_ruleset(state.deployment.ruleset_in_use.version, len(state.deployment.ruleset_in_use.rules))
         if old.transports is not state.transports:
             # Sends in flight may still hold the old transports: close their connections once those
             # sends are surely over (well past any transport timeout), not at once.
@@ -131,7 +136,7 @@ class Runtime:
 
     @property
     def version(self) -> str:
-        return self.state.deployment.ruleset.version
+        return self.state.deployment.ruleset_in_use.version
 
     def now(self) -> float:
         return self.clock.now()

@@ -290,8 +290,8 @@ class Sender:
         try:
             pipeline = self.rt.pipeline
             rule = find_rule(pipeline, n.rule_id) if n.rule_id else None
-            window = pipeline.windows.get(rule.timing.window) if rule and rule.timing.window else None
-            if window is None:
+            window = pipeline.windows.get(rule.timing.window) if rule is not None and rule.timing.window else None
+            if rule is None or window is None:
                 return t
             window = for_candidate(window, outcome)
             opened = next_open(datetime.fromtimestamp(t, UTC), window, timezone_for(rule, outcome))

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from engine.schedule.clock import make_clock, publish_clock, withdraw_clock
 from engine.config.deployment import Deployment
@@ -21,6 +22,9 @@ from engine.safetext import escape_controls
 from engine.daemon.dispatch import Dispatcher
 from engine.daemon.reload import Reloader
 from engine.daemon.runtime import Runtime, ruleset_files
+
+if TYPE_CHECKING:  # uvicorn is imported when serving starts, not when the module loads
+    import uvicorn
 
 log = logging.getLogger("herald")
 startup = logging.getLogger("herald.startup")  # always at INFO: scripts wait for its "listening on" line
@@ -35,7 +39,7 @@ class DaemonError(Exception):
 class _Stderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time (click's test runner swaps it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 
@@ -113,7 +117,7 @@ class Daemon:
         self.reloader = Reloader(rt) if watch else None
         rt.listen_host = self.host  # a reload must not drop server.auth on a non-loopback address
         rt.reloader = self.reloader
-        self.server = None
+        self.server: uvicorn.Server | None = None
         self.sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -159,7 +163,7 @@ class Daemon:
         """Records the rule set, takes back orphaned claims, starts the dispatcher and the file watcher."""
         rt = self.runtime
         dep = rt.state.deployment
-        rt.store.record_ruleset(dep.ruleset.version, ruleset_files(dep), ok=True, at=rt.now())
+        rt.store.record_ruleset(dep.ruleset_in_use.version, ruleset_files(dep), ok=True, at=rt.now())
         if self._lock_fd is not None:
             taken = rt.store.release_expired_leases(rt.now() + FAR)
             if taken:
@@ -170,7 +174,7 @@ class Daemon:
             self.reloader.start()
         cfg = dep.config
         startup.info("herald: listening on %s (rule set %s, %d rules; store %s; outbox %s%s)", self.url,
-                 dep.ruleset.version, len(dep.ruleset.rules), cfg.store_label, cfg.outbox,
+                 dep.ruleset_in_use.version, len(dep.ruleset_in_use.rules), cfg.store_label, cfg.outbox,
                  f"; time x{rt.clock.scale:g}" if rt.clock.scaled else "")
         if not rt.state.auth.enabled:
             log.warning("no server.auth configured: intake takes unauthenticated requests, allowed only because "
@@ -198,8 +202,9 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, early_exit)
         signal.signal(signal.SIGINT, early_exit)
-        if hasattr(signal, "SIGHUP") and self.reloader is not None:
-            signal.signal(signal.SIGHUP, lambda *_: self.reloader.request("SIGHUP"))
+        reloader = self.reloader
+        if hasattr(signal, "SIGHUP") and reloader is not None:
+            signal.signal(signal.SIGHUP, lambda *_: reloader.request("SIGHUP"))
         self.start_background()
         try:
             server.run(sockets=[sock])

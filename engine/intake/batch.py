@@ -73,11 +73,11 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
     for value in items:
         item = Item.of(value)
         result = judge(item)
-        if result.status == INVALID:
+        record, rid = result.outcome, result.outcome_id
+        if result.status == INVALID or record is None or rid is None:  # a valid result has both
             statuses.append(_invalid(item, store, source, remote, result.outcome_id, result.field or "",
                                      result.error or "invalid outcome"))
             continue
-        record, rid = result.outcome, result.outcome_id
         remark = outside(record) if outside is not None else None
         before = latest.get(rid)
         if before is None:
@@ -95,7 +95,7 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
             batch = []
             statuses.append(_remark(_amend(item, record, pipeline, store, source, now), remark))
     _store_batch(batch, statuses, store, now)
-    return statuses  # type: ignore[return-value]
+    return statuses  # type: ignore[return-value]  # _store_batch filled every None left for the batch
 
 
 def _remark(status: ItemStatus, remark: str | None) -> ItemStatus:
@@ -122,9 +122,9 @@ def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: s
         status, accepted = _admit(item, record, pipeline, source)
         results = store.accept_outcomes([accepted], at=now)
         return status if results == ["accepted"] else ItemStatus(rid, DUPLICATE)
-    sent = [n for n in store.notifications_for(rid) if n.sent_at is not None]
     sent_doc = [{"notification": n.id, "channel": n.channel,
-                 "sent_at": datetime.fromtimestamp(n.sent_at, UTC).isoformat()} for n in sent]
+                 "sent_at": datetime.fromtimestamp(n.sent_at, UTC).isoformat()}
+                for n in store.notifications_for(rid) if n.sent_at is not None]
     previous = previous_view(row.data(), rev=row.rev, sent=sent_doc[-1] if sent_doc else None)
     status, accepted = _admit(item, record, pipeline, source, previous=previous)
     rev = row.rev + 1
@@ -160,7 +160,7 @@ def _admit(item: Item, record: dict, pipeline: Pipeline, source: str,
                        reason=record.get("reason"), source=source)
         return ItemStatus(record["id"], acc.status, error=f"could not be planned: {type(e).__name__}: {e}"), acc
     acc = _safe_times(Accepted.from_plan(raw, plan, source=source))
-    if acc.notification is None:  # held, unmatched, or a rule matched but nothing can be sent (the plan says)
+    if acc.notification is None or plan.send_at is None:  # held, unmatched, or nothing can be sent (plan says)
         return ItemStatus(acc.id, plan.status, rule=plan.rule,
                           error=plan.error if plan.status == UNMATCHED else None), acc
     return ItemStatus(acc.id, MATCHED, rule=plan.rule, warning=plan.error, notification=f"{acc.id}#1",

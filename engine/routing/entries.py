@@ -20,13 +20,17 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from itertools import pairwise
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.model import Rule
 from engine.rules.when import FieldRange, field_range
 
 _UNSEEN: Any = object()
+
+
+def _always(_outcome: Mapping[str, Any]) -> bool:
+    return True
 
 
 class Ranges:
@@ -107,7 +111,8 @@ class Chain:
 
     def __init__(self, rules: Sequence[Rule], rest: Entry):
         self.rules = tuple(rules)
-        self.tests = tuple((rule, rule.predicate) for rule in rules)
+        self.tests: tuple[tuple[Rule, Callable[[Mapping[str, Any]], bool]], ...] = tuple(
+            (rule, rule.predicate or _always) for rule in rules)  # no predicate: the rule's `when` is always true
         self.rest = rest
 
 

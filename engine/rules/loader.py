@@ -81,13 +81,14 @@ def collect_windows(cfg: Config, docs: list[Document]) -> tuple[dict, list[Diagn
     windows: dict = {}
     first: dict = {}
     diags: list[Diagnostic] = []
-    sources = [(name, spec, loc, None, None) for name, (spec, loc) in cfg.windows.items()]
+    sources: list[tuple[Any, Any, Loc, Document | None, tuple[str, ...] | None]] = [
+        (name, spec, loc, None, None) for name, (spec, loc) in cfg.windows.items()]
     for doc in docs:
         raw = doc.data.get("windows")
         if isinstance(raw, dict):
             sources += [(name, spec, doc.loc(("windows", name), key=True), doc, ("windows", name))
                         for name, spec in raw.items()]
-    for name, spec, loc, doc, path in sources:
+    for name, spec, loc, where_doc, path in sources:
         if name in first:
             f = first[name]
             diags.append(loc.error("duplicate-window",
@@ -100,7 +101,7 @@ def collect_windows(cfg: Config, docs: list[Document]) -> tuple[dict, list[Diagn
         for key, code, message in problems:
             if code in _SCHEMA_REPORTS:
                 continue
-            where = doc.loc(path + (key,)) if doc is not None else loc
+            where = where_doc.loc(path + (key,)) if where_doc is not None and path is not None else loc
             diags.append(where.error(code, f'window "{name}": {message}'))
         if window is not None:
             windows[name] = window
@@ -229,6 +230,11 @@ def _when(raw: Any, doc: Document, path: tuple, ctx: _Ctx, rule_id: str = ""):
     return expr if expr is not None and not errors else None
 
 
+def _text(value: Any, default: str) -> str:
+    """`value` when it is a string, else `default` (the schema check reports a value of the wrong type)."""
+    return value if isinstance(value, str) else default
+
+
 def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, order: int) -> Rule | None:
     """One rule with its file's defaults merged in; problems go to ctx.diags."""
     from engine.schedule.timing import check_timezone
@@ -249,8 +255,8 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
         if key in raw:
             check = check_timezone if key == "timezone" else locale_problem
             _check_scalar(key, raw[key], doc, path + (key,), ctx, check)
-    locale = raw.get("locale") if isinstance(raw.get("locale"), str) else defaults.get("locale", "zh-CN")
-    tz = raw.get("timezone") if isinstance(raw.get("timezone"), str) else defaults.get("timezone", "Asia/Shanghai")
+    locale = _text(raw.get("locale"), _text(defaults.get("locale"), "zh-CN"))
+    tz = _text(raw.get("timezone"), _text(defaults.get("timezone"), "Asia/Shanghai"))
     match = _match(raw.get("match"), doc, path + ("match",), ctx, rid)
     when = _when(raw.get("when"), doc, path + ("when",), ctx, rid)
     variants: tuple = ()
@@ -261,7 +267,7 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
         if "template" in raw:
             ctx.diags.append(doc.loc(path + ("template",), key=True).error(
                 "template-and-variants", f'rule "{rid}" has both template and variants: keep one'))
-    template = raw.get("template") if isinstance(raw.get("template"), str) else (variants[0].template if variants else "")
+    template = _text(raw.get("template"), variants[0].template if variants else "")
     if not template and "variants" not in raw and not any(  # a misspelt key is reported already
             k not in ("template", "variants") and closest(str(k), ("template", "variants")) for k in raw):
         ctx.diags.append(loc.error("missing-template", f'rule "{rid}" needs a template (or variants)'))
@@ -369,7 +375,7 @@ def load_ruleset(cfg: Config, templates: Any = None, catalog: FieldCatalog | Non
     diags += more
     ctx = _Ctx(cfg, windows, names, templates, catalog or outcome_fields(), diags, vocabulary)
     rules: list[Rule] = []
-    disabled: list[str] = []
+    disabled: list[int] = []
     order = 0
     for doc in docs:
         defaults = _defaults(doc, ctx)

@@ -127,14 +127,14 @@ def _expected(names: set) -> str:
 def _acceptable(exc: UnexpectedInput) -> set:
     """Exactly the terminals that may come next (the LALR table's own list over-approximates)."""
     try:
-        return set(exc.interactive_parser.accepts())  # type: ignore[attr-defined]
+        return set(exc.interactive_parser.accepts())
     except Exception:  # noqa: BLE001 - lark's interactive parser may be missing or fail; `expected` is the fallback
         return set(getattr(exc, "expected", ()) or ())
 
 
 def _syntax_error(source: str, exc: UnexpectedInput) -> WhenError:
     if isinstance(exc, UnexpectedCharacters):
-        pos = exc.pos_in_stream
+        pos = exc.pos_in_stream or 0
         ch = source[pos]
         if ch in "\"'":
             return WhenError(pos, SYNTAX, f"unterminated string: no closing {ch}")
@@ -166,15 +166,15 @@ def _build(node: Any, depth: int = 0) -> Any:
         raise _Fail(getattr(getattr(node, "meta", None), "start_pos", 0) or 0, SYNTAX,
                     f"expression is nested too deeply (more than {MAX_DEPTH} levels)")
     if isinstance(node, Token):  # only a PATH reaches here bare (the right side of `in`)
-        return _Field(str(node), node.start_pos, node.end_pos)
+        return _Field(str(node), node.start_pos or 0, node.end_pos or 0)
     kind, kids, meta = node.data, node.children, node.meta
     start, end = meta.start_pos, meta.end_pos
     if kind == "field":
         return _Field(str(kids[0]), start, end)
     if kind == "literal":
-        return _Lit(_literal(kids[0]), start, end)
+        return _Lit(_literal(_token(kids[0])), start, end)
     if kind == "list":
-        return _Lit(tuple(_literal(k.children[0]) for k in kids if isinstance(k, Tree)), start, end)
+        return _Lit(tuple(_literal(_token(k.children[0])) for k in kids if isinstance(k, Tree)), start, end)
     if kind == "group":  # (x) is the value x; (a == b) is the condition
         inner = kids[1]
         if isinstance(inner, Tree) and inner.data == "truth":
@@ -243,6 +243,13 @@ def memo_search(regex: Any) -> Callable[[str], bool]:
     return found
 
 
+def _token(node: Tree | Token) -> Token:
+    """A child the grammar always makes a token (a literal's, a regex's)."""
+    if not isinstance(node, Token):
+        raise TypeError(f"expected a token, got a {node.data} tree")
+    return node
+
+
 def _literal(tok: Token) -> Any:
     if tok.type == "STRING":
         return _unescape(tok[1:-1])
@@ -250,7 +257,7 @@ def _literal(tok: Token) -> Any:
         try:
             return int(tok) if tok.lstrip("-").isdigit() else float(tok)
         except ValueError:
-            raise _Fail(tok.start_pos, SYNTAX, f"number {tok[:20]}... is too long") from None
+            raise _Fail(tok.start_pos or 0, SYNTAX, f"number {tok[:20]}... is too long") from None
     return {"TRUE": True, "FALSE": False, "NULL": None}[tok.type]
 
 
@@ -586,12 +593,12 @@ def _more_regex_errors(tree: Tree, seen: int) -> list:
     out = []
     try:
         for sub in tree.iter_subtrees():
-            if sub.data == "matches" and sub.children[2].start_pos != seen:
+            regex = _token(sub.children[2]) if sub.data == "matches" else None
+            if regex is not None and regex.start_pos != seen:
                 try:
-                    compile_regex(_unescape(sub.children[2][1:-1]))
+                    compile_regex(_unescape(regex[1:-1]))
                 except Exception as exc:  # noqa: BLE001 - ValueError, OverflowError, RecursionError ...
-                    out.append(WhenError(sub.children[2].start_pos, BAD_REGEX,
-                                         f"bad regular expression {sub.children[2]}: {exc}"))
+                    out.append(WhenError(regex.start_pos or 0, BAD_REGEX, f"bad regular expression {regex}: {exc}"))
     except RecursionError:
         pass
     return out

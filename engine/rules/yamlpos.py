@@ -17,9 +17,10 @@ from yaml.reader import Reader
 from yaml.scanner import Scanner
 
 try:  # libyaml's parser and composer when present: several times faster on large rule sets
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser  # what yaml.cyaml re-exports (without saying so to type checkers)
+    LIBYAML = True
 except ImportError:  # pragma: no cover - pure-Python fallback
-    CParser = None
+    LIBYAML = False
 
 YamlPath = tuple  # of str | int
 
@@ -60,7 +61,7 @@ _Resolver.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
 
 
-if CParser is not None:
+if LIBYAML:
     class _Loader(CParser, _Resolver):
         def __init__(self, stream):
             CParser.__init__(self, stream)
@@ -255,7 +256,7 @@ def load_yaml(text: str, file: str) -> tuple[Document, list[Diagnostic]]:
         line, col = 1, 1
         pos = getattr(e, "position", None)
         if isinstance(pos, int):  # libyaml counts bytes of UTF-8, the pure reader characters
-            prefix = text.encode("utf-8")[:pos].decode("utf-8", "ignore") if CParser is not None else text[:pos]
+            prefix = text.encode("utf-8")[:pos].decode("utf-8", "ignore") if LIBYAML else text[:pos]
             line = prefix.count("\n") + 1
             col = len(prefix) - (prefix.rfind("\n") + 1) + 1
         return Document(file, None), [Diagnostic(file, line, col, "error", "yaml-syntax",

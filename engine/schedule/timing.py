@@ -184,6 +184,7 @@ def parse_window(name: str, spec: Any) -> tuple[Window | None, list[tuple[str, s
     ranges = parse_hours("00:00-24:00" if hours is None else hours)
     if isinstance(ranges, str):
         errors.append(("hours", "bad-hours", ranges))
+        ranges = ()
     code, source = None, None
     if spec.get("holidays") is not None:
         code, source, problems = parse_holidays(spec["holidays"])
@@ -285,7 +286,7 @@ def windows_for(windows: Mapping[str, Window], name: str | None, outcome: Mappin
     """`windows` with window `name` resolved for the candidate (for_candidate); unchanged when nothing depends
     on the candidate."""
     window = windows.get(name) if name is not None else None
-    if window is None or window.holidays_from != CANDIDATE:
+    if name is None or window is None or window.holidays_from != CANDIDATE:
         return windows
     return {**windows, name: for_candidate(window, outcome)}
 
@@ -322,7 +323,12 @@ def _wall_next(w: datetime, window: Window) -> datetime | None:
 
 
 def _offset(u: datetime, tz: ZoneInfo) -> timedelta:
-    return u.astimezone(tz).utcoffset()  # type: ignore[return-value]
+    return _utcoffset(u.astimezone(tz))
+
+
+def _utcoffset(aware: datetime) -> timedelta:
+    """The offset of an aware datetime (a ZoneInfo always has one; None only for a naive one, read as UTC)."""
+    return aware.utcoffset() or timedelta(0)
 
 
 @lru_cache(maxsize=4096)
@@ -388,7 +394,7 @@ def _bucket_verdict(b0: datetime, window: Window, tz: ZoneInfo) -> Any:
         if first != b0:
             return _MIXED
         # open at b0: wholly open when the offset holds and the last microsecond is in the same range
-        if _transition(b0, b1, tz, first.utcoffset()) is not None:
+        if _transition(b0, b1, tz, _utcoffset(first)) is not None:
             return _MIXED
         a = first.replace(tzinfo=None)
         z = (b1 - timedelta(microseconds=1)).astimezone(tz).replace(tzinfo=None)
@@ -437,7 +443,7 @@ def _next_open_exact(start: datetime, window: Window, tz: ZoneInfo) -> datetime 
         limit = u + timedelta(days=HORIZON_DAYS)
         while True:  # each pass handles one stretch of constant UTC offset; ends at limit
             loc = u.astimezone(tz)
-            off = loc.utcoffset()
+            off = _utcoffset(loc)
             w = loc.replace(tzinfo=None)
             target = _wall_next(w, window)
             if target is None:

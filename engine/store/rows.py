@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, UTC
-from typing import Any
+from typing import Any, overload
 from collections.abc import Mapping
 
 from engine.model import Message, Plan
@@ -32,6 +32,12 @@ def epoch(t: Instant) -> float:
     raise StoreError(f"not a time: {t!r}")
 
 
+@overload
+def utc(ts: float) -> datetime: ...
+@overload
+def utc(ts: None) -> None: ...
+@overload
+def utc(ts: float | None) -> datetime | None: ...
 def utc(ts: float | None) -> datetime | None:
     """An aware UTC datetime from stored epoch seconds."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC)

@@ -225,7 +225,7 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
             log.exception("cannot suppress for %s", nid)
             return False
 
-    _errors = {c: {"description": d} for c, d in (
+    _errors: dict[int | str, dict[str, Any]] = {c: {"description": d} for c, d in (
         (401, "No valid bearer token or body signature."), (404, "No such notification."),
         (413, "Body too large."), (422, "Not JSON, or a field is missing or wrong (it is named)."),
         (503, "The store is busy: retry later."))}
@@ -255,10 +255,11 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
                 return _problem(422, f"{key}: must be a string", key)
         at = now()
         if data.get("at") is not None:
-            at = _parse_at(data["at"])
-            if at is None:
+            given = _parse_at(data["at"])
+            if given is None:
                 return _problem(422, "at: an RFC 3339 time with an offset, or epoch seconds, between 1970 and 9999",
                                 "at")
+            at = given
         if not any(data.get(k) for k in ("notification_id", "provider_id", "phone", "email")):
             return _problem(422, "name the message answered: notification_id, provider_id, phone or email",
                             "notification_id")
