@@ -49,15 +49,18 @@ class Vocabulary(Mapping):
     `attribute_keys` is None when no file declares `attributes:` (any key is fine), else every declared
     key, including those declared with any value (`key: null`, not in the mapping)."""
 
-    values: tuple = ()  # ((field path, frozenset of values), ...), sorted by path
+    entries: tuple = ()  # ((field path, frozenset of values), ...), sorted by path (not `values`: Mapping's method)
     attribute_keys: frozenset | None = None
     _index: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    # the gate's lookups, resolved once: (top-level key, allowed), the locale set with its lower forms, attributes
+    _top: tuple = field(default=(), init=False, repr=False, compare=False, hash=False)
+    _locales: frozenset | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _attrs: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        index = dict(self.values)
+        index = dict(self.entries)
         object.__setattr__(self, "_index", index)
         locales = index.get(LOCALE_FIELD)
-        # the gate's lookups, resolved once: (top-level key, allowed) and the locale set with its lower forms
         object.__setattr__(self, "_top", tuple((f, index[f]) for f in TOP_FIELDS if f in index))
         object.__setattr__(self, "_locales", None if locales is None else
                            frozenset(locales) | frozenset(v.lower() for v in locales))
@@ -106,14 +109,14 @@ class Vocabulary(Mapping):
         """The gate's check of one outcome: None when every declared field's value is in the vocabulary,
         else a warning naming each value outside it. One dict get and one set lookup per declared field."""
         found: list | None = None
-        for key, allowed in self._top:  # type: ignore[attr-defined]
+        for key, allowed in self._top:
             v = record.get(key)
             if v is not None and v not in allowed:
                 found = (found or []) + [self.problem(key, v)]
-        if self._locales is not None:  # type: ignore[attr-defined]
+        if self._locales is not None:
             cand = record.get("candidate")
             tag = cand.get("locale") if cand.__class__ is dict else None
-            if tag.__class__ is str and tag not in self._locales and not self.knows_locale(tag):  # type: ignore[attr-defined]
+            if tag.__class__ is str and tag not in self._locales and not self.knows_locale(tag):
                 found = (found or []) + [self.problem(LOCALE_FIELD, tag)]
         if self.attribute_keys is not None:
             attrs = record.get(ATTRIBUTES)
@@ -122,7 +125,7 @@ class Vocabulary(Mapping):
                     if key not in self.attribute_keys:
                         found = (found or []) + [self.problem(f"{ATTRIBUTES}.{key}", v)]
                         continue
-                    allowed = self._attrs.get(key)  # type: ignore[attr-defined]
+                    allowed = self._attrs.get(key)
                     if allowed is not None and v.__class__ in _SCALARS and v not in allowed:
                         found = (found or []) + [self.problem(f"{ATTRIBUTES}.{key}", v)]
         return "; ".join(p for p in found if p) if found else None
@@ -170,7 +173,7 @@ def collect_vocabulary(docs: list[Document]) -> tuple[Vocabulary, list[Diagnosti
                 if values is not None:
                     merged.setdefault(f"{ATTRIBUTES}.{key}", set()).update(
                         _values(values))
-    vocab = Vocabulary(values=tuple(sorted((k, frozenset(v)) for k, v in merged.items())),
+    vocab = Vocabulary(entries=tuple(sorted((k, frozenset(v)) for k, v in merged.items())),
                        attribute_keys=frozenset(attribute_keys) if attribute_keys is not None else None)
     return vocab, diags
 

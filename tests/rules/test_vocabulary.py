@@ -55,8 +55,9 @@ def test_the_vocabulary_is_on_the_rule_set_merged_across_files(deployment, monke
     assert vocab["attributes.source"] == frozenset({"campus", "referral"})
     assert vocab["attributes.office"] == frozenset({"sh", "be"})
     assert "attributes.requisition" not in vocab and "requisition" in vocab.attribute_keys   # any value
+    assert frozenset({"sh", "be"}) in list(vocab.values())   # the Mapping's own values(), not a field
     with pytest.raises(dataclasses.FrozenInstanceError):
-        vocab.values = ()  # type: ignore[misc]
+        vocab.entries = ()  # type: ignore[misc]
 
 
 def test_without_a_vocabulary_nothing_is_declared(deployment, monkeypatch):
