@@ -81,7 +81,7 @@ from urllib.parse import quote
 
 import httpx
 
-from engine.channels.signing import Secret, SettingsReader, http_client, redact
+from engine.channels.signing import Secret, SettingsReader, http_client, redact, unanswered
 from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
@@ -346,9 +346,7 @@ class AliyunSmsTransport:
         self._secret = r.secret("access_key_secret") or Secret("")  # required: raise_if_problems refuses it missing
         self.sign_name = r.text("sign_name") or ""
         self.template_code = r.text("template_code")
-        self.endpoint = (r.text("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
-        if not self.endpoint.startswith(("http://", "https://")):
-            r.fail("endpoint", "must start with http:// or https://")
+        self.endpoint = (r.url("endpoint", DEFAULT_ENDPOINT, query=False) or DEFAULT_ENDPOINT).rstrip("/")
         self.region_id = r.text("region_id") or "cn-hangzhou"
         self.timeout = r.number("timeout", 10.0, 0.001)
         r.raise_if_problems()
@@ -384,13 +382,8 @@ class AliyunSmsTransport:
             resp = self._client.post(f"{self.endpoint}/?{canonical_query(common)}&Signature={percent_encode(signature)}",
                                      content=canonical_query(form),
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
-        except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached Aliyun: not ambiguous
-            return None, SendResult(RECOVERABLE, error=self._redact(f"{where}: {type(e).__name__}: {e}"),
-                                    code="connection")
-        except httpx.TimeoutException:
-            return None, SendResult(RECOVERABLE, error=f"{where}: no answer within {self.timeout:g} s", code="timeout")
         except httpx.HTTPError as e:
-            return None, SendResult(RECOVERABLE, error=self._redact(f"{where}: {type(e).__name__}: {e}"), code="network")
+            return None, unanswered(where, e, self.timeout, self._redact)
         try:
             body = resp.json()
         except ValueError:

@@ -61,7 +61,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
-from engine.channels.signing import Secret, SettingsReader, http_client, redact, redact_query
+from engine.channels.signing import Secret, SettingsReader, http_client, redact, redact_query, unanswered
 from engine.channels.capabilities import CAPABILITIES
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult
 
@@ -166,9 +166,7 @@ class DingTalkWorkNoticeTransport:
         if agent and not agent.isdigit():
             r.fail("agent_id", "must be an integer")
         self.agent_id = int(agent) if agent.isdigit() else 0
-        self.base_url = (r.text("base_url") or DEFAULT_BASE_URL).rstrip("/")
-        if not self.base_url.startswith(("http://", "https://")):
-            r.fail("base_url", "must start with http:// or https://")
+        self.base_url = (r.url("base_url", DEFAULT_BASE_URL, query=False) or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = r.number("timeout", 10.0, 0.001)
         r.raise_if_problems()
         self._clock = clock
@@ -194,12 +192,8 @@ class DingTalkWorkNoticeTransport:
         where = f"DingTalk {path}"
         try:
             resp = self._client.request(method, self.base_url + path, params=params, json=payload)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached DingTalk: not ambiguous
-            return SendResult(RECOVERABLE, error=self._redact(f"{where}: {type(e).__name__}: {e}"), code="connection")
-        except httpx.TimeoutException:
-            return SendResult(RECOVERABLE, error=f"{where}: no answer within {self.timeout:g} s", code="timeout")
         except httpx.HTTPError as e:
-            return SendResult(RECOVERABLE, error=self._redact(f"{where}: {type(e).__name__}: {e}"), code="network")
+            return unanswered(where, e, self.timeout, self._redact)
         status = resp.status_code
         if status == 429:
             return SendResult(RECOVERABLE, error=f"{where}: HTTP 429 too many requests", code="http-429",

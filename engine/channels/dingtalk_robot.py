@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 from collections.abc import Callable, Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 
@@ -95,15 +95,7 @@ class DingTalkRobotTransport:
                                   or "://" in self.access_token.reveal()):
             r.fail("access_token", "looks like a whole webhook URL; give only the value after 'access_token='")
         self.secret: Secret | None = r.secret("secret")
-        self.base_url = (r.text("base_url", DEFAULT_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-        try:
-            parts = urlsplit(self.base_url)
-            _ = parts.port  # raises ValueError on a bad port
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query
-        except ValueError:
-            ok = False
-        if not ok:
-            r.fail("base_url", "must be an http:// or https:// URL with a host and no query")
+        self.base_url = (r.url("base_url", DEFAULT_BASE_URL, query=False) or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = r.number("timeout", 10.0, 0.001)
         self.verify = r.flag("verify", True)
         self.ca_file = r.text("ca_file")

@@ -16,9 +16,12 @@ import ssl
 import threading
 import time
 from typing import Any
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 import httpx
+
+from engine.model import RECOVERABLE, SendResult
 
 REDACTED = "***"
 
@@ -99,6 +102,28 @@ class Secret:
 
     def __reduce__(self) -> Any:  # copying works (above); pickling, which could write the value out, does not
         raise TypeError("Secret cannot be pickled")
+
+
+def unanswered(where: str, e: httpx.HTTPError, timeout: float, clean: Callable[[str], str]) -> SendResult:
+    """The result of a request that got no answer: code 'connection' when it never reached the provider (safe to
+    send again), 'timeout' or 'network' when it may have (engine.channels.base.UNANSWERED_CODES: a transport that
+    cannot deduplicate looks such an attempt up before sending again). `clean` redacts the exception's text."""
+    if isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return SendResult(RECOVERABLE, error=clean(f"{where}: {type(e).__name__}: {e}"), code="connection")
+    if isinstance(e, httpx.TimeoutException):
+        return SendResult(RECOVERABLE, error=f"{where}: no answer within {timeout:g} s", code="timeout")
+    return SendResult(RECOVERABLE, error=clean(f"{where}: {type(e).__name__}: {e}"), code="network")
+
+
+def valid_url(url: str, query: bool = True) -> bool:
+    """An http:// or https:// URL with a host (and a readable port), no whitespace; `query=False`: and no query."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c in url for c in " \r\n\0")
+            and (query or not parts.query))
 
 
 def redact(text: str, secrets: Iterable[str | Secret | None]) -> str:
@@ -212,6 +237,13 @@ class SettingsReader:
             self.fail(name, "is too short to be a real secret")
             return None
         return Secret(value)
+
+    def url(self, name: str, default: str | None = None, query: bool = True) -> str | None:
+        """An http(s) URL setting (see valid_url), without a trailing slash when it is a base to add paths to."""
+        value = self.text(name, default)
+        if value is not None and not valid_url(value, query):
+            self.fail(name, "must be an http:// or https:// URL with a host" + ("" if query else " and no query"))
+        return value
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.settings.get(name)

@@ -137,6 +137,9 @@ def test_bad_endpoint_and_timeout() -> None:
     base = {"access_key_id": "id", "access_key_secret": SECRET, "sign_name": "s"}
     with pytest.raises(ValueError, match="endpoint"):
         AliyunSmsTransport("sms", {**base, "endpoint": "ftp://x"})
+    for url in ("https://", "https://dysmsapi.aliyuncs.com:port", "https://x.example/?a=1"):  # the shared URL check
+        with pytest.raises(ValueError, match="'endpoint' must be an http:// or https:// URL with a host"):
+            AliyunSmsTransport("sms", {**base, "endpoint": url})
     with pytest.raises(ValueError, match="timeout"):
         AliyunSmsTransport("sms", {**base, "timeout": -1})
 

@@ -67,6 +67,8 @@ def test_missing_setting_names_it(missing: str) -> None:
 def test_bad_agent_id_and_timeout_are_rejected() -> None:
     with pytest.raises(ValueError, match="agent_id"):
         DingTalkWorkNoticeTransport("dt", {"app_key": "k", "app_secret": SECRET, "agent_id": "abc"})
+    with pytest.raises(ValueError, match="'base_url' must be an http:// or https:// URL with a host"):
+        DingTalkWorkNoticeTransport("dt", {"app_key": "k", "app_secret": SECRET, "agent_id": "1", "base_url": "http://"})
     with pytest.raises(ValueError, match="timeout"):
         DingTalkWorkNoticeTransport("dt", {"app_key": "k", "app_secret": SECRET, "agent_id": "1", "timeout": "x"})
 
