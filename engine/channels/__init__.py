@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope, Receipt, SendResult, Transport
+
+if TYPE_CHECKING:
+    from engine.config.settings import ChannelConfig
 
 # transport name -> "module:Class", imported only when a channel uses it
 TRANSPORTS = {
@@ -25,7 +28,7 @@ def transport_class(name: str) -> Any:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_transport(channel) -> Transport:
+def build_transport(channel: ChannelConfig) -> Transport:
     """The transport for a ChannelConfig (engine.config.settings); ValueError names a bad or missing setting."""
     cls = transport_class(channel.transport)
     if channel.transport == "outbox":

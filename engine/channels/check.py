@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.channels import build_transport
+
+if TYPE_CHECKING:
+    from engine.config.settings import ChannelConfig, Config
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,7 @@ class ChannelReport:
         return not self.problems
 
 
-def check_channel(channel) -> ChannelReport:
+def check_channel(channel: ChannelConfig) -> ChannelReport:
     """Build the channel's transport (settings) and ask it to check itself (credentials, reachability)."""
     try:
         transport = build_transport(channel)
@@ -37,7 +41,7 @@ def check_channel(channel) -> ChannelReport:
     return ChannelReport(channel.name, channel.transport, problems)
 
 
-def check_channels(config, only: tuple = ()) -> list[ChannelReport]:
+def check_channels(config: Config, only: tuple = ()) -> list[ChannelReport]:
     """Every configured channel (or those named in `only`), checked concurrently, in config order."""
     channels = [c for name, c in config.channels.items() if not only or name in only]
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(channels)))) as pool:

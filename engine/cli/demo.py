@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.config.deployment import load_deployment
-from engine.config.settings import load_config
+from engine.config.settings import Config, load_config
 from engine.daemon.client import Poster, wait_healthy
 from engine.intake.decode import read_items
 from engine.model import RuleSet
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return _stop(proc, reader)
 
 
-def _where(cfg, url: str, scale: float) -> str:
+def _where(cfg: Config, url: str, scale: float) -> str:
     outbox, store = cfg.outbox, cfg.store_path
     sqlite = "sqlite3" if shutil.which("sqlite3") else f"{Path(sys.executable).name} -m sqlite3"
     return f"""

@@ -58,7 +58,7 @@ class Summary:
         return out
 
 
-def _dash(value) -> str:
+def _dash(value: object) -> str:
     return "-" if value is None else str(value)
 
 

@@ -15,6 +15,8 @@ from engine.model import RuleSet
 from engine.rules.schemas import template_fields
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from engine.render.templates import TemplateStore
 
 
@@ -72,7 +74,7 @@ def _template_diagnostics(directory: str, limits: Any = None) -> list[Diagnostic
     return TemplateStore(directory, limits or DEFAULT_LIMITS).check(template_fields())
 
 
-def _start_template_check(directory: Path, limits: Any = None):
+def _start_template_check(directory: Path, limits: Any = None) -> Future[list[Diagnostic]] | None:
     """A future for the template diagnostics from a forked worker, or None where that is not possible."""
     if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None

@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.intake.batch import planned
 from engine.pipeline import Pipeline
-from engine.store import Store, StoreError, utc
+from engine.store import OutcomeRow, Store, StoreError, utc
 from engine.daemon.planning import find_rule, pinned
 
 
@@ -56,7 +56,7 @@ def _refuse_sent(sent: list[dict], outcome_id: str, doing: str) -> None:
                           sent=sent)
 
 
-def _result(store: Store, outcome_id: str, **extra) -> ActionResult:
+def _result(store: Store, outcome_id: str, **extra: Any) -> ActionResult:
     row = store.get_outcome(outcome_id)
     if row is None:
         raise ActionError(404, f"no outcome {outcome_id!r}")
@@ -152,7 +152,7 @@ def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: st
     return _result(store, outcome_id)
 
 
-def _rev(pipeline, row) -> dict:
+def _rev(pipeline: Pipeline, row: OutcomeRow) -> dict:
     """The outcome revision, for pipelines that sign links per notification (`<id>#<rev>`)."""
     from engine.daemon.planning import ClockedPipeline
 

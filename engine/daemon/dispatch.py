@@ -6,10 +6,14 @@ import logging
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 from engine.store import StoreError, StoreUnavailable
 from engine.daemon.receipts import ReceiptPoller
 from engine.daemon.send import DispatchSettings, Sender
+
+if TYPE_CHECKING:  # the runtime imports this module
+    from engine.daemon.runtime import Runtime
 
 log = logging.getLogger("herald.dispatch")
 
@@ -17,7 +21,7 @@ log = logging.getLogger("herald.dispatch")
 class Dispatcher:
     """`settings.workers` threads over one Runtime; worker 0 also takes back expired leases and runs escalations."""
 
-    def __init__(self, runtime, settings: DispatchSettings | None = None):
+    def __init__(self, runtime: Runtime, settings: DispatchSettings | None = None):
         self.rt = runtime
         self.settings = settings or runtime.state.deployment.config.dispatch
         self.sender = Sender(runtime, self.settings)

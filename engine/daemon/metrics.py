@@ -1,12 +1,16 @@
 """Prometheus metrics of one daemon: intake, sends, dispatch lag, reloads, and the store's counts at scrape time."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from engine.store import Store
+
+if TYPE_CHECKING:
+    from engine.intake.batch import ItemStatus
 
 INTAKE_STATUSES = ("matched", "unmatched", "held", "duplicate", "invalid")
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -18,7 +22,7 @@ class _StoreCollector:
     def __init__(self, store: Callable[[], Store]):
         self._store = store
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         store = self._store()
         notes = GaugeMetricFamily("herald_notifications", "Notifications in the store, by state.", labels=["state"])
         for state, n in store.notification_counts_by_state().items():
@@ -68,7 +72,7 @@ class Metrics:
 
             r.register(ReportCollector(store))  # per-rule delivered / opened / replied rates, satisfaction
 
-    def intake(self, statuses) -> None:
+    def intake(self, statuses: Iterable[ItemStatus]) -> None:
         for s in statuses:
             self.outcomes.labels(s.status).inc()
 

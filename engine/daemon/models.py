@@ -6,12 +6,13 @@ import json
 import typing
 from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
 
 from pydantic import BaseModel, create_model
 
 from engine.intake.batch import ItemStatus
 from engine.rules.schemas import schema
-from engine.store import NotificationDetail, OutcomeRow
+from engine.store import NotificationDetail, NotificationRow, OutcomeChange, OutcomeRow
 from engine.daemon.actions import ActionResult
 
 MAX_ITEMS = 1000           # outcomes in one POST
@@ -178,7 +179,7 @@ def notification_doc(d: NotificationDetail) -> dict:
     }
 
 
-def outcome_doc(row: OutcomeRow, history, notifications) -> dict:
+def outcome_doc(row: OutcomeRow, history: Sequence[OutcomeChange], notifications: Sequence[NotificationRow]) -> dict:
     return {"id": row.id, "rev": row.rev, "status": row.status, "state": row.state, "approved": row.approved,
             "received_at": iso(row.received_at), "approved_at": iso(row.approved_at), "source": row.source,
             "body": row.data(), "notifications": [n.id for n in notifications],

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from engine.schedule.clock import Clock
 from engine.model import Rule
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, Plan
 from engine.routing.router import choose_variant
 
 
@@ -24,7 +24,7 @@ class ClockedPipeline(Pipeline):
         return self.source.now_dt()
 
     def plan(self, outcome: Mapping, approved_at: datetime | None = None, status: str = "matched",
-             links: Mapping | None = None, previous: Mapping | None = None, rev: int | None = None):
+             links: Mapping | None = None, previous: Mapping | None = None, rev: int | None = None) -> Plan:
         """The shared plan, with the links (rating, unsubscribe) signed for notification `<id>#<rev>` (an
         amendment's revision follows the one it amends)."""
         if rev is None:

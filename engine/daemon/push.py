@@ -23,7 +23,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -36,12 +37,17 @@ from engine.config.settings import MIN_PUSH_TOKEN
 from engine.tracking.routes import record_reply
 from engine.daemon.receipts import record_receipts
 
+if TYPE_CHECKING:
+    from engine.config.settings import ChannelConfig
+    from engine.daemon.runtime import Runtime
+    from engine.store import Store
+
 log = logging.getLogger("herald.push")
 
 MAX_PUSH_BODY = 1024 * 1024
 
 
-def push_channel(channels, token: str) -> str | None:
+def push_channel(channels: Mapping[str, ChannelConfig], token: str) -> str | None:
     """The aliyun-sms channel whose push_token is `token` (compared in constant time), or None."""
     given = token.encode("utf-8", "surrogateescape")
     found = None
@@ -54,7 +60,7 @@ def push_channel(channels, token: str) -> str | None:
     return found
 
 
-def _matched(store, channel: str, receipts: list[Receipt]) -> list[Receipt]:
+def _matched(store: Store, channel: str, receipts: list[Receipt]) -> list[Receipt]:
     """Each receipt under the provider id our attempt stored: found by out_id (the attempt key) when it is ours.
     An attempt that timed out but reached Aliyun has no provider id; the later attempt that found it by OutId
     holds "out=<out_id>:..." instead."""
@@ -75,7 +81,7 @@ def _matched(store, channel: str, receipts: list[Receipt]) -> list[Receipt]:
     return out
 
 
-def push_router(runtime) -> APIRouter:
+def push_router(runtime: Runtime) -> APIRouter:
     """The two Aliyun push routes over one Runtime (the channels are read at each request: reload-safe)."""
     router = APIRouter()
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable
 
 from engine.channels.base import Receipt
+
+if TYPE_CHECKING:  # the runtime imports this module
+    from engine.daemon.runtime import Runtime
 
 log = logging.getLogger("herald.receipts")
 
@@ -30,7 +33,7 @@ def receipt_key(provider_id: str, kind: str) -> str:
     return f"receipt:{provider_id}:{kind}"
 
 
-def record_receipts(runtime, channel: str, receipts: Iterable[Receipt]) -> list[str | None]:
+def record_receipts(runtime: Runtime, channel: str, receipts: Iterable[Receipt]) -> list[str | None]:
     """Records each receipt at the daemon's time (the provider's time stays in the detail); the notification ids
     (None: unknown provider id). A notification that fails because its last channel was undelivered is alerted."""
     store, out = runtime.store, []
@@ -56,7 +59,7 @@ def record_receipts(runtime, channel: str, receipts: Iterable[Receipt]) -> list[
 class ReceiptPoller:
     """One thread over one Runtime; `poll_once()` does one round (tests call it directly)."""
 
-    def __init__(self, runtime, interval: float):
+    def __init__(self, runtime: Runtime, interval: float):
         self.rt = runtime
         self.interval = interval  # clock seconds
         self._stop = threading.Event()

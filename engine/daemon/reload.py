@@ -5,10 +5,14 @@ import contextlib
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.config.deployment import Deployment, load_deployment
 from engine.daemon.auth import console_unguarded, is_loopback
 from engine.daemon.runtime import ruleset_files
+
+if TYPE_CHECKING:
+    from engine.daemon.runtime import Runtime
 
 log = logging.getLogger("herald.reload")
 
@@ -20,12 +24,12 @@ def _failed_version(dep: Deployment) -> str:
     return ruleset_version(source_hashes(dep.config))
 
 
-def reload_timeout(runtime) -> float:
+def reload_timeout(runtime: Runtime) -> float:
     """server.reload_timeout of the running deployment, in seconds (default 60)."""
     return runtime.state.deployment.config.server.reload_timeout
 
 
-def _load(runtime, box: dict) -> None:
+def _load(runtime: Runtime, box: dict) -> None:
     """The slow part of a reload (read, validate, build), in a thread of its own so it can be given up."""
     try:
         dep = load_deployment(runtime.paths, runtime.config_path)
@@ -36,7 +40,7 @@ def _load(runtime, box: dict) -> None:
         box["error"] = f"building the pipeline failed: {type(e).__name__}: {e}"
 
 
-def reload(runtime, reason: str = "reload", timeout: float | None = None) -> bool:
+def reload(runtime: Runtime, reason: str = "reload", timeout: float | None = None) -> bool:
     """Loads the deployment again; swaps it in when valid (True), else keeps the running one (False).
 
     Bounded in time: a load still running after `timeout` seconds (server.reload_timeout) is given
@@ -92,7 +96,7 @@ def reload(runtime, reason: str = "reload", timeout: float | None = None) -> boo
         runtime.reload_lock.release()
 
 
-def _refused(runtime, reason: str, dep: Deployment | None, errors: list[str]) -> bool:
+def _refused(runtime: Runtime, reason: str, dep: Deployment | None, errors: list[str]) -> bool:
     """A reload that did not happen: logged, recorded, counted, alerted; the running set stays."""
     now = runtime.now()
     store, metrics = runtime.store, runtime.metrics
@@ -117,7 +121,7 @@ def _refused(runtime, reason: str, dep: Deployment | None, errors: list[str]) ->
 class Reloader:
     """Watches the rule files, templates and herald.yaml (watchfiles) and reloads on change; `request()` for SIGHUP."""
 
-    def __init__(self, runtime, debounce_ms: int = 300):
+    def __init__(self, runtime: Runtime, debounce_ms: int = 300):
         self.rt = runtime
         self.debounce_ms = debounce_ms
         self._stop = threading.Event()

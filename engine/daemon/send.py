@@ -5,7 +5,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
 from engine.channels.webhook import origin_of as webhook_origin
@@ -23,6 +23,9 @@ from engine.store import LeaseLost, NotificationRow
 from engine.schedule.timing import for_candidate, load_timezone, next_open
 from engine.daemon.planning import find_rule
 from engine.config.settings import DispatchSettings
+
+if TYPE_CHECKING:  # the runtime imports this module
+    from engine.daemon.runtime import Runtime, State
 
 log = logging.getLogger("herald.dispatch")
 
@@ -105,7 +108,7 @@ def _iso(ts: float, tz: Any = None) -> str:
 class Sender:
     """Sends claimed notifications for one Runtime; safe to share between worker threads."""
 
-    def __init__(self, runtime, settings: DispatchSettings):
+    def __init__(self, runtime: Runtime, settings: DispatchSettings):
         self.rt = runtime
         self.settings = settings
 
@@ -131,7 +134,7 @@ class Sender:
             return self._count(n.channel, "deferred")
         transport, why = state.transports.get(n.channel)
         if transport is None:
-            return self._fallback(n, outcome, why, now, "permanent")
+            return self._fallback(n, outcome, why or f"channel {n.channel!r} cannot send", now, "permanent")
         to = address(n.channel, outcome, getattr(state.deployment.config.channels.get(n.channel), "settings", None))
         if not to:
             return self._fallback(n, outcome, f"no {CHANNEL_ADDRESS.get(n.channel)} for {n.channel}", now, "no_address")
@@ -315,7 +318,7 @@ class Sender:
                  and ((a.status == RECOVERABLE and a.code in UNANSWERED_CODES) or a.id == attempt.id)]
         return {"unanswered": found} if found else {}
 
-    def _sms_params(self, n: NotificationRow, outcome: Mapping, state) -> dict | RenderFailed:
+    def _sms_params(self, n: NotificationRow, outcome: Mapping, state: State) -> dict | RenderFailed:
         """{template_code, template_param} for a template-SMS channel, from the template's header and the
         channel's settings; else why the message cannot go on this channel."""
         settings = getattr(state.deployment.config.channels.get(n.channel), "settings", None) or {}
@@ -327,7 +330,7 @@ class Sender:
                                 Loc(file.path) if file is not None else None)
         return {"template_code": code, "template_param": template_params(mapping, outcome)}
 
-    def _render(self, n: NotificationRow, outcome: Mapping, state) -> Rendered | RenderFailed:
+    def _render(self, n: NotificationRow, outcome: Mapping, state: State) -> Rendered | RenderFailed:
         """The message rendered now, with the templates as they are at send time (the rule chosen at routing
         stays), or why not. Held when the template is gone or no longer serves the outcome's decision: it is never
         sent with another template."""
@@ -377,8 +380,9 @@ class Sender:
             record = json.loads(bodies[-2])
         except ValueError:
             return None
-        sent = [x for x in store.notifications_for(n.outcome_id) if x.outcome_rev < n.outcome_rev and x.sent_at]
-        last = {"channel": sent[-1].channel, "sent_at": _iso(sent[-1].sent_at)} if sent else None
+        sent = [(x.channel, x.sent_at) for x in store.notifications_for(n.outcome_id)
+                if x.outcome_rev < n.outcome_rev and x.sent_at]
+        last = {"channel": sent[-1][0], "sent_at": _iso(sent[-1][1])} if sent else None
         return previous_view(record if isinstance(record, dict) else {}, rev=n.outcome_rev - 1, sent=last)
 
     def _log_sent(self, n: NotificationRow, outcome: Mapping, transport: Any, env: Envelope, result: SendResult,

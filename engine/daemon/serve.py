@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from engine.schedule.clock import make_clock, publish_clock, withdraw_clock
 from engine.config.deployment import Deployment
@@ -25,6 +25,8 @@ from engine.daemon.runtime import Runtime, ruleset_files
 
 if TYPE_CHECKING:  # uvicorn is imported when serving starts, not when the module loads
     import uvicorn
+
+    from engine.config.settings import Config
 
 log = logging.getLogger("herald")
 startup = logging.getLogger("herald.startup")  # always at INFO: scripts wait for its "listening on" line
@@ -40,11 +42,11 @@ class _Stderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time (click's test runner swaps it)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
@@ -67,7 +69,7 @@ def setup_logging(level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _tracking_key(cfg, required: bool) -> str:
+def _tracking_key(cfg: Config, required: bool) -> str:
     """tracking.secret; without one (development), a random key for this run, links valid until a restart."""
     import secrets
 
@@ -180,7 +182,7 @@ class Daemon:
             log.warning("no server.auth configured: intake takes unauthenticated requests, allowed only because "
                         "the daemon listens on loopback %s", self.host)
 
-    def _server(self):
+    def _server(self) -> uvicorn.Server:
         import uvicorn
 
         from engine.daemon.app import create_app
@@ -197,7 +199,7 @@ class Daemon:
         sock = self.bind()
         server = self._server()
 
-        def early_exit(*_):  # before uvicorn takes the signals over (and after: it re-raises them here)
+        def early_exit(*_: object) -> None:  # before uvicorn takes the signals over (and after: it re-raises them here)
             server.should_exit = True
 
         signal.signal(signal.SIGTERM, early_exit)

@@ -1,7 +1,7 @@
 """Periods for the report: --since / --until as dates in a time zone (or exact RFC 3339 instants)."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, UTC
+from datetime import date, datetime, time, timedelta, tzinfo, UTC
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from engine.report.queries import Filters
 
 
-def zone(name: str | None):
+def zone(name: str | None) -> tzinfo | None:
     """A tzinfo for `name` (an IANA zone, UTC, or "local" / None for this machine's zone); ValueError if unknown."""
     if not name or name == "local":
         return datetime.now().astimezone().tzinfo
@@ -36,7 +36,7 @@ def tz_offset(name: str | None, at: datetime | None = None) -> float:
     return offset.total_seconds() if offset is not None else 0.0
 
 
-def _instant(value: str, tz, end: bool) -> float:
+def _instant(value: str, tz: tzinfo | None, end: bool) -> float:
     text = value.strip()
     try:
         d = date.fromisoformat(text)
@@ -57,7 +57,7 @@ def _instant(value: str, tz, end: bool) -> float:
 _FIRST, _LAST = 0.0, 253402214400.0  # 1970-01-01 .. 9999-12-31: the instants a report can show
 
 
-def _bounded(name: str, value: str, tz, end: bool) -> float:
+def _bounded(name: str, value: str, tz: tzinfo | None, end: bool) -> float:
     """_instant(), its errors (and out-of-range dates) named after the parameter: `since: ...`."""
     try:
         at = _instant(value, tz, end)

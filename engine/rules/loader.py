@@ -5,7 +5,8 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from engine.config.settings import Config, display_path
 from engine.errors import Diagnostic, Loc
@@ -15,6 +16,9 @@ from engine.rules.schemacheck import schema_diagnostics
 from engine.rules.suggest import closest, did_you_mean
 from engine.rules.vocabulary import CODE as VOCABULARY_CODE, EMPTY, Vocabulary, collect_vocabulary, match_problems, when_problems
 from engine.rules.yamlpos import Document, load_yaml_file
+
+if TYPE_CHECKING:
+    from engine.rules.when import WhenExpr
 
 RULE_SUFFIXES = (".yaml", ".yml")
 _SCHEMA_REPORTS = frozenset({"unknown-key", "bad-weekday", "bad-window"})  # the schema check says these already
@@ -156,7 +160,8 @@ def _channels_ok(channels: Any, doc: Document, path: tuple, ctx: _Ctx) -> tuple:
     return tuple(seen)
 
 
-def _check_scalar(name: str, value: Any, doc: Document, path: tuple, ctx: _Ctx, check) -> None:
+def _check_scalar(name: str, value: Any, doc: Document, path: tuple, ctx: _Ctx,
+                  check: Callable[[str], str | None]) -> None:
     if isinstance(value, str):
         problem = check(value)
         if problem:
@@ -214,7 +219,7 @@ def _value_problem(key: str, value: Any, spec: dict) -> str | None:
     return None
 
 
-def _when(raw: Any, doc: Document, path: tuple, ctx: _Ctx, rule_id: str = ""):
+def _when(raw: Any, doc: Document, path: tuple, ctx: _Ctx, rule_id: str = "") -> WhenExpr | None:
     from engine.rules.when import check_fields, field_literals, parse_when
 
     if not isinstance(raw, str):

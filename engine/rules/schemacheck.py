@@ -65,7 +65,9 @@ def schema_diagnostics(name: str, doc: Document) -> list[Diagnostic]:
     return out
 
 
-def _convert(err, doc: Document) -> list[Diagnostic]:
+def _convert(err: Any, doc: Document) -> list[Diagnostic]:
+    """Diagnostics for a jsonschema ValidationError (typed Any: its attributes are typed as maybe unset, and
+    are always set on an error iter_errors gives)."""
     path = tuple(err.absolute_path)
     where = _where(path, doc.data)
     kw = err.validator
@@ -106,7 +108,7 @@ def _convert(err, doc: Document) -> list[Diagnostic]:
     return [loc.error(_code_for(path, "schema"), f"{where}: {err.message}")]
 
 
-def _summary(err) -> str:
+def _summary(err: Any) -> str:
     parts = []
     for sub in err.schema.get(err.validator, []):
         if "type" in sub:
@@ -117,7 +119,7 @@ def _summary(err) -> str:
     return "expected " + " or ".join(parts) if parts else err.message
 
 
-def _evaluated_names(err) -> set:
+def _evaluated_names(err: Any) -> set:
     names: set = set()
     for key in ("allOf", "anyOf", "oneOf"):
         for sub in err.schema.get(key, []):

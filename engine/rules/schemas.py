@@ -6,7 +6,11 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 from engine.rules.suggest import closest
 
@@ -33,7 +37,7 @@ def schema(name: str) -> dict:
 
 
 @cache
-def jsonschema_validator(name: str):
+def jsonschema_validator(name: str) -> Validator:
     """A jsonschema Draft 2020-12 validator (full error lists, paths)."""
     from jsonschema import Draft202012Validator, FormatChecker, validators
     from jsonschema.exceptions import ValidationError
@@ -41,7 +45,8 @@ def jsonschema_validator(name: str):
     from engine.intake.schemafast import ecma_regex
     from engine.schedule.timing import parse_instant
 
-    def pattern(validator, patrn, instance, _schema):  # `$` as ECMA-262 has it, like the fast checks
+    def pattern(validator: Validator, patrn: str, instance: Any, _schema: Any) -> Iterator[ValidationError]:
+        # `$` as ECMA-262 has it, like the fast checks
         if validator.is_type(instance, "string") and ecma_regex(patrn).search(instance) is None:
             yield ValidationError(f"{instance!r} does not match {patrn!r}")
 
@@ -52,7 +57,7 @@ def jsonschema_validator(name: str):
 
 
 @cache
-def fast_validator(name: str):
+def fast_validator(name: str) -> Callable[[Any], Any]:
     """A fastjsonschema-compiled check: raises on the first problem; the fast path for valid input."""
     import fastjsonschema
 
@@ -63,7 +68,7 @@ def fast_validator(name: str):
 
 
 @cache
-def fast_check(name: str):
+def fast_check(name: str) -> Callable[[Any], bool]:
     """A predicate, True when the schema accepts a value: herald's own compiled check (engine.intake.schemafast)
     where the schema keeps to the keywords it knows, else fastjsonschema's validator."""
     from engine.intake.schemafast import Unsupported, compile_check
@@ -74,7 +79,7 @@ def fast_check(name: str):
     except Unsupported:
         validate = fast_validator(name)
 
-        def check(value) -> bool:
+        def check(value: Any) -> bool:
             try:
                 validate(value)
             except Exception:  # noqa: BLE001 - JsonSchemaException, or anything odd in the input
@@ -135,7 +140,7 @@ def template_fields() -> FieldCatalog:
     return FieldCatalog(base.paths | frozenset(extra), base.free)
 
 
-def _example(node: dict):
+def _example(node: dict) -> Any:
     if "examples" in node:
         return copy.deepcopy(node["examples"][0])
     if node.get("type") == "object":
@@ -152,7 +157,7 @@ def _sample() -> dict:
     return out
 
 
-def sample_outcome(**overrides) -> dict:
+def sample_outcome(**overrides: Any) -> dict:
     """A complete, valid outcome built from the schema's examples; top-level fields overridable."""
     out = copy.deepcopy(_sample())
     out.update(overrides)

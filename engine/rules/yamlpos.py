@@ -32,13 +32,13 @@ class _Resolver(Resolver):
     large rule set has hundreds of thousands of them.
     """
 
-    def descend_resolver(self, current_node, current_index):  # no path resolvers: nothing to track
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:  # no path resolvers: nothing to track
         pass
 
-    def ascend_resolver(self):
+    def ascend_resolver(self) -> None:
         pass
 
-    def resolve(self, kind, value, implicit):
+    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode:
             if implicit[0]:
                 for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
@@ -63,12 +63,12 @@ _Resolver.add_implicit_resolver(
 
 if LIBYAML:
     class _Loader(CParser, _Resolver):
-        def __init__(self, stream):
+        def __init__(self, stream: Any) -> None:
             CParser.__init__(self, stream)
             _Resolver.__init__(self)
 else:  # pragma: no cover
     class _Loader(Reader, Scanner, Parser, Composer, _Resolver):  # type: ignore[no-redef]
-        def __init__(self, stream):
+        def __init__(self, stream: Any) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
             Parser.__init__(self)
@@ -157,7 +157,7 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 
 
 class _Problem(Exception):
-    def __init__(self, node, code: str, message: str):
+    def __init__(self, node: yaml.Node, code: str, message: str):
         self.node, self.code, self.message = node, code, message
 
 
@@ -177,10 +177,10 @@ class _Builder:
         self._repeated = 0              # values built again through aliases, against MAX_ALIAS_VALUES
         self.alias_path: YamlPath = ()  # where the outermost alias being expanded is used
 
-    def _loc(self, node) -> Loc:
+    def _loc(self, node: yaml.Node) -> Loc:
         return Loc(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
-    def build(self, node, path: YamlPath) -> Any:
+    def build(self, node: yaml.Node, path: YamlPath) -> Any:
         if self._in_alias:
             self._repeated += 1
             if self._repeated > MAX_ALIAS_VALUES:
