@@ -1,6 +1,8 @@
 """The console's words in English and Simplified Chinese, and the language a browser asks for (Accept-Language)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 LANGS = ("en", "zh-CN")
 
 TEXT: dict[str, dict[str, str]] = {
@@ -82,7 +84,7 @@ def pick_language(accept: str | None) -> str:
     return best
 
 
-def translator(lang: str):
+def translator(lang: str) -> Callable[..., str]:
     """t(key, **fields): the text in `lang` (English when a key has no translation)."""
     table, fallback = TEXT.get(lang, TEXT["en"]), TEXT["en"]
 

@@ -6,6 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from fastapi import Request
@@ -56,7 +57,7 @@ class Visitor:
 class Console:
     """The console of one daemon: reads console settings from the runtime at each request (reload-aware)."""
 
-    def __init__(self, runtime: Any, clock=time.time):
+    def __init__(self, runtime: Any, clock: Callable[[], float] = time.time):
         self.runtime = runtime
         self.clock = clock
         self._random_key = secrets.token_urlsafe(32)
