@@ -55,13 +55,12 @@ class Outcomes(SqlStore):
             rows.append((it.id, raw, now, occurred, it.decision, it.stage, it.role, it.reason,
                          int(approved), now if approved else None, it.status, it.source, now))
         with self._write() as conn:
+            inserted = self._insert_outcomes(conn, rows)
             for it, values in zip(items, rows, strict=False):
-                cur = self._x(conn,
-                    "INSERT OR IGNORE INTO outcomes (id, raw, received_at, occurred_at, decision, stage, role, reason, "
-                    "approved, approved_at, status, source, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
-                if cur.rowcount != 1:
+                if it.id not in inserted:  # stored before, or earlier in this batch
                     out.append("duplicate")
                     continue
+                inserted.discard(it.id)
                 out.append("accepted")
                 changes.append((it.id, "received", now, values[1], _j({"status": it.status, "source": it.source})))
                 if it.notification is not None:
@@ -72,6 +71,30 @@ class Outcomes(SqlStore):
                              changes)
             self._xm(conn, _N_INSERT, notes)
             self._xm(conn, _EV_INSERT, events)
+        return out
+
+    def _insert_outcomes(self, conn: Any, rows: Sequence[tuple]) -> set[str]:
+        """INSERTs new outcomes, many per statement; returns the ids inserted. Of two rows with one id in the batch
+        the first is inserted, as one at a time would. The ids are then read back in one query (an INSERT ...
+        RETURNING of many rows would have PostgreSQL quote every value client-side, as its _q binds)."""
+        ids = [row[0] for row in rows]
+        before = self._stored_ids(conn, ids)
+        fresh, seen = [], set(before)
+        for row in rows:
+            if row[0] not in seen:
+                seen.add(row[0])
+                fresh.append(row)
+        self._xm(conn, "INSERT OR IGNORE INTO outcomes (id, raw, received_at, occurred_at, decision, stage, role, "
+                       "reason, approved, approved_at, status, source, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 fresh)
+        return {row[0] for row in fresh}
+
+    def _stored_ids(self, conn: Any, ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            got = self._q(conn, f"SELECT id FROM outcomes WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+            out.update(r["id"] for r in got)
         return out
 
     def get_outcome(self, outcome_id: str) -> OutcomeRow | None:

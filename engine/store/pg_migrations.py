@@ -239,6 +239,7 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(3, "suppressions", _sql(_SUPPRESSIONS)),
     PgMigration(4, pg_report_facts.NAME, pg_report_facts.apply),
     PgMigration(5, "lean tables: storage settings, event pruning", _sql(_LEAN)),
+    PgMigration(6, "report facts of queued events set-based", _sql(pg_report_facts.SET_BASED)),
 )
 
 

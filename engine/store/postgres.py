@@ -33,6 +33,7 @@ from engine.store.suppressions import Suppressions
 SWEEP_LOCK = 0x6865_7261_6C65  # the advisory lock of the expired-lease sweep
 _IGNORE = re.compile(r"^\s*INSERT OR IGNORE INTO", re.I)
 _RETURNING = re.compile(r"\sRETURNING\s", re.I)
+_VALUES = re.compile(r"^\s*INSERT\b[^;]*?\bVALUES\s*(\([?,\s]*\))\s*$", re.I | re.S)  # one row of placeholders
 
 
 def is_url(target: object) -> bool:
@@ -150,9 +151,27 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
         return conn.execute(self._sql(sql), tuple(params))
 
     def _xm(self, conn: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
-        if seq:
-            with conn.cursor() as cur:
+        """Many rows of one INSERT ... VALUES (?, ...) as multi-row statements of up to 1,000 rows: one round trip
+        and one statement each, not one per row (intake's batches of 100 on PostgreSQL). Bound server-side with
+        $n placeholders (psycopg's RawCursor: nothing to parse or quote client-side), never prepared (each size
+        is a new statement); every value lands in a typed column."""
+        if not seq:
+            return
+        import psycopg
+
+        m = _VALUES.search(sql)
+        if m is None or "%" in sql:
+            with psycopg.Cursor(conn) as cur:
                 cur.executemany(self._sql(sql), [tuple(p) for p in seq])
+            return
+        width = m.group(1).count("?")
+        with psycopg.RawCursor(conn) as raw:
+            for i in range(0, len(seq), 1000):
+                chunk = seq[i:i + 1000]
+                rows = ", ".join("(" + ", ".join(f"${j * width + c + 1}" for c in range(width)) + ")"
+                                 for j in range(len(chunk)))
+                many = translate(sql[:m.start(1)] + "(?)" + sql[m.end(1):]).replace("(%s)", rows, 1)
+                raw.execute(many, [v for row in chunk for v in row], prepare=False)
 
     def _sole_sweeper(self, conn: Any) -> bool:
         row = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (SWEEP_LOCK,)).fetchone()

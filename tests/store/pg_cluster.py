@@ -36,7 +36,7 @@ def _free_port() -> int:
 class Cluster:
     """A running throwaway cluster; `url(db)` names a database in it, `create_database()` makes a fresh one."""
 
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, durable: bool = False):
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="herald-pg-"))
         self.port = _free_port()
@@ -50,8 +50,8 @@ class Cluster:
         os.chmod(self.root, 0o755)
         self._run("initdb", "-D", str(self.root / "data"), "-U", "herald", "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses='' -c fsync=off -c full_page_writes=off "
-                f"-c max_connections=200")
+        fast = "" if durable else "-c fsync=off -c full_page_writes=off "  # tests need no crash safety
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses='' {fast}-c max_connections=200"
         self._run("pg_ctl", "-D", str(self.root / "data"), "-o", opts, "-l", str(self.root / "log"), "-w", "start")
 
     def _run(self, tool: str, *args: str) -> None:
@@ -82,7 +82,7 @@ class Cluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start() -> Cluster | None:
-    """A new cluster, or None when PostgreSQL is not installed."""
+def start(durable: bool = False) -> Cluster | None:
+    """A new cluster, or None when PostgreSQL is not installed; `durable` keeps fsync on (benchmarks)."""
     bindir = find_bin()
-    return None if bindir is None else Cluster(bindir)
+    return None if bindir is None else Cluster(bindir, durable)
