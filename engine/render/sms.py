@@ -13,24 +13,30 @@ outcome's values are within the provider's limits; the dispatcher builds Templat
 from __future__ import annotations
 
 import re
-from typing import Any
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
 
 from engine.channels.capabilities import TEMPLATE_SMS
 from engine.errors import Diagnostic, Loc
 from engine.routing.router import lookup
 from engine.rules.schemas import outcome_fields, sample_outcome
 
+if TYPE_CHECKING:
+    from engine.config.settings import Config
+    from engine.model import Rule
+    from engine.render.header import TemplateMeta
+    from engine.render.templates import TemplateStore
+
 SMS_TRANSPORTS = TEMPLATE_SMS  # engine.channels.capabilities
 _CODE = re.compile(r"^SMS_\d+$")
 
 
-def sms_channels(config) -> set:
+def sms_channels(config: Config) -> set:
     """Names of the configured channels that send through a template-SMS provider."""
     return {name for name, ch in config.channels.items() if ch.transport in SMS_TRANSPORTS}
 
 
-def sms_mapping(meta, channel_settings: Mapping[str, Any]) -> tuple[str | None, dict]:
+def sms_mapping(meta: TemplateMeta | None, channel_settings: Mapping[str, Any]) -> tuple[str | None, dict]:
     """(TemplateCode, {variable: field path}) for a template file's header on a channel."""
     extra = dict(getattr(meta, "extra", {}) or {})
     code = extra.get("sms_code") or channel_settings.get("template_code")
@@ -49,7 +55,7 @@ def template_params(params: Mapping[str, str], outcome: Mapping) -> dict:
     return out
 
 
-def check_sms_templates(cfg, store, rules) -> list[Diagnostic]:
+def check_sms_templates(cfg: Config, store: TemplateStore, rules: Iterable[Rule]) -> list[Diagnostic]:
     """Every template a rule sends on an SMS-provider channel maps to an approved code and valid variables."""
     from engine.channels.aliyun_sms import check_sms_params
 

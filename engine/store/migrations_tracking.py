@@ -24,6 +24,9 @@ inserts rows that are missing).
 """
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 NAME = "tracking and report facts"
 
 _SCHEMA = """
@@ -169,7 +172,7 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
-def apply(db, backfill_existing: bool = True) -> None:
+def apply(db: Any, backfill_existing: bool = True) -> None:
     """The migration: creates report_facts and its triggers, then fills it from the events already stored.
 
     `db` is a sqlite_utils Database or a sqlite3 Connection; run it inside the migration's transaction.
@@ -181,7 +184,7 @@ def apply(db, backfill_existing: bool = True) -> None:
         backfill(conn)
 
 
-def backfill(conn, target: str = "report_facts") -> int:
+def backfill(conn: sqlite3.Connection, target: str = "report_facts") -> int:
     """Inserts the facts of every notification that has events but no row yet in `target` (a table with
     report_facts' columns); returns how many rows were added."""
     conn = getattr(conn, "conn", conn)
@@ -197,7 +200,7 @@ def table_ddl(name: str = "report_facts", temp: bool = False) -> str:
     return head + ddl.split("(", 1)[1]
 
 
-def drop_triggers(conn) -> None:
+def drop_triggers(conn: sqlite3.Connection) -> None:
     """For bulk loads (benchmarks, restores): load events without the triggers, then apply() again to backfill."""
     conn = getattr(conn, "conn", conn)
     conn.execute("DROP TRIGGER IF EXISTS events_report_queued")
