@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -21,6 +21,9 @@ from engine.daemon.actions import ActionError
 from engine.daemon.who import BadAction, actor_of, reason_of
 from engine.daemon.models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,
                      iso, notification_doc, outcome_doc, outcome_request_schema)
+
+if TYPE_CHECKING:
+    from engine.daemon.runtime import Runtime
 
 log = logging.getLogger("herald.http")
 
@@ -49,7 +52,7 @@ def _problems(*codes: int) -> dict:
     return {c: {"model": Problem, "description": words[c]} for c in codes}
 
 
-def create_app(runtime) -> FastAPI:
+def create_app(runtime: Runtime) -> FastAPI:
     """The ASGI app for one Runtime."""
     app = FastAPI(title="herald", version=__version__,
                   description="Tells interview candidates their result. Intake needs `Authorization: Bearer <token>` "

@@ -9,7 +9,7 @@ as a dead letter). Every delivery is counted in `herald_source_events{source, st
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
@@ -20,8 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.sources.base import SourceRequest
 from engine.sources.receive import receive
 
+if TYPE_CHECKING:  # the runtime imports this module's neighbours; the router only reads it
+    from engine.daemon.runtime import Runtime
 
-def sources_router(runtime, read_body: Callable[[Request], Awaitable[bytes]]) -> APIRouter:
+
+def sources_router(runtime: Runtime, read_body: Callable[[Request], Awaitable[bytes]]) -> APIRouter:
     """The source route over one Runtime (sources are read from the deployment at each request: reload-safe)."""
     router = APIRouter()
 
@@ -42,6 +45,6 @@ def sources_router(runtime, read_body: Callable[[Request], Awaitable[bytes]]) ->
     return router
 
 
-def _intake(runtime, request: Request) -> Callable[[list, str], list]:
+def _intake(runtime: Runtime, request: Request) -> Callable[[list, str], list]:
     remote = request.client.host if request.client else None
     return lambda items, origin: runtime.intake(items, origin, remote)

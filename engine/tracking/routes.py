@@ -29,8 +29,8 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Any
-from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
@@ -46,6 +46,12 @@ from engine.report.queries import notification_for_address, notification_for_pro
 from engine.tracking.tokens import CLICK, OPEN, PIXEL_GIF, PLACEHOLDER_SECRET, RATE, UNSUBSCRIBE, decode_token, verify_token
 from engine.tracking.pages import (MAX_COMMENT, NO_STORE, invalid_page, message_page, parse_rating, rating_form,
                              texts_for, unsubscribe_form)
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from engine.store import NotificationDetail
+    from engine.tracking.tokens import TokenPayload
 
 log = logging.getLogger("herald.tracking")
 
@@ -104,10 +110,10 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
     if secret == PLACEHOLDER_SECRET:
         raise ValueError("the dry-run placeholder secret cannot sign a daemon's links: set tracking.secret")
 
-    def decode(token: str, kind: str):  # authentic (expired or not), or None
+    def decode(token: str, kind: str) -> TokenPayload | None:  # authentic (expired or not), or None
         return decode_token(secret, token, kind) if secret else None
 
-    def verify(token: str, kind: str):  # authentic and unexpired, or None
+    def verify(token: str, kind: str) -> TokenPayload | None:  # authentic and unexpired, or None
         return verify_token(secret, token, kind, now=now(), max_age=max_age) if secret else None
 
     async def check(request: Request, body: bytes = b"") -> None:
@@ -125,7 +131,7 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
             log.exception("cannot record %s for %s", kind, nid)
             return None
 
-    def notification(nid: str):
+    def notification(nid: str) -> NotificationDetail | None:
         try:
             return store.get_notification(nid)
         except Exception:
@@ -352,10 +358,10 @@ class ReportCollector:
                 self._cached = (time.monotonic(), report_metrics(self._store()))
             return self._cached[1]
 
-    def describe(self):
+    def describe(self) -> Iterable[Metric]:
         return self._families({"rules": {}})
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         try:
             data = self.data()
         except Exception:  # a scrape must not fail on the report
