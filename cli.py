@@ -4,18 +4,29 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 
 from engine import __version__
 from engine.errors import to_json
 
+if TYPE_CHECKING:
+    from engine.config.deployment import Deployment
+    from engine.daemon.planning import ClockedPipeline
+    from engine.schedule.clock import Clock
+    from engine.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 FORMATS = ("text", "json")
 
 
-def config_option(f):
+def config_option(f: F) -> F:
     return click.option("--config", "config_path", type=click.Path(dir_okay=False),
                         help="herald.yaml to use (default: ./herald.yaml, else built-in defaults).")(f)
 
@@ -101,7 +112,7 @@ class InstantType(click.ParamType):
 
     name = "TIME"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         from engine.schedule.timing import parse_instant
 
         if not isinstance(value, str):
@@ -130,7 +141,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load_or_exit(paths: tuple, config_path: str | None):
+def _load_or_exit(paths: tuple, config_path: str | None) -> Deployment:
     """The deployment, or the validation errors printed to stderr and exit 1."""
     from engine.config.deployment import load_deployment
 
@@ -155,7 +166,7 @@ def _load_or_exit(paths: tuple, config_path: str | None):
 @click.option("--messages/--no-messages", default=True, show_default=True, help="text: print each rendered message.")
 @click.option("--rules", "paths", multiple=True, type=click.Path(), help="Rule files or directories (default: config).")
 @config_option
-def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, messages: bool,
+def dry_run(outcomes: BinaryIO, fmt: str, now: datetime | None, explain_id: str | None, show_pii: bool, messages: bool,
             paths: tuple, config_path: str | None) -> None:
     """Route, render and schedule every outcome; send nothing.
 
@@ -192,7 +203,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
         for plan in progress(pipe.run_items(lines), len(lines), bar):
             summary.add(plan)
             out.write(plan_line(plan) + "\n")
-        for line in summary.lines(dep.ruleset):
+        for line in summary.lines(dep.ruleset_in_use):
             click.echo(line, err=True)
         return
     plans = []
@@ -206,7 +217,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
             for text in message_lines(plan, show_pii):
                 click.echo(text)
     click.echo("")
-    for line in summary.lines(dep.ruleset):
+    for line in summary.lines(dep.ruleset_in_use):
         click.echo(line)
 
 
@@ -215,7 +226,7 @@ def dry_run(outcomes, fmt: str, now, explain_id: str | None, show_pii: bool, mes
 @click.option("--rules", "paths", multiple=True, type=click.Path(), help="Rule files or directories (default: config).")
 @config_option
 @click.option("-v", "--verbose", is_flag=True, help="Print passing cases too.")
-def test_cmd(now, paths: tuple, config_path: str | None, verbose: bool) -> None:
+def test_cmd(now: datetime | None, paths: tuple, config_path: str | None, verbose: bool) -> None:
     """Run the rule test cases in rules/tests/*.yaml; the last line is `N passed, N failed`."""
     from engine.pipeline import Pipeline, utcnow
     from engine.rules.cases import case_files, run_all
@@ -259,7 +270,7 @@ def sources() -> None:
 @now_option
 @click.option("--rules", "paths", multiple=True, type=click.Path(), help="Rule files or directories (default: config).")
 @config_option
-def sources_test(name: str, event_file: str, headers: tuple, now, paths: tuple, config_path: str | None) -> None:
+def sources_test(name: str, event_file: str, headers: tuple, now: datetime | None, paths: tuple, config_path: str | None) -> None:
     """Show the outcome an event would become (or why not) and where the rules send it; nothing is stored.
 
     The signature is not checked. Exit 0 when it maps to an outcome, a withdrawal or an ignored event, 1 when it is
@@ -318,7 +329,8 @@ rules_option = click.option("--rules", "paths", multiple=True, type=click.Path()
                             help="Rule files or directories (default: config).")
 
 
-def _clock(config_path: str | None = None, dep=None, store_path=None):
+def _clock(config_path: str | None = None, dep: Deployment | None = None,
+           store_path: str | Path | None = None) -> Clock:
     """The time for commands on a store: a running daemon's clock (--time-scale, --start-at), else the wall clock."""
     from engine.schedule.clock import store_clock
 
@@ -329,14 +341,14 @@ def _clock(config_path: str | None = None, dep=None, store_path=None):
     return store_clock(store_path)
 
 
-def _pipeline(dep, clock):
+def _pipeline(dep: Deployment, clock: Clock) -> ClockedPipeline:
     """The planning pipeline for commands that write the store, on `clock` (the daemon's, when it runs)."""
     from engine.daemon.planning import ClockedPipeline
 
     return ClockedPipeline(dep, render_channels="all", source=clock)
 
 
-def _store(config_path: str | None, dep=None):
+def _store(config_path: str | None, dep: Deployment | None = None) -> Store:
     """The store of the deployment (or of herald.yaml alone, when the rules need not be valid)."""
     from engine.config.settings import load_config
     from engine.store import open_store
@@ -581,7 +593,9 @@ store_path_option = click.option("--store", "store_path", metavar="URL|PATH",
               help="Time zone of DATEs and of the days in charts (default: this machine's).")
 @store_path_option
 @config_option
-def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, store_path, config_path) -> None:
+def report_cmd(since: str | None, until: str | None, rules: tuple[str, ...], channel: str | None, role: str | None,
+               stage: str | None, fmt: str, output: str | None, tz_name: str | None, store_path: str | None,
+               config_path: str | None) -> None:
     """Per-rule performance: per rule, rule-set version and variant, matched, sent, delivered %, opened %,
     clicked %, replied % (rates over sent), satisfaction, time to notify (median, p90), late, fallbacks and
     failures by reason; variants compared (two-proportion z-test). Read-only: safe beside a running daemon.
@@ -622,7 +636,8 @@ def report_cmd(since, until, rules, channel, role, stage, fmt, output, tz_name, 
 @store_path_option
 @config_option
 @click.pass_context
-def suppressions_cmd(ctx: click.Context, channel: str | None, fmt: str, store_path, config_path) -> None:
+def suppressions_cmd(ctx: click.Context, channel: str | None, fmt: str, store_path: str | None,
+                     config_path: str | None) -> None:
     """The channels and addresses not to message (a candidate's unsubscribe, or a person's entry), with who and
     why; `add` and `remove` change the list. A later notification skips a suppressed channel (`suppressed`),
     falls back to the next one, and ends `suppressed` when none is left."""
@@ -653,8 +668,8 @@ def suppressions_cmd(ctx: click.Context, channel: str | None, fmt: str, store_pa
 @store_path_option
 @config_option
 @click.pass_context
-def suppressions_add(ctx: click.Context, channel: str, address: str, reason: str, actor: str, store_path,
-                     config_path) -> None:
+def suppressions_add(ctx: click.Context, channel: str, address: str, reason: str, actor: str, store_path: str | None,
+                     config_path: str | None) -> None:
     """Suppress CHANNEL for ADDRESS (e-mail, phone number, DingTalk user id)."""
     from engine.store import open_store
 
@@ -671,7 +686,8 @@ def suppressions_add(ctx: click.Context, channel: str, address: str, reason: str
 @store_path_option
 @config_option
 @click.pass_context
-def suppressions_remove(ctx: click.Context, channel: str, address: str, store_path, config_path) -> None:
+def suppressions_remove(ctx: click.Context, channel: str, address: str, store_path: str | None,
+                        config_path: str | None) -> None:
     """Allow CHANNEL for ADDRESS again (exit 1 when it was not suppressed)."""
     from engine.store import open_store
 
@@ -692,7 +708,8 @@ def suppressions_remove(ctx: click.Context, channel: str, address: str, store_pa
 @click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
 @store_path_option
 @config_option
-def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_path, config_path) -> None:
+def replies_cmd(show_all: bool, handle_ids: tuple, limit: int, fmt: str, store_path: str | None,
+                config_path: str | None) -> None:
     """Candidates' replies not handled yet, each with the message it answers; --handle ID marks one handled.
 
     Exit 0; 1 when there is no store or an ID is unknown.

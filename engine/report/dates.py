@@ -80,7 +80,7 @@ def period(since: str | None, until: str | None, timezone_name: str | None) -> t
 
 
 def report_filters(since: str | None, until: str | None, rules: tuple = (), channel: str | None = None,
-                   role: str | None = None, stage: str | None = None, timezone_name: str = "UTC") -> Filters:
+                   role: str | None = None, stage: str | None = None, timezone_name: str | None = "UTC") -> Filters:
     """Filters from dates (YYYY-MM-DD: the day's start in the time zone; --until includes its day) or RFC 3339."""
     from engine.report.queries import Filters
 

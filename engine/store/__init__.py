@@ -84,6 +84,11 @@ __all__ = [
 class Store(Protocol):
     """What herald needs from a durable store; SQLiteStore implements it."""
 
+    @property
+    def path(self) -> Path | str:
+        """What messages name the store by: the SQLite file, or the URL with its password masked."""
+        ...
+
     def close(self) -> None: ...
 
     def __enter__(self) -> Store: ...
