@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 from collections.abc import Iterator
 
 from engine.sources.base import IGNORED, OUTCOME, UNMAPPED, WITHDRAW
 from engine.sources.receive import Preview
+
+if TYPE_CHECKING:
+    from engine.store.sources import SourceEventRow
 
 
 def preview_lines(name: str, p: Preview) -> Iterator[str]:
@@ -41,7 +45,7 @@ def preview_lines(name: str, p: Preview) -> Iterator[str]:
                     yield f"  warning: {plan.error}"
 
 
-def unmapped_line(row) -> str:
+def unmapped_line(row: SourceEventRow) -> str:
     from engine.store import utc
 
     received = utc(row.received_at)

@@ -24,6 +24,7 @@ from typing import Any
 from engine.intake.decode import Item
 from engine.intake.gate import AMENDED, HELD, INVALID, judge
 from engine.pipeline import MATCHED, UNMATCHED, Pipeline, previous_view
+from engine.model import Plan
 from engine.store import Accepted, PlannedNotification, Store
 
 log = logging.getLogger("herald.intake")
@@ -177,7 +178,7 @@ def _safe_times(acc: Accepted) -> Accepted:
     return acc
 
 
-def planned(plan) -> PlannedNotification | None:
+def planned(plan: Plan) -> PlannedNotification | None:
     """The notification to queue for a matched plan, or None when it has no channel or no send time."""
     if plan.status != MATCHED or not plan.channels or plan.send_at is None:
         return None
