@@ -6,7 +6,7 @@ HERALD := $(VENV)/bin/herald
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-validate bench-dryrun bench-daemon bench-report bench-peers bench-sources venv clean
+.PHONY: run test lint bench bench-validate bench-dryrun bench-daemon bench-report bench-peers bench-sources bench-cluster venv clean
 
 venv: $(STAMP)
 
@@ -39,7 +39,7 @@ test: lint
 
 # Each benchmark prints its figures, ratios against baselines measured in the same run, and
 # "target met" / "TARGET MISSED" lines. About 15 minutes in all on 2 cores.
-bench: bench-validate bench-dryrun bench-peers bench-daemon bench-report bench-sources
+bench: bench-validate bench-dryrun bench-peers bench-daemon bench-report bench-sources bench-cluster
 
 bench-validate: $(BENCH_STAMP)
 	$(PY) bench/validate.py
@@ -58,6 +58,10 @@ bench-report: $(BENCH_STAMP)
 
 bench-sources: $(BENCH_STAMP)
 	$(PY) bench/sources.py
+
+# Several replicas on one PostgreSQL (a throwaway cluster, fsync on) beside SQLite; needs initdb/pg_ctl.
+bench-cluster: $(BENCH_STAMP)
+	$(PY) bench/cluster.py
 
 clean:
 	rm -rf $(VENV) herald.db outbox
