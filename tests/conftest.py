@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # checked against now, the demo): marked `timesensitive`, and run again by .ci/run under libfaketime at a
 # Sunday night in Shanghai, on China's National Day and across Berlin's DST change. Tests elsewhere pass
 # `now` explicitly. New modules that read the clock belong here (or mark themselves).
-TIME_SENSITIVE = ("tests/daemon/", "tests/test_cli.py", "tests/test_secrets.py",
+TIME_SENSITIVE = ("tests/daemon/", "tests/cli/test_cli.py", "tests/security/test_secrets.py",
                   "tests/channels/test_fallback_real.py", "tests/channels/test_check.py", "tests/tracking/")
 
 

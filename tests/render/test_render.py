@@ -16,7 +16,7 @@ from engine.render.templates import (
 )
 from engine.rules.schemas import TEMPLATE_EXTRAS, sample_outcome, template_fields
 
-FIXTURES = Path(__file__).parent / "fixtures" / "templates"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "templates"
 HEADER = "{# herald: decisions=[reject] #}\n"
 
 

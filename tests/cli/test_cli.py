@@ -13,7 +13,7 @@ import pytest
 
 
 Y = textwrap.dedent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HERALD = Path(sys.executable).with_name("herald")
 NOW = "2026-11-20T10:00:00+08:00"  # a Friday, inside business hours in Asia/Shanghai
 SPEC_KEYS = ["outcome", "status", "rule", "template", "locale", "channels", "send_at"]

@@ -14,7 +14,7 @@ from engine.intake.schemafast import Unsupported, compile_check, ecma_regex
 from engine.rules.schemas import fast_check, jsonschema_validator, sample_outcome, schema
 import contextlib
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JS = jsonschema_validator("outcome")
 CHECK = fast_check("outcome")
 JS_RULES = jsonschema_validator("rules")

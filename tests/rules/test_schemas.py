@@ -21,7 +21,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
 RULE_FILES = sorted((ROOT / "rules").glob("*.yaml"))
 RULE_TEST_FILES = sorted((ROOT / "rules" / "tests").glob("*.yaml"))

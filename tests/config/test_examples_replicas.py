@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parents[1] / "examples" / "replicas"
+HERE = Path(__file__).resolve().parents[2] / "examples" / "replicas"
 
 
 def test_the_shared_herald_yaml_loads_clean(monkeypatch):
