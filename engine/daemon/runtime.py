@@ -12,7 +12,7 @@ from engine.channels import build_transport
 from engine.schedule.clock import Clock
 from engine.config.deployment import Deployment
 from engine.intake.batch import ItemStatus, intake
-from engine.store import Store
+from engine.store import SourceDelivery, Store
 from engine.daemon import actions
 from engine.daemon.auth import Auth
 from engine.daemon.metrics import Metrics
@@ -152,8 +152,9 @@ class Runtime:
 
     # -- actions
 
-    def intake(self, items: Iterable[Any], source: str, remote: str | None = None) -> list[ItemStatus]:
-        statuses = intake(items, self.pipeline, self.store, source, remote, now=self.clock.now_dt())
+    def intake(self, items: Iterable[Any], source: str, remote: str | None = None,
+               delivery: SourceDelivery | None = None) -> list[ItemStatus]:
+        statuses = intake(items, self.pipeline, self.store, source, remote, now=self.clock.now_dt(), delivery=delivery)
         self.metrics.intake(statuses)
         for s in statuses:
             if s.status == "unmatched":

@@ -45,6 +45,6 @@ def sources_router(runtime: Runtime, read_body: Callable[[Request], Awaitable[by
     return router
 
 
-def _intake(runtime: Runtime, request: Request) -> Callable[[list, str], list]:
+def _intake(runtime: Runtime, request: Request) -> Callable[..., list]:
     remote = request.client.host if request.client else None
-    return lambda items, origin: runtime.intake(items, origin, remote)
+    return lambda items, origin, delivery=None: runtime.intake(items, origin, remote, delivery)

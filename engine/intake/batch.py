@@ -25,7 +25,7 @@ from engine.intake.decode import Item
 from engine.intake.gate import AMENDED, HELD, INVALID, judge
 from engine.pipeline import MATCHED, UNMATCHED, Pipeline, previous_view
 from engine.model import Plan
-from engine.store import Accepted, PlannedNotification, Store
+from engine.store import Accepted, PlannedNotification, SourceDelivery, Store
 
 log = logging.getLogger("herald.intake")
 
@@ -63,14 +63,19 @@ class ItemStatus:
 # ------------------------------------------------------------------------------------------- intake
 
 def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, remote: str | None = None,
-           now: datetime | None = None) -> list[ItemStatus]:
+           now: datetime | None = None, delivery: SourceDelivery | None = None) -> list[ItemStatus]:
     """Gate, plan and store a batch (one transaction, split only where an amendment needs the revision it
-    amends stored first); one ItemStatus per item, in order."""
+    amends stored first); one ItemStatus per item, in order.
+
+    `delivery` is the ATS event a one-item batch came from (engine/sources): it is kept with the item's
+    status in the same transaction as the item, or on its own when the item stores nothing (a duplicate,
+    invalid), so a source event costs no commit of its own."""
     now = now or pipeline.clock()
     outside = pipeline.outside_vocabulary  # None: the rule set declares no vocabulary
     statuses: list[ItemStatus | None] = []
     batch: list[tuple[int, Accepted, ItemStatus]] = []
     latest: dict[str, dict] = {}  # id -> content admitted earlier in this batch
+    keep = [delivery] if delivery is not None else []  # taken by the first write
     for value in items:
         item = Item.of(value)
         result = judge(item)
@@ -92,10 +97,12 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
         elif before == record:
             statuses.append(_remark(ItemStatus(rid, DUPLICATE), remark))
         else:
-            _store_batch(batch, statuses, store, now)  # the revision this one amends must be stored first
+            _store_batch(batch, statuses, store, now, keep)  # the revision this one amends must be stored first
             batch = []
-            statuses.append(_remark(_amend(item, record, pipeline, store, source, now), remark))
-    _store_batch(batch, statuses, store, now)
+            statuses.append(_remark(_amend(item, record, pipeline, store, source, now, keep), remark))
+    _store_batch(batch, statuses, store, now, keep)
+    if keep and statuses:  # the item stored nothing: the delivery alone
+        store.record_delivery(replace(keep.pop(), status=statuses[0].status), at=now)  # type: ignore[union-attr]
     return statuses  # type: ignore[return-value]  # _store_batch filled every None left for the batch
 
 
@@ -107,21 +114,28 @@ def _remark(status: ItemStatus, remark: str | None) -> ItemStatus:
                    outside_vocabulary=remark)
 
 
-def _store_batch(batch: list, statuses: list, store: Store, now: datetime) -> None:
+def _with(keep: list, status: str) -> list[SourceDelivery]:
+    """The pending delivery (if any) with its item's status, taken for this write."""
+    return [replace(keep.pop(), status=status)] if keep else []
+
+
+def _store_batch(batch: list, statuses: list, store: Store, now: datetime, keep: list) -> None:
     if batch:
-        results = store.accept_outcomes([a for _, a, _ in batch], at=now)
+        deliveries = _with(keep, batch[0][2].status) if batch[0][0] == 0 else []
+        results = store.accept_outcomes([a for _, a, _ in batch], at=now, deliveries=deliveries)
         for (pos, _a, status), result in zip(batch, results, strict=False):
             statuses[pos] = status if result == "accepted" else ItemStatus(status.id, DUPLICATE)
 
 
-def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: str, now: datetime) -> ItemStatus:
+def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: str, now: datetime,
+           keep: list) -> ItemStatus:
     """A new revision of a stored outcome: what the earlier one already sent is reported (the new one still
     goes out, and its template sees `previous`), its queued notifications are cancelled, the new one routed."""
     rid = record["id"]
     row = store.get_outcome(rid)
     if row is None:  # withdrawn from under us: nothing to amend; take it as new
         status, accepted = _admit(item, record, pipeline, source)
-        results = store.accept_outcomes([accepted], at=now)
+        results = store.accept_outcomes([accepted], at=now, deliveries=_with(keep, status.status))
         return status if results == ["accepted"] else ItemStatus(rid, DUPLICATE)
     sent_doc = [{"notification": n.id, "channel": n.channel,
                  "sent_at": datetime.fromtimestamp(n.sent_at, UTC).isoformat()}
@@ -129,7 +143,8 @@ def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: s
     previous = previous_view(row.data(), rev=row.rev, sent=sent_doc[-1] if sent_doc else None)
     status, accepted = _admit(item, record, pipeline, source, previous=previous)
     rev = row.rev + 1
-    cancelled = store.amend(accepted, at=now)
+    [delivery] = _with(keep, AMENDED) or [None]
+    cancelled = store.amend(accepted, at=now, delivery=delivery)
     warning = status.warning
     if sent_doc:
         told = "; ".join(f"{d['notification']} on {d['channel']} at {d['sent_at']}" for d in sent_doc)

@@ -11,8 +11,10 @@ source outcome is routed, held, counted, alerted on and sent exactly like one po
 - an event that cannot be mapped -> 202 `unmapped`, kept with its raw body for a person;
 - otherwise the outcome goes through intake and the answer carries its status (matched, held, ...).
 
-Every verified delivery is recorded under its event id after it was acted on, so a delivery retried after
-a crash in between is taken in again (intake is idempotent on the outcome id) rather than lost.
+Every verified delivery is recorded under its event id when it is acted on: one that becomes an outcome in
+the outcome's own transaction (`intake(..., delivery=)`: one commit per event), the others after acting,
+so a delivery retried after a crash in between is taken in again (intake is idempotent on the outcome id)
+rather than lost.
 `preview()` is `herald sources test`: the same parse and map, planned by the pipeline, nothing stored.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable, Mapping
 from engine.sources.base import (IGNORED, OUTCOME, UNMAPPED, WITHDRAW, DetailsUnavailable, EventError, Mapped,
                                  SourceEvent, SourceRequest)
 from engine.sources.config import SourceConfig
+from engine.store import SourceDelivery
 
 log = logging.getLogger("herald.sources")
 
@@ -77,9 +80,10 @@ def parse_event(source: SourceConfig, request: SourceRequest) -> SourceEvent:
         raise EventError(f"event not understood: {type(e).__name__}") from None
 
 
-def receive(source: SourceConfig, request: SourceRequest, *, store, intake: Callable[[list, str], list],
+def receive(source: SourceConfig, request: SourceRequest, *, store, intake: Callable[..., list],
             withdraw: Callable[[str, str], Any], now: float | None = None) -> Received:
-    """Takes one delivery of `source` (see the module docstring)."""
+    """Takes one delivery of `source` (see the module docstring); `intake(items, origin, delivery)` stores
+    the outcome and keeps `delivery` in the same transaction."""
     kind = _kind(source)
     if not kind.verify(request, source):
         return Received(401, UNAUTHORIZED, error="the signature is missing or does not match the secret")
@@ -98,7 +102,11 @@ def receive(source: SourceConfig, request: SourceRequest, *, store, intake: Call
         return Received(200, DUPLICATE, seen.outcome_id, event.event_id)
     previous = _previous(store, source, event)
     mapped = kind.map(event, source, previous)
-    result = _act(source, event, mapped, intake, withdraw, origin)
+    if mapped.status == OUTCOME:  # the delivery is kept in the outcome's transaction
+        delivery = SourceDelivery(source.name, event.event_id, request.body, action=event.action,
+                                  outcome_id=mapped.outcome_id)
+        return _act(source, event, mapped, _taking(intake, origin, delivery), withdraw)
+    result = _act(source, event, mapped, _taking(intake, origin), withdraw)
     store.record_source_event(source.name, event.event_id, result.status, request.body, action=event.action,
                               outcome_id=result.outcome_id, error=result.error if result.status == UNMAPPED else None,
                               field=result.field if result.status == UNMAPPED else None, at=now)
@@ -124,7 +132,13 @@ def _previous(store, source: SourceConfig, event: SourceEvent) -> Mapping[str, A
     return row.data() if row is not None else None
 
 
-def _act(source: SourceConfig, event: SourceEvent, mapped: Mapped, intake, withdraw, origin: str) -> Received:
+def _taking(intake: Callable[..., list], origin: str, *extra: Any) -> Callable[[list], list]:
+    """`intake` bound to one origin (and a delivery to keep in the outcome's transaction)."""
+    return lambda items: intake(items, origin, *extra)
+
+
+def _act(source: SourceConfig, event: SourceEvent, mapped: Mapped, take: Callable[[list], list],
+         withdraw) -> Received:
     eid = event.event_id
     if mapped.status == IGNORED:
         return Received(200, IGNORED, event_id=eid, error=mapped.error)
@@ -139,7 +153,7 @@ def _act(source: SourceConfig, event: SourceEvent, mapped: Mapped, intake, withd
             return Received(200, IGNORED, mapped.outcome_id, eid, f"nothing to withdraw: {e}")
         return Received(200, WITHDRAWN, mapped.outcome_id, eid)
     assert mapped.status == OUTCOME
-    status = intake([dict(mapped.record or {})], origin)[0]
+    status = take([dict(mapped.record or {})])[0]
     return Received(202, status.status, status.id or mapped.outcome_id, eid, status.error, status.field,
                     status.notification, status.rule)
 
@@ -192,7 +206,7 @@ def resubmit(store, sources: Mapping[str, SourceConfig], *, intake: Callable[[li
             out.append((row, Received(422, INVALID, row.outcome_id, row.event_id, str(e))))
             continue
         mapped = _kind(cfg).map(event, cfg, _previous(store, cfg, event))
-        result = _act(cfg, event, mapped, intake, withdraw, f"source:{cfg.name}")
+        result = _act(cfg, event, mapped, _taking(intake, f"source:{cfg.name}"), withdraw)
         result = Received(result.code, result.status, result.outcome_id, row.event_id, result.error, result.field,
                           result.notification, result.rule)
         if result.status not in (UNMAPPED, PENDING):

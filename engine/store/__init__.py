@@ -50,7 +50,7 @@ from engine.store.rows import (
     epoch,
     utc,
 )
-from engine.store.sources import SourceEventRow
+from engine.store.sources import SourceDelivery, SourceEventRow
 from engine.store.suppressions import SuppressionRow
 from engine.store.sqlite import SQLiteStore
 
@@ -72,6 +72,7 @@ __all__ = [
     "RulesetRow",
     "SQLiteStore",
     "SchemaVersionError",
+    "SourceDelivery",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -99,7 +100,8 @@ class Store(Protocol):
 
     # -- outcomes and revisions (outcomes.py)
 
-    def accept_outcomes(self, items: Sequence[Accepted], at: Instant | None = None) -> list[str]: ...
+    def accept_outcomes(self, items: Sequence[Accepted], at: Instant | None = None,
+                        deliveries: Sequence[SourceDelivery] = ()) -> list[str]: ...
 
     def get_outcome(self, outcome_id: str) -> OutcomeRow | None: ...
 
@@ -113,7 +115,7 @@ class Store(Protocol):
 
     def supersede(self, outcome_id: str, at: Instant | None = None, by: str | None = None) -> int | None: ...
 
-    def amend(self, item: Accepted, at: Instant | None = None) -> int | None: ...
+    def amend(self, item: Accepted, at: Instant | None = None, delivery: SourceDelivery | None = None) -> int | None: ...
 
     def set_status(self, outcome_id: str, status: str, at: Instant | None = None,
                    handled_by: str | None = None) -> bool: ...
@@ -227,6 +229,8 @@ class Store(Protocol):
     def record_source_event(self, source: str, event_id: str, status: str, raw: bytes | str, *,
                             action: str | None = None, outcome_id: str | None = None, error: str | None = None,
                             field: str | None = None, at: Instant | None = None) -> bool: ...
+
+    def record_delivery(self, delivery: SourceDelivery, at: Instant | None = None) -> bool: ...
 
     def unmapped_source_events(self, limit: int = 100, source: str | None = None) -> list[SourceEventRow]: ...
 

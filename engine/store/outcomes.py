@@ -20,6 +20,7 @@ from engine.store._base import (
     _unj,
 )
 from engine.store.errors import StoreError
+from engine.store.sources import _SE_INSERT, SourceDelivery, _delivery_values
 from engine.store.rows import (
     Accepted,
     Instant,
@@ -32,11 +33,13 @@ from engine.store.rows import (
 class Outcomes(SqlStore):
     """Outcomes and revisions."""
 
-    def accept_outcomes(self, items: Sequence[Accepted], at: Instant | None = None) -> list[str]:
+    def accept_outcomes(self, items: Sequence[Accepted], at: Instant | None = None,
+                        deliveries: Sequence[SourceDelivery] = ()) -> list[str]:
         """Stores a batch in ONE transaction; per item 'accepted' (new; its notification queued) or 'duplicate'.
 
         Idempotent on the outcome id, within the batch and across batches: a duplicate changes nothing.
         When this returns, the batch is durable; if the process dies before, none of it is stored.
+        `deliveries` (the ATS events the items came from) are kept in the same transaction: one commit.
         """
         now = _now(at)
         out: list[str] = []
@@ -71,6 +74,8 @@ class Outcomes(SqlStore):
                              changes)
             self._xm(conn, _N_INSERT, notes)
             self._xm(conn, _EV_INSERT, events)
+            if deliveries:
+                self._xm(conn, _SE_INSERT, [_delivery_values(d, now) for d in deliveries])
         return out
 
     def _insert_outcomes(self, conn: Any, rows: Sequence[tuple]) -> set[str]:
@@ -161,12 +166,13 @@ class Outcomes(SqlStore):
         """Like withdraw, for an outcome replaced by another one (`by`, its id)."""
         return self._end_outcome(outcome_id, "superseded", at, {"by": by})
 
-    def amend(self, item: Accepted, at: Instant | None = None) -> int | None:
+    def amend(self, item: Accepted, at: Instant | None = None, delivery: SourceDelivery | None = None) -> int | None:
         """Replaces an outcome's body and fields (a new revision, active again); its scheduled notifications are cancelled.
 
         A notification of the old revision being sent now fails still_sendable(). If `item.notification` is
-        given it is queued for the new revision in the same transaction. Returns how many were cancelled,
-        None when the id is unknown.
+        given it is queued for the new revision in the same transaction, and so is `delivery` kept (the ATS
+        event the revision came from). Returns how many were cancelled, None when the id is unknown (and
+        nothing is written).
         """
         now = _now(at)
         raw = item.raw.decode("utf-8") if isinstance(item.raw, (bytes, bytearray)) else item.raw
@@ -190,6 +196,8 @@ class Outcomes(SqlStore):
                 nv = _notification_values(item.id, rev, item.notification, now)
                 self._x(conn, _N_INSERT, nv)
                 self._xm(conn, _EV_INSERT, _queued_events(nv, now))
+            if delivery is not None:
+                self._x(conn, _SE_INSERT, _delivery_values(delivery, now))
         return cancelled
 
     def set_status(self, outcome_id: str, status: str, at: Instant | None = None,

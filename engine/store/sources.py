@@ -10,6 +10,29 @@ from engine.store.rows import Instant
 
 
 @dataclass(frozen=True)
+class SourceDelivery:
+    """One verified ATS delivery to keep: written in the same transaction as the outcome it became
+    (`accept_outcomes(..., deliveries=)`, `amend(..., delivery=)`) or alone (`record_delivery`)."""
+
+    source: str
+    event_id: str
+    raw: bytes | str
+    status: str = ""
+    action: str | None = None
+    outcome_id: str | None = None
+    error: str | None = None
+    field: str | None = None
+
+
+_SE_INSERT = ("INSERT INTO source_events (source, event_id, received_at, action, status, outcome_id, error, field, raw) "
+              "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (source, event_id) DO NOTHING")
+
+
+def _delivery_values(d: SourceDelivery, now: float) -> tuple:
+    return (d.source, d.event_id, now, d.action, d.status, d.outcome_id, d.error, d.field, _raw_bytes(d.raw))
+
+
+@dataclass(frozen=True)
 class SourceEventRow:
     """One stored delivery of a source."""
 
@@ -45,11 +68,12 @@ class SourceEvents(SqlStore):
                             action: str | None = None, outcome_id: str | None = None, error: str | None = None,
                             field: str | None = None, at: Instant | None = None) -> bool:
         """Keeps one delivery; False (nothing changed) when (source, event_id) is already stored."""
+        return self.record_delivery(SourceDelivery(source, event_id, raw, status, action, outcome_id, error, field), at)
+
+    def record_delivery(self, delivery: SourceDelivery, at: Instant | None = None) -> bool:
+        """Keeps one delivery in a transaction of its own; False when (source, event_id) is already stored."""
         with self._write() as conn:
-            cur = self._x(conn, "INSERT INTO source_events (source, event_id, received_at, action, status, outcome_id, "
-                                "error, field, raw) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (source, event_id) DO NOTHING",
-                          (source, event_id, _now(at), action, status, outcome_id, error, field, _raw_bytes(raw)))
-            return bool(cur.rowcount == 1)
+            return bool(self._x(conn, _SE_INSERT, _delivery_values(delivery, _now(at))).rowcount == 1)
 
     def unmapped_source_events(self, limit: int = 100, source: str | None = None) -> list[SourceEventRow]:
         """Deliveries kept as unmapped (or pending: details not fetched yet) and not resubmitted yet, oldest first."""

@@ -434,3 +434,27 @@ def test_a_claim_that_ran_out_before_its_send_began_is_not_sent(store: Store):
     a = store.begin_attempt(n.id, n.channel, "outbox", at=T0 + 34, owner="B", lease_seconds=30)
     d = store.get_notification(n.id)
     assert [x.id for x in d.attempts] == [a.id] and d.notification.lease_until == T0 + 64  # renewed from now
+
+
+def test_a_source_delivery_is_kept_in_the_transaction_of_its_outcome(store: Store):
+    from dataclasses import replace
+
+    from engine.store import SourceDelivery
+
+    d = SourceDelivery("ats", "e1", b'{"x": 1}', "matched", action="stage", outcome_id="ats:a")
+    assert store.accept_outcomes([item("ats:a")], at=T0, deliveries=[d]) == ["accepted"]
+    row = store.source_event("ats", "e1")
+    assert (row.status, row.outcome_id, row.raw, row.action, row.received_at) == ("matched", "ats:a", b'{"x": 1}',
+                                                                                   "stage", T0)
+    assert store.accept_outcomes([item("ats:c")], at=T0, deliveries=[replace(d, status="x")]) == ["accepted"]
+    assert store.source_event("ats", "e1").status == "matched", "a replayed delivery changes nothing"
+    assert store.amend(item("ats:a", raw='{"id":"ats:a","decision":"pass"}'), T0 + 1,
+                       delivery=replace(d, event_id="e2", status="amended")) == 1
+    assert store.source_event("ats", "e2").status == "amended"
+    assert store.amend(item("zz"), T0 + 2, delivery=replace(d, event_id="e3")) is None
+    assert store.source_event("ats", "e3") is None, "an unknown outcome writes nothing, its delivery neither"
+    with pytest.raises(TypeError):  # a delivery that cannot be written takes its outcome with it: one transaction
+        store.accept_outcomes([item("ats:b")], at=T0, deliveries=[replace(d, event_id="e4", raw=None)])
+    assert store.get_outcome("ats:b") is None and store.source_event("ats", "e4") is None
+    assert store.record_delivery(replace(d, event_id="e5", status="duplicate"), at=T0)
+    assert not store.record_delivery(replace(d, event_id="e5"), at=T0)
