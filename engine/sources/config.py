@@ -3,8 +3,9 @@
 Problems are located diagnostics (file:line:column), with "did you mean" for kinds and outcome fields:
 unknown kind, missing or unset secret, a literal secret in the file, a path that does not parse, a field an
 outcome does not have, a decision outside pass/reject/offer/hold. `check_vocabulary` compares the codes a
-`values:` mapping produces with the rule set's `vocabulary:` (or, without one, with the values the rules
-match on), so a typo in a mapping is found before the first event arrives.
+`values:` mapping (or `default:`) produces with the rule set's `vocabulary:` (`ruleset.vocabulary`, judged
+by engine/rules/vocabulary.py) or, without one, with the values the rules match on, each located at its own
+entry with did-you-mean, so a typo in a mapping is found by `herald validate` before the first event arrives.
 """
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ class FieldMap:
     default: Any = None
     has_default: bool = False
     loc: Loc | None = dc_field(default=None, compare=False)
+    value_locs: Mapping[str, Loc] = dc_field(default_factory=dict, compare=False, repr=False)  # values: key, "default"
+
+    def produced(self) -> list[tuple[str, Any]]:
+        """(where, code) for every value this mapping can produce: its `values:` entries, then its default."""
+        return list((self.values or {}).items()) + ([("default", self.default)] if self.has_default else [])
 
 
 @dataclass(frozen=True)
@@ -197,17 +203,19 @@ def _field_maps(name: str, raw: Any, loc) -> tuple[list[FieldMap], list[Diagnost
         values = spec.get("values")
         if values is not None and not isinstance(values, dict):
             continue  # the schema check names it
+        value_locs = {}
         if values is not None:
+            value_locs = {_yaml_key(k): loc(name, "map", target, "values", k) for k in values}
             values = {_yaml_key(k): v for k, v in values.items()}
+        if "default" in spec:
+            value_locs["default"] = loc(name, "map", target, "default")
         fm = FieldMap(target, path, path_text or "", values, spec.get("default"), "default" in spec,
-                      loc(name, "map", target))
+                      loc(name, "map", target), value_locs)
         if target == "decision":
-            produced = list((values or {}).items()) + ([("default", fm.default)] if fm.has_default else [])
-            bad = [(k, v) for k, v in produced if v not in DECISIONS]
+            bad = [(k, v) for k, v in fm.produced() if v not in DECISIONS]
             for k, v in bad:
-                at = loc(name, "map", target, "values", k) if k != "default" else loc(name, "map", target, "default")
-                diags.append(at.error("bad-decision", f"{where}: {v!r} is not a decision"
-                                                      f"{did_you_mean(str(v), DECISIONS)} (one of {', '.join(DECISIONS)})"))
+                diags.append(value_locs[k].error("bad-decision", f"{where}: {v!r} is not a decision"
+                                                 f"{did_you_mean(str(v), DECISIONS)} (one of {', '.join(DECISIONS)})"))
             if bad:
                 continue
         maps.append(fm)
@@ -221,14 +229,9 @@ def _yaml_key(key: Any) -> str:
 
 
 def rule_values(ruleset) -> dict[str, set]:
-    """The values a rule set knows per field: its `vocabulary:` when it declares one, else what rules match on."""
-    vocab = getattr(ruleset, "vocabulary", None)
+    """The values the rules match on per field (stage, role, reason): what a mapping is compared with when the
+    rule set declares no `vocabulary:`."""
     known: dict[str, set] = {}
-    if isinstance(vocab, Mapping) and vocab:
-        for f, values in vocab.items():
-            if isinstance(values, (list, tuple, set, frozenset)):
-                known[f] = {str(v) for v in values}
-        return known
     for rule in getattr(ruleset, "rules", ()):
         for path, values in rule.match:
             if path in VOCABULARY_FIELDS:
@@ -237,24 +240,30 @@ def rule_values(ruleset) -> dict[str, set]:
 
 
 def check_vocabulary(sources: Mapping[str, SourceConfig], ruleset) -> list[Diagnostic]:
-    """Mapped stage/role/reason codes that the rule set does not know: errors against a declared `vocabulary:`,
-    warnings against the values rules match on (a catch-all rule may still take them)."""
+    """Codes a mapping produces that the rule set does not know, each located at its `values:` entry (or
+    `default:`), with did-you-mean: errors against a declared `vocabulary:` (the rule set's own verdict:
+    locales cover their children, `attributes.KEY` must be a declared key), else warnings against the values
+    the rules match on (a catch-all rule may still take them)."""
     if ruleset is None:
         return []
-    declared = bool(getattr(ruleset, "vocabulary", None))
-    known = rule_values(ruleset)
+    vocab = getattr(ruleset, "vocabulary", None)
     diags: list[Diagnostic] = []
     for src in sources.values():
         for fm in src.maps:
-            if fm.field not in known:
+            where = f"source {src.name}: map.{fm.field}"
+            if vocab:
+                field_problem = vocab.problem(fm.field, None)  # an attribute key outside the vocabulary
+                problems = [("", field_problem)] if field_problem else \
+                    [(k, vocab.problem(fm.field, v)) for k, v in fm.produced() if v is not None]
+                for k, problem in problems:
+                    if problem:
+                        at = fm.value_locs.get(k) or fm.loc or Loc("herald.yaml", 1, 1)
+                        diags.append(at.error("unknown-value", f"{where}: {problem}"))
                 continue
-            produced = list((fm.values or {}).values()) + ([fm.default] if fm.has_default else [])
-            for value in produced:
-                if not isinstance(value, str) or value in known[fm.field]:
-                    continue
-                what = "the rule set's vocabulary" if declared else "the values the rules match on"
-                msg = (f"source {src.name}: map.{fm.field}: {value!r} is not in {what}"
-                       f"{did_you_mean(value, sorted(known[fm.field]))}")
-                at = fm.loc or Loc("herald.yaml", 1, 1)
-                diags.append(at.error("unknown-value", msg) if declared else at.warning("unknown-value", msg))
+            known = rule_values(ruleset).get(fm.field) or set()
+            for k, value in fm.produced() if known else ():
+                if isinstance(value, str) and value not in known:
+                    at = fm.value_locs.get(k) or fm.loc or Loc("herald.yaml", 1, 1)
+                    diags.append(at.warning("unknown-value", f"{where}: {value!r} is not in the values the rules "
+                                                             f"match on{did_you_mean(value, sorted(known))}"))
     return diags

@@ -102,21 +102,55 @@ def test_mapped_values_are_checked_against_the_values_the_rules_match_on(tmp_pat
     assert "map.role: 'other'" in text
 
 
-def test_a_declared_vocabulary_makes_unknown_values_errors(tmp_path, monkeypatch):
-    from engine.sources.config import check_vocabulary
+VOCABULARY = """
+vocabulary:
+  role: [backend, frontend]
+  stage: [first_round, second_round, final]
+  reason: [lacks_project_experience, skills_gap]
+  locale: [zh-CN, en]
+  attributes:
+    source: [campus, referral]
+"""
+VOCAB_SOURCES = """sources:
+  gh:
+    kind: greenhouse
+    secret: "${GH_SECRET}"
+    map:
+      stage:  {from: application.current_stage.name, values: {"Phone Screen": first_round, "Onsite": secnd_round}}
+      role:   {from: "application.jobs[0].name", values: {"Backend Engineer": backend}, default: other}
+      candidate.locale: {from: application.language, values: {English: en-US, Chinese: zh-CN}}
+      attributes.sorce: {from: application.source.public_name}
+      attributes.source: {from: application.source.type, values: {Campus: campus, Referral: referal}}
+"""
 
-    source_deployment(tmp_path)
+
+def test_a_declared_vocabulary_makes_mapped_values_outside_it_located_errors(tmp_path, monkeypatch):
+    from daemon_support import make_deployment
+    from sources_support import RULES
+
+    make_deployment(tmp_path, rules=RULES + VOCABULARY)
+    with open(tmp_path / "herald.yaml", "a") as fh:
+        fh.write(VOCAB_SOURCES)
     monkeypatch.setenv("GH_SECRET", "x")
     dep = load_deployment([str(tmp_path)])
+    assert dep.ruleset is None  # errors: validate fails
+    found = sorted((d.line, d.column, d.severity, d.message) for d in dep.diagnostics if d.code == "unknown-value")
+    lines = (tmp_path / "herald.yaml").read_text().splitlines()
 
-    from types import SimpleNamespace
+    def at(text: str, line_has: str) -> tuple[int, int]:
+        [n] = [i for i, line in enumerate(lines, 1) if line_has in line]
+        return n, lines[n - 1].index(text) + 1
 
-    with_vocabulary = SimpleNamespace(  # the rule set as the content helper's `vocabulary:` section gives it
-        rules=dep.ruleset.rules if dep.ruleset else (),
-        vocabulary={"stage": ["first_round", "second_round", "final"], "role": ["backend"],
-                    "reason": ["lacks_project_experience"]})
-    diags = check_vocabulary(dep.config.sources, with_vocabulary)
-    assert [(d.severity, d.message.split(":")[1].strip()) for d in diags] == [("error", "map.role")]
+    assert found == [
+        (*at("secnd_round", "secnd_round"), "error",
+         'source gh: map.stage: stage "secnd_round" is not in the vocabulary (did you mean "second_round"?)'),
+        (*at("other", "default: other"), "error", 'source gh: map.role: role "other" is not in the vocabulary'),
+        (*at("{from: application.source.public_name}", "attributes.sorce"), "error",
+         'source gh: map.attributes.sorce: attributes.sorce is not an attribute in the vocabulary '
+         '(did you mean "source"?)'),
+        (*at("referal", "referal"), "error", 'source gh: map.attributes.source: attributes.source "referal" is '
+                                              'not in the vocabulary (did you mean "referral"?)'),
+    ], "en-US is covered by en; every other value is declared"
 
 
 def test_lever_needs_an_api_key_from_the_environment(tmp_path):
