@@ -12,6 +12,7 @@ from engine.channels import build_transport
 from engine.schedule.clock import Clock
 from engine.config.deployment import Deployment
 from engine.intake.batch import ItemStatus, intake
+from engine.intake.group import GroupCommit
 from engine.store import SourceDelivery, Store
 from engine.daemon import actions
 from engine.daemon.auth import Auth
@@ -98,6 +99,8 @@ class Runtime:
         self.dispatcher: Dispatcher | None = None  # set by engine.daemon.serve.Daemon; none in tests that send by hand
         self.listen_host = "127.0.0.1"  # where the daemon listens (set by engine.daemon.serve.Daemon)
         self._wakers: list[Callable[[], None]] = []
+        self._groups: dict[str, GroupCommit] = {}  # origin -> group commit of its single-event intakes
+        self._groups_lock = threading.Lock()
         self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
         self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links
         self.state = self.make_state(deployment)
@@ -153,8 +156,9 @@ class Runtime:
     # -- actions
 
     def intake(self, items: Iterable[Any], source: str, remote: str | None = None,
-               delivery: SourceDelivery | None = None) -> list[ItemStatus]:
-        statuses = intake(items, self.pipeline, self.store, source, remote, now=self.clock.now_dt(), delivery=delivery)
+               deliveries: Sequence[SourceDelivery | None] = ()) -> list[ItemStatus]:
+        statuses = intake(items, self.pipeline, self.store, source, remote, now=self.clock.now_dt(),
+                          deliveries=deliveries)
         self.metrics.intake(statuses)
         for s in statuses:
             if s.status == "unmatched":
@@ -163,6 +167,15 @@ class Runtime:
         if any(s.notification for s in statuses):
             self.wake()
         return statuses
+
+    def intake_grouped(self, item: Any, source: str, delivery: SourceDelivery | None = None) -> ItemStatus:
+        """One item (an ATS event) stored together with those arriving at the same time from `source`: one
+        transaction per group (engine/intake/group.py), durable when this returns."""
+        with self._groups_lock:
+            group = self._groups.get(source)
+            if group is None:
+                group = self._groups[source] = GroupCommit(lambda items, ds: self.intake(items, source, None, ds))
+        return group.submit(item, delivery)
 
     def alert(self, kind: str, text: str) -> None:
         """Queues an HR alert (engine.daemon.alerts); never raises into the caller."""

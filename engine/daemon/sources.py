@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.sources.base import SourceRequest
+from engine.store import SourceDelivery
 from engine.sources.receive import receive
 
 if TYPE_CHECKING:  # the runtime imports this module's neighbours; the router only reads it
@@ -46,5 +47,13 @@ def sources_router(runtime: Runtime, read_body: Callable[[Request], Awaitable[by
 
 
 def _intake(runtime: Runtime, request: Request) -> Callable[..., list]:
+    """Intake for receive(): an event's outcome with its delivery is group-committed with the events arriving
+    at the same time (one transaction for the group); anything else goes through intake as it is."""
     remote = request.client.host if request.client else None
-    return lambda items, origin, delivery=None: runtime.intake(items, origin, remote, delivery)
+
+    def take(items: list, origin: str, delivery: SourceDelivery | None = None) -> list:
+        if delivery is not None and len(items) == 1:
+            return [runtime.intake_grouped(items[0], origin, delivery)]
+        return runtime.intake(items, origin, remote)
+
+    return take

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.intake.decode import Item
@@ -63,19 +63,19 @@ class ItemStatus:
 # ------------------------------------------------------------------------------------------- intake
 
 def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, remote: str | None = None,
-           now: datetime | None = None, delivery: SourceDelivery | None = None) -> list[ItemStatus]:
+           now: datetime | None = None, deliveries: Sequence[SourceDelivery | None] = ()) -> list[ItemStatus]:
     """Gate, plan and store a batch (one transaction, split only where an amendment needs the revision it
     amends stored first); one ItemStatus per item, in order.
 
-    `delivery` is the ATS event a one-item batch came from (engine/sources): it is kept with the item's
-    status in the same transaction as the item, or on its own when the item stores nothing (a duplicate,
-    invalid), so a source event costs no commit of its own."""
+    `deliveries[i]` is the ATS event item i came from (engine/sources), or None: it is kept with the
+    item's status in the same transaction as the item, or afterwards when the item stores nothing (a
+    duplicate, invalid), so a source event costs no commit of its own."""
     now = now or pipeline.clock()
     outside = pipeline.outside_vocabulary  # None: the rule set declares no vocabulary
     statuses: list[ItemStatus | None] = []
     batch: list[tuple[int, Accepted, ItemStatus]] = []
     latest: dict[str, dict] = {}  # id -> content admitted earlier in this batch
-    keep = [delivery] if delivery is not None else []  # taken by the first write
+    keep = {i: d for i, d in enumerate(deliveries) if d is not None}  # position -> delivery, taken when written
     for value in items:
         item = Item.of(value)
         result = judge(item)
@@ -99,10 +99,10 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
         else:
             _store_batch(batch, statuses, store, now, keep)  # the revision this one amends must be stored first
             batch = []
-            statuses.append(_remark(_amend(item, record, pipeline, store, source, now, keep), remark))
+            statuses.append(_remark(_amend(item, record, pipeline, store, source, now, keep, len(statuses)), remark))
     _store_batch(batch, statuses, store, now, keep)
-    if keep and statuses:  # the item stored nothing: the delivery alone
-        store.record_delivery(replace(keep.pop(), status=statuses[0].status), at=now)  # type: ignore[union-attr]
+    for pos, d in keep.items():  # items that stored nothing: their deliveries alone
+        store.record_delivery(replace(d, status=statuses[pos].status), at=now)  # type: ignore[union-attr]
     return statuses  # type: ignore[return-value]  # _store_batch filled every None left for the batch
 
 
@@ -114,28 +114,28 @@ def _remark(status: ItemStatus, remark: str | None) -> ItemStatus:
                    outside_vocabulary=remark)
 
 
-def _with(keep: list, status: str) -> list[SourceDelivery]:
-    """The pending delivery (if any) with its item's status, taken for this write."""
-    return [replace(keep.pop(), status=status)] if keep else []
+def _with(keep: dict, pos: int, status: str) -> list[SourceDelivery]:
+    """Item `pos`'s pending delivery (if any) with the item's status, taken for this write."""
+    return [replace(keep.pop(pos), status=status)] if pos in keep else []
 
 
-def _store_batch(batch: list, statuses: list, store: Store, now: datetime, keep: list) -> None:
+def _store_batch(batch: list, statuses: list, store: Store, now: datetime, keep: dict) -> None:
     if batch:
-        deliveries = _with(keep, batch[0][2].status) if batch[0][0] == 0 else []
+        deliveries = [d for pos, _a, status in batch for d in _with(keep, pos, status.status)]
         results = store.accept_outcomes([a for _, a, _ in batch], at=now, deliveries=deliveries)
         for (pos, _a, status), result in zip(batch, results, strict=False):
             statuses[pos] = status if result == "accepted" else ItemStatus(status.id, DUPLICATE)
 
 
 def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: str, now: datetime,
-           keep: list) -> ItemStatus:
+           keep: dict, pos: int) -> ItemStatus:
     """A new revision of a stored outcome: what the earlier one already sent is reported (the new one still
     goes out, and its template sees `previous`), its queued notifications are cancelled, the new one routed."""
     rid = record["id"]
     row = store.get_outcome(rid)
     if row is None:  # withdrawn from under us: nothing to amend; take it as new
         status, accepted = _admit(item, record, pipeline, source)
-        results = store.accept_outcomes([accepted], at=now, deliveries=_with(keep, status.status))
+        results = store.accept_outcomes([accepted], at=now, deliveries=_with(keep, pos, status.status))
         return status if results == ["accepted"] else ItemStatus(rid, DUPLICATE)
     sent_doc = [{"notification": n.id, "channel": n.channel,
                  "sent_at": datetime.fromtimestamp(n.sent_at, UTC).isoformat()}
@@ -143,7 +143,7 @@ def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: s
     previous = previous_view(row.data(), rev=row.rev, sent=sent_doc[-1] if sent_doc else None)
     status, accepted = _admit(item, record, pipeline, source, previous=previous)
     rev = row.rev + 1
-    [delivery] = _with(keep, AMENDED) or [None]
+    [delivery] = _with(keep, pos, AMENDED) or [None]
     cancelled = store.amend(accepted, at=now, delivery=delivery)
     warning = status.warning
     if sent_doc:

@@ -12,7 +12,7 @@ source outcome is routed, held, counted, alerted on and sent exactly like one po
 - otherwise the outcome goes through intake and the answer carries its status (matched, held, ...).
 
 Every verified delivery is recorded under its event id when it is acted on: one that becomes an outcome in
-the outcome's own transaction (`intake(..., delivery=)`: one commit per event), the others after acting,
+the outcome's own transaction (`intake(items, origin, delivery)`: no commit of its own), the others after acting,
 so a delivery retried after a crash in between is taken in again (intake is idempotent on the outcome id)
 rather than lost.
 `preview()` is `herald sources test`: the same parse and map, planned by the pipeline, nothing stored.

@@ -39,7 +39,7 @@ def setup(tmp_path, monkeypatch):
             got = receive(dep.config.sources["greenhouse"],
                           SourceRequest(raw, {"signature": sign(SECRET, raw), "greenhouse-event-id": event_id}),
                           store=store, intake=lambda items, origin, delivery=None: intake(
-                              items, pipe, store, origin, delivery=delivery), withdraw=None)
+                              items, pipe, store, origin, deliveries=[delivery]), withdraw=None)
             return got, len(writes)
 
         yield store, deliver
