@@ -65,3 +65,60 @@ def test_the_same_content_under_a_new_event_id_is_kept_once_as_a_duplicate(setup
     got, writes = deliver(stage, "e9")  # the ATS re-sent the same change under a new delivery id
     assert (got.status, writes) == ("duplicate", 1)
     assert store.source_event("greenhouse", "e9").status == "duplicate"
+
+
+def test_events_group_committed_together_each_keep_their_delivery_and_status(tmp_path, monkeypatch):
+    """Five events stored by one group commit (the daemon's path): one transaction, every delivery kept with
+    its own item's status, a repeated content inside the group answered duplicate and still kept."""
+    import threading
+    import time
+
+    from engine.intake.group import GroupCommit
+
+    monkeypatch.setenv("GH_SECRET", SECRET)
+    dep = load_deployment([str(source_deployment(tmp_path))])
+    pipe = Pipeline(dep)
+    src = dep.config.sources["greenhouse"]
+    first, release, writes = threading.Event(), threading.Event(), []
+    with open_store(tmp_path / "herald.db") as store:
+        real = store._write
+        monkeypatch.setattr(store, "_write", lambda: writes.append(1) or real())
+
+        def run(items, deliveries):
+            if not first.is_set():
+                first.set()
+                release.wait(10)
+            return intake(items, pipe, store, "source:greenhouse", deliveries=deliveries)
+
+        group = GroupCommit(run)
+        answers = {}
+
+        def deliver(n: int, app: int) -> None:
+            body = payload_json("greenhouse_candidate_stage_change.json")
+            body["payload"]["application"]["id"] = app
+            raw = json.dumps(body).encode()
+            req = SourceRequest(raw, {"signature": sign(SECRET, raw), "greenhouse-event-id": f"g{n}"})
+            answers[n] = receive(src, req, store=store, withdraw=None,
+                                 intake=lambda items, origin, d=None: [group.submit(items[0], d)])
+
+        threads = [threading.Thread(target=deliver, args=(n, app)) for n, app in enumerate([1, 2, 3, 4, 3, 5])]
+        threads[0].start()
+        first.wait(10)
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(group._queue) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        writes.clear()
+        release.set()
+        for t in threads:
+            t.join(10)
+        statuses = {n: a.status for n, a in answers.items()}
+        assert sorted(statuses.values()) == ["duplicate"] + ["matched"] * 5, statuses
+        dup = next(n for n, s in statuses.items() if s == "duplicate")
+        assert len(writes) == 3, "the first event, then the group of five in one transaction, the duplicate's delivery"
+        for n in range(6):
+            row = store.source_event("greenhouse", f"g{n}")
+            assert row.status == statuses[n] and row.outcome_id == answers[n].outcome_id
+        assert dup in (2, 4)
