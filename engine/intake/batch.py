@@ -143,7 +143,7 @@ def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: s
     previous = previous_view(row.data(), rev=row.rev, sent=sent_doc[-1] if sent_doc else None)
     status, accepted = _admit(item, record, pipeline, source, previous=previous)
     rev = row.rev + 1
-    [delivery] = _with(keep, pos, AMENDED) or [None]
+    delivery = replace(keep.pop(pos), status=AMENDED) if pos in keep else None
     cancelled = store.amend(accepted, at=now, delivery=delivery)
     warning = status.warning
     if sent_doc:
