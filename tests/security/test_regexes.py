@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from engine.rules.when import compile_when, parse_when
 
@@ -11,11 +10,9 @@ def test_a_catastrophic_pattern_matches_in_linear_time() -> None:
     pred = compile_when('candidate.name matches "^(a+)+$"')
     box: list = []
     t = threading.Thread(target=lambda: box.append(pred({"candidate": {"name": "a" * 40 + "!"}})), daemon=True)
-    started = time.monotonic()
     t.start()
-    t.join(5)
+    t.join(5)  # a hang guard only: backtracking would need ~2**40 steps, RE2 needs ~41
     assert box == [False], "matching did not end within 5 s"
-    assert time.monotonic() - started < 1
     assert pred({"candidate": {"name": "aaaa"}}) is True
 
 

@@ -283,13 +283,3 @@ def test_a_batch_killed_mid_transaction_is_all_or_nothing(tmp_path: Path):
     assert {r[0] for r in per_batch} <= {size}
     assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     c.close()
-
-
-def test_accept_throughput(tmp_path: Path):
-    with SQLiteStore(tmp_path / "h.db") as s:
-        batches = [[item(f"b{b}-{i}") for i in range(100)] for b in range(50)]
-        start = time.perf_counter()
-        for batch in batches:
-            s.accept_outcomes(batch)
-        rate = 5000 / (time.perf_counter() - start)
-    print(f"\naccept_outcomes: {rate:,.0f} outcomes/s durable, batches of 100 (with a notification each)")
