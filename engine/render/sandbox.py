@@ -11,9 +11,10 @@ from collections.abc import Callable, Mapping
 from jinja2 import filters as jinja_filters
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, TemplateRuntimeError, UndefinedError
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.runtime import ChainableUndefined, Undefined
+from jinja2.utils import missing
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.render.budget import active, charge, charge_printed, charge_printed_total, charge_size, charge_to
@@ -32,9 +33,15 @@ class _LenientUndefined(ChainableUndefined):
 
     __slots__ = ()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self._undefined_exception is SecurityError:
+    def __init__(self, hint: str | None = None, obj: Any = missing, name: str | None = None,
+                 exc: type[TemplateRuntimeError] = UndefinedError) -> None:
+        # Undefined.__init__'s four assignments, inline: templates make one of these for every reference to a
+        # missing field (`position` of an outcome without one), and super() with *args costs twice as much
+        self._undefined_hint = hint
+        self._undefined_obj = obj
+        self._undefined_name = name
+        self._undefined_exception = exc
+        if exc is SecurityError:
             self._fail_with_undefined_error()
 
 

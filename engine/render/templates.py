@@ -243,6 +243,7 @@ class TemplateStore:
         self.limits = limits  # every render's budget (None: unguarded, for the benchmark's baseline)
         self._entries: dict[str, list[_Entry]] = {}
         self._entry_memo: dict = {}  # (name, locale preferences) -> _Entry | None
+        self._render_memo: dict = {}  # (name, preferences, channel, main_only) -> (_Entry | None, plan)
         self._usage_cache: dict = {}
         self._check_cache: dict = {}
         self._scan()
@@ -447,26 +448,32 @@ class TemplateStore:
         `main_only`: render just the channel's own block (no subject, no HTML part). The render runs
         under the store's budget (`limits`); going over it is an error naming the template and line.
         """
-        entry = self._entry(name, locale_prefs)
+        try:  # the file and its plan for this channel, worked out once per (name, preferences, channel, mode)
+            entry, plan = self._render_memo[(name, locale_prefs, channel, main_only)]
+        except (KeyError, TypeError):  # not met yet, or unhashable preferences (not memoised)
+            entry = self._entry(name, locale_prefs)
+            plan = self._plan(entry, channel, main_only) if entry is not None else None
+            with contextlib.suppress(TypeError):
+                self._render_memo[(name, locale_prefs, channel, main_only)] = (entry, plan)
         if entry is None:
             hint = did_you_mean(name, self._entries)
             return RenderResult(None, None, None, f'unknown template "{name}"{hint}', "template-unknown")
         file = entry.file
-        plan = self._plan(entry, channel, main_only)
-        if isinstance(plan, _Unrenderable):
+        if plan.__class__ is _Unrenderable:
             return RenderResult(file, file.locale, None, plan.error, "template-unrenderable")
         decision = context.get("decision")
         if decision.__class__ is str and decision not in plan.decisions:
             return RenderResult(file, file.locale, None,
                                 f"template {name} ({file.path}) does not declare decision {decision}", "template-decision")
-        if self.limits is None:
+        limits = self.limits
+        if limits is None:
             return self._render_plan(entry, plan, channel, context)
         try:
-            return guarded(self.limits, self._render_plan, entry, plan, channel, context)
+            return guarded(limits, self._render_plan, entry, plan, channel, context)
         except BudgetExceeded as exc:
             line = self._line_of(entry, exc)
             where = f"{file.path}:{line}" if line else file.path
-            return RenderResult(file, file.locale, None, f"{where}: {self.limits.describe(exc.reason)}",
+            return RenderResult(file, file.locale, None, f"{where}: {limits.describe(exc.reason)}",
                                 "render-budget", line)
 
     def _line_of(self, entry: _Entry, exc: BaseException) -> int | None:

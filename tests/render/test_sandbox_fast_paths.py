@@ -1,5 +1,6 @@
-"""The sandbox's one-pass `join` (engine.render.sandbox._budgeted_join) against the generic budgeted filter:
-the same result, the same size charged to the render, the same budget errors."""
+"""The sandbox's hand-written fast paths against the plain implementations: the one-pass `join` against the
+generic budgeted filter (the same result, the same size charged to the render, the same budget errors), and the
+Undefined that sets its slots itself against Jinja's Undefined.__init__."""
 from __future__ import annotations
 
 import pytest
@@ -57,3 +58,25 @@ def test_one_pass_join_reads_the_separator_keyword(kwargs):
         return guarded(limits, lambda: (join(EvalContext(TEXT_ENV), value, **kwargs), budget._local.slot.spent))
     assert run(TEXT_ENV.filters["join"]) == run(_plain_join)
     assert TEXT_ENV.filters["join"](EvalContext(TEXT_ENV), value, **kwargs) == _plain_join(EvalContext(TEXT_ENV), value, **kwargs)
+
+
+@pytest.mark.parametrize("args, kwargs", [((), {}), (("hint",), {}), ((None, {"a": 1}, "name"), {}),
+                                          ((), {"obj": 3, "name": "x"}), ((), {"hint": "h", "exc": KeyError})])
+def test_lenient_undefined_sets_what_jinjas_undefined_sets(args, kwargs):
+    """The sandbox's Undefined assigns its four slots itself (no super() call): as Jinja's Undefined.__init__ does."""
+    from jinja2.runtime import Undefined
+
+    from engine.render.sandbox import _LenientUndefined
+
+    ours, plain = _LenientUndefined(*args, **kwargs), Undefined.__new__(_LenientUndefined)
+    Undefined.__init__(plain, *args, **kwargs)
+    assert [getattr(ours, s) for s in Undefined.__slots__] == [getattr(plain, s) for s in Undefined.__slots__]
+
+
+def test_lenient_undefined_still_raises_at_once_for_unsafe_access():
+    from jinja2.exceptions import SecurityError
+
+    from engine.render.sandbox import _LenientUndefined
+
+    with pytest.raises(SecurityError):
+        _LenientUndefined(hint="unsafe", exc=SecurityError)
