@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, EvalContext
 
 from engine.rules.suggest import did_you_mean
 from engine.errors import Diagnostic, Loc, sort_diagnostics
@@ -215,6 +215,38 @@ def _new_context(template: Any, data: Mapping, channel: str | None = None) -> Co
     return Context(template.environment, parent, template.name, template.blocks, template.globals)
 
 
+class _BlockContexts:
+    """Contexts for running one block of a template without top-level code (the single-block fast path):
+    what `_new_context` builds, with the parts that never change between renders worked out once. In that
+    path nothing adds blocks (only a parent template, which is top-level code, does): the block map is shared."""
+
+    __slots__ = ("autoescape", "blocks", "environment", "globals", "globals_keys", "name")
+
+    def __init__(self, template: Any) -> None:
+        self.environment = template.environment
+        self.globals = template.globals
+        self.globals_keys = tuple(template.globals)
+        self.name = template.name
+        self.blocks = {k: [v] for k, v in template.blocks.items()}
+        probe = EvalContext(self.environment, self.name)  # the autoescape setting Jinja works out per name
+        self.autoescape = probe.autoescape
+
+    def new(self, data: Mapping, channel: str) -> Context:
+        """A Context equal to _new_context(template, data, channel)'s."""
+        parent = {**self.globals, **data}
+        parent["channel"] = channel
+        eval_ctx = _new_object(EvalContext)
+        eval_ctx.__dict__.update(environment=self.environment, autoescape=self.autoescape, volatile=False)
+        ctx = _new_object(Context)
+        ctx.__dict__.update(parent=parent, vars={}, environment=self.environment, eval_ctx=eval_ctx,
+                            exported_vars=set(), name=self.name, globals_keys=set(self.globals_keys),
+                            blocks=self.blocks)
+        return ctx
+
+
+_new_object = object.__new__
+
+
 @dataclass(frozen=True)
 class _ChannelPlan:
     """How one file renders one channel, worked out once: the decisions the file serves, the blocks wanted
@@ -226,6 +258,7 @@ class _ChannelPlan:
     wanted: tuple[str, ...]
     template: Any = None  # set for the single-block fast path
     block: Any = None
+    contexts: _BlockContexts | None = None
 
 
 @dataclass(frozen=True)
@@ -438,7 +471,8 @@ class TemplateStore:
             template = self._compiled(entry, html)
             if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
                     and main in template.blocks:
-                return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main])
+                return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main],
+                                    _BlockContexts(template))
         return _ChannelPlan(decisions, main, tuple(wanted))
 
     def render(self, name: str, locale_prefs: Sequence[str], channel: str, context: Mapping,
@@ -491,7 +525,7 @@ class TemplateStore:
         main = plan.main
         if plan.block is not None:  # one block, nothing at the top level: render it straight away
             try:
-                parts = list(plan.block(_new_context(plan.template, context, channel)))
+                parts = list(plan.block(plan.contexts.new(context, channel)))  # type: ignore[union-attr]
                 check_output(parts)
                 text = "".join(parts)
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down

@@ -80,3 +80,53 @@ def test_lenient_undefined_still_raises_at_once_for_unsafe_access():
 
     with pytest.raises(SecurityError):
         _LenientUndefined(hint="unsafe", exc=SecurityError)
+
+
+def _contexts_of(tmp_path, text: str, channel: str = "dingtalk"):
+    from engine.render.templates import TemplateStore
+
+    (tmp_path / "t.j2").write_text("{# herald: decisions=[reject] #}\n" + text, encoding="utf-8")
+    store = TemplateStore(tmp_path)
+    entry = store._entry("t", ())
+    return store, store._plan(entry, channel, True)
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_block_contexts_equal_jinjas_context(tmp_path, html):
+    """The single-block fast path's Context (engine.render.templates._BlockContexts) against the one
+    _new_context builds through Jinja's Context(): the same attributes, the same eval context."""
+    from engine.render.templates import _new_context
+
+    channel = "email_html" if html else "dingtalk"
+    text = "{% block " + channel + " %}Hi {{ candidate.name }} {{ channel }}{% endblock %}"
+    if html:
+        text = "{% block email %}x{% endblock %}" + text
+    _store, plan = _contexts_of(tmp_path, text, "email" if html else "dingtalk")
+    if html:  # (the email channel wants two blocks: compare on the HTML template the store compiled)
+        from engine.render.templates import _BlockContexts
+
+        template = _store._compiled(_store._entry("t", ()), True)
+        contexts = _BlockContexts(template)
+    else:
+        template, contexts = plan.template, plan.contexts
+    data = {"candidate": {"name": "Li"}, "decision": "reject"}
+    ours, jinjas = contexts.new(data, channel), _new_context(template, data, channel)
+    assert type(ours) is type(jinjas)
+    mine, theirs = dict(vars(ours)), dict(vars(jinjas))
+    assert vars(mine.pop("eval_ctx")) == vars(theirs.pop("eval_ctx"))
+    assert mine == theirs
+
+
+@given(name=st.text(max_size=20), missing=st.booleans())
+@settings(max_examples=50, deadline=None)
+def test_fast_path_renders_as_the_plain_context(tmp_path_factory, name, missing):
+    from engine.render.templates import _new_context
+
+    tmp = tmp_path_factory.mktemp("t")
+    _store, plan = _contexts_of(tmp, "{% block dingtalk %}{% set x = 1 %}{{ candidate.name }}{{ x }}"
+                                     "{% if position %}{{ position.title }}{% endif %}{{ self.dingtalk is defined }}"
+                                     "{% endblock %}")
+    data = {"candidate": {"name": name}, "decision": "reject"} | ({} if missing else {"position": {"title": "T"}})
+    fast = "".join(plan.block(plan.contexts.new(data, "dingtalk")))
+    plain = "".join(plan.block(_new_context(plan.template, data, "dingtalk")))
+    assert fast == plain
