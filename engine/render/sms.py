@@ -5,7 +5,8 @@ A template used on an `aliyun-sms` channel declares, in its header comment,
     {# herald: decisions=[reject] sms_code=SMS_123456 sms_params={name: candidate.name, job: position.title} #}
 
 `sms_code` is the approved TemplateCode (the channel's `template_code` setting serves when it is absent);
-`sms_params` maps each template variable to an outcome field path. The `sms` block stays the text that
+`sms_params` maps each template variable to an outcome field path, or to `{from: field.path, default: text}`
+for an optional field (the text stands in when the outcome lacks it, so no variable is sent empty). The `sms` block stays the text that
 the outbox shows and whose length is measured; the provider builds the real text from its approved
 template and these variables. Validation checks every variable's field exists and that the sample
 outcome's values are within the provider's limits; the dispatcher builds TemplateParam from the same map.
@@ -44,14 +45,23 @@ def sms_mapping(meta: TemplateMeta | None, channel_settings: Mapping[str, Any]) 
     return (str(code) if code else None), (dict(params) if isinstance(params, dict) else {})
 
 
-def template_params(params: Mapping[str, str], outcome: Mapping) -> dict:
-    """The TemplateParam values for one outcome ('' where the field is missing)."""
+def param_source(spec: Any) -> tuple[Any, str]:
+    """(field path, default text) of one sms_params entry: `field.path` or `{from: field.path, default: text}`."""
+    if isinstance(spec, dict):
+        default = spec.get("default")
+        return spec.get("from"), "" if default is None else str(default)
+    return spec, ""
+
+
+def template_params(params: Mapping[str, Any], outcome: Mapping) -> dict:
+    """The TemplateParam values for one outcome (the entry's default, else '', where the field is missing)."""
     out = {}
-    for name, path in params.items():
+    for name, spec in params.items():
+        path, default = param_source(spec)
         value = lookup(outcome, str(path))
         if isinstance(value, list):
             value = "、".join(str(v) for v in value)
-        out[str(name)] = "" if value is None else str(value)
+        out[str(name)] = default if value is None or value == "" else str(value)
     return out
 
 
@@ -86,7 +96,8 @@ def check_sms_templates(cfg: Config, store: TemplateStore, rules: Iterable[Rule]
                         out.append(loc.error("sms-template", "sms_params must be a mapping {variable: field.path}"))
                         continue
                     bad = False
-                    for var, path in params.items():
+                    for var, spec in params.items():
+                        path, _default = param_source(spec)
                         if not isinstance(path, str) or not catalog.knows(path):
                             hint = catalog.suggest(str(path))
                             out.append(loc.error("sms-template", f'sms_params {var}: "{path}" is not an outcome field'

@@ -639,10 +639,63 @@ class TemplateStore:
                 out.extend(entry.diagnostics)
                 out.extend(self._variable_diags(entry, catalog))
                 out.extend(self._render_diags(entry, self._sample_contexts(entry, sample_context_for)))
+                out.extend(self._empty_field_diags(entry))
             out.extend(self._mismatch_diags(entries))
         result = sort_diagnostics(out)
         self._check_cache[key] = tuple(result)
         return result
+
+    def _empty_field_diags(self, entry: _Entry) -> list[Diagnostic]:
+        """`template-empty-field` warnings: optional fields a subject, SMS or title prints as empty text
+        (engine.render.emptyfields), located where the block prints them."""
+        from engine.render.emptyfields import CHECKED_BLOCKS, empty_fields, field_line, optional_paths
+        from engine.rules.schemas import TEMPLATE_EXTRAS, sample_outcome, schema
+
+        if not entry.syntax_ok:
+            return []
+        decision = entry.file.meta.decisions[0] if entry.file.meta else "reject"
+        paths = list(optional_paths(schema("outcome")))
+        limits = self.limits or DEFAULT_LIMITS
+        out: list[Diagnostic] = []
+        for block in CHECKED_BLOCKS:
+            if block not in entry.file.blocks:
+                continue
+
+            def text(outcome: dict, block: str = block) -> str | None:
+                ctx = {**build_context(outcome, TEMPLATE_EXTRAS), "channel": block}
+                try:
+                    return guarded(limits, self._render_block, entry, block, ctx)[0]
+                except BudgetExceeded:
+                    return None
+
+            for leaf in empty_fields(text, sample_outcome(decision=decision), paths):
+                out.append(Loc(entry.file.path, field_line(entry.source, block, leaf), 1).warning(
+                    "template-empty-field",
+                    f"block {block} prints {leaf} as empty text when an outcome lacks it: give it a fallback "
+                    f"({{{{ {leaf} or \"...\" }}}}) or put the phrase in {{% if {leaf} %}}"))
+        return out + self._empty_param_diags(entry, {".".join(p) for p in paths})
+
+    @staticmethod
+    def _empty_param_diags(entry: _Entry, optional: set) -> list[Diagnostic]:
+        """`template-empty-field` for a header's sms_params variable taken from an optional field without a
+        default: the provider's SMS would read with a blank where the variable is."""
+        from engine.render.sms import param_source
+
+        params = (entry.file.meta.extra or {}).get("sms_params") if entry.file.meta else None
+        if not isinstance(params, dict):
+            return []
+        out = []
+        for var, spec in params.items():
+            path, default = param_source(spec)
+            if not isinstance(path, str) or default:
+                continue
+            parts = path.split(".")
+            if any(".".join(parts[:n]) in optional for n in range(1, len(parts) + 1)):
+                out.append(Loc(entry.file.path, entry.file.meta.header_line, 1).warning(  # type: ignore[union-attr]
+                    "template-empty-field",
+                    f"sms_params {var} takes {path}, which an outcome may lack: the SMS would read with a blank; "
+                    f"write {var}: {{from: {path}, default: ...}}"))
+        return out
 
     def _sample_contexts(self, entry: _Entry, sample_context_for: Callable | None) -> list:
         if sample_context_for is not None:

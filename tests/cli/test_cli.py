@@ -21,8 +21,8 @@ DIAG_KEYS = {"file", "line", "column", "severity", "code", "message"}
 DIAG_LINE = re.compile(r"^[^:\s]+:\d+:\d+: (error|warning): .+ \[[a-z-]+\]$")
 
 TEMPLATE_BLOCKS = Y("""\
-    {% block subject %}Your interview for {{ position.title }}{% endblock %}
-    {% block sms %}Hi {{ candidate.name }}, about {{ position.title }}.{% endblock %}
+    {% block subject %}Your interview for {{ position.title or "the role" }}{% endblock %}
+    {% block sms %}Hi {{ candidate.name }}, about {{ position.title or "your interview" }}.{% endblock %}
     {% block dingtalk %}Hi {{ candidate.name }}, about {{ position.title }}.{% endblock %}
     {% block email %}Hi {{ candidate.name }}, about {{ position.title }}.{% endblock %}
     {% block webhook %}{"candidate": "{{ candidate.id }}"}{% endblock %}

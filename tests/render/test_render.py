@@ -515,7 +515,7 @@ def test_missing_optional_data_renders(store: TemplateStore) -> None:
                 assert r.error is None, r.error
                 assert "Li" in r.message.body
     r = store.render("reject/tech-first-round", ["zh-CN"], "email", minimal)
-    assert r.message.subject == "关于您应聘的面试结果"
+    assert r.message.subject == "关于您应聘我司的面试结果"
     assert "None" not in r.message.body and "面试官认可" not in r.message.body
     r = store.render("pass/next-round", ["zh-CN"], "email", {**minimal, "decision": "pass"})
     assert r.error is None and "地点" not in r.message.body

@@ -351,7 +351,7 @@ def _all_rules():
 
 def _template_header(path: Path) -> list[str]:
     first = path.read_text("utf-8").splitlines()[0]
-    m = re.fullmatch(r"\{# herald: decisions=\[([a-z, ]+)\]( sms_code=SMS_\d+ sms_params=\{[^}]*\})? #\}", first)
+    m = re.fullmatch(r"\{# herald: decisions=\[([a-z, ]+)\]( sms_code=SMS_\d+ sms_params=\{.*\})? #\}", first)
     assert m, f"{path}: first line must be the herald header, got {first!r}"
     return [d.strip() for d in m.group(1).split(",")]
 

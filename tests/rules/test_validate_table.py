@@ -44,7 +44,7 @@ BASE = {
         """),
     "templates/reject/generic.j2": Y("""\
         {# herald: decisions=[reject] #}
-        {% block subject %}Your interview for {{ position.title }}{% endblock %}
+        {% block subject %}Your interview for {{ position.title or "the role" }}{% endblock %}
         {% block sms %}Hi {{ candidate.name }}, not this time.{% endblock %}
         {% block dingtalk %}Hi {{ candidate.name }}, not this time.{% endblock %}
         {% block email %}Hi {{ candidate.name }}, not this time.{% endblock %}
