@@ -79,6 +79,7 @@ class AttemptOut(BaseModel):
     code: str | None
     started_at: str | None
     finished_at: str | None
+    template_hash: str | None = None  # sha256 of the template file the message was rendered from
 
 
 class EventOut(BaseModel):
@@ -173,7 +174,7 @@ def notification_doc(d: NotificationDetail) -> dict:
         "attempts": [{"id": a.id, "channel": a.channel, "channel_index": a.channel_index, "transport": a.transport,
                       "attempt_key": a.attempt_key, "provider_id": a.provider_id, "status": a.status,
                       "error": a.error, "code": a.code, "started_at": iso(a.started_at),
-                      "finished_at": iso(a.finished_at)} for a in d.attempts],
+                      "finished_at": iso(a.finished_at), "template_hash": a.template_hash} for a in d.attempts],
         "events": [{"id": e.id, "kind": e.kind, "channel": e.channel, "at": iso(e.at),
                     "detail": dict(e.detail) if isinstance(e.detail, dict) else None} for e in d.events],
     }

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from engine.channels.webhook import origin_of as webhook_origin
 from engine.channels.capabilities import DELIVERY_RECEIPTS, READ_RECEIPTS
-from engine.channels.base import ACCEPTED, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
+from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.errors import Loc
 from engine.model import CHANNEL_ADDRESS, Message
 from engine.pipeline import previous_view, rule_sender, timezone_for
@@ -54,6 +54,7 @@ class RenderFailed:
     code: str
     where: Loc | None = None
     held: bool = False
+    file: TemplateFile | None = None  # the template file it was rendered from (its hash goes on the attempt)
 
     @property
     def reason(self) -> str:
@@ -142,13 +143,13 @@ class Sender:
             return self._suppressed(n, outcome, to, now)
         rendered = self._render(n, outcome, state)
         if isinstance(rendered, RenderFailed):
-            return self._render_failed(n, outcome, rendered, now)
+            return self._render_failed(n, outcome, rendered, transport.name, now)
         message, file = rendered.message, rendered.file
         params: Mapping[str, Any] = {}
         if transport.name in SMS_TRANSPORTS:
             sms = self._sms_params(n, outcome, state)
             if isinstance(sms, RenderFailed):
-                return self._render_failed(n, outcome, sms, now)
+                return self._render_failed(n, outcome, sms, transport.name, now)
             params = sms
         meta_links: dict = {}
         if rt.public_url and rt.tracking_key:  # clicks and opens come back signed; the stored message stays as is
@@ -161,7 +162,8 @@ class Sender:
                 meta_links["unsubscribe_url"] = unsubscribe
         try:  # still ours (a claim that waited past its lease was taken back), and the lease renewed for the send
             attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now, owner=n.lease_owner,
-                                          lease_seconds=rt.clock.virtual(self.settings.lease))
+                                          lease_seconds=rt.clock.virtual(self.settings.lease),
+                                          template_hash=file.sha256 if file is not None else None)
         except LeaseLost:
             log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
             return self._count(n.channel, "lease_lost")
@@ -208,8 +210,10 @@ class Sender:
 
     # -- helpers
 
-    def _render_failed(self, n: NotificationRow, outcome: Mapping, failed: RenderFailed, now: float) -> str:
-        """A message that cannot be rendered for this channel: held for its template, or the channel fails."""
+    def _render_failed(self, n: NotificationRow, outcome: Mapping, failed: RenderFailed, transport: str,
+                       now: float) -> str:
+        """A message that cannot be rendered for this channel: held for its template, or a failed attempt on the
+        channel (the reason, and the template file's hash when there is a file) and the next channel."""
         rt, reason = self.rt, failed.reason
         if failed.held:  # never sent with another template: held (looked at again hourly) until HR fixes it
             rt.store.defer(n.id, now + HOLD_RECHECK, f"held: {reason}", at=now)
@@ -218,7 +222,14 @@ class Sender:
             return self._count(n.channel, "held")
         if failed.code == "render-budget":  # HR must fix the template: every candidate it renders for is stuck
             rt.alert("template", f"{n.id} cannot be sent on {n.channel}: {reason}")
-        return self._fallback(n, outcome, reason, now, "permanent")
+        try:
+            attempt = rt.store.begin_attempt(n.id, n.channel, transport, at=now, owner=n.lease_owner,
+                                             template_hash=failed.file.sha256 if failed.file is not None else None)
+        except LeaseLost:
+            log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
+            return self._count(n.channel, "lease_lost")
+        return self._fallback(n, outcome, reason, now, "permanent", attempt.id,
+                              SendResult(PERMANENT, error=reason, code=failed.code))
 
     def _count(self, channel: str, label: str) -> str:
         self.rt.metrics.sends.labels(channel, label).inc()
@@ -327,7 +338,7 @@ class Sender:
         if not code:
             return RenderFailed(f"no SMS TemplateCode for template {n.template or '(none)'}: add sms_code=SMS_... "
                                 f"to its header or template_code to channel {n.channel}", "sms-template-code",
-                                Loc(file.path) if file is not None else None)
+                                Loc(file.path) if file is not None else None, file=file)
         return {"template_code": code, "template_param": template_params(mapping, outcome)}
 
     def _render(self, n: NotificationRow, outcome: Mapping, state: State) -> Rendered | RenderFailed:
@@ -360,12 +371,12 @@ class Sender:
         if result.message is None:
             used = result.template or file
             return RenderFailed(result.error or f"cannot render {n.template} for {n.channel}",
-                                result.code or "template-render", Loc(used.path, result.line or 0))
+                                result.code or "template-render", Loc(used.path, result.line or 0), file=used)
         message = result.message
         if n.channel == "sms" and not message.body.strip():
-            return RenderFailed("the SMS body renders empty", "empty-body", Loc(file.path))
+            return RenderFailed("the SMS body renders empty", "empty-body", Loc(file.path), file=file)
         if n.channel == "email" and not (message.subject or "").strip():
-            return RenderFailed("the e-mail subject renders empty", "empty-subject", Loc(file.path))
+            return RenderFailed("the e-mail subject renders empty", "empty-subject", Loc(file.path), file=file)
         return Rendered(message, file)
 
     def _previous(self, n: NotificationRow) -> dict | None:

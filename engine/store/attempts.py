@@ -16,7 +16,7 @@ class Attempts(SqlStore):
 
     def begin_attempt(self, notification_id: str, channel: str, transport: str, attempt_key: str | None = None,
                       at: Instant | None = None, *, owner: str | None = None,
-                      lease_seconds: float | None = None) -> AttemptRow:
+                      lease_seconds: float | None = None, template_hash: str | None = None) -> AttemptRow:
         """Records an attempt on the current channel, committed BEFORE the transport is called.
 
         With attempt_key None: a pending attempt left on this channel by a crash is returned as it is (resend it
@@ -26,6 +26,7 @@ class Attempts(SqlStore):
         owner: only under that owner's claim (LeaseLost otherwise: its lease ran out and the notification was
         taken back, so another dispatcher may be sending it), checked in the same transaction; lease_seconds
         then extends the claim from now, so a claim that waited in a batch gets a full lease for its send.
+        template_hash: the sha256 of the template file the message is rendered from, kept on the new attempt.
         """
         now = _now(at)
         with self._write() as conn:
@@ -56,8 +57,8 @@ class Attempts(SqlStore):
             if old:
                 return _row(AttemptRow, old[0])
             r = self._q(conn, "INSERT INTO attempts (notification_id, channel, channel_index, transport, attempt_key, "
-                              "started_at) VALUES (?,?,?,?,?,?) RETURNING *",
-                        (notification_id, channel, idx, transport, attempt_key, now))[0]
+                              "started_at, template_hash) VALUES (?,?,?,?,?,?,?) RETURNING *",
+                        (notification_id, channel, idx, transport, attempt_key, now, template_hash))[0]
             self._x(conn, "UPDATE notifications SET attempt_count = attempt_count + 1, updated_at = ? WHERE id = ?",
                          (now, notification_id))
         return _row(AttemptRow, r)

@@ -168,11 +168,17 @@ def _v1(db: Database) -> None:
     db.executescript(_V1)
 
 
+def _v5(db: Database) -> None:
+    """attempts.template_hash: the sha256 of the template file each attempt's message was rendered from."""
+    db.execute("ALTER TABLE attempts ADD COLUMN template_hash TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _v1),
     Migration(2, migrations_tracking.NAME, migrations_tracking.apply),
     Migration(3, migrations_sources.NAME, migrations_sources.apply),
     Migration(4, migrations_suppressions.NAME, migrations_suppressions.apply),
+    Migration(5, "attempt template hash", _v5),
 )
 
 

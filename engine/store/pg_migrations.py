@@ -240,6 +240,8 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(4, pg_report_facts.NAME, pg_report_facts.apply),
     PgMigration(5, "lean tables: storage settings, event pruning", _sql(_LEAN)),
     PgMigration(6, "report facts of queued events set-based", _sql(pg_report_facts.SET_BASED)),
+    # attempts.template_hash: the sha256 of the template file each attempt's message was rendered from
+    PgMigration(7, "attempt template hash", _sql("ALTER TABLE attempts ADD COLUMN IF NOT EXISTS template_hash TEXT")),
 )
 
 

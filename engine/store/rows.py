@@ -211,6 +211,7 @@ class AttemptRow:
     code: str | None
     started_at: float
     finished_at: float | None
+    template_hash: str | None = None  # sha256 of the template file the message was rendered from (None: no file)
 
 
 @dataclass(frozen=True)

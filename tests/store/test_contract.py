@@ -134,6 +134,20 @@ def test_a_crash_mid_send_resends_with_the_same_attempt_key(target: str):
             s.begin_attempt(n.id, "sms", "outbox")
 
 
+def test_an_attempt_records_the_hash_of_its_template_file(store: Store):
+    store.accept_outcomes([item("a")])
+    n = store.claim_due(T0, 1, "d1", 30)[0]
+    digest = "0123456789abcdef" * 4
+    a = store.begin_attempt(n.id, n.channel, "outbox", at=T0, template_hash=digest)
+    assert a.template_hash == digest
+    assert store.begin_attempt(n.id, n.channel, "outbox", at=T0 + 1, template_hash="other") == a  # the resend keeps it
+    store.mark_sent(n.id, T0 + 2, attempt_id=a.id, result=SendResult("accepted", provider_id="p1"))
+    assert [x.template_hash for x in store.get_notification(n.id).attempts] == [digest]
+    store.accept_outcomes([item("b")])
+    m = store.claim_due(T0, 1, "d1", 30)[0]
+    assert store.begin_attempt(m.id, m.channel, "outbox", at=T0).template_hash is None   # no template file known
+
+
 def test_a_crash_after_the_provider_accepted_is_not_sent_again(store: Store):
     store.accept_outcomes([item("a")])
     n = store.claim_due(T0, 1, "d1", 30)[0]
