@@ -14,7 +14,8 @@ from engine.model import DECISIONS, Rule, RuleSet, Timing, Variant
 from engine.rules.schemas import FieldCatalog, outcome_fields, schema
 from engine.rules.schemacheck import schema_diagnostics
 from engine.rules.suggest import closest, did_you_mean
-from engine.rules.vocabulary import CODE as VOCABULARY_CODE, EMPTY, Vocabulary, collect_vocabulary, match_problems, when_problems
+from engine.rules.vocabulary import (CODE as VOCABULARY_CODE, EMPTY, Vocabulary, collect_vocabulary, match_problems,
+                                     unreached_locales, when_problems)
 from engine.rules.yamlpos import Document, load_yaml_file
 
 if TYPE_CHECKING:
@@ -290,12 +291,16 @@ def build_rule(doc: Document, index: int, raw: dict, defaults: dict, ctx: _Ctx, 
     _timing_warnings(rule, doc, path, ctx)
     if ctx.templates is not None:  # decisions are checked even when the channels are wrong
         decisions = tuple(d for d in rule.decisions() if d in DECISIONS)
-        if variants:
-            for j, v in enumerate(variants):
-                ctx.diags += ctx.templates.check_usage(v.template, decisions, channels,
-                                                       doc.loc(path + ("variants", j, "template")))
-        elif template:
-            ctx.diags += ctx.templates.check_usage(template, decisions, channels, doc.loc(path + ("template",)))
+        used = ([(v.template, path + ("variants", j, "template")) for j, v in enumerate(variants)] if variants
+                else [(template, path + ("template",))] if template else [])
+        for name, where in used:
+            ctx.diags += ctx.templates.check_usage(name, decisions, channels, doc.loc(where))
+            for tag, instead in unreached_locales(ctx.vocabulary, ctx.templates, name, locale):
+                got = f"{tag} candidates get {instead}" if instead else f"{tag} candidates get no file"
+                ctx.diags.append(doc.loc(where).warning(
+                    "template-locale-unreached",
+                    f'rule "{rid}": template {name} has no file for locale {tag} of the vocabulary, nor a bare '
+                    f"{name}.j2: {got}"))
     return rule
 
 

@@ -202,3 +202,19 @@ def when_problems(vocab: Vocabulary, rule_id: str, literals: list) -> list[tuple
         if problem:
             out.append((offset, f'rule "{rule_id}" when: {problem}'))
     return out
+
+
+def unreached_locales(vocab: Vocabulary, templates: Any, name: str, rule_locale: str) -> list[tuple[str, str | None]]:
+    """(declared locale, the file its candidates get instead) for each locale of the vocabulary that reaches no
+    file of template `name`: neither a file for it or a parent, nor the bare `name.j2` (engine.render.locales)."""
+    from engine.render.locales import preferences
+
+    declared = vocab.get(LOCALE_FIELD) if vocab else None
+    if not declared or not templates.files(name):
+        return []
+    out = []
+    for tag in sorted(declared):
+        if templates.resolve(name, (tag,)) is None:
+            fallback = templates.resolve(name, preferences(tag, rule_locale))
+            out.append((tag, fallback.path if fallback is not None else None))
+    return out

@@ -134,3 +134,18 @@ def test_dry_runs_summary_counts_outcomes_outside_the_vocabulary(run_cli, deploy
     result = run_cli(["dry-run", "--outcomes", "-", "--now", NOW], cwd=root, input="\n".join(OUTSIDE) + "\n")
     assert result.exit_code == 0, result.output
     assert "outside the vocabulary: 3" in result.output
+
+
+def test_validate_warns_when_a_declared_locale_reaches_no_file_of_a_rules_template(run_cli, deployment):
+    only_zh = {"templates/any/t.zh-CN.j2": TEMPLATE}  # no en file, no bare file: en candidates would get zh-CN
+    root = deployment({"rules/05-vocabulary.yaml": VOCAB, "rules/10-rules.yaml": RULES.replace("locale: en", "locale: zh-CN"),
+                       **only_zh})
+    result = run_cli(["validate"], cwd=root)
+    found = [ln for ln in result.output.splitlines() if "[template-locale-unreached]" in ln]
+    assert len(found) == 2, result.output                       # both rules use any/t
+    assert found[0].startswith("rules/10-rules.yaml:7:") and ": warning:" in found[0]
+    assert 'rule "tech"' in found[0] and "any/t has no file for locale en" in found[0]
+    assert "t.zh-CN.j2" in found[0]
+    with_bare = deployment({"rules/05-vocabulary.yaml": VOCAB, "rules/10-rules.yaml": RULES,
+                            **only_zh, "templates/any/t.j2": TEMPLATE})
+    assert "template-locale-unreached" not in run_cli(["validate"], cwd=with_bare).output
