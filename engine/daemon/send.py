@@ -149,7 +149,7 @@ class Sender:
         if transport.name in SMS_TRANSPORTS:
             sms = self._sms_params(n, outcome, state)
             if isinstance(sms, RenderFailed):
-                return self._render_failed(n, outcome, sms, transport.name, now)
+                return self._render_failed(n, outcome, sms, None, now)  # a setting, not the message: no attempt
             params = sms
         meta_links: dict = {}
         if rt.public_url and rt.tracking_key:  # clicks and opens come back signed; the stored message stays as is
@@ -210,10 +210,11 @@ class Sender:
 
     # -- helpers
 
-    def _render_failed(self, n: NotificationRow, outcome: Mapping, failed: RenderFailed, transport: str,
+    def _render_failed(self, n: NotificationRow, outcome: Mapping, failed: RenderFailed, transport: str | None,
                        now: float) -> str:
-        """A message that cannot be rendered for this channel: held for its template, or a failed attempt on the
-        channel (the reason, and the template file's hash when there is a file) and the next channel."""
+        """A message that cannot be rendered for this channel: held for its template, or the channel fails and the
+        next one is tried. A message that rendered wrong (empty subject or SMS body, a template error) is a failed
+        attempt on `transport` with the reason and the template file's hash; with transport None, no attempt."""
         rt, reason = self.rt, failed.reason
         if failed.held:  # never sent with another template: held (looked at again hourly) until HR fixes it
             rt.store.defer(n.id, now + HOLD_RECHECK, f"held: {reason}", at=now)
@@ -222,6 +223,8 @@ class Sender:
             return self._count(n.channel, "held")
         if failed.code == "render-budget":  # HR must fix the template: every candidate it renders for is stuck
             rt.alert("template", f"{n.id} cannot be sent on {n.channel}: {reason}")
+        if transport is None:
+            return self._fallback(n, outcome, reason, now, "permanent")
         try:
             attempt = rt.store.begin_attempt(n.id, n.channel, transport, at=now, owner=n.lease_owner,
                                              template_hash=failed.file.sha256 if failed.file is not None else None)

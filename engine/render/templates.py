@@ -668,11 +668,11 @@ class TemplateStore:
                 except BudgetExceeded:
                     return None
 
-            for leaf in empty_fields(text, sample_outcome(decision=decision), paths):
-                out.append(Loc(entry.file.path, field_line(entry.source, block, leaf), 1).warning(
-                    "template-empty-field",
-                    f"block {block} prints {leaf} as empty text when an outcome lacks it: give it a fallback "
-                    f"({{{{ {leaf} or \"...\" }}}}) or put the phrase in {{% if {leaf} %}}"))
+            out.extend(Loc(entry.file.path, field_line(entry.source, block, leaf), 1).warning(
+                "template-empty-field",
+                f"block {block} prints {leaf} as empty text when an outcome lacks it: give it a fallback "
+                f"({{{{ {leaf} or \"...\" }}}}) or put the phrase in {{% if {leaf} %}}")
+                for leaf in empty_fields(text, sample_outcome(decision=decision), paths))
         return out + self._empty_param_diags(entry, {".".join(p) for p in paths})
 
     @staticmethod

@@ -23,7 +23,8 @@ FALLBACK = textwrap.dedent("""\
     {# herald: decisions=[reject] #}
     {% block subject %}About {{ position.title or "your application" }}{% endblock %}
     {% block email %}Hello {{ candidate.name }}, {{ position.title }}{% endblock %}
-    {% block sms %}Hello {{ candidate.name }}{% if position and position.title %} ({{ position.title }}){% endif %}{{ position.department | default(" of our team") }}{% endblock %}
+    {% block sms %}Hello {{ candidate.name }}{% if position and position.title %} ({{ position.title }}){% endif %}\
+    {{ position.department | default(" of our team") }}{% endblock %}
     """)
 
 
