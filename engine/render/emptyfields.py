@@ -10,7 +10,6 @@ outcome -> text or None), so the sandbox and the render budget stay the template
 """
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -40,10 +39,16 @@ def _get(data: Any, path: tuple) -> Any:
 
 
 def _without(data: dict, path: tuple) -> dict:
-    out = copy.deepcopy(data)
-    parent = _get(out, path[:-1]) if len(path) > 1 else out
-    if isinstance(parent, dict):
-        parent.pop(path[-1], None)
+    """`data` without the field at `path`: only the mappings along the path are copied (templates never write)."""
+    out = dict(data)
+    node = out
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            return out
+        node[key] = child = dict(child)
+        node = child
+    node.pop(path[-1], None)
     return out
 
 

@@ -657,6 +657,7 @@ class TemplateStore:
         paths = list(optional_paths(schema("outcome")))
         limits = self.limits or DEFAULT_LIMITS
         out: list[Diagnostic] = []
+        sample = sample_outcome(decision=decision)
         for block in CHECKED_BLOCKS:
             if block not in entry.file.blocks:
                 continue
@@ -672,7 +673,7 @@ class TemplateStore:
                 "template-empty-field",
                 f"block {block} prints {leaf} as empty text when an outcome lacks it: give it a fallback "
                 f"({{{{ {leaf} or \"...\" }}}}) or put the phrase in {{% if {leaf} %}}")
-                for leaf in empty_fields(text, sample_outcome(decision=decision), paths))
+                for leaf in empty_fields(text, sample, paths))
         return out + self._empty_param_diags(entry, {".".join(p) for p in paths})
 
     @staticmethod
