@@ -106,6 +106,16 @@ class Outcomes(SqlStore):
         r = self._one("SELECT * FROM outcomes WHERE id = ?", (outcome_id,))
         return None if r is None else _outcome(r)
 
+    def get_outcomes(self, outcome_ids: Sequence[str]) -> dict[str, OutcomeRow]:
+        """The stored outcomes among `outcome_ids`, by id (one query per 500 ids; unknown ids are left out)."""
+        ids = list(dict.fromkeys(outcome_ids))
+        out: dict[str, OutcomeRow] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for r in self._all(f"SELECT * FROM outcomes WHERE id IN ({', '.join('?' * len(chunk))})", chunk):
+                out[r["id"]] = _outcome(r)
+        return out
+
     def outcome_history(self, outcome_id: str) -> list[OutcomeChange]:
         """Every recorded change of an outcome, oldest first."""
         rows = self._all("SELECT * FROM outcome_changes WHERE outcome_id = ? ORDER BY id", (outcome_id,))

@@ -472,3 +472,13 @@ def test_a_source_delivery_is_kept_in_the_transaction_of_its_outcome(store: Stor
     assert store.get_outcome("ats:b") is None and store.source_event("ats", "e4") is None
     assert store.record_delivery(replace(d, event_id="e5", status="duplicate"), at=T0)
     assert not store.record_delivery(replace(d, event_id="e5"), at=T0)
+
+
+def test_get_outcomes_reads_many_at_once(store: Store):
+    store.accept_outcomes([item("a"), item("b"), item("c", with_plan=False, status="unmatched")], at=T0)
+    got = store.get_outcomes(["c", "a", "zz", "a"])
+    assert sorted(got) == ["a", "c"] and got["a"] == store.get_outcome("a") and got["c"].status == "unmatched"
+    assert store.get_outcomes([]) == {}
+    many = [f"m{i}" for i in range(1200)]  # more than one query's worth
+    store.accept_outcomes([item(i, with_plan=False, status="unmatched") for i in many], at=T0)
+    assert set(store.get_outcomes(many)) == set(many)
