@@ -134,13 +134,14 @@ def test_held_until_approved_then_sent(deploy, daemons):
 
 @pytest.mark.slow
 def test_withdraw_before_send_is_never_sent(deploy, daemons):
-    d = daemons(deploy, time_scale=3600.0)  # the `later` rule waits 1h: one real second
+    # the `later` rule waits 1h: 15 real seconds, room for the withdraw on a loaded machine (at 1 s it lost the race)
+    d = daemons(deploy, time_scale=240.0)
     item = post(d.url, outcome("wd-1", decision="hold")).json()["items"][0]
     assert item["status"] == "matched"
     r = httpx.post(d.url + "/v1/outcomes/wd-1/withdraw", params={"reason": "decision changed"})
     assert r.status_code == 200 and r.json()["cancelled"] == 1 and r.json()["state"] == "withdrawn"
     post(d.url, outcome("wd-2", decision="hold"))  # a control, sent after the same delay
-    wait_for(lambda: [m for m in outbox(deploy) if m["notification"] == "wd-2#1"], timeout=15)
+    wait_for(lambda: [m for m in outbox(deploy) if m["notification"] == "wd-2#1"], timeout=90)
     assert [m["notification"] for m in outbox(deploy)] == ["wd-2#1"]
     n = httpx.get(d.url + "/v1/notifications/wd-1%231").json()
     assert n["state"] == "cancelled" and n["attempts"] == []
