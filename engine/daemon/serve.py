@@ -14,7 +14,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from engine.schedule.clock import make_clock, publish_clock, withdraw_clock
+from engine.schedule.clock import RealClock, make_clock, publish_clock, withdraw_clock
 from engine.config.deployment import Deployment
 from engine.store import StoreError, open_store
 from engine.daemon.auth import console_unguarded, is_loopback
@@ -114,6 +114,9 @@ class Daemon:
             raise DaemonError(console_unguarded(cfg, self.host))
         self._lock_fd = None if cfg.store_url else self._lock(Path(cfg.store_path))
         self._clock_file = publish_clock(Path(cfg.store_path), clock) if self._lock_fd is not None else None
+        if cfg.store_url and not isinstance(clock, RealClock):  # no clock file on PostgreSQL: each replica and command has its own time
+            log.warning("time x%g / --start-at on PostgreSQL: this replica's clock is its own (other replicas and "
+                        "herald commands use the wall clock); scaled time is for the SQLite demo", clock.scale)
         self.dispatcher = Dispatcher(rt)
         rt.dispatcher = self.dispatcher
         self.reloader = Reloader(rt) if watch else None
