@@ -306,7 +306,7 @@ def sources_test(name: str, event_file: str, headers: tuple, now: datetime | Non
 def sources_resubmit(source_name: str | None, limit: int, paths: tuple, config_path: str | None) -> None:
     """Map the unmapped ATS events again with the current `map:` and take in those that map now."""
 
-    from engine.daemon.actions import withdraw
+    from engine.desk.actions import withdraw
     from engine.intake.batch import intake
     from engine.sources.receive import resubmit
 
@@ -343,7 +343,7 @@ def _clock(config_path: str | None = None, dep: Deployment | None = None,
 
 def _pipeline(dep: Deployment, clock: Clock) -> ClockedPipeline:
     """The planning pipeline for commands that write the store, on `clock` (the daemon's, when it runs)."""
-    from engine.daemon.planning import ClockedPipeline
+    from engine.desk.planning import ClockedPipeline
 
     return ClockedPipeline(dep, render_channels="all", source=clock)
 
@@ -498,7 +498,7 @@ def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) ->
     from engine.store import utc
 
     if retry:
-        from engine.daemon.actions import retry_unmatched
+        from engine.desk.actions import retry_unmatched
 
         dep = _load_or_exit(paths, config_path)
         with _store(config_path, dep) as store:
@@ -542,7 +542,7 @@ def route(outcome_id: str, rule_id: str, by: str | None, paths: tuple, config_pa
     """Route one stored outcome by hand with RULE (for an unmatched one, or a rule the match would not pick)."""
     import os
 
-    from engine.daemon.actions import ActionError, route_by_hand
+    from engine.desk.actions import ActionError, route_by_hand
 
     dep = _load_or_exit(paths, config_path)
     with _store(config_path, dep) as store:

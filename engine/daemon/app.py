@@ -17,7 +17,7 @@ from engine.daemon.auth import MAX_SKEW, TIMESTAMP_HEADER, request_target
 from engine.daemon.bodygate import BodyGate
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
-from engine.daemon.actions import ActionError
+from engine.desk.actions import ActionError
 from engine.daemon.who import BadAction, actor_of, reason_of
 from engine.daemon.models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,
                      iso, notification_doc, outcome_doc, outcome_request_schema)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, create_model
 from engine.intake.batch import ItemStatus
 from engine.rules.schemas import schema
 from engine.store import NotificationDetail, NotificationRow, OutcomeChange, OutcomeRow
-from engine.daemon.actions import ActionResult
+from engine.desk.actions import ActionResult
 
 MAX_ITEMS = 1000           # outcomes in one POST
 MAX_BODY = 8 * 1024 * 1024  # bytes in one POST

@@ -14,10 +14,10 @@ from engine.config.deployment import Deployment
 from engine.intake.batch import ItemStatus, intake
 from engine.intake.group import GroupCommit
 from engine.store import SourceDelivery, Store
-from engine.daemon import actions
+from engine.desk import actions
 from engine.daemon.auth import Auth
 from engine.daemon.metrics import Metrics
-from engine.daemon.planning import ClockedPipeline
+from engine.desk.planning import ClockedPipeline
 
 if TYPE_CHECKING:  # the dispatcher and the reloader import this module
     from engine.daemon.dispatch import Dispatcher

@@ -21,7 +21,7 @@ from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
 from engine.store import LeaseLost, NotificationRow
 from engine.schedule.timing import for_candidate, load_timezone, next_open
-from engine.daemon.planning import find_rule
+from engine.desk.planning import find_rule
 from engine.config.settings import DispatchSettings
 
 if TYPE_CHECKING:  # the runtime imports this module

@@ -145,7 +145,7 @@ def _act(source: SourceConfig, event: SourceEvent, mapped: Mapped, take: Callabl
     if mapped.status == UNMAPPED:
         return Received(202, UNMAPPED, mapped.outcome_id, eid, mapped.error, mapped.field)
     if mapped.status == WITHDRAW:
-        from engine.daemon.actions import ActionError
+        from engine.desk.actions import ActionError
 
         try:
             withdraw(mapped.outcome_id, mapped.error or "withdrawn in the ATS")

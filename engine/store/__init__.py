@@ -50,14 +50,17 @@ from engine.store.rows import (
     epoch,
     utc,
 )
+from engine.store.desk import ALL_CHANNELS, AuditRow, PauseRow
 from engine.store.sources import SourceDelivery, SourceEventRow
 from engine.store.suppressions import SuppressionRow
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
+    "ALL_CHANNELS",
     "NOTIFICATION_STATES",
     "Accepted",
     "AttemptRow",
+    "AuditRow",
     "DeadLetterRow",
     "EventCount",
     "EventRow",
@@ -67,6 +70,7 @@ __all__ = [
     "NotificationRow",
     "OutcomeChange",
     "OutcomeRow",
+    "PauseRow",
     "PlannedNotification",
     "ReplyRow",
     "RulesetRow",
@@ -249,6 +253,52 @@ class Store(Protocol):
     def suppression(self, channel: str, address: str) -> SuppressionRow | None: ...
 
     def suppressions(self, channel: str | None = None, limit: int = 1000) -> list[SuppressionRow]: ...
+
+    # -- the operator's desk (desk.py): paged listings, the audit log, sending pauses, queue changes
+
+    def outcomes_page(self, statuses: Sequence[str], *, after: tuple[float, str] | None = None, limit: int = 50,
+                      unhandled: bool = False) -> list[OutcomeRow]: ...
+
+    def notifications_page(self, *, states: Sequence[str] = (), since: Instant | None = None,
+                           until: Instant | None = None, channel: str | None = None,
+                           after: tuple[float, str] | None = None, limit: int = 50) -> list[NotificationRow]: ...
+
+    def dead_letters_page(self, *, after: int | None = None, limit: int = 50,
+                          resolved: bool = False) -> list[DeadLetterRow]: ...
+
+    def get_dead_letter(self, dead_letter_id: int) -> DeadLetterRow | None: ...
+
+    def resolve_dead_letter(self, dead_letter_id: int, outcome_id: str, at: Instant | None = None) -> bool: ...
+
+    def find_outcomes(self, query: str, *, after: tuple[float, str] | None = None,
+                      limit: int = 50) -> list[OutcomeRow]: ...
+
+    def replies_page(self, *, unhandled: bool = True, after: int | None = None, limit: int = 50) -> list[ReplyRow]: ...
+
+    def replies_for(self, outcome_id: str) -> list[ReplyRow]: ...
+
+    def get_reply(self, reply_id: int) -> ReplyRow | None: ...
+
+    def record_action(self, action: str, actor: str, *, at: Instant | None = None, outcome_id: str | None = None,
+                      notification_id: str | None = None, target: str | None = None, reason: str | None = None,
+                      detail: Mapping[str, Any] | None = None) -> int: ...
+
+    def audit_for(self, outcome_id: str) -> list[AuditRow]: ...
+
+    def audit_page(self, *, after: int | None = None, limit: int = 50,
+                   action: str | None = None) -> list[AuditRow]: ...
+
+    def pause_sending(self, channel: str | None, actor: str, reason: str | None = None,
+                      at: Instant | None = None) -> bool: ...
+
+    def resume_sending(self, channel: str | None) -> bool: ...
+
+    def pauses(self) -> list[PauseRow]: ...
+
+    def reschedule(self, notification_id: str, when: Instant, at: Instant | None = None,
+                   reason: str | None = None, kind: str = "rescheduled") -> bool: ...
+
+    def outcome_events(self, outcome_id: str) -> list[EventRow]: ...
 
 
 def open_store(target: str | Path, *, upgrade: bool = True) -> Store:

@@ -31,6 +31,8 @@ from engine.store.rows import (
 
 PENDING = "pending"
 _LIVE = "o.state = 'active' AND o.rev = n.outcome_rev"  # the notification belongs to the outcome as it stands
+# no pause (engine/store/desk.py) stops the notification's channel, nor every channel
+_NOT_PAUSED = "NOT EXISTS (SELECT 1 FROM sending_pauses p WHERE p.channel IN (n.channel, '*'))"
 
 
 def _opt(t: Instant | None) -> float | None:

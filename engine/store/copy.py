@@ -33,9 +33,10 @@ from engine.store.postgres import is_url, redact
 TABLES: tuple[tuple[str, str], ...] = (
     ("outcomes", "id"), ("outcome_changes", "id"), ("notifications", "id"), ("attempts", "id"), ("events", "id"),
     ("replies", "id"), ("report_facts", "notification_id"), ("rulesets", "rowid"), ("dead_letters", "id"),
-    ("source_events", "id"), ("suppressions", "channel, address"),
+    ("source_events", "id"), ("suppressions", "channel, address"), ("audit_log", "id"), ("sending_pauses", "channel"),
 )
-IDENTITY = ("outcome_changes", "attempts", "events", "replies", "dead_letters", "source_events")  # integer ids
+IDENTITY = ("outcome_changes", "attempts", "events", "replies", "dead_letters", "source_events",
+            "audit_log")  # integer ids
 BATCH = 5000
 
 Progress = Callable[[str, int, int], None]  # (table, rows copied so far, rows in the table)

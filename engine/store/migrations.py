@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from sqlite_utils import Database
 
-from engine.store import migrations_sources, migrations_suppressions, migrations_tracking
+from engine.store import migrations_desk, migrations_sources, migrations_suppressions, migrations_tracking
 from engine.store.errors import SchemaVersionError, StoreError
 
 
@@ -179,6 +179,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, migrations_sources.NAME, migrations_sources.apply),
     Migration(4, migrations_suppressions.NAME, migrations_suppressions.apply),
     Migration(5, "attempt template hash", _v5),
+    Migration(6, migrations_desk.NAME, migrations_desk.apply),
 )
 
 

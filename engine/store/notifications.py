@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.model import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
-from engine.store._base import _LIVE, SqlStore, _event, _notification, _now, _row
+from engine.store._base import _LIVE, _NOT_PAUSED, SqlStore, _event, _notification, _now, _row
 from engine.store.rows import (
     NOTIFICATION_STATES,
     AttemptRow,
@@ -26,7 +26,8 @@ class Notifications(SqlStore):
     """The notification state machine."""
 
     def claim_due(self, now: Instant, limit: int, owner: str, lease_seconds: float) -> list[NotificationRow]:
-        """Atomically moves up to `limit` due notifications (approved, active outcome) to 'sending', leased to `owner`.
+        """Atomically moves up to `limit` due notifications (approved, active outcome, channel not paused) to
+        'sending', leased to `owner`.
 
         Returns the claimed rows, earliest due first.
         """
@@ -36,6 +37,7 @@ class Notifications(SqlStore):
                 updated_at = ?
                 WHERE id IN (SELECT n.id FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
                              WHERE n.state = 'scheduled' AND n.next_attempt_at <= ? AND {_LIVE} AND o.approved = 1
+                               AND {_NOT_PAUSED}
                              ORDER BY n.next_attempt_at LIMIT ?{self._SKIP_LOCKED})
                 RETURNING *""", (owner, t + float(lease_seconds), t, t, int(limit)))
         return sorted((_notification(r) for r in rows), key=lambda n: (n.next_attempt_at or 0.0, n.id))
@@ -251,7 +253,7 @@ class Notifications(SqlStore):
     def next_due_time(self) -> float | None:
         """The earliest instant at which claim_due, due_escalations or release_expired_leases can find work."""
         join = f"FROM notifications n JOIN outcomes o ON o.id = n.outcome_id WHERE {_LIVE} AND"
-        queries = [f"SELECT n.next_attempt_at AS t {join} n.state = 'scheduled' AND o.approved = 1 "
+        queries = [f"SELECT n.next_attempt_at AS t {join} n.state = 'scheduled' AND o.approved = 1 AND {_NOT_PAUSED} "
                    f"ORDER BY n.next_attempt_at LIMIT 1"]
         queries += [f"SELECT n.escalate_at AS t {join} n.state = '{s}' AND n.escalate_at IS NOT NULL "
                     f"ORDER BY n.escalate_at LIMIT 1" for s in ("sent", "delivered")]

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from engine.store.attempts import Attempts
+from engine.store.desk import Desk
 from engine.store.errors import StoreError, StoreUnavailable
 from engine.store.events import Events
 from engine.store.notifications import Notifications
@@ -56,10 +57,11 @@ def translate(sql: str) -> str:
     return out
 
 
-class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents, Suppressions):
+class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents, Suppressions, Desk):
     """The herald store on a PostgreSQL database; see the module docstring for concurrency."""
 
     _JSON_ITEM = "(({})::jsonb ->> CAST(? AS integer))"
+    _JSON_FIELD = "(({})::jsonb #>> '{{{}}}')"
     _SKIP_LOCKED = " FOR UPDATE OF n SKIP LOCKED"
     _FOR_UPDATE = " FOR UPDATE"
 

@@ -263,6 +263,8 @@ class DeadLetterRow:
     field: str | None
     raw: bytes
     remote: str | None
+    resolved_at: float | None = None  # when it was resubmitted and taken
+    resolved_as: str | None = None  # the outcome id it was taken as
 
     @property
     def text(self) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from sqlite_utils import Database
 
 from engine.store.attempts import Attempts
+from engine.store.desk import Desk
 from engine.store.errors import StoreError, StoreUnavailable
 from engine.store.events import Events
 from engine.store.migrations import MIGRATIONS, Migration, current_version, migrate
@@ -38,7 +39,7 @@ _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQ
               "SQLITE_PROTOCOL")
 
 
-class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents, Suppressions):
+class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEvents, Suppressions, Desk):
     """The herald store over one SQLite file; see the module docstring for thread and process rules."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,

@@ -1,13 +1,21 @@
-"""What people do to stored outcomes: approve, withdraw, re-route the unmatched, route one by hand (HTTP and CLI)."""
+"""What people do at the desk (HTTP API, CLI, console): approve, withdraw, re-route the unmatched, route one by
+hand; cancel, reschedule or send now a queued notification; resubmit a corrected dead letter through the intake
+gate; pause and resume sending; mark a reply handled. Every action that changed something is appended to the
+audit log (who, when, what, why), which a candidate's history shows; a refused one raises ActionError and
+changes nothing. Credentials never reach the log: the actor is a name or how the caller came in."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.intake.batch import planned
 from engine.pipeline import Pipeline
 from engine.store import OutcomeRow, Store, StoreError, utc
-from engine.daemon.planning import find_rule, pinned
+from engine.desk.planning import ClockedPipeline, find_rule, pinned
+
+UNKNOWN_ACTOR = "unknown"
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,18 @@ class ActionError(Exception):
         self.detail = detail
 
 
+def iso(ts: float) -> str:
+    """Stored epoch seconds as an ISO 8601 UTC time."""
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _audit(store: Store, action: str, actor: str | None, now: float, reason: str | None, *,
+           outcome_id: str | None = None, notification_id: str | None = None, target: str | None = None,
+           detail: Mapping[str, Any] | None = None) -> None:
+    store.record_action(action, actor or UNKNOWN_ACTOR, at=now, outcome_id=outcome_id,
+                        notification_id=notification_id, target=target, reason=reason, detail=detail)
+
+
 def _who(reason: str | None, actor: str | None) -> dict:
     """What the history keeps of an action: its reason and its actor."""
     return {"reason": reason, "actor": actor}
@@ -45,7 +65,7 @@ def _who(reason: str | None, actor: str | None) -> dict:
 
 def _already_sent(store: Store, outcome_id: str, rev: int) -> list[dict]:
     """The notifications of the outcome's current revision that went out: notification, channel, sent_at."""
-    return [{"notification": n.id, "channel": n.channel, "sent_at": utc(n.sent_at).isoformat()}
+    return [{"notification": n.id, "channel": n.channel, "sent_at": iso(n.sent_at)}
             for n in store.notifications_for(outcome_id) if n.outcome_rev == rev and n.sent_at is not None]
 
 
@@ -63,7 +83,7 @@ def _result(store: Store, outcome_id: str, **extra: Any) -> ActionResult:
     current = [n for n in store.notifications_for(outcome_id) if n.outcome_rev == row.rev]
     note = current[-1] if current else None
     fields: dict[str, Any] = {"notification": note.id if note else None, "rule": note.rule_id if note else None,
-                              "send_at": utc(note.send_at).isoformat() if note else None}
+                              "send_at": iso(note.send_at) if note else None}
     fields.update({k: v for k, v in extra.items() if v is not None})
     return ActionResult(row.id, row.status, row.state, row.approved, **fields)
 
@@ -99,9 +119,10 @@ def approve(store: Store, pipeline: Pipeline, outcome_id: str, now: float, reaso
     row = store.approve(outcome_id, at=now, detail=_who(reason, actor))
     if row is None:
         raise ActionError(404, f"no outcome {outcome_id!r}")
-    if row.state != "active" or row.status != "held":
-        return _result(store, outcome_id)
-    return _schedule(store, pipeline, outcome_id, now)
+    result = _result(store, outcome_id) if row.state != "active" or row.status != "held" else _schedule(store, pipeline, outcome_id, now)
+    _audit(store, "approve", actor, now, reason, outcome_id=outcome_id, notification_id=result.notification,
+           detail=result.as_dict())
+    return result
 
 
 def withdraw(store: Store, outcome_id: str, now: float, reason: str | None = None,
@@ -117,16 +138,24 @@ def withdraw(store: Store, outcome_id: str, now: float, reason: str | None = Non
     cancelled = store.withdraw(outcome_id, at=now, reason=reason, actor=actor)
     if cancelled is None:
         raise ActionError(404, f"no outcome {outcome_id!r}")
-    return _result(store, outcome_id, cancelled=cancelled)
+    result = _result(store, outcome_id, cancelled=cancelled)
+    _audit(store, "withdraw", actor, now, reason, outcome_id=outcome_id, detail=result.as_dict())
+    return result
 
 
-def retry_unmatched(store: Store, pipeline: Pipeline, now: float, limit: int = 1000) -> list[ActionResult]:
+def retry_unmatched(store: Store, pipeline: Pipeline, now: float, limit: int = 1000,
+                    actor: str | None = None) -> list[ActionResult]:
     """Routes every outcome waiting for a person again with the current rules; those still unmatched stay."""
-    return [_schedule(store, pipeline, row.id, now) for row in store.unmatched(limit)]
+    results = [_schedule(store, pipeline, row.id, now) for row in store.unmatched(limit)]
+    for r in results:
+        if r.notification:
+            _audit(store, "route", actor, now, None, outcome_id=r.id, notification_id=r.notification,
+                   detail={"rule": r.rule, "how": "current rules"})
+    return results
 
 
 def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: str, now: float,
-                  by: str | None = None) -> ActionResult:
+                  by: str | None = None, reason: str | None = None) -> ActionResult:
     """Plans one outcome with the rule a person chose (its template, channels and timing) and queues it."""
     row = store.get_outcome(outcome_id)
     if row is None:
@@ -149,11 +178,12 @@ def route_by_hand(store: Store, pipeline: Pipeline, outcome_id: str, rule_id: st
         store.add_notification(outcome_id, note, at=now, status="matched", handled_by=by or "cli")
     except StoreError as e:
         raise ActionError(409, str(e)) from e
-    return _result(store, outcome_id)
+    result = _result(store, outcome_id)
+    _audit(store, "route", by or "cli", now, reason, outcome_id=outcome_id, notification_id=result.notification,
+           detail={"rule": rule_id, "how": "by hand", "send_at": result.send_at})
+    return result
 
 
 def _rev(pipeline: Pipeline, row: OutcomeRow) -> dict:
     """The outcome revision, for pipelines that sign links per notification (`<id>#<rev>`)."""
-    from engine.daemon.planning import ClockedPipeline
-
     return {"rev": row.rev} if isinstance(pipeline, ClockedPipeline) else {}

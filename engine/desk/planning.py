@@ -1,4 +1,4 @@
-"""Pipelines for the daemon: one that reads the daemon's Clock, and one pinned to a rule (routing by hand)."""
+"""Pipelines for the daemon and the desk: one that reads the daemon's Clock, and one pinned to a rule (routing by hand)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
