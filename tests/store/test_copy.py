@@ -15,8 +15,8 @@ from engine.store.copy import TABLES, copy_store
 
 
 def _fill_the_rest(path) -> None:
-    """What the report scenarios do not write: an amended outcome, suppressions, dead letters, source events,
-    rule sets loaded in a non-alphabetical order."""
+    """What the report scenarios do not write: an amended outcome, suppressions, dead letters (one resolved),
+    source events, rule sets loaded in a non-alphabetical order, the desk's audit log and a sending pause."""
     from store_support import item
 
     with open_store(str(path)) as s:
@@ -29,6 +29,10 @@ def _fill_the_rest(path) -> None:
         s.record_source_event("greenhouse", "ev-1", "unmapped", b'{"x": 1}', error="no id", field="id", at=T0)
         for v in ("zz", "aa", "mm"):
             s.record_ruleset(v, {"rules/a.yaml": v}, True, at=T0)
+        s.record_action("withdraw", "li.wei", at=T0, outcome_id="amend-me", reason="decision changed",
+                        detail={"cancelled": 1})
+        s.pause_sending("sms", "ops", "provider outage", at=T0)
+        s.resolve_dead_letter(s.dead_letter("http", "schema", "decision", b"{}", at=T0), "amend-me", at=T0 + 1)
 
 
 def _dump(target) -> dict[str, list[tuple]]:
