@@ -7,6 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,6 +19,7 @@ from engine.daemon.bodygate import BodyGate
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.desk.actions import ActionError
+from engine.desk.paging import DeskError
 from engine.daemon.who import BadAction, actor_of, reason_of
 from engine.daemon.models import (MAX_BODY, MAX_ITEMS, ActionOut, Health, IntakeResponse, NotificationOut, OutcomeOut, Problem,
                      iso, notification_doc, outcome_doc, outcome_request_schema)
@@ -81,6 +83,19 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def _bad_action(_request: Request, exc: BadAction) -> JSONResponse:
         return JSONResponse({"error": str(exc), "field": exc.field, "dead_letter": None}, status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A parameter FastAPI refused (a limit out of range, an empty rule...): one Problem naming it."""
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
+        field = ".".join(loc) or None
+        return JSONResponse({"error": f"{field or 'request'}: {first.get('msg', 'invalid')}", "field": field,
+                             "dead_letter": None}, status_code=422)
+
+    @app.exception_handler(DeskError)
+    async def _desk(_request: Request, exc: DeskError) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "field": exc.field, "dead_letter": None}, status_code=422)
+
     @app.exception_handler(StoreUnavailable)
     async def _busy(_request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("store unavailable: %s", exc)
@@ -116,6 +131,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     tz = runtime.state.deployment.config.tracking.timezone
     app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
                                        report_auth=runtime.state.auth.enabled, report_timezone=tz))
+
+    from engine.daemon.desk_routes import desk_router
+
+    app.include_router(desk_router(runtime, authorize, actor, read_body))  # before /v1/outcomes/{id:path}
 
     from engine.console import install as install_console
 
