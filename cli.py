@@ -920,5 +920,13 @@ def user_add(name: str, role: str, email: str | None) -> None:
     click.echo(entry, nl=False)
 
 
+# --- the operator's desk (issue 15): held, approve, withdraw, queue, cancel, reschedule, send-now, pause, resume,
+# history, dead-letters; each talks to the running daemon's /v1 API ---
+
+from engine.cli.desk import register as _register_desk  # noqa: E402 - the commands join the group defined above
+
+_register_desk(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,10 +1,12 @@
-"""A small HTTP client for a running daemon: post outcome files in batches (`herald post`, `make run`, the benchmark)."""
+"""A small HTTP client for a running daemon: post outcome files in batches (`herald post`, `make run`, the benchmark),
+and the desk's /v1 API (`herald held`, `queue`, `approve`... in engine/cli/desk.py)."""
 from __future__ import annotations
 
 import time
 from collections import Counter
 from pathlib import Path
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 
@@ -123,3 +125,64 @@ def post_file(path: str | Path, url: str, token: str | None = None, hmac_secret:
         if answers is not None:
             answers.extend(poster.items)
         poster.close()
+
+
+class DeskError(Exception):
+    """The daemon refused a desk request: `status` (HTTP), the message, and the field at fault if named."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+class DeskClient:
+    """The desk's /v1 API over HTTP (the CLI's `herald held`, `queue`, `approve`...): bearer token, the actor
+    header, and listings followed cursor by cursor."""
+
+    def __init__(self, url: str, token: str | None = None, actor: str | None = None,
+                 client: httpx.Client | None = None, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if actor:
+            self.headers["X-Herald-Actor"] = actor
+        self.client = client or httpx.Client(timeout=timeout)
+
+    def _answer(self, r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            try:
+                doc = r.json()
+            except ValueError:
+                doc = {}
+            error = doc.get("error") if isinstance(doc, dict) else None
+            raise DeskError(r.status_code, error or f"HTTP {r.status_code}: {r.text[:200]}",
+                            doc.get("field") if isinstance(doc, dict) else None)
+        return r.json()
+
+    def get(self, path: str, params: dict | None = None) -> Any:
+        return self._answer(self.client.get(self.url + path, params=_clean(params), headers=self.headers))
+
+    def post(self, path: str, params: dict | None = None, body: bytes | None = None) -> Any:
+        headers = {**self.headers, "Content-Type": "application/json"} if body is not None else self.headers
+        return self._answer(self.client.post(self.url + path, params=_clean(params), content=body, headers=headers))
+
+    def pages(self, path: str, params: dict | None = None, limit: int | None = None) -> Iterator[dict]:
+        """Every item of a listing, page after page (at most `limit` items when given)."""
+        params = dict(params or {})
+        cursor, n = None, 0
+        while True:
+            doc = self.get(path, {**params, "cursor": cursor})
+            for item in doc["items"]:
+                yield item
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+            cursor = doc.get("next")
+            if not cursor:
+                return
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _clean(params: dict | None) -> dict | None:
+    return None if params is None else {k: v for k, v in params.items() if v is not None}
