@@ -17,7 +17,7 @@ from engine.errors import to_json
 
 if TYPE_CHECKING:
     from engine.config.deployment import Deployment
-    from engine.daemon.planning import ClockedPipeline
+    from engine.desk.planning import ClockedPipeline
     from engine.schedule.clock import Clock
     from engine.store import Store
 

@@ -36,7 +36,7 @@ def desk(tmp_path, daemons, auth_env, monkeypatch):
 
 
 def test_held_approve_withdraw(desk):
-    d, root, run, send = desk
+    _d, root, run, send = desk
     send([outcome("h1", approved=False), outcome("h2", approved=False), outcome("h3", approved=False)])
     out = run("held")
     assert out.splitlines()[0].split()[:2] == ["ID", "STATUS"] and "h1" in out and "Ann" in out
@@ -51,7 +51,7 @@ def test_held_approve_withdraw(desk):
 
 
 def test_queue_cancel_reschedule_send_now(desk):
-    d, root, run, send = desk
+    _d, root, run, send = desk
     send([outcome("q1", decision="hold"), outcome("q2", decision="hold"), outcome("q3", decision="hold")])
     listed = json.loads(run("queue", "--format", "json"))
     assert [n["id"] for n in listed["items"]] == ["q1#1", "q2#1", "q3#1"] and listed["paused"] == []
@@ -94,7 +94,7 @@ def test_pause_resume_and_history(desk):
 
 
 def test_dead_letters_list_and_resubmit(desk, tmp_path):
-    d, root, run, send = desk
+    _d, _root, run, send = desk
     r = send(outcome("d1", decision="maybe"))
     dl = r.json()["dead_letter"]
     out = run("dead-letters")
