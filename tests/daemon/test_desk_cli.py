@@ -30,7 +30,7 @@ def desk(tmp_path, daemons, auth_env, monkeypatch):
     def run(*args: str, code: int = 0) -> str:
         r = CliRunner().invoke(main, list(args), catch_exceptions=False)
         assert r.exit_code == code, r.output
-        return r.output
+        return r.stdout if code == 0 else r.output  # the in-process daemon logs to stderr meanwhile
 
     return d, root, run, lambda body: post(d.url, body, **auth)
 
