@@ -920,6 +920,43 @@ def user_add(name: str, role: str, email: str | None) -> None:
     click.echo(entry, nl=False)
 
 
+@main.command("diff")
+@click.option("--rules", "new_rules", required=True, multiple=True, type=click.Path(exists=True),
+              help="The changed rule files or directories (repeatable).")
+@click.option("--since", default="7d", show_default=True, metavar="DURATION",
+              help="Compare the outcomes received in this last stretch (e.g. 7d, 36h).")
+@click.option("--examples", type=click.IntRange(0, 1000), default=10, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+@config_option
+def diff_cmd(new_rules: tuple, since: str, examples: int, fmt: str, config_path: str | None) -> None:
+    """The impact of a rule change: over the outcomes in the store received since --since, how many would now go
+    to another rule, template, channel order or send time with the rules of --rules, with examples. Read-only.
+
+    Exit 0; 1 when a rule set is invalid or there is no store; 2 on a bad option.
+    """
+    import dataclasses
+    import json
+
+    from engine.desk.diff import impact, impact_text
+    from engine.pipeline import Pipeline
+    from engine.schedule.timing import parse_duration
+
+    window = parse_duration(since)
+    if window is None or window.total_seconds() <= 0:
+        raise click.BadParameter(f"{since!r}: a duration such as 7d or 36h", param_hint="--since")
+    current = _load_or_exit((), config_path)
+    proposed = _load_or_exit(new_rules, config_path)
+    now = _clock(config_path, current).now_dt()
+    with _store(config_path, current) as store:
+        imp = impact(store, Pipeline(current, now=now, render_channels="first"),
+                     Pipeline(proposed, now=now, render_channels="first"),
+                     now.timestamp() - window.total_seconds(), examples=examples)
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(imp), ensure_ascii=False, indent=2))
+    else:
+        click.echo(impact_text(imp))
+
+
 # --- the operator's desk (issue 15): held, approve, withdraw, queue, cancel, reschedule, send-now, pause, resume,
 # history, dead-letters; each talks to the running daemon's /v1 API ---
 

@@ -257,7 +257,7 @@ class Store(Protocol):
     # -- the operator's desk (desk.py): paged listings, the audit log, sending pauses, queue changes
 
     def outcomes_page(self, statuses: Sequence[str], *, after: tuple[float, str] | None = None, limit: int = 50,
-                      unhandled: bool = False) -> list[OutcomeRow]: ...
+                      unhandled: bool = False, since: Instant | None = None) -> list[OutcomeRow]: ...
 
     def notifications_page(self, *, states: Sequence[str] = (), since: Instant | None = None,
                            until: Instant | None = None, channel: str | None = None,

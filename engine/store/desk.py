@@ -78,9 +78,9 @@ class Desk(SqlStore):
     # -- listings
 
     def outcomes_page(self, statuses: Sequence[str], *, after: tuple[float, str] | None = None, limit: int = 50,
-                      unhandled: bool = False) -> list[OutcomeRow]:
+                      unhandled: bool = False, since: Instant | None = None) -> list[OutcomeRow]:
         """Active outcomes whose status is one of `statuses`, oldest received first (key: received_at, id);
-        `unhandled`: only those no person has routed yet."""
+        `unhandled`: only those no person has routed yet; `since`: received at or after it."""
         if not statuses:
             raise StoreError("outcomes_page needs at least one status")
         marks = ", ".join("?" * len(statuses))
@@ -88,6 +88,9 @@ class Desk(SqlStore):
         params: list[Any] = list(statuses)
         if unhandled:
             where.append("handled_at IS NULL")
+        if since is not None:
+            where.append("received_at >= ?")
+            params.append(epoch(since))
         if after is not None:
             where.append("(received_at > ? OR (received_at = ? AND id > ?))")
             params += [float(after[0]), float(after[0]), str(after[1])]

@@ -30,6 +30,7 @@ def test_outcomes_page_follows_the_key_without_gaps_or_repeats(store: Store):
         after = (page[-1].received_at, page[-1].id)
     assert seen == ["h0", "h1", "h2", "h3", "h4", "h5"]
     assert [o.id for o in store.outcomes_page(["unmatched"], unhandled=True)] == ["u1"]
+    assert [o.id for o in store.outcomes_page(["held", "unmatched"], since=T0 + 1)] == ["h5", "u1"]
     store.withdraw("h0", at=T0 + 2)
     assert "h0" not in [o.id for o in store.outcomes_page(["held"])]
     with pytest.raises(StoreError):
