@@ -155,15 +155,19 @@ class AlertSettings:
     channel: str | None = None
     at_mobiles: tuple[str, ...] = ()
     interval: float = DEFAULT_ALERT_INTERVAL
+    to: tuple[str, ...] = ()  # recipients, for a channel that messages people (smtp, sms...): one message each
 
     @classmethod
     def parse(cls, raw: Any) -> AlertSettings:
         raw = _mapping(raw)
         channel = raw.get("channel")
         mobiles = raw.get("at_mobiles") or ()
+        to = raw.get("to") or ()
+        to = [to] if isinstance(to, str) else to
         return cls(channel=str(channel) if channel else None,
                    at_mobiles=tuple(str(m) for m in mobiles) if isinstance(mobiles, (list, tuple)) else (),
-                   interval=max(_seconds(raw.get("interval"), DEFAULT_ALERT_INTERVAL), 0.0))
+                   interval=max(_seconds(raw.get("interval"), DEFAULT_ALERT_INTERVAL), 0.0),
+                   to=tuple(str(t).strip() for t in to if str(t).strip()) if isinstance(to, (list, tuple)) else ())
 
 
 @dataclass(frozen=True)
@@ -376,7 +380,8 @@ def _retention(store: Mapping[str, Any]) -> str | None:
 
 def _check_alerts(alerts: AlertSettings, channels: Mapping[str, ChannelConfig],
                   doc: Document | None) -> list[Diagnostic]:
-    """alerts.channel must name a configured channel, one that needs no recipient (a group robot, a webhook)."""
+    """alerts.channel must name a configured channel: one that needs no recipient (a group robot, a webhook), or
+    one that does (smtp, sms...) with recipients in alerts.to."""
     from engine.rules.suggest import did_you_mean
 
     name = alerts.channel
@@ -385,10 +390,10 @@ def _check_alerts(alerts: AlertSettings, channels: Mapping[str, ChannelConfig],
     loc = doc.loc(("alerts", "channel")) if doc else Loc("herald.yaml", 1, 1)
     if name in channels:
         transport = channels[name].transport
-        if transport in ADDRESSED_TRANSPORTS:
+        if transport in ADDRESSED_TRANSPORTS and not alerts.to:
             return [loc.warning("alert-channel", f'alerts.channel "{name}" uses {transport}, which needs a '
-                                                 "recipient: alerts have none; use a dingtalk-robot, webhook or "
-                                                 "outbox channel")]
+                                                 "recipient: list them in alerts.to (e.g. to: [hr@example.com]), or "
+                                                 "use a dingtalk-robot, webhook or outbox channel")]
         return []
     return [loc.error("unknown-channel", f'alerts.channel: unknown channel "{name}"{did_you_mean(name, channels)} '
                                          f"(configured: {', '.join(channels)})")]

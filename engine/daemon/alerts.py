@@ -1,9 +1,12 @@
-"""HR alerts: short markdown messages to one configured channel (typically a DingTalk group robot), batched.
+"""HR alerts: short markdown messages to one configured channel (a DingTalk group robot, or any channel with
+recipients, e.g. e-mail to a team), batched.
 
     alerts:
       channel: hr-robot          # a configured channel, e.g. `transport: dingtalk-robot`
       at_mobiles: ["13800000000"]  # optional: people the robot @-mentions
       interval: 1m               # optional: at least this long (real time) between two messages
+
+    alerts: {channel: email, to: [hr-berlin@example.com]}   # smtp, sms...: one message to each recipient
 
 The daemon raises an alert when an outcome waits unmatched, a notification failed on every channel, a
 notification went out after its deadline, or a reload was refused. Alerts from any thread are collected and
@@ -171,18 +174,28 @@ class Alerter:
                       len(lines) + more)
             return SendResult("permanent", error=why)
         subject, body = alert_message(lines, more)
-        env = Envelope(notification_id="herald-alerts", attempt_key=f"herald-alert-{uuid.uuid4().hex[:16]}",
-                       channel=settings.channel, to="", body=body, subject=subject,
-                       meta={"at_mobiles": list(settings.at_mobiles)} if settings.at_mobiles else {})
-        try:
-            result = transport.send(env)
-        except Exception as e:
-            log.exception("alerts: transport %s raised", getattr(transport, "name", "?"))
-            return SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
+        results = [self._send_one(transport, settings, to, subject, body) for to in settings.to or ("",)]
+        # a recoverable failure keeps the lines for the next message (to every recipient); else the first refusal
+        result = next((r for r in results if r.status == RECOVERABLE), None) or next(
+            (r for r in results if not r.ok), results[-1])
         if result.ok:
             self.sent += 1
             log.info("alerts: posted %d alert(s) to %s", len(lines) + more, settings.channel)
         else:
             log.error("alerts: %s refused %d alert(s) (%s): %s", settings.channel, len(lines) + more,
                       result.status, result.error)
+        return result
+
+    def _send_one(self, transport: Any, settings: AlertSettings, to: str, subject: str, body: str) -> SendResult:
+        """One alert message to one recipient ("" for a channel without recipients: a group robot, a webhook)."""
+        env = Envelope(notification_id="herald-alerts", attempt_key=f"herald-alert-{uuid.uuid4().hex[:16]}",
+                       channel=settings.channel or "", to=to, body=body, subject=subject,
+                       meta={"at_mobiles": list(settings.at_mobiles)} if settings.at_mobiles else {})
+        try:
+            result: SendResult = transport.send(env)
+        except Exception as e:
+            log.exception("alerts: transport %s raised", getattr(transport, "name", "?"))
+            return SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
+        if not result.ok and to:
+            log.error("alerts: %s refused the alert for a recipient (%s)", settings.channel, result.status)
         return result

@@ -249,3 +249,48 @@ def test_alerts_wait_out_the_robots_ten_minute_penalty():
         assert len(robot.requests) == 2
         clock.t += 61
         assert a.flush().ok and "b#1" in robot.received[-1]["markdown"]["text"]
+
+
+def test_alerts_go_by_e_mail_to_each_recipient(tmp_path):
+    """Alerts on any channel with recipients: e-mail (real SMTP, aiosmtpd) to the Berlin team, one message each."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+    from engine.channels.smtp import SMTPTransport
+
+    got: list[tuple[list[str], bytes]] = []
+
+    class Recorder:
+        async def handle_DATA(self, server, session, envelope):
+            got.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+            return "250 2.0.0 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Recorder(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = SMTPTransport("email", {"host": "127.0.0.1", "port": port, "from": "herald <herald@example.com>"})
+        settings = AlertSettings(channel="email", to=("hr-berlin@example.com", "ops@example.com"), interval=0)
+        clock = Clock()
+        alerter = Alerter(lambda: settings, lambda name: (smtp, None), gather=0, clock=clock)
+        alerter.add("failed", "ats-1#1 failed on every channel")
+        result = alerter.flush()
+        assert result is not None and result.ok, result
+        assert sorted(rcpt for rcpts, _ in got for rcpt in rcpts) == ["hr-berlin@example.com", "ops@example.com"]
+        assert all(b"ats-1#1 failed on every channel" in body and b"herald: 1 alert" in body for _, body in got)
+    finally:
+        controller.stop()
+
+
+def test_an_alert_channel_that_needs_recipients_warns_without_to(tmp_path):
+    cfg = tmp_path / "herald.yaml"
+    cfg.write_text("channels:\n  email: {transport: smtp, host: 127.0.0.1, port: 25, from: hr@example.com}\n"
+                   "alerts: {channel: email}\n")
+    _config, diags = load_config(str(cfg))
+    assert any(d.code == "alert-channel" and "alerts.to" in d.message for d in diags)
+    cfg.write_text("channels:\n  email: {transport: smtp, host: 127.0.0.1, port: 25, from: hr@example.com}\n"
+                   "alerts: {channel: email, to: [hr-berlin@example.com]}\n")
+    config, diags = load_config(str(cfg))
+    assert not [d for d in diags if d.code == "alert-channel"] and config.alerts.to == ("hr-berlin@example.com",)
