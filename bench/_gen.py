@@ -158,7 +158,9 @@ def template_text(spec: TemplateSpec, zh: bool, variant: int) -> str:
     d = spec.decisions[0] if len(spec.decisions) == 1 else "hold"
     line, subject = (_ZH if zh else _EN)[d]
     head = "{# herald: decisions=[" + ", ".join(spec.decisions) + "] #}\n"
-    pos = '{{ position.title if position and position.title else "" }}'
+    # a fallback, not "": validate warns when an optional field prints as empty text (template-empty-field)
+    pos = ('{{ position.title if position and position.title else "本次" }}' if zh
+           else '{{ position.title if position and position.title else "the role" }}')
     if zh:
         body = (
             f"{{% block subject %}}{{{{ company.name }}}}{pos}{subject}{{% endblock %}}\n\n"
