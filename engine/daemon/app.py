@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine import __version__
 from engine.daemon.auth import MAX_SKEW, TIMESTAMP_HEADER, request_target
 from engine.daemon.bodygate import BodyGate
+from engine.daemon.health import store_health
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.desk.actions import ActionError
@@ -226,14 +227,17 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["operations"], operation_id="healthz")
     def healthz() -> Any:
-        """Liveness: the rule set in use, whether the last reload failed or is stuck, the file watcher, the clock."""
+        """Liveness: the rule set in use, whether the last reload failed or is stuck, the file watcher, the clock,
+        this replica's id, and the store: reachable, whether this replica is the leader, lease counts."""
         dispatcher = getattr(runtime, "dispatcher", None)
         watcher, stuck = watcher_status(runtime)
         alive = (dispatcher is None or dispatcher.alive) and watcher != "dead" and not stuck
-        return {"status": "ok" if alive else "degraded", "ruleset": runtime.version,
+        store = store_health(runtime, dispatcher)
+        return {"status": "ok" if alive and store["reachable"] else "degraded", "ruleset": runtime.version,
                 "reload_failed": bool(runtime.last_reload_error), "reload_stuck": stuck, "watcher": watcher,
                 "now": iso(runtime.now()),
-                "time_scale": runtime.clock.scale, "auth": runtime.state.auth.enabled}
+                "time_scale": runtime.clock.scale, "auth": runtime.state.auth.enabled,
+                "replica": getattr(dispatcher, "replica_id", None), "store": store}
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"], operation_id="metrics",
              responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},

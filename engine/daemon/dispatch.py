@@ -1,14 +1,21 @@
 """The dispatcher: worker threads that sleep until work is due, claim it, send it, and escalate what went unheard;
-the receipts poller (engine/daemon/receipts.py) starts and stops with it."""
+a heartbeat thread that keeps the leases of sends in flight alive; the receipts poller (engine/daemon/receipts.py)
+starts and stops with it.
+
+Each dispatcher has a replica id (host:pid:random, new at every start, so a restarted process never passes for
+the one before it); its workers claim as "<replica id>:<worker>". Of several replicas sharing a PostgreSQL store,
+only the leader (store.is_leader()) takes back expired leases, runs escalations and polls receipts."""
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 from typing import TYPE_CHECKING
 
 from engine.store import StoreError, StoreUnavailable
+from engine.daemon.health import ReplicaCollector
 from engine.daemon.receipts import ReceiptPoller
 from engine.daemon.send import DispatchSettings, Sender
 
@@ -28,9 +35,25 @@ class Dispatcher:
         self._stop = threading.Event()
         self._events = [threading.Event() for _ in range(max(1, self.settings.workers))]
         self._threads: list[threading.Thread] = []
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.receipts = ReceiptPoller(runtime, self.settings.receipt_interval)
+        self.owner = self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.receipts = ReceiptPoller(runtime, self.settings.receipt_interval, leader=self.leader)
+        self._beat_stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self.heartbeats = 0  # rounds of the heartbeat that extended at least one lease
         runtime.on_work(self.wake)
+        runtime.metrics.registry.register(ReplicaCollector(runtime, self))
+
+    @property
+    def owners(self) -> list[str]:
+        """The lease owners of this dispatcher's workers."""
+        return [f"{self.owner}:{i}" for i in range(len(self._events))]
+
+    def leader(self) -> bool:
+        """Whether this replica runs the periodic work now (False when the store cannot say)."""
+        try:
+            return self.rt.store.is_leader()
+        except Exception:  # noqa: BLE001 - not reachable: not the leader this round
+            return False
 
     @property
     def lease(self) -> float:
@@ -42,6 +65,9 @@ class Dispatcher:
             t = threading.Thread(target=self._run, args=(i, ev), name=f"herald-dispatch-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        self._beat_stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="herald-heartbeat", daemon=True)
+        self._beat.start()
         self.receipts.start()
 
     def wake(self) -> None:
@@ -54,8 +80,37 @@ class Dispatcher:
         self.wake()
         for t in self._threads:
             t.join(timeout)
+        self._beat_stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout)
         self.receipts.stop(timeout)
-        return not any(t.is_alive() for t in self._threads)
+        clean = not any(t.is_alive() for t in self._threads)
+        try:  # the claims not started are given back now instead of expiring (a send still running keeps its own)
+            given = self.rt.store.release_leases(self.owners, self.rt.now(),
+                                                 keep=[nid for nid, _, _ in self.sender.in_flight()])
+            if given:
+                log.info("stopping: gave back %d claimed notification(s) not sent", given)
+        except Exception as e:  # noqa: BLE001 - the store is gone: the leases expire instead
+            log.warning("stopping: could not give back claims (they expire after their lease): %s", e)
+        return clean
+
+    def _heartbeat(self) -> None:
+        """Every third of a lease (real time), extends the lease of each send in flight to a full lease from now;
+        a claim that could not be extended was taken back (its send's result is then recorded as lost). Runs until
+        the workers have stopped, so a send finishing during a stop keeps its lease."""
+        every = max(self.settings.lease / 3.0, 0.05)
+        while not self._beat_stop.wait(every):
+            held = self.sender.in_flight()
+            if not held:
+                continue
+            try:
+                kept = self.rt.store.extend_leases(held, self.rt.now() + self.lease)
+                self.heartbeats += 1
+                if kept < len(held):
+                    log.warning("heartbeat: %d of %d claim(s) in flight were lost (lease ran out before)",
+                                len(held) - kept, len(held))
+            except Exception as e:  # noqa: BLE001 - the store busy or gone: try again next beat
+                log.warning("heartbeat: leases not extended: %s", e)
 
     @property
     def alive(self) -> bool:
@@ -73,7 +128,7 @@ class Dispatcher:
         while not self._stop.is_set():
             event.clear()  # before looking: a wake-up from now on is not missed
             try:
-                busy = self.tick(owner, housekeeping=index == 0)
+                busy = self.tick(owner, housekeeping=index == 0 and self.leader())
             except StoreUnavailable as e:
                 log.warning("store busy, dispatch waits: %s", e)
                 busy = 0

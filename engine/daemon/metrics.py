@@ -50,6 +50,10 @@ class Metrics:
                              registry=r)
         self.escalations = Counter("herald_escalations", "Moves to the next channel: fallback after a permanent "
                                    "failure or escalation when no delivery came in time.", ["reason"], registry=r)
+        self.possible_duplicates = Counter("herald_possible_duplicates", "Sends of this replica that the provider "
+                                           "accepted after its lease ran out while another claim held the "
+                                           "notification: the message may have gone out twice (same Idempotency-"
+                                           "Key), recorded as a 'possible_duplicate' event.", registry=r)
         self.lag = Histogram("herald_dispatch_lag_seconds", "Real seconds from a message's due time to its "
                              "transport call.", buckets=LAG_BUCKETS, registry=r)
         self.source_events = Counter("herald_source_events", "ATS webhook deliveries, by source and what they "

@@ -150,6 +150,21 @@ class OutcomeOut(BaseModel):
     notifications: list[str]
 
 
+class Leases(BaseModel):
+    mine: int  # notifications claimed by this replica now
+    in_flight: int  # of those, sends under way (their leases kept alive by the heartbeat)
+    sending: int  # claimed by any replica
+    expired: int  # claims whose lease ran out, waiting for the leader to take them back
+
+
+class StoreHealth(BaseModel):
+    backend: Literal["sqlite", "postgresql"]
+    reachable: bool
+    leader: bool  # this replica runs the periodic work (lease sweep, escalations, receipt polling)
+    leases: Leases | None = None  # None when the store cannot be reached
+    error: str | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     ruleset: str
@@ -159,6 +174,8 @@ class Health(BaseModel):
     now: str
     time_scale: float
     auth: bool
+    replica: str | None = None  # this daemon's replica id (host:pid:random): its workers' lease owners start with it
+    store: StoreHealth | None = None
 
 
 def notification_doc(d: NotificationDetail) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from engine.channels.base import Receipt
 
@@ -59,9 +59,10 @@ def record_receipts(runtime: Runtime, channel: str, receipts: Iterable[Receipt])
 class ReceiptPoller:
     """One thread over one Runtime; `poll_once()` does one round (tests call it directly)."""
 
-    def __init__(self, runtime: Runtime, interval: float):
+    def __init__(self, runtime: Runtime, interval: float, leader: Callable[[], bool] | None = None):
         self.rt = runtime
         self.interval = interval  # clock seconds
+        self.leader = leader  # of replicas sharing a store, only the leader polls (None: always this one)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: dict[str, float] = {}  # channel -> clock time of its last round
@@ -79,7 +80,8 @@ class ReceiptPoller:
     def _run(self) -> None:
         while not self._stop.wait(self._wait()):
             try:
-                self.poll_once(due_only=True)
+                if self.leader is None or self.leader():
+                    self.poll_once(due_only=True)
             except Exception:  # the store busy, a transport bug: try again next round
                 log.exception("receipt polling")
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from engine.channels.webhook import origin_of as webhook_origin
 from engine.channels.capabilities import DELIVERY_RECEIPTS, READ_RECEIPTS
@@ -19,7 +21,7 @@ from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
 from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
-from engine.store import LeaseLost, NotificationRow
+from engine.store import LeaseLost, NotificationRow, NotSendable
 from engine.schedule.timing import for_candidate, load_timezone, next_open
 from engine.desk.planning import find_rule
 from engine.config.settings import DispatchSettings
@@ -112,6 +114,23 @@ class Sender:
     def __init__(self, runtime: Runtime, settings: DispatchSettings):
         self.rt = runtime
         self.settings = settings
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, tuple[str, int]] = {}  # notification id -> (owner, claim) of sends under way
+
+    def in_flight(self) -> list[tuple[str, str, int]]:
+        """(notification id, owner, claim number) of every send under way: the heartbeat extends their leases."""
+        with self._lock:
+            return [(nid, owner, claim) for nid, (owner, claim) in self._in_flight.items()]
+
+    @contextmanager
+    def _sending(self, n: NotificationRow) -> Iterator[None]:
+        with self._lock:
+            self._in_flight[n.id] = (n.lease_owner or "", n.claims)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight.pop(n.id, None)
 
     # -- one notification
 
@@ -122,14 +141,15 @@ class Sender:
         now = rt.now()
         due = n.next_attempt_at if n.next_attempt_at is not None else n.send_at
         rt.metrics.lag.observe(max(0.0, rt.clock.real(now - due)))
+        lease = {"owner": n.lease_owner, "claim": n.claims}  # every transition below: only under this claim
         if not store.still_sendable(n.id):
-            store.cancel(n.id, at=now, reason="outcome withdrawn or changed before sending")
+            store.cancel(n.id, at=now, reason="outcome withdrawn or changed before sending", **lease)
             return self._count(n.channel, "cancelled")
         row = store.get_outcome(n.outcome_id)
         outcome = row.data() if row is not None else {}
         opens = self.placed(n, outcome, now)
         if opens > now:  # overdue (downtime, a backlog, a reload) into a closed window: wait for it to open
-            store.defer(n.id, opens, f"window of {n.rule_id} closed", at=now)
+            store.defer(n.id, opens, f"window of {n.rule_id} closed", at=now, **lease)
             log.info("wait    %s %s: window closed until %s", n.outcome_id, n.id, _iso(opens))
             self.rt.wake()
             return self._count(n.channel, "deferred")
@@ -160,13 +180,26 @@ class Sender:
             unsubscribe = links_for(n.id, n.channel, rt.public_url, rt.tracking_key)["unsubscribe"]
             if unsubscribe.startswith("https://"):  # List-Unsubscribe one-click needs https
                 meta_links["unsubscribe_url"] = unsubscribe
-        try:  # still ours (a claim that waited past its lease was taken back), and the lease renewed for the send
-            attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now, owner=n.lease_owner,
+        try:  # still ours (a claim that waited past its lease was taken back), its outcome re-checked in the same
+            # transaction (withdrawn, amended or unapproved since the claim: cancelled, not sent), the lease renewed
+            attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now, **lease,
                                           lease_seconds=rt.clock.virtual(self.settings.lease),
                                           template_hash=file.sha256 if file is not None else None)
+        except NotSendable as e:
+            log.info("cancel  %s %s: %s", n.outcome_id, n.id, e)
+            return self._count(n.channel, "cancelled")
         except LeaseLost:
             log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
             return self._count(n.channel, "lease_lost")
+        with self._sending(n):  # the heartbeat keeps the lease alive until the result is recorded
+            return self._send(n, outcome, transport, attempt, message, file, to, params, meta_links, now, due)
+
+    def _send(self, n: NotificationRow, outcome: Mapping, transport: Any, attempt: Any, message: Message,
+              file: TemplateFile | None, to: str, params: Mapping[str, Any], meta_links: dict, now: float,
+              due: float) -> str:
+        """The transport call for an attempt begun under n's claim, and its result recorded under that claim."""
+        rt, store, state = self.rt, self.rt.store, self.rt.state
+        lease = {"owner": n.lease_owner, "claim": n.claims}
         source_file = {"template_file": file.path, "template_sha256": file.sha256} if file is not None else {}
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()
@@ -184,8 +217,9 @@ class Sender:
             result = SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
         done = rt.now()
         if result.status == ACCEPTED:
-            store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
-                            await_read=transport.name in READ_RECEIPTS, owner=n.lease_owner)
+            if not store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
+                                   await_read=transport.name in READ_RECEIPTS, **lease):
+                self._lost_after_send(n, attempt)
             if result.provider_id and not reports_delivery(transport):
                 # no receipt will ever come: count acceptance as delivery, so escalate_after does not fire
                 store.record_receipt(result.provider_id, "delivered", at=done, channel=n.channel,
@@ -200,7 +234,7 @@ class Sender:
             if result.retry_after:
                 delay = max(delay, rt.clock.virtual(result.retry_after))
             at = self.placed(n, outcome, done + delay)
-            store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done, owner=n.lease_owner)
+            store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done, **lease)
             log.info("retry   %s %s on %s in %.0fs: %s", n.outcome_id, n.id, n.channel, at - done, result.error)
             return self._count(n.channel, RECOVERABLE)
         reason = result.error or result.status
@@ -217,7 +251,8 @@ class Sender:
         attempt on `transport` with the reason and the template file's hash; with transport None, no attempt."""
         rt, reason = self.rt, failed.reason
         if failed.held:  # never sent with another template: held (looked at again hourly) until HR fixes it
-            rt.store.defer(n.id, now + HOLD_RECHECK, f"held: {reason}", at=now)
+            rt.store.defer(n.id, now + HOLD_RECHECK, f"held: {reason}", at=now, owner=n.lease_owner,
+                           claim=n.claims)
             rt.alert("template", f"{n.id} held, not sent on {n.channel}: {reason}")
             log.warning("held    %s %s: %s", n.outcome_id, n.id, reason)
             return self._count(n.channel, "held")
@@ -234,6 +269,16 @@ class Sender:
         return self._fallback(n, outcome, reason, now, "permanent", attempt.id,
                               SendResult(PERMANENT, error=reason, code=failed.code))
 
+    def _lost_after_send(self, n: NotificationRow, attempt: Any) -> None:
+        """mark_sent refused: the claim was lost during the send. If another claim holds the notification now, the
+        store recorded a 'possible_duplicate' event for this attempt: counted and logged here."""
+        detail = self.rt.store.get_notification(n.id)
+        if detail is not None and any(e.kind == "possible_duplicate" and (e.detail or {}).get("attempt_id") == attempt.id
+                                      for e in detail.events):
+            self.rt.metrics.possible_duplicates.inc()
+            log.warning("possible duplicate %s %s: its lease ran out during the send and another claim holds it "
+                        "(same Idempotency-Key %s)", n.outcome_id, n.id, attempt.attempt_key)
+
     def _count(self, channel: str, label: str) -> str:
         self.rt.metrics.sends.labels(channel, label).inc()
         return label
@@ -245,12 +290,13 @@ class Sender:
         idx = next_channel(n, outcome)
         if idx is not None:
             store.advance_channel(n.id, idx, self.placed(n, outcome, now), f"{n.channel}: {reason}",
-                                  attempt_id=attempt_id, result=result, at=now)
+                                  attempt_id=attempt_id, result=result, at=now, owner=n.lease_owner, claim=n.claims)
             self.rt.metrics.escalations.labels("fallback").inc()
             self.rt.wake()
             log.info("fallback %s %s: %s -> %s (%s)", n.outcome_id, n.id, n.channel, n.channels[idx], reason)
         else:
-            store.mark_failed(n.id, f"{n.channel}: {reason}", at=now, attempt_id=attempt_id, result=result)
+            store.mark_failed(n.id, f"{n.channel}: {reason}", at=now, attempt_id=attempt_id, result=result,
+                              owner=n.lease_owner, claim=n.claims)
             log.warning("failed  %s %s on %s, no channel left: %s", n.outcome_id, n.id, n.channel, reason)
             self.rt.alert("failed", f"{n.id} failed on every channel ({', '.join(n.channels)}); "
                                     f"last: {n.channel}: {reason}")
@@ -265,11 +311,12 @@ class Sender:
         idx = next_channel(n, outcome)
         if idx is not None:
             store.advance_channel(n.id, idx, self.placed(n, outcome, now), f"{n.channel}: suppressed (unsubscribed)",
-                                  at=now)
+                                  at=now, owner=n.lease_owner, claim=n.claims)
             self.rt.wake()
             log.info("skip    %s %s: %s suppressed -> %s", n.outcome_id, n.id, n.channel, n.channels[idx])
         else:
-            store.mark_suppressed(n.id, f"{n.channel}: suppressed (unsubscribed), no channel left", at=now)
+            store.mark_suppressed(n.id, f"{n.channel}: suppressed (unsubscribed), no channel left", at=now,
+                                  owner=n.lease_owner, claim=n.claims)
             log.info("skip    %s %s: %s suppressed, no channel left", n.outcome_id, n.id, n.channel)
         return self._count(n.channel, "suppressed")
 

@@ -178,9 +178,9 @@ class Daemon:
         if self.reloader is not None:
             self.reloader.start()
         cfg = dep.config
-        startup.info("herald: listening on %s (rule set %s, %d rules; store %s; outbox %s%s)", self.url,
+        startup.info("herald: listening on %s (rule set %s, %d rules; store %s; outbox %s%s; replica %s)", self.url,
                  dep.ruleset_in_use.version, len(dep.ruleset_in_use.rules), cfg.store_label, cfg.outbox,
-                 f"; time x{rt.clock.scale:g}" if rt.clock.scaled else "")
+                 f"; time x{rt.clock.scale:g}" if rt.clock.scaled else "", self.dispatcher.replica_id)
         if not rt.state.auth.enabled:
             log.warning("no server.auth configured: intake takes unauthenticated requests, allowed only because "
                         "the daemon listens on loopback %s", self.host)

@@ -12,17 +12,22 @@ Interface rules: callers see frozen row dataclasses (rows.py), str notification 
 floats (epoch seconds, UTC) for times, never driver objects. Methods take an `Instant` (float or aware
 datetime). Errors: StoreError (bad argument), SchemaVersionError (a newer schema), StoreUnavailable (try later).
 
-The dispatcher's protocol (crash-safe at every step):
+The dispatcher's protocol (crash-safe at every step); a claim is (owner, lease_until, claim number n.claims) and
+every transition after it passes owner=n.lease_owner, claim=n.claims, so it applies only under that claim:
     rows = claim_due(now, limit, owner, lease_seconds)          # scheduled -> sending, leased
     for n in rows:
-        if not still_sendable(n.id): cancel(n.id, now, "withdrawn"); continue
-        a = begin_attempt(n.id, n.channel, transport)           # committed first; reuses a crashed pending one
-        r = transport.send(envelope with a.attempt_key)
-        accepted    -> mark_sent(n.id, now, attempt_id=a.id, result=r, await_read=...)
-        recoverable -> schedule_retry(n.id, backoff, attempt_id=a.id, result=r)
-        permanent   -> advance_channel(n.id, n.channel_index + 1, now, ..., attempt_id=a.id, result=r)
+        if not still_sendable(n.id): cancel(n.id, now, "withdrawn", owner=..., claim=...); continue
+        a = begin_attempt(n.id, n.channel, transport, owner=..., claim=...)  # committed first; reuses a crashed
+                      # pending one; re-checks the outcome in the same transaction (NotSendable: cancelled)
+        r = transport.send(envelope with a.attempt_key)         # meanwhile extend_leases() heartbeats the claim
+        accepted    -> mark_sent(n.id, now, attempt_id=a.id, result=r, await_read=..., owner=..., claim=...)
+                       (False with a 'possible_duplicate' event when another claim holds it now)
+        recoverable -> schedule_retry(n.id, backoff, attempt_id=a.id, result=r, owner=..., claim=...)
+        permanent   -> advance_channel(n.id, n.channel_index + 1, now, ..., attempt_id=a.id, result=r, ...)
                        or mark_failed(...) on the last channel
-    release_expired_leases(now); due_escalations(now) -> advance_channel(...); sleep until next_due_time()
+    on a clean stop: release_leases(its owners, now)            # not left to expire
+    one replica at a time (is_leader()): release_expired_leases(now); due_escalations(now) -> advance_channel(...);
+    receipt polling. Sleep until next_due_time() (or a wake-up).
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from typing import Any, Protocol
 from collections.abc import Mapping, Sequence
 
 from engine.model import SendResult
-from engine.store.errors import LeaseLost, SchemaVersionError, StoreError, StoreUnavailable
+from engine.store.errors import LeaseLost, NotSendable, SchemaVersionError, StoreError, StoreUnavailable
 from engine.store.rows import (
     NOTIFICATION_STATES,
     Accepted,
@@ -66,6 +71,7 @@ __all__ = [
     "EventRow",
     "Instant",
     "LeaseLost",
+    "NotSendable",
     "NotificationDetail",
     "NotificationRow",
     "OutcomeChange",
@@ -141,28 +147,40 @@ class Store(Protocol):
 
     def release_expired_leases(self, now: Instant) -> int: ...
 
+    def release_leases(self, owners: Sequence[str], now: Instant, keep: Sequence[str] = ()) -> int: ...
+
+    def extend_leases(self, claims: Sequence[tuple[str, str, int]], until: Instant) -> int: ...
+
+    def is_leader(self) -> bool: ...
+
+    def lease_counts(self, owners: Sequence[str], now: Instant) -> dict[str, int]: ...
+
     def still_sendable(self, notification_id: str) -> bool: ...
 
     def mark_sent(self, notification_id: str, at: Instant | None = None, provider_id: str | None = None, *,
                   attempt_id: int | None = None, result: SendResult | None = None,
-                  await_read: bool = False, owner: str | None = None) -> bool: ...
+                  await_read: bool = False, owner: str | None = None, claim: int | None = None) -> bool: ...
 
     def schedule_retry(self, notification_id: str, next_attempt_at: Instant, error: str | None = None, *,
                        attempt_id: int | None = None, result: SendResult | None = None,
-                       at: Instant | None = None, owner: str | None = None) -> bool: ...
+                       at: Instant | None = None, owner: str | None = None, claim: int | None = None) -> bool: ...
 
-    def defer(self, notification_id: str, until: Instant, reason: str, at: Instant | None = None) -> bool: ...
+    def defer(self, notification_id: str, until: Instant, reason: str, at: Instant | None = None, *,
+              owner: str | None = None, claim: int | None = None) -> bool: ...
 
     def advance_channel(self, notification_id: str, next_index: int, next_attempt_at: Instant, reason: str, *,
                         attempt_id: int | None = None, result: SendResult | None = None,
-                        at: Instant | None = None) -> bool: ...
+                        at: Instant | None = None, owner: str | None = None, claim: int | None = None) -> bool: ...
 
     def mark_failed(self, notification_id: str, reason: str, at: Instant | None = None, *,
-                    attempt_id: int | None = None, result: SendResult | None = None) -> bool: ...
+                    attempt_id: int | None = None, result: SendResult | None = None,
+                    owner: str | None = None, claim: int | None = None) -> bool: ...
 
-    def mark_suppressed(self, notification_id: str, reason: str, at: Instant | None = None) -> bool: ...
+    def mark_suppressed(self, notification_id: str, reason: str, at: Instant | None = None, *,
+                        owner: str | None = None, claim: int | None = None) -> bool: ...
 
-    def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled") -> bool: ...
+    def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled", *,
+               owner: str | None = None, claim: int | None = None) -> bool: ...
 
     def mark_expired(self, notification_id: str, at: Instant | None = None, reason: str = "expired") -> bool: ...
 
@@ -179,7 +197,7 @@ class Store(Protocol):
     # -- attempts and receipts (attempts.py)
 
     def begin_attempt(self, notification_id: str, channel: str, transport: str, attempt_key: str | None = None,
-                      at: Instant | None = None, *, owner: str | None = None,
+                      at: Instant | None = None, *, owner: str | None = None, claim: int | None = None,
                       lease_seconds: float | None = None, template_hash: str | None = None) -> AttemptRow: ...
 
     def pending_attempt(self, notification_id: str) -> AttemptRow | None: ...

@@ -30,6 +30,15 @@ from engine.store.rows import (
 )
 
 PENDING = "pending"
+# With an owner (and a claim number), a transition applies only to the claim that owner holds: state 'sending',
+# leased to it, not claimed again since. Without (None): any state listed, as before leases.
+LEASE_HELD = ("(? IS NULL OR (state = 'sending' AND lease_owner = ?)) AND (? IS NULL OR claims = ?)")
+
+
+def lease_params(owner: str | None, claim: int | None) -> tuple:
+    """The parameters of LEASE_HELD."""
+    return (owner, owner, claim, claim)
+
 _LIVE = "o.state = 'active' AND o.rev = n.outcome_rev"  # the notification belongs to the outcome as it stands
 # no pause (engine/store/desk.py) stops the notification's channel, nor every channel
 _NOT_PAUSED = "NOT EXISTS (SELECT 1 FROM sending_pauses p WHERE p.channel IN (n.channel, '*'))"
@@ -127,9 +136,15 @@ class SqlStore:
     _JSON_ITEM = "json_extract({}, '$[' || ? || ']')"  # the ?-th item of a JSON list column, as text
     _SKIP_LOCKED = ""  # after a claim's SELECT: rows another transaction holds are skipped (SQLite: one writer)
     _FOR_UPDATE = ""  # after a SELECT whose row the transaction goes on to change (SQLite: the write lock is held)
+    _FOR_SHARE = ""  # after a SELECT whose row must not change until the transaction ends (SQLite: as above)
 
     def _sole_sweeper(self, conn: Any) -> bool:
         """True when this transaction may return expired leases (one replica at a time; SQLite: always)."""
+        return True
+
+    def is_leader(self) -> bool:
+        """Whether this process is the one (of the replicas sharing the store) that runs the periodic work: the
+        expired-lease sweep, escalations, receipt polling. SQLite: always (one file, one daemon)."""
         return True
 
     # -- provided by the backend
@@ -195,12 +210,12 @@ class SqlStore:
                                   f"WHERE n.id = ? AND {_LIVE}", (nid,)))
 
     def _terminate(self, conn: Any, nid: str, state: str, kind: str, t: float, reason: str | None,
-                   from_states: Sequence[str]) -> bool:
+                   from_states: Sequence[str], owner: str | None = None, claim: int | None = None) -> bool:
         marks = ", ".join("?" * len(from_states))
         cur = self._x(conn, f"UPDATE notifications SET state = ?, next_attempt_at = NULL, escalate_at = NULL, "
                             f"lease_owner = NULL, lease_until = NULL, last_error = coalesce(?, last_error), "
-                            f"updated_at = ? WHERE id = ? AND state IN ({marks})",
-                      (state, reason, t, nid, *from_states))
+                            f"updated_at = ? WHERE id = ? AND state IN ({marks}) AND {LEASE_HELD}",
+                      (state, reason, t, nid, *from_states, *lease_params(owner, claim)))
         if cur.rowcount:
             self._add_event(conn, nid, kind, t, None, {"reason": reason}, f"{kind}:{nid}")
         return bool(cur.rowcount)

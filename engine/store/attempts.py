@@ -7,15 +7,26 @@ from typing import Any
 from collections.abc import Mapping, Sequence
 
 from engine.store._base import SqlStore, _now, _row
-from engine.store.errors import LeaseLost, StoreError
+from engine.store.errors import LeaseLost, NotSendable, StoreError
 from engine.store.rows import AttemptRow, Instant, epoch
+
+
+def _stopped(outcome: Mapping[str, Any] | None, rev: int) -> str | None:
+    """Why a notification of revision `rev` may no longer be sent for this outcome row (None: it may)."""
+    if outcome is None:
+        return "withdrawn"
+    if outcome["state"] != "active":
+        return str(outcome["state"])
+    if outcome["rev"] != rev:
+        return "amended"
+    return None if outcome["approved"] == 1 else "not approved"
 
 
 class Attempts(SqlStore):
     """Attempts and receipts."""
 
     def begin_attempt(self, notification_id: str, channel: str, transport: str, attempt_key: str | None = None,
-                      at: Instant | None = None, *, owner: str | None = None,
+                      at: Instant | None = None, *, owner: str | None = None, claim: int | None = None,
                       lease_seconds: float | None = None, template_hash: str | None = None) -> AttemptRow:
         """Records an attempt on the current channel, committed BEFORE the transport is called.
 
@@ -23,44 +34,63 @@ class Attempts(SqlStore):
         with the same key); else a new one keyed "<notification id>:<channel index>:<n>". With an explicit key
         that exists already, that attempt is returned unchanged (check its status).
 
-        owner: only under that owner's claim (LeaseLost otherwise: its lease ran out and the notification was
-        taken back, so another dispatcher may be sending it), checked in the same transaction; lease_seconds
-        then extends the claim from now, so a claim that waited in a batch gets a full lease for its send.
+        owner (and claim, the claim number): only under that claim (LeaseLost otherwise: its lease ran out and the
+        notification was taken back, so another dispatcher may be sending it), checked in the same transaction;
+        lease_seconds then extends the claim from now, so a claim that waited in a batch gets a full lease for its
+        send. With an owner the outcome is checked in this transaction too (its row share-locked first, so a
+        withdraw or amend either commits before, and is seen, or waits until this attempt is recorded): withdrawn,
+        amended or not approved, the notification is cancelled and NotSendable raised; nothing may be sent.
         template_hash: the sha256 of the template file the message is rendered from, kept on the new attempt.
         """
         now = _now(at)
         with self._write() as conn:
-            n = self._q(conn, f"SELECT channel_index, channel, attempt_count, state, lease_owner FROM notifications "
-                              f"WHERE id = ?{self._FOR_UPDATE}", (notification_id,))
+            o = self._q(conn, f"SELECT o.state, o.rev, o.approved FROM outcomes o WHERE o.id = "
+                              f"(SELECT outcome_id FROM notifications WHERE id = ?){self._FOR_SHARE}",
+                        (notification_id,)) if owner is not None else []
+            n = self._q(conn, f"SELECT channel_index, channel, attempt_count, state, lease_owner, claims, outcome_rev "
+                              f"FROM notifications WHERE id = ?{self._FOR_UPDATE}", (notification_id,))
             if not n:
                 raise StoreError(f"no notification {notification_id!r}")
-            if owner is not None and (n[0]["state"] != "sending" or n[0]["lease_owner"] != owner):
+            if owner is not None and (n[0]["state"] != "sending" or n[0]["lease_owner"] != owner
+                                      or (claim is not None and n[0]["claims"] != claim)):
                 raise LeaseLost(f"notification {notification_id!r} is no longer claimed by {owner!r}")
-            if owner is not None and lease_seconds is not None:
-                self._x(conn, "UPDATE notifications SET lease_until = ? WHERE id = ?",
-                        (now + float(lease_seconds), notification_id))
-            idx, current, count = n[0]["channel_index"], n[0]["channel"], n[0]["attempt_count"]
-            if channel != current:
-                raise StoreError(f"notification {notification_id!r} is on channel {current!r}, not {channel!r}")
-            if attempt_key is None:
-                old = self._q(conn, "SELECT * FROM attempts WHERE notification_id = ? AND channel_index = ? "
-                                    "AND status = 'pending' ORDER BY id LIMIT 1", (notification_id, idx))
-                k = count + 1
-                while not old:
-                    key = f"{notification_id}:{idx}:{k}"
-                    if not self._q(conn, "SELECT 1 FROM attempts WHERE attempt_key = ?", (key,)):
-                        attempt_key = key
-                        break
-                    k += 1
+            stopped = None if owner is None else _stopped(o[0] if o else None, n[0]["outcome_rev"])
+            if stopped is not None:  # cancelled in this transaction, committed before NotSendable is raised
+                self._terminate(conn, notification_id, "cancelled", "cancelled", now,
+                                f"outcome {stopped} before sending", ("sending",), owner, claim)
             else:
-                old = self._q(conn, "SELECT * FROM attempts WHERE attempt_key = ?", (attempt_key,))
-            if old:
-                return _row(AttemptRow, old[0])
-            r = self._q(conn, "INSERT INTO attempts (notification_id, channel, channel_index, transport, attempt_key, "
-                              "started_at, template_hash) VALUES (?,?,?,?,?,?,?) RETURNING *",
-                        (notification_id, channel, idx, transport, attempt_key, now, template_hash))[0]
-            self._x(conn, "UPDATE notifications SET attempt_count = attempt_count + 1, updated_at = ? WHERE id = ?",
-                         (now, notification_id))
+                r = self._attempt(conn, notification_id, n[0], channel, transport, attempt_key, now, template_hash)
+                if lease_seconds is not None and owner is not None:
+                    self._x(conn, "UPDATE notifications SET lease_until = ? WHERE id = ?",
+                            (now + float(lease_seconds), notification_id))
+        if stopped is not None:
+            raise NotSendable(f"notification {notification_id!r}: its outcome was {stopped} before the send")
+        return r
+
+    def _attempt(self, conn: Any, nid: str, n: Mapping[str, Any], channel: str, transport: str,
+                 attempt_key: str | None, now: float, template_hash: str | None) -> AttemptRow:
+        idx, current, count = n["channel_index"], n["channel"], n["attempt_count"]
+        if channel != current:
+            raise StoreError(f"notification {nid!r} is on channel {current!r}, not {channel!r}")
+        if attempt_key is None:
+            old = self._q(conn, "SELECT * FROM attempts WHERE notification_id = ? AND channel_index = ? "
+                                "AND status = 'pending' ORDER BY id LIMIT 1", (nid, idx))
+            k = count + 1
+            while not old:
+                key = f"{nid}:{idx}:{k}"
+                if not self._q(conn, "SELECT 1 FROM attempts WHERE attempt_key = ?", (key,)):
+                    attempt_key = key
+                    break
+                k += 1
+        else:
+            old = self._q(conn, "SELECT * FROM attempts WHERE attempt_key = ?", (attempt_key,))
+        if old:
+            return _row(AttemptRow, old[0])
+        r = self._q(conn, "INSERT INTO attempts (notification_id, channel, channel_index, transport, attempt_key, "
+                          "started_at, template_hash) VALUES (?,?,?,?,?,?,?) RETURNING *",
+                    (nid, channel, idx, transport, attempt_key, now, template_hash))[0]
+        self._x(conn, "UPDATE notifications SET attempt_count = attempt_count + 1, updated_at = ? WHERE id = ?",
+                (now, nid))
         return _row(AttemptRow, r)
 
     def pending_attempt(self, notification_id: str) -> AttemptRow | None:

@@ -15,5 +15,10 @@ class LeaseLost(StoreError):
     """A dispatcher's claim on a notification ran out and was taken back: it must not send it."""
 
 
+class NotSendable(LeaseLost):
+    """At the start of a send its outcome was found withdrawn, amended or not approved: the notification was
+    cancelled instead (in the same transaction), and nothing may be sent."""
+
+
 class StoreUnavailable(StoreError):
     """The database could not be written now (locked, unreachable, disk full, I/O error): try again later."""

@@ -9,9 +9,10 @@ the next instant with work, and reading notifications with their attempts and ev
 from __future__ import annotations
 
 from typing import Any
+from collections.abc import Sequence
 
 from engine.model import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
-from engine.store._base import _LIVE, _NOT_PAUSED, SqlStore, _event, _notification, _now, _row
+from engine.store._base import _LIVE, _NOT_PAUSED, LEASE_HELD, SqlStore, _event, _notification, _now, _row, lease_params
 from engine.store.rows import (
     NOTIFICATION_STATES,
     AttemptRow,
@@ -27,14 +28,15 @@ class Notifications(SqlStore):
 
     def claim_due(self, now: Instant, limit: int, owner: str, lease_seconds: float) -> list[NotificationRow]:
         """Atomically moves up to `limit` due notifications (approved, active outcome, channel not paused) to
-        'sending', leased to `owner`.
+        'sending', leased to `owner` until now + lease_seconds, each with its claim number (`claims`, one more than
+        before).
 
         Returns the claimed rows, earliest due first.
         """
         t = epoch(now)
         with self._write() as conn:
             rows = self._q(conn, f"""UPDATE notifications SET state = 'sending', lease_owner = ?, lease_until = ?,
-                updated_at = ?
+                claims = claims + 1, updated_at = ?
                 WHERE id IN (SELECT n.id FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
                              WHERE n.state = 'scheduled' AND n.next_attempt_at <= ? AND {_LIVE} AND o.approved = 1
                                AND {_NOT_PAUSED}
@@ -53,20 +55,51 @@ class Notifications(SqlStore):
         with self._write() as conn:
             if not self._sole_sweeper(conn):
                 return 0
-            rows = self._q(conn, f"""SELECT n.id, n.channel_index, ({_LIVE}) AS live,
-                (SELECT a.id FROM attempts a WHERE a.notification_id = n.id AND a.channel_index = n.channel_index
-                   AND a.status = 'accepted' ORDER BY a.id DESC LIMIT 1) AS accepted
-                FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
-                WHERE n.state = 'sending' AND n.lease_until <= ?{self._SKIP_LOCKED}""", (t,))
-            for r in rows:
-                if r["accepted"] is not None:
-                    a = self._q(conn, "SELECT provider_id, finished_at FROM attempts WHERE id = ?", (r["accepted"],))[0]
-                    self._sent(conn, r["id"], a["finished_at"] or t, a["provider_id"], None, recovered=True)
-                elif not r["live"]:
-                    self._terminate(conn, r["id"], "cancelled", "cancelled", t, "outcome changed", ("sending",))
-                else:
-                    self._x(conn, "UPDATE notifications SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, "
-                                 "updated_at = ? WHERE id = ? AND state = 'sending'", (t, r["id"]))
+            return self._give_back(conn, t, "n.lease_until <= ?", (t,))
+
+    def release_leases(self, owners: Sequence[str], now: Instant, keep: Sequence[str] = ()) -> int:
+        """A dispatcher stopping cleanly gives back the claims of `owners` (its workers) at once, instead of leaving
+        them to expire; `keep`: notification ids whose send is still in flight (left to their lease). As
+        release_expired_leases for each: sent (an accepted attempt), cancelled (outcome changed) or scheduled."""
+        if not owners:
+            return 0
+        t = epoch(now)
+        where = f"n.lease_owner IN ({', '.join('?' * len(owners))})"
+        params: tuple = tuple(owners)
+        if keep:
+            where += f" AND n.id NOT IN ({', '.join('?' * len(keep))})"
+            params += tuple(keep)
+        with self._write() as conn:
+            return self._give_back(conn, t, where, params)
+
+    def extend_leases(self, claims: Sequence[tuple[str, str, int]], until: Instant) -> int:
+        """The heartbeat: each (notification id, owner, claim number) still held gets its lease extended to `until`;
+        returns how many were (a claim missing from the count was lost: its lease ran out and it was taken back)."""
+        if not claims:
+            return 0
+        u, n = epoch(until), 0
+        with self._write() as conn:
+            for nid, owner, claim in claims:
+                n += self._x(conn, f"UPDATE notifications SET lease_until = CASE WHEN lease_until < ? THEN ? "
+                                   f"ELSE lease_until END WHERE id = ? AND {LEASE_HELD}",
+                                   (u, u, nid, *lease_params(owner, claim))).rowcount
+        return n
+
+    def _give_back(self, conn: Any, t: float, where: str, params: Sequence[Any]) -> int:
+        rows = self._q(conn, f"""SELECT n.id, n.channel_index, ({_LIVE}) AS live,
+            (SELECT a.id FROM attempts a WHERE a.notification_id = n.id AND a.channel_index = n.channel_index
+               AND a.status = 'accepted' ORDER BY a.id DESC LIMIT 1) AS accepted
+            FROM notifications n JOIN outcomes o ON o.id = n.outcome_id
+            WHERE n.state = 'sending' AND {where}{self._SKIP_LOCKED}""", tuple(params))
+        for r in rows:
+            if r["accepted"] is not None:
+                a = self._q(conn, "SELECT provider_id, finished_at FROM attempts WHERE id = ?", (r["accepted"],))[0]
+                self._sent(conn, r["id"], a["finished_at"] or t, a["provider_id"], None, recovered=True)
+            elif not r["live"]:
+                self._terminate(conn, r["id"], "cancelled", "cancelled", t, "outcome changed", ("sending",))
+            else:
+                self._x(conn, "UPDATE notifications SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, "
+                             "updated_at = ? WHERE id = ? AND state = 'sending'", (t, r["id"]))
         return len(rows)
 
     def still_sendable(self, notification_id: str) -> bool:
@@ -96,17 +129,18 @@ class Notifications(SqlStore):
 
     def mark_sent(self, notification_id: str, at: Instant | None = None, provider_id: str | None = None, *,
                   attempt_id: int | None = None, result: SendResult | None = None,
-                  await_read: bool = False, owner: str | None = None) -> bool:
+                  await_read: bool = False, owner: str | None = None, claim: int | None = None) -> bool:
         """The provider took it: 'sending' -> 'sent', the attempt accepted, a 'sent' event, all in one transaction.
 
         await_read: the channel reports reads, so only a read (not a delivery) stops escalation to the next
         channel. Marks the notification late when sent after its deadline. False when it was not 'sending'
         (cancelled meanwhile): its state stays, and with attempt_id a 'sent' event still records what went out.
 
-        owner (the claim's lease owner): conditional on still holding the lease. A lease that ran out and was
-        returned but not claimed again is finished all the same (from 'scheduled', on the attempt's channel:
-        the provider has it, sending it again would be a duplicate); one claimed by another dispatcher is left
-        to it, and a 'possible_duplicate' event records this attempt (False).
+        owner and claim (the claim's lease owner and number): conditional on still holding that claim. A lease
+        that ran out and was returned but not claimed again is finished all the same (from 'scheduled', on the
+        attempt's channel: the provider has it, sending it again would be a duplicate); one claimed again (by
+        another dispatcher, or by the same owner under a later claim number) is left to that claim, and a
+        'possible_duplicate' event records this attempt (False).
         """
         t = _now(at)
         pid = provider_id or (result.provider_id if result else None)
@@ -115,7 +149,8 @@ class Notifications(SqlStore):
             if owner is None:
                 if self._sent(conn, notification_id, t, pid, await_read):
                     return True
-            elif (lost := self._sent_by_owner(conn, notification_id, t, pid, await_read, owner, attempt_id)) is None:
+            elif (lost := self._sent_by_owner(conn, notification_id, t, pid, await_read, owner, claim,
+                                              attempt_id)) is None:
                 return True
             elif lost:
                 return False
@@ -127,58 +162,61 @@ class Notifications(SqlStore):
             return False
 
     def _sent_by_owner(self, conn: Any, nid: str, t: float, pid: str | None, await_read: bool, owner: str,
-                       attempt_id: int | None) -> bool | None:
+                       claim: int | None, attempt_id: int | None) -> bool | None:
         """mark_sent under `owner`'s lease: None when marked sent, True when another dispatcher holds the claim
         (a 'possible_duplicate' event recorded), False otherwise (not sendable any more: the caller goes on)."""
-        rows = self._q(conn, f"SELECT state, lease_owner, channel_index FROM notifications WHERE id = ?"
+        rows = self._q(conn, f"SELECT state, lease_owner, claims, channel_index FROM notifications WHERE id = ?"
                              f"{self._FOR_UPDATE}", (nid,))
         if not rows:
             return False
         state, holder, idx = rows[0]["state"], rows[0]["lease_owner"], rows[0]["channel_index"]
-        if state == "sending" and holder == owner:
+        if state == "sending" and holder == owner and (claim is None or rows[0]["claims"] == claim):
             return None if self._sent(conn, nid, t, pid, await_read) else False
         a = self._q(conn, "SELECT channel_index FROM attempts WHERE id = ?", (attempt_id,)) if attempt_id else []
         if state == "scheduled" and a and a[0]["channel_index"] == idx:  # lease returned, not claimed again
             return None if self._sent(conn, nid, t, pid, await_read, recovered=True, from_state="scheduled") else False
         if state == "sending" or (state in ("sent", "delivered", "read") and attempt_id is not None):
             self._add_event(conn, nid, "possible_duplicate", t, None,
-                            {"provider_id": pid, "owner": owner, "holder": holder, "attempt_id": attempt_id},
+                            {"provider_id": pid, "owner": owner, "claim": claim, "holder": holder,
+                             "holder_claim": rows[0]["claims"], "attempt_id": attempt_id},
                             f"possible_duplicate:{attempt_id}:{owner}")
             return True
         return False
 
     def schedule_retry(self, notification_id: str, next_attempt_at: Instant, error: str | None = None, *,
                        attempt_id: int | None = None, result: SendResult | None = None,
-                       at: Instant | None = None, owner: str | None = None) -> bool:
+                       at: Instant | None = None, owner: str | None = None, claim: int | None = None) -> bool:
         """A recoverable failure: 'sending' -> 'scheduled' at next_attempt_at on the same channel.
 
-        False when it was not 'sending' (with `owner`: not under that owner's lease, so a dispatcher whose lease
-        ran out never reschedules another's claim), or when its outcome was withdrawn or amended meanwhile
+        False when it was not 'sending' (with `owner` and `claim`: not under that claim, so a dispatcher whose
+        lease ran out never reschedules another's claim), or when its outcome was withdrawn or amended meanwhile
         (then cancelled).
         """
         t = _now(at)
         with self._write() as conn:
             self._finish_result(conn, attempt_id, result, RECOVERABLE, t, error)
             if not self._is_live(conn, notification_id):
-                self._terminate(conn, notification_id, "cancelled", "cancelled", t, "outcome changed", ("sending",))
+                self._terminate(conn, notification_id, "cancelled", "cancelled", t, "outcome changed", ("sending",),
+                                owner, claim)
                 return False
-            cur = self._x(conn, "UPDATE notifications SET state = 'scheduled', next_attempt_at = ?, last_error = ?, "
-                               "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'sending' "
-                               "AND (? IS NULL OR lease_owner = ?)",
-                               (epoch(next_attempt_at), error or (result.error if result else None), t, notification_id,
-                                owner, owner))
+            cur = self._x(conn, f"UPDATE notifications SET state = 'scheduled', next_attempt_at = ?, last_error = ?, "
+                                f"lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? "
+                                f"AND state = 'sending' AND {LEASE_HELD}",
+                          (epoch(next_attempt_at), error or (result.error if result else None), t, notification_id,
+                           *lease_params(owner, claim)))
             return bool(cur.rowcount)
 
-    def defer(self, notification_id: str, until: Instant, reason: str, at: Instant | None = None) -> bool:
+    def defer(self, notification_id: str, until: Instant, reason: str, at: Instant | None = None, *,
+              owner: str | None = None, claim: int | None = None) -> bool:
         """A claimed notification whose send window is closed: 'sending' -> 'scheduled' at `until` (the window's
         next opening), claim released, a 'deferred' event; marked late (once, with a 'late' event) when `until`
-        is past its deadline. False when it was not 'sending'."""
+        is past its deadline. False when it was not 'sending' (with owner and claim: under that claim)."""
         t, until_t = _now(at), epoch(until)
         with self._write() as conn:
             rows = self._q(conn, "UPDATE notifications SET state = 'scheduled', next_attempt_at = ?, lease_owner = NULL, "
                                  "lease_until = NULL, late = CASE WHEN deadline_at IS NOT NULL AND ? > deadline_at "
-                                 "THEN 1 ELSE late END, updated_at = ? WHERE id = ? AND state = 'sending' "
-                                 "RETURNING late", (until_t, until_t, t, notification_id))
+                                 f"THEN 1 ELSE late END, updated_at = ? WHERE id = ? AND state = 'sending' AND {LEASE_HELD} "
+                                 "RETURNING late", (until_t, until_t, t, notification_id, *lease_params(owner, claim)))
             if not rows:
                 return False
             self._add_event(conn, notification_id, "deferred", t, None, {"reason": reason, "until": until_t})
@@ -188,53 +226,61 @@ class Notifications(SqlStore):
 
     def advance_channel(self, notification_id: str, next_index: int, next_attempt_at: Instant, reason: str, *,
                         attempt_id: int | None = None, result: SendResult | None = None,
-                        at: Instant | None = None) -> bool:
+                        at: Instant | None = None, owner: str | None = None, claim: int | None = None) -> bool:
         """Falls back (permanent failure, no address) or escalates (no delivery/read in time) to channels[next_index].
 
         Moves the notification to 'scheduled' on that channel with a fresh attempt count and an 'escalated'
         event. Only forward: a second call for the same step is a no-op returning False, so two daemons can
         race on an escalation safely. An outcome withdrawn or amended meanwhile: cancelled instead, False.
+        With owner and claim (a dispatcher's fallback): only from that claim ('sending', leased to it).
         """
         t = _now(at)
         with self._write() as conn:
             self._finish_result(conn, attempt_id, result, PERMANENT, t, reason)
             if not self._is_live(conn, notification_id):
                 self._terminate(conn, notification_id, "cancelled", "cancelled", t, "outcome changed",
-                                ("scheduled", "sending"))
+                                ("scheduled", "sending"), owner, claim)
                 return False
             rows = self._q(conn, f"""UPDATE notifications SET state = 'scheduled', channel_index = ?,
                 channel = {self._JSON_ITEM.format("channels")}, attempt_count = 0, next_attempt_at = ?,
                 escalate_at = NULL, await_read = 0, lease_owner = NULL, lease_until = NULL, last_error = ?,
                 updated_at = ?
                 WHERE id = ? AND state IN ('scheduled', 'sending', 'sent', 'delivered') AND channel_index < ?
-                  AND ? < channel_count
+                  AND ? < channel_count AND {LEASE_HELD}
                 RETURNING channel""", (next_index, next_index, epoch(next_attempt_at), reason, t,
-                                       notification_id, next_index, next_index))
+                                       notification_id, next_index, next_index, *lease_params(owner, claim)))
             if rows:
                 self._add_event(conn, notification_id, "escalated", t, rows[0]["channel"],
                                 {"to_index": next_index, "reason": reason})
             return bool(rows)
 
     def mark_failed(self, notification_id: str, reason: str, at: Instant | None = None, *,
-                    attempt_id: int | None = None, result: SendResult | None = None) -> bool:
-        """No channel left (or retries exhausted on the last one): -> 'failed' with a 'failed' event."""
+                    attempt_id: int | None = None, result: SendResult | None = None,
+                    owner: str | None = None, claim: int | None = None) -> bool:
+        """No channel left (or retries exhausted on the last one): -> 'failed' with a 'failed' event (with owner
+        and claim: only from that claim)."""
         t = _now(at)
         with self._write() as conn:
             self._finish_result(conn, attempt_id, result, PERMANENT, t, reason)
             return self._terminate(conn, notification_id, "failed", "failed", t, reason,
-                                   ("scheduled", "sending", "sent", "delivered"))
+                                   ("scheduled", "sending", "sent", "delivered"), owner, claim)
 
-    def mark_suppressed(self, notification_id: str, reason: str, at: Instant | None = None) -> bool:
+    def mark_suppressed(self, notification_id: str, reason: str, at: Instant | None = None, *,
+                        owner: str | None = None, claim: int | None = None) -> bool:
         """Every channel left is suppressed (the candidate unsubscribed): a claimed notification -> 'suppressed'."""
         t = _now(at)
         with self._write() as conn:
-            return self._terminate(conn, notification_id, "suppressed", "suppressed", t, reason, ("sending",))
+            return self._terminate(conn, notification_id, "suppressed", "suppressed", t, reason, ("sending",),
+                                   owner, claim)
 
-    def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled") -> bool:
-        """Stops a scheduled or claimed notification (e.g. still_sendable() said no): -> 'cancelled'."""
+    def cancel(self, notification_id: str, at: Instant | None = None, reason: str = "cancelled", *,
+               owner: str | None = None, claim: int | None = None) -> bool:
+        """Stops a scheduled or claimed notification (e.g. still_sendable() said no): -> 'cancelled' (with owner
+        and claim: only from that claim)."""
         t = _now(at)
         with self._write() as conn:
-            return self._terminate(conn, notification_id, "cancelled", "cancelled", t, reason, ("scheduled", "sending"))
+            return self._terminate(conn, notification_id, "cancelled", "cancelled", t, reason, ("scheduled", "sending"),
+                                   owner, claim)
 
     def mark_expired(self, notification_id: str, at: Instant | None = None, reason: str = "expired") -> bool:
         """Gives up on a scheduled or claimed notification that is no longer worth sending: -> 'expired'."""
@@ -279,6 +325,15 @@ class Notifications(SqlStore):
         rows = self._all("SELECT * FROM notifications WHERE outcome_id = ? ORDER BY outcome_rev",
                        (outcome_id,))
         return [_notification(r) for r in rows]
+
+    def lease_counts(self, owners: Sequence[str], now: Instant) -> dict[str, int]:
+        """Claims now: {mine (leased to one of `owners`), sending (by anyone), expired (lease ran out, not yet
+        taken back)}."""
+        mine = f"lease_owner IN ({', '.join('?' * len(owners))})" if owners else "0 = 1"
+        r = self._all(f"SELECT count(*) AS sending, coalesce(sum(CASE WHEN {mine} THEN 1 ELSE 0 END), 0) AS mine, "
+                      f"coalesce(sum(CASE WHEN lease_until <= ? THEN 1 ELSE 0 END), 0) AS expired "
+                      f"FROM notifications WHERE state = 'sending'", (*owners, epoch(now)))[0]
+        return {"mine": int(r["mine"]), "sending": int(r["sending"]), "expired": int(r["expired"])}
 
     def notification_counts_by_state(self) -> dict[str, int]:
         """Notifications per state, every state present (0 when none), for /metrics."""

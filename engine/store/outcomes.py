@@ -166,8 +166,9 @@ class Outcomes(SqlStore):
                  actor: str | None = None) -> int | None:
         """The decision changed: the outcome becomes withdrawn, its scheduled notifications cancelled (returns how many).
 
-        A notification being sent right now is left to its dispatcher, which must call still_sendable() just
-        before the transport and cancel() when it is False; an expired lease on it is cancelled, not retried.
+        A notification claimed by a dispatcher is left to it: its begin_attempt() re-checks the outcome in the
+        transaction that records the attempt (after this withdraw commits, it cancels instead of sending); an
+        expired lease on it is cancelled, not retried.
         None when the id is unknown; 0 when it was not active.
         """
         return self._end_outcome(outcome_id, "withdrawn", at, {"reason": reason, "actor": actor})

@@ -259,6 +259,17 @@ ALTER TABLE dead_letters ADD COLUMN resolved_at DOUBLE PRECISION;
 ALTER TABLE dead_letters ADD COLUMN resolved_as TEXT;
 """
 
+# claims: see engine/store/migrations_leases.py. rate_limits (PostgreSQL only: one SQLite file has one process)
+# backs engine.store.pg_ratelimit: per key, the send times of the last window and a blocked-until time.
+_LEASES = """
+ALTER TABLE notifications ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE rate_limits (
+    key            TEXT PRIMARY KEY,
+    sent           DOUBLE PRECISION[] NOT NULL DEFAULT '{}',
+    blocked_until  DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+"""
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "initial schema", _v1),
     PgMigration(2, "source events", _sql(_SOURCE_EVENTS)),
@@ -269,6 +280,7 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     # attempts.template_hash: the sha256 of the template file each attempt's message was rendered from
     PgMigration(7, "attempt template hash", _sql("ALTER TABLE attempts ADD COLUMN IF NOT EXISTS template_hash TEXT")),
     PgMigration(8, "operator's desk: audit log, sending pauses, resolved dead letters", _sql(_DESK)),
+    PgMigration(9, "lease claim numbers and shared rate limits", _sql(_LEASES)),
 )
 
 

@@ -10,14 +10,18 @@ UPDATEs (`WHERE state = ...`), re-checked by PostgreSQL against the latest row v
 never both win one. Claims are one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
 RETURNING`, in a short transaction of their own: no row lock is held while a provider is called. Expired
 leases are returned by one replica at a time (a transaction-scoped advisory lock; the others skip the sweep).
-Reads that need one snapshot run REPEATABLE READ.
+Reads that need one snapshot run REPEATABLE READ. The periodic work (sweep, escalations, receipt polling) is run by
+the one replica holding a session advisory lock (LEADER_LOCK) on a connection of its own, outside the pool: if that
+replica dies or loses its connection, PostgreSQL releases the lock and another replica takes it within a second or
+so (`is_leader()`). Two leaders for a moment (a partition noticed late) do no harm: that work is idempotent.
 """
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from engine.store.attempts import Attempts
@@ -32,6 +36,8 @@ from engine.store.sources import SourceEvents
 from engine.store.suppressions import Suppressions
 
 SWEEP_LOCK = 0x6865_7261_6C65  # the advisory lock of the expired-lease sweep
+LEADER_LOCK = 0x6865_7261_6C66  # the session advisory lock of the replica that runs the periodic work
+LEADER_CHECK_S = 1.0  # seconds between two checks that the leader's connection (and so its lock) is still there
 _IGNORE = re.compile(r"^\s*INSERT OR IGNORE INTO", re.I)
 _RETURNING = re.compile(r"\sRETURNING\s", re.I)
 _VALUES = re.compile(r"^\s*INSERT\b[^;]*?\bVALUES\s*(\([?,\s]*\))\s*$", re.I | re.S)  # one row of placeholders
@@ -64,22 +70,30 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
     _JSON_FIELD = "(({})::jsonb #>> '{{{}}}')"
     _SKIP_LOCKED = " FOR UPDATE OF n SKIP LOCKED"
     _FOR_UPDATE = " FOR UPDATE"
+    _FOR_SHARE = " FOR SHARE"
 
     def __init__(self, url: str, *, migrations: Sequence[PgMigration] = PG_MIGRATIONS, min_size: int = 1,
-                 max_size: int = 8, timeout: float = 30.0, upgrade: bool = True):
+                 max_size: int = 8, timeout: float = 30.0, upgrade: bool = True, wait: float = 5.0):
         """Connects (a pool of `max_size`) and, with `upgrade`, migrates; SchemaVersionError if the schema is newer.
 
-        Without `upgrade` a database behind the newest migration is refused (run `herald db upgrade`).
+        Without `upgrade` a database behind the newest migration is refused (run `herald db upgrade`). `timeout`
+        bounds the first connection; `wait` each later call's wait for a connection (the server down: a call
+        fails with StoreUnavailable after it, and intake answers 503 instead of hanging).
         """
         import psycopg
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool, PoolTimeout
 
         self.url = url
+        self.wait = wait
         self.path = redact(url)  # what messages and the report name the store by
         self._errors = (psycopg.OperationalError, PoolTimeout)
         self._sql_cache: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._leader_lock = threading.Lock()
+        self._leader_conn: Any = None
+        self._leading = False
+        self._leader_checked = -LEADER_CHECK_S
         kwargs = {"row_factory": dict_row, "cursor_factory": psycopg.ClientCursor, "autocommit": True}
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout, kwargs=kwargs,
                                     open=False, name="herald")
@@ -111,8 +125,39 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
         self.close()
 
     def close(self) -> None:
-        """Closes the pool; the store cannot be used afterwards."""
+        """Closes the pool (and the leader connection, releasing leadership); the store cannot be used afterwards."""
+        with self._leader_lock:
+            self._drop_leader()
         self._pool.close()
+
+    def is_leader(self) -> bool:
+        """True while this store holds the leader lock (tried at most once a LEADER_CHECK_S; a connection that
+        broke gives it up at once, so another replica can take it)."""
+        import psycopg
+
+        with self._leader_lock:
+            now = time.monotonic()
+            if now - self._leader_checked < LEADER_CHECK_S:
+                return self._leading
+            self._leader_checked = now
+            try:
+                if self._leader_conn is None:
+                    self._leader_conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5,
+                                                        application_name="herald-leader")
+                conn = self._leader_conn
+                if self._leading:
+                    conn.execute("SELECT 1")
+                else:
+                    self._leading = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()[0])
+            except psycopg.Error:
+                self._drop_leader()
+            return self._leading
+
+    def _drop_leader(self) -> None:
+        conn, self._leader_conn, self._leading = self._leader_conn, None, False
+        if conn is not None:
+            with suppress(Exception):  # a broken connection: nothing left to release
+                conn.close()
 
     # -- plumbing
 
@@ -125,7 +170,7 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
     @contextmanager
     def _conn(self) -> Iterator[Any]:
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=self.wait) as conn:
                 yield conn
         except self._errors as e:  # the server went away or no connection came free in time
             raise StoreUnavailable(f"store {self.path}: {e}") from None

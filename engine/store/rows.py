@@ -184,6 +184,7 @@ class NotificationRow:
     last_error: str | None
     created_at: float
     updated_at: float
+    claims: int = 0  # how many times it was claimed: a lease is (lease_owner, lease_until, claims)
 
     @property
     def has_next_channel(self) -> bool:

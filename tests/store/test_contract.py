@@ -482,3 +482,64 @@ def test_get_outcomes_reads_many_at_once(store: Store):
     many = [f"m{i}" for i in range(1200)]  # more than one query's worth
     store.accept_outcomes([item(i, with_plan=False, status="unmatched") for i in many], at=T0)
     assert set(store.get_outcomes(many)) == set(many)
+
+
+def test_the_same_owner_under_a_later_claim_does_not_finish_the_earlier_claims_send(store: Store):
+    store.accept_outcomes([item("a")])
+    n1 = store.claim_due(T0, 1, "W", 30)[0]
+    a1 = store.begin_attempt(n1.id, n1.channel, "outbox", at=T0, owner="W", claim=n1.claims)
+    assert store.release_expired_leases(T0 + 31) == 1
+    n2 = store.claim_due(T0 + 32, 1, "W", 30)[0]  # the same owner string (a restarted process, a reused id)
+    assert (n1.claims, n2.claims) == (1, 2)
+    ok = SendResult("accepted", provider_id="p1")
+    assert not store.mark_sent(n1.id, T0 + 33, attempt_id=a1.id, result=ok, owner="W", claim=n1.claims)
+    assert not store.schedule_retry(n1.id, T0 + 99, "late", owner="W", claim=n1.claims)
+    assert not store.mark_failed(n1.id, "late", at=T0 + 33, owner="W", claim=n1.claims)
+    assert not store.cancel(n1.id, T0 + 33, owner="W", claim=n1.claims)
+    d = store.get_notification(n1.id)
+    assert (d.notification.state, d.notification.claims) == ("sending", 2)  # the later claim is untouched
+    [dup] = [e for e in d.events if e.kind == "possible_duplicate"]
+    assert (dup.detail["claim"], dup.detail["holder_claim"], dup.detail["attempt_id"]) == (1, 2, a1.id)
+    assert store.mark_sent(n2.id, T0 + 34, attempt_id=a1.id, result=ok, owner="W", claim=n2.claims)
+
+
+def test_the_heartbeat_extends_only_claims_still_held(store: Store):
+    store.accept_outcomes([item("a"), item("b")])
+    a, b = store.claim_due(T0, 2, "A", 30)
+    assert store.extend_leases([(a.id, "A", a.claims), (b.id, "A", b.claims + 1), (b.id, "B", b.claims)],
+                               T0 + 100) == 1
+    assert store.release_expired_leases(T0 + 31) == 1  # b ran out; a was extended
+    assert store.get_notification(a.id).notification.lease_until == T0 + 100
+    assert store.extend_leases([(b.id, "A", b.claims)], T0 + 200) == 0  # taken back: lost, not revived
+    assert store.get_notification(b.id).notification.state == "scheduled"
+
+
+def test_a_clean_stop_gives_back_its_claims_at_once(store: Store):
+    store.accept_outcomes([item(x) for x in "abcd"])
+    mine = store.claim_due(T0, 3, "A:0", 30)
+    theirs = store.claim_due(T0, 1, "B:0", 30)
+    flying = mine[0]
+    assert store.release_leases(["A:0", "A:1"], T0 + 1, keep=[flying.id]) == 2
+    states = {n.id: n.state for x in "abcd" for n in store.notifications_for(x)}
+    assert states == {flying.id: "sending", mine[1].id: "scheduled", mine[2].id: "scheduled",
+                      theirs[0].id: "sending"}
+    assert sorted(n.id for n in store.claim_due(T0 + 2, 10, "C:0", 30)) == sorted([mine[1].id, mine[2].id])
+
+
+@pytest.mark.parametrize("change", ["withdraw", "amend"])
+def test_a_change_between_claim_and_attempt_start_cancels_and_nothing_is_begun(store: Store, change: str):
+    from engine.store import NotSendable
+
+    store.accept_outcomes([item("a")])
+    n = store.claim_due(T0, 1, "A", 30)[0]
+    assert store.still_sendable(n.id)  # the dispatcher looked: still sendable
+    if change == "withdraw":
+        store.withdraw("a", at=T0 + 1, reason="decision changed")
+    else:
+        store.amend(item("a", raw='{"id": "a", "decision": "advance"}', with_plan=False), at=T0 + 1)
+    with pytest.raises(NotSendable, match="withdrawn" if change == "withdraw" else "amended"):
+        store.begin_attempt(n.id, n.channel, "outbox", at=T0 + 2, owner="A", claim=n.claims, lease_seconds=30)
+    d = store.get_notification(n.id)
+    assert (d.notification.state, d.attempts) == ("cancelled", ())
+    assert [e.detail["reason"] for e in d.events if e.kind == "cancelled"] == [
+        f"outcome {'withdrawn' if change == 'withdraw' else 'amended'} before sending"]

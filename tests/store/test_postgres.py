@@ -107,6 +107,21 @@ def test_both_backends_offer_the_same_methods_and_tables(pg, tmp_path):
     pgt: dict[str, set[str]] = {}
     for t, c in rows:
         pgt.setdefault(t, set()).add(c)
-    assert set(lite) - sqlite_only == set(pgt)
-    for t in pgt:
+    pg_only = {"rate_limits"}  # provider rate limits shared by replicas (one SQLite file serves one daemon)
+    assert set(lite) - sqlite_only == set(pgt) - pg_only
+    for t in set(pgt) - pg_only:
         assert lite[t] <= pgt[t], t  # PostgreSQL may add a column (rulesets.rowid), never miss one
+
+
+def test_one_replica_is_leader_and_another_takes_over_when_it_goes(pg):
+    from daemon_support import wait_for
+
+    url = pg.create_database()
+    first, second = open_store(url), open_store(url)
+    try:
+        assert first.is_leader()
+        assert not second.is_leader()
+        first.close()  # its connection goes, and the session lock with it
+        wait_for(second.is_leader, timeout=10, step=0.1)
+    finally:
+        second.close()
