@@ -354,7 +354,7 @@ def _store(config_path: str | None, dep: Deployment | None = None) -> Store:
     from engine.store import open_store
 
     cfg = dep.config if dep is not None else load_config(config_path)[0]
-    return open_store(cfg.store_target)
+    return open_store(cfg.store_target, listen=cfg.store_listen)
 
 
 @main.command()

@@ -85,6 +85,7 @@ class DingTalkRobotTransport:
 
     name = "dingtalk-robot"
     capabilities = CAPABILITIES["dingtalk-robot"]
+    rate_limit = (ROBOT_LIMIT, 60.0)  # per robot; build_transport shares it across replicas on PostgreSQL
 
     def __init__(self, channel: str, settings: Mapping[str, Any], *, limiter: RateLimiter | None = None):
         self.channel = channel

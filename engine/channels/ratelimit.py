@@ -4,8 +4,9 @@ A `RateLimiter` is asked before each send (`reserve`) and told when the provider
 Its keys name the limited sender, never a secret (`limit_key` hashes a token). `LocalRateLimiter` holds the
 state in this process: every transport of the same sender shares it (HR alerts of every kind, notifications on
 a robot channel, and the transport built anew after a reload), so the limit holds across them. Across replicas
-the same two calls would be backed by the store (a row per key: the send times of the last window and the
-blocked-until time, read and written in one transaction); nothing else changes then.
+on PostgreSQL the same two calls are backed by the store (engine/store/pg_ratelimit.py: a row per key with the send
+times of the last window and the blocked-until time, read and written in one transaction), handed to the transport
+by build_transport; nothing else changes then.
 """
 from __future__ import annotations
 

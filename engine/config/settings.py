@@ -192,6 +192,7 @@ class Config:
     store_url: str | None = field(default=None, repr=False)  # store.url or HERALD_STORE: PostgreSQL (may hold a password)
     event_retention: str | None = None  # store.retention.events ("400d"): what `herald db prune` deletes
     console: ConsoleSettings = field(default_factory=ConsoleSettings)  # the web console's accounts and session key (engine.config.console)
+    store_listen: bool = True  # store.listen: PostgreSQL wake-up hints (LISTEN/NOTIFY); false polls only (PgBouncer)
 
     @property
     def store_target(self) -> str:
@@ -331,6 +332,7 @@ def load_config(path: str | Path | None = None, root: str | Path | None = None,
         store_path=p(store_file, "herald.db"),
         store_url=store_url,
         event_retention=_retention(store),
+        store_listen=store.get("listen") is not False,
         outbox=outbox,
         channels=channels,
         company=data.get("company") or {},

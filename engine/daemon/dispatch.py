@@ -39,6 +39,7 @@ class Dispatcher:
         self.receipts = ReceiptPoller(runtime, self.settings.receipt_interval, leader=self.leader)
         self._beat_stop = threading.Event()
         self._beat: threading.Thread | None = None
+        self._wakeups = None
         self.heartbeats = 0  # rounds of the heartbeat that extended at least one lease
         runtime.on_work(self.wake)
         runtime.metrics.registry.register(ReplicaCollector(runtime, self))
@@ -65,6 +66,7 @@ class Dispatcher:
             t = threading.Thread(target=self._run, args=(i, ev), name=f"herald-dispatch-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        self._wakeups = self.rt.store.wakeups(self.wake)  # hints from other replicas (None: poll only)
         self._beat_stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name="herald-heartbeat", daemon=True)
         self._beat.start()
@@ -80,6 +82,8 @@ class Dispatcher:
         self.wake()
         for t in self._threads:
             t.join(timeout)
+        if self._wakeups is not None:
+            self._wakeups.stop()
         self._beat_stop.set()
         if self._beat is not None:
             self._beat.join(timeout)

@@ -45,3 +45,7 @@ class ReplicaCollector:
         for kind, n in (h["leases"] or {}).items():
             leases.add_metric([kind], n)
         yield leases
+        hints = getattr(self.dispatcher, "_wakeups", None)
+        yield GaugeMetricFamily("herald_wakeup_hints", "Wake-up hints (PostgreSQL NOTIFY) this replica received "
+                                "since it started; polling finds the work without them.",
+                                value=hints.received if hints is not None else 0)

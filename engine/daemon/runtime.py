@@ -32,8 +32,9 @@ TRANSPORT_GRACE_S = 120.0  # after a reload, how long the replaced transports st
 class Transports:
     """The transport of each configured channel, built on first use; a channel that cannot be built gives its error."""
 
-    def __init__(self, channels: dict):
+    def __init__(self, channels: dict, limiter_for: Callable[[int, float], Any] | None = None):
         self.channels = channels
+        self.limiter_for = limiter_for  # provider rate limits shared across replicas (the store's), if any
         self._built: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -46,7 +47,7 @@ class Transports:
                     self._built[name] = f"channel {name!r} is not configured"
                 else:
                     try:
-                        self._built[name] = build_transport(ch)
+                        self._built[name] = build_transport(ch, self.limiter_for)
                     except Exception as e:  # noqa: BLE001 - a bad channel must not stop the others
                         self._built[name] = f"channel {name!r} cannot be built: {e}"
             got = self._built[name]
@@ -111,7 +112,8 @@ class Runtime:
     def make_state(self, dep: Deployment) -> State:
         """A complete new State for `dep` (built before anything is swapped)."""
         pipeline = ClockedPipeline(dep, render_channels="all", source=self.clock, links_for=self.links)
-        return State(dep, pipeline, Transports(dict(dep.config.channels)), Auth.from_settings(dep.config.server.auth))
+        transports = Transports(dict(dep.config.channels), getattr(self.store, "rate_limiter", None))
+        return State(dep, pipeline, transports, Auth.from_settings(dep.config.server.auth))
 
     def swap(self, state: State) -> State:
         """Puts `state` in use (one reference assignment) and returns the old one."""

@@ -94,7 +94,7 @@ class Daemon:
         self.port = port if port is not None else cfg.server.port
         clock = make_clock(time_scale, start_at)
         try:
-            store = open_store(cfg.store_target, upgrade=upgrade_store)
+            store = open_store(cfg.store_target, upgrade=upgrade_store, listen=cfg.store_listen)
         except (StoreError, OSError, sqlite3.Error) as e:
             raise DaemonError(f"cannot open the store {cfg.store_label}: {e}") from e
         self.runtime = rt = Runtime(deployment, store, clock, paths=paths, config_path=config_path)

@@ -153,6 +153,10 @@ class Store(Protocol):
 
     def is_leader(self) -> bool: ...
 
+    def wakeups(self, callback: Any) -> Any: ...
+
+    def rate_limiter(self, limit: int, window: float) -> Any: ...
+
     def lease_counts(self, owners: Sequence[str], now: Instant) -> dict[str, int]: ...
 
     def still_sendable(self, notification_id: str) -> bool: ...
@@ -319,12 +323,13 @@ class Store(Protocol):
     def outcome_events(self, outcome_id: str) -> list[EventRow]: ...
 
 
-def open_store(target: str | Path, *, upgrade: bool = True) -> Store:
+def open_store(target: str | Path, *, upgrade: bool = True, listen: bool = True) -> Store:
     """The store `target` names: a postgresql:// URL opens PostgreSQL (psycopg 3, a connection pool; migrated with
-    `upgrade`, else refused when behind: `herald db upgrade`), a file path SQLite (created and migrated if needed).
+    `upgrade`, else refused when behind: `herald db upgrade`; `listen`: wake-up hints between replicas, False to poll
+    only), a file path SQLite (created and migrated if needed).
     A schema newer than this herald is always refused (SchemaVersionError)."""
     from engine.store.postgres import PostgresStore, is_url
 
     if is_url(target):
-        return PostgresStore(str(target), upgrade=upgrade)
+        return PostgresStore(str(target), upgrade=upgrade, listen=listen)
     return SQLiteStore(target)

@@ -142,6 +142,18 @@ class SqlStore:
         """True when this transaction may return expired leases (one replica at a time; SQLite: always)."""
         return True
 
+    def _hint(self, conn: Any) -> None:
+        """Work became due in this transaction: tell other replicas at commit (PostgreSQL's NOTIFY; SQLite: none)."""
+
+    def wakeups(self, callback: Any) -> Any:
+        """Started hints from other replicas calling `callback` (an object with stop()), or None (poll only)."""
+        return None
+
+    def rate_limiter(self, limit: int, window: float) -> Any:
+        """A RateLimiter shared by every process on this store (engine.channels.ratelimit), or None: one process
+        per store (SQLite), whose own limiter is enough."""
+        return None
+
     def is_leader(self) -> bool:
         """Whether this process is the one (of the replicas sharing the store) that runs the periodic work: the
         expired-lease sweep, escalations, receipt polling. SQLite: always (one file, one daemon)."""

@@ -100,6 +100,8 @@ class Notifications(SqlStore):
             else:
                 self._x(conn, "UPDATE notifications SET state = 'scheduled', lease_owner = NULL, lease_until = NULL, "
                              "updated_at = ? WHERE id = ? AND state = 'sending'", (t, r["id"]))
+        if rows:
+            self._hint(conn)
         return len(rows)
 
     def still_sendable(self, notification_id: str) -> bool:
@@ -252,6 +254,7 @@ class Notifications(SqlStore):
             if rows:
                 self._add_event(conn, notification_id, "escalated", t, rows[0]["channel"],
                                 {"to_index": next_index, "reason": reason})
+                self._hint(conn)
             return bool(rows)
 
     def mark_failed(self, notification_id: str, reason: str, at: Instant | None = None, *,

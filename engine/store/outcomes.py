@@ -74,6 +74,8 @@ class Outcomes(SqlStore):
                              changes)
             self._xm(conn, _N_INSERT, notes)
             self._xm(conn, _EV_INSERT, events)
+            if notes:
+                self._hint(conn)
             if deliveries:
                 self._xm(conn, _SE_INSERT, [_delivery_values(d, now) for d in deliveries])
         return out
@@ -207,6 +209,7 @@ class Outcomes(SqlStore):
                 nv = _notification_values(item.id, rev, item.notification, now)
                 self._x(conn, _N_INSERT, nv)
                 self._xm(conn, _EV_INSERT, _queued_events(nv, now))
+                self._hint(conn)
             if delivery is not None:
                 self._x(conn, _SE_INSERT, _delivery_values(delivery, now))
         return cancelled

@@ -30,6 +30,8 @@ from engine.store.errors import StoreError, StoreUnavailable
 from engine.store.events import Events
 from engine.store.notifications import Notifications
 from engine.store.outcomes import Outcomes
+from engine.store.pg_listen import CHANNEL, Wakeups
+from engine.store.pg_ratelimit import StoreRateLimiter
 from engine.store.pg_migrations import PG_MIGRATIONS, PgMigration, current_version, migrate
 from engine.store.rulesets import RuleSets
 from engine.store.sources import SourceEvents
@@ -73,12 +75,14 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
     _FOR_SHARE = " FOR SHARE"
 
     def __init__(self, url: str, *, migrations: Sequence[PgMigration] = PG_MIGRATIONS, min_size: int = 1,
-                 max_size: int = 8, timeout: float = 30.0, upgrade: bool = True, wait: float = 5.0):
+                 max_size: int = 8, timeout: float = 30.0, upgrade: bool = True, wait: float = 5.0,
+                 listen: bool = True):
         """Connects (a pool of `max_size`) and, with `upgrade`, migrates; SchemaVersionError if the schema is newer.
 
         Without `upgrade` a database behind the newest migration is refused (run `herald db upgrade`). `timeout`
         bounds the first connection; `wait` each later call's wait for a connection (the server down: a call
-        fails with StoreUnavailable after it, and intake answers 503 instead of hanging).
+        fails with StoreUnavailable after it, and intake answers 503 instead of hanging). `listen`: wake-up hints
+        (NOTIFY when work becomes due, `wakeups()` to LISTEN); False polls only (PgBouncer, transaction mode).
         """
         import psycopg
         from psycopg.rows import dict_row
@@ -86,11 +90,13 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
 
         self.url = url
         self.wait = wait
+        self.listen = listen
         self.path = redact(url)  # what messages and the report name the store by
         self._errors = (psycopg.OperationalError, PoolTimeout)
         self._sql_cache: dict[str, str] = {}
         self._lock = threading.Lock()
         self._leader_lock = threading.Lock()
+        self._limiters: dict[tuple[int, float], StoreRateLimiter] = {}
         self._leader_conn: Any = None
         self._leading = False
         self._leader_checked = -LEADER_CHECK_S
@@ -129,6 +135,22 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
         with self._leader_lock:
             self._drop_leader()
         self._pool.close()
+
+    def _hint(self, conn: Any) -> None:
+        if self.listen:
+            conn.execute(f"NOTIFY {CHANNEL}")
+
+    def wakeups(self, callback: Any) -> Wakeups | None:
+        """LISTENs for hints on a connection of its own (engine/store/pg_listen.py); None when polling only."""
+        return Wakeups(self.url, callback).start() if self.listen else None
+
+    def rate_limiter(self, limit: int, window: float) -> StoreRateLimiter:
+        """Provider rate limits shared by every replica on this database (engine/store/pg_ratelimit.py)."""
+        with self._lock:
+            got = self._limiters.get((limit, window))
+            if got is None:
+                got = self._limiters[(limit, window)] = StoreRateLimiter(self, limit, window)
+            return got
 
     def is_leader(self) -> bool:
         """True while this store holds the leader lock (tried at most once a LEADER_CHECK_S; a connection that

@@ -75,4 +75,4 @@ def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
+        return conn.execute(sql, params or None).fetchall()

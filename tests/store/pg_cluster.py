@@ -51,8 +51,17 @@ class Cluster:
         self._run("initdb", "-D", str(self.root / "data"), "-U", "herald", "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8")
         fast = "" if durable else "-c fsync=off -c full_page_writes=off "  # tests need no crash safety
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses='' {fast}-c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.root / "data"), "-o", opts, "-l", str(self.root / "log"), "-w", "start")
+        self._opts = f"-p {self.port} -k {self.root} -c listen_addresses='' {fast}-c max_connections=200"
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Starts the server (again, after stop_server), on the same port and socket directory."""
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-o", self._opts, "-l", str(self.root / "log"), "-w",
+                  "start")
+
+    def stop_server(self) -> None:
+        """Stops the server as a crash would (immediate: clients cut off); the data stays for start_server()."""
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [str(self.bindir / tool), *args]

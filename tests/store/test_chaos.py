@@ -1,45 +1,24 @@
-"""Chaos on PostgreSQL: three `herald serve` replicas share one database; outcomes are posted round-robin while one
-replica is killed with kill -9 (and started again) and another is stopped with SIGTERM. A webhook receiver that
-does not deduplicate counts deliveries: none lost, and a repeat carries the same Idempotency-Key."""
+"""Chaos on PostgreSQL: three `herald serve` replicas share one database; 2,000 outcomes are posted round-robin
+while one replica is killed with kill -9 (and started again) and another is stopped with SIGTERM. A webhook
+receiver that does not deduplicate counts deliveries: none lost, a repeat carries the same Idempotency-Key, every
+replica sent some. And PostgreSQL itself stopped for 10 s under load: intake answers 503 with Retry-After, nothing
+accepted is lost, sending resumes by itself."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
+import pg_cluster
 import pytest
-from daemon_support import ServeProcess, make_deployment, outcome, wait_for
+from cluster_support import Receiver, pg_deployment, query
+from daemon_support import ServeProcess, outcome, wait_for
 from loopback import Serving
 
-TOTAL = 300
-BATCH = 10
-
-
-class Receiver(BaseHTTPRequestHandler):
-    """Takes every POST (no deduplication), after a short pause so sends are in flight when a replica dies."""
-
-    lock = threading.Lock()
-    got: ClassVar[list[tuple[str, str]]] = []  # (notification, Idempotency-Key), in arrival order
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        time.sleep(0.01)
-        with Receiver.lock:
-            Receiver.got.append((body["notification"], self.headers["Idempotency-Key"]))
-        out = json.dumps({"id": body["attempt_key"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+TOTAL = 2000
+BATCH = 20
 
 
 def _post(replicas: list[ServeProcess], k: int, items: list[dict]) -> None:
@@ -57,19 +36,23 @@ def _post(replicas: list[ServeProcess], k: int, items: list[dict]) -> None:
     raise AssertionError("no replica took the batch")
 
 
+def _keys() -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = defaultdict(set)
+    for n, key, _ in Receiver.got:
+        keys[n].add(key)
+    return keys
+
+
 @pytest.mark.slow
 def test_three_replicas_kill_9_and_sigterm_lose_nothing(pg, tmp_path: Path):
-    Receiver.got = []
+    Receiver.reset()
     url = pg.create_database()
     with Serving(Receiver) as hook:
-        channels = (f"  email: {{transport: webhook, url: \"{hook.url}/in\"}}\n"
-                    f"  sms: {{transport: webhook, url: \"{hook.url}/in\"}}")
-        root = make_deployment(tmp_path / "d", channels=channels,
-                               dispatch="{max_attempts: 5, backoff_base: 1s, poll_interval: 0.05s, lease: 3s}")
-        cfg = (root / "herald.yaml").read_text().replace("store: {path: herald.db}", f'store: {{url: "{url}"}}')
-        (root / "herald.yaml").write_text(cfg)
+        root = pg_deployment(tmp_path / "d", url, hook.url,
+                             "{max_attempts: 5, backoff_base: 1s, poll_interval: 0.05s, lease: 3s}")
         replicas = [ServeProcess(root, "--upgrade-store") for _ in range(3)]
         restarted: list[ServeProcess] = []
+        started = time.monotonic()
         try:
             for r in replicas:
                 r.wait_ready(60)
@@ -83,23 +66,103 @@ def test_three_replicas_kill_9_and_sigterm_lose_nothing(pg, tmp_path: Path):
                     restarted[0].wait_ready(60)
                     replicas[0] = restarted[0]
                 if start == 2 * TOTAL // 3:
-                    replicas[1].proc.terminate()  # SIGTERM: a clean stop, sends in flight finished
+                    replicas[1].proc.terminate()  # SIGTERM: a clean stop, sends in flight finished, claims given back
                 _post(replicas, k, [outcome(i) for i in ids[start:start + BATCH]])
             expected = {f"{i}#1" for i in ids}
-            wait_for(lambda: expected <= {n for n, _ in Receiver.got}, timeout=120, step=0.2)
-            time.sleep(1)  # let a straggling repeat arrive before counting
+            wait_for(lambda: expected <= set(_keys()), timeout=900, step=0.5)
+            done = "SELECT count(*) FROM notifications WHERE state IN ('sent', 'delivered')"
+            wait_for(lambda: query(url, done)[0][0] == TOTAL, timeout=60, step=0.2)  # every result recorded
+            elapsed = time.monotonic() - started
         finally:
             logs = [r.log() for r in replicas + restarted]
             for r in replicas + restarted:
                 if r.proc.poll() is None:
                     r.proc.terminate()
                     r.proc.wait(30)
-    keys: dict[str, set[str]] = defaultdict(set)
-    for n, key in Receiver.got:
-        keys[n].add(key)
+    keys = _keys()
     assert set(keys) == expected  # nothing lost, nothing foreign
     assert all(len(k) == 1 for k in keys.values()), {n: k for n, k in keys.items() if len(k) > 1}
     repeats = len(Receiver.got) - len(expected)
-    print(f"\n{len(Receiver.got)} deliveries of {len(expected)} notifications, {repeats} repeat(s), same key each")
+    flagged = query(url, "SELECT count(*) FROM events WHERE kind = 'possible_duplicate'")[0][0]
+    print(f"\n{len(Receiver.got)} deliveries of {len(expected)} notifications in {elapsed:.1f} s, {repeats} repeat(s) "
+          f"(same key each), {flagged} possible_duplicate event(s)")
     sends = [sum(1 for line in log.splitlines() if " sent " in line) for log in logs]
     assert all(s > 0 for s in sends[:3]), sends  # every original replica sent some
+
+
+@pytest.mark.slow
+def test_postgresql_stopped_for_10_s_under_load(tmp_path: Path):
+    """Outcomes are posted continuously to two replicas while PostgreSQL is down for 10 s: intake answers 503 with
+    Retry-After (the poster retries those batches, as an ATS does), everything answered 2xx is delivered, and the
+    replicas send again by themselves once the server is back."""
+    Receiver.reset()
+    cluster = pg_cluster.start()
+    if cluster is None:
+        pytest.skip("PostgreSQL is not installed")
+    answers: dict[int, int] = defaultdict(int)
+    retry_after: set[str | None] = set()
+    accepted: list[str] = []
+    try:
+        url = cluster.create_database()
+        with Serving(Receiver) as hook:
+            root = pg_deployment(tmp_path / "d", url, hook.url,
+                                 "{max_attempts: 10, backoff_base: 1s, backoff_max: 2s, poll_interval: 0.1s, lease: 5s}")
+            replicas = [ServeProcess(root, "--upgrade-store") for _ in range(2)]
+            stop = threading.Event()
+
+            def poster() -> None:
+                n = 0
+                while not stop.is_set():
+                    items = [outcome(f"o-{n}-{j}") for j in range(20)]
+                    for k in range(200):  # a batch refused (503) is posted again after Retry-After
+                        try:
+                            r = httpx.post(replicas[(n + k) % 2].url + "/v1/outcomes", json=items, timeout=30)
+                        except httpx.TransportError:
+                            answers[0] += 1
+                            time.sleep(0.5)
+                            continue
+                        answers[r.status_code] += 1
+                        if r.status_code < 300:
+                            accepted.extend(f"{i['id']}#1" for i in items)
+                            break
+                        assert r.status_code == 503, r.text
+                        retry_after.add(r.headers.get("Retry-After"))
+                        time.sleep(float(r.headers.get("Retry-After", "1")))
+                    n += 1
+                    time.sleep(0.05)
+
+            try:
+                for r in replicas:
+                    r.wait_ready(60)
+                t = threading.Thread(target=poster, daemon=True)
+                t.start()
+                wait_for(lambda: len(Receiver.got) >= 20, timeout=60, step=0.1)  # under load
+                down = time.monotonic()
+                cluster.stop_server()
+                wait_for(lambda: answers[503] >= 1, timeout=30, step=0.1)
+                while time.monotonic() - down < 10:  # (a deadline on a condition: the server stays down 10 s)
+                    assert all(r.proc.poll() is None for r in replicas)
+                    time.sleep(0.2)
+                cluster.start_server()
+                back = len(Receiver.got)
+                wait_for(lambda: len(Receiver.got) > back + 20, timeout=120,
+                         step=0.2)  # sending resumed without a restart
+                stop.set()
+                t.join(120)
+                wait_for(lambda: set(accepted) <= {n for n, _, _ in Receiver.got}, timeout=180, step=0.2)
+                healthy = [httpx.get(r.url + "/healthz", timeout=10).json()["store"]["reachable"] for r in replicas]
+            finally:
+                stop.set()
+                for r in replicas:
+                    if r.proc.poll() is None:
+                        r.proc.terminate()
+                        r.proc.wait(30)
+    finally:
+        cluster.stop()
+    keys = _keys()
+    assert set(accepted) <= set(keys)  # nothing accepted is lost
+    assert all(len(k) == 1 for k in keys.values())
+    assert answers[503] >= 1 and retry_after == {"1"}, (dict(answers), retry_after)
+    assert set(answers) <= {0, 200, 201, 202, 503}, dict(answers)  # refused with 503, never a 500
+    assert healthy == [True, True]
+    print(f"\noutage: {dict(answers)} answers, {len(accepted)} outcomes accepted, {len(Receiver.got)} deliveries")

@@ -181,3 +181,80 @@ def test_a_withdraw_between_claim_and_attempt_start_sends_nothing(pg, tmp_path: 
     assert answer and answer[0].status_code == 200, answer
     assert Receiver.got == []
     assert query(url, "SELECT count(*) FROM attempts")[0][0] == 0
+
+
+def _ingest(run_cli, root: Path, oid: str) -> None:
+    import json
+
+    (root / f"{oid}.jsonl").write_text(json.dumps(outcome(oid)) + "\n")
+    r = run_cli(["ingest", "--config", str(root / "herald.yaml"), str(root / f"{oid}.jsonl")], cwd=root)
+    assert r.exit_code == 0, r.output
+
+
+def _listening(url: str) -> int:
+    return query(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND (application_name = 'herald-listen' OR query ILIKE 'LISTEN%')")[0][0]
+
+
+def test_a_hint_wakes_an_idle_replica_long_before_its_next_poll(pg, tmp_path: Path, run_cli):
+    Receiver.reset()
+    url = pg.create_database()
+    with Serving(Receiver) as hook:
+        root = pg_deployment(tmp_path / "d", url, hook.url, "{poll_interval: 60s, lease: 30s}")
+        a = ServeProcess(root, "--upgrade-store")
+        try:
+            a.wait_ready(60)
+            wait_for(lambda: _listening(url) == 1, timeout=20)
+            _ingest(run_cli, root, "n1")  # another process (the CLI) queues it: the replica hears only the hint
+            wait_for(lambda: Receiver.got, timeout=20)  # a third of the 60 s poll
+            assert metric(a.url, "herald_wakeup_hints") >= 1
+        finally:
+            _stop_all([a])
+    assert [n for n, _, _ in Receiver.got] == ["n1#1"]
+
+
+def test_the_poll_only_setting_never_listens_and_polling_still_sends(pg, tmp_path: Path, run_cli):
+    Receiver.reset()
+    url = pg.create_database()
+    with Serving(Receiver) as hook:
+        root = pg_deployment(tmp_path / "d", url, hook.url, "{poll_interval: 0.2s, lease: 30s}")
+        cfg = root / "herald.yaml"
+        cfg.write_text(cfg.read_text().replace(f'store: {{url: "{url}"}}', f'store: {{url: "{url}", listen: false}}'))
+        a = ServeProcess(root, "--upgrade-store")
+        try:
+            a.wait_ready(60)
+            _ingest(run_cli, root, "p1")
+            wait_for(lambda: Receiver.got, timeout=30)
+            assert _listening(url) == 0 and metric(a.url, "herald_wakeup_hints") == 0
+        finally:
+            _stop_all([a])
+    assert [n for n, _, _ in Receiver.got] == ["p1#1"]
+
+
+def test_two_replicas_together_stay_under_a_robots_rate_limit(pg, tmp_path: Path):
+    from daemon_support import make_deployment
+    from fake_robot import FakeRobot
+
+    from engine.channels.dingtalk_robot import ROBOT_LIMIT
+
+    url = pg.create_database()
+    with FakeRobot(secret=None) as robot:
+        channels = (f'  email: {{transport: dingtalk-robot, access_token: "tok-fake-0123456789", base_url: "{robot.url}"}}\n'
+                    f'  sms: {{transport: dingtalk-robot, access_token: "tok-fake-0123456789", base_url: "{robot.url}"}}')
+        root = make_deployment(tmp_path / "d", channels=channels,
+                               dispatch="{max_attempts: 5, backoff_base: 1h, poll_interval: 0.05s, lease: 30s}")
+        cfg = root / "herald.yaml"
+        cfg.write_text(cfg.read_text().replace("store: {path: herald.db}", f'store: {{url: "{url}"}}'))
+        replicas = [ServeProcess(root, "--upgrade-store") for _ in range(2)]
+        try:
+            for r in replicas:
+                r.wait_ready(60)
+            for i in range(30):
+                _post(replicas[i % 2].url, [outcome(f"q-{i}")])
+            tried = "SELECT count(DISTINCT notification_id) FROM attempts WHERE status <> 'pending'"
+            wait_for(lambda: query(url, tried)[0][0] == 30, timeout=60, step=0.1)  # each tried: sent or paced
+            paced = query(url, "SELECT count(*) FROM attempts WHERE code = 'paced'")[0][0]
+        finally:
+            _stop_all(replicas)
+    assert len(robot.requests) == ROBOT_LIMIT and paced == 30 - ROBOT_LIMIT  # 19 a minute for both together
+    assert all(r.log().count(" sent ") > 0 for r in replicas)  # both replicas sent some

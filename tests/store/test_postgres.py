@@ -125,3 +125,32 @@ def test_one_replica_is_leader_and_another_takes_over_when_it_goes(pg):
         wait_for(second.is_leader, timeout=10, step=0.1)
     finally:
         second.close()
+
+
+def test_two_replicas_share_one_rate_limit(pg):
+    """Two stores (two replicas' pools) pace one key together: in no sliding window do their grants exceed it."""
+    url = pg.create_database()
+    limit, window = 5, 0.5
+    stores = [open_store(url), open_store(url)]
+    granted: list[float] = []
+    lock = threading.Lock()
+    import time
+
+    def hammer(store) -> None:
+        limiter = store.rate_limiter(limit, window)
+        deadline = time.time() + 2.0
+        while (now := time.time()) < deadline:
+            if limiter.reserve("robot:abc", now) == 0.0:
+                with lock:
+                    granted.append(now)
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in stores for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for s in stores:
+        s.close()
+    granted.sort()
+    most = max(sum(1 for u in granted if t <= u < t + window) for t in granted)
+    assert most == limit and len(granted) >= 3 * limit, (most, len(granted))

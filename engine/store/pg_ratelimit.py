@@ -1,0 +1,49 @@
+"""Provider send-rate limits shared by every replica on one PostgreSQL database (engine.channels.ratelimit's
+RateLimiter interface): a row per key in `rate_limits` holds the send times of the last window and a
+blocked-until time, read under a row lock and written in one transaction, so two replicas asking at once are
+served one after the other and the limit holds for all of them together. The semantics are exactly those of
+LocalRateLimiter (at most `limit` sends in any sliding `window`); times are the callers' clocks (time.time on
+every replica: keep their clocks in sync, as NTP does). When the database cannot be reached no slot is given
+(the send waits a second and is paced again), so an outage never lets a burst through."""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.store.errors import StoreError
+
+UNREACHABLE_WAIT = 1.0  # seconds a send waits when the limit cannot be read
+
+
+class StoreRateLimiter:
+    """At most `limit` sends per sliding `window` seconds per key, across every replica of the store."""
+
+    def __init__(self, store: Any, limit: int, window: float) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a rate limit needs limit >= 1 and window > 0")
+        self.store, self.limit, self.window = store, limit, window
+
+    def reserve(self, key: str, now: float) -> float:
+        try:
+            with self.store._write() as conn:
+                conn.execute("INSERT INTO rate_limits (key) VALUES (%s) ON CONFLICT DO NOTHING", (key,))
+                row = conn.execute("SELECT sent, blocked_until FROM rate_limits WHERE key = %s FOR UPDATE",
+                                   (key,)).fetchone()
+                if now < row["blocked_until"]:
+                    return float(row["blocked_until"] - now)
+                sent = sorted(t for t in row["sent"] if now - t < self.window)
+                wait = max(sent[0] + self.window - now, 0.001) if len(sent) >= self.limit else 0.0
+                if not wait:
+                    sent.append(now)
+                conn.execute("UPDATE rate_limits SET sent = %s WHERE key = %s", (sent, key))
+                return wait
+        except StoreError:
+            return UNREACHABLE_WAIT
+
+    def block(self, key: str, until: float) -> None:
+        try:
+            with self.store._write() as conn:
+                conn.execute("INSERT INTO rate_limits (key, blocked_until) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+                             "SET blocked_until = GREATEST(rate_limits.blocked_until, EXCLUDED.blocked_until)",
+                             (key, until))
+        except StoreError:
+            pass  # the provider's own penalty still applies; the next reserve() waits while unreachable
