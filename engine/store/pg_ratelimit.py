@@ -2,8 +2,9 @@
 RateLimiter interface): a row per key in `rate_limits` holds the send times of the last window and a
 blocked-until time, read under a row lock and written in one transaction, so two replicas asking at once are
 served one after the other and the limit holds for all of them together. The semantics are exactly those of
-LocalRateLimiter (at most `limit` sends in any sliding `window`); times are the callers' clocks (time.time on
-every replica: keep their clocks in sync, as NTP does). When the database cannot be reached no slot is given
+LocalRateLimiter (at most `limit` sends in any sliding `window`), the send times read from the database's clock
+under the row lock (so they are in the order the slots were given); a provider block (`block(key, until)`) is on
+the callers' clocks (time.time on every replica: keep them in sync, as NTP does). When the database cannot be reached no slot is given
 (the send waits a second and is paced again), so an outage never lets a burst through."""
 from __future__ import annotations
 
@@ -30,10 +31,13 @@ class StoreRateLimiter:
                                    (key,)).fetchone()
                 if now < row["blocked_until"]:
                     return float(row["blocked_until"] - now)
-                sent = sorted(t for t in row["sent"] if now - t < self.window)
-                wait = max(sent[0] + self.window - now, 0.001) if len(sent) >= self.limit else 0.0
+                # the send times are the database's clock read under the row lock: in the order the slots are
+                # given, whatever the callers' clocks and however long each waited for the lock
+                t = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").fetchone()["t"]
+                sent = sorted(x for x in row["sent"] if t - x < self.window)
+                wait = max(sent[0] + self.window - t, 0.001) if len(sent) >= self.limit else 0.0
                 if not wait:
-                    sent.append(now)
+                    sent.append(t)
                 conn.execute("UPDATE rate_limits SET sent = %s WHERE key = %s", (sent, key))
                 return wait
         except StoreError:
