@@ -3,8 +3,9 @@ the leader (runs the lease sweep, escalations and receipt polling), and lease co
 from __future__ import annotations
 
 from typing import Any
+from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 
 def store_health(runtime: Any, dispatcher: Any) -> dict[str, Any]:
@@ -30,7 +31,7 @@ class ReplicaCollector:
     def __init__(self, runtime: Any, dispatcher: Any):
         self.rt, self.dispatcher = runtime, dispatcher
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         info = InfoMetricFamily("herald_replica", "This replica's id (host:pid:random).")
         info.add_metric([], {"id": self.dispatcher.replica_id})
         yield info

@@ -141,15 +141,15 @@ class Sender:
         now = rt.now()
         due = n.next_attempt_at if n.next_attempt_at is not None else n.send_at
         rt.metrics.lag.observe(max(0.0, rt.clock.real(now - due)))
-        lease = {"owner": n.lease_owner, "claim": n.claims}  # every transition below: only under this claim
+        # every transition below passes owner and claim: it applies only under this claim
         if not store.still_sendable(n.id):
-            store.cancel(n.id, at=now, reason="outcome withdrawn or changed before sending", **lease)
+            store.cancel(n.id, at=now, reason="outcome withdrawn or changed before sending", owner=n.lease_owner, claim=n.claims)
             return self._count(n.channel, "cancelled")
         row = store.get_outcome(n.outcome_id)
         outcome = row.data() if row is not None else {}
         opens = self.placed(n, outcome, now)
         if opens > now:  # overdue (downtime, a backlog, a reload) into a closed window: wait for it to open
-            store.defer(n.id, opens, f"window of {n.rule_id} closed", at=now, **lease)
+            store.defer(n.id, opens, f"window of {n.rule_id} closed", at=now, owner=n.lease_owner, claim=n.claims)
             log.info("wait    %s %s: window closed until %s", n.outcome_id, n.id, _iso(opens))
             self.rt.wake()
             return self._count(n.channel, "deferred")
@@ -182,7 +182,7 @@ class Sender:
                 meta_links["unsubscribe_url"] = unsubscribe
         try:  # still ours (a claim that waited past its lease was taken back), its outcome re-checked in the same
             # transaction (withdrawn, amended or unapproved since the claim: cancelled, not sent), the lease renewed
-            attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now, **lease,
+            attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now, owner=n.lease_owner, claim=n.claims,
                                           lease_seconds=rt.clock.virtual(self.settings.lease),
                                           template_hash=file.sha256 if file is not None else None)
         except NotSendable as e:
@@ -199,7 +199,6 @@ class Sender:
               due: float) -> str:
         """The transport call for an attempt begun under n's claim, and its result recorded under that claim."""
         rt, store, state = self.rt, self.rt.store, self.rt.state
-        lease = {"owner": n.lease_owner, "claim": n.claims}
         source_file = {"template_file": file.path, "template_sha256": file.sha256} if file is not None else {}
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()
@@ -218,7 +217,7 @@ class Sender:
         done = rt.now()
         if result.status == ACCEPTED:
             if not store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
-                                   await_read=transport.name in READ_RECEIPTS, **lease):
+                                   await_read=transport.name in READ_RECEIPTS, owner=n.lease_owner, claim=n.claims):
                 self._lost_after_send(n, attempt)
             if result.provider_id and not reports_delivery(transport):
                 # no receipt will ever come: count acceptance as delivery, so escalate_after does not fire
@@ -234,7 +233,7 @@ class Sender:
             if result.retry_after:
                 delay = max(delay, rt.clock.virtual(result.retry_after))
             at = self.placed(n, outcome, done + delay)
-            store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done, **lease)
+            store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done, owner=n.lease_owner, claim=n.claims)
             log.info("retry   %s %s on %s in %.0fs: %s", n.outcome_id, n.id, n.channel, at - done, result.error)
             return self._count(n.channel, RECOVERABLE)
         reason = result.error or result.status
