@@ -250,6 +250,7 @@ class Outcomes(SqlStore):
             if self._x(conn, _N_INSERT, nv).rowcount == 1:
                 self._xm(conn, _EV_INSERT, _queued_events(nv, now))
                 self._set_status(conn, outcome_id, status, now, handled_by)
+                self._hint(conn)
             return nv[0]
 
     def unmatched(self, limit: int = 100) -> list[OutcomeRow]:
