@@ -260,8 +260,11 @@ class Sender:
         if transport is None:
             return self._fallback(n, outcome, reason, now, "permanent")
         try:
-            attempt = rt.store.begin_attempt(n.id, n.channel, transport, at=now, owner=n.lease_owner,
+            attempt = rt.store.begin_attempt(n.id, n.channel, transport, at=now, owner=n.lease_owner, claim=n.claims,
                                              template_hash=failed.file.sha256 if failed.file is not None else None)
+        except NotSendable as e:
+            log.info("cancel  %s %s: %s", n.outcome_id, n.id, e)
+            return self._count(n.channel, "cancelled")
         except LeaseLost:
             log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
             return self._count(n.channel, "lease_lost")
