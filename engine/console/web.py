@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import UTC, datetime, tzinfo
 from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,7 +23,7 @@ from engine.console.session import COOKIE, Session, Signer, fingerprint
 ANONYMOUS = Account("anonymous (loopback)", "", "admin")  # no accounts configured: the daemon is on loopback
 MAX_FORM = 8 * 1024 * 1024  # bytes: a dead letter's corrected body fits (the API's MAX_BODY)
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; frame-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
     "X-Frame-Options": "DENY"}
@@ -75,6 +77,26 @@ class Console:
         if key not in self._signers:
             self._signers = {key: Signer(key)}
         return self._signers[key]
+
+    @property
+    def zone(self) -> tzinfo:
+        """The time zone the console shows times and counts days in (tracking.timezone, as the report)."""
+        name = self.runtime.state.deployment.config.tracking.timezone
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return UTC
+
+    def when(self, ts: float | None) -> str:
+        """A stored time (epoch seconds) as the console shows it: `YYYY-MM-DD HH:MM` in its zone."""
+        if ts is None:
+            return "-"
+        return datetime.fromtimestamp(ts, self.zone).strftime("%Y-%m-%d %H:%M")
+
+    def require(self, visitor: Visitor, role: str) -> None:
+        """403 unless the visitor's role is `role` or above."""
+        if not visitor.may(role):
+            raise Refused(403, "need_role", role=visitor.account.role if visitor.account else "-", need=role)
 
     def secure(self, request: Request) -> bool:
         """Whether the browser reached us over https: the request's scheme, or X-Forwarded-Proto from a trusted
@@ -130,9 +152,10 @@ class Console:
              headers: dict | None = None, **context: Any) -> HTMLResponse:
         """A page rendered from engine/console/templates, with the page headers (and the session cookie)."""
         context.setdefault("notice", None)
+        context.setdefault("error", None)
         html = _ENV.get_template(template).render(
             t=visitor.t, lang=visitor.lang, me=visitor.account, csrf=self.signer.csrf(visitor.session),
-            path=request.url.path, runtime=self.runtime, roles=ROLES, **context)
+            path=request.url.path, when=self.when, zone=str(self.zone), roles=ROLES, **context)
         response = HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
         self.set_cookie(response, request, visitor.cookie)
         return response
@@ -142,8 +165,7 @@ class Console:
         visitor = self.visit(request)
         if visitor.account is None:
             raise Refused(303, "sign_in", headers={"Location": "/console/login"})
-        if not visitor.may(role):
-            raise Refused(403, "need_role", role=visitor.account.role, need=role)
+        self.require(visitor, role)
         return visitor
 
     async def form(self, request: Request, visitor: Visitor) -> dict[str, list[str]]:

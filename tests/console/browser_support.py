@@ -1,0 +1,94 @@
+"""The browser harness for the console: Debian's headless Chromium driven by Selenium (through Debian's
+chromedriver) against a real `herald serve` subprocess on loopback; screenshots go to docs/screenshots/.
+
+Skipped, saying so, where chromium or chromedriver is missing (`.ci/run` installs both)."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+MISSING = None if CHROMIUM and DRIVER else ("chromium or chromedriver is not installed (apt-get install -y chromium "
+                                            "chromium-driver): the console cannot be checked in a browser")
+
+
+def new_browser(tmp_path: Path, lang: str = "en-US", width: int = 1280, height: int = 900, phone: bool = False):
+    """A headless Chromium; `phone`: emulates a 390x844 phone screen (the window cannot be narrower than 500)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},{height}",
+                f"--lang={lang}", "--hide-scrollbars"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
+    if phone:
+        options.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844,
+                                                                               "pixelRatio": 2.0}})
+    driver = webdriver.Chrome(options=options, service=Service(str(DRIVER)))
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator:
+    if MISSING:
+        pytest.skip(MISSING)
+    driver = new_browser(tmp_path)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(driver, name: str) -> Path:
+    """Saves the whole page as docs/screenshots/NAME.png (the README shows them) and checks it is a real page."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return Math.max(document.body.scrollHeight, 600)")
+    width = driver.get_window_size()["width"]
+    driver.set_window_size(width, min(int(height) + 120, 3000))
+    path = SHOTS / f"{name}.png"
+    png = driver.get_screenshot_as_png()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, name
+    path.write_bytes(png)
+    return path
+
+
+def sign_in(driver, url: str, name: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(url + "/console/login")
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "sign-in").click()
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=alert]") or "/console/login" not in d.current_url)
+
+
+def wait_until(driver, condition, timeout: float = 20.0):
+    """Waits (polling, with a deadline) until `condition(driver)` is true, e.g. a new page has loaded."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def unlabelled_controls(driver) -> list[str]:
+    """Every visible form control without an accessible name (a <label for>, a wrapping label, aria-label(ledby))."""
+    return driver.execute_script("""
+      const out = [];
+      for (const el of document.querySelectorAll('input, select, textarea, button')) {
+        if (el.type === 'hidden') continue;
+        const labelled = (el.labels && el.labels.length) || el.getAttribute('aria-label')
+          || el.getAttribute('aria-labelledby') || (el.tagName === 'BUTTON' && el.textContent.trim())
+          || el.getAttribute('title');
+        if (!labelled) out.push(el.outerHTML.slice(0, 120));
+      }
+      return out;""")
