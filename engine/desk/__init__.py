@@ -4,7 +4,8 @@ the same rows and do the same things with the same checks.
 
 Reads (views.py), each a `Page` of frozen rows with an opaque keyset cursor for the next page (paging.py):
 `held`, `unmatched`, `dead_letters`, `queue` (notifications by state, time range and channel; `day_bounds`
-gives today's range), `candidates` (by outcome id, name, e-mail or phone), `replies`, `audit`; and `history`
+gives today's range), `candidates` (by outcome id, name, e-mail or phone), `replies`, `audit`; `day_counts` (a day's events by
+rule and channel, and what waits for a person); and `history`
 (an outcome's revisions and changes, notifications with attempts and events, replies, ratings and the audit
 entries), `pauses`, `would_send` (the message each channel would get if a held outcome were approved now).
 
@@ -24,10 +25,12 @@ from engine.desk.control import QueueResult, cancel, handle_reply, pause, resche
 from engine.desk.paging import DeskError, Page
 from engine.desk.views import (
     Candidate,
+    DayCounts,
     History,
     audit,
     candidates,
     day_bounds,
+    day_counts,
     dead_letters,
     held,
     history,
@@ -39,8 +42,8 @@ from engine.desk.views import (
 )
 
 __all__ = [
-    "ActionError", "ActionResult", "Candidate", "DeskError", "History", "Page", "QueueResult", "approve", "audit",
-    "cancel", "candidates", "day_bounds", "dead_letters", "handle_reply", "held", "history", "pause", "pauses",
+    "ActionError", "ActionResult", "Candidate", "DayCounts", "DeskError", "History", "Page", "QueueResult", "approve", "audit",
+    "cancel", "candidates", "day_bounds", "day_counts", "dead_letters", "handle_reply", "held", "history", "pause", "pauses",
     "queue", "replies", "reschedule", "resubmit", "resume", "retry_unmatched", "route_by_hand", "send_now",
     "unmatched", "withdraw", "would_send",
 ]

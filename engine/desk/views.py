@@ -117,6 +117,34 @@ def day_bounds(now: float, tz: tzinfo = UTC) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
+DAY_KINDS = ("queued", "sent", "delivered", "failed")  # what a day's summary counts
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """A period's events of `kinds` counted by rule and by channel ({name: {kind: count}}; None names: "-"),
+    and the outcomes waiting for a person now (held, unmatched) and the dead letters."""
+
+    kinds: tuple[str, ...]
+    by_rule: dict[str, dict[str, int]]
+    by_channel: dict[str, dict[str, int]]
+    held: int
+    unmatched: int
+    dead_letters: int
+
+
+def day_counts(store: Store, since: float, until: float, kinds: Sequence[str] = DAY_KINDS) -> DayCounts:
+    """What went through in [since, until) (e.g. day_bounds), by rule and channel, and what waits for a person."""
+    by_rule: dict[str, dict[str, int]] = {}
+    by_channel: dict[str, dict[str, int]] = {}
+    for c in store.event_counts_between(tuple(kinds), since, until):
+        for table, name in ((by_rule, c.rule_id or "-"), (by_channel, c.channel or "-")):
+            row = table.setdefault(name, dict.fromkeys(kinds, 0))
+            row[c.kind] += c.count
+    return DayCounts(tuple(kinds), dict(sorted(by_rule.items())), dict(sorted(by_channel.items())),
+                     store.count_status("held"), store.count_status("unmatched"), store.dead_letter_count())
+
+
 def candidates(store: Store, query: str, cursor: str | None = None,
                limit: int = DEFAULT_LIMIT) -> Page[Candidate]:
     """Outcomes of the candidate `query` names (outcome id, part of the name, e-mail or phone), newest first."""

@@ -265,6 +265,11 @@ class Outcomes(SqlStore):
                                         "ORDER BY received_at, id LIMIT ?", (status, limit))
         return [_outcome(r) for r in rows]
 
+    def count_status(self, status: str) -> int:
+        """How many active outcomes have `status` (held, unmatched...), through the (status, state) index."""
+        return int(self._all("SELECT count(*) AS n FROM outcomes WHERE status = ? AND state = 'active'",
+                             (status,))[0]["n"])
+
     def outcome_counts(self) -> dict[str, int]:
         """Outcomes by status (active ones) plus 'withdrawn' and 'superseded' ones, for /metrics."""
         rows = self._all("SELECT CASE WHEN state = 'active' THEN status ELSE state END AS k, count(*) AS n "

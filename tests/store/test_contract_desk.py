@@ -136,3 +136,18 @@ def test_replies_of_an_outcome_and_paged(store: Store):
     assert [r.id for r in store.replies_page()][:1] == [r2]
     assert [r.content for r in store.replies_page(unhandled=False, after=r1)] == ["why?", "unknown sender"]
     assert store.get_reply(r1).handled_at == T0 + 3
+
+
+def test_event_counts_between_and_count_status(store: Store):
+    """The console's Today: a day's events by kind, rule and channel; how many outcomes wait, by status."""
+    store.accept_outcomes([item("c1", note=plan(send_at=T0)), item("c2", note=plan(send_at=T0)),
+                           item("c3", with_plan=False, status="held", approved=False)], at=T0)
+    store.add_event("c1#1", "sent", at=T0 + 10, channel="email")
+    store.add_event("c2#1", "sent", at=T0 + 20, channel="email")
+    store.add_event("c2#1", "sent", at=T0 + 5000, channel="email")  # outside the range
+    got = {(c.kind, c.channel, c.count) for c in store.event_counts_between(("queued", "sent"), T0, T0 + 100)}
+    assert ("sent", "email", 2) in got and any(k == "queued" for k, _, _ in got)
+    assert store.event_counts_between((), T0, T0 + 100) == []
+    assert store.count_status("held") == 1 and store.count_status("unmatched") == 0
+    store.withdraw("c3", at=T0 + 1)
+    assert store.count_status("held") == 0
