@@ -3,7 +3,6 @@ the CLI) and renders one template of engine/console/templates. Outcome pages are
 dead letters and replies in pages_queue.py; rules, preview and the report in pages_rules.py."""
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +14,6 @@ from engine.console.web import Console, Refused, Visitor, one
 from engine.desk.planning import find_rule, pinned
 
 PAGE = 20  # rows per page of a listing
-TODAY_KINDS = ("queued", "sent", "delivered", "failed")  # the event kinds the Today page counts
 
 
 def act(visitor: Visitor, doing: Any) -> tuple[str | None, str | None]:
@@ -31,22 +29,13 @@ def add_routes(router: APIRouter, console: Console) -> None:
 
     def today_page(request: Request, visitor: Visitor, notice: str | None = None, error: str | None = None,
                    status: int = 200) -> Response:
-        now = rt.now()
-        start, end = desk.day_bounds(now, console.zone)
-        by_rule: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TODAY_KINDS, 0))
-        by_channel: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TODAY_KINDS, 0))
-        for c in rt.store.event_counts(since=start):
-            if c.kind in TODAY_KINDS:
-                by_rule[c.rule_id or "-"][c.kind] += c.count
-                by_channel[c.channel or "-"][c.kind] += c.count
+        start, end = desk.day_bounds(rt.now(), console.zone)
+        counts = desk.day_counts(rt.store, start, end)
         upcoming = desk.queue(rt.store, states=desk.views.PENDING_STATES, limit=PAGE)
         failed = desk.queue(rt.store, states=("failed",), since=start - 6 * 86400, until=end, limit=PAGE)
-        counts = rt.store.outcome_counts()
         return console.page(request, visitor, "today.html.j2", status=status, notice=notice, error=error,
-                            by_rule=sorted(by_rule.items()), by_channel=sorted(by_channel.items()), kinds=TODAY_KINDS,
-                            upcoming=upcoming.items, failed=failed.items, pauses=desk.pauses(rt.store),
-                            channels=sorted(rt.state.deployment.config.channels), held=counts.get("held", 0),
-                            unmatched=counts.get("unmatched", 0), dead=rt.store.dead_letter_count(),
+                            counts=counts, upcoming=upcoming.items, failed=failed.items, pauses=desk.pauses(rt.store),
+                            channels=sorted(rt.state.deployment.config.channels),
                             version=rt.version, reload_error=list(rt.last_reload_error))
 
     @router.get("/today")
