@@ -6,7 +6,7 @@ HERALD := $(VENV)/bin/herald
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-validate bench-dryrun bench-daemon bench-report bench-peers bench-sources bench-cluster venv clean
+.PHONY: run test lint bench bench-validate bench-dryrun bench-daemon bench-report bench-peers bench-sources bench-cluster bench-console venv clean
 
 venv: $(STAMP)
 
@@ -62,6 +62,9 @@ bench-sources: $(BENCH_STAMP)
 # Several replicas on one PostgreSQL (a throwaway cluster, fsync on) beside SQLite; needs initdb/pg_ctl.
 bench-cluster: $(BENCH_STAMP)
 	$(PY) bench/cluster.py
+
+bench-console: $(BENCH_STAMP)
+	$(PY) bench/console.py
 
 clean:
 	rm -rf $(VENV) herald.db outbox

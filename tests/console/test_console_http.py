@@ -159,3 +159,56 @@ def test_static_assets_are_served_by_herald(tmp_path, daemons):
         assert c.get("/console/static/console.css").headers["content-type"].startswith("text/css")
         assert c.get("/console/static/../console.py").status_code == 404
         assert c.get("/console/static/nothing.css").status_code == 404
+
+
+def _form(c, page: str, **fields: str):
+    return c.post(page, data={"csrf": csrf_of(c.get(page).text), **fields})
+
+
+def test_roles_decide_what_a_form_may_do(tmp_path, daemons):
+    """A viewer reads but cannot approve; an approver cannot pause sending; an admin can."""
+    from daemon_support import outcome, post
+
+    d = daemons(console_deployment(tmp_path))
+    post(d.url, [outcome("r-1", approved=False)])
+    with client(d.url) as viewer, client(d.url) as approver, client(d.url) as admin:
+        sign_in(viewer, "vic"), sign_in(approver, "ann"), sign_in(admin, "root")
+        assert viewer.get("/console/approvals").status_code == 200
+        r = _form(viewer, "/console/approvals", approve_one="r-1")
+        assert r.status_code == 403 and "viewer" in r.text
+        assert d.runtime.store.get_outcome("r-1").status == "held"
+        assert _form(approver, "/console/today", do="pause").status_code == 403
+        assert d.runtime.store.pauses() == []
+        r = _form(admin, "/console/today", do="pause", channel="sms", reason="maintenance")
+        assert r.status_code == 200 and [p.channel for p in d.runtime.store.pauses()] == ["sms"]
+        r = _form(approver, "/console/approvals", approve_one="r-1", reason="checked")
+        assert r.status_code == 200 and d.runtime.store.get_outcome("r-1").approved
+        audit = d.runtime.store.audit_for("r-1")
+        assert [(a.action, a.actor, a.reason) for a in audit] == [("approve", "ann", "checked")]
+
+
+def test_refused_actions_say_why_and_change_nothing(tmp_path, daemons):
+    d = daemons(console_deployment(tmp_path))
+    with client(d.url) as c:
+        sign_in(c, "ann")
+        r = _form(c, "/console/approvals", approve_one="nobody")
+        assert r.status_code == 409 and "no outcome" in r.text
+        r = _form(c, "/console/unmatched", outcome="nobody", rule="now")
+        assert r.status_code == 409 and "no outcome" in r.text
+        assert c.get("/console/candidates/nobody").status_code == 404
+        assert c.get("/console/dead-letters/999").status_code == 404
+        assert c.get("/console/candidates?q=" + "x" * 300).status_code == 422
+        assert c.get("/console/preview?rule=now&sample=%7B").status_code == 422
+
+
+def test_untrusted_text_is_escaped(tmp_path, daemons):
+    from daemon_support import outcome, post
+
+    d = daemons(console_deployment(tmp_path))
+    post(d.url, [outcome("x-1", approved=False, candidate={"name": "<script>alert(1)</script>",
+                                                           "email": "x@example.com"})])
+    with client(d.url) as c:
+        sign_in(c, "vic")
+        for page in ("/console/approvals", "/console/candidates/x-1", "/console/candidates?q=x-1"):
+            text = c.get(page).text
+            assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text, page
