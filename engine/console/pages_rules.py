@@ -1,23 +1,25 @@
 """Console pages about the rules: Rules (the rule set in use, the located errors of a refused reload, each rule's
-figures over the last days from engine.report), Preview (a rule's template in a chosen locale and channel over a
+hits today), Preview (a rule's template in a chosen locale and channel over a
 stored or sample outcome, rendered through the pipeline, with SMS segments) and Report (engine.report's HTML page
-for a period, today by default)."""
+for a period, today by default: each rule's performance; a rendering is served again for REPORT_TTL seconds)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
+from engine import desk
 from engine.console.web import Console, Refused
 from engine.desk.planning import find_rule, pinned
 from engine.report import build_report
 from engine.report.dates import report_filters
 from engine.report.html import render_html
 
-RULE_DAYS = 7  # the Rules page's figures cover this many days
+REPORT_TTL = 60.0  # seconds a rendered report is served again (the report says when it was generated)
 MAX_SAMPLE = 64 * 1024  # characters of a sample outcome
 SAMPLE = {"id": "sample-1", "decision": "reject", "stage": "first_round", "role": "backend",
           "candidate": {"name": "张伟", "email": "zhang.wei@example.com", "phone": "+8613800000000"}}
@@ -39,12 +41,10 @@ def add_routes(router: APIRouter, console: Console) -> None:
     def rules(request: Request) -> Response:
         visitor = console.signed_in(request)
         ruleset = rt.state.deployment.ruleset
-        report = build_report(rt.store, report_filters(day(-(RULE_DAYS - 1)), None, timezone_name=zone_name()),
-                              timezone_name=zone_name())
-        figures = {r.rule_id: r for r in report.rules}
+        start, end = desk.day_bounds(rt.now(), console.zone)
+        counts = desk.day_counts(rt.store, start, end)
         return console.page(request, visitor, "rules.html.j2", version=rt.version, rules=ruleset.rules,
-                            latest=rt.store.latest_ruleset(), errors=list(rt.last_reload_error), figures=figures,
-                            days=RULE_DAYS)
+                            latest=rt.store.latest_ruleset(), errors=list(rt.last_reload_error), counts=counts)
 
     @router.get("/preview")
     def preview(request: Request, rule: str = "", locale: str = "", channel: str = "", outcome: str = "",
@@ -76,15 +76,23 @@ def add_routes(router: APIRouter, console: Console) -> None:
         since, until = since or day(), until or day()
         return console.page(request, visitor, "report.html.j2", since=since, until=until)
 
+    cache: dict[tuple, tuple[float, str]] = {}
+
     @router.get("/report/view")
     async def report_view(request: Request, since: str = "", until: str = "") -> Response:
         console.signed_in(request)
-        try:
-            flt = report_filters(since or day(), until or day(), timezone_name=zone_name())
-        except ValueError as e:
-            raise Refused(422, "error") from e
-        rep = await run_in_threadpool(build_report, rt.store, flt, timezone_name=zone_name())
-        return HTMLResponse(render_html(rep), headers=REPORT_HEADERS)
+        key = (since or day(), until or day(), zone_name())
+        hit = cache.get(key)
+        if hit is None or time.monotonic() - hit[0] > REPORT_TTL:
+            try:
+                flt = report_filters(key[0], key[1], timezone_name=key[2])
+            except ValueError as e:
+                raise Refused(422, "error") from e
+            rep = await run_in_threadpool(build_report, rt.store, flt, timezone_name=key[2])
+            if len(cache) > 32:
+                cache.clear()
+            hit = cache[key] = (time.monotonic(), render_html(rep))
+        return HTMLResponse(hit[1], headers=REPORT_HEADERS)
 
 
 def _outcome(rt, outcome_id: str, sample: str) -> tuple[dict | None, str | None]:
