@@ -2,6 +2,8 @@
 and `herald serve` refusing an unguarded console on a network address."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from console_support import PASSWORDS, client, console_deployment, console_yaml, csrf_of, sign_in
@@ -212,3 +214,44 @@ def test_untrusted_text_is_escaped(tmp_path, daemons):
         for page in ("/console/approvals", "/console/candidates/x-1", "/console/candidates?q=x-1"):
             text = c.get(page).text
             assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text, page
+
+
+def test_route_cancel_reschedule_send_now_and_mark_handled(tmp_path, daemons):
+    """The other forms: route an unmatched outcome by hand, cancel / reschedule / send now a queued message,
+    mark a reply handled; each done through engine.desk and recorded with the signed-in name."""
+    from daemon_support import outcome, post
+
+    d = daemons(console_deployment(tmp_path))
+    store = d.runtime.store
+    store.pause_sending(None, "test")  # nothing goes out while the forms act on the queue
+    post(d.url, [outcome("um-1", decision="pass"), outcome("q-1", decision="hold"), outcome("q-2", decision="hold"),
+                 outcome("q-3", decision="hold")])
+    with client(d.url) as c:
+        sign_in(c, "ann")
+        preview = c.get("/console/unmatched?outcome=um-1&rule=now")
+        assert preview.status_code == 200 and "Hello Ann" in preview.text
+        r = _form(c, "/console/unmatched", outcome="um-1", rule="now", reason="by hand")
+        assert r.status_code == 200 and "um-1" in r.text and store.notifications_for("um-1")
+        assert _form(c, "/console/candidates/q-1", do="cancel", notification="q-1#1").status_code == 200
+        assert store.get_notification("q-1#1").notification.state == "cancelled"
+        before = store.get_notification("q-2#1").notification
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        at = datetime.fromtimestamp(d.runtime.now() + 2 * 86400, ZoneInfo("Asia/Shanghai")).replace(second=0,
+                                                                                                  microsecond=0)
+        r = _form(c, "/console/candidates/q-2", do="reschedule", notification="q-2#1",
+                  at=at.replace(tzinfo=None).isoformat(timespec="minutes"))
+        assert r.status_code == 200, re.findall(r"id=.error.>([^<]*)", r.text)
+        moved = store.get_notification("q-2#1").notification
+        assert moved.next_attempt_at == at.timestamp() != before.next_attempt_at  # the console's zone
+        assert _form(c, "/console/candidates/q-3", do="send_now", notification="q-3#1").status_code == 200
+        assert store.get_notification("q-3#1").notification.next_attempt_at <= d.runtime.now()
+        assert _form(c, "/console/candidates/q-3", do="reschedule", notification="q-3#1",
+                     at="not a time").status_code == 409
+        reply = store.add_reply("q-3#1", "Thanks, can I get feedback?")
+        assert "Thanks, can I get feedback?" in c.get("/console/replies").text
+        assert _form(c, "/console/replies", reply=str(reply)).status_code == 200
+        assert store.get_reply(reply).handled_at is not None
+        actions = {(a.action, a.actor) for oid in ("um-1", "q-1", "q-2", "q-3") for a in store.audit_for(oid)}
+        assert {("route", "ann"), ("cancel", "ann"), ("reschedule", "ann"), ("send_now", "ann")} <= actions
