@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from engine import desk
 from engine.console.web import Console, Refused
 from engine.desk.planning import find_rule, pinned
+from engine.model import Plan
 from engine.report import build_report
 from engine.report.dates import report_filters
 from engine.report.html import render_html
@@ -95,7 +98,7 @@ def add_routes(router: APIRouter, console: Console) -> None:
         return HTMLResponse(hit[1], headers=REPORT_HEADERS)
 
 
-def _outcome(rt, outcome_id: str, sample: str) -> tuple[dict | None, str | None]:
+def _outcome(rt: Any, outcome_id: str, sample: str) -> tuple[dict | None, str | None]:
     """The outcome to preview: a stored one by id, else the sample (JSON); (None, why) when neither works."""
     if outcome_id:
         row = rt.store.get_outcome(outcome_id)
@@ -109,8 +112,6 @@ def _outcome(rt, outcome_id: str, sample: str) -> tuple[dict | None, str | None]
     return (data, None) if isinstance(data, dict) else (None, "the sample outcome must be a JSON object")
 
 
-def _only(plan, channel: str):
+def _only(plan: Plan, channel: str) -> Plan:
     """The plan with only `channel`'s message."""
-    from dataclasses import replace
-
     return replace(plan, messages=tuple(m for m in plan.messages if m.channel == channel))
