@@ -21,7 +21,7 @@ from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
 from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
-from engine.store import LeaseLost, NotificationRow, NotSendable
+from engine.store import AttemptRow, LeaseLost, NotificationRow, NotSendable
 from engine.schedule.timing import for_candidate, load_timezone, next_open
 from engine.desk.planning import find_rule
 from engine.config.settings import DispatchSettings
@@ -180,17 +180,9 @@ class Sender:
             unsubscribe = links_for(n.id, n.channel, rt.public_url, rt.tracking_key)["unsubscribe"]
             if unsubscribe.startswith("https://"):  # List-Unsubscribe one-click needs https
                 meta_links["unsubscribe_url"] = unsubscribe
-        try:  # still ours (a claim that waited past its lease was taken back), its outcome re-checked in the same
-            # transaction (withdrawn, amended or unapproved since the claim: cancelled, not sent), the lease renewed
-            attempt = store.begin_attempt(n.id, n.channel, transport.name, at=now, owner=n.lease_owner, claim=n.claims,
-                                          lease_seconds=rt.clock.virtual(self.settings.lease),
-                                          template_hash=file.sha256 if file is not None else None)
-        except NotSendable as e:
-            log.info("cancel  %s %s: %s", n.outcome_id, n.id, e)
-            return self._count(n.channel, "cancelled")
-        except LeaseLost:
-            log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
-            return self._count(n.channel, "lease_lost")
+        attempt = self._begin_attempt(n, transport.name, now, file, lease_seconds=rt.clock.virtual(self.settings.lease))
+        if isinstance(attempt, str):
+            return attempt
         with self._sending(n):  # the heartbeat keeps the lease alive until the result is recorded
             return self._send(n, outcome, transport, attempt, message, file, to, params, meta_links, now, due)
 
@@ -259,15 +251,9 @@ class Sender:
             rt.alert("template", f"{n.id} cannot be sent on {n.channel}: {reason}")
         if transport is None:
             return self._fallback(n, outcome, reason, now, "permanent")
-        try:
-            attempt = rt.store.begin_attempt(n.id, n.channel, transport, at=now, owner=n.lease_owner, claim=n.claims,
-                                             template_hash=failed.file.sha256 if failed.file is not None else None)
-        except NotSendable as e:
-            log.info("cancel  %s %s: %s", n.outcome_id, n.id, e)
-            return self._count(n.channel, "cancelled")
-        except LeaseLost:
-            log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
-            return self._count(n.channel, "lease_lost")
+        attempt = self._begin_attempt(n, transport, now, failed.file)
+        if isinstance(attempt, str):
+            return attempt
         return self._fallback(n, outcome, reason, now, "permanent", attempt.id,
                               SendResult(PERMANENT, error=reason, code=failed.code))
 
@@ -280,6 +266,22 @@ class Sender:
             self.rt.metrics.possible_duplicates.inc()
             log.warning("possible duplicate %s %s: its lease ran out during the send and another claim holds it "
                         "(same Idempotency-Key %s)", n.outcome_id, n.id, attempt.attempt_key)
+
+    def _begin_attempt(self, n: NotificationRow, transport: str, now: float, file: TemplateFile | None,
+                       lease_seconds: float | None = None) -> AttemptRow | str:
+        """The attempt row, or the label counted when the notification may not be sent after all: still ours (a
+        claim that waited past its lease was taken back: `lease_lost`), its outcome re-checked in the same
+        transaction (withdrawn, amended or unapproved since the claim: `cancelled`), the lease renewed."""
+        try:
+            return self.rt.store.begin_attempt(n.id, n.channel, transport, at=now, owner=n.lease_owner, claim=n.claims,
+                                               lease_seconds=lease_seconds,
+                                               template_hash=file.sha256 if file is not None else None)
+        except NotSendable as e:
+            log.info("cancel  %s %s: %s", n.outcome_id, n.id, e)
+            return self._count(n.channel, "cancelled")
+        except LeaseLost:
+            log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
+            return self._count(n.channel, "lease_lost")
 
     def _count(self, channel: str, label: str) -> str:
         self.rt.metrics.sends.labels(channel, label).inc()
