@@ -41,30 +41,12 @@ test: lint
 # "target met" / "TARGET MISSED" lines. About 15 minutes in all on 2 cores.
 bench: bench-validate bench-dryrun bench-peers bench-daemon bench-report bench-sources bench-cluster
 
-bench-validate: $(BENCH_STAMP)
-	$(PY) bench/validate.py
-
-bench-dryrun: $(BENCH_STAMP)
-	$(PY) bench/dryrun.py
-
-bench-peers: $(BENCH_STAMP)
-	$(PY) bench/peers.py
-
-bench-daemon: $(BENCH_STAMP)
-	$(PY) bench/daemon.py
-
-bench-report: $(BENCH_STAMP)
-	$(PY) bench/report.py
-
-bench-sources: $(BENCH_STAMP)
-	$(PY) bench/sources.py
-
-# Several replicas on one PostgreSQL (a throwaway cluster, fsync on) beside SQLite; needs initdb/pg_ctl.
-bench-cluster: $(BENCH_STAMP)
-	$(PY) bench/cluster.py
-
-bench-console: $(BENCH_STAMP)
-	$(PY) bench/console.py
+# bench-validate, bench-dryrun, bench-peers, bench-daemon, bench-report, bench-sources, bench-console, and
+# bench-cluster (several replicas on one PostgreSQL, a throwaway cluster with fsync on; needs initdb/pg_ctl):
+# each runs bench/NAME.py.
+BENCHES := bench-validate bench-dryrun bench-peers bench-daemon bench-report bench-sources bench-cluster bench-console
+$(BENCHES): bench-%: $(BENCH_STAMP)
+	$(PY) bench/$*.py
 
 clean:
 	rm -rf $(VENV) herald.db outbox
