@@ -35,12 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "store")]
 
 import pg_cluster  # noqa: E402
-from daemon import HERALD, Serve, bodies, example_records, post_all  # noqa: E402
+from daemon import HERALD, TEMPLATE, Serve, bodies, example_records, post_all  # noqa: E402
 
-TEMPLATE = """{# herald: decisions=[reject, pass, offer, hold] #}
-{% block subject %}Interview result{% endblock %}
-{% block email %}Hello {{ candidate.name }}, thank you for your time.{% endblock %}
-"""
 RULES = """version: 1
 rules:
   - id: bench-cluster

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -122,13 +123,18 @@ def post_all(url: str, payloads: list[bytes], clients: int) -> tuple[float, int]
                     raise SystemExit(f"HTTP {r.status_code}: {r.text[:200]}")
                 acked[k] += sum(1 for it in r.json()["items"] if it["status"] != "invalid")
 
+    return run_clients(worker, clients), sum(acked)
+
+
+def run_clients(worker: Callable[[int], None], clients: int) -> float:
+    """Seconds for `clients` threads running worker(0) .. worker(clients - 1) side by side, until the last ends."""
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - start, sum(acked)
+    return time.perf_counter() - start
 
 
 def bench_intake(tmp: Path, singles: int, batched: int) -> dict:

@@ -21,14 +21,12 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import ROOT, Serve, bodies, example_records
+from daemon import ROOT, Serve, bodies, example_records, run_clients
 
 SECRET = "bench-greenhouse-secret"
 PAYLOAD = ROOT / "tests" / "sources" / "payloads" / "greenhouse_reject_candidate.json"
@@ -74,13 +72,7 @@ def post_all(url: str, requests: list[tuple[bytes, dict]], clients: int) -> tupl
                     raise SystemExit(f"HTTP {r.status_code}: {r.text[:300]}")
                 acked[k] += 1
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start, sum(acked)
+    return run_clients(worker, clients), sum(acked)
 
 
 def main() -> None:
