@@ -48,7 +48,7 @@ def add_routes(router: APIRouter, console: Console) -> None:
         fields = await console.form(request, visitor)
         channel = one(fields, "channel") or None
         reason = one(fields, "reason") or None
-        who = visitor.account.name if visitor.account else None
+        who = visitor.actor
         known = list(rt.state.deployment.config.channels)
         pausing = one(fields, "do") == "pause"
 
@@ -77,12 +77,10 @@ def add_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/approvals")
     async def approvals_act(request: Request) -> Response:
-        visitor = console.signed_in(request)
-        fields = await console.form(request, visitor)
-        console.require(visitor, "approver")
+        visitor, fields = await console.posted(request, "approver")
         doing, ids = _chosen(fields)
         reason = one(fields, "reason") or None
-        who = visitor.account.name if visitor.account else None
+        who = visitor.actor
 
         def work() -> Response:
             done, errors = [], []
@@ -119,11 +117,9 @@ def add_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/unmatched")
     async def unmatched_act(request: Request) -> Response:
-        visitor = console.signed_in(request)
-        fields = await console.form(request, visitor)
-        console.require(visitor, "approver")
+        visitor, fields = await console.posted(request, "approver")
         oid, rule_id = one(fields, "outcome"), one(fields, "rule")
-        who = visitor.account.name if visitor.account else None
+        who = visitor.actor
 
         def route() -> str:
             result = desk.route_by_hand(rt.store, rt.pipeline, oid, rule_id, rt.now(), by=who,

@@ -17,9 +17,6 @@ from engine.console.web import Console, Refused, Visitor, one
 def add_routes(router: APIRouter, console: Console) -> None:
     rt = console.runtime
 
-    def who(visitor: Visitor) -> str | None:
-        return visitor.account.name if visitor.account else None
-
     @router.get("/candidates")
     def candidates(request: Request) -> Response:
         visitor = console.signed_in(request)
@@ -49,23 +46,21 @@ def add_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/candidates/{outcome_id:path}")
     async def candidate_act(outcome_id: str, request: Request) -> Response:
-        visitor = console.signed_in(request)
-        fields = await console.form(request, visitor)
-        console.require(visitor, "approver")
+        visitor, fields = await console.posted(request, "approver")
         doing, nid, reason = one(fields, "do"), one(fields, "notification"), one(fields, "reason") or None
 
         def run() -> str:
             now = rt.now()
             if doing == "cancel":
-                desk.cancel(rt.store, nid, now, who(visitor), reason)
+                desk.cancel(rt.store, nid, now, visitor.actor, reason)
             elif doing == "send_now":
-                desk.send_now(rt.store, nid, now, who(visitor), reason)
+                desk.send_now(rt.store, nid, now, visitor.actor, reason)
                 rt.wake()
             elif doing == "reschedule":
-                desk.reschedule(rt.store, nid, _local_time(one(fields, "at"), console), now, who(visitor), reason)
+                desk.reschedule(rt.store, nid, _local_time(one(fields, "at"), console), now, visitor.actor, reason)
                 rt.wake()
             elif doing in ("approve", "withdraw"):
-                (rt.approve if doing == "approve" else rt.withdraw)(outcome_id, reason, who(visitor))
+                (rt.approve if doing == "approve" else rt.withdraw)(outcome_id, reason, visitor.actor)
             else:
                 raise desk.DeskError("do", "do: unknown action")
             return f"{visitor.t(doing)}: {nid or outcome_id}"
@@ -98,13 +93,11 @@ def add_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/dead-letters/{dead_id}")
     async def resubmit(dead_id: int, request: Request) -> Response:
-        visitor = console.signed_in(request)
-        fields = await console.form(request, visitor)
-        console.require(visitor, "approver")
+        visitor, fields = await console.posted(request, "approver")
         body = (fields.get("body") or [""])[0]
 
         def run() -> str:
-            status = desk.resubmit(rt.store, dead_id, body.encode("utf-8"), rt.now(), rt.intake, who(visitor),
+            status = desk.resubmit(rt.store, dead_id, body.encode("utf-8"), rt.now(), rt.intake, visitor.actor,
                                    one(fields, "reason") or None)
             return f"{visitor.t('resubmit')}: {status.id} ({status.status})"
 
@@ -127,15 +120,13 @@ def add_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/replies")
     async def replies_act(request: Request) -> Response:
-        visitor = console.signed_in(request)
-        fields = await console.form(request, visitor)
-        console.require(visitor, "approver")
+        visitor, fields = await console.posted(request, "approver")
         reply = one(fields, "reply")
 
         def run() -> str:
             if not reply.isdigit():
                 raise desk.DeskError("reply", "reply: not a reply id")
-            desk.handle_reply(rt.store, int(reply), rt.now(), who(visitor))
+            desk.handle_reply(rt.store, int(reply), rt.now(), visitor.actor)
             return f"{visitor.t('handled')}: {reply}"
 
         def work() -> Response:

@@ -55,6 +55,11 @@ class Visitor:
     def may(self, role: str) -> bool:
         return self.account is not None and self.account.may(role)
 
+    @property
+    def actor(self) -> str | None:
+        """The signed-in name the audit log records for this visitor's actions (None when anonymous)."""
+        return self.account.name if self.account else None
+
 
 class Console:
     """The console of one daemon: reads console settings from the runtime at each request (reload-aware)."""
@@ -167,6 +172,14 @@ class Console:
             raise Refused(303, "sign_in", headers={"Location": "/console/login"})
         self.require(visitor, role)
         return visitor
+
+    async def posted(self, request: Request, role: str) -> tuple[Visitor, dict[str, list[str]]]:
+        """An action's visitor and form: signed in (else a redirect), the form's CSRF token checked (else 403),
+        then `role` or above required (else 403), in that order."""
+        visitor = self.signed_in(request)
+        fields = await self.form(request, visitor)
+        self.require(visitor, role)
+        return visitor, fields
 
     async def form(self, request: Request, visitor: Visitor) -> dict[str, list[str]]:
         """The fields of a posted form; 403 unless it carries this session's CSRF token."""
