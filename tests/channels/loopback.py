@@ -1,8 +1,26 @@
 """What the provider fakes share: an HTTP server on 127.0.0.1 (any free port) in a thread, and a settable clock."""
 from __future__ import annotations
 
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger("tests.loopback")
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """socketserver prints a failed request's traceback to whatever sys.stderr is at that moment.
+
+    A fake's handler that is still sleeping when its test ends (a provider that answers after the
+    client gave up) fails later on the closed socket, and that print landed in a later test's
+    CliRunner stderr. Here it goes to a debug log instead; the client side of each test sees the
+    failure it needs to see.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("loopback request from %s failed", client_address, exc_info=True)
 
 
 class LoopbackServer:
@@ -10,8 +28,7 @@ class LoopbackServer:
 
     def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
         """Bind now (the port is known at once); serve once started."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 

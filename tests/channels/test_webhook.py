@@ -11,7 +11,7 @@ import time
 from collections import deque
 from email.utils import format_datetime
 from datetime import datetime, timedelta, UTC
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, Envelope
 from engine.channels.webhook import SETTINGS, WebhookTransport, retry_after_seconds, verify_signature
 from engine.channels.signing import webhook_signature
+from loopback import QuietHTTPServer
 
 SECRET = "whsec-test-7f3a9c1e5b"
 AUTH = "Bearer tok-extra-header-4242"
@@ -69,8 +70,7 @@ class Receiver:
                 self._reply(200, {"Content-Type": "application/json"},
                             json.dumps({"id": f"rcv-{len(rcv.requests)}"}).encode())
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.scheme = "https" if tls else "http"
