@@ -490,20 +490,23 @@ def post(file: str, url: str | None, token: str | None, hmac_secret: str | None,
 @main.command()
 @click.option("--retry", is_flag=True, help="Route them again with the current rules.")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--actor", envvar="HERALD_ACTOR", default=None,
+              help="Who you are, for the audit log of --retry [env HERALD_ACTOR; default: your user name].")
 @rules_option
 @config_option
-def unmatched(retry: bool, limit: int, paths: tuple, config_path: str | None) -> None:
+def unmatched(retry: bool, limit: int, actor: str | None, paths: tuple, config_path: str | None) -> None:
     """List the outcomes no rule matched, waiting for a person; --retry routes them again."""
 
     from engine.store import utc
 
     if retry:
+        from engine.cli.desk import operator
         from engine.desk.actions import retry_unmatched
 
         dep = _load_or_exit(paths, config_path)
         with _store(config_path, dep) as store:
             clock = _clock(config_path, dep)
-            results = retry_unmatched(store, _pipeline(dep, clock), clock.now(), limit)
+            results = retry_unmatched(store, _pipeline(dep, clock), clock.now(), limit, operator(actor))
         for r in results:
             if r.notification:
                 click.echo(f"{r.id}: matched {r.rule}: notification {r.notification} at {r.send_at}")

@@ -35,12 +35,18 @@ def _client(url: str | None, token: str | None, actor: str | None, config_path: 
         server = load_config(config_path)[0].server
         url = url or f"http://{server.host}:{server.port}"
         token = token or server.auth.token
-    if actor is None:
-        try:
-            actor = getpass.getuser()
-        except Exception:  # noqa: BLE001 - no user name: the daemon says how the caller came in
-            actor = None
-    return DeskClient(url, token, actor)
+    return DeskClient(url, token, operator(actor))
+
+
+def operator(actor: str | None) -> str | None:
+    """Who acts, for the audit log: --actor / HERALD_ACTOR when given, else the user name (None when there is
+    none: the daemon then says how the caller came in)."""
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name
+        return None
 
 
 def desk_options(f: Callable) -> Callable:
@@ -118,6 +124,10 @@ def _action_line(doc: dict) -> str:
         parts.append(f"notification {doc['notification']} at {doc.get('send_at')}")
     if doc.get("next_attempt_at"):
         parts.append(f"next attempt {doc['next_attempt_at']} on {doc.get('channel')}")
+    if doc.get("window_closed_until"):
+        parts.append(f"send window closed until {doc['window_closed_until']}: "
+                     + ("overridden, sending now" if doc.get("override_window")
+                        else "it goes then (--override-window sends it now)"))
     if doc.get("cancelled") is not None:
         parts.append(f"{doc['cancelled']} queued notification(s) cancelled")
     if doc.get("error"):
@@ -190,24 +200,31 @@ def register(main: click.Group) -> None:
 
         _emit(opts["fmt"], doc, render)
 
-    def queue_command(name: str, path: str, doc_text: str, with_at: bool = False) -> None:
+    def queue_command(name: str, path: str, doc_text: str, with_at: bool = False, with_override: bool = False) -> None:
         @main.command(name, help=doc_text)
         @click.argument("notification_id")
         @click.option("--reason", default=None, help="Why (kept in the audit log).")
         @desk_options
-        def command(notification_id: str, reason: str | None, at: str | None = None, **opts: Any) -> None:
+        def command(notification_id: str, reason: str | None, at: str | None = None, override_window: bool = False,
+                    **opts: Any) -> None:
             doc = _run(name, lambda c: c.post(f"/v1/notifications/{quote_id(notification_id)}/{path}",
-                                              {"reason": reason, "at": at}), opts)
+                                              {"reason": reason, "at": at,
+                                               "override_window": "true" if override_window else None}), opts)
             _emit(opts["fmt"], doc, _action_line)
 
         if with_at:
             click.option("--at", required=True, metavar="TIME",
                          help="When (RFC 3339 with its offset, e.g. 2026-11-24T15:00:00+08:00).")(command)
+        if with_override:
+            click.option("--override-window", is_flag=True,
+                         help="Send even when the rule's send window is closed now (recorded).")(command)
 
     queue_command("cancel", "cancel", "Cancel a scheduled notification (ID: <outcome id>#<revision>): never sent.")
     queue_command("reschedule", "reschedule", "Move a scheduled notification to --at (its send window still "
                   "applies).", with_at=True)
-    queue_command("send-now", "send-now", "Make a scheduled notification due now (unless its channel is paused).")
+    queue_command("send-now", "send-now", "Make a scheduled notification due now (unless its channel is paused); "
+                  "in a closed send window it goes at the window's opening, unless --override-window.",
+                  with_override=True)
 
     def pause_command(name: str) -> None:
         @main.command(name, help=("Pause sending (every channel, or --channel); intake goes on, due messages wait."

@@ -33,6 +33,9 @@ TEXT: dict[str, dict[str, str]] = {
         "handled": "Handled", "template": "Template", "locale": "Locale", "sample": "Sample outcome",
         "stored": "Stored outcome id", "segments": "SMS segments", "hits": "Hits", "count": "Count",
         "source": "Source", "id": "Id", "total": "Total", "status": "Status", "version": "Version",
+        "override_window": "Send now even in a closed send window",
+        "window_closed": "its send window is closed until {until}: it goes then (tick the override to send now)",
+        "window_overridden": "its send window is closed until {until}: overridden, it goes now",
     },
     "zh-CN": {
         "herald": "herald", "console": "控制台", "nav": "页面", "today": "今日", "approvals": "待审批",
@@ -61,6 +64,9 @@ TEXT: dict[str, dict[str, str]] = {
         "handled": "已处理", "template": "模板", "locale": "语言", "sample": "示例结果",
         "stored": "已存结果编号", "segments": "短信条数", "hits": "命中", "count": "数量",
         "source": "来源", "id": "编号", "total": "合计", "status": "状态", "version": "版本",
+        "override_window": "发送时段已关闭时仍立即发送",
+        "window_closed": "发送时段关闭至 {until}：届时发送（勾选强制发送可立即发送）",
+        "window_overridden": "发送时段关闭至 {until}：已强制立即发送",
     },
 }
 

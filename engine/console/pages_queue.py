@@ -54,8 +54,13 @@ def add_routes(router: APIRouter, console: Console) -> None:
             if doing == "cancel":
                 desk.cancel(rt.store, nid, now, visitor.actor, reason)
             elif doing == "send_now":
-                desk.send_now(rt.store, nid, now, visitor.actor, reason)
+                result = desk.send_now(rt.store, nid, now, visitor.actor, reason, pipeline=rt.pipeline,
+                                       override_window=one(fields, "override_window") == "1")
                 rt.wake()
+                if result.window_closed_until:
+                    key = "window_overridden" if result.override_window else "window_closed"
+                    until = console.when(datetime.fromisoformat(result.window_closed_until).timestamp())
+                    return f"{visitor.t(doing)}: {nid}: {visitor.t(key, until=until)}"
             elif doing == "reschedule":
                 desk.reschedule(rt.store, nid, _local_time(one(fields, "at"), console), now, visitor.actor, reason)
                 rt.wake()

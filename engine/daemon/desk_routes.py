@@ -188,15 +188,21 @@ def desk_router(runtime: Any, authorize: Callable[..., None], actor: Callable[[R
 
     def queue_action(name: str, fn: Callable[..., desk.QueueResult], doc: str, wake: bool = False) -> None:
         async def endpoint(notification_id: str, request: Request, reason: str | None = None,
-                           at: str | None = Query(None, description="reschedule: RFC 3339 time")) -> Any:
+                           at: str | None = Query(None, description="reschedule: RFC 3339 time"),
+                           override_window: bool = Query(False, description="send-now: send even inside a "
+                                                         "closed send window (recorded)")) -> Any:
             _body, why, who = await act(request, reason)
             extra: tuple = ()
+            kw: dict[str, Any] = {}
             if name == "reschedule":
                 when = _instant(at, "at")
                 if when is None:
                     raise BadAction("at", "at: required (RFC 3339, e.g. 2026-11-24T15:00:00+08:00)")
                 extra = (when,)
-            res = await run_in_threadpool(fn, runtime.store, notification_id, *extra, runtime.now(), who, why)
+            elif name == "send_now":
+                kw = {"pipeline": runtime.pipeline, "override_window": override_window}
+            res = await run_in_threadpool(lambda: fn(runtime.store, notification_id, *extra, runtime.now(), who, why,
+                                                     **kw))
             if wake:
                 runtime.wake()
             return res.as_dict()
@@ -210,8 +216,10 @@ def desk_router(runtime: Any, authorize: Callable[..., None], actor: Callable[[R
                  "sent or ended). The reason and actor go to the audit log.")
     queue_action("reschedule", desk.reschedule, "Moves a scheduled notification's next attempt to `at` (at most a "
                  "year ahead; a past time means now). The rule's send window still applies.", wake=True)
-    queue_action("send_now", desk.send_now, "Makes a scheduled notification due now (unless its channel is paused; "
-                 "a closed send window still defers it to the window's opening).", wake=True)
+    queue_action("send_now", desk.send_now, "Makes a scheduled notification due now (unless its channel is paused). "
+                 "When its rule's send window is closed now (the candidate's hours, holidays), it goes at the "
+                 "window's opening instead and `window_closed_until` says when, unless `override_window` is set: "
+                 "then it goes now, and the override is in the audit log.", wake=True)
 
     @r.post("/pause", response_model=docs.PausesOut, tags=["desk"], operation_id="pause", responses=ACT)
     async def pause(request: Request, channel: str | None = Query(None, max_length=100),

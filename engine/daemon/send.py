@@ -15,15 +15,16 @@ from engine.channels.capabilities import DELIVERY_RECEIPTS, READ_RECEIPTS
 from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE, UNANSWERED_CODES, Envelope, SendResult
 from engine.errors import Loc
 from engine.model import CHANNEL_ADDRESS, Message
-from engine.pipeline import previous_view, rule_sender, timezone_for
+from engine.pipeline import previous_view, rule_sender
 from engine.routing.router import lookup
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
 from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
 from engine.store import AttemptRow, LeaseLost, NotificationRow, NotSendable
-from engine.schedule.timing import for_candidate, load_timezone, next_open
-from engine.desk.planning import find_rule
+from engine.schedule.timing import load_timezone
+from engine.desk.control import window_overridden
+from engine.desk.planning import find_rule, window_opening
 from engine.config.settings import DispatchSettings
 
 if TYPE_CHECKING:  # the runtime imports this module
@@ -148,7 +149,9 @@ class Sender:
         row = store.get_outcome(n.outcome_id)
         outcome = row.data() if row is not None else {}
         opens = self.placed(n, outcome, now)
-        if opens > now:  # overdue (downtime, a backlog, a reload) into a closed window: wait for it to open
+        if opens > now and self._window_overridden(n):  # an operator's "send now" overrode the closed window
+            log.info("send    %s %s: window closed until %s, overridden by send now", n.outcome_id, n.id, _iso(opens))
+        elif opens > now:  # overdue (downtime, a backlog, a reload) into a closed window: wait for it to open
             store.defer(n.id, opens, f"window of {n.rule_id} closed", at=now, owner=n.lease_owner, claim=n.claims)
             log.info("wait    %s %s: window closed until %s", n.outcome_id, n.id, _iso(opens))
             self.rt.wake()
@@ -353,17 +356,14 @@ class Sender:
         after = self.rt.store.get_notification(n.id)
         return after is not None and after.notification.state != n.state  # moved on: no longer due
 
+    def _window_overridden(self, n: NotificationRow) -> bool:
+        detail = self.rt.store.get_notification(n.id)
+        return detail is not None and window_overridden(detail.events)
+
     def placed(self, n: NotificationRow, outcome: Mapping, t: float) -> float:
         """`t`, moved into the send window of the notification's rule (as the rule stands now), if it has one."""
         try:
-            pipeline = self.rt.pipeline
-            rule = find_rule(pipeline, n.rule_id) if n.rule_id else None
-            window = pipeline.windows.get(rule.timing.window) if rule is not None and rule.timing.window else None
-            if rule is None or window is None:
-                return t
-            window = for_candidate(window, outcome)
-            opened = next_open(datetime.fromtimestamp(t, UTC), window, timezone_for(rule, outcome))
-            return opened.timestamp() if opened is not None else t
+            return window_opening(self.rt.pipeline, n.rule_id, outcome, t)
         except Exception:  # never let a window question stop a send
             log.exception("window placement for %s", n.id)
             return t

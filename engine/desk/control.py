@@ -10,28 +10,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.desk.actions import UNKNOWN_ACTOR, ActionError, iso
+from engine.desk.planning import window_opening
 from engine.intake.batch import ItemStatus
 from engine.intake.decode import Item, split_body
 from engine.intake.gate import INVALID, judge
-from engine.store import ALL_CHANNELS, NotificationRow, PauseRow, ReplyRow, Store
+from engine.pipeline import Pipeline
+from engine.store import ALL_CHANNELS, EventRow, NotificationRow, PauseRow, ReplyRow, Store
 
 MAX_AHEAD = 366 * 86400.0  # a reschedule goes at most a year ahead
+OVERRIDE = "override_window"  # a send_now event's detail: the operator sent it inside a closed send window
 
 
 @dataclass(frozen=True)
 class QueueResult:
-    """A notification after an action: its state, channel and when it goes out next."""
+    """A notification after an action: its state, channel and when it goes out next; after "send now" in a
+    closed send window, until when the window is closed and whether the operator overrode it."""
 
     id: str
     outcome_id: str
     state: str
     channel: str
     next_attempt_at: str | None
+    window_closed_until: str | None = None
+    override_window: bool = False
 
     @classmethod
-    def of(cls, n: NotificationRow) -> QueueResult:
+    def of(cls, n: NotificationRow, window_closed_until: float | None = None,
+           override_window: bool = False) -> QueueResult:
         t = n.next_attempt_at
-        return cls(n.id, n.outcome_id, n.state, n.channel, iso(t) if t is not None else None)
+        return cls(n.id, n.outcome_id, n.state, n.channel, iso(t) if t is not None else None,
+                   iso(window_closed_until) if window_closed_until is not None else None, override_window)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -51,10 +59,10 @@ def _scheduled(store: Store, notification_id: str, doing: str) -> NotificationRo
     return n
 
 
-def _current(store: Store, notification_id: str) -> QueueResult:
+def _current(store: Store, notification_id: str, **extra: Any) -> QueueResult:
     detail = store.get_notification(notification_id)
     assert detail is not None
-    return QueueResult.of(detail.notification)
+    return QueueResult.of(detail.notification, **extra)
 
 
 def cancel(store: Store, notification_id: str, now: float, actor: str | None = None,
@@ -84,14 +92,40 @@ def reschedule(store: Store, notification_id: str, when: float, now: float, acto
 
 
 def send_now(store: Store, notification_id: str, now: float, actor: str | None = None,
-             reason: str | None = None) -> QueueResult:
-    """Makes a scheduled notification due now (the dispatcher takes it at once, unless its channel is paused;
-    a closed send window of its rule still defers it to the window's opening)."""
+             reason: str | None = None, *, pipeline: Pipeline | None = None,
+             override_window: bool = False) -> QueueResult:
+    """Makes a scheduled notification due now (the dispatcher takes it at once, unless its channel is paused).
+
+    With `pipeline`, the send window of the notification's rule is asked first (for this candidate: their time
+    zone and holidays): when it is closed now, the notification goes at the window's opening instead, and the
+    answer says until when it is closed (`window_closed_until`) — unless the operator overrides the window
+    (`override_window`), which makes it due now and lets the dispatcher send it inside the closed window; the
+    override is recorded in the notification's event and the audit log."""
     n = _scheduled(store, notification_id, "send now")
-    if not store.reschedule(notification_id, now, at=now, reason=reason, kind="send_now"):
+    closed_until = None
+    if pipeline is not None:
+        row = store.get_outcome(n.outcome_id)
+        opens = window_opening(pipeline, n.rule_id, row.data() if row is not None else {}, now)
+        closed_until = opens if opens > now else None
+    override = bool(override_window and closed_until is not None)
+    when = closed_until if closed_until is not None and not override else now
+    detail: dict[str, Any] = {"window_closed_until": closed_until} if closed_until is not None else {}
+    if override:
+        detail[OVERRIDE] = True
+    if not store.reschedule(notification_id, when, at=now, reason=reason, kind="send_now", detail=detail):
         raise ActionError(409, f"cannot send notification {notification_id!r} now: it was claimed meanwhile")
-    _log(store, "send_now", actor, now, reason, outcome_id=n.outcome_id, notification_id=n.id)
-    return _current(store, notification_id)
+    _log(store, "send_now", actor, now, reason, outcome_id=n.outcome_id, notification_id=n.id,
+         detail={"window_closed_until": iso(closed_until), OVERRIDE: override} if closed_until else None)
+    return _current(store, notification_id, window_closed_until=closed_until, override_window=override)
+
+
+def window_overridden(events: Sequence[EventRow]) -> bool:
+    """Whether a notification's last "send now" or reschedule (its `events`, oldest first) was an operator's
+    send now that overrode a closed window: the dispatcher then sends it inside the window."""
+    for e in reversed(events):
+        if e.kind in ("send_now", "rescheduled"):
+            return bool(e.detail and e.detail.get(OVERRIDE))
+    return False
 
 
 def pause(store: Store, now: float, channel: str | None = None, actor: str | None = None,

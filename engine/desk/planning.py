@@ -1,13 +1,15 @@
-"""Pipelines for the daemon and the desk: one that reads the daemon's Clock, and one pinned to a rule (routing by hand)."""
+"""Pipelines for the daemon and the desk: one that reads the daemon's Clock, and one pinned to a rule (routing by
+hand); and `window_opening`, when a notification's send window lets it go (the dispatcher and "send now" ask)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from collections.abc import Callable, Mapping
 
 from engine.schedule.clock import Clock
+from engine.schedule.timing import for_candidate, next_open
 from engine.model import Rule
-from engine.pipeline import Pipeline, Plan
+from engine.pipeline import Pipeline, Plan, timezone_for
 from engine.routing.router import choose_variant
 
 
@@ -56,3 +58,15 @@ def pinned(pipeline: Pipeline, rule: Rule) -> PinnedPipeline:
     source = pipeline.source if isinstance(pipeline, ClockedPipeline) else None
     return PinnedPipeline(pipeline.deployment, now=pipeline.now, render_channels="all", extras=pipeline.extras,
                           source=source, links_for=getattr(pipeline, "links_for", None), rule=rule)
+
+
+def window_opening(pipeline: Pipeline, rule_id: str | None, outcome: Mapping, t: float) -> float:
+    """`t` moved into the send window of rule `rule_id` (as the rule stands now in the pipeline's rule set), judged
+    for this candidate (their time zone, their country's holidays); `t` itself when the window is open then, or
+    the rule has no window (or is gone), or the window does not open within the horizon."""
+    rule = find_rule(pipeline, rule_id) if rule_id else None
+    window = pipeline.windows.get(rule.timing.window) if rule is not None and rule.timing.window else None
+    if rule is None or window is None:
+        return t
+    opened = next_open(datetime.fromtimestamp(t, UTC), for_candidate(window, outcome), timezone_for(rule, outcome))
+    return opened.timestamp() if opened is not None else t

@@ -249,16 +249,17 @@ class Desk(SqlStore):
     # -- changing a queued notification
 
     def reschedule(self, notification_id: str, when: Instant, at: Instant | None = None,
-                   reason: str | None = None, kind: str = "rescheduled") -> bool:
-        """A scheduled notification's next attempt moves to `when` (a `kind` event records it); False when it
-        is not scheduled (already claimed, sent or ended)."""
+                   reason: str | None = None, kind: str = "rescheduled",
+                   detail: Mapping[str, Any] | None = None) -> bool:
+        """A scheduled notification's next attempt moves to `when` (a `kind` event records it, with `detail`
+        added); False when it is not scheduled (already claimed, sent or ended)."""
         t, w = _now(at), epoch(when)
         with self._write() as conn:
             cur = self._x(conn, "UPDATE notifications SET next_attempt_at = ?, updated_at = ? "
                                 "WHERE id = ? AND state = 'scheduled'", (w, t, notification_id))
             if not cur.rowcount:
                 return False
-            self._add_event(conn, notification_id, kind, t, None, {"until": w, "reason": reason})
+            self._add_event(conn, notification_id, kind, t, None, {"until": w, "reason": reason, **(detail or {})})
             return True
 
     def outcome_events(self, outcome_id: str) -> list[EventRow]:

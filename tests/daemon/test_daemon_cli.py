@@ -65,6 +65,24 @@ def test_unmatched_listed_retried_after_a_rule_edit_and_routed_by_hand(deploy):
         assert s.get_outcome("um-1").handled_by == "hr-li" and s.get_outcome("um-2").status == "matched"
 
 
+def test_unmatched_retry_records_the_operator(deploy, monkeypatch):
+    """--retry's routes go to the audit log under the operator's name: --actor, else HERALD_ACTOR, like the
+    other desk commands (never "unknown")."""
+    (deploy / "o.jsonl").write_text("\n".join(json.dumps(outcome(f"ra-{i}", decision="pass")) for i in (1, 2)))
+    cfg = str(deploy / "herald.yaml")
+    assert run("ingest", str(deploy / "o.jsonl"), "--config", cfg).exit_code == 0
+    (deploy / "rules" / "10-rules.yaml").write_text(RULES.replace("match: {decision: reject}",
+                                                                  "match: {decision: [reject, pass]}"))
+    monkeypatch.setenv("HERALD_ACTOR", "hr-wang")
+    r = run("unmatched", "--retry", "--limit", "1", "--config", cfg)
+    assert r.exit_code == 0 and "1 routed" in r.output, r.output
+    r = run("unmatched", "--retry", "--actor", "hr-zhao", "--config", cfg)
+    assert r.exit_code == 0 and "1 routed" in r.output, r.output
+    with SQLiteStore(deploy / "herald.db") as s:
+        actors = {oid: [(a.action, a.actor) for a in s.audit_for(oid)] for oid in ("ra-1", "ra-2")}
+    assert actors == {"ra-1": [("route", "hr-wang")], "ra-2": [("route", "hr-zhao")]}
+
+
 @pytest.mark.slow
 def test_post_to_a_running_daemon(deploy, daemons):
     d = daemons(deploy)

@@ -57,3 +57,25 @@ def test_overdue_message_waits_for_the_window_after_downtime(tmp_path, daemons):
     sent = [e for e in n["events"] if e["kind"] == "sent"]
     assert len(sent) == 1 and sent[0]["at"] >= "2026-12-08T09:00:00"
     assert len(outbox(root)) == 1
+
+
+def test_send_now_in_a_closed_window_waits_unless_the_operator_overrides(tmp_path, daemons):
+    """Monday 20:00 UTC, the office window is closed: "send now" keeps the window (the message goes at Tuesday
+    09:00, and the answer says so); with override_window the dispatcher sends it now, and the audit log says who."""
+    root = make_deployment(tmp_path, rules=RULES.replace("delay: 30m", "delay: 0s"))
+    d = daemons(root, start_at=at("2026-12-07T20:00:00+00:00"))
+    for oid in ("sn-1", "sn-2"):
+        assert post(d.url, outcome(oid, occurred_at="2026-12-07T20:00:00Z")).json()["items"][0]["notification"]
+    actor = {"X-Herald-Actor": "hr-li"}
+    kept = httpx.post(d.url + "/v1/notifications/sn-1%231/send-now", headers=actor, timeout=10).json()
+    assert kept["window_closed_until"].startswith("2026-12-08T09:00:00") and kept["override_window"] is False
+    assert kept["next_attempt_at"].startswith("2026-12-08T09:00:00")
+    forced = httpx.post(d.url + "/v1/notifications/sn-2%231/send-now", params={"override_window": "true",
+                        "reason": "the candidate asked"}, headers=actor, timeout=10).json()
+    assert forced["override_window"] is True and forced["window_closed_until"].startswith("2026-12-08T09:00:00")
+    wait_for(lambda: detail(d, "sn-2#1")["state"] in ("sent", "delivered"), timeout=20)
+    assert [m["notification"] for m in outbox(root)] == ["sn-2#1"]  # sn-1 still waits for the window
+    n = detail(d, "sn-1#1")
+    assert n["state"] == "scheduled" and n["next_attempt_at"].startswith("2026-12-08T09:00:00")
+    audit = d.runtime.store.audit_for("sn-2")
+    assert [(a.action, a.actor, a.detail["override_window"]) for a in audit] == [("send_now", "hr-li", True)]

@@ -154,3 +154,45 @@ def test_unmatched_route_by_hand_and_replies_handled(env):
     assert [a.action for a in store.audit_for("u1")] == ["route", "handle_reply"]
     with pytest.raises(desk.ActionError):
         desk.handle_reply(store, 999, T)
+
+
+WINDOWED = """version: 1
+windows:
+  office: {days: [mon, tue, wed, thu, fri], hours: "09:00-17:00"}
+defaults: {locale: en, timezone: UTC, channels: [email, sms]}
+rules:
+  - id: office-only
+    match: {decision: reject}
+    template: any/generic
+    timing: {delay: 0s, window: office}
+"""
+
+
+def test_send_now_respects_a_closed_window_unless_overridden(tmp_path):
+    """At 02:00 UTC the rule's office window (09:00-17:00) is closed: "send now" moves the message to 09:00 and
+    says so; with the override it is due now, and the event tells the dispatcher the window was overridden."""
+    root = make_deployment(tmp_path, rules=WINDOWED)
+    dep = load_deployment([str(root)])
+    pipe = ClockedPipeline(dep, now=NOW, render_channels="all")
+    with open_store(tmp_path / "herald.db") as store:
+        intake([outcome("w1"), outcome("w2")], pipe, store, "test", now=NOW)
+        opening = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+        assert store.get_notification("w1#1").notification.send_at == opening.timestamp()
+        store.reschedule("w1#1", T + 86400, at=T)  # an operator moved both to tomorrow first
+        store.reschedule("w2#1", T + 86400, at=T)
+        r = desk.send_now(store, "w1#1", T, actor="ops", pipeline=pipe)
+        assert (r.next_attempt_at, r.window_closed_until, r.override_window) == (
+            opening.isoformat(), opening.isoformat(), False)
+        assert not desk.control.window_overridden(store.get_notification("w1#1").events)
+        r = desk.send_now(store, "w2#1", T, actor="ops", reason="the candidate asked", pipeline=pipe,
+                          override_window=True)
+        assert (r.next_attempt_at, r.window_closed_until, r.override_window) == (
+            NOW.isoformat(), opening.isoformat(), True)
+        assert desk.control.window_overridden(store.get_notification("w2#1").events)
+        [entry] = store.audit_for("w2")
+        assert entry.detail == {"window_closed_until": opening.isoformat(), "override_window": True}
+        store.reschedule("w2#1", T + 3600, at=T)  # a later reschedule puts the window back in force
+        assert not desk.control.window_overridden(store.get_notification("w2#1").events)
+        later = T + 8 * 3600  # 10:00: the window is open, nothing to say
+        r = desk.send_now(store, "w1#1", later, pipeline=pipe)
+        assert (r.next_attempt_at, r.window_closed_until) == (datetime.fromtimestamp(later, UTC).isoformat(), None)
