@@ -16,11 +16,14 @@ Candidate name, e-mail and phone come from `application.candidate` (`primaryEmai
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.sources.base import (BaseKind, SourceEvent, SourceRequest, action_body, body_hash, hmac_hex, obj,
                                  prefixed_digest, text)
 from engine.sources.paths import get_path
+
+if TYPE_CHECKING:
+    from engine.sources.config import SourceConfig
 
 ACTIONS = ("candidateStageChange", "applicationUpdate", "candidateHire")
 
@@ -56,10 +59,10 @@ def candidate_fields(candidate: Any) -> dict:
 class Ashby(BaseKind):
     name = "ashby"
 
-    def verify(self, request: SourceRequest, source) -> bool:
+    def verify(self, request: SourceRequest, source: SourceConfig) -> bool:
         return prefixed_digest(request.header("Ashby-Signature"), "=", source.secret, request.body)
 
-    def parse(self, request: SourceRequest, source) -> SourceEvent:
+    def parse(self, request: SourceRequest, source: SourceConfig) -> SourceEvent:
         body, action = action_body(request)
         event_id = text(body.get("webhookActionId")) or body_hash(request)
         data = body.get("data")

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
 
 from engine.errors import Diagnostic, Loc
 from engine.rules.suggest import did_you_mean
 from engine.sources.paths import PathError, parse_path
+
+if TYPE_CHECKING:
+    from engine.model import RuleSet
+    from engine.rules.yamlpos import Document
+
+Locate = Callable[..., Loc]  # loc(*path, key=False): where a part of `sources:` is in herald.yaml
 
 APPROVE = ("auto", "manual")
 DECISIONS = ("pass", "reject", "offer", "hold")
@@ -82,7 +88,7 @@ def _field_known(name: str) -> bool:
                                                                    any(name.startswith(f + ".") for f in catalog.free))
 
 
-def load_sources(raw: Any, doc, env: Mapping[str, str]) -> tuple[dict[str, SourceConfig], list[Diagnostic]]:
+def load_sources(raw: Any, doc: Document | None, env: Mapping[str, str]) -> tuple[dict[str, SourceConfig], list[Diagnostic]]:
     """The `sources:` mapping to SourceConfigs (only the usable ones) and every problem, located."""
     from engine.config.settings import expand_env, literal_secret
     from engine.sources import KIND_NAMES
@@ -163,7 +169,7 @@ def load_sources(raw: Any, doc, env: Mapping[str, str]) -> tuple[dict[str, Sourc
     return out, diags
 
 
-def _generic_checks(name: str, spec: dict, maps: list[FieldMap], loc) -> list[Diagnostic]:
+def _generic_checks(name: str, spec: dict, maps: list[FieldMap], loc: Locate) -> list[Diagnostic]:
     diags = [loc(name, key=True).error("missing-setting", f"source {name}: a generic source needs `{key}`")
              for key in ("signature_header", "application_id")
              if not isinstance(spec.get(key), str) or not spec.get(key)]
@@ -174,7 +180,7 @@ def _generic_checks(name: str, spec: dict, maps: list[FieldMap], loc) -> list[Di
     return diags
 
 
-def _field_maps(name: str, raw: Any, loc) -> tuple[list[FieldMap], list[Diagnostic]]:
+def _field_maps(name: str, raw: Any, loc: Locate) -> tuple[list[FieldMap], list[Diagnostic]]:
     diags: list[Diagnostic] = []
     maps: list[FieldMap] = []
     if not isinstance(raw, dict):
@@ -228,7 +234,7 @@ def _yaml_key(key: Any) -> str:
     return str(key)
 
 
-def rule_values(ruleset) -> dict[str, set]:
+def rule_values(ruleset: RuleSet) -> dict[str, set]:
     """The values the rules match on per field (stage, role, reason): what a mapping is compared with when the
     rule set declares no `vocabulary:`."""
     known: dict[str, set] = {}
@@ -239,7 +245,7 @@ def rule_values(ruleset) -> dict[str, set]:
     return known
 
 
-def check_vocabulary(sources: Mapping[str, SourceConfig], ruleset) -> list[Diagnostic]:
+def check_vocabulary(sources: Mapping[str, SourceConfig], ruleset: RuleSet | None) -> list[Diagnostic]:
     """Codes a mapping produces that the rule set does not know, each located at its `values:` entry (or
     `default:`), with did-you-mean: errors against a declared `vocabulary:` (the rule set's own verdict:
     locales cover their children, `attributes.KEY` must be a declared key), else warnings against the values

@@ -37,13 +37,16 @@ import hmac
 import threading
 import time
 from datetime import datetime, UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
 import httpx
 
 from engine.sources.base import BaseKind, EventError, SourceEvent, SourceRequest, load_json, obj, same_hex, text
 from engine.sources.lookup import TIMEOUT_S, Retry, retrying
+
+if TYPE_CHECKING:
+    from engine.sources.config import SourceConfig
 
 API_URL = "https://open.feishu.cn"
 WINDOW_S = 300  # how far X-Lark-Request-Timestamp may be from herald's clock
@@ -94,7 +97,7 @@ def encrypt(encrypt_key: str, plain: bytes, iv: bytes) -> str:
     return base64.b64encode(iv + enc.update(padded) + enc.finalize()).decode("ascii")
 
 
-def plain_body(request: SourceRequest, source) -> dict:
+def plain_body(request: SourceRequest, source: SourceConfig) -> dict:
     """The delivery as a JSON object, decrypted when it is `{"encrypt": ...}`."""
     body = obj(load_json(request.body), "the body")
     sealed = body.get("encrypt")
@@ -105,7 +108,7 @@ def plain_body(request: SourceRequest, source) -> dict:
     return obj(load_json(decrypt(source.secret, sealed)), "the decrypted body")
 
 
-def _same_token(given: Any, source) -> bool:
+def _same_token(given: Any, source: SourceConfig) -> bool:
     expected = str(source.settings.get("verification_token") or "")
     return isinstance(given, str) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
@@ -136,7 +139,7 @@ class Feishu(BaseKind):
 
     # ------------------------------------------------------------------------------------- verify
 
-    def verify(self, request: SourceRequest, source) -> bool:
+    def verify(self, request: SourceRequest, source: SourceConfig) -> bool:
         given = request.header("X-Lark-Signature")
         if given is None:  # only a URL verification comes unsigned: its token is the proof
             try:
@@ -166,7 +169,7 @@ class Feishu(BaseKind):
 
     # -------------------------------------------------------------------------------------- parse
 
-    def parse(self, request: SourceRequest, source) -> SourceEvent:
+    def parse(self, request: SourceRequest, source: SourceConfig) -> SourceEvent:
         body = plain_body(request, source)
         if body.get("type") == "url_verification":
             challenge = text(body.get("challenge"))
@@ -228,7 +231,7 @@ class Feishu(BaseKind):
 
     # -------------------------------------------------------------------------------------- token
 
-    def token(self, client: httpx.Client, source, shell: SourceEvent, fresh: bool = False) -> str:
+    def token(self, client: httpx.Client, source: SourceConfig, shell: SourceEvent, fresh: bool = False) -> str:
         """The tenant_access_token of the source's app (cached until TOKEN_MARGIN_S before it expires)."""
         key = (str(client.base_url), str(source.settings.get("app_id") or ""))
         with self._lock:
@@ -273,7 +276,7 @@ def _answer(r: httpx.Response, what: str) -> dict:
 class _Api:
     """One event's look-ups: a client on the source's api_url, the app's token, `get(path, key)` -> data[key]."""
 
-    def __init__(self, kind: Feishu, source):
+    def __init__(self, kind: Feishu, source: SourceConfig) -> None:
         self.kind, self.source = kind, source
         self.client = httpx.Client(base_url=str(source.settings.get("api_url") or API_URL).rstrip("/"),
                                    timeout=TIMEOUT_S)

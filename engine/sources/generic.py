@@ -7,8 +7,13 @@ unique id (the dedup key; without it an identical body twice is the duplicate). 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.sources.base import BaseKind, SourceEvent, SourceRequest, body_hash, hmac_hex, load_json, same_hex, text
 from engine.sources.paths import get_path
+
+if TYPE_CHECKING:
+    from engine.sources.config import SourceConfig
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -18,14 +23,14 @@ def sign(secret: str, body: bytes) -> str:
 class Generic(BaseKind):
     name = "generic"
 
-    def verify(self, request: SourceRequest, source) -> bool:
+    def verify(self, request: SourceRequest, source: SourceConfig) -> bool:
         header = str(source.settings.get("signature_header") or "")
         given = (request.header(header) or "").strip() if header else ""
         if given.lower().startswith("sha256="):
             given = given[7:]
         return bool(given) and same_hex(given, hmac_hex(source.secret, request.body))
 
-    def parse(self, request: SourceRequest, source) -> SourceEvent:
+    def parse(self, request: SourceRequest, source: SourceConfig) -> SourceEvent:
         body = load_json(request.body)
         id_path = source.setting_path("event_id")
         event_id = text(get_path(body, id_path)) if id_path else None

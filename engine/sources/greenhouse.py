@@ -16,10 +16,13 @@ Map paths start at the body's `payload` (`application.current_stage.name`).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.sources.base import (BaseKind, SourceEvent, SourceRequest, action_body, body_hash, hmac_hex, obj,
                                  prefixed_digest, text)
+
+if TYPE_CHECKING:
+    from engine.sources.config import SourceConfig
 
 DECISIONS = {"reject_candidate": "reject", "candidate_stage_change": "pass", "offer_created": "offer"}
 
@@ -50,10 +53,10 @@ def candidate_fields(candidate: Any) -> dict:
 class Greenhouse(BaseKind):
     name = "greenhouse"
 
-    def verify(self, request: SourceRequest, source) -> bool:
+    def verify(self, request: SourceRequest, source: SourceConfig) -> bool:
         return prefixed_digest(request.header("Signature"), " ", source.secret, request.body)
 
-    def parse(self, request: SourceRequest, source) -> SourceEvent:
+    def parse(self, request: SourceRequest, source: SourceConfig) -> SourceEvent:
         body, action = action_body(request)
         payload = body.get("payload")
         event_id = text(request.header("Greenhouse-Event-ID")) or body_hash(request)

@@ -18,12 +18,16 @@ Map paths start at {opportunity, stage, archive_reason, event}: `opportunity.nam
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import httpx
 
 from engine.sources.base import BaseKind, EventError, SourceEvent, SourceRequest, hmac_hex, load_json, obj, same_hex, text
 from engine.sources.lookup import TIMEOUT_S, Retry, retrying
+
+if TYPE_CHECKING:
+    from engine.sources.config import SourceConfig
 
 API_URL = "https://api.lever.co/v1"
 
@@ -45,10 +49,10 @@ def _first(items: Any) -> str | None:
 class Lever(BaseKind):
     name = "lever"
 
-    def __init__(self, sleep=time.sleep):
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
         self.sleep = sleep
 
-    def verify(self, request: SourceRequest, source) -> bool:
+    def verify(self, request: SourceRequest, source: SourceConfig) -> bool:
         try:
             body = load_json(request.body)
         except EventError:
@@ -60,7 +64,7 @@ class Lever(BaseKind):
             return False
         return same_hex(text(body.get("signature")), hmac_hex(source.secret, f"{token}{at}".encode()))
 
-    def parse(self, request: SourceRequest, source) -> SourceEvent:
+    def parse(self, request: SourceRequest, source: SourceConfig) -> SourceEvent:
         body = obj(load_json(request.body), "the body")
         event_id, action = text(body.get("id")), text(body.get("event"))
         if event_id is None or action is None:

@@ -11,8 +11,12 @@ delivery id: an identical body twice is the duplicate. Map paths start at `data`
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from engine.sources.base import BaseKind, SourceEvent, SourceRequest, body_hash, hmac_hex, load_json, obj, same_hex, text
+
+if TYPE_CHECKING:
+    from engine.sources.config import SourceConfig
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -23,7 +27,7 @@ def sign(secret: str, body: bytes) -> str:
 class Moka(BaseKind):
     name = "moka"
 
-    def verify(self, request: SourceRequest, source) -> bool:
+    def verify(self, request: SourceRequest, source: SourceConfig) -> bool:
         given = request.query.get("sign")
         if not given:
             return False
@@ -35,7 +39,7 @@ class Moka(BaseKind):
             return False
         return compact != request.body and same_hex(given, hmac_hex(source.secret, compact))
 
-    def parse(self, request: SourceRequest, source) -> SourceEvent:
+    def parse(self, request: SourceRequest, source: SourceConfig) -> SourceEvent:
         body = obj(load_json(request.body), "the body")
         data = obj(body.get("data", body), "data")
         event_id = body_hash(request)

@@ -21,13 +21,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Mapping
 
 from engine.sources.base import (IGNORED, OUTCOME, UNMAPPED, WITHDRAW, DetailsUnavailable, EventError, Mapped,
                                  SourceEvent, SourceRequest)
 from engine.sources.config import SourceConfig
 from engine.store import SourceDelivery
+
+if TYPE_CHECKING:
+    from engine.model import Plan
+    from engine.pipeline import Pipeline
+    from engine.sources.base import Kind
+    from engine.store import SourceEventRow, Store
+
+Withdraw = Callable[[str, str], Any]  # withdraw(outcome_id, reason): the daemon's, or the CLI's
 
 log = logging.getLogger("herald.sources")
 
@@ -63,7 +71,7 @@ class Received:
         return out
 
 
-def _kind(source: SourceConfig):
+def _kind(source: SourceConfig) -> Kind:
     from engine.sources import kind
 
     return kind(source.kind)
@@ -80,8 +88,8 @@ def parse_event(source: SourceConfig, request: SourceRequest) -> SourceEvent:
         raise EventError(f"event not understood: {type(e).__name__}") from None
 
 
-def receive(source: SourceConfig, request: SourceRequest, *, store, intake: Callable[..., list],
-            withdraw: Callable[[str, str], Any], now: float | None = None) -> Received:
+def receive(source: SourceConfig, request: SourceRequest, *, store: Store, intake: Callable[..., list],
+            withdraw: Withdraw, now: float | None = None) -> Received:
     """Takes one delivery of `source` (see the module docstring); `intake(items, origin, delivery)` stores
     the outcome and keeps `delivery` in the same transaction."""
     kind = _kind(source)
@@ -113,7 +121,7 @@ def receive(source: SourceConfig, request: SourceRequest, *, store, intake: Call
     return result
 
 
-def _pending(store, source: SourceConfig, request: SourceRequest, e: DetailsUnavailable,
+def _pending(store: Store, source: SourceConfig, request: SourceRequest, e: DetailsUnavailable,
              now: float | None) -> Received:
     """A verified event whose details the provider did not give yet: kept (once) for `herald sources resubmit`."""
     seen = store.source_event(source.name, e.event_id)
@@ -125,7 +133,7 @@ def _pending(store, source: SourceConfig, request: SourceRequest, e: DetailsUnav
     return Received(202, PENDING, oid, e.event_id, str(e))
 
 
-def _previous(store, source: SourceConfig, event: SourceEvent) -> Mapping[str, Any] | None:
+def _previous(store: Store, source: SourceConfig, event: SourceEvent) -> Mapping[str, Any] | None:
     if not event.needs_previous or not event.application_id:
         return None
     row = store.get_outcome(f"{source.name}:{event.application_id}")
@@ -138,7 +146,7 @@ def _taking(intake: Callable[..., list], origin: str, *extra: Any) -> Callable[[
 
 
 def _act(source: SourceConfig, event: SourceEvent, mapped: Mapped, take: Callable[[list], list],
-         withdraw) -> Received:
+         withdraw: Withdraw) -> Received:
     eid = event.event_id
     if mapped.status == IGNORED:
         return Received(200, IGNORED, event_id=eid, error=mapped.error)
@@ -147,6 +155,7 @@ def _act(source: SourceConfig, event: SourceEvent, mapped: Mapped, take: Callabl
     if mapped.status == WITHDRAW:
         from engine.desk.actions import ActionError
 
+        assert mapped.outcome_id is not None  # map_event names the outcome of every withdrawal
         try:
             withdraw(mapped.outcome_id, mapped.error or "withdrawn in the ATS")
         except ActionError as e:
@@ -164,11 +173,11 @@ class Preview:
 
     event: SourceEvent | None
     mapped: Mapped | None
-    plan: Any = None
+    plan: Plan | None = None
     error: str | None = None
 
 
-def preview(source: SourceConfig, body: bytes, pipeline=None, headers: Mapping[str, str] | None = None) -> Preview:
+def preview(source: SourceConfig, body: bytes, pipeline: Pipeline | None = None, headers: Mapping[str, str] | None = None) -> Preview:
     """Parse and map `body` as `source` would (signature not checked); plan the outcome with `pipeline`."""
     request = SourceRequest(body, {k.lower(): v for k, v in (headers or {}).items()})
     try:
@@ -184,9 +193,9 @@ def preview(source: SourceConfig, body: bytes, pipeline=None, headers: Mapping[s
     return Preview(event, mapped, plan)
 
 
-def resubmit(store, sources: Mapping[str, SourceConfig], *, intake: Callable[[list, str], list],
-             withdraw: Callable[[str, str], Any], source: str | None = None, limit: int = 1000,
-             now: float | None = None) -> list[tuple[Any, Received]]:
+def resubmit(store: Store, sources: Mapping[str, SourceConfig], *, intake: Callable[[list, str], list],
+             withdraw: Withdraw, source: str | None = None, limit: int = 1000,
+             now: float | None = None) -> list[tuple[SourceEventRow, Received]]:
     """Maps every unmapped or pending event again with the current `map:` and takes in those that map now.
 
     The bodies were verified when they arrived. An event still unmapped stays in the list; one whose source
