@@ -100,7 +100,7 @@ class Runtime:
         self.dispatcher: Dispatcher | None = None  # set by engine.daemon.serve.Daemon; none in tests that send by hand
         self.listen_host = "127.0.0.1"  # where the daemon listens (set by engine.daemon.serve.Daemon)
         self._wakers: list[Callable[[], None]] = []
-        self._groups: dict[str, GroupCommit] = {}  # origin -> group commit of its single-event intakes
+        self._groups: dict[tuple[str, str | None], GroupCommit] = {}  # (origin, remote) -> its single-item intakes
         self._groups_lock = threading.Lock()
         self.public_url: str | None = None    # where links in messages point (server.public_url or our address)
         self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links
@@ -170,13 +170,15 @@ class Runtime:
             self.wake()
         return statuses
 
-    def intake_grouped(self, item: Any, source: str, delivery: SourceDelivery | None = None) -> ItemStatus:
-        """One item (an ATS event) stored together with those arriving at the same time from `source`: one
-        transaction per group (engine/intake/group.py), durable when this returns."""
+    def intake_grouped(self, item: Any, source: str, delivery: SourceDelivery | None = None,
+                       remote: str | None = None) -> ItemStatus:
+        """One item (a single POST, an ATS event) stored together with those arriving at the same time from
+        `source` and `remote`: one transaction per group (engine/intake/group.py), durable when this returns."""
+        key = (source, remote)
         with self._groups_lock:
-            group = self._groups.get(source)
+            group = self._groups.get(key)
             if group is None:
-                group = self._groups[source] = GroupCommit(lambda items, ds: self.intake(items, source, None, ds))
+                group = self._groups[key] = GroupCommit(lambda items, ds: self.intake(items, source, remote, ds))
         return group.submit(item, delivery)
 
     def alert(self, kind: str, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Group commit for single-item intakes arriving at once (ATS webhooks, one event per request).
+"""Group commit for single-item intakes arriving at once (single POSTs to /v1/outcomes, ATS webhooks: one item a request).
 
 Each request still answers only once its item is durable, but requests that arrive while a commit is under
 way do not each wait for a commit of their own: the first caller becomes the leader and stores everything
