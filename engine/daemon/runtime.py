@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterable, Sequence
 
@@ -166,9 +167,19 @@ class Runtime:
             if s.status == "unmatched":
                 self.alert("unmatched", f"outcome {s.id} waits for a person: "
                                         f"{s.error or 'no rule matched'} (herald unmatched / herald route)")
-        if any(s.notification for s in statuses):
+        if any(self._due_soon(s.send_at) for s in statuses if s.notification):
             self.wake()
         return statuses
+
+    def _due_soon(self, send_at: str | None) -> bool:
+        """Whether a new notification is due before the dispatcher's next poll; one due later is found by that
+        poll, so it needs no wake (a wake costs every worker a round of write transactions queued behind
+        intake's commits)."""
+        dispatcher = self.dispatcher
+        if send_at is None or dispatcher is None:
+            return True
+        horizon = self.now() + self.clock.virtual(dispatcher.settings.poll_interval)
+        return datetime.fromisoformat(send_at).timestamp() <= horizon
 
     def intake_grouped(self, item: Any, source: str, delivery: SourceDelivery | None = None,
                        remote: str | None = None) -> ItemStatus:

@@ -137,3 +137,16 @@ def test_no_escalation_on_a_channel_that_cannot_report_delivery(deploy, daemons)
     n = notification(d, "ne-1#1")
     assert [a["channel"] for a in n["attempts"]] == ["email"] and "escalated" not in [e["kind"] for e in n["events"]]
     assert [e["detail"].get("assumed") for e in n["events"] if e["kind"] == "delivered"] == [True]
+
+
+def test_intake_wakes_the_dispatcher_only_for_notifications_due_before_its_next_poll(deploy, daemons):
+    """A wake costs every worker a round of write transactions queued behind intake's commits: a notification
+    due later than the next poll is found by that poll, one due sooner is sent at once."""
+    d = daemons(deploy)
+    wakes: list[int] = []
+    d.runtime.on_work(lambda: wakes.append(1))
+    later = post(d.url, outcome("w-1", decision="hold"))  # the `later` rule: 1 hour from now
+    assert later.json()["items"][0]["status"] == "matched" and wakes == []
+    now = post(d.url, outcome("w-2"))  # the `now` rule: due at once
+    assert now.json()["items"][0]["status"] == "matched" and wakes == [1]
+    wait_for(lambda: any(m["notification"] == "w-2#1" for m in outbox(deploy)))
