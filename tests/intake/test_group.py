@@ -84,3 +84,61 @@ def test_a_store_error_reaches_every_caller_of_its_group_and_the_next_group_stil
     with pytest.raises(RuntimeError):
         gc.submit(9)
     assert not gc._busy
+
+
+def _one_group_of_three(gc: GroupCommit, calls: list, first_started: threading.Event,
+                        release: threading.Event) -> None:
+    """Drives `gc` to a commit of one caller, then one of three (the last group held three)."""
+    _answers, errors, threads = _run_concurrently(gc, 4)
+    first_started.wait(10)
+    for t in threads[1:]:
+        t.start()
+    _wait(lambda: len(gc._queue) == 3)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert errors == {} and [sorted(c) for c in calls] == [[0], [1, 2, 3]]
+
+
+def _gated_run(calls: list) -> tuple:
+    first_started, release = threading.Event(), threading.Event()
+
+    def run(items, deliveries):
+        calls.append(list(items))
+        if len(calls) == 1:
+            first_started.set()
+            release.wait(10)
+        return [f"status of {i}" for i in items]
+
+    return run, first_started, release
+
+
+def test_a_leader_waits_for_as_many_callers_as_the_last_group_had():
+    """Callers answered together come back together: the first of them waits (at most as long as a commit took)
+    for the others instead of committing alone, so the groups do not settle into 1, 3, 1, 3 ..."""
+    calls: list = []
+    run, first_started, release = _gated_run(calls)
+    gc = GroupCommit(run, max_wait=30.0)
+    _one_group_of_three(gc, calls, first_started, release)
+    gc._last_s = 30.0  # as if that commit had taken 30 s: the wait's bound is not what this test is about
+    answers: dict = {}
+    threads = [threading.Thread(target=lambda i=i: answers.update({i: gc.submit(i)})) for i in (10, 11, 12)]
+    threads[0].start()
+    _wait(lambda: gc._busy and len(gc._queue) == 1)
+    threads[1].start()
+    threads[2].start()
+    for t in threads:
+        t.join(10)
+    assert answers == {i: f"status of {i}" for i in (10, 11, 12)}
+    assert [sorted(c) for c in calls[2:]] == [[10, 11, 12]], "one commit for the three callers"
+
+
+def test_the_wait_is_bounded_and_sporadic_callers_stop_waiting():
+    calls: list = []
+    run, first_started, release = _gated_run(calls)
+    gc = GroupCommit(run, max_wait=0.05)
+    _one_group_of_three(gc, calls, first_started, release)
+    gc._last_s = 30.0  # bounded by max_wait, not by how long the last commit took
+    assert gc.submit(20) == "status of 20" and calls[2] == [20]
+    assert gc._expected == 1  # the next lone caller does not wait at all
+    assert gc.submit(21) == "status of 21" and calls[3] == [21]
