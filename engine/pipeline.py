@@ -109,9 +109,10 @@ class Pipeline:
         if self.deployment.ruleset is None:
             raise ValueError("the deployment has errors; validate it first")
         self.router = Router(self.deployment.ruleset)
-        vocabulary = self.deployment.ruleset.vocabulary
-        # the gate's vocabulary check (None: nothing declared): a warning naming values outside it, or None
-        self.outside_vocabulary = vocabulary.outside if vocabulary else None
+        # the rule set's vocabulary, None when it declares none; its gate check (a warning naming the values
+        # outside it, or None) as outside_vocabulary
+        self.vocabulary = self.deployment.ruleset.vocabulary or None
+        self.outside_vocabulary = self.vocabulary.outside if self.vocabulary is not None else None
         self.windows = self.deployment.ruleset.windows
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from engine.report import Report, Row
-from engine.report.formats import duration, pct, rule_lines, to_csv, to_json
+from engine.report.formats import duration, pct, rule_lines, to_csv, to_json, vocabulary_lead
 from engine.report.html import render_html
 from engine.report.inbox import InboxItem
 
@@ -86,6 +86,12 @@ def to_table(report: Report) -> str:
         out += ["", "Failures by reason:"]
         out += ["  " + line for line in table(("rule", "reason", "count"), [(a, b, f"{n:,}") for a, b, n in fails],
                                               (False, False, True))]
+    outside = report.outside_vocabulary
+    if outside is not None and outside.counts:
+        out += ["", f"Outside the vocabulary: {vocabulary_lead(outside)}"]
+        out += ["  " + line for line in table(("rule", "field", "outcomes", "values"),
+                                              [(c.label, c.field, f"{c.outcomes:,}", c.values_text())
+                                               for c in outside.counts], (False, False, True, False))]
     r = report.replies
     out += ["", f"Replies: {r['received']:,} received, {r['handled']:,} handled, {r['open']:,} waiting; "
                 f"time to answer median {duration(r['time_to_answer_median_s'])}, "

@@ -71,7 +71,7 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
     item's status in the same transaction as the item, or afterwards when the item stores nothing (a
     duplicate, invalid), so a source event costs no commit of its own."""
     now = now or pipeline.clock()
-    outside = pipeline.outside_vocabulary  # None: the rule set declares no vocabulary
+    vocab = pipeline.vocabulary  # None: the rule set declares no vocabulary
     statuses: list[ItemStatus | None] = []
     batch: list[tuple[int, Accepted, ItemStatus]] = []
     latest: dict[str, dict] = {}  # id -> content admitted earlier in this batch
@@ -85,14 +85,15 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
             statuses.append(_invalid(item, store, source, remote, result.outcome_id, result.field or "",
                                      result.error or "invalid outcome"))
             continue
-        remark = outside(record) if outside is not None else None
+        found = vocab.findings(record) if vocab is not None else None
+        remark, marks = (vocab.describe(found), vocab.marks(found)) if vocab is not None and found else (None, None)
         before = latest.get(rid)
         if before is None:
             row = stored.get(rid)  # as stored before this batch: an id seen earlier in it is in `latest`
             before = row.data() if row is not None else None
         latest[rid] = record
         if before is None:
-            status, accepted = _admit(item, record, pipeline, source)
+            status, accepted = _admit(item, record, pipeline, source, marks=marks)
             batch.append((len(statuses), accepted, _remark(status, remark)))
             statuses.append(None)
         elif before == record:
@@ -100,7 +101,8 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
         else:
             _store_batch(batch, statuses, store, now, keep)  # the revision this one amends must be stored first
             batch = []
-            statuses.append(_remark(_amend(item, record, pipeline, store, source, now, keep, len(statuses)), remark))
+            statuses.append(_remark(_amend(item, record, pipeline, store, source, now, keep, len(statuses), marks),
+                                    remark))
     _store_batch(batch, statuses, store, now, keep)
     for pos, d in keep.items():  # items that stored nothing: their deliveries alone
         store.record_delivery(replace(d, status=statuses[pos].status), at=now)  # type: ignore[union-attr]
@@ -129,20 +131,20 @@ def _store_batch(batch: list, statuses: list, store: Store, now: datetime, keep:
 
 
 def _amend(item: Item, record: dict, pipeline: Pipeline, store: Store, source: str, now: datetime,
-           keep: dict, pos: int) -> ItemStatus:
+           keep: dict, pos: int, marks: dict | None = None) -> ItemStatus:
     """A new revision of a stored outcome: what the earlier one already sent is reported (the new one still
     goes out, and its template sees `previous`), its queued notifications are cancelled, the new one routed."""
     rid = record["id"]
     row = store.get_outcome(rid)
     if row is None:  # withdrawn from under us: nothing to amend; take it as new
-        status, accepted = _admit(item, record, pipeline, source)
+        status, accepted = _admit(item, record, pipeline, source, marks=marks)
         results = store.accept_outcomes([accepted], at=now, deliveries=_with(keep, pos, status.status))
         return status if results == ["accepted"] else ItemStatus(rid, DUPLICATE)
     sent_doc = [{"notification": n.id, "channel": n.channel,
                  "sent_at": datetime.fromtimestamp(n.sent_at, UTC).isoformat()}
                 for n in store.notifications_for(rid) if n.sent_at is not None]
     previous = previous_view(row.data(), rev=row.rev, sent=sent_doc[-1] if sent_doc else None)
-    status, accepted = _admit(item, record, pipeline, source, previous=previous)
+    status, accepted = _admit(item, record, pipeline, source, previous=previous, marks=marks)
     rev = row.rev + 1
     delivery = replace(keep.pop(pos), status=AMENDED) if pos in keep else None
     cancelled = store.amend(accepted, at=now, delivery=delivery)
@@ -163,9 +165,9 @@ def _invalid(item: Item, store: Store, source: str, remote: str | None, rid: str
     return ItemStatus(rid, INVALID, field=field, error=error, dead_letter=dl)
 
 
-def _admit(item: Item, record: dict, pipeline: Pipeline, source: str,
-           previous: dict | None = None) -> tuple[ItemStatus, Accepted]:
-    """Plan one valid outcome: its answer and what to store."""
+def _admit(item: Item, record: dict, pipeline: Pipeline, source: str, previous: dict | None = None,
+           marks: dict | None = None) -> tuple[ItemStatus, Accepted]:
+    """Plan one valid outcome: its answer and what to store (with `marks`, its values outside the vocabulary)."""
     raw = item.raw.decode("utf-8") if isinstance(item.raw, bytes) else item.raw
     held = record.get("approved", True) is False
     try:
@@ -174,9 +176,9 @@ def _admit(item: Item, record: dict, pipeline: Pipeline, source: str,
         log.error("planning %s failed (%s: %s): stored as unmatched", record["id"], type(e).__name__, e)
         acc = Accepted(id=record["id"], raw=raw, status=HELD if held else UNMATCHED, approved=not held,
                        decision=record.get("decision"), stage=record.get("stage"), role=record.get("role"),
-                       reason=record.get("reason"), source=source)
+                       reason=record.get("reason"), source=source, outside_vocabulary=marks)
         return ItemStatus(record["id"], acc.status, error=f"could not be planned: {type(e).__name__}: {e}"), acc
-    acc = _safe_times(Accepted.from_plan(raw, plan, source=source))
+    acc = replace(_safe_times(Accepted.from_plan(raw, plan, source=source)), outside_vocabulary=marks)
     if acc.notification is None or plan.send_at is None:  # held, unmatched, or nothing can be sent (plan says)
         return ItemStatus(acc.id, plan.status, rule=plan.rule,
                           error=plan.error if plan.status == UNMATCHED else None), acc

@@ -22,6 +22,7 @@ from typing import Any
 from collections.abc import Iterable
 
 from engine.report import queries, stats
+from engine.report.vocabulary import OutsideVocabulary, count as count_outside
 from engine.report.queries import COUNT_FIELDS, EXTRA_FIELDS, Filters, ReportStoreError
 
 RATE_FIELDS = ("delivered", "opened", "clicked", "replied")
@@ -107,6 +108,8 @@ class Report:
     unmatched: int | None
     replies: dict       # the totals of replies and time to answer
     notes: list = field(default_factory=list)
+    # outcomes with values outside the vocabulary, per rule and field; None: not counted (a channel filter)
+    outside_vocabulary: OutsideVocabulary | None = None
 
     def breakdown(self, rule_id: str | None) -> list[Row]:
         return [r for r in self.rows if r.rule_id == rule_id]
@@ -127,6 +130,7 @@ class Report:
             "time_to_notify_by_day": [d.as_dict() for d in self.days],
             "unmatched_outcomes": self.unmatched,
             "replies": self.replies,
+            "outside_vocabulary": None if self.outside_vocabulary is None else self.outside_vocabulary.as_dict(),
             "notes": list(self.notes),
         }
 
@@ -167,13 +171,17 @@ def build_report(store: str | Path | Any, filters: Filters | None = None, *, tim
         filtered = any(v not in (None, ()) for v in (f.since, f.until, f.rules, f.channel, f.role, f.stage))
         reply_rows = queries.replies(db, f, filtered)
         unmatched = queries.unmatched(db, f)
+        outside = queries.outside_vocabulary(db, f)
         where = db.where
-    return assemble(where, f, groups, fails, reply_rows, unmatched, timezone_name=timezone_name, now=now)
+    return assemble(where, f, groups, fails, reply_rows, unmatched, timezone_name=timezone_name, now=now,
+                    outside=outside)
 
 
 def assemble(store: str, f: Filters, groups: list, fails: list, reply_rows: list, unmatched: int | None, *,
-             timezone_name: str = "UTC", now: float | None = None) -> Report:
-    """The report from the query results (pure: no I/O)."""
+             timezone_name: str = "UTC", now: float | None = None,
+             outside: list[tuple[str | None, str]] | None = None) -> Report:
+    """The report from the query results (pure: no I/O); `outside`: the marks of outcomes with values outside
+    the vocabulary (queries.outside_vocabulary), None when not counted."""
     fail_by: dict = defaultdict(dict)
     for rule, version, variant, reason, n in fails:
         fail_by[(rule, version, variant)][reason] = n
@@ -244,7 +252,7 @@ def assemble(store: str, f: Filters, groups: list, fails: list, reply_rows: list
             comparisons.extend(stats.compare_variants(rule_id, metric, [(v, a[0], a[i]) for v, a in variants.items()]))
 
     report = Report(time.time() if now is None else now, store, f, timezone_name, rows, rules, total, comparisons,
-                    days, unmatched, total.replies)
+                    days, unmatched, total.replies, outside_vocabulary=count_outside(outside))
     report.notes = notes_for(report)
     return report
 

@@ -8,6 +8,7 @@ import io
 import json
 
 from engine.report import Report, Row
+from engine.report.vocabulary import OutsideVocabulary
 
 CSV_COLUMNS = ("level", "rule", "ruleset_version", "variant", "matched", "sent", "delivered", "delivered_pct",
                "opened", "opened_pct", "clicked", "clicked_pct", "replied", "replied_pct", "rated",
@@ -54,6 +55,12 @@ def rule_lines(report: Report) -> list[tuple[str, Row, str, str, str]]:
         if len(parts) > 1:
             out += [("part", p, "", short_version(p.ruleset_version), p.variant or "—") for p in parts]
     return out
+
+
+def vocabulary_lead(outside: OutsideVocabulary) -> str:
+    """The sentence above the table of values outside the vocabulary (terminal and HTML)."""
+    return (f"{outside.outcomes:,} outcomes carried values the rules' vocabulary does not list (typos in the ATS "
+            f"data?); they were accepted and routed as sent. Per rule and field:")
 
 
 # --------------------------------------------------------------------------------------------- csv, json

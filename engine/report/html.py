@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from engine.report import Report, Row
-from engine.report.formats import duration, pct, rule_lines
+from engine.report.formats import duration, pct, rule_lines, vocabulary_lead
 
 FUNNEL = (("matched", "matched 匹配"), ("sent", "sent 发送"), ("delivered", "delivered 送达"),
           ("opened", "opened 打开"), ("clicked", "clicked 点击"), ("replied", "replied 反馈"))
@@ -132,8 +132,13 @@ def render_html(report: Report) -> str:
                f"median {duration(r['time_to_answer_median_s'])}, p90 {duration(r['time_to_answer_p90_s'])}."
                + (f" Unmatched outcomes waiting for a person: {report.unmatched:,}." if report.unmatched is not None
                   else ""))
+    outside = report.outside_vocabulary
+    vocabulary = None
+    if outside is not None and outside.counts:
+        vocabulary = {"lead": vocabulary_lead(outside),
+                      "rows": [(c.label, c.field, f"{c.outcomes:,}", c.values_text()) for c in outside.counts]}
     return _ENV.get_template("report.html.j2").render(
         generated_at=d["generated_at"], timezone=report.timezone, store=report.store,
         scope="; ".join(scope) or "all notifications", cards=cards, ttn_chart=ttn_chart(report), head=HEAD,
         rows=rows, comparisons=comparisons, funnels=[funnel_chart(rule) for rule in report.rules],
-        failures=failures, replies=replies, notes=report.notes)
+        failures=failures, vocabulary=vocabulary, replies=replies, notes=report.notes)

@@ -299,6 +299,42 @@ def unmatched(db: Reader, f: Filters) -> int | None:
     return int(db.rows(f"SELECT count(*) FROM outcomes WHERE {' AND '.join(conds)}", params)[0][0])
 
 
+def outside_vocabulary(db: Reader, f: Filters) -> list[tuple[str | None, str]] | None:
+    """(rule, marks as JSON text) of each outcome (in the period) whose current revision carries values outside the
+    vocabulary (engine/store/migrations_vocabulary.py), its rule that of the revision's notification (None: not
+    routed: unmatched or held); None with a channel filter (outcomes are not sent on a channel). Through the
+    partial index on the marked outcomes: a store without typos costs nothing."""
+    if f.channel:
+        return None
+    if not _has_column(db, "outcomes", "outside_vocabulary"):  # a store older than the migration
+        return []
+    conds = ["o.outside_vocabulary IS NOT NULL"]
+    params: list[float | str] = []
+    if f.since is not None:
+        conds.append("coalesce(o.occurred_at, o.received_at) >= ?")
+        params.append(float(f.since))
+    if f.until is not None:
+        conds.append("coalesce(o.occurred_at, o.received_at) < ?")
+        params.append(float(f.until))
+    for col, value in (("o.role", f.role), ("o.stage", f.stage)):
+        if value is not None:
+            conds.append(f"{col} = ?")
+            params.append(value)
+    if f.rules:
+        conds.append(f"n.rule_id IN ({', '.join('?' * len(f.rules))})")
+        params.extend(f.rules)
+    sql = (f"SELECT n.rule_id, o.outside_vocabulary FROM outcomes o LEFT JOIN notifications n "
+           f"ON n.outcome_id = o.id AND n.outcome_rev = o.rev WHERE {' AND '.join(conds)}")
+    return [(_none(rule), marks) for rule, marks in db.rows(sql, params)]
+
+
+def _has_column(db: Reader, table: str, column: str) -> bool:
+    if db.pg:
+        return bool(db.rows("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                            "AND table_name = ? AND column_name = ?", (table, column)))
+    return any(r[1] == column for r in db.rows(f"PRAGMA table_info({table})"))
+
+
 def per_rule_counts(db: Reader) -> list[tuple]:
     """(rule, matched, sent, delivered, opened, clicked, replied, rated, score_sum, late, ...) per rule, no
     percentiles: the cheap query behind /metrics."""
@@ -400,6 +436,7 @@ __all__ = [
     "notification_for_address",
     "notification_for_provider",
     "open_reader",
+    "outside_vocabulary",
     "per_rule_counts",
     "phone_forms",
     "replies",

@@ -21,7 +21,7 @@ and a set lookup per declared field, nothing allocated unless something is outsi
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,28 +107,52 @@ class Vocabulary(Mapping):
 
     def outside(self, record: Mapping) -> str | None:
         """The gate's check of one outcome: None when every declared field's value is in the vocabulary,
-        else a warning naming each value outside it. One dict get and one set lookup per declared field."""
+        else a warning naming each value outside it."""
+        found = self.findings(record)
+        return None if found is None else self.describe(found)
+
+    def describe(self, found: Sequence[tuple[str, Any]]) -> str | None:
+        """The warning for `findings`: each value outside the vocabulary, with did-you-mean."""
+        return "; ".join(p for p in (self.problem(path, v) for path, v in found) if p) or None
+
+    def findings(self, record: Mapping) -> tuple[tuple[str, Any], ...] | None:
+        """(field path, value) of each value of `record` outside the vocabulary, None when there is none (the
+        common case allocates nothing: one dict get and one set lookup per declared field). For an attribute
+        key outside the vocabulary the field is `attributes.KEY`; its value is then not a vocabulary's."""
         found: list | None = None
         for key, allowed in self._top:
             v = record.get(key)
             if v is not None and v not in allowed:
-                found = (found or []) + [self.problem(key, v)]
+                found = (found or []) + [(key, v)]
         if self._locales is not None:
             cand = record.get("candidate")
             tag = cand.get("locale") if cand.__class__ is dict else None
             if tag.__class__ is str and tag not in self._locales and not self.knows_locale(tag):
-                found = (found or []) + [self.problem(LOCALE_FIELD, tag)]
+                found = (found or []) + [(LOCALE_FIELD, tag)]
         if self.attribute_keys is not None:
             attrs = record.get(ATTRIBUTES)
             if attrs.__class__ is dict and attrs:
                 for key, v in attrs.items():
                     if key not in self.attribute_keys:
-                        found = (found or []) + [self.problem(f"{ATTRIBUTES}.{key}", v)]
+                        found = (found or []) + [(f"{ATTRIBUTES}.{key}", v)]
                         continue
                     allowed = self._attrs.get(key)
                     if allowed is not None and v.__class__ in _SCALARS and v not in allowed:
-                        found = (found or []) + [self.problem(f"{ATTRIBUTES}.{key}", v)]
-        return "; ".join(p for p in found if p) if found else None
+                        found = (found or []) + [(f"{ATTRIBUTES}.{key}", v)]
+        return tuple(found) if found else None
+
+    def marks(self, found: Sequence[tuple[str, Any]] | None) -> dict[str, str | None] | None:
+        """What the store keeps of `findings` (engine/store: outcomes.outside_vocabulary), for the report's
+        count per rule and field: field path -> the value as text (at most 80 characters), or None for an
+        attribute key outside the vocabulary (its value is the candidate's data, not a code)."""
+        if not found:
+            return None
+        out: dict[str, str | None] = {}
+        for path, v in found:
+            unknown_key = path.startswith(ATTRIBUTES + ".") and self.attribute_keys is not None and \
+                path[len(ATTRIBUTES) + 1:] not in self.attribute_keys
+            out[path] = None if unknown_key else str(v)[:80]
+        return out
 
 
 EMPTY = Vocabulary()

@@ -69,7 +69,7 @@ def _row(cls: type, r: Mapping[str, Any], **override: Any) -> Any:
 
 
 def _outcome(r: Mapping[str, Any]) -> OutcomeRow:
-    return _row(OutcomeRow, r, approved=bool(r["approved"]))
+    return _row(OutcomeRow, r, approved=bool(r["approved"]), outside_vocabulary=_unj(r["outside_vocabulary"]))
 
 
 _MESSAGE_FIELDS = tuple(f.name for f in fields(Message))

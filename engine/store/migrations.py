@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 
 from sqlite_utils import Database
 
-from engine.store import migrations_desk, migrations_leases, migrations_sources, migrations_suppressions, migrations_tracking
+from engine.store import (migrations_desk, migrations_leases, migrations_sources, migrations_suppressions,
+                          migrations_tracking, migrations_vocabulary)
 from engine.store.errors import SchemaVersionError, StoreError
 
 
@@ -181,6 +182,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "attempt template hash", _v5),
     Migration(6, migrations_desk.NAME, migrations_desk.apply),
     Migration(7, migrations_leases.NAME, migrations_leases.apply),
+    Migration(8, migrations_vocabulary.NAME, migrations_vocabulary.apply),
 )
 
 

@@ -36,6 +36,7 @@ class Outcomes(SqlStore):
     def accept_outcomes(self, items: Sequence[Accepted], at: Instant | None = None,
                         deliveries: Sequence[SourceDelivery] = ()) -> list[str]:
         """Stores a batch in ONE transaction; per item 'accepted' (new; its notification queued) or 'duplicate'.
+        Each outcome keeps its values outside the vocabulary (`outside_vocabulary`) for the report.
 
         Idempotent on the outcome id, within the batch and across batches: a duplicate changes nothing.
         When this returns, the batch is durable; if the process dies before, none of it is stored.
@@ -56,7 +57,8 @@ class Outcomes(SqlStore):
                 raise StoreError(f"outcome {it.id!r} is not approved: schedule it after approve()")
             occurred = now if it.occurred_at is None else _opt(it.occurred_at)  # missing: the time of receipt
             rows.append((it.id, raw, now, occurred, it.decision, it.stage, it.role, it.reason,
-                         int(approved), now if approved else None, it.status, it.source, now))
+                         int(approved), now if approved else None, it.status, it.source, now,
+                         _j(it.outside_vocabulary or None)))
         with self._write() as conn:
             inserted = self._insert_outcomes(conn, rows)
             for it, values in zip(items, rows, strict=False):
@@ -92,8 +94,8 @@ class Outcomes(SqlStore):
                 seen.add(row[0])
                 fresh.append(row)
         self._xm(conn, "INSERT OR IGNORE INTO outcomes (id, raw, received_at, occurred_at, decision, stage, role, "
-                       "reason, approved, approved_at, status, source, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                 fresh)
+                       "reason, approved, approved_at, status, source, updated_at, outside_vocabulary) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", fresh)
         return {row[0] for row in fresh}
 
     def _stored_ids(self, conn: Any, ids: Sequence[str]) -> set[str]:
@@ -180,7 +182,8 @@ class Outcomes(SqlStore):
         return self._end_outcome(outcome_id, "superseded", at, {"by": by})
 
     def amend(self, item: Accepted, at: Instant | None = None, delivery: SourceDelivery | None = None) -> int | None:
-        """Replaces an outcome's body and fields (a new revision, active again); its scheduled notifications are cancelled.
+        """Replaces an outcome's body and fields (a new revision, active again, with this revision's values outside
+        the vocabulary); its scheduled notifications are cancelled.
 
         A notification of the old revision being sent now fails still_sendable(). If `item.notification` is
         given it is queued for the new revision in the same transaction, and so is `delivery` kept (the ATS
@@ -200,9 +203,11 @@ class Outcomes(SqlStore):
             occurred = now if item.occurred_at is None else _opt(item.occurred_at)  # missing: the time of receipt
             self._x(conn, "UPDATE outcomes SET raw = ?, rev = ?, occurred_at = ?, decision = ?, stage = ?, role = ?, "
                          "reason = ?, approved = ?, approved_at = CASE WHEN ? = 1 AND approved_at IS NULL THEN ? "
-                         "WHEN ? = 1 THEN approved_at END, state = 'active', status = ?, updated_at = ? WHERE id = ?",
+                         "WHEN ? = 1 THEN approved_at END, state = 'active', status = ?, updated_at = ?, "
+                         "outside_vocabulary = ? WHERE id = ?",
                          (raw, rev, occurred, item.decision, item.stage, item.role, item.reason,
-                          int(item.approved), int(item.approved), now, int(item.approved), item.status, now, item.id))
+                          int(item.approved), int(item.approved), now, int(item.approved), item.status, now,
+                          _j(item.outside_vocabulary or None), item.id))
             self._x(conn, "INSERT INTO outcome_changes (outcome_id, kind, at, body, detail) VALUES (?, 'amended', ?, ?, ?)",
                          (item.id, now, raw, _j({"rev": rev, "status": item.status, "cancelled": cancelled})))
             if item.notification is not None:

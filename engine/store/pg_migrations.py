@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store import pg_report_facts
+from engine.store import migrations_vocabulary, pg_report_facts
 from engine.store.errors import SchemaVersionError, StoreError
 
 MIGRATION_LOCK = 0x6865_7261_6C64  # "herald": the advisory lock every replica takes to migrate
@@ -281,6 +281,7 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(7, "attempt template hash", _sql("ALTER TABLE attempts ADD COLUMN IF NOT EXISTS template_hash TEXT")),
     PgMigration(8, "operator's desk: audit log, sending pauses, resolved dead letters", _sql(_DESK)),
     PgMigration(9, "lease claim numbers and shared rate limits", _sql(_LEASES)),
+    PgMigration(10, migrations_vocabulary.NAME, migrations_vocabulary.apply_pg),
 )
 
 

@@ -88,6 +88,9 @@ class Accepted:
     occurred_at: Instant | None = None
     source: str | None = None  # http | file | cli
     notification: PlannedNotification | None = None
+    # the values outside the rule set's vocabulary (engine.rules.vocabulary.Vocabulary.marks): field path ->
+    # the value as text, or None for an attribute key outside it; None when all are inside (or none is declared)
+    outside_vocabulary: Mapping[str, str | None] | None = None
 
     @classmethod
     def from_plan(cls, raw: str, plan: Plan, source: str | None = None,
@@ -133,6 +136,7 @@ class OutcomeRow:
     handled_by: str | None
     handled_at: float | None
     updated_at: float
+    outside_vocabulary: Mapping[str, str | None] | None = None  # as Accepted.outside_vocabulary, of this revision
 
     def data(self) -> Any:
         """The body, parsed."""

@@ -234,6 +234,17 @@ def test_amend_supersedes_the_queued_notification(store: Store):
     assert [c.kind for c in store.outcome_history("a")] == ["received", "amended"]
 
 
+def test_values_outside_the_vocabulary_are_kept_per_revision(store: Store):
+    marks = {"role": "robotic_engineer", "attributes.offfice": None}
+    store.accept_outcomes([item("a", outside_vocabulary=marks), item("b")], at=T0)
+    assert store.get_outcome("a").outside_vocabulary == marks
+    assert store.get_outcome("b").outside_vocabulary is None
+    store.amend(item("a", raw='{"id":"a","decision":"pass"}'), T0 + 1)  # the typo corrected
+    assert store.get_outcome("a").outside_vocabulary is None
+    store.amend(item("b", raw='{"id":"b","decision":"pass"}', outside_vocabulary={"stage": "fist"}), T0 + 2)
+    assert store.get_outcomes(["b"])["b"].outside_vocabulary == {"stage": "fist"}
+
+
 def test_a_send_that_races_a_withdrawal(store: Store):
     store.accept_outcomes([item("a"), item("b"), item("c")])
     claimed = {n.outcome_id: n for n in store.claim_due(T0, 10, "d", 30)}
