@@ -60,7 +60,7 @@ def rule_lines(report: Report) -> list[tuple[str, Row, str, str, str]]:
 def vocabulary_lead(outside: OutsideVocabulary) -> str:
     """The sentence above the table of values outside the vocabulary (terminal and HTML)."""
     return (f"{outside.outcomes:,} outcomes carried values the rules' vocabulary does not list (typos in the ATS "
-            f"data?); they were accepted and routed as sent. Per rule and field:")
+            f"data?); they were accepted and routed as they came. Per rule and field:")
 
 
 # --------------------------------------------------------------------------------------------- csv, json
