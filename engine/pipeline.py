@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, UTC
+from zoneinfo import ZoneInfo
 from typing import Any
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
 from engine.intake.decode import Item, parse_text
@@ -13,7 +14,7 @@ from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, Gate
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
-from engine.render.templates import TemplateFile
+from engine.render.templates import TemplateFile, TemplateStore
 from engine.routing.router import Router, choose_variant
 from engine.rules.schemas import TEMPLATE_EXTRAS
 from engine.schedule.timing import load_timezone, parse_instant, schedule, windows_for
@@ -32,7 +33,7 @@ _ADDRESS_KEYS = {ch: path.split(".")[-1] for ch, path in CHANNEL_ADDRESS.items()
 assert all(path.startswith("candidate.") and path.count(".") == 1 for path in CHANNEL_ADDRESS.values())
 
 
-def reachable_channels(rule: Rule, outcome: Mapping) -> tuple[tuple, tuple]:
+def reachable_channels(rule: Rule, outcome: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The rule's channels the candidate has an address for (in order), and those left out."""
     cand = outcome.get("candidate")
     if cand.__class__ is not dict:
@@ -45,7 +46,7 @@ def reachable_channels(rule: Rule, outcome: Mapping) -> tuple[tuple, tuple]:
     return tuple(keep), tuple(skip)
 
 
-def locale_prefs(rule: Rule, outcome: Mapping) -> tuple:
+def locale_prefs(rule: Rule, outcome: Mapping[str, Any]) -> tuple[str | None, ...]:
     """Locales to try for the template (engine.render.locales): the candidate's and its parents, the bare
     file, then the rule's locale; without a candidate locale, the rule's locale, then the bare file."""
     return preferences(candidate_locale(outcome), rule.locale)
@@ -53,15 +54,18 @@ def locale_prefs(rule: Rule, outcome: Mapping) -> tuple:
 
 # --- stage: render ------------------------------------------------------------------------------
 
-def render_messages(templates, template: str, prefs: tuple, channels: Iterable[str], outcome: Mapping,
-                    extras: Mapping, main_only: bool = False) -> tuple[tuple, TemplateFile | None, str | None]:
+def render_messages(templates: TemplateStore, template: str, prefs: tuple[str | None, ...], channels: Iterable[str],
+                    outcome: Mapping[str, Any], extras: Mapping[str, Any],
+                    main_only: bool = False) -> tuple[tuple[Message, ...], TemplateFile | None, str | None]:
     """Render `template` for each channel: (messages, the file used, first error)."""
-    messages, file, error = [], None, None
+    messages: list[Message] = []
+    file: TemplateFile | None = None
+    error: str | None = None
     base = build_context(outcome, extras, trusted=True)
     for ch in channels:
         result = templates.render(template, prefs, ch, base, main_only=main_only)  # it adds `channel`
         file = file or result.template
-        if result.error:
+        if result.error or result.message is None:  # (a result without an error has its message)
             error = error or f"{ch}: {result.error}"
             continue
         messages.append(result.message)
@@ -70,7 +74,8 @@ def render_messages(templates, template: str, prefs: tuple, channels: Iterable[s
 
 # --- revisions ----------------------------------------------------------------------------------
 
-def previous_view(record: Mapping, rev: int | None = None, sent: Mapping | None = None) -> dict:
+def previous_view(record: Mapping[str, Any], rev: int | None = None,
+                  sent: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a template sees as `previous` when an outcome is amended: the earlier revision's decision, stage,
     role and reason, its revision number, and what of it was already sent (channel, sent_at; else None)."""
     return {"decision": record.get("decision"), "stage": record.get("stage"), "role": record.get("role"),
@@ -85,12 +90,16 @@ def rule_sender(rule: Rule | None) -> str | None:
     return dict(rule.company).get("sender") if rule is not None else None
 
 
-def timezone_for(rule: Rule, outcome: Mapping):
-    """The candidate's time zone when it is a real one, else the rule's."""
+_UTC = ZoneInfo("UTC")
+
+
+def timezone_for(rule: Rule, outcome: Mapping[str, Any]) -> ZoneInfo:
+    """The candidate's time zone when it is a real one, else the rule's (UTC when neither is: the loader
+    refuses a rule's unknown zone, so only a rule built by hand gets there)."""
     cand = outcome.get("candidate")
     name = cand.get("timezone") if cand.__class__ is dict else None
     tz = load_timezone(name) if name.__class__ is str else None
-    return tz or load_timezone(rule.timezone) or UTC
+    return tz or load_timezone(rule.timezone) or _UTC
 
 
 @dataclass
@@ -118,7 +127,7 @@ class Pipeline:
         company.update(self.deployment.config.company or {})
         self.base_extras = plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
 
-    def extras_for(self, rule: Rule | None) -> dict:
+    def extras_for(self, rule: Rule | None) -> dict[str, Any]:
         """What templates see for `rule`'s outcomes: the rule file's `company:` over herald.yaml's (dry-run and
         send time both call this)."""
         if rule is None or not rule.company:
@@ -132,14 +141,14 @@ class Pipeline:
     def gate(self) -> Gate:
         return Gate()
 
-    def route(self, outcome: Mapping) -> tuple[Rule | None, str | None]:
+    def route(self, outcome: Mapping[str, Any]) -> tuple[Rule | None, str | None]:
         rule = self.router.route(outcome)
         if rule is None:
             return None, None
         return rule, choose_variant(rule, str(outcome.get("id", "")))
 
-    def plan(self, outcome: Mapping, approved_at: datetime | None = None, status: str = MATCHED,
-             links: Mapping | None = None, previous: Mapping | None = None) -> Plan:
+    def plan(self, outcome: Mapping[str, Any], approved_at: datetime | None = None, status: str = MATCHED,
+             links: Mapping[str, Any] | None = None, previous: Mapping[str, Any] | None = None) -> Plan:
         """Route, render and schedule one admitted outcome; `previous` (see previous_view) is what templates
         see of the revision this one amends."""
         oid = outcome.get("id")
@@ -233,9 +242,9 @@ class Pipeline:
             yield self.admit(gate, check_record(record))
 
 
-def plan_json(plan: Plan) -> dict:
+def plan_json(plan: Plan) -> dict[str, Any]:
     """A plan as SPEC's dry-run JSON object (keys scripts rely on first; extra detail after)."""
-    out: dict = {"outcome": plan.outcome_id, "status": plan.status}
+    out: dict[str, Any] = {"outcome": plan.outcome_id, "status": plan.status}
     if plan.status == INVALID:
         out["error"] = plan.error
         return out
@@ -262,8 +271,9 @@ def plan_json(plan: Plan) -> dict:
     return out
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
-_text = json.encoder.encode_basestring  # a str as JSON text, non-ASCII kept (ensure_ascii=False)
+_encode: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+# a str as JSON text, non-ASCII kept (ensure_ascii=False)
+_text: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def plan_line(plan: Plan) -> str:

@@ -62,7 +62,7 @@ def candidate_locale(outcome: Mapping[str, Any]) -> str | None:
     return mine if mine.__class__ is str and mine.strip() else None
 
 
-def preferences(candidate: str | None, rule_locale: str | None) -> tuple:
+def preferences(candidate: str | None, rule_locale: str | None) -> tuple[str | None, ...]:
     """The preference list for a candidate locale and a rule locale (see the module docstring)."""
     if candidate:
         return (candidate, BARE, rule_locale) if rule_locale else (candidate, BARE)

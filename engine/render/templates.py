@@ -475,7 +475,7 @@ class TemplateStore:
                                     _BlockContexts(template))
         return _ChannelPlan(decisions, main, tuple(wanted))
 
-    def render(self, name: str, locale_prefs: Sequence[str], channel: str, context: Mapping,
+    def render(self, name: str, locale_prefs: tuple[str | None, ...], channel: str, context: Mapping,
                main_only: bool = False) -> RenderResult:
         """The message for `channel` from the best file of `name`; errors (never exceptions) in `error`.
 
