@@ -36,6 +36,10 @@ class PollingTransport:
                 if pid in self.answers]
 
 
+# dispatch settings whose receipts poller thread never gets to a round during a test (its first is 1000h away)
+NO_BACKGROUND_RECEIPTS = "{max_attempts: 3, backoff_base: 30s, poll_interval: 1s, receipt_interval: 1000h}"
+
+
 def notification(d, nid: str) -> dict:
     return httpx.get(d.url + "/v1/notifications/" + nid.replace("#", "%23"), timeout=10).json()
 
@@ -50,8 +54,8 @@ def test_receipt_interval_setting():
 
 
 @pytest.mark.slow
-def test_poller_asks_for_waiting_attempts_and_records_each_receipt_once(deploy, daemons):
-    d = daemons(deploy)
+def test_poller_asks_for_waiting_attempts_and_records_each_receipt_once(tmp_path, daemons):
+    d = daemons(make_deployment(tmp_path, dispatch=NO_BACKGROUND_RECEIPTS))  # the test polls, by hand
     polling = PollingTransport()
     d.runtime.state.transports.put("email", polling)
     post(d.url, [outcome("pa"), outcome("pb")])
@@ -77,8 +81,11 @@ def test_poller_asks_for_waiting_attempts_and_records_each_receipt_once(deploy, 
 
 
 @pytest.mark.slow
-def test_a_read_receipt_is_awaited_on_work_notices(deploy, daemons):
-    d = daemons(deploy, time_scale=60.0)  # escalate_after 1h: a real minute, never reached here
+def test_a_read_receipt_is_awaited_on_work_notices(tmp_path, daemons):
+    # The test drives the poller by hand (poll_once) and counts the rounds: the daemon's own poller thread must
+    # not poll meanwhile (a clock 60 times fast made its 60 s interval one real second, and a loaded machine
+    # let it ask between the test's rounds), and the real clock keeps escalate_after (1h) out of reach.
+    d = daemons(make_deployment(tmp_path, dispatch=NO_BACKGROUND_RECEIPTS))
     notice = PollingTransport("dingtalk-work-notice")  # READ_RECEIPTS: only a read stops escalation
     d.runtime.state.transports.put("email", notice)
     post(d.url, outcome("rr", decision="offer"))
@@ -104,7 +111,7 @@ def test_a_failing_provider_does_not_stop_the_others(tmp_path, daemons):
              "    channels: [email]\n    locale: en\n    timezone: UTC\n"
              "  - id: ding\n    match: {decision: pass}\n    template: any/generic\n"
              "    channels: [dingtalk]\n    locale: en\n    timezone: UTC\n")
-    d = daemons(make_deployment(tmp_path, rules=rules))
+    d = daemons(make_deployment(tmp_path, rules=rules, dispatch=NO_BACKGROUND_RECEIPTS))  # the test polls, by hand
     broken, fine = PollingTransport("broken", raises=True), PollingTransport("fine")
     d.runtime.state.transports.put("email", broken)
     d.runtime.state.transports.put("dingtalk", fine)
