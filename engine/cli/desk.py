@@ -286,12 +286,25 @@ def register(main: click.Group) -> None:
             ("id", "received", "source", "field", "error", "body")) if ds else "none")
 
 
+def _revision(change: dict) -> str:
+    """What a received or amended change of the outcome's history carries: the revision's routing fields
+    (`: revision 2: offer · final · backend`) and, for an amendment, how many queued notifications it cancelled."""
+    body, detail = change.get("body"), change.get("detail") or {}
+    if change.get("kind") not in ("received", "amended") or not isinstance(body, dict):
+        return ""
+    fields = " · ".join(str(body[k]) for k in ("decision", "stage", "role", "reason") if body.get(k) is not None)
+    rev = detail.get("rev", 1) if change["kind"] == "amended" else 1
+    cancelled = detail.get("cancelled")
+    return (f": revision {rev}: {fields}"
+            + (f"; {cancelled} queued notification(s) cancelled" if cancelled else ""))
+
+
 def _history_text(d: dict) -> str:
     o = d["outcome"]
     body = o.get("body") or {}
     who = body.get("candidate") or {} if isinstance(body, dict) else {}
     lines = [f"{o['id']}  {who.get('name') or ''}  {o['status']} / {o['state']}  (revision {o['rev']})"]
-    timeline: list[tuple[str, str]] = [(c["at"] or "", f"outcome {c['kind']}") for c in o["history"]]
+    timeline: list[tuple[str, str]] = [(c["at"] or "", f"outcome {c['kind']}" + _revision(c)) for c in o["history"]]
     for n in d["notifications"]:
         timeline += [(e["at"] or "", f"{n['id']} {e['kind']} {e.get('channel') or ''}".rstrip())
                      for e in n["events"]]

@@ -93,6 +93,18 @@ def test_pause_resume_and_history(desk):
         ("resume", "li.wei", "email"), ("resume", "li.wei", "*"), ("pause", "li.wei", "*"), ("pause", "li.wei", "email")]
 
 
+def test_history_shows_every_revision(desk):
+    _d, _root, run, send = desk
+    send(outcome("rv1", decision="hold", reason="skills_gap"))  # queued an hour ahead
+    send(outcome("rv1", decision="offer", stage="final"))       # the decision changed: amended
+    out = run("history", "rv1")
+    assert out.startswith("rv1  Ann  matched / active  (revision 2)")
+    assert "outcome received: revision 1: hold · first_round · backend · skills_gap" in out
+    assert "outcome amended: revision 2: offer · final · backend; 1 queued notification(s) cancelled" in out
+    [h] = json.loads(run("history", "rv1", "--format", "json"))
+    assert [c["body"]["decision"] for c in h["outcome"]["history"]] == ["hold", "offer"]
+
+
 def test_dead_letters_list_and_resubmit(desk, tmp_path):
     _d, _root, run, send = desk
     r = send(outcome("d1", decision="maybe"))
