@@ -70,14 +70,20 @@ def sign_in(driver, url: str, name: str, password: str) -> None:
     driver.find_element(By.ID, "name").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "sign-in").click()
-    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=alert]") or "/console/login" not in d.current_url)
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=alert]") or "/console/login" not in d.current_url,
+               navigating=True)
 
 
-def wait_until(driver, condition, timeout: float = 20.0):
-    """Waits (polling, with a deadline) until `condition(driver)` is true, e.g. a new page has loaded."""
+def wait_until(driver, condition, timeout: float = 20.0, navigating: bool = False):
+    """Waits (polling, with a deadline) until `condition(driver)` is true, e.g. a new page has loaded.
+
+    `navigating`: the browser may be swapping documents meanwhile, when a WebDriver error (a node or an execution
+    context of the page being left) only means "not yet"; the last one is reported if the deadline passes."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    ignored = (WebDriverException,) if navigating else None
+    return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored).until(condition)
 
 
 def unlabelled_controls(driver) -> list[str]:

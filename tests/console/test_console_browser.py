@@ -6,6 +6,7 @@ One daemon and one browser serve the whole module (each test uses its own outcom
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
 
@@ -55,13 +56,19 @@ def sent_to(root, oid: str) -> list[dict]:
 
 
 def submit(driver, button=None, action=None) -> None:
-    """Clicks a submit button (or does `action`) and waits until the next page has replaced this one."""
-    from selenium.webdriver.support import expected_conditions
+    """Clicks a submit button or a link (or does `action`) and waits until the next page has replaced this one and
+    loaded.
 
-    old = driver.find_element("tag name", "html")
+    This page is marked first, and the wait asks the current document whether it is a loaded one without the mark.
+    (It used to wait for the old <html> element to go stale: while Chromium swaps documents, asking about a node of
+    the old one can fail with "Node with given id does not belong to the document" instead of a stale element,
+    which failed the test on a loaded machine; a WebDriver error during the swap now means "not yet".)"""
+    mark = secrets.token_hex(8)
+    driver.execute_script("document.documentElement.setAttribute('data-left', arguments[0])", mark)
     button.click() if button is not None else action()
-    wait_until(driver, expected_conditions.staleness_of(old))
-    wait_until(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+    wait_until(driver, lambda d: d.execute_script(
+        "return document.readyState === 'complete' && document.documentElement.getAttribute('data-left') !== "
+        "arguments[0]", mark), navigating=True)
 
 
 def notice(driver) -> str:
@@ -171,7 +178,7 @@ def test_find_a_candidates_history(browser, served):
     submit(browser, by_css(browser, "#search"))
     wait_until(browser, lambda d: d.find_elements("css selector", "#found"))
     check_page(browser, "candidates")
-    by_css(browser, "a[href='/console/candidates/hist-1']").click()
+    submit(browser, by_css(browser, "a[href='/console/candidates/hist-1']"))
     timeline = by_css(browser, "#timeline").text
     assert "outcome received" in timeline and "queued" in timeline and "sent" in timeline
     assert "Hana Kobayashi" in browser.title or "Hana Kobayashi" in by_css(browser, "h1").text
