@@ -54,12 +54,18 @@ def test_an_older_store_gets_the_list_and_the_suppressed_state(tmp_path: Path):
     path = tmp_path / "h.db"
     cut = next(m.version for m in MIGRATIONS if m.name == "suppressions")
     before = tuple(m for m in MIGRATIONS if m.version < cut)  # a store written before the suppressions step
-    msg = (Message("email", "hello", subject="s"),)
-    note = PlannedNotification(channels=("email",), messages=msg, send_at=T0, rule="r1", ruleset_version="v1",
-                               template="t/x")
-    with SQLiteStore(path, migrations=before) as s:
-        s.accept_outcomes([Accepted(id="a", raw=json.dumps({"id": "a"}), decision="reject", notification=note)],
-                          at=T0)
+    with SQLiteStore(path, migrations=before):
+        pass
+    # its rows as that herald wrote them (today's writes name columns later steps added)
+    c = sqlite3.connect(path)
+    with c:
+        c.execute("INSERT INTO outcomes (id, raw, received_at, occurred_at, decision, status, updated_at) "
+                  "VALUES ('a', ?, ?, ?, 'reject', 'matched', ?)", (json.dumps({"id": "a"}), T0, T0, T0))
+        c.execute("INSERT INTO notifications (id, outcome_id, outcome_rev, rule_id, ruleset_version, template, channels, "
+                  "channel_count, channel, messages, send_at, next_attempt_at, state, created_at, updated_at) "
+                  "VALUES ('a#1', 'a', 1, 'r1', 'v1', 't/x', '[\"email\"]', 1, 'email', ?, ?, ?, 'scheduled', ?, ?)",
+                  (json.dumps([{"channel": "email", "body": "hello", "subject": "s"}]), T0, T0, T0, T0))
+    c.close()
     with SQLiteStore(path) as s:
         assert s.schema_version() == MIGRATIONS[-1].version
         [claimed] = s.claim_due(T0, 10, "me", 60)
