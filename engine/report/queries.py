@@ -48,22 +48,27 @@ class Filters:
     def where(self, alias: str = "") -> tuple[str, list]:
         """The SQL condition over report_facts (prefix `alias.`) and its parameters."""
         a = f"{alias}." if alias else ""
-        conds: list[str] = []
-        params: list[float | str] = []
-        if self.since is not None:
-            conds.append(f"coalesce({a}occurred_at, {a}queued_at) >= ?")
-            params.append(float(self.since))
-        if self.until is not None:
-            conds.append(f"coalesce({a}occurred_at, {a}queued_at) < ?")
-            params.append(float(self.until))
-        if self.rules:
-            conds.append(f"{a}rule_id IN ({', '.join('?' * len(self.rules))})")
-            params.extend(self.rules)
-        for col, value in (("channel", self.channel), ("role", self.role), ("stage", self.stage)):
+        rules = [f"{a}rule_id IN ({', '.join('?' * len(self.rules))})"] if self.rules else []
+        return self._sql(f"coalesce({a}occurred_at, {a}queued_at)", rules, list(self.rules),
+                         (("channel", self.channel), ("role", self.role), ("stage", self.stage)), a)
+
+    def outcome_where(self, alias: str = "") -> tuple[str, list]:
+        """The condition over the outcomes table (prefix `alias.`) for the filters that apply to outcomes: the period
+        (by occurred_at, else the time of receipt), role and stage."""
+        a = f"{alias}." if alias else ""
+        return self._sql(f"coalesce({a}occurred_at, {a}received_at)", [], [],
+                         (("role", self.role), ("stage", self.stage)), a)
+
+    def _sql(self, instant: str, conds: list[str], params: list, equal: tuple, a: str) -> tuple[str, list]:
+        """The period over `instant`, then `conds`, then each (column, value) of `equal` that is set, ANDed."""
+        period = [(f"{instant} >= ?", self.since), (f"{instant} < ?", self.until)]
+        sql = [c for c, v in period if v is not None] + conds
+        values: list[float | str] = [float(v) for _, v in period if v is not None] + params
+        for col, value in equal:
             if value is not None:
-                conds.append(f"{a}{col} = ?")
-                params.append(value)
-        return (" AND ".join(conds) or "1 = 1"), params
+                sql.append(f"{a}{col} = ?")
+                values.append(value)
+        return (" AND ".join(sql) or "1 = 1"), values
 
     def as_dict(self) -> dict:
         return {"since": self.since, "until": self.until, "rules": list(self.rules), "channel": self.channel,
@@ -284,19 +289,9 @@ def unmatched(db: Reader, f: Filters) -> int | None:
     """Active outcomes no rule matched (in the period); None when a filter makes the figure meaningless."""
     if f.rules or f.channel:
         return None
-    conds = ["status = 'unmatched'", "state = 'active'"]
-    params: list[float | str] = []
-    if f.since is not None:
-        conds.append("coalesce(occurred_at, received_at) >= ?")
-        params.append(float(f.since))
-    if f.until is not None:
-        conds.append("coalesce(occurred_at, received_at) < ?")
-        params.append(float(f.until))
-    for col, value in (("role", f.role), ("stage", f.stage)):
-        if value is not None:
-            conds.append(f"{col} = ?")
-            params.append(value)
-    return int(db.rows(f"SELECT count(*) FROM outcomes WHERE {' AND '.join(conds)}", params)[0][0])
+    where, params = f.outcome_where()
+    return int(db.rows(f"SELECT count(*) FROM outcomes WHERE status = 'unmatched' AND state = 'active' AND {where}",
+                       params)[0][0])
 
 
 def outside_vocabulary(db: Reader, f: Filters) -> list[tuple[str | None, str]] | None:
@@ -308,23 +303,12 @@ def outside_vocabulary(db: Reader, f: Filters) -> list[tuple[str | None, str]] |
         return None
     if not _has_column(db, "outcomes", "outside_vocabulary"):  # a store older than the migration
         return []
-    conds = ["o.outside_vocabulary IS NOT NULL"]
-    params: list[float | str] = []
-    if f.since is not None:
-        conds.append("coalesce(o.occurred_at, o.received_at) >= ?")
-        params.append(float(f.since))
-    if f.until is not None:
-        conds.append("coalesce(o.occurred_at, o.received_at) < ?")
-        params.append(float(f.until))
-    for col, value in (("o.role", f.role), ("o.stage", f.stage)):
-        if value is not None:
-            conds.append(f"{col} = ?")
-            params.append(value)
+    where, params = f.outcome_where("o")
     if f.rules:
-        conds.append(f"n.rule_id IN ({', '.join('?' * len(f.rules))})")
+        where += f" AND n.rule_id IN ({', '.join('?' * len(f.rules))})"
         params.extend(f.rules)
     sql = (f"SELECT n.rule_id, o.outside_vocabulary FROM outcomes o LEFT JOIN notifications n "
-           f"ON n.outcome_id = o.id AND n.outcome_rev = o.rev WHERE {' AND '.join(conds)}")
+           f"ON n.outcome_id = o.id AND n.outcome_rev = o.rev WHERE o.outside_vocabulary IS NOT NULL AND {where}")
     return [(_none(rule), marks) for rule, marks in db.rows(sql, params)]
 
 
