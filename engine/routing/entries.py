@@ -11,9 +11,9 @@ A candidate list (rules in evaluation order, as an index entry holds them) becom
 - `Chain`: candidates with any other `when`, tried in order.
 
 Each `Ranges`, `Span` or `Chain` knows what comes after it (`miss`, `rest`); Router.route loops until it
-has a rule or None, testing a Span's band and a Chain's rules itself (one call less, measured) and asking
-a table's `step(outcome)` for the winning rule, None, or the entry to go on with. Equal candidate lists
-compile to one shared object (`Compiler` memoises them).
+has a rule or None, testing a Span's band, a Chain's rules and a table on a top-level field itself (one
+call less, measured) and asking a table on a nested field's `step(outcome)` for the winning rule, None, or
+the entry to go on with. Equal candidate lists compile to one shared object (`Compiler` memoises them).
 """
 from __future__ import annotations
 

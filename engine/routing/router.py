@@ -9,7 +9,11 @@ When one group holds every rule that names a field (the others are catch-alls), 
 each key maps to its compiled entry with the catch-alls merged in, a missing key to the catch-alls'
 entry, so routing is one tuple, one dict lookup and at most one bisect, with nothing learnt at run
 time. Otherwise an outcome's candidates are the union of one lookup per group, and a decision cache,
-keyed on the values of every field any `match` names, keeps the compiled entry for each key met.
+keyed on the values of every field any `match` names, keeps the compiled entry for each key met. On a
+miss of that cache, the group lookups are first dispatched on the field that spares the most of them
+(with `decision` pinned by every rule, only the groups holding the outcome's decision are looked up),
+and the compiled entry is kept by the combination of group hits, which far fewer keys than the cache
+holds share (merging and compiling run once for each).
 """
 from __future__ import annotations
 
@@ -108,6 +112,43 @@ def _compile_lookup(groups: Sequence[tuple]) -> Callable[[tuple], list]:
     return scope["lookup"]
 
 
+def _dispatching_lookup(groups: Sequence[tuple], width: int) -> Callable[[tuple], list]:
+    """`_compile_lookup(groups)`, but first dispatched on the value of the one key position that spares
+    the most group lookups: for each value, only the groups holding a key with that value there (and the
+    groups that do not name that field) are looked up; every other group could only miss. Without such
+    a position (fewer than two groups name a field), the plain lookup."""
+    best: tuple | None = None  # (expected lookups, position)
+    for p in range(width):
+        naming = [g for g in groups if p in g[2]]
+        if len(naming) < 2:
+            continue
+        values: dict = defaultdict(int)
+        for _, index, positions in naming:
+            at = positions.index(p)
+            for v in {key[at] for key in index}:
+                values[v] += 1
+        cost = len(groups) - len(naming) + sum(values.values()) / (len(values) + 1)  # one more: other values
+        if best is None or cost < best[0]:
+            best = (cost, p)
+    if best is None or best[0] > len(groups) - 1:
+        return _compile_lookup(groups)
+    p = best[1]
+    rest = [g for g in groups if p not in g[2]]
+    by_value: dict = defaultdict(list)
+    for group in groups:
+        if p in group[2]:
+            at = group[2].index(p)
+            for v in {key[at] for key in group[1]}:
+                by_value[v].append(group)
+    other = _compile_lookup(rest)
+    branch = {v: _compile_lookup(naming + rest) for v, naming in by_value.items()}
+    get = branch.get
+
+    def lookup(k: tuple) -> list:
+        return get(k[p], other)(k)  # an unhashable value raises TypeError, as the plain lookup does
+    return lookup
+
+
 def _picker(positions: Sequence[int]) -> Callable[[tuple], tuple]:
     return lambda key: tuple(key[p] for p in positions)
 
@@ -135,8 +176,9 @@ class Router:
         # (a function picking the group's fields out of the whole key, index, positions in the key)
         self._groups = [(_picker([pos[k] for k in keys]), {k: self._upto_sure(v) for k, v in index.items()},
                          tuple(pos[k] for k in keys)) for keys, index in groups.items()]
-        self._lookup = _compile_lookup(self._groups)
+        self._lookup = _dispatching_lookup(self._groups, len(fields))
         self._compiler = Compiler(self.rules)
+        self._merged: dict[tuple, Entry] = {}  # compiled entries by combination of group hits (see _entry_of_hits)
         constant = tuple(groups[()][()]) if () in groups else ()
         varying = [index for _, index, positions in self._groups if positions]
         # entries by raw key: the complete index, or the decision cache (filled as keys are met)
@@ -160,10 +202,10 @@ class Router:
                 return tuple(indices[:n + 1])
         return tuple(indices)
 
-    def candidates(self, key: tuple) -> tuple:
-        """Indices of the rules whose `match` accepts `key` (match values of self.fields), in evaluation order."""
+    def _hits(self, key: tuple) -> list:
+        """The non-empty hit lists of the groups whose index holds `key`'s values (match values of self.fields)."""
         try:
-            found = self._lookup(key)
+            return self._lookup(key)
         except TypeError:  # an unhashable value: group by group, that group matching nothing
             found = []
             for picker, index, _ in self._groups:
@@ -173,11 +215,30 @@ class Router:
                     hit = None
                 if hit:
                     found.append(hit)
+            return found
+
+    def _merge(self, found: Sequence[tuple]) -> tuple:
         if not found:
             return ()
         if len(found) == 1:
             return found[0]  # already cut at its first rule without `when`
         return self._upto_sure(sorted(itertools.chain.from_iterable(found)))
+
+    def candidates(self, key: tuple) -> tuple:
+        """Indices of the rules whose `match` accepts `key` (match values of self.fields), in evaluation order."""
+        return self._merge(self._hits(key))
+
+    def _entry_of_hits(self, found: list) -> Entry:
+        """The compiled entry for one combination of group hits. Many keys meet the same few combinations
+        (a miss of the decision cache is mostly a new mix of values, not a new set of candidates), so the
+        entry is kept by the combination: merging, sorting and compiling run once for each."""
+        combo = tuple(found)  # the hit lists are tuples held by the indexes: hashed by their few indices
+        entry = self._merged.get(combo, _MISS)
+        if entry is _MISS:
+            if len(self._merged) >= self._compiler.limit:
+                self._merged.clear()
+            entry = self._merged[combo] = self._compiler.entry(self._merge(found))
+        return entry
 
     def route(self, outcome: Mapping) -> Rule | None:
         """The first rule that matches `outcome`, or None."""
@@ -194,8 +255,16 @@ class Router:
                     if holds(outcome):
                         return rule
                 entry = entry.rest
+            elif entry.name is not None:  # an interval table on a top-level field
+                x = outcome.get(entry.name)
+                if not ((x.__class__ is int or x.__class__ is float) and x == x):
+                    entry = entry.miss  # not a number, or NaN: no range holds
+                elif entry.points is not None and x in entry.points:
+                    entry = entry.points[x]
+                else:
+                    entry = entry.gaps[entry.search(entry.bounds, x)]
             else:
-                entry = entry.step(outcome)  # an interval table
+                entry = entry.step(outcome)  # an interval table on a nested field
         return entry
 
     def _entry(self, raw_key: tuple) -> Entry:
@@ -204,7 +273,7 @@ class Router:
         if self.complete:
             return self._default
         plain = _raw_ok(raw_key)  # text and nulls are their own match values
-        entry = self._compiler.entry(self.candidates(raw_key if plain else tuple(map(match_value, raw_key))))
+        entry = self._entry_of_hits(self._hits(raw_key if plain else tuple(map(match_value, raw_key))))
         if plain and self.cache_limit:
             if len(self._entries) >= self.cache_limit:
                 self._entries.clear()

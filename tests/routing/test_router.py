@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.model import Rule, RuleSet, Timing, Variant
-from engine.routing.router import Router, choose_variant, why_not
+from engine.routing.router import Router, choose_variant, lookup, why_not
 from routing_oracle import naive
 
 FIELDS = ("decision", "stage", "attributes.flag", "candidate.locale")
@@ -27,7 +27,7 @@ PREDICATES = [lambda o: (o.get("score") or 0) >= 60, lambda o: o.get("stage") ==
 match_st = st.dictionaries(st.sampled_from(FIELDS), st.integers(0, 5), max_size=3).map(
     lambda d: {k: [VALUES[k][n % len(VALUES[k])] for n in range(v % 2 + 1)] if v % 3 else [VALUES[k][v % len(VALUES[k])]]
                for k, v in d.items()})
-rules_st = st.lists(st.tuples(match_st, st.sampled_from([None, 0, 1]), st.integers(-1, 1)), max_size=12)
+rules_st = st.lists(st.tuples(match_st, st.sampled_from([None, 0, 1]), st.integers(-1, 1)), max_size=16)
 
 
 def _outcome(d):
@@ -38,7 +38,7 @@ def _outcome(d):
     return out
 
 
-outcome_st = st.tuples(st.sampled_from(VALUES["decision"] + [None]), st.sampled_from(VALUES["stage"]),
+outcome_st = st.tuples(st.sampled_from(VALUES["decision"] + [None, "hold", ["reject"], True]), st.sampled_from(VALUES["stage"]),
                        st.sampled_from([True, False, 1, 0, "1", None, "absent", "list"]),
                        st.sampled_from(["zh-CN", "en", None]), st.integers(0, 100)).map(_outcome)
 
@@ -49,8 +49,11 @@ def test_router_agrees_with_naive_first_match(spec, outcomes):
     rules = [_rule(i, m, PREDICATES[p] if p is not None else None, prio) for i, (m, p, prio) in enumerate(spec)]
     ordered = sorted(rules, key=lambda r: (-r.priority, r.order))
     router = Router(RuleSet(tuple(ordered), {}, "v"))
+    uncached = Router(router.ruleset, cache_limit=0)  # every outcome through the dispatched group lookups
     for o in outcomes + outcomes:  # the second pass is served by the decision cache
-        assert router.route(o) is naive(ordered, o)
+        want = naive(ordered, o)
+        assert router.route(o) is want
+        assert uncached.route(o) is want
 
 
 def test_true_and_one_are_different_values():
@@ -103,3 +106,46 @@ def test_variants_are_deterministic_and_follow_weights():
 def test_why_not(outcome, reason):
     rule = _rule(0, {"decision": ["reject"], "stage": ["a"]}, PREDICATES[0])
     assert why_not(rule, outcome) == reason
+
+
+class _CountingIndex(dict):
+    """A group's index that counts its look-ups (the generated lookup calls `index.get`)."""
+
+    looked = 0
+
+    def get(self, key, default=None):  # dict.get, counted
+        _CountingIndex.looked += 1
+        return super().get(key, default)
+
+
+def test_a_miss_looks_up_only_the_groups_holding_the_dispatch_value():
+    from engine.routing.router import _dispatching_lookup
+
+    # key positions: 0 decision, 1 stage, 2 role; three groups name decision, one group does not
+    groups = [(None, _CountingIndex({("pass", "a"): (0,)}), (0, 1)),
+              (None, _CountingIndex({("pass", "x"): (1,), ("reject", "y"): (2,)}), (0, 2)),
+              (None, _CountingIndex({("hold",): (3,)}), (0,)),
+              (None, _CountingIndex({("b",): (4,)}), (1,))]
+    lookup = _dispatching_lookup(groups, 3)
+    cases = [(("pass", "a", "x"), [(0,), (1,)], 3), (("reject", "b", "y"), [(2,), (4,)], 2),
+             (("hold", "b", "z"), [(3,), (4,)], 2), (("offer", "a", "x"), [], 1), ((None, "b", "x"), [(4,)], 1)]
+    for key, hits, looked in cases:
+        _CountingIndex.looked = 0
+        assert sorted(lookup(key)) == hits, key
+        assert _CountingIndex.looked == looked, key  # the other groups could only miss: not looked up
+    with pytest.raises(TypeError):  # an unhashable value: the caller goes group by group
+        lookup((["pass"], "a", "x"))
+
+
+def test_a_miss_compiles_once_per_combination_of_group_hits():
+    rules = (_rule(0, {"decision": ["reject"]}, PREDICATES[0]), _rule(1, {"stage": ["a"]}, PREDICATES[1]),
+             _rule(2, {"decision": ["reject"], "candidate.locale": ["en"]}), _rule(3, {}))
+    router = Router(RuleSet(rules, {}, "v"), cache_limit=0)
+    entries = set()
+    for i in range(50):  # fifty keys (the flag differs), two combinations of group hits
+        for stage in ("a", "b"):
+            o = {"decision": "reject", "stage": stage, "attributes": {"flag": f"f{i}"}, "score": 10}
+            assert router.route(o) is naive(rules, o)
+            entries.add(id(router._entry_of_hits(router._hits(tuple(lookup(o, f) for f in router.fields)))))
+    assert len(router._merged) == 2 and len(entries) == 2
+    assert router._entries == {}
