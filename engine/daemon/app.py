@@ -127,24 +127,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    from engine.tracking.routes import tracking_router
-
-    tz = runtime.state.deployment.config.tracking.timezone
-    app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
-                                       report_auth=runtime.state.auth.enabled, report_timezone=tz))
-
-    from engine.daemon.desk_routes import desk_router
-
-    app.include_router(desk_router(runtime, authorize, actor, read_body))  # before /v1/outcomes/{id:path}
-
-    from engine.console import install as install_console
-
-    install_console(app, runtime)  # /console: the HR team's pages (signed-in sessions, not the API's token)
-
-    from engine.daemon.push import push_router
-
-    app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path
-
+    # The two intake routes first: the router tries the routes in order, and these take most requests (the
+    # routes and routers after them were tried one by one, 53 regular-expression matches a request).
     from engine.daemon.sources import sources_router
 
     app.include_router(sources_router(runtime, read_body))  # ATS webhooks: authenticated by the provider's signature
@@ -185,6 +169,24 @@ def create_app(runtime: Runtime) -> FastAPI:
             s = statuses[0]
             raise HTTPProblem(422, s.error or "invalid outcome", s.field or "", s.dead_letter)
         return {"items": [s.as_dict() for s in statuses], "counts": dict(Counter(s.status for s in statuses))}
+
+    from engine.tracking.routes import tracking_router
+
+    tz = runtime.state.deployment.config.tracking.timezone
+    app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
+                                       report_auth=runtime.state.auth.enabled, report_timezone=tz))
+
+    from engine.daemon.desk_routes import desk_router
+
+    app.include_router(desk_router(runtime, authorize, actor, read_body))  # before /v1/outcomes/{id:path}
+
+    from engine.console import install as install_console
+
+    install_console(app, runtime)  # /console: the HR team's pages (signed-in sessions, not the API's token)
+
+    from engine.daemon.push import push_router
+
+    app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path
 
     @app.post("/v1/outcomes/{outcome_id:path}/approve", response_model=ActionOut, tags=["outcomes"],
               operation_id="approve", responses=_problems(401, 404, 409, 422, 503))
