@@ -7,7 +7,7 @@ Generates realistic outcomes (JSON lines like examples/outcomes.jsonl, with ~1% 
 ids and ~0.3% broken records) and rule sets whose `match` values come from the same vocabularies, with
 catch-alls (see bench/_gen.py), then prints, in one run (best of N for each figure):
 
-(a) routing alone: Router.route over pre-parsed dicts, outcomes/s per rule count, warm (decision
+(a) routing alone: Router.route over pre-parsed dicts, outcomes per CPU second per rule count, warm (decision
     cache filled), first pass (a fresh router: the cache fills as it goes, like one dry-run), and with
     the decision cache disabled (a dict that never keeps anything: every outcome is looked up in the
     index); checked against a naive first-match loop on a sample before timing;
@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))  # before every outcome: real scheduling
 NOW_ARG = NOW.isoformat()
 ROUTING_TARGET = 1_000_000
+CPU = time.process_time  # the routing figures' clock (see best_of)
 ROUTING_FLATNESS = 0.5
 E2E_TARGET = 20_000
 BUDGET_COST = 0.05  # the render budget may cost at most 5% end to end
@@ -65,13 +66,15 @@ HOT_BLOCK = 2_000
 HOT_PASSES = 50
 
 
-def best_of(fn, repeats: int) -> float:
+def best_of(fn, repeats: int, clock=time.perf_counter) -> float:
+    """The best seconds of `clock` over `repeats` runs of fn (routing passes `time.process_time`: on a
+    shared machine the wall clock also counts the time other jobs take the core)."""
     best = float("inf")
     for _ in range(repeats):
         gc.collect()
-        t = time.perf_counter()
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
 
 
@@ -249,7 +252,7 @@ def main() -> int:
         r_json = rate(n_out, t_json)
 
         # ---------------------------------------------------------------- (a) routing
-        print("\n## routing alone (Router.route over pre-parsed dicts)\n")
+        print("\n## routing alone (Router.route over pre-parsed dicts; outcomes per CPU second of this process)\n")
         route_rows = []
         for n in sizes:
             rs = deps[n][1].ruleset
@@ -266,17 +269,17 @@ def main() -> int:
                 for o in dicts:
                     route(o)
             pass_all()  # fills the cache
-            t_warm = best_of(pass_all, repeats)
+            t_warm = best_of(pass_all, repeats, CPU)
 
             def first_pass(rs=rs):
                 r = Router(rs).route
                 for o in dicts:
                     r(o)
-            t_build = best_of(lambda rs=rs: Router(rs), repeats)
-            t_first = max(best_of(first_pass, max(2, repeats - 1)) - t_build, 1e-9)
+            t_build = best_of(lambda rs=rs: Router(rs), repeats, CPU)
+            t_first = max(best_of(first_pass, max(2, repeats - 1), CPU) - t_build, 1e-9)
 
             cold = Router(rs, cache_limit=0)
-            t_cold = best_of(lambda c=cold.route: [c(o) for o in dicts], max(2, repeats - 1))
+            t_cold = best_of(lambda c=cold.route: [c(o) for o in dicts], max(2, repeats - 1), CPU)
 
             # cache-resident: a block of outcomes small enough to stay in the CPU caches, routed many
             # times (as in the pipeline, where route() runs right after json.loads made the dict)
@@ -288,15 +291,15 @@ def main() -> int:
                 for _ in range(HOT_PASSES):
                     for o in block:
                         route(o)
-            t_hot = best_of(hot, repeats)
+            t_hot = best_of(hot, repeats, CPU)
             read = field_reader(router.fields)
-            t_read = best_of(lambda read=read: [read(o) for o in dicts], repeats)
+            t_read = best_of(lambda read=read: [read(o) for o in dicts], repeats, CPU)
 
             def hot_read(read=read, block=block):
                 for _ in range(HOT_PASSES):
                     for o in block:
                         read(o)
-            t_hot_read = best_of(hot_read, repeats)
+            t_hot_read = best_of(hot_read, repeats, CPU)
 
             hits = Counter()
             keys = set()
@@ -307,7 +310,7 @@ def main() -> int:
                 with contextlib.suppress(TypeError):  # a list or mapping among them: never cached
                     keys.add(read(o))  # the decision-cache key: the raw values of the routed fields
             t_naive_sample = dicts[: max(200, min(len(dicts), 2_000_000 // max(n, 1) // 10))]
-            t_naive = best_of(lambda naive=naive, sample=t_naive_sample: [naive(o) for o in sample], max(1, repeats - 1))
+            t_naive = best_of(lambda naive=naive, sample=t_naive_sample: [naive(o) for o in sample], max(1, repeats - 1), CPU)
             route_rows.append({
                 "hot": rate(len(block) * HOT_PASSES, t_hot), "read": rate(len(dicts), t_read),
                 "hot_read": rate(len(block) * HOT_PASSES, t_hot_read), "fields": len(router.fields),
@@ -507,7 +510,7 @@ def main() -> int:
             # latency: there even reading the six routed fields stays under 1,000,000/s).
             w = big["hot"]
             ok = w >= ROUTING_TARGET
-            print(f"{'target met' if ok else 'TARGET MISSED'}: routing at 10,000 rules {w:,.0f} outcomes/s "
+            print(f"{'target met' if ok else 'TARGET MISSED'}: routing at 10,000 rules {w:,.0f} outcomes per CPU second "
                   f"(cache-resident, warm, as in the pipeline; target >= {ROUTING_TARGET:,})")
             if not ok:
                 prof_needed.append("routing")
