@@ -528,7 +528,8 @@ def main() -> int:
                         prof_needed.append("routing")
                 ratio = big["cold"] / small["cold"]
                 print(f"   (not a target: with the decision cache disabled, routing@10k / routing@10 = {ratio:.2f}; "
-                      f"a miss costs one lookup per distinct set of match fields: {small['groups']} at 10 rules, "
+                      f"a miss looks up the index of each distinct set of match fields that can hold the outcome's "
+                      f"value of the field it dispatches on (there are {small['groups']} sets at 10 rules, "
                       f"{big['groups']} at 10,000)")
         else:
             print("routing targets: 10,000 rules not measured in this run")
