@@ -13,7 +13,7 @@ from engine.intake.decode import Item, parse_text
 from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, preferences
-from engine.render.sandbox import build_context, plain
+from engine.render.sandbox import plain
 from engine.render.templates import TemplateFile, TemplateStore
 from engine.routing.router import Router, choose_variant
 from engine.rules.schemas import TEMPLATE_EXTRAS
@@ -61,9 +61,8 @@ def render_messages(templates: TemplateStore, template: str, prefs: tuple[str | 
     messages: list[Message] = []
     file: TemplateFile | None = None
     error: str | None = None
-    base = build_context(outcome, extras, trusted=True)
-    for ch in channels:
-        result = templates.render(template, prefs, ch, base, main_only=main_only)  # it adds `channel`
+    for ch in channels:  # the template sees build_context(outcome, extras, trusted=True); render merges them
+        result = templates.render(template, prefs, ch, outcome, main_only=main_only, extras=extras)  # + `channel`
         file = file or result.template
         if result.error or result.message is None:  # (a result without an error has its message)
             error = error or f"{ch}: {result.error}"

@@ -191,20 +191,21 @@ def _check_filter_args(name: str, value: Any, args: tuple, kwargs: dict) -> None
 
 def _budgeted_join(fn: Callable) -> Callable:
     """`join` (called with the eval context first), budgeted as _budgeted_filter does it, in one pass: the
-    filter every message template uses, so the render's slot is looked up once and the sizes summed in a loop."""
+    filter every message template uses, so the render's slot is looked up once and the sizes summed in a loop.
+    The separator is a parameter of its own (`join(", ")`, `join(d=", ")`): no tuple of extra arguments to
+    build and unpack on the common call."""
 
-    def budgeted(first: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+    def budgeted(first: Any, value: Any, d: Any = "", *args: Any, **kwargs: Any) -> Any:
         slot = active()
         if slot is None:
-            return fn(first, value, *args, **kwargs)
+            return fn(first, value, d, *args, **kwargs) if args or kwargs else fn(first, value, d)
         if isinstance(value, (list, tuple)):  # what _check_filter_args charges for `join`
-            sep = args[0] if args else kwargs.get("d", "")
-            size = len(sep) * len(value) if isinstance(sep, str) else 0
+            size = len(d) * len(value) if d.__class__ is str or isinstance(d, str) else 0
             for item in value:
-                if isinstance(item, str):
+                if item.__class__ is str or isinstance(item, str):
                     size += len(item)
             charge_to(slot, size)
-        result = fn(first, value, *args, **kwargs)
+        result = fn(first, value, d, *args, **kwargs) if args or kwargs else fn(first, value, d)
         if isinstance(result, (str, list, tuple, dict)):  # what charge() counts
             charge_to(slot, len(result))
         return result

@@ -231,9 +231,9 @@ class _BlockContexts:
         probe = EvalContext(self.environment, self.name)  # the autoescape setting Jinja works out per name
         self.autoescape = probe.autoescape
 
-    def new(self, data: Mapping, channel: str) -> Context:
-        """A Context equal to _new_context(template, data, channel)'s."""
-        parent = {**self.globals, **data}
+    def new(self, data: Mapping, channel: str, extras: Mapping | None = None) -> Context:
+        """A Context equal to _new_context(template, {**data, **extras}, channel)'s (one dict built)."""
+        parent = {**self.globals, **data, **extras} if extras else {**self.globals, **data}
         parent["channel"] = channel
         eval_ctx = _new_object(EvalContext)
         eval_ctx.__dict__.update(environment=self.environment, autoescape=self.autoescape, volatile=False)
@@ -476,8 +476,11 @@ class TemplateStore:
         return _ChannelPlan(decisions, main, tuple(wanted))
 
     def render(self, name: str, locale_prefs: tuple[str | None, ...], channel: str, context: Mapping,
-               main_only: bool = False) -> RenderResult:
+               main_only: bool = False, extras: Mapping | None = None) -> RenderResult:
         """The message for `channel` from the best file of `name`; errors (never exceptions) in `error`.
+
+        The template sees `context` with `extras` over it (as build_context merges an outcome and herald's
+        extras; given apart, the two are merged once, into the render's own context).
 
         `main_only`: render just the channel's own block (no subject, no HTML part). The render runs
         under the store's budget (`limits`); going over it is an error naming the template and line.
@@ -495,15 +498,15 @@ class TemplateStore:
         file = entry.file
         if plan.__class__ is _Unrenderable:
             return RenderResult(file, file.locale, None, plan.error, "template-unrenderable")
-        decision = context.get("decision")
+        decision = extras["decision"] if extras and "decision" in extras else context.get("decision")
         if decision.__class__ is str and decision not in plan.decisions:
             return RenderResult(file, file.locale, None,
                                 f"template {name} ({file.path}) does not declare decision {decision}", "template-decision")
         limits = self.limits
         if limits is None:
-            return self._render_plan(entry, plan, channel, context)
+            return self._render_plan(entry, plan, channel, context, extras)
         try:
-            return guarded(limits, self._render_plan, entry, plan, channel, context)
+            return guarded(limits, self._render_plan, entry, plan, channel, context, extras)
         except BudgetExceeded as exc:
             line = self._line_of(entry, exc)
             where = f"{file.path}:{line}" if line else file.path
@@ -519,13 +522,14 @@ class TemplateStore:
                     return line
         return None
 
-    def _render_plan(self, entry: _Entry, plan: _ChannelPlan, channel: str, context: Mapping) -> RenderResult:
+    def _render_plan(self, entry: _Entry, plan: _ChannelPlan, channel: str, context: Mapping,
+                     extras: Mapping | None = None) -> RenderResult:
         """Run a plan (the part of a render under the budget)."""
         file = entry.file
         main = plan.main
         if plan.block is not None:  # one block, nothing at the top level: render it straight away
             try:
-                parts = list(plan.block(plan.contexts.new(context, channel)))  # type: ignore[union-attr]
+                parts = list(plan.block(plan.contexts.new(context, channel, extras)))  # type: ignore[union-attr]
                 check_output(parts)
                 text = "".join(parts)
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down
@@ -538,7 +542,8 @@ class TemplateStore:
                 return RenderResult(file, file.locale, Message(channel, body), None)
             rendered = {main: (body, None, None)}
         else:
-            ctx = context if context.get("channel") == channel else {**context, "channel": channel}
+            ctx: Mapping = {**context, **extras, "channel": channel} if extras else \
+                context if context.get("channel") == channel else {**context, "channel": channel}
             rendered = self._render_blocks(entry, plan.wanted, ctx)
             for b in plan.wanted:
                 text, err, line = rendered[b]

@@ -130,3 +130,25 @@ def test_fast_path_renders_as_the_plain_context(tmp_path_factory, name, missing)
     fast = "".join(plan.block(plan.contexts.new(data, "dingtalk")))
     plain = "".join(plan.block(_new_context(plan.template, data, "dingtalk")))
     assert fast == plain
+
+
+@given(extras=st.dictionaries(st.sampled_from(["company", "links", "decision", "candidate", "channel", "x"]),
+                              st.one_of(st.text(max_size=5), st.fixed_dictionaries({"name": st.text(max_size=5)})),
+                              max_size=4),
+       channel=st.sampled_from(["dingtalk", "email", "sms"]), main_only=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_extras_given_apart_render_as_the_merged_context(tmp_path_factory, extras, channel, main_only):
+    """TemplateStore.render(..., outcome, extras=...) (merged once, into the render's own context) gives what
+    rendering build_context(outcome, extras) gives: the same message, or the same error."""
+    from engine.render.sandbox import build_context
+
+    tmp = tmp_path_factory.mktemp("t")
+    store, _plan = _contexts_of(tmp, "{% block subject %}S {{ company.name }}{% endblock %}"
+                                     "{% block dingtalk %}{{ candidate.name }} {{ company.name }} {{ links }} "
+                                     "{{ decision }} {{ x }} {{ channel }}{% endblock %}"
+                                     "{% block sms %}{{ candidate.name }}{{ company }}{% endblock %}"
+                                     "{% block email %}{{ candidate.name }}/{{ channel }}/{{ x }}{% endblock %}")
+    outcome = {"id": "o", "decision": "reject", "candidate": {"name": "Li"}}
+    apart = store.render("t", (), channel, outcome, main_only=main_only, extras=extras)
+    merged = store.render("t", (), channel, build_context(outcome, extras, trusted=True), main_only=main_only)
+    assert (apart.message, apart.error, apart.code) == (merged.message, merged.error, merged.code)
