@@ -17,7 +17,7 @@ from engine.render.sandbox import plain
 from engine.render.templates import TemplateFile, TemplateStore
 from engine.routing.router import Router, choose_variant
 from engine.rules.schemas import TEMPLATE_EXTRAS
-from engine.schedule.timing import load_timezone, parse_instant, schedule, windows_for
+from engine.schedule.timing import Scheduler, load_timezone, parse_instant, windows_for
 
 MATCHED = "matched"
 UNMATCHED = "unmatched"
@@ -122,6 +122,9 @@ class Pipeline:
         self.vocabulary = self.deployment.ruleset.vocabulary or None
         self.outside_vocabulary = self.vocabulary.outside if self.vocabulary is not None else None
         self.windows = self.deployment.ruleset.windows
+        # (id(rule), zone, id(window)) -> (rule, window, its Scheduler); the entry holds the rule and window,
+        # so their ids stay theirs while it is kept
+        self._schedulers: dict[tuple, tuple] = {}
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
         self.base_extras = plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
@@ -179,9 +182,8 @@ class Pipeline:
             chosen = templates.resolve(template, prefs)
         occurred = outcome.get("occurred_at")
         occurred = parse_instant(occurred) if occurred else None
-        windows = windows_for(self.windows, rule.timing.window, outcome)  # holidays: candidate
-        sched = schedule(rule.timing, windows, occurred or now, timezone_for(rule, outcome), now,
-                         approved_at=approved_at, channels=max(len(channels), 1) if full else 1)
+        sched = self.scheduler(rule, outcome)(occurred or now, now, approved_at,
+                                               max(len(channels), 1) if full else 1)
         if status == MATCHED and (not channels or sched.send_at is None):
             # nothing can be sent: the outcome waits for a person, in dry-run as in the daemon
             why = "the candidate has no address for any of the rule's channels" if not channels else \
@@ -192,6 +194,22 @@ class Pipeline:
                     channels=channels, skipped_channels=skipped, send_at=sched.send_at,
                     deadline_at=sched.deadline_at, escalations=tuple(sched.escalations), late=sched.late,
                     messages=messages, error=error or sched.error, outcome=outcome)
+
+    def scheduler(self, rule: Rule, outcome: Mapping) -> Scheduler:
+        """What schedules `rule`'s message to this candidate (engine.schedule.timing.Scheduler): one per rule,
+        time zone (the candidate's, else the rule's) and window (a `holidays: candidate` window takes the
+        candidate's calendar), made once."""
+        tz = timezone_for(rule, outcome)
+        name = rule.timing.window
+        windows = windows_for(self.windows, name, outcome)  # holidays: candidate
+        window = windows.get(name) if name is not None else None
+        key = (id(rule), tz, id(window))
+        kept = self._schedulers.get(key)
+        if kept is None:
+            if len(self._schedulers) >= 4096:
+                self._schedulers.clear()
+            kept = self._schedulers[key] = (rule, window, Scheduler(rule.timing, windows, tz))
+        return kept[2]
 
     def admit(self, gate: Gate, result: GateResult, raw: str | bytes | None = None) -> Plan:
         """The plan for one gate verdict, with the vocabulary's warning when it has one (`raw`: the text its

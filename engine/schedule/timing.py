@@ -408,17 +408,26 @@ def _bucket_verdict(b0: datetime, window: Window, tz: ZoneInfo) -> Any:
         return _MIXED
 
 
-def next_open(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
-    """The earliest instant at or after aware `start` inside the window on tz's wall clock, in tz; None if
-    it does not open within HORIZON_DAYS. Spring-forward gaps are skipped; in fall-back both occurrences count."""
-    if start.tzinfo is None or start.utcoffset() is None:
-        raise ValueError("next_open needs an aware datetime")
+def _verdicts(window: Window, tz: ZoneInfo) -> dict:
+    """The per-stretch cache of next_open for one window and zone (made on first use)."""
     slot = _BUCKETS.get((id(window), id(tz)))
     if slot is None or slot[0] is not window or slot[1] is not tz:
         if len(_BUCKETS) >= 4096:  # old rule sets' windows after many reloads
             _BUCKETS.clear()
         slot = _BUCKETS[(id(window), id(tz))] = (window, tz, {})
-    verdicts = slot[2]
+    return slot[2]
+
+
+def next_open(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
+    """The earliest instant at or after aware `start` inside the window on tz's wall clock, in tz; None if
+    it does not open within HORIZON_DAYS. Spring-forward gaps are skipped; in fall-back both occurrences count."""
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise ValueError("next_open needs an aware datetime")
+    return _next_open_cached(start, window, tz, _verdicts(window, tz))
+
+
+def _next_open_cached(start: datetime, window: Window, tz: ZoneInfo, verdicts: dict) -> datetime | None:
+    """next_open for an aware `start`, with `verdicts` the (window, tz) cache (_verdicts)."""
     n = (start - _EPOCH) // _BUCKET
     got = verdicts.get(n)
     if got is None:
@@ -519,45 +528,67 @@ def schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: datetim
              now: datetime, approved_at: datetime | None = None, channels: int = 1) -> Schedule:
     """The Schedule of one notification (see Schedule); an unknown window name, or an instant so near the end
     of the calendar that the delay runs past year 9999, gives `error`, not an exception."""
-    for t in (occurred_at, now, approved_at):
-        if t is not None and t.tzinfo.__class__ is not timezone and t.utcoffset() is None:
-            raise ValueError("schedule needs aware datetimes")
-    try:
-        return _schedule(timing, windows, occurred_at, tz, now, approved_at, channels)
-    except OverflowError:
-        return Schedule(occurred_at, None, None, error="the time is out of range (beyond year 9999)")
+    return Scheduler(timing, windows, tz)(occurred_at, now, approved_at, channels)
 
 
-def _schedule(timing: Timing, windows: Mapping[str, Window], occurred_at: datetime, tz: ZoneInfo,
-              now: datetime, approved_at: datetime | None, channels: int) -> Schedule:
-    # arithmetic on UTC: durations are elapsed time, DST or not
-    occurred = occurred_at if occurred_at.tzinfo is UTC else occurred_at.astimezone(UTC)
-    base = occurred if approved_at is None else max(occurred, approved_at.astimezone(UTC))
-    if timing.delay:
-        base = base + timing.delay
-    start = base.astimezone(tz)
-    deadline_utc = occurred + timing.deadline if timing.deadline is not None else None
-    deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
-    window = None
-    if timing.window is not None:
-        window = windows.get(timing.window)
-        if window is None:
-            return Schedule(start, None, deadline_at, error=f'unknown window "{timing.window}"'
-                            f'{did_you_mean(timing.window, windows)}')
+class Scheduler:
+    """schedule() for one timing, set of windows and time zone, with what does not depend on the instants
+    worked out once: the window looked up (or the unknown-window error), the durations, next_open's cache
+    for the window and zone. The pipeline keeps one per (rule, time zone, calendar) and calls it for every
+    outcome of that kind; schedule() makes one for a single call."""
 
-    def place(t: datetime) -> datetime | None:
-        return next_open(t, window, tz) if window is not None else t.astimezone(tz)
+    __slots__ = ("deadline", "delay", "error", "escalate_after", "tz", "verdicts", "window")
 
-    now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
-    send_at = place(base if base >= now_utc else now_utc)
-    late = (send_at is not None and deadline_utc is not None and send_at.astimezone(UTC) > deadline_utc)
-    escalations: list[datetime] = []
-    prev = send_at
-    if timing.escalate_after is not None:
-        for _ in range(1, channels):
-            if prev is None:
-                break
-            prev = place(prev.astimezone(UTC) + timing.escalate_after)
-            if prev is not None:
-                escalations.append(prev)
-    return Schedule(start, send_at, deadline_at, late, tuple(escalations))
+    def __init__(self, timing: Timing, windows: Mapping[str, Window], tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.delay = timing.delay or None
+        self.deadline = timing.deadline
+        self.escalate_after = timing.escalate_after
+        self.window = windows.get(timing.window) if timing.window is not None else None
+        self.error = None if timing.window is None or self.window is not None else \
+            f'unknown window "{timing.window}"{did_you_mean(timing.window, windows)}'
+        self.verdicts = _verdicts(self.window, tz) if self.window is not None else None
+
+    def __call__(self, occurred_at: datetime, now: datetime, approved_at: datetime | None = None,
+                 channels: int = 1) -> Schedule:
+        """The Schedule of one notification (see schedule())."""
+        for t in (occurred_at, now, approved_at):
+            if t is not None and t.tzinfo.__class__ is not timezone and t.utcoffset() is None:
+                raise ValueError("schedule needs aware datetimes")
+        try:
+            return self._schedule(occurred_at, now, approved_at, channels)
+        except OverflowError:
+            return Schedule(occurred_at, None, None, error="the time is out of range (beyond year 9999)")
+
+    def _place(self, t: datetime) -> datetime | None:
+        """The first instant at or after aware `t` in the window, in the zone (t itself without a window)."""
+        if self.window is None or self.verdicts is None:
+            return t.astimezone(self.tz)
+        return _next_open_cached(t, self.window, self.tz, self.verdicts)
+
+    def _schedule(self, occurred_at: datetime, now: datetime, approved_at: datetime | None,
+                  channels: int) -> Schedule:
+        # arithmetic on UTC: durations are elapsed time, DST or not
+        tz = self.tz
+        occurred = occurred_at if occurred_at.tzinfo is UTC else occurred_at.astimezone(UTC)
+        base = occurred if approved_at is None else max(occurred, approved_at.astimezone(UTC))
+        if self.delay is not None:
+            base = base + self.delay
+        start = base.astimezone(tz)
+        deadline_utc = occurred + self.deadline if self.deadline is not None else None
+        deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
+        if self.error is not None:
+            return Schedule(start, None, deadline_at, error=self.error)
+        now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
+        send_at = self._place(base if base >= now_utc else now_utc)
+        late = send_at is not None and deadline_utc is not None and send_at > deadline_utc
+        escalations: list[datetime] = []
+        prev = send_at
+        if self.escalate_after is not None:
+            for _ in range(1, channels):
+                if prev is None:
+                    break
+                prev = self._place(prev.astimezone(UTC) + self.escalate_after)
+                if prev is not None:
+                    escalations.append(prev)
+        return Schedule(start, send_at, deadline_at, late, tuple(escalations))

@@ -5,6 +5,7 @@ import json
 from datetime import datetime, timedelta, timezone, UTC
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +53,73 @@ def test_plan_line_keeps_spec_key_order_and_unicode():
         '"skipped_channels": ["sms"], "deadline": "2026-11-23T12:30:00+08:00", "late": false}')
     assert plan_line(Plan(None, "invalid", error='not JSON: "x"')) == \
         '{"outcome": null, "status": "invalid", "error": "not JSON: \\"x\\""}'
+
+
+SCHEDULED_RULES = """\
+version: 1
+windows:
+  office: {days: [mon, tue, wed, thu, fri], hours: "09:00-18:00", holidays: {from: candidate, default: CN}}
+  evenings: {days: [mon, tue, wed, thu, fri, sat, sun], hours: ["10:00-12:00", "19:00-21:00"]}
+defaults:
+  channels: [dingtalk, sms, email]
+  timezone: Asia/Shanghai
+rules:
+  - id: office
+    match: {decision: reject}
+    template: any/generic
+    timing: {delay: 30m, window: office, deadline: 24h, escalate_after: 2h}
+  - id: evenings
+    match: {decision: pass}
+    template: any/generic
+    timing: {delay: 1h, window: evenings, deadline: 3d, escalate_after: 90m}
+"""
+SCHEDULED_TEMPLATE = """{# herald: decisions=[reject, pass] #}
+{% block subject %}Result{% endblock %}
+{% block dingtalk %}Hi {{ candidate.name }}{% endblock %}
+{% block sms %}Hi {{ candidate.name }}{% endblock %}
+{% block email %}Hi {{ candidate.name }}{% endblock %}
+"""
+
+
+@settings(max_examples=40, deadline=None)
+@given(people=st.lists(st.tuples(
+    st.sampled_from(["reject", "pass"]),
+    st.sampled_from([None, "Asia/Shanghai", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]),
+    st.sampled_from([None, ("DE", "BE"), ("DE", "BY"), ("US", None), ("CN", None)]),
+    st.integers(0, 60 * 24 * 40)), min_size=1, max_size=12))
+def test_kept_schedulers_plan_as_a_fresh_pipeline_does(deployment_root, people):
+    """One Pipeline keeps a Scheduler per (rule, time zone, calendar) across outcomes; each plan equals the plan
+    of a pipeline made for that outcome alone, whatever zones and calendars came before (render "all": escalations)."""
+    from engine.pipeline import Pipeline
+
+    dep = deployment_root
+    now = datetime(2026, 9, 28, 8, 0, tzinfo=UTC)
+    lines = []
+    for n, (decision, zone, place, minutes) in enumerate(people):
+        cand = {"name": "Ann", "email": "ann@example.com", "phone": "+8613800000000", "dingtalk_userid": "d"}
+        if zone:
+            cand["timezone"] = zone
+        if place:
+            cand["country"] = place[0]
+            if place[1]:
+                cand["subdivision"] = place[1]
+        occurred = (now + timedelta(minutes=minutes)).isoformat()
+        lines.append(json.dumps({"id": f"o{n}", "occurred_at": occurred, "decision": decision, "candidate": cand}))
+    kept = [plan_line(p) for p in Pipeline(dep, now=now).run_lines(lines)]
+    fresh = [plan_line(next(Pipeline(dep, now=now).run_lines([line]))) for line in lines]
+    assert kept == fresh
+
+
+
+@pytest.fixture(scope="module")
+def deployment_root(tmp_path_factory):
+    from engine.config.deployment import load_deployment
+
+    root = tmp_path_factory.mktemp("scheduled")
+    (root / "rules").mkdir()
+    (root / "templates" / "any").mkdir(parents=True)
+    (root / "rules" / "10.yaml").write_text(SCHEDULED_RULES, encoding="utf-8")
+    (root / "templates" / "any" / "generic.j2").write_text(SCHEDULED_TEMPLATE, encoding="utf-8")
+    dep = load_deployment([str(root)])
+    assert dep.ok, [d.format() for d in dep.diagnostics]
+    return dep

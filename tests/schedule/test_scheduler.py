@@ -1,0 +1,101 @@
+"""Tests for engine.schedule.timing.Scheduler: one kept per (timing, windows, zone) and called for many outcomes,
+it gives the same Schedule as the plain code it replaced (kept here as the reference)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone, UTC
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.model import Timing
+from engine.rules.suggest import did_you_mean
+from engine.schedule.timing import Schedule, Scheduler, next_open, schedule
+from test_timing import BUSINESS, ZONES, starts, window, windows
+
+
+def plain_schedule(timing, windows_, occurred_at, tz, now, approved_at=None, channels=1) -> Schedule:
+    """schedule() as it was written before Scheduler: everything looked up and worked out on each call."""
+    for t in (occurred_at, now, approved_at):
+        if t is not None and t.utcoffset() is None:
+            raise ValueError("schedule needs aware datetimes")
+    try:
+        occurred = occurred_at.astimezone(UTC)
+        base = occurred if approved_at is None else max(occurred, approved_at.astimezone(UTC))
+        if timing.delay:
+            base = base + timing.delay
+        start = base.astimezone(tz)
+        deadline_utc = occurred + timing.deadline if timing.deadline is not None else None
+        deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
+        win = None
+        if timing.window is not None:
+            win = windows_.get(timing.window)
+            if win is None:
+                return Schedule(start, None, deadline_at,
+                                error=f'unknown window "{timing.window}"{did_you_mean(timing.window, windows_)}')
+
+        def place(t):
+            return next_open(t, win, tz) if win is not None else t.astimezone(tz)
+
+        send_at = place(max(base, now.astimezone(UTC)))
+        late = send_at is not None and deadline_utc is not None and send_at.astimezone(UTC) > deadline_utc
+        escalations = []
+        prev = send_at
+        if timing.escalate_after is not None:
+            for _ in range(1, channels):
+                if prev is None:
+                    break
+                prev = place(prev.astimezone(UTC) + timing.escalate_after)
+                if prev is not None:
+                    escalations.append(prev)
+        return Schedule(start, send_at, deadline_at, late, tuple(escalations))
+    except OverflowError:
+        return Schedule(occurred_at, None, None, error="the time is out of range (beyond year 9999)")
+
+
+def same(got: Schedule, want: Schedule) -> None:
+    """Equal instants (compared in UTC: aware equality across zones is False inside a DST fold), each in the
+    same zone with the same offset, and equal flags and errors."""
+    def norm(t):
+        return None if t is None else (t.astimezone(UTC), t.tzinfo, t.utcoffset())
+    assert norm(got.start) == norm(want.start)
+    assert norm(got.send_at) == norm(want.send_at)
+    assert norm(got.deadline_at) == norm(want.deadline_at)
+    assert [norm(e) for e in got.escalations] == [norm(e) for e in want.escalations]
+    assert (got.late, got.error) == (want.late, want.error)
+
+
+durations = st.one_of(st.none(), st.integers(0, 4 * 86400).map(lambda s: timedelta(seconds=s)))
+offsets = st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30)),
+                           ZoneInfo("Europe/Berlin")])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(w=windows(), zone=st.sampled_from(ZONES), name=st.sampled_from([None, "p", "bh", "missing"]),
+       delay=durations, deadline=durations, escalate=durations, data=st.data())
+def test_a_kept_scheduler_gives_the_plain_schedule(w, zone, name, delay, deadline, escalate, data):
+    tz = ZoneInfo(zone)
+    windows_ = {"p": w, "bh": window(BUSINESS, "bh")}
+    timing = Timing(delay=delay or timedelta(0), window=name, deadline=deadline, escalate_after=escalate)
+    kept = Scheduler(timing, windows_, tz)
+    for _ in range(data.draw(st.integers(1, 6))):  # one scheduler, many outcomes (as the pipeline keeps it)
+        occurred = data.draw(starts()).astimezone(data.draw(offsets))
+        now = occurred + timedelta(minutes=data.draw(st.integers(-3 * 1440, 3 * 1440)))
+        approved = data.draw(st.one_of(st.none(), st.just(now - timedelta(hours=1)),
+                                       st.just(occurred + timedelta(days=2))))
+        channels = data.draw(st.integers(1, 4))
+        want = plain_schedule(timing, windows_, occurred, tz, now, approved, channels)
+        same(kept(occurred, now, approved, channels), want)
+        same(schedule(timing, windows_, occurred, tz, now, approved_at=approved, channels=channels), want)
+
+
+def test_out_of_range_and_unknown_window_are_values_as_before():
+    tz = ZoneInfo("Asia/Shanghai")
+    far = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    timing = Timing(delay=timedelta(days=2), window="bh")
+    windows_ = {"bh": window(BUSINESS, "bh")}
+    same(Scheduler(timing, windows_, tz)(far, far), plain_schedule(timing, windows_, far, tz, far))
+    odd = Timing(window="bussines-hours")
+    got = Scheduler(odd, windows_, tz)(far - timedelta(days=9), far - timedelta(days=9))
+    assert got.send_at is None and got.error.startswith('unknown window "bussines-hours"')
+    same(got, plain_schedule(odd, windows_, far - timedelta(days=9), tz, far - timedelta(days=9)))
