@@ -293,25 +293,46 @@ _encode: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, check_circu
 _text: Callable[[str], str] = json.encoder.encode_basestring
 
 
+_PIECES: dict[tuple, tuple[str, str]] = {}  # what a routed plan's line holds besides its id and times
+_PIECES_LIMIT = 4096  # distinct (rule, template, locale, channels, ...) before the memo starts over
+
+
+def _pieces(key: tuple) -> tuple[str, str]:
+    """The JSON text of a routed plan's fields that do not vary per outcome: the part from "status" to
+    "channels", and the part from "file" to "skipped_channels" (plan_line places them around send_at)."""
+    status, rule, template, locale, channels, file, variant, skipped = key
+    head = "".join([', "status": ', _text(status), ', "rule": ', _text(rule), ', "template": ', _text(template),
+                    ', "locale": ', "null" if locale is None else _text(locale),
+                    ', "channels": [', ", ".join(map(_text, channels)), "]"])
+    tail: list[str] = []
+    if file is not None:
+        tail += ', "file": ', _text(file)
+    if variant:
+        tail += ', "variant": ', _text(variant)
+    if skipped:
+        tail += ', "skipped_channels": [', ", ".join(map(_text, skipped)), "]"
+    if len(_PIECES) >= _PIECES_LIMIT:
+        _PIECES.clear()
+    got = _PIECES[key] = (head, "".join(tail))
+    return got
+
+
 def plan_line(plan: Plan) -> str:
     """plan_json(plan) as one line of JSON text, exactly as json.dumps(..., ensure_ascii=False) writes it.
 
-    The common case (a routed plan without error) is written directly, the rest through the encoder."""
+    The common case (a routed plan without error) is written directly: the text of the fields a rule,
+    template and file fix is made once per distinct set of them (_pieces), the id and times per plan;
+    the rest goes through the encoder."""
     if (plan.rule is None or plan.template is None or plan.status == INVALID or plan.error or plan.warning
             or plan.outcome_id.__class__ is not str):
         return _encode(plan_json(plan))
-    out = ['{"outcome": ', _text(plan.outcome_id), ', "status": ', _text(plan.status),
-           ', "rule": ', _text(plan.rule), ', "template": ', _text(plan.template),
-           ', "locale": ', "null" if plan.locale is None else _text(plan.locale),
-           ', "channels": [', ", ".join(map(_text, plan.channels)), "]"]
+    key = (plan.status, plan.rule, plan.template, plan.locale, plan.channels, plan.file, plan.variant,
+           plan.skipped_channels)
+    head, tail = _PIECES.get(key) or _pieces(key)
+    out = ['{"outcome": ', _text(plan.outcome_id), head]
     if plan.send_at is not None:
         out += ', "send_at": "', plan.send_at.isoformat(), '"'
-    if plan.file is not None:
-        out += ', "file": ', _text(plan.file)
-    if plan.variant:
-        out += ', "variant": ', _text(plan.variant)
-    if plan.skipped_channels:
-        out += ', "skipped_channels": [', ", ".join(map(_text, plan.skipped_channels)), "]"
+    out.append(tail)
     if plan.deadline_at is not None:
         out += ', "deadline": "', plan.deadline_at.isoformat(), '", "late": ', "true" if plan.late else "false"
     if plan.escalations:

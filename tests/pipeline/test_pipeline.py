@@ -123,3 +123,16 @@ def deployment_root(tmp_path_factory):
     dep = load_deployment([str(root)])
     assert dep.ok, [d.format() for d in dep.diagnostics]
     return dep
+
+
+@settings(max_examples=150, deadline=None)
+@given(batch=st.lists(st.tuples(st.sampled_from(["matched", "amended", "unmatched"]), st.sampled_from(["r1", "规则\"2"]),
+                                st.sampled_from([("dingtalk",), ("sms", "email"), ()]), st.sampled_from([None, "t.zh-CN.j2"]),
+                                texts, instants, instants), min_size=1, max_size=20))
+def test_plan_line_pieces_kept_per_rule_and_template_stay_exact(batch):
+    """plan_line writes the fields a rule and template fix once per distinct set (pipeline._pieces): plans that
+    share them, with their own ids and times, are each written as json.dumps writes them."""
+    for status, rule, chans, file, oid, send_at, deadline in batch:
+        plan = Plan(oid, status, rule=rule, template="reject/x", locale="zh-CN", channels=chans, file=file,
+                    send_at=send_at, deadline_at=deadline, skipped_channels=chans[1:])
+        assert plan_line(plan) == json.dumps(plan_json(plan), ensure_ascii=False)
