@@ -90,9 +90,11 @@ def _nested(attributes: dict) -> bool:
     return False
 
 
-def check_record(record: Any) -> GateResult:
-    """Schema check of one parsed record; fast when valid, names the field when not."""
-    if fast_check("outcome")(record):  # compiled once (cached), then one call
+def check_record(record: Any, printable: bool = False) -> GateResult:
+    """Schema check of one parsed record; fast when valid, names the field when not. `printable`: every string
+    of the record is known to be made of printable characters (judge knows it from the text): the compiled
+    check for such records, which skips the patterns that only refuse unprintable characters."""
+    if fast_check("outcome", printable)(record):  # compiled once (cached), then one call
         attributes = record.get("attributes")
         if attributes and _nested(attributes) and _deeper_than(attributes, MAX_ATTRIBUTE_DEPTH):
             return GateResult(INVALID, None, record["id"],
@@ -118,6 +120,13 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def plain_text(text: str) -> bool:
+    """Whether a JSON text holds no backslash and only printable characters (str.isprintable: no control
+    character, line or paragraph separator, surrogate, or other unprintable one, not even as whitespace).
+    Then every string decoded from it is made of its own characters, no escapes: printable ones only."""
+    return "\\" not in text and text.isprintable()
+
+
 def judge(item: Item) -> GateResult:
     """The stateless verdict on one decoded input: invalid (with why and the field) or ok."""
     if item.error is not None:
@@ -125,13 +134,14 @@ def judge(item: Item) -> GateResult:
     record = item.record
     if record.__class__ is not dict:
         return GateResult(INVALID, None, None, "an outcome must be a JSON object", "")
-    result = check_record(record)
-    if result.status == OK:
-        raw = item.raw
-        if (_SURROGATE.search(raw) if isinstance(raw, str) else _SURROGATE.search(raw.decode("utf-8", "replace"))) \
-                and _has_lone_surrogate(record):
-            return GateResult(INVALID, None, result.outcome_id,
-                              "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)", "")
+    raw = item.raw
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    printable = plain_text(text)  # item.record was decoded from item.raw (engine.intake.decode)
+    result = check_record(record, printable)
+    # a lone surrogate is written as a `\u` escape (a printable text holds none)
+    if result.status == OK and not printable and _SURROGATE.search(text) and _has_lone_surrogate(record):
+        return GateResult(INVALID, None, result.outcome_id,
+                          "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)", "")
     return result
 
 

@@ -6,12 +6,15 @@ with one set comparison each and folds a property's checks into one condition, w
 check of a typical outcome about 1.4x cheaper (bench/dryrun.py prints both). It knows only
 the keywords below and refuses (`Unsupported`) a schema using any other, so a schema change can
 never make it silently lenient: `engine.rules.schemas.fast_check` then falls back to fastjsonschema.
+For a value whose strings are known to be printable (the gate knows it from the JSON text: no backslash,
+str.isprintable), `printable=True` leaves out the patterns that ban only unprintable characters.
 Semantics follow JSON Schema 2020-12 as jsonschema implements them; a pattern's `$` means the end of
 the text (ECMA-262, as fastjsonschema has it, and as herald's jsonschema validator is told too).
 """
 from __future__ import annotations
 
 import re
+import re._parser as sre_parse  # type: ignore[import-not-found]  # a character class's items (see _unprintable_only)
 from functools import lru_cache
 from typing import Any
 from collections.abc import Callable
@@ -50,13 +53,36 @@ def _banned_class(pattern: str) -> re.Pattern | None:
     return re.compile(f"[{m.group(1)}]") if m else None
 
 
+def _unprintable_only(banned: re.Pattern) -> bool:
+    """Whether every character the class `banned` matches is unprintable (not str.isprintable()): a text made
+    of printable characters then never holds one. False for a class of any other form than characters and
+    ranges (categories, negations): such a pattern is always checked."""
+    try:
+        ((op, items),) = sre_parse.parse(banned.pattern)
+    except (ValueError, re.error):
+        return False
+    if op is not sre_parse.IN:
+        return False
+    for kind, value in items:
+        if kind is sre_parse.LITERAL:
+            lo = hi = value
+        elif kind is sre_parse.RANGE:
+            lo, hi = value
+        else:
+            return False
+        if any(chr(c).isprintable() for c in range(lo, hi + 1)):
+            return False
+    return True
+
+
 class Unsupported(ValueError):
     """The schema uses a keyword (or a form of one) this compiler does not implement."""
 
 
 class _Gen:
-    def __init__(self, formats: dict[str, Callable[[str], bool]]):
+    def __init__(self, formats: dict[str, Callable[[str], bool]], printable: bool = False):
         self.formats = formats
+        self.printable = printable
         self.lines: list[str] = []
         self.scope: dict[str, Any] = {}
         self.n = 0
@@ -131,7 +157,9 @@ class _Gen:
             if not isinstance(pattern, str):
                 raise Unsupported(f"pattern {pattern!r}")
             banned = _banned_class(pattern)
-            if banned is not None:  # `^[^...]*$`: one scan for a banned character, no backtracking
+            if banned is not None and self.printable and _unprintable_only(banned):
+                pass  # only unprintable characters banned, and the caller vouches that the text has none
+            elif banned is not None:  # `^[^...]*$`: one scan for a banned character, no backtracking
                 rx = self.name("R", banned.search)
                 checks.append(f"{rx}({v}) is not None")
             else:
@@ -180,11 +208,15 @@ class _Gen:
                 self.lines.pop()
 
 
-def compile_check(schema: Any, formats: dict[str, Callable[[str], Any]] | None = None) -> Callable[[Any], bool]:
+def compile_check(schema: Any, formats: dict[str, Callable[[str], Any]] | None = None,
+                  printable: bool = False) -> Callable[[Any], bool]:
     """A predicate: True when `schema` accepts the value. Raises Unsupported for keywords it does not know.
 
-    `formats` maps a format name to a function of the text whose truth is the verdict."""
-    gen = _Gen(formats or {})
+    `formats` maps a format name to a function of the text whose truth is the verdict. `printable`: the
+    check for values whose every string is made of printable characters (str.isprintable; the gate knows it
+    from the text a record was decoded from): a pattern `^[^C]*$` whose class C holds only unprintable
+    characters (control characters, line and paragraph separators) cannot fail there and is left out."""
+    gen = _Gen(formats or {}, printable)
     gen.emit(0, "def check(d):")
     gen.node(schema, "d", 1)
     gen.emit(1, "return True")

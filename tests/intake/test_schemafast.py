@@ -145,3 +145,78 @@ def test_an_only_allowed_characters_pattern_gives_jsonschema_s_verdict(text):
     assert compile_check(sub)(text) == (ecma_regex(ALLOWED_ONLY).search(text) is not None) == \
         (re.fullmatch("[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*", text) is not None)
     assert "is not None" in compile_check(sub).source  # the rewritten form, not the backtracking search
+
+
+# ---------------------------------------------------------------- the check for printable text (the gate's fast path)
+
+PRINTABLE_CHECK = fast_check("outcome", printable=True)
+printable_texts = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")),
+                          max_size=8).filter(str.isprintable)
+
+
+def test_the_printable_check_leaves_out_only_the_unprintable_character_patterns():
+    assert "R" in CHECK.source and PRINTABLE_CHECK.source.count("R") < CHECK.source.count("R")
+    assert "is not None" not in PRINTABLE_CHECK.source  # every `^[^C]*$` of the schema bans unprintables only
+    kept = compile_check({"type": "string", "pattern": "^[^\\x00-\\x1fa]*$"}, printable=True)
+    assert kept("abc") is False and "is not None" in kept.source  # `a` is printable: the pattern stays
+    assert compile_check({"type": "string", "pattern": "^[^\\s]*$"}, printable=True)("a b") is False
+
+
+@settings(max_examples=400, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(PATHS),
+                                  st.one_of(st.sampled_from([v for v in ODD if not isinstance(v, str) or v.isprintable()]),
+                                            st.just("<delete>"), printable_texts)), max_size=4))
+def test_on_printable_records_the_printable_check_gives_jsonschema_s_verdict(changes):
+    record = copy.deepcopy(sample_outcome())
+    for path, value in changes:
+        parent = record
+        for part in path[:-1]:
+            if not isinstance(parent.get(part), dict):
+                parent[part] = {}
+            parent = parent[part]
+        if value == "<delete>":
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = copy.deepcopy(value)
+    text = json.dumps(record, ensure_ascii=False)
+    assume_printable = "\\" not in text and text.isprintable()
+    if assume_printable:
+        assert PRINTABLE_CHECK(record) == JS.is_valid(record) == CHECK(record), record
+
+
+UNPRINTABLE = ["\x00", "\n", "\t", "\x1f", "\x7f", "\x85", "\x9f", "\u2028", "\u2029", "\u200b", "\ud800", "\\", '"']
+
+
+@settings(max_examples=400, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(PATHS), st.lists(st.sampled_from(
+    ["a", "张", " ", "-", "@", "+8", *UNPRINTABLE]), max_size=6).map("".join)), max_size=4),
+       escape=st.booleans(), as_bytes=st.booleans())
+def test_the_gate_s_verdict_does_not_depend_on_how_the_text_was_written(changes, escape, as_bytes):
+    """The gate's verdict on a JSON text (judge, which takes the printable check for a plain text) is the one
+    the general check gives on the record it decodes to: the same record written with \\u escapes or with its
+    characters as they are (JSON lets \\x7f-\\x9f and \\u2028 stand unescaped) gets the same verdict."""
+    from engine.intake.decode import parse_text
+    from engine.intake.gate import _has_lone_surrogate, check_record, judge
+
+    record = copy.deepcopy(sample_outcome())
+    for path, value in changes:
+        parent = record
+        for part in path[:-1]:
+            if not isinstance(parent.get(part), dict):
+                parent[part] = {}
+            parent = parent[part]
+        parent[path[-1]] = value
+    text = json.dumps(record, ensure_ascii=escape)
+    raw = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    got = judge(parse_text(raw))
+    general = check_record(record)
+    lone = _has_lone_surrogate(record)
+    if lone and as_bytes and not escape:
+        assert got.status == "invalid" and "not UTF-8" in got.error
+        return
+    if lone and general.status == "ok":
+        if escape:
+            assert got.status == "invalid" and "surrogate" in got.error
+        # (a str holding the surrogate itself, not escaped, is not looked for: as before; no way in gives one)
+        return
+    assert (got.status, got.field, got.error) == (general.status, general.field, general.error)
