@@ -23,13 +23,15 @@ ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "
                          "deprecated", "readOnly", "writeOnly"})
 KEYWORDS = frozenset({"type", "required", "properties", "additionalProperties", "minLength", "maxLength",
                       "pattern", "enum", "format", "items"})
+# The exact class first (what json.loads makes; no call), isinstance for subclasses.
 _TYPES = {
-    "object": "isinstance({v}, dict)",
-    "array": "isinstance({v}, list)",
-    "string": "isinstance({v}, str)",
+    "object": "({v}.__class__ is dict or isinstance({v}, dict))",
+    "array": "({v}.__class__ is list or isinstance({v}, list))",
+    "string": "({v}.__class__ is str or isinstance({v}, str))",
     "boolean": "({v} is True or {v} is False)",
     "null": "{v} is None",
-    "number": "(isinstance({v}, (int, float)) and {v}.__class__ is not bool)",
+    "number": "({v}.__class__ is int or {v}.__class__ is float or "
+              "(isinstance({v}, (int, float)) and {v}.__class__ is not bool))",
     "integer": "((isinstance({v}, int) and {v}.__class__ is not bool) or (isinstance({v}, float) and {v}.is_integer()))",
 }
 
@@ -124,7 +126,7 @@ class _Gen:
             if not isinstance(values, list) or not values or not all(isinstance(x, str) for x in values):
                 raise Unsupported("enum of anything but text")
             allowed = self.name("E", frozenset(values))
-            fails.append(f"not isinstance({v}, str) or {v} not in {allowed}")
+            fails.append(f"not {_TYPES['string'].format(v=v)} or {v} not in {allowed}")
         text = self.string(schema, v)
         if text:
             fails.append(" or ".join(text) if only == "string" else f"(isinstance({v}, str) and ({' or '.join(text)}))")
@@ -148,9 +150,11 @@ class _Gen:
         for bound in (lo, hi):
             if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 0):
                 raise Unsupported(f"length bound {bound!r}")
-        if lo:
+        if lo and hi is not None:
+            checks.append(f"not {lo} <= len({v}) <= {hi}")  # one len() call
+        elif lo:
             checks.append(f"len({v}) < {lo}")
-        if hi is not None:
+        elif hi is not None:
             checks.append(f"len({v}) > {hi}")
         if "pattern" in schema:
             pattern = schema["pattern"]
