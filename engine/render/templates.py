@@ -107,12 +107,27 @@ def _segments(widths: list, single: int, multi: int) -> int:
     return count
 
 
+_GSM = _GSM_BASIC | _GSM_EXTENSION
+
+
+def _even_segments(total: int, single: int, multi: int) -> int:
+    """_segments for characters of width one each (nothing to keep together across a split)."""
+    return 0 if total == 0 else 1 if total <= single else -(-total // multi)
+
+
 def sms_length(text: str) -> tuple[int, int]:
-    """(characters, segments): GSM 03.38 septets (160 / 153 per part) or UTF-16 units (70 / 67 per part)."""
+    """(characters, segments): GSM 03.38 septets (160 / 153 per part) or UTF-16 units (70 / 67 per part).
+
+    Set and max() scans in C for the usual texts (no escape pair, no character beyond the BMP: every
+    character one unit wide); a width per character only when some are two wide."""
     text = text or ""
-    if all(c in _GSM_BASIC or c in _GSM_EXTENSION for c in text):
+    if _GSM.issuperset(text):
+        if _GSM_EXTENSION.isdisjoint(text):
+            return len(text), _even_segments(len(text), 160, 153)
         widths = [2 if c in _GSM_EXTENSION else 1 for c in text]
         return sum(widths), _segments(widths, 160, 153)
+    if max(text) <= "\uffff":
+        return len(text), _even_segments(len(text), 70, 67)
     widths = [2 if ord(c) > 0xFFFF else 1 for c in text]
     return sum(widths), _segments(widths, 70, 67)
 

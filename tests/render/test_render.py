@@ -590,6 +590,25 @@ def test_sms_length_does_not_split_escape_pairs() -> None:
     assert sms_length("a" * 152 + "€" + "a" * 152) == (306, 3)
 
 
+def _plain_sms_length(text: str) -> tuple[int, int]:
+    """sms_length as first written: a width per character, always (the reference for its set scans)."""
+    from engine.render.templates import _GSM_BASIC, _GSM_EXTENSION, _segments
+
+    if all(c in _GSM_BASIC or c in _GSM_EXTENSION for c in text):
+        widths = [2 if c in _GSM_EXTENSION else 1 for c in text]
+        return sum(widths), _segments(widths, 160, 153)
+    widths = [2 if ord(c) > 0xFFFF else 1 for c in text]
+    return sum(widths), _segments(widths, 70, 67)
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(st.tuples(st.sampled_from(["a", "é", "€", "[", "中", "😀", " ", "\n"]), st.integers(0, 170)),
+                      max_size=4))
+def test_sms_length_equals_the_plain_count(parts: list) -> None:
+    text = "".join(c * n for c, n in parts)
+    assert sms_length(text) == _plain_sms_length(text)
+
+
 # -- robustness ------------------------------------------------------------------------------------
 
 FRAGMENTS = st.sampled_from([
