@@ -48,12 +48,10 @@ PATHS = [("id",), ("occurred_at",), ("decision",), ("stage",), ("role",), ("reas
          ("attributes", "anything")]
 
 
-@settings(max_examples=600, deadline=None)
-@given(changes=st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(st.sampled_from(ODD), st.just("<delete>"),
-                                                                        st.text(max_size=6))), max_size=4),
-       top=st.one_of(st.none(), st.sampled_from([[], "x", 1, None])))
-def test_verdicts_agree_with_jsonschema(changes, top):
-    record = copy.deepcopy(sample_outcome())
+def changed(record: dict, changes: list) -> dict:
+    """A copy of `record` with each (path, value) of `changes` set ("<delete>": the key removed), creating
+    the mappings on the way."""
+    record = copy.deepcopy(record)
     for path, value in changes:
         parent = record
         for part in path[:-1]:
@@ -64,6 +62,15 @@ def test_verdicts_agree_with_jsonschema(changes, top):
             parent.pop(path[-1], None)
         else:
             parent[path[-1]] = copy.deepcopy(value)
+    return record
+
+
+@settings(max_examples=600, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(st.sampled_from(ODD), st.just("<delete>"),
+                                                                        st.text(max_size=6))), max_size=4),
+       top=st.one_of(st.none(), st.sampled_from([[], "x", 1, None])))
+def test_verdicts_agree_with_jsonschema(changes, top):
+    record = changed(sample_outcome(), changes)
     if top is not None:
         record = top
     assert CHECK(record) == JS.is_valid(record), record
@@ -167,17 +174,7 @@ def test_the_printable_check_leaves_out_only_the_unprintable_character_patterns(
                                   st.one_of(st.sampled_from([v for v in ODD if not isinstance(v, str) or v.isprintable()]),
                                             st.just("<delete>"), printable_texts)), max_size=4))
 def test_on_printable_records_the_printable_check_gives_jsonschema_s_verdict(changes):
-    record = copy.deepcopy(sample_outcome())
-    for path, value in changes:
-        parent = record
-        for part in path[:-1]:
-            if not isinstance(parent.get(part), dict):
-                parent[part] = {}
-            parent = parent[part]
-        if value == "<delete>":
-            parent.pop(path[-1], None)
-        else:
-            parent[path[-1]] = copy.deepcopy(value)
+    record = changed(sample_outcome(), changes)
     text = json.dumps(record, ensure_ascii=False)
     assume_printable = "\\" not in text and text.isprintable()
     if assume_printable:
@@ -198,14 +195,7 @@ def test_the_gate_s_verdict_does_not_depend_on_how_the_text_was_written(changes,
     from engine.intake.decode import parse_text
     from engine.intake.gate import _has_lone_surrogate, check_record, judge
 
-    record = copy.deepcopy(sample_outcome())
-    for path, value in changes:
-        parent = record
-        for part in path[:-1]:
-            if not isinstance(parent.get(part), dict):
-                parent[part] = {}
-            parent = parent[part]
-        parent[path[-1]] = value
+    record = changed(sample_outcome(), changes)
     text = json.dumps(record, ensure_ascii=escape)
     raw = text.encode("utf-8", "surrogatepass") if as_bytes else text
     got = judge(parse_text(raw))
