@@ -44,6 +44,8 @@ class ItemStatus:
     notification: str | None = None
     send_at: str | None = None
     rule: str | None = None
+    locale: str | None = None  # the locale of the template file planned (None: the bare file)
+    file: str | None = None  # the template file planned (the send renders with the files of its moment)
     dead_letter: int | None = None
     rev: int | None = None  # amended: the new revision's number
     cancelled: int | None = None  # amended: queued notifications of the earlier revision cancelled
@@ -52,8 +54,8 @@ class ItemStatus:
 
     def as_dict(self) -> dict:
         out = {"id": self.id, "status": self.status}
-        for k in ("field", "error", "warning", "notification", "send_at", "rule", "dead_letter", "rev", "cancelled",
-                  "previously_sent", "outside_vocabulary"):
+        for k in ("field", "error", "warning", "notification", "send_at", "rule", "locale", "file", "dead_letter", "rev",
+                  "cancelled", "previously_sent", "outside_vocabulary"):
             v = getattr(self, k)
             if v is not None:
                 out[k] = v
@@ -180,10 +182,10 @@ def _admit(item: Item, record: dict, pipeline: Pipeline, source: str, previous: 
         return ItemStatus(record["id"], acc.status, error=f"could not be planned: {type(e).__name__}: {e}"), acc
     acc = replace(_safe_times(Accepted.from_plan(raw, plan, source=source)), outside_vocabulary=marks)
     if acc.notification is None or plan.send_at is None:  # held, unmatched, or nothing can be sent (plan says)
-        return ItemStatus(acc.id, plan.status, rule=plan.rule,
+        return ItemStatus(acc.id, plan.status, rule=plan.rule, locale=plan.locale, file=plan.file,
                           error=plan.error if plan.status == UNMATCHED else None), acc
-    return ItemStatus(acc.id, MATCHED, rule=plan.rule, warning=plan.error, notification=f"{acc.id}#1",
-                      send_at=plan.send_at.isoformat()), acc
+    return ItemStatus(acc.id, MATCHED, rule=plan.rule, locale=plan.locale, file=plan.file, warning=plan.error,
+                      notification=f"{acc.id}#1", send_at=plan.send_at.isoformat()), acc
 
 
 def _safe_times(acc: Accepted) -> Accepted:
