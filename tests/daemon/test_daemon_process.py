@@ -136,6 +136,32 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
     assert stored == len(files) >= len(acked)  # committed but killed before the 202: sent as well
 
 
+@pytest.mark.slow
+def test_kill_9_among_group_committed_single_posts_loses_no_acknowledged_outcome(tmp_path):
+    """Four clients posting one outcome a request share commits (engine/intake/group.py): a 202 still means
+    stored, so after SIGKILL every acknowledged outcome is in the store."""
+    root = make_deployment(tmp_path, rules=RULES.replace("  timing: {delay: 0s}", "  timing: {delay: 1h}"))
+    acked: list[str] = []
+    serve = ServeProcess(root)
+    try:
+        base = serve.wait_ready()
+        stop = threading.Event()
+        threads = [threading.Thread(target=_stream, args=(base, 1 + k * 100_000, acked, stop)) for k in range(4)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(acked) >= 200, timeout=60, step=0.005)
+        serve.proc.kill()
+        serve.proc.wait(10)
+        stop.set()
+        for t in threads:
+            t.join(10)
+    finally:
+        serve.stop()
+    with SQLiteStore(root / "herald.db") as s:
+        missing = [oid for oid in acked if s.get_outcome(oid) is None]
+    assert len(acked) >= 200 and not missing, missing[:10]
+
+
 def _all_sent(s: SQLiteStore) -> bool:
     counts = s.notification_counts_by_state()
     return counts["scheduled"] == 0 and counts["sending"] == 0
