@@ -33,12 +33,12 @@ def demo_start(ruleset: RuleSet | None, now: datetime) -> tuple[datetime, str]:
 
     The window most rules use (in their time zone) decides: now when it stays open for OPEN_FOR,
     else its next opening. Without windows (or one that never opens), now."""
-    uses = Counter((r.timing.window, r.timezone) for r in (ruleset.rules if ruleset else ())
-                   if r.timing.window in ruleset.windows)  # type: ignore[union-attr]
+    rules, windows = (ruleset.rules, ruleset.windows) if ruleset else ((), {})
+    uses = Counter((r.timing.window, r.timezone) for r in rules if r.timing.window in windows)
     if not uses:
         return now, "no rule uses a send window: the clock starts now"
     (name, zone), count = uses.most_common(1)[0]
-    window, tz = ruleset.windows[name], load_timezone(zone)  # type: ignore[union-attr]
+    window, tz = windows[name], load_timezone(zone)
     if tz is None:
         return now, f"the time zone {zone} is unknown here: the clock starts now"
     if in_window(now, window, tz) and in_window(now + OPEN_FOR, window, tz):

@@ -272,8 +272,8 @@ def register(main: click.Group) -> None:
         corrected body through the same gate as intake."""
         if (resubmit_id is None) != (fixed is None):
             raise click.UsageError("--resubmit ID and --file FIXED.json go together")
-        if resubmit_id is not None:
-            body = Path(fixed).read_bytes()  # type: ignore[arg-type]
+        if resubmit_id is not None and fixed is not None:  # both or neither (checked above)
+            body = Path(fixed).read_bytes()
             doc = _run("dead-letters", lambda c: c.post(f"/v1/dead-letters/{resubmit_id}/resubmit",
                                                         {"reason": reason}, body), opts)
             _emit(opts["fmt"], doc, lambda d: f"dead letter {resubmit_id}: taken as {d.get('id')}: {d['status']}"

@@ -41,6 +41,8 @@ class DaemonError(Exception):
 class _Stderr(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time (click's test runner swaps it)."""
 
+    _herald = True  # setup_logging installs one, however often it is called
+
     @property
     def stream(self) -> TextIO:
         return sys.stderr
@@ -63,7 +65,6 @@ def setup_logging(level: str = "INFO") -> None:
     if not any(getattr(h, "_herald", False) for h in root.handlers):
         h = _Stderr()
         h.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-        h._herald = True  # type: ignore[attr-defined]
         root.addHandler(h)
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -50,7 +50,10 @@ class Candidate:
         except ValueError:
             who = {}
         who = who if isinstance(who, dict) else {}
-        text = lambda k: None if who.get(k) is None else str(who.get(k))  # noqa: E731
+
+        def text(k: str) -> str | None:
+            return None if who.get(k) is None else str(who.get(k))
+
         return cls(row.id, text("name"), text("email"), text("phone"), row.decision, row.stage, row.role,
                    row.status, row.state, row.received_at)
 

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from engine.intake.decode import Item
 from engine.intake.gate import AMENDED, HELD, INVALID, judge
@@ -106,9 +106,10 @@ def intake(items: Iterable[Any], pipeline: Pipeline, store: Store, source: str, 
             statuses.append(_remark(_amend(item, record, pipeline, store, source, now, keep, len(statuses), marks),
                                     remark))
     _store_batch(batch, statuses, store, now, keep)
+    filled = cast("list[ItemStatus]", statuses)  # _store_batch filled every None left for the batch
     for pos, d in keep.items():  # items that stored nothing: their deliveries alone
-        store.record_delivery(replace(d, status=statuses[pos].status), at=now)  # type: ignore[union-attr]
-    return statuses  # type: ignore[return-value]  # _store_batch filled every None left for the batch
+        store.record_delivery(replace(d, status=filled[pos].status), at=now)
+    return filled
 
 
 def _remark(status: ItemStatus, remark: str | None) -> ItemStatus:

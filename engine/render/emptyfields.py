@@ -97,14 +97,15 @@ def field_line(source: str, block: str, leaf: str) -> int:
     """The line (1-based) where `block` prints `leaf` (else where the block starts, else 1)."""
     lines = source.splitlines()
     start = re.compile(r"{%-?\s*block\s+" + re.escape(block) + r"\b")
-    first = next((n for n, t in enumerate(lines) if start.search(t)), None)
-    if first is None:
+    found = next(((n, m) for n, t in enumerate(lines) if (m := start.search(t))), None)
+    if found is None:
         return 1
+    first, opening = found
     end = re.compile(r"{%-?\s*endblock")
     parts = leaf.split(".")
     name = re.compile(r"\b" + r"\s*\.\s*".join(map(re.escape, parts)) + r"\b")
     for n in range(first, len(lines)):
-        text = lines[n] if n > first else lines[n][start.search(lines[n]).end():]  # type: ignore[union-attr]
+        text = lines[n] if n > first else lines[n][opening.end():]
         if name.search(text):
             return n + 1
         if end.search(text):

@@ -14,7 +14,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError, TemplateRuntimeError, UndefinedError
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.runtime import ChainableUndefined, Undefined
-from jinja2.utils import missing
+from jinja2.utils import missing, pass_context, pass_environment, pass_eval_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.render.budget import active, charge, charge_printed, charge_printed_total, charge_size, charge_to
@@ -189,7 +189,7 @@ def _check_filter_args(name: str, value: Any, args: tuple, kwargs: dict) -> None
             charge_size(len(value) + (value.count("\n") + 1) * len(width))
 
 
-def _budgeted_join(fn: Callable) -> Callable:
+def _budgeted_join(fn: Callable, pass_arg: Any) -> Callable:
     """`join` (called with the eval context first), budgeted as _budgeted_filter does it, in one pass: the
     filter every message template uses, so the render's slot is looked up once and the sizes summed in a loop.
     The separator is a parameter of its own (`join(", ")`, `join(d=", ")`): no tuple of extra arguments to
@@ -210,28 +210,38 @@ def _budgeted_join(fn: Callable) -> Callable:
             charge_to(slot, len(result))
         return result
 
-    budgeted.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
     budgeted.__name__ = "join"
-    return budgeted
+    return _passing(pass_arg, budgeted)
+
+
+_PASS = {"context": pass_context, "eval_context": pass_eval_context, "environment": pass_environment}
+
+
+def _passing(pass_arg: Any, fn: Callable) -> Callable:
+    """`fn` marked, with Jinja's own decorator, to take first what `pass_arg` (a filter's jinja_pass_arg) names."""
+    return _PASS[pass_arg.name](fn)
 
 
 def _budgeted_filter(name: str, fn: Callable) -> Callable:
     """A filter whose growing arguments are checked first and whose result is charged to the render."""
     pass_arg = getattr(fn, "jinja_pass_arg", None)
     if name == "join" and pass_arg is not None:
-        return _budgeted_join(fn)
+        return _budgeted_join(fn, pass_arg)
 
     if pass_arg is None:
         def budgeted(value: Any, *args: Any, **kwargs: Any) -> Any:
             _check_filter_args(name, value, args, kwargs)
             return charge(fn(value, *args, **kwargs))
-    else:
-        def budgeted(first: Any, value: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            _check_filter_args(name, value, args, kwargs)
-            return charge(fn(first, value, *args, **kwargs))
-        budgeted.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
-    budgeted.__name__ = name
-    return budgeted
+
+        budgeted.__name__ = name
+        return budgeted
+
+    def budgeted_passed(first: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_filter_args(name, value, args, kwargs)
+        return charge(fn(first, value, *args, **kwargs))
+
+    budgeted_passed.__name__ = name
+    return _passing(pass_arg, budgeted_passed)
 
 
 class _BudgetCodeGenerator(CodeGenerator):

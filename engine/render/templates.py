@@ -542,9 +542,9 @@ class TemplateStore:
         """Run a plan (the part of a render under the budget)."""
         file = entry.file
         main = plan.main
-        if plan.block is not None:  # one block, nothing at the top level: render it straight away
+        if plan.block is not None and plan.contexts is not None:  # one block, nothing at the top level
             try:
-                parts = list(plan.block(plan.contexts.new(context, channel, extras)))  # type: ignore[union-attr]
+                parts = list(plan.block(plan.contexts.new(context, channel, extras)))
                 check_output(parts)
                 text = "".join(parts)
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down
@@ -702,8 +702,9 @@ class TemplateStore:
         default: the provider's SMS would read with a blank where the variable is."""
         from engine.render.sms import param_source
 
-        params = (entry.file.meta.extra or {}).get("sms_params") if entry.file.meta else None
-        if not isinstance(params, dict):
+        meta = entry.file.meta
+        params = (meta.extra or {}).get("sms_params") if meta else None
+        if meta is None or not isinstance(params, dict):
             return []
         out = []
         for var, spec in params.items():
@@ -712,7 +713,7 @@ class TemplateStore:
                 continue
             parts = path.split(".")
             if any(".".join(parts[:n]) in optional for n in range(1, len(parts) + 1)):
-                out.append(Loc(entry.file.path, entry.file.meta.header_line, 1).warning(  # type: ignore[union-attr]
+                out.append(Loc(entry.file.path, meta.header_line, 1).warning(
                     "template-empty-field",
                     f"sms_params {var} takes {path}, which an outcome may lack: the SMS would read with a blank; "
                     f"write {var}: {{from: {path}, default: ...}}"))

@@ -146,7 +146,7 @@ def _syntax_error(source: str, exc: UnexpectedInput) -> WhenError:
     accepts = _acceptable(exc)
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         return WhenError(len(source), SYNTAX, f"unexpected end of expression — expected {_expected(accepts)}")
-    tok: Token = exc.token  # type: ignore[attr-defined]
+    tok: Token = exc.token  # type: ignore[attr-defined]  # an UnexpectedToken: lark's only other kind
     pos = tok.start_pos or 0
     if tok.type == "RPAR" and "$END" in accepts:
         return WhenError(pos, SYNTAX, 'unexpected ")" — there is no "(" to close')

@@ -67,7 +67,7 @@ if LIBYAML:
             CParser.__init__(self, stream)
             _Resolver.__init__(self)
 else:  # pragma: no cover
-    class _Loader(Reader, Scanner, Parser, Composer, _Resolver):  # type: ignore[no-redef]
+    class _Loader(Reader, Scanner, Parser, Composer, _Resolver):  # type: ignore[no-redef]  # the pure-Python loader, same name
         def __init__(self, stream: Any) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
