@@ -1,10 +1,12 @@
 """Repository habits the README's Development section promises, checked on the source:
 
 - every `# type: ignore[code]` and `# noqa: CODE` in engine/ and cli.py names its codes and says why
-  (`# type: ignore[attr-defined]  # reason`, `# noqa: BLE001 - reason`).
+  (`# type: ignore[attr-defined]  # reason`, `# noqa: BLE001 - reason`);
+- no test puts folders on `sys.path` by hand: pytest's `pythonpath` setting in pyproject.toml does it.
 """
 from __future__ import annotations
 
+import ast
 import io
 import re
 import tokenize
@@ -59,3 +61,45 @@ def test_the_checker_tells_explained_from_unexplained():
             "s = '# type: ignore and noqa in a string do not count'\n")
     assert [line for line, _ in unexplained(bad)] == [1, 2, 3, 4]
     assert unexplained(good) == []
+
+
+def _is_sys_path(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "path"
+            and isinstance(node.value, ast.Name) and node.value.id == "sys")
+
+
+def _sys_path_edits(source: str, filename: str) -> list[int]:
+    """Lines that call sys.path.insert/append/extend, or assign to sys.path."""
+    out = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            edits = node.func.attr in {"insert", "append", "extend"} and _is_sys_path(node.func.value)
+        elif isinstance(node, ast.Assign):
+            edits = any(_is_sys_path(t) for t in node.targets)
+        elif isinstance(node, ast.AugAssign):
+            edits = _is_sys_path(node.target)
+        else:
+            edits = False
+        if edits:
+            out.append(node.lineno)
+    return sorted(out)
+
+
+def test_tests_use_pytest_pythonpath_not_sys_path():
+    found = [f"{path.relative_to(ROOT)}:{line}"
+             for path in sorted((ROOT / "tests").rglob("*.py"))
+             for line in _sys_path_edits(path.read_text("utf-8"), str(path))]
+    assert not found, ("sys.path edited by hand (add the folder to `pythonpath` in pyproject.toml's "
+                       "[tool.pytest.ini_options] instead):\n" + "\n".join(found))
+
+
+def test_the_sys_path_checker_sees_each_form():
+    source = ("import sys\n"
+              "sys.path.insert(0, 'a')\n"
+              "sys.path.append('b')\n"
+              "sys.path += ['c']\n"
+              "sys.path = ['d']\n"
+              "paths = []\n"
+              "paths.insert(0, 'fine')\n"
+              "text = 'sys.path.insert(0, x) in a string is fine'\n")
+    assert _sys_path_edits(source, "<test>") == [2, 3, 4, 5]
