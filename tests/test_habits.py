@@ -2,15 +2,22 @@
 
 - every `# type: ignore[code]` and `# noqa: CODE` in engine/ and cli.py names its codes and says why
   (`# type: ignore[attr-defined]  # reason`, `# noqa: BLE001 - reason`);
-- no test puts folders on `sys.path` by hand: pytest's `pythonpath` setting in pyproject.toml does it.
+- no test puts folders on `sys.path` by hand: pytest's `pythonpath` setting in pyproject.toml does it;
+- each package's `__init__` says in its docstring what it owns and exports its public names (`__all__`), each
+  of which resolves.
 """
 from __future__ import annotations
 
 import ast
+import importlib
 import io
 import re
+import subprocess
+import sys
 import tokenize
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,3 +110,35 @@ def test_the_sys_path_checker_sees_each_form():
               "paths.insert(0, 'fine')\n"
               "text = 'sys.path.insert(0, x) in a string is fine'\n")
     assert _sys_path_edits(source, "<test>") == [2, 3, 4, 5]
+
+
+def _packages() -> list[str]:
+    return sorted(".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "engine").rglob("__init__.py")
+                  if p.parent != ROOT / "engine")
+
+
+@pytest.mark.parametrize("package", _packages())
+def test_each_package_says_what_it_owns_and_exports_its_names(package):
+    module = importlib.import_module(package)
+    assert (module.__doc__ or "").strip(), f"{package}/__init__.py has no docstring saying what it owns"
+    names = getattr(module, "__all__", None)
+    assert names, f"{package}/__init__.py has no __all__"
+    assert len(set(names)) == len(names), f"{package}.__all__ names a name twice"
+    assert not [n for n in names if n.startswith("_")], f"{package}.__all__ exports a private name"
+    missing = [n for n in names if not hasattr(module, n)]
+    assert not missing, f"{package}.__all__ names what it does not have: {missing}"
+
+
+@pytest.mark.slow
+def test_a_package_exports_without_importing_its_submodules():
+    """engine/exports.py: importing one submodule (or the package) imports none of its siblings; a name imports
+    its own submodule on first use."""
+    code = ("import sys, engine.rules.when, engine.schedule\n"
+            "print(sorted(m for m in sys.modules if m in ('engine.rules.when', 'engine.rules.loader', "
+            "'engine.rules.cases', 'engine.schedule.timing')))\n"
+            "from engine.schedule import parse_duration\n"
+            "print('engine.schedule.timing' in sys.modules, 'engine.schedule.clock' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         timeout=60).stdout.splitlines()
+    assert out[0] == "['engine.rules.when']"
+    assert out[1] == "True False"

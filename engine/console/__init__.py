@@ -5,10 +5,22 @@ build step) in English and Simplified Chinese, behind accounts from herald.yaml 
 roles viewer / approver / admin), signed session cookies and a CSRF token on every form. The pages read and act
 through `engine.desk` (the same queries and actions as the /v1 API and the CLI); this package owns only the web
 layer: sessions, sign-in, rendering and forms.
+
+`install` mounts it; the names other packages use are exported here (`__all__`) and imported from their
+submodule on first use (engine/exports.py), so `herald serve` without a console imports none of it.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from engine.exports import exported, resolve
+
+_EXPORTS = {"accounts": ("PasswordProblem", "user_entry")}
+__all__ = ["install", *exported(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    return resolve(__name__, _EXPORTS, name)
 
 
 def install(app: Any, runtime: Any) -> None:

@@ -320,6 +320,5 @@ __all__ = [
     "Row",
     "assemble",
     "build_report",
-    "render",
     "report_metrics",
 ]
