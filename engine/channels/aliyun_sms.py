@@ -75,6 +75,7 @@ import logging
 import re
 import time
 import uuid
+from functools import partial
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
@@ -359,9 +360,6 @@ class AliyunSmsTransport:
     def close(self) -> None:
         self._client.close()
 
-    def _redact(self, text: str) -> str:
-        return redact(text, [self._secret])
-
     def beijing_date(self, offset_days: int = 0, when: float | None = None) -> str:
         at = self._clock() if when is None else when
         return (dt.datetime.fromtimestamp(at, BEIJING) + dt.timedelta(days=offset_days)).strftime("%Y%m%d")
@@ -383,7 +381,7 @@ class AliyunSmsTransport:
                                      content=canonical_query(form),
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
         except httpx.HTTPError as e:
-            return None, unanswered(where, e, self.timeout, self._redact)
+            return None, unanswered(where, e, self.timeout, partial(redact, secrets=[self._secret]))
         try:
             body = resp.json()
         except ValueError:
@@ -403,7 +401,7 @@ class AliyunSmsTransport:
         if resp.status_code >= 500 and status == PERMANENT and code not in CODES:
             status, retry = RECOVERABLE, 5.0
         text = f"{where}: {note} ({code}: {message})" if message else f"{where}: {note} ({code})"
-        return body, SendResult(status, error=self._redact(text), code=code, retry_after=retry)
+        return body, SendResult(status, error=redact(text, [self._secret]), code=code, retry_after=retry)
 
     # -- Transport -------------------------------------------------------------------------------
     def send(self, envelope: Envelope) -> SendResult:

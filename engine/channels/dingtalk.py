@@ -46,7 +46,7 @@ asked: ``read`` (implies delivered), ``delivered`` (unread), or ``undelivered`` 
 nothing while DingTalk has not placed the user in any list yet. The tracker should de-duplicate.
 
 Secrets: the app_secret travels in the gettoken query string and the access token in every API query
-string (DingTalk's design). Error texts name paths, never URLs, and are passed through ``_redact``; the shared
+string (DingTalk's design). Error texts name paths, never URLs, and are passed through ``_clean``; the shared
 HTTP client factory (``engine/channels/signing.py``) puts a filter on the ``httpx`` logger that masks query values
 (``appsecret=***``, ``access_token=***``) in httpx's own request log lines.
 """
@@ -184,7 +184,9 @@ class DingTalkWorkNoticeTransport:
         self._client.close()
 
     # -- secrets ---------------------------------------------------------------------------------
-    def _redact(self, text: str) -> str:
+    def _clean(self, text: str) -> str:
+        """`text` without query values (appsecret, access_token) nor the secret and the tokens fetched so far:
+        not only the shared `redact`, since the secrets it must hide change while the transport runs."""
         return redact(redact_query(text), [self._app_secret, self._token, *self._old_tokens])
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class DingTalkWorkNoticeTransport:
         try:
             resp = self._client.request(method, self.base_url + path, params=params, json=payload)
         except httpx.HTTPError as e:
-            return unanswered(where, e, self.timeout, self._redact)
+            return unanswered(where, e, self.timeout, self._clean)
         status = resp.status_code
         if status == 429:
             return SendResult(RECOVERABLE, error=f"{where}: HTTP 429 too many requests", code="http-429",
@@ -224,7 +226,7 @@ class DingTalkWorkNoticeTransport:
         detail = f"errcode {code}" + (f", sub_code {sub}" if sub not in (None, "") else "")
         text = f"DingTalk {path}: {note} ({detail}: {errmsg})" if errmsg else f"DingTalk {path}: {note} ({detail})"
         status = RECOVERABLE if kind in (RECOVERABLE, TOKEN) else PERMANENT
-        return SendResult(status, error=self._redact(text), code=str(code), retry_after=retry)
+        return SendResult(status, error=self._clean(text), code=str(code), retry_after=retry)
 
     # -- token -----------------------------------------------------------------------------------
     def _access_token(self, stale: str | None = None, force: bool = False) -> str | SendResult:
