@@ -161,8 +161,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             raise HTTPProblem(422, error, "", dl)
         if len(items) > MAX_ITEMS:
             raise HTTPProblem(422, f"{len(items)} outcomes in one request; at most {MAX_ITEMS}", "")
-        if is_list:
-            statuses = await run_in_threadpool(runtime.intake, items, "http", remote)
+        if is_list:  # group-committed with the lists arriving at the same time
+            statuses = await run_in_threadpool(runtime.intake_requests, items, "http", remote)
         else:  # one outcome: group-committed with the single POSTs arriving at the same time
             statuses = [await run_in_threadpool(runtime.intake_grouped, items[0], "http", None, remote)]
         if not is_list and statuses[0].status == "invalid":

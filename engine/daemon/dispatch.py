@@ -1,5 +1,6 @@
 """The dispatcher: worker threads that sleep until work is due, claim it, send it, and escalate what went unheard;
-a heartbeat thread that keeps the leases of sends in flight alive; the receipts poller (engine/daemon/receipts.py)
+a heartbeat thread that keeps the leases of every claim a worker holds alive (its batch, until each result is
+recorded); the receipts poller (engine/daemon/receipts.py)
 starts and stops with it.
 
 Each dispatcher has a replica id (host:pid:random, new at every start, so a restarted process never passes for
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from engine.store import StoreError, StoreUnavailable
 from engine.daemon.health import ReplicaCollector
 from engine.daemon.receipts import ReceiptPoller
-from engine.daemon.send import DispatchSettings, Sender
+from engine.daemon.send import NOT_STARTED, DispatchSettings, Sender
 
 if TYPE_CHECKING:  # the runtime imports this module
     from engine.daemon.runtime import Runtime
@@ -99,7 +100,8 @@ class Dispatcher:
         return clean
 
     def _heartbeat(self) -> None:
-        """Every third of a lease (real time), extends the lease of each send in flight to a full lease from now;
+        """Every third of a lease (real time), extends the lease of each claim held (every row of each worker's
+        batch, sent or waiting its turn) to a full lease from now;
         a claim that could not be extended was taken back (its send's result is then recorded as lost). Runs until
         the workers have stopped, so a send finishing during a stop keeps its lease."""
         every = max(self.settings.lease / 3.0, 0.05)
@@ -167,11 +169,8 @@ class Dispatcher:
             for n in store.due_escalations(now):
                 done += bool(self.sender.escalate(n))
         rows = store.claim_due(now, self.settings.batch, owner, self.lease)
-        for i, n in enumerate(rows):
-            if self._stop.is_set():
-                # not started: left 'sending'; Daemon.stop() gives them back once every worker has stopped
-                log.info("stopping: %d claimed notification(s) not started", len(rows) - i)
-                break
-            self.sender.process(n)
-            done += 1
-        return done
+        labels = self.sender.process_batch(rows, stopping=self._stop.is_set)
+        left = labels.count(NOT_STARTED)
+        if left:  # left 'sending'; Daemon.stop() gives them back once every worker has stopped
+            log.info("stopping: %d claimed notification(s) not started", left)
+        return done + len(rows) - left

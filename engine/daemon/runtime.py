@@ -185,12 +185,30 @@ class Runtime:
                        remote: str | None = None) -> ItemStatus:
         """One item (a single POST, an ATS event) stored together with those arriving at the same time from
         `source` and `remote`: one transaction per group (engine/intake/group.py), durable when this returns."""
-        key = (source, remote)
+        run = lambda items, ds: self.intake(items, source, remote, ds)  # noqa: E731
+        return self._group((source, remote), run).submit(item, delivery)
+
+    def intake_requests(self, items: Sequence[Any], source: str, remote: str | None = None) -> list[ItemStatus]:
+        """One request's list of items (POST /v1/outcomes), stored in one transaction with those of the lists
+        arriving at the same time from the same `source` and `remote` (group commit: one fsync for all of them,
+        each request answered once its items are durable); the statuses of this request's items, in order."""
+
+        def run(requests: list, _deliveries: list) -> list[list[ItemStatus]]:
+            statuses = self.intake([i for r in requests for i in r], source, remote)
+            out, at = [], 0
+            for r in requests:
+                out.append(statuses[at:at + len(r)])
+                at += len(r)
+            return out
+
+        return self._group((source, remote, "lists"), run).submit(list(items))
+
+    def _group(self, key: tuple, run: Callable[[list, list], Sequence[Any]]) -> GroupCommit:
         with self._groups_lock:
             group = self._groups.get(key)
             if group is None:
-                group = self._groups[key] = GroupCommit(lambda items, ds: self.intake(items, source, remote, ds))
-        return group.submit(item, delivery)
+                group = self._groups[key] = GroupCommit(run)
+            return group
 
     def alert(self, kind: str, text: str) -> None:
         """Queues an HR alert (engine.daemon.alerts); never raises into the caller."""

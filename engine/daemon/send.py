@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from engine.channels.webhook import origin_of as webhook_origin
 from engine.channels.capabilities import DELIVERY_RECEIPTS, READ_RECEIPTS
@@ -21,7 +22,7 @@ from engine.render.locales import candidate_locale, preferences
 from engine.render.sandbox import build_context, plain
 from engine.render.templates import TemplateFile
 from engine.render.sms import SMS_TRANSPORTS, sms_mapping, template_params
-from engine.store import AttemptRow, LeaseLost, NotificationRow, NotSendable
+from engine.store import AttemptRow, LeaseLost, NotificationRow, NotSendable, OutcomeRow, StoreUnavailable
 from engine.schedule.timing import load_timezone
 from engine.desk.control import window_overridden
 from engine.desk.planning import find_rule, window_opening
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # the runtime imports this module
 log = logging.getLogger("herald.dispatch")
 
 HOLD_RECHECK = 3600.0  # clock seconds: a notification held for its template is looked at again after this
+RESULTS_WAIT = 0.25  # real seconds of sending whose results are recorded in one transaction (the crash window)
+NOT_STARTED = "not_started"  # process_batch's result for a row left claimed by a stop
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,22 @@ class Rendered:
 
     message: Message
     file: TemplateFile | None = None
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A claimed notification checked and rendered: what its attempt and transport call need."""
+
+    n: NotificationRow
+    outcome: Mapping
+    transport: Any
+    message: Message
+    file: TemplateFile | None
+    to: str
+    params: Mapping[str, Any]
+    meta_links: dict
+    now: float
+    due: float
 
 
 @dataclass(frozen=True)
@@ -124,30 +143,128 @@ class Sender:
             return [(nid, owner, claim) for nid, (owner, claim) in self._in_flight.items()]
 
     @contextmanager
-    def _sending(self, n: NotificationRow) -> Iterator[None]:
+    def _holding(self, rows: Sequence[NotificationRow]) -> Iterator[None]:
+        """Every claim of a worker's batch is kept alive by the heartbeat, from the claim until its result is
+        recorded (a claim waiting behind slow sends in its batch does not run out)."""
         with self._lock:
-            self._in_flight[n.id] = (n.lease_owner or "", n.claims)
+            for n in rows:
+                self._in_flight[n.id] = (n.lease_owner or "", n.claims)
         try:
             yield
         finally:
-            with self._lock:
-                self._in_flight.pop(n.id, None)
+            self._let_go([n.id for n in rows])
 
-    # -- one notification
+    def _let_go(self, ids: Sequence[str]) -> None:
+        """These claims are no longer held (their results recorded): the heartbeat stops extending them."""
+        with self._lock:
+            for nid in ids:
+                self._in_flight.pop(nid, None)
+
+    # -- a batch of claimed notifications
 
     def process(self, n: NotificationRow) -> str:
         """Sends `n` (claimed, 'sending') on its current channel and records what happened; returns the result."""
+        return self.process_batch([n])[0]
+
+    def process_batch(self, rows: Sequence[NotificationRow], stopping: Callable[[], bool] = lambda: False) -> list[str]:
+        """Sends a worker's claimed batch and records what happened; returns each row's result (NOT_STARTED: left
+        claimed because `stopping()` turned true; the stop gives those claims back).
+
+        Commits per batch, not per send: the attempts of every row ready to go are recorded in ONE transaction
+        before the first transport call (each re-checking its outcome under a share lock, as begin_attempt does),
+        and the results in one transaction per RESULTS_WAIT of sending (the assumed delivery of a transport
+        without receipts in the same one as its 'sent'). A crash before the results' commit leaves pending attempts:
+        their claims expire and are sent again under the same attempt key, as after a crash mid-send."""
+        labels: dict[str, str] = {}
+        with self._holding(rows):
+            outcomes = self.rt.store.get_outcomes([n.outcome_id for n in rows]) if rows else {}
+            ready: list[Ready] = []
+            for n in rows:
+                if stopping():
+                    break
+                got = self._prepare(n, outcomes.get(n.outcome_id))
+                if isinstance(got, str):
+                    labels[n.id] = got
+                    self._let_go([n.id])
+                else:
+                    ready.append(got)
+            pending: list[tuple[str, Callable[[], Callable[[], str]]]] = []
+            since = time.monotonic()
+            for r, attempt in self._begin_all(ready, labels):
+                if stopping():
+                    break  # its attempt stays pending: resumed with the same key after the stop gives the claim back
+                if not pending:
+                    since = time.monotonic()
+                pending.append((r.n.id, self._call(r, attempt)))
+                if time.monotonic() - since >= RESULTS_WAIT:
+                    self._flush(pending, labels)
+                    pending = []
+            self._flush(pending, labels)
+        return [labels.get(n.id, NOT_STARTED) for n in rows]
+
+    def _begin_all(self, ready: list[Ready], labels: dict[str, str]) -> list[tuple[Ready, AttemptRow]]:
+        """The attempts of `ready`, begun in one transaction (each alone when that transaction fails)."""
+        if not ready:
+            return []
+        store, lease = self.rt.store, self.rt.clock.virtual(self.settings.lease)
+
+        def begin() -> list[AttemptRow | str]:
+            return [self._begin_attempt(r.n, r.transport.name, r.now, r.file, lease_seconds=lease, count=False)
+                    for r in ready]
+
+        try:
+            with store.batch():
+                got = begin()
+        except StoreUnavailable:
+            raise
+        except Exception:  # one row's error must not stall the others: each alone
+            log.exception("beginning %d attempts in one transaction failed: each alone", len(ready))
+            got = begin()
+        out = []
+        for r, a in zip(ready, got, strict=True):
+            if isinstance(a, str):
+                labels[r.n.id] = self._count(r.n.channel, a)
+                self._let_go([r.n.id])
+            else:
+                out.append((r, a))
+        return out
+
+    def _flush(self, pending: list[tuple[str, Callable[[], Callable[[], str]]]], labels: dict[str, str]) -> None:
+        """Records sends' results in one transaction, then logs, alerts and counts them (after the commit)."""
+        if not pending:
+            return
+        try:
+            with self.rt.store.batch():
+                after = [(nid, record()) for nid, record in pending]
+        except StoreUnavailable:
+            raise
+        except Exception:  # rolled back: each alone, so one row's error loses no other
+            log.exception("recording %d results in one transaction failed: each alone", len(pending))
+            after = []
+            for nid, record in pending:
+                try:
+                    after.append((nid, record()))
+                except StoreUnavailable:
+                    raise
+                except Exception:  # its claim expires: sent again under the same key
+                    log.exception("recording the result of %s", nid)
+        self._let_go([nid for nid, _ in pending])
+        for nid, done in after:
+            labels[nid] = done()
+
+    def _prepare(self, n: NotificationRow, row: OutcomeRow | None) -> Ready | str:
+        """A claimed notification checked (still sendable, window open, channel, address, consent) and rendered:
+        ready for its attempt, or the result when it is not sent now (recorded here, each in its own transaction)."""
         rt, store = self.rt, self.rt.store
         state = rt.state
         now = rt.now()
         due = n.next_attempt_at if n.next_attempt_at is not None else n.send_at
         rt.metrics.lag.observe(max(0.0, rt.clock.real(now - due)))
         # every transition below passes owner and claim: it applies only under this claim
-        if not store.still_sendable(n.id):
+        if row is None or row.state != "active" or row.rev != n.outcome_rev or not row.approved:
             store.cancel(n.id, at=now, reason="outcome withdrawn or changed before sending", owner=n.lease_owner, claim=n.claims)
             return self._count(n.channel, "cancelled")
-        row = store.get_outcome(n.outcome_id)
-        outcome = row.data() if row is not None else {}
+        outcome = row.data()
         opens = self.placed(n, outcome, now)
         if opens > now and self._window_overridden(n):  # an operator's "send now" overrode the closed window
             log.info("send    %s %s: window closed until %s, overridden by send now", n.outcome_id, n.id, _iso(opens))
@@ -183,17 +300,14 @@ class Sender:
             unsubscribe = links_for(n.id, n.channel, rt.public_url, rt.tracking_key)["unsubscribe"]
             if unsubscribe.startswith("https://"):  # List-Unsubscribe one-click needs https
                 meta_links["unsubscribe_url"] = unsubscribe
-        attempt = self._begin_attempt(n, transport.name, now, file, lease_seconds=rt.clock.virtual(self.settings.lease))
-        if isinstance(attempt, str):
-            return attempt
-        with self._sending(n):  # the heartbeat keeps the lease alive until the result is recorded
-            return self._send(n, outcome, transport, attempt, message, file, to, params, meta_links, now, due)
+        return Ready(n, outcome, transport, message, file, to, params, meta_links, now, due)
 
-    def _send(self, n: NotificationRow, outcome: Mapping, transport: Any, attempt: Any, message: Message,
-              file: TemplateFile | None, to: str, params: Mapping[str, Any], meta_links: dict, now: float,
-              due: float) -> str:
-        """The transport call for an attempt begun under n's claim, and its result recorded under that claim."""
-        rt, store, state = self.rt, self.rt.store, self.rt.state
+    def _call(self, r: Ready, attempt: AttemptRow) -> Callable[[], Callable[[], str]]:
+        """The transport call for an attempt begun under r.n's claim; returns how to record its result (under
+        that claim, in the flush's transaction), which returns what to do once that is committed."""
+        rt, state = self.rt, self.rt.state
+        n, transport, message, file = r.n, r.transport, r.message, r.file
+        to, params, meta_links, now, due = r.to, r.params, r.meta_links, r.now, r.due
         source_file = {"template_file": file.path, "template_sha256": file.sha256} if file is not None else {}
         tries = n.attempt_count + (1 if attempt.started_at == now else 0)
         called = rt.now()
@@ -210,31 +324,45 @@ class Sender:
             log.exception("transport %s raised on %s", transport.name, n.id)
             result = SendResult(RECOVERABLE, error=f"transport raised {type(e).__name__}")
         done = rt.now()
+        return lambda: self._record(r, attempt, env, result, done, tries)
+
+    def _record(self, r: Ready, attempt: AttemptRow, env: Envelope, result: SendResult, done: float,
+                tries: int) -> Callable[[], str]:
+        """Records a send's result under its claim; returns what to do once that is committed (log, alert, count)."""
+        rt, store = self.rt, self.rt.store
+        n, outcome, transport = r.n, r.outcome, r.transport
         if result.status == ACCEPTED:
-            if not store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
-                                   await_read=transport.name in READ_RECEIPTS, owner=n.lease_owner, claim=n.claims):
-                self._lost_after_send(n, attempt)
+            sent = store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
+                                   await_read=transport.name in READ_RECEIPTS, owner=n.lease_owner, claim=n.claims)
             if result.provider_id and not reports_delivery(transport):
                 # no receipt will ever come: count acceptance as delivery, so escalate_after does not fire
                 store.record_receipt(result.provider_id, "delivered", at=done, channel=n.channel,
                                      detail={"assumed": True, "why": f"{transport.name} reports no receipts"})
-            self._log_sent(n, outcome, transport, env, result, done)
-            if n.sent_at is None and n.deadline_at is not None and done > n.deadline_at:  # first send only
-                self.rt.alert("late", f"{n.id} ({n.rule_id or 'routed by hand'}) sent on {n.channel} "
-                                      f"{_late_by(done - n.deadline_at)} after its deadline")
-            return self._count(n.channel, ACCEPTED)
+
+            def accepted() -> str:
+                if not sent:
+                    self._lost_after_send(n, attempt)
+                self._log_sent(n, outcome, transport, env, result, done)
+                if n.sent_at is None and n.deadline_at is not None and done > n.deadline_at:  # first send only
+                    self.rt.alert("late", f"{n.id} ({n.rule_id or 'routed by hand'}) sent on {n.channel} "
+                                          f"{_late_by(done - n.deadline_at)} after its deadline")
+                return self._count(n.channel, ACCEPTED)
+            return accepted
         if result.status == RECOVERABLE and tries < self.settings.max_attempts:
             delay = self.settings.backoff(tries)
             if result.retry_after:
                 delay = max(delay, rt.clock.virtual(result.retry_after))
             at = self.placed(n, outcome, done + delay)
             store.schedule_retry(n.id, at, attempt_id=attempt.id, result=result, at=done, owner=n.lease_owner, claim=n.claims)
-            log.info("retry   %s %s on %s in %.0fs: %s", n.outcome_id, n.id, n.channel, at - done, result.error)
-            return self._count(n.channel, RECOVERABLE)
+
+            def retried() -> str:
+                log.info("retry   %s %s on %s in %.0fs: %s", n.outcome_id, n.id, n.channel, at - done, result.error)
+                return self._count(n.channel, RECOVERABLE)
+            return retried
         reason = result.error or result.status
         if result.status == RECOVERABLE:
             reason = f"gave up after {tries} attempts: {reason}"
-        return self._fallback(n, outcome, reason, done, result.status, attempt.id, result)
+        return self._fallback_record(n, outcome, reason, done, result.status, attempt.id, result)
 
     # -- helpers
 
@@ -271,20 +399,21 @@ class Sender:
                         "(same Idempotency-Key %s)", n.outcome_id, n.id, attempt.attempt_key)
 
     def _begin_attempt(self, n: NotificationRow, transport: str, now: float, file: TemplateFile | None,
-                       lease_seconds: float | None = None) -> AttemptRow | str:
-        """The attempt row, or the label counted when the notification may not be sent after all: still ours (a
-        claim that waited past its lease was taken back: `lease_lost`), its outcome re-checked in the same
-        transaction (withdrawn, amended or unapproved since the claim: `cancelled`), the lease renewed."""
+                       lease_seconds: float | None = None, count: bool = True) -> AttemptRow | str:
+        """The attempt row, or the label (counted with `count`) when the notification may not be sent after all:
+        still ours (a claim that waited past its lease was taken back: `lease_lost`), its outcome re-checked in the
+        same transaction (withdrawn, amended or unapproved since the claim: `cancelled`), the lease renewed."""
         try:
             return self.rt.store.begin_attempt(n.id, n.channel, transport, at=now, owner=n.lease_owner, claim=n.claims,
                                                lease_seconds=lease_seconds,
                                                template_hash=file.sha256 if file is not None else None)
         except NotSendable as e:
             log.info("cancel  %s %s: %s", n.outcome_id, n.id, e)
-            return self._count(n.channel, "cancelled")
+            label = "cancelled"
         except LeaseLost:
             log.warning("skip    %s %s: its claim ran out before the send and was taken back", n.outcome_id, n.id)
-            return self._count(n.channel, "lease_lost")
+            label = "lease_lost"
+        return self._count(n.channel, label) if count else label
 
     def _count(self, channel: str, label: str) -> str:
         self.rt.metrics.sends.labels(channel, label).inc()
@@ -293,21 +422,32 @@ class Sender:
     def _fallback(self, n: NotificationRow, outcome: Mapping, reason: str, now: float, label: str,
                   attempt_id: int | None = None, result: SendResult | None = None) -> str:
         """A channel that will not work: the next channel the candidate can be reached on, else failed."""
+        return self._fallback_record(n, outcome, reason, now, label, attempt_id, result)()
+
+    def _fallback_record(self, n: NotificationRow, outcome: Mapping, reason: str, now: float, label: str,
+                         attempt_id: int | None = None, result: SendResult | None = None) -> Callable[[], str]:
+        """_fallback's store change; returns what to do once it is committed (log, alert, count)."""
         store = self.rt.store
         idx = next_channel(n, outcome)
         if idx is not None:
             store.advance_channel(n.id, idx, self.placed(n, outcome, now), f"{n.channel}: {reason}",
                                   attempt_id=attempt_id, result=result, at=now, owner=n.lease_owner, claim=n.claims)
-            self.rt.metrics.escalations.labels("fallback").inc()
-            self.rt.wake()
-            log.info("fallback %s %s: %s -> %s (%s)", n.outcome_id, n.id, n.channel, n.channels[idx], reason)
-        else:
-            store.mark_failed(n.id, f"{n.channel}: {reason}", at=now, attempt_id=attempt_id, result=result,
-                              owner=n.lease_owner, claim=n.claims)
+
+            def advanced() -> str:
+                self.rt.metrics.escalations.labels("fallback").inc()
+                self.rt.wake()
+                log.info("fallback %s %s: %s -> %s (%s)", n.outcome_id, n.id, n.channel, n.channels[idx], reason)
+                return self._count(n.channel, label)
+            return advanced
+        store.mark_failed(n.id, f"{n.channel}: {reason}", at=now, attempt_id=attempt_id, result=result,
+                          owner=n.lease_owner, claim=n.claims)
+
+        def failed() -> str:
             log.warning("failed  %s %s on %s, no channel left: %s", n.outcome_id, n.id, n.channel, reason)
             self.rt.alert("failed", f"{n.id} failed on every channel ({', '.join(n.channels)}); "
                                     f"last: {n.channel}: {reason}")
-        return self._count(n.channel, label)
+            return self._count(n.channel, label)
+        return failed
 
     def _suppressed(self, n: NotificationRow, outcome: Mapping, to: str, now: float) -> str:
         """The candidate unsubscribed from this channel and address: recorded, then the next channel, else the

@@ -32,6 +32,7 @@ every transition after it passes owner=n.lease_owner, claim=n.claims, so it appl
 from __future__ import annotations
 
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 from collections.abc import Mapping, Sequence
 
@@ -107,6 +108,8 @@ class Store(Protocol):
     def __exit__(self, *exc: Any) -> None: ...
 
     def schema_version(self) -> int: ...
+
+    def batch(self) -> AbstractContextManager[None]: ...
 
     # -- outcomes and revisions (outcomes.py)
 

@@ -10,12 +10,13 @@ Rows come back as mappings addressed by column name.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields
 from datetime import timedelta
 from typing import Any
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from engine.model import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
 from engine.model import Message
@@ -138,6 +139,28 @@ class SqlStore:
     _FOR_UPDATE = ""  # after a SELECT whose row the transaction goes on to change (SQLite: the write lock is held)
     _FOR_SHARE = ""  # after a SELECT whose row must not change until the transaction ends (SQLite: as above)
 
+    _tx: threading.local  # set by the backend: `conn` is the transaction of this thread's batch() under way
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every state change this thread makes inside, in ONE transaction: one commit (one fsync) for all of them,
+        committed when the block ends, rolled back when it raises. The dispatcher records a batch's attempts, and
+        then its results, this way. Nested: part of the outer batch. Reads (`_read`, `_all`) inside still see only
+        what was committed. Never call a provider inside: the rows changed stay locked until the end."""
+        if getattr(self._tx, "conn", None) is not None:
+            yield
+            return
+        with self._write() as conn:
+            self._tx.conn = conn
+            try:
+                yield
+            finally:
+                self._tx.conn = None
+
+    def _batched(self) -> Any:
+        """The connection of this thread's batch() under way (its `_write()` joins that transaction), or None."""
+        return getattr(self._tx, "conn", None)
+
     def _sole_sweeper(self, conn: Any) -> bool:
         """True when this transaction may return expired leases (one replica at a time; SQLite: always)."""
         return True
@@ -162,6 +185,7 @@ class SqlStore:
     # -- provided by the backend
 
     def _write(self) -> AbstractContextManager[Any]:
+        """One transaction that changes state (inside a batch(): the batch's transaction, committed at its end)."""
         raise NotImplementedError
 
     def _read(self) -> AbstractContextManager[Any]:

@@ -95,6 +95,7 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
         self._errors = (psycopg.OperationalError, PoolTimeout)
         self._sql_cache: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._tx = threading.local()
         self._leader_lock = threading.Lock()
         self._limiters: dict[tuple[int, float], StoreRateLimiter] = {}
         self._leader_conn: Any = None
@@ -199,6 +200,10 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
+        held = self._batched()
+        if held is not None:
+            yield held
+            return
         with self._conn() as conn, conn.transaction():
             yield conn
 

@@ -50,6 +50,7 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEve
         self.path = Path(path)
         self.busy_timeout = float(busy_timeout)
         self._local = threading.local()
+        self._tx = threading.local()
         self._dbs: weakref.WeakSet = weakref.WeakSet()  # every thread's Database; a dead thread's is freed (closed)
         self._lock = threading.Lock()
         self._closed = False
@@ -110,6 +111,10 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEve
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: the write lock is taken up front, so read-then-write never deadlocks."""
+        held = self._batched()
+        if held is not None:
+            yield held
+            return
         conn = self._db().conn
         try:
             conn.execute("BEGIN IMMEDIATE")
