@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +33,6 @@ if TYPE_CHECKING:  # the runtime imports this module
 log = logging.getLogger("herald.dispatch")
 
 HOLD_RECHECK = 3600.0  # clock seconds: a notification held for its template is looked at again after this
-RESULTS_WAIT = 0.25  # real seconds of sending whose results are recorded in one transaction (the crash window)
 NOT_STARTED = "not_started"  # process_batch's result for a row left claimed by a stop
 
 
@@ -170,11 +168,11 @@ class Sender:
         """Sends a worker's claimed batch and records what happened; returns each row's result (NOT_STARTED: left
         claimed because `stopping()` turned true; the stop gives those claims back).
 
-        Commits per batch, not per send: the attempts of every row ready to go are recorded in ONE transaction
-        before the first transport call (each re-checking its outcome under a share lock, as begin_attempt does),
-        and the results in one transaction per RESULTS_WAIT of sending (the assumed delivery of a transport
-        without receipts in the same one as its 'sent'). A crash before the results' commit leaves pending attempts:
-        their claims expire and are sent again under the same attempt key, as after a crash mid-send."""
+        One commit per send: the result of each send (its 'sent' with the assumed delivery of a transport without
+        receipts, or its retry or fallback) is recorded in the same transaction as the next row's attempt, which
+        re-checks that row's outcome under a share lock (begin_attempt); the last result has a transaction of its
+        own. So every attempt is committed before its transport call, and a crash leaves at most the one send in
+        flight unrecorded (its claim expires and it goes again under the same attempt key), as before."""
         labels: dict[str, str] = {}
         with self._holding(rows):
             outcomes = self.rt.store.get_outcomes([n.outcome_id for n in rows]) if rows else {}
@@ -188,69 +186,53 @@ class Sender:
                     self._let_go([n.id])
                 else:
                     ready.append(got)
-            pending: list[tuple[str, Callable[[], Callable[[], str]]]] = []
-            since = time.monotonic()
-            for r, attempt in self._begin_all(ready, labels):
+            last: tuple[str, Callable[[], Callable[[], str]]] | None = None
+            for r in ready:
                 if stopping():
-                    break  # its attempt stays pending: resumed with the same key after the stop gives the claim back
-                if not pending:
-                    since = time.monotonic()
-                pending.append((r.n.id, self._call(r, attempt)))
-                if time.monotonic() - since >= RESULTS_WAIT:
-                    self._flush(pending, labels)
-                    pending = []
-            self._flush(pending, labels)
+                    break  # not begun: the stop gives its claim back
+                r = replace(r, now=self.rt.now())  # the attempt starts now, not when the batch was prepared
+                attempt = self._step(last, r, labels)
+                last = None if attempt is None else (r.n.id, self._call(r, attempt))
+            self._step(last, None, labels)
         return [labels.get(n.id, NOT_STARTED) for n in rows]
 
-    def _begin_all(self, ready: list[Ready], labels: dict[str, str]) -> list[tuple[Ready, AttemptRow]]:
-        """The attempts of `ready`, begun in one transaction (each alone when that transaction fails)."""
-        if not ready:
-            return []
+    def _step(self, last: tuple[str, Callable[[], Callable[[], str]]] | None, r: Ready | None,
+              labels: dict[str, str]) -> AttemptRow | None:
+        """One transaction: the result of the previous send (`last`: its id and how to record it) and the attempt of
+        the next (`r`); both alone when that transaction fails. Then, committed: the previous send logged, alerted
+        and counted. Returns r's attempt (None: r may not be sent after all, its label counted)."""
         store, lease = self.rt.store, self.rt.clock.virtual(self.settings.lease)
 
-        def begin() -> list[AttemptRow | str]:
-            return [self._begin_attempt(r.n, r.transport.name, r.now, r.file, lease_seconds=lease, count=False)
-                    for r in ready]
+        def begin() -> AttemptRow | str | None:
+            return None if r is None else self._begin_attempt(r.n, r.transport.name, r.now, r.file,
+                                                              lease_seconds=lease, count=False)
 
         try:
             with store.batch():
-                got = begin()
+                done = last[1]() if last is not None else None
+                attempt = begin()
         except StoreUnavailable:
             raise
-        except Exception:  # one row's error must not stall the others: each alone
-            log.exception("beginning %d attempts in one transaction failed: each alone", len(ready))
-            got = begin()
-        out = []
-        for r, a in zip(ready, got, strict=True):
-            if isinstance(a, str):
-                labels[r.n.id] = self._count(r.n.channel, a)
-                self._let_go([r.n.id])
-            else:
-                out.append((r, a))
-        return out
-
-    def _flush(self, pending: list[tuple[str, Callable[[], Callable[[], str]]]], labels: dict[str, str]) -> None:
-        """Records sends' results in one transaction, then logs, alerts and counts them (after the commit)."""
-        if not pending:
-            return
-        try:
-            with self.rt.store.batch():
-                after = [(nid, record()) for nid, record in pending]
-        except StoreUnavailable:
-            raise
-        except Exception:  # rolled back: each alone, so one row's error loses no other
-            log.exception("recording %d results in one transaction failed: each alone", len(pending))
-            after = []
-            for nid, record in pending:
+        except Exception:  # rolled back: each alone, so one row's error does not stall the other
+            log.exception("recording a result and beginning the next attempt in one transaction failed: each alone")
+            done = None
+            if last is not None:
                 try:
-                    after.append((nid, record()))
+                    done = last[1]()
                 except StoreUnavailable:
                     raise
                 except Exception:  # its claim expires: sent again under the same key
-                    log.exception("recording the result of %s", nid)
-        self._let_go([nid for nid, _ in pending])
-        for nid, done in after:
-            labels[nid] = done()
+                    log.exception("recording the result of %s", last[0])
+            attempt = begin()
+        if last is not None:
+            self._let_go([last[0]])
+            if done is not None:
+                labels[last[0]] = done()
+        if isinstance(attempt, str) and r is not None:
+            labels[r.n.id] = self._count(r.n.channel, attempt)
+            self._let_go([r.n.id])
+            return None
+        return attempt
 
     def _prepare(self, n: NotificationRow, row: OutcomeRow | None) -> Ready | str:
         """A claimed notification checked (still sendable, window open, channel, address, consent) and rendered:

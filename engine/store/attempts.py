@@ -61,8 +61,9 @@ class Attempts(SqlStore):
             else:
                 r = self._attempt(conn, notification_id, n[0], channel, transport, attempt_key, now, template_hash)
                 if lease_seconds is not None and owner is not None:
-                    self._x(conn, "UPDATE notifications SET lease_until = ? WHERE id = ?",
-                            (now + float(lease_seconds), notification_id))
+                    until = now + float(lease_seconds)  # extended, never shortened (the heartbeat may be ahead)
+                    self._x(conn, "UPDATE notifications SET lease_until = CASE WHEN lease_until < ? THEN ? "
+                                  "ELSE lease_until END WHERE id = ?", (until, until, notification_id))
         if stopped is not None:
             raise NotSendable(f"notification {notification_id!r}: its outcome was {stopped} before the send")
         return r
