@@ -806,29 +806,26 @@ def db_prune(older_than: str | None, batch: int, now_at: str | None, config_path
     """Delete old events of finished notifications (store.retention.events): the report's figures do not change
     (kept per notification in report_facts); events of queued or sending notifications and unsubscribes stay.
     Run it daily (a cron job or systemd timer) on one machine; safe beside running replicas."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from engine.config.settings import load_config
-    from engine.schedule.timing import parse_duration, parse_instant
+    from engine.daemon.retention import prune_before, retention_seconds
+    from engine.schedule.timing import parse_instant
     from engine.store import open_store
 
     cfg = load_config(config_path)[0]
     text = older_than or cfg.event_retention
     if not text:
         raise click.UsageError("no retention: set store.retention.events in herald.yaml or pass --events")
-    age = parse_duration(text)
-    if age is None or age < timedelta(days=1):
+    age = retention_seconds(text)
+    if age is None:
         raise click.BadParameter(f"{text!r}: a duration of at least 1d (e.g. 400d)", param_hint="--events")
     now = parse_instant(now_at) if now_at else None
     if now_at and now is None:
         raise click.BadParameter(f"{now_at!r} is not an ISO 8601 instant with an offset", param_hint="--now")
-    cutoff = (now.timestamp() if now else _clock(config_path).now()) - age.total_seconds()
-    total = 0
+    cutoff = (now.timestamp() if now else _clock(config_path).now()) - age
     with open_store(cfg.store_target) as store:
-        while (n := store.prune_events(cutoff, limit=batch)) > 0:
-            total += n
-            if n < batch:
-                break
+        total = prune_before(store, cutoff, batch)
     when = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="seconds")
     click.echo(f"pruned {total:,} events before {when} from {cfg.store_label}")
 

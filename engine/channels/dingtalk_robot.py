@@ -171,7 +171,7 @@ class DingTalkRobotTransport:
             return self._transport_error(e, extra=[sign])
         result = self.classify(response, envelope.attempt_key)
         if result.code == "130101":
-            self.limiter.block(self.limit_key, now + THROTTLE_PENALTY)
+            self.limiter.block(self.limit_key, THROTTLE_PENALTY, now)
         return result
 
     def classify(self, response: httpx.Response, attempt_key: str) -> SendResult:

@@ -23,8 +23,9 @@ class RateLimiter(Protocol):
         """0.0 when a send may go now (its slot is taken); else the seconds to wait (nothing is taken)."""
         ...
 
-    def block(self, key: str, until: float) -> None:
-        """The provider refused for speed: no send on `key` before `until`."""
+    def block(self, key: str, seconds: float, now: float) -> None:
+        """The provider refused for speed: no send on `key` for `seconds` from `now` (a limiter shared by replicas
+        counts them from its own clock, the database's, so every replica agrees on the end)."""
         ...
 
 
@@ -57,6 +58,6 @@ class LocalRateLimiter:
             sent.append(now)
             return 0.0
 
-    def block(self, key: str, until: float) -> None:
+    def block(self, key: str, seconds: float, now: float) -> None:
         with self._lock:
-            self._blocked[key] = max(self._blocked.get(key, 0.0), until)
+            self._blocked[key] = max(self._blocked.get(key, 0.0), now + seconds)

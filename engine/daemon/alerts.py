@@ -9,7 +9,9 @@ recipients, e.g. e-mail to a team), batched.
     alerts: {channel: email, to: [hr-berlin@example.com]}   # smtp, sms...: one message to each recipient
 
 The daemon raises an alert when an outcome waits unmatched, a notification failed on every channel, a
-notification went out after its deadline, or a reload was refused. Alerts from any thread are collected and
+notification went out after its deadline, or a reload was refused. Replicas sharing a PostgreSQL store put their
+lines in the store's queue (Store.alert_queue()) and only the leader takes and posts them, so HR hears from one
+replica, paced once. Alerts from any thread are collected and
 posted by the Alerter's own thread: the first one after a quiet spell waits a few seconds (`gather`) so a
 burst goes as one message, and two messages are at least `interval` apart (a robot takes 20 a minute). A
 failed post is logged, never raised; a recoverable failure keeps the lines for the next message, which waits
@@ -34,6 +36,7 @@ TITLES = {"unmatched": "waiting unmatched", "failed": "failed on every channel",
 MAX_LINES = 30       # lines listed in one message; the rest are counted
 MAX_PENDING = 500    # lines kept while the channel cannot take them
 MAX_LINE = 300       # characters of one line
+QUEUE_POLL = 1.0     # seconds between two looks at the store's queue (replicas: the leader posts every line)
 
 
 def alert_message(lines: list[tuple[str, str]], more: int = 0) -> tuple[str, str]:
@@ -52,9 +55,15 @@ class Alerter:
     """Collects alert lines from any thread and posts them in batches from its own thread; never raises."""
 
     def __init__(self, settings: Callable[[], AlertSettings], transport: Callable[[str], tuple[Any, str | None]],
-                 *, gather: float | None = None, clock: Callable[[], float] = time.monotonic):
+                 *, gather: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 queue: Any = None, leader: Callable[[], bool] = lambda: True,
+                 wall: Callable[[], float] = time.time):
         self._settings = settings
         self._transport = transport
+        # replicas sharing a store: lines go to the store's queue (any replica), the leader takes and posts them
+        self._queue = queue
+        self._leader = leader
+        self._wall = wall
         self.gather = gather  # seconds the first alert after a quiet spell waits for others; None: interval / 10, <= 5
         self._clock = clock
         self._cond = threading.Condition()
@@ -81,6 +90,14 @@ class Alerter:
                 return
             line = " ".join(str(text).split())
             line = line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
+            if self._queue is not None:  # posted by the leader, whichever replica raised it
+                try:
+                    self._queue.put(kind, line, self._wall())
+                except Exception as e:  # noqa: BLE001 - the store is down: the line stays in this log only
+                    log.error("alert not queued for the leader (%s): %s: %s", e, kind, line)
+                with self._cond:
+                    self._cond.notify_all()
+                return
             with self._cond:
                 if len(self._pending) >= MAX_PENDING:
                     self._dropped += 1
@@ -124,11 +141,33 @@ class Alerter:
                 due = max(due, self._hold_until)
             return due
 
+    def _pull(self) -> None:
+        """The leader takes the lines every replica queued in the store into its own pending ones (others: none)."""
+        if self._queue is None:
+            return
+        try:
+            if not self._leader():
+                return
+            with self._cond:
+                room = MAX_PENDING - len(self._pending)
+            lines = self._queue.take(room)
+        except Exception as e:  # noqa: BLE001 - the store is busy or gone: the lines wait there
+            log.warning("alerts: queued lines not read: %s", e)
+            return
+        if lines:
+            with self._cond:
+                if not self._pending:
+                    self._first_at = self._clock()
+                self._pending.extend(lines)
+
     def _run(self) -> None:
         while True:
+            self._pull()
             with self._cond:
-                while not self._pending and not self._stop:
-                    self._cond.wait()
+                if not self._pending and not self._stop:
+                    # a shared queue is looked at again after QUEUE_POLL (another replica's lines wake no one here)
+                    self._cond.wait(QUEUE_POLL if self._queue is not None else None)
+                    continue
                 if self._stop:
                     return
             due = self.due_at()

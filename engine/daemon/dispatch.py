@@ -5,7 +5,8 @@ starts and stops with it.
 
 Each dispatcher has a replica id (host:pid:random, new at every start, so a restarted process never passes for
 the one before it); its workers claim as "<replica id>:<worker>". Of several replicas sharing a PostgreSQL store,
-only the leader (store.is_leader()) takes back expired leases, runs escalations and polls receipts."""
+only the leader (store.is_leader()) takes back expired leases, runs escalations, prunes old events on a schedule
+(engine/daemon/retention.py) and polls receipts."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from engine.store import StoreError, StoreUnavailable
 from engine.daemon.health import ReplicaCollector
 from engine.daemon.receipts import ReceiptPoller
+from engine.daemon.retention import Pruner
 from engine.daemon.send import NOT_STARTED, DispatchSettings, Sender
 
 if TYPE_CHECKING:  # the runtime imports this module
@@ -38,6 +40,7 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self.owner = self.replica_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.receipts = ReceiptPoller(runtime, self.settings.receipt_interval, leader=self.leader)
+        self.pruner = Pruner(runtime)
         self._beat_stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._wakeups = None
@@ -52,10 +55,7 @@ class Dispatcher:
 
     def leader(self) -> bool:
         """Whether this replica runs the periodic work now (False when the store cannot say)."""
-        try:
-            return self.rt.store.is_leader()
-        except Exception:  # noqa: BLE001 - not reachable: not the leader this round
-            return False
+        return self.rt.leads()
 
     @property
     def lease(self) -> float:
@@ -168,6 +168,7 @@ class Dispatcher:
                 log.warning("took back %d expired claim(s)", taken)
             for n in store.due_escalations(now):
                 done += bool(self.sender.escalate(n))
+            self.pruner.maybe()  # store.retention.events, on its schedule
         rows = store.claim_due(now, self.settings.batch, owner, self.lease)
         labels = self.sender.process_batch(rows, stopping=self._stop.is_set)
         left = labels.count(NOT_STARTED)

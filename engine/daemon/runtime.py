@@ -107,7 +107,8 @@ class Runtime:
         self.tracking_key: str | None = None  # signs those links (tracking.secret); None: no links
         self.state = self.make_state(deployment)
         self.alerts = Alerter(lambda: self.state.deployment.config.alerts,
-                              lambda name: self.state.transports.get(name))
+                              lambda name: self.state.transports.get(name),
+                              queue=store.alert_queue(), leader=self.leads)
         self.metrics.set_ruleset(deployment.ruleset_in_use.version, len(deployment.ruleset_in_use.rules))
 
     def make_state(self, dep: Deployment) -> State:
@@ -209,6 +210,13 @@ class Runtime:
             if group is None:
                 group = self._groups[key] = GroupCommit(run)
             return group
+
+    def leads(self) -> bool:
+        """Whether this replica is the one that runs the periodic work now (False when the store cannot say)."""
+        try:
+            return self.store.is_leader()
+        except Exception:  # noqa: BLE001 - not reachable: not the leader this round
+            return False
 
     def alert(self, kind: str, text: str) -> None:
         """Queues an HR alert (engine.daemon.alerts); never raises into the caller."""

@@ -228,9 +228,10 @@ class Sender:
             self._let_go([last[0]])
             if done is not None:
                 labels[last[0]] = done()
-        if isinstance(attempt, str) and r is not None:
-            labels[r.n.id] = self._count(r.n.channel, attempt)
-            self._let_go([r.n.id])
+        if isinstance(attempt, str):
+            if r is not None:
+                labels[r.n.id] = self._count(r.n.channel, attempt)
+                self._let_go([r.n.id])
             return None
         return attempt
 

@@ -177,6 +177,11 @@ class SqlStore:
         per store (SQLite), whose own limiter is enough."""
         return None
 
+    def alert_queue(self) -> Any:
+        """Where HR alert lines go so that only the leader posts them (engine.daemon.alerts), or None: one process
+        per store (SQLite), which posts its own."""
+        return None
+
     def is_leader(self) -> bool:
         """Whether this process is the one (of the replicas sharing the store) that runs the periodic work: the
         expired-lease sweep, escalations, receipt polling. SQLite: always (one file, one daemon)."""

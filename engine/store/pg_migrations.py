@@ -270,6 +270,16 @@ CREATE TABLE rate_limits (
 );
 """
 
+_ALERTS = """
+CREATE TABLE alerts (
+    id    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind  TEXT NOT NULL,
+    line  TEXT NOT NULL,
+    at    DOUBLE PRECISION NOT NULL
+);
+"""
+
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "initial schema", _v1),
     PgMigration(2, "source events", _sql(_SOURCE_EVENTS)),
@@ -282,6 +292,7 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(8, "operator's desk: audit log, sending pauses, resolved dead letters", _sql(_DESK)),
     PgMigration(9, "lease claim numbers and shared rate limits", _sql(_LEASES)),
     PgMigration(10, migrations_vocabulary.NAME, migrations_vocabulary.apply_pg),
+    PgMigration(11, "HR alert lines raised by any replica, posted by the leader", _sql(_ALERTS)),
 )
 
 

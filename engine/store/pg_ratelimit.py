@@ -3,9 +3,11 @@ RateLimiter interface): a row per key in `rate_limits` holds the send times of t
 blocked-until time, read under a row lock and written in one transaction, so two replicas asking at once are
 served one after the other and the limit holds for all of them together. The semantics are exactly those of
 LocalRateLimiter (at most `limit` sends in any sliding `window`), the send times read from the database's clock
-under the row lock (so they are in the order the slots were given); a provider block (`block(key, until)`) is on
-the callers' clocks (time.time on every replica: keep them in sync, as NTP does). When the database cannot be reached no slot is given
-(the send waits a second and is paced again), so an outage never lets a burst through."""
+under the row lock (so they are in the order the slots were given), and so is a provider block (`block(key,
+seconds, now)`: blocked until the database's now + seconds, compared with the database's clock by every
+replica, so replicas whose clocks disagree still agree on it; the callers' `now` is not used). When the database
+cannot be reached no slot is given (the send waits a second and is paced again), so an outage never lets a burst
+through."""
 from __future__ import annotations
 
 from typing import Any
@@ -29,11 +31,11 @@ class StoreRateLimiter:
                 conn.execute("INSERT INTO rate_limits (key) VALUES (%s) ON CONFLICT DO NOTHING", (key,))
                 row = conn.execute("SELECT sent, blocked_until FROM rate_limits WHERE key = %s FOR UPDATE",
                                    (key,)).fetchone()
-                if now < row["blocked_until"]:
-                    return float(row["blocked_until"] - now)
                 # the send times are the database's clock read under the row lock: in the order the slots are
                 # given, whatever the callers' clocks and however long each waited for the lock
                 t = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").fetchone()["t"]
+                if t < row["blocked_until"]:
+                    return float(row["blocked_until"] - t)
                 sent = sorted(x for x in row["sent"] if t - x < self.window)
                 wait = max(sent[0] + self.window - t, 0.001) if len(sent) >= self.limit else 0.0
                 if not wait:
@@ -43,11 +45,12 @@ class StoreRateLimiter:
         except StoreError:
             return UNREACHABLE_WAIT
 
-    def block(self, key: str, until: float) -> None:
+    def block(self, key: str, seconds: float, now: float) -> None:
         try:
             with self.store._write() as conn:
-                conn.execute("INSERT INTO rate_limits (key, blocked_until) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+                conn.execute("INSERT INTO rate_limits (key, blocked_until) "
+                             "VALUES (%s, extract(epoch FROM clock_timestamp())::float8 + %s) ON CONFLICT (key) DO UPDATE "
                              "SET blocked_until = GREATEST(rate_limits.blocked_until, EXCLUDED.blocked_until)",
-                             (key, until))
+                             (key, float(seconds)))
         except StoreError:
             pass  # the provider's own penalty still applies; the next reserve() waits while unreachable

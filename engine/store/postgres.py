@@ -31,6 +31,7 @@ from engine.store.events import Events
 from engine.store.notifications import Notifications
 from engine.store.outcomes import Outcomes
 from engine.store.pg_listen import CHANNEL, Wakeups
+from engine.store.pg_alerts import StoreAlertQueue
 from engine.store.pg_ratelimit import StoreRateLimiter
 from engine.store.pg_migrations import PG_MIGRATIONS, PgMigration, current_version, migrate
 from engine.store.rulesets import RuleSets
@@ -144,6 +145,10 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
     def wakeups(self, callback: Any) -> Wakeups | None:
         """LISTENs for hints on a connection of its own (engine/store/pg_listen.py); None when polling only."""
         return Wakeups(self.url, callback).start() if self.listen else None
+
+    def alert_queue(self) -> StoreAlertQueue:
+        """HR alert lines shared by the replicas: raised by any, posted by the leader (engine/store/pg_alerts.py)."""
+        return StoreAlertQueue(self)
 
     def rate_limiter(self, limit: int, window: float) -> StoreRateLimiter:
         """Provider rate limits shared by every replica on this database (engine/store/pg_ratelimit.py)."""

@@ -1,7 +1,7 @@
 """A worker's batch of claims: each send's result (its 'sent' with its assumed delivery) is recorded in the
 transaction that begins the next row's attempt, so a batch of ten costs twelve commits (the claim, ten, the last
-result), not three per send; and every claim of the batch is kept alive by the heartbeat until its result is recorded, not only the one being
-sent (a claim waiting behind slow sends keeps its lease)."""
+result), not three per send; and every claim of the batch is kept alive by the heartbeat until its result is
+recorded, not only the one being sent (a claim waiting behind slow sends keeps its lease)."""
 from __future__ import annotations
 
 import threading

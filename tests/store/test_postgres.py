@@ -107,7 +107,7 @@ def test_both_backends_offer_the_same_methods_and_tables(pg, tmp_path):
     pgt: dict[str, set[str]] = {}
     for t, c in rows:
         pgt.setdefault(t, set()).add(c)
-    pg_only = {"rate_limits"}  # provider rate limits shared by replicas (one SQLite file serves one daemon)
+    pg_only = {"rate_limits", "alerts"}  # shared by replicas: rate limits, alert lines (one SQLite file: one daemon)
     assert set(lite) - sqlite_only == set(pgt) - pg_only
     for t in set(pgt) - pg_only:
         assert lite[t] <= pgt[t], t  # PostgreSQL may add a column (rulesets.rowid), never miss one
@@ -154,9 +154,29 @@ def test_two_replicas_share_one_rate_limit(pg):
         assert len(granted) == limit
         wait = stores[0].rate_limiter(limit, window).reserve("robot:abc", time.time())
         assert window - 5 < wait <= window  # the next slot: when the first of the window ages out
-        stores[1].rate_limiter(limit, window).block("robot:abc", time.time() + 2 * window)  # a provider penalty
+        stores[1].rate_limiter(limit, window).block("robot:abc", 2 * window, time.time())  # a provider penalty
         assert stores[0].rate_limiter(limit, window).reserve("robot:abc", time.time()) > window
         assert stores[0].rate_limiter(limit, window).reserve("robot:other", time.time()) == 0.0  # keys apart
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_a_provider_block_is_on_the_databases_clock_so_replicas_with_skewed_clocks_agree(pg):
+    """Replica A is told by the provider to wait 60 s; replica B's clock runs an hour ahead (C's an hour behind):
+    both still see the block, ending 60 s after A's report on the database's clock (not on A's clock, nor theirs)."""
+    import time
+
+    url = pg.create_database()
+    stores = [open_store(url) for _ in range(3)]
+    try:
+        a, b, c = (s.rate_limiter(20, 60.0) for s in stores)
+        a.block("robot:skew", 60.0, time.time())
+        ahead = b.reserve("robot:skew", time.time() + 3600)  # on its own clock the block would be long over
+        behind = c.reserve("robot:skew", time.time() - 3600)  # on its own clock it would last another hour
+        assert 50 < ahead <= 60 and 50 < behind <= 60, (ahead, behind)
+        b.block("robot:skew", 5.0, time.time() + 3600)  # a shorter block never shortens the longer one
+        assert 50 < a.reserve("robot:skew", time.time()) <= 60
     finally:
         for s in stores:
             s.close()
