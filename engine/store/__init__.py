@@ -25,9 +25,12 @@ every transition after it passes owner=n.lease_owner, claim=n.claims, so it appl
         recoverable -> schedule_retry(n.id, backoff, attempt_id=a.id, result=r, owner=..., claim=...)
         permanent   -> advance_channel(n.id, n.channel_index + 1, now, ..., attempt_id=a.id, result=r, ...)
                        or mark_failed(...) on the last channel
+    (engine/daemon/send.py puts each result and the next row's begin_attempt in one `with batch():`, one commit
+    per send; the heartbeat extends every claim of the worker's batch until its result is recorded)
     on a clean stop: release_leases(its owners, now)            # not left to expire
     one replica at a time (is_leader()): release_expired_leases(now); due_escalations(now) -> advance_channel(...);
-    receipt polling. Sleep until next_due_time() (or a wake-up).
+    receipt polling; prune_events on a schedule; HR alerts (every replica puts its lines in alert_queue()).
+    Sleep until next_due_time() (or a wake-up).
 """
 from __future__ import annotations
 
