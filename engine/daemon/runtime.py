@@ -186,7 +186,9 @@ class Runtime:
                        remote: str | None = None) -> ItemStatus:
         """One item (a single POST, an ATS event) stored together with those arriving at the same time from
         `source` and `remote`: one transaction per group (engine/intake/group.py), durable when this returns."""
-        run = lambda items, ds: self.intake(items, source, remote, ds)  # noqa: E731
+        def run(items: list, deliveries: list) -> list[ItemStatus]:
+            return self.intake(items, source, remote, deliveries)
+
         return self._group((source, remote), run).submit(item, delivery)
 
     def intake_requests(self, items: Sequence[Any], source: str, remote: str | None = None) -> list[ItemStatus]:
