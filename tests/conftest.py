@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -35,6 +36,18 @@ def write_files(root: Path, files: Mapping[str, str | None]) -> None:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_daemon_left_running() -> Iterator[None]:
+    """Fails a test module that leaves a `herald serve` subprocess (tests/daemon/daemon_support.py) running,
+    after killing it: an orphan outlives pytest, holds claims and keeps polling a store that is gone. Per
+    module, not per test: a module-scoped fixture may serve one daemon to all its tests (it stops first)."""
+    yield
+    support = sys.modules.get("daemon_support")  # not imported: no test started one
+    left = support.reap_leftovers() if support is not None else []
+    if left:
+        pytest.fail("the module left herald serve running (killed now): " + "; ".join(left), pytrace=False)
 
 
 @pytest.fixture(scope="session")

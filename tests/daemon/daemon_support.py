@@ -145,6 +145,21 @@ class ScriptedTransport:
         return []
 
 
+_started: list[ServeProcess] = []  # every `herald serve` a test started: conftest checks none outlives its test
+
+
+def reap_leftovers() -> list[str]:
+    """kill -9 every `herald serve` a test started that still runs; their command lines (empty: none was left)."""
+    left = []
+    for p in _started:
+        if p.proc.poll() is None:
+            left.append(" ".join(p.proc.args))
+            p.proc.kill()
+            p.proc.wait(10)
+    _started.clear()
+    return left
+
+
 class ServeProcess:
     """`herald serve` in a subprocess on a free port; stderr collected; kill/terminate by its own pid only."""
 
@@ -156,6 +171,7 @@ class ServeProcess:
         self.url: str | None = None
         self._seen = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
+        _started.append(self)
 
     def _pump(self) -> None:
         for line in self.proc.stderr:
@@ -177,3 +193,14 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+
+    def terminate(self, grace: float = 30.0) -> int:
+        """SIGTERM, up to `grace` seconds for the clean stop, then kill -9: never left running. The exit code
+        (0: stopped cleanly; -9: it had to be killed)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                return self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(10)

@@ -27,8 +27,7 @@ def _stop_all(procs: list[ServeProcess]) -> None:
     for p in procs:
         if p.proc.poll() is None:
             os.kill(p.proc.pid, signal.SIGCONT)
-            p.proc.terminate()
-            p.proc.wait(30)
+        p.terminate(30)
 
 
 def _post(url: str, items: list[dict]) -> None:
