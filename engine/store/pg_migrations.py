@@ -280,6 +280,35 @@ CREATE TABLE alerts (
 """
 
 
+# The console's indexes (engine/store/migrations_console.py says why): the queue by state and due time, replies by
+# notification, a day's events covered, and the candidate search on herald_who(raw) (name and e-mail in lower case,
+# phone digits), a trigram index with pg_trgm, else (no extension, no right to create it) a prefix index.
+_CONSOLE = r"""
+CREATE INDEX notifications_by_state_due ON notifications (state, (coalesce(next_attempt_at, send_at)), id);
+CREATE INDEX notifications_by_due ON notifications ((coalesce(next_attempt_at, send_at)), id);
+CREATE INDEX replies_by_notification ON replies (notification_id, id);
+CREATE INDEX events_by_kind_day ON events (kind, at, rule_id, channel);
+DROP INDEX IF EXISTS events_by_kind;
+CREATE OR REPLACE FUNCTION herald_who(raw text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lower(coalesce(raw::jsonb #>> '{candidate,name}', '')) || chr(31)
+        || lower(coalesce(raw::jsonb #>> '{candidate,email}', '')) || chr(31)
+        || regexp_replace(coalesce(raw::jsonb #>> '{candidate,phone}', ''), '[ .+()-]', '', 'g')
+$$;
+"""
+
+
+def _console(conn: Any) -> None:
+    import psycopg
+
+    conn.execute(_CONSOLE)
+    try:
+        with conn.transaction():  # a savepoint: a refused extension leaves the migration's transaction usable
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+            conn.execute("CREATE INDEX outcomes_search ON outcomes USING gin (herald_who(raw) gin_trgm_ops)")
+    except psycopg.Error:
+        conn.execute("CREATE INDEX outcomes_search ON outcomes (herald_who(raw) text_pattern_ops)")
+
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "initial schema", _v1),
     PgMigration(2, "source events", _sql(_SOURCE_EVENTS)),
@@ -293,6 +322,8 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(9, "lease claim numbers and shared rate limits", _sql(_LEASES)),
     PgMigration(10, migrations_vocabulary.NAME, migrations_vocabulary.apply_pg),
     PgMigration(11, "HR alert lines raised by any replica, posted by the leader", _sql(_ALERTS)),
+    PgMigration(12, "console indexes: queue by state and due time, replies by notification, day counts, candidate "
+                    "search", _console),
 )
 
 

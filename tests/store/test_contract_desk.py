@@ -71,6 +71,16 @@ def test_find_outcomes_by_id_name_email_and_phone(store: Store):
         store.find_outcomes("  ")
 
 
+def test_find_outcomes_follows_an_amendment(store: Store):
+    """The search text is the outcome's current body: an amendment's new e-mail is found, the old one no longer."""
+    store.accept_outcomes([_candidate("am", "Hana Kobayashi", "hana@old.example", "+81 90 1234 5678")], at=T0)
+    assert [o.id for o in store.find_outcomes("kobayashi")] == ["am"]
+    assert [o.id for o in store.find_outcomes("9012345678")] == ["am"]
+    store.amend(_candidate("am", "Hana Kobayashi", "hana@new.example", "+81 90 1234 5678", with_plan=False),
+                at=T0 + 1)
+    assert [o.id for o in store.find_outcomes("hana@new")] == ["am"] and store.find_outcomes("hana@old") == []
+
+
 def test_audit_log_is_append_only_and_read_per_outcome(store: Store):
     store.accept_outcomes([item("a")], at=T0)
     first = store.record_action("approve", "li.wei", at=T0, outcome_id="a", reason="panel agreed")

@@ -68,6 +68,40 @@ def test_an_older_schema_needs_db_upgrade(pg):
         assert s.schema_version() == extra.version
 
 
+def test_the_console_migration_upgrades_a_store_and_its_queries_use_the_indexes(pg):
+    """The version before the console's indexes, with outcomes and a reply, upgraded: the old outcomes are found by the
+    search, pg_trgm's index serves a substring search, and the queue, replies and day counts read their indexes."""
+    import json
+
+    url = pg.create_database()
+    body = {"id": "old-1", "decision": "reject", "candidate": {"name": "Hana Kobayashi", "email": "Hana@Example.com",
+                                                               "phone": "+81 (90) 1234-5678"}}
+    console = next(m.version for m in PG_MIGRATIONS if m.name.startswith("console indexes"))
+    with PostgresStore(url, migrations=tuple(m for m in PG_MIGRATIONS if m.version < console)) as s:
+        s.accept_outcomes([item("old-1", raw=json.dumps(body)), item("old-2")], at=T0)
+        s.add_reply("old-1#1", "thanks", at=T0 + 1)
+    with PostgresStore(url) as s:
+        assert s.schema_version() == PG_MIGRATIONS[-1].version
+        for query in ("kobayashi", "hana@example", "9012345678", "+81 90 1234 5678", "old-1"):
+            assert [o.id for o in s.find_outcomes(query)] == ["old-1"], query
+        assert [r.content for r in s.replies_for("old-1")] == ["thanks"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        indexes = {r[0]: r[1] for r in conn.execute("SELECT indexname, indexdef FROM pg_indexes")}
+        assert "gin_trgm_ops" in indexes["outcomes_search"]  # pg_trgm is there (Debian's postgresql ships it)
+        assert {"notifications_by_state_due", "notifications_by_due", "replies_by_notification",
+                "events_by_kind_day"} <= set(indexes) and "events_by_kind" not in indexes
+        conn.execute("SET enable_seqscan = off")  # two rows: the planner would rightly scan
+
+        def plan(sql: str, *params: object) -> str:
+            return "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
+
+        assert "outcomes_search" in plan("SELECT id FROM outcomes WHERE herald_who(raw) LIKE %s", "%kobayashi%")
+        queue = plan("SELECT id FROM notifications WHERE state = 'failed' AND coalesce(next_attempt_at, send_at) >= %s "
+                     "ORDER BY coalesce(next_attempt_at, send_at), id LIMIT 20", T0)
+        assert "Index Scan using notifications_by_" in queue and "Sort" not in queue, queue  # in order: no sort
+        assert "replies_by_notification" in plan("SELECT id FROM replies WHERE notification_id = %s", "old-1#1")
+
+
 def test_one_replica_at_a_time_returns_expired_leases(pg):
     url = pg.create_database()
     with open_store(url) as s:
@@ -94,7 +128,9 @@ def test_both_backends_offer_the_same_methods_and_tables(pg, tmp_path):
     from engine.store import SQLiteStore
 
     assert _public(PostgresStore) - {"url"} == _public(SQLiteStore) - {"open"}
-    sqlite_only = {"sqlite_sequence"}
+    sqlite_only = {"sqlite_sequence"}  # and the candidate search's FTS5 table with its shadow tables (PostgreSQL:
+    sqlite_only |= {"outcome_search", *(f"outcome_search_{s}" for s in ("content", "data", "docsize", "idx",
+                                                                          "config"))}  # an index on outcomes)
     with SQLiteStore(tmp_path / "h.db") as s:
         conn = s._db().conn
         lite = {t: {c[1] for c in conn.execute(f"PRAGMA table_info({t})")}

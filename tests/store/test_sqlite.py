@@ -92,6 +92,52 @@ def test_an_older_database_is_upgraded_once(tmp_path: Path):
     c.close()
 
 
+def _plans(store: SQLiteStore, call) -> str:
+    """The query plans (EXPLAIN QUERY PLAN) of every SELECT that `call(store)` runs, joined."""
+    conn = store._db().conn
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        call(store)
+    finally:
+        conn.set_trace_callback(None)
+    return " | ".join(r[3] for sql in seen if sql.lstrip().upper().startswith("SELECT")
+                      for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+
+
+def test_the_console_migration_upgrades_a_store_and_its_queries_use_the_indexes(tmp_path: Path):
+    """The version before the console's indexes, with outcomes and a reply, upgraded: the old outcomes are
+    found by the search (backfilled), and the console's queries read indexes instead of scanning or sorting."""
+    path = tmp_path / "h.db"
+    from engine.store import migrations_console
+
+    console = next(m.version for m in MIGRATIONS if m.name == migrations_console.NAME)
+    older = tuple(m for m in MIGRATIONS if m.version < console)
+    body = {"id": "old-1", "decision": "reject", "candidate": {"name": "Hana Kobayashi", "email": "Hana@Example.com",
+                                                               "phone": "+81 (90) 1234-5678"}}
+    with SQLiteStore(path, migrations=older) as s:
+        s.accept_outcomes([item("old-1", raw=json.dumps(body)), item("old-2")], at=T0)
+        s.add_reply("old-1#1", "thanks", at=T0 + 1)
+        assert s.schema_version() == console - 1
+    with SQLiteStore(path) as s:
+        assert s.schema_version() == MIGRATIONS[-1].version
+        for query in ("kobayashi", "hana@example", "9012345678", "+81 90 1234 5678", "old-1"):
+            assert [o.id for o in s.find_outcomes(query)] == ["old-1"], query
+        assert [r.content for r in s.replies_for("old-1")] == ["thanks"]
+        search = _plans(s, lambda x: x.find_outcomes("kobayashi"))
+        assert "VIRTUAL TABLE" in search and "SCAN outcomes" not in search, search
+        queue = _plans(s, lambda x: x.notifications_page(states=["failed"], since=T0 - 86400, until=T0 + 86400))
+        assert "notifications_by_state_due" in queue and "TEMP B-TREE" not in queue, queue
+        upcoming = _plans(s, lambda x: x.notifications_page(states=["scheduled", "sending"], limit=20))
+        assert "SEARCH notifications" in upcoming, upcoming  # the pending ones only (sorted: the queue is short)
+        everything = _plans(s, lambda x: x.notifications_page(limit=20))
+        assert "notifications_by_due" in everything and "TEMP B-TREE" not in everything, everything
+        day = _plans(s, lambda x: x.event_counts_between(("queued", "sent"), T0 - 86400, T0 + 86400))
+        assert "COVERING INDEX events_by_kind_day" in day, day
+        replies = _plans(s, lambda x: x.replies_for("old-1"))
+        assert "replies_by_notification" in replies and "SCAN r" not in replies, replies
+
+
 def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path):
     path = tmp_path / "h.db"
     SQLiteStore(path).close()
