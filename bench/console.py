@@ -1,8 +1,8 @@
-"""Console benchmark: each /console page and each list endpoint, timed against a real daemon over a SQLite store
+"""Console benchmark: each /console page and each /v1 list endpoint of the desk, timed against a real daemon over a SQLite store
 holding 1,000,000 notifications and 5,000,000 events (target: p99 < 200 ms per page).
 
 The store is bulk-loaded as bench/report.py loads it (executemany with sqlite3 directly, indexes rebuilt after),
-plus 10,000 held outcomes, 10,000 unmatched ones and 10,000 dead letters (the desk's queues). A daemon runs on
+plus 10,000 held outcomes, 10,000 unmatched ones, 10,000 dead letters (the desk's queues) and 10,000 audit entries. A daemon runs on
 that store in this process (its clock set inside the generated period, sending paused so it only serves), and
 each page is fetched `--repeat` times over loopback HTTP: the figures are wall times seen by the client, an upper
 bound of the server's time. The console has no accounts here (loopback), so no sign-in is needed.
@@ -61,6 +61,9 @@ def add_queues(path: Path, n: int) -> None:
     conn.executemany("INSERT INTO dead_letters (received_at, source, reason, field, raw, remote) VALUES (?,?,?,?,?,?)",
                      [(T0 + 90 * DAY * i / n, "http", "decision: 'maybe' is not one of ['pass', 'reject']",
                        "decision", b'{"id":"x","decision":"maybe"}', "127.0.0.1") for i in range(n)])
+    conn.executemany("INSERT INTO audit_log (at, actor, action, outcome_id, notification_id, reason) "
+                     "VALUES (?,?,?,?,?,?)", [(T0 + 90 * DAY * i / n, "li.wei", ("approve", "cancel", "send_now")[i % 3],
+                                                f"ats-{i:07d}", f"ats-{i:07d}#1", "bench") for i in range(n)])
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
@@ -86,14 +89,28 @@ def pages(notifications: int) -> list[str]:
             "/console/report/view", "/console/unmatched?outcome=unmatched-005000&rule=rule-00-backend"]
 
 
-def api_lists(client: httpx.Client) -> list[str]:
-    """The desk's list endpoints the daemon serves (those present in its OpenAPI document)."""
+def api_lists(notifications: int, now: float) -> list[str]:
+    """The desk's /v1 list endpoints, each with the filters the CLI uses (today's queue, the failures of the
+    week, a candidate by id, phone and e-mail), and a candidate's history."""
+    mid = notifications // 2
+    day = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now))
+    week = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(now - 6 * DAY))
+    return ["/v1/held", "/v1/unmatched", "/v1/dead-letters", "/v1/queue", "/v1/queue?today=true",
+            f"/v1/queue?state=failed&since={week}&until={day}", "/v1/queue?state=scheduled&state=sending",
+            f"/v1/candidates?q=ats-{mid:07d}", f"/v1/candidates?q=%2B86138{mid:08d}",
+            "/v1/candidates?q=c5000%40example.com", f"/v1/history/ats-{mid:07d}", "/v1/inbox", "/v1/audit",
+            "/v1/audit?action=approve", "/v1/pauses", "/v1/outcomes/held-005000/preview"]
+
+
+def check_covered(client: httpx.Client, paths: list[str]) -> None:
+    """Every GET endpoint of the desk in the daemon's OpenAPI document is timed (a new one cannot be missed)."""
     doc = client.get("/openapi.json").json()
-    out = []
-    for path, ops in sorted(doc.get("paths", {}).items()):
-        if "get" in ops and path.startswith("/v1/") and "{" not in path and path not in ("/v1/outcomes",):
-            out.append(path)
-    return out
+    timed = {p.split("?")[0] for p in paths}
+    for path, ops in doc.get("paths", {}).items():
+        if "get" not in ops or "desk" not in ops["get"].get("tags", []):
+            continue
+        prefix = path.split("{")[0]
+        assert any(t == path or (prefix != path and t.startswith(prefix)) for t in timed), f"not timed: {path}"
 
 
 def main() -> None:
@@ -129,7 +146,9 @@ def main() -> None:
     rows = []
     try:
         with httpx.Client(base_url=daemon.url, timeout=120) as client:
-            for path in pages(args.notifications) + api_lists(client):
+            apis = api_lists(args.notifications, now)
+            check_covered(client, apis)
+            for path in pages(args.notifications) + apis:
                 first = client.get(path)
                 assert first.status_code == 200, (path, first.status_code, first.text[:300])
                 times = []
