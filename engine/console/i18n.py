@@ -36,6 +36,22 @@ TEXT: dict[str, dict[str, str]] = {
         "override_window": "Send now even in a closed send window",
         "window_closed": "its send window is closed until {until}: it goes then (tick the override to send now)",
         "window_overridden": "its send window is closed until {until}: overridden, it goes now",
+        "impact_intro": "Paste a changed rule file (its name replaces that file; a new name adds one) and see which "
+                        "recent outcomes the changed rules would send differently. Nothing is stored or sent.",
+        "rule_file": "Rule file", "days": "Outcomes of the last N days", "proposed_rules": "Proposed rule file",
+        "server_path": "Or a rule file or directory on the server (admin)", "compare": "Compare",
+        "proposed_invalid": "The proposed rules are invalid: nothing was compared.",
+        "would_change": "{changed} of {outcomes} outcome(s) received in the last {days} day(s) would be treated "
+                        "differently",
+        "impact_budget": "Only the oldest {budget} outcomes were compared.", "field": "What changes",
+        "moves": "Moves between rules", "examples": "Examples", "before": "Now", "after": "With the change",
+        "field_rule": "Rule", "field_template": "Template", "field_channels": "Channel order",
+        "field_send_at": "Send time",
+        "send_test": "Send a test to me", "test_channel": "Test on channel",
+        "test_sent": "Test sent to {to} on {channel} (recorded as a test; not counted in the report).",
+        "test_failed": "The test to {to} was not sent: {error}",
+        "no_test_address": "Your account has no address for {channel}: a test goes to your own e-mail address "
+                           "(email in your console account), on an e-mail channel.",
     },
     "zh-CN": {
         "herald": "herald", "console": "控制台", "nav": "页面", "today": "今日", "approvals": "待审批",
@@ -67,6 +83,19 @@ TEXT: dict[str, dict[str, str]] = {
         "override_window": "发送时段已关闭时仍立即发送",
         "window_closed": "发送时段关闭至 {until}：届时发送（勾选强制发送可立即发送）",
         "window_overridden": "发送时段关闭至 {until}：已强制立即发送",
+        "impact_intro": "粘贴修改后的规则文件（同名则替换该文件，新名称则新增），查看近期哪些结果会按新规则以不同方式发送。"
+                        "不会保存或发送任何内容。",
+        "rule_file": "规则文件", "days": "最近 N 天的结果", "proposed_rules": "修改后的规则文件",
+        "server_path": "或服务器上的规则文件或目录（管理员）", "compare": "比较",
+        "proposed_invalid": "修改后的规则无效：未进行比较。",
+        "would_change": "最近 {days} 天收到的 {outcomes} 个结果中，有 {changed} 个会以不同方式处理",
+        "impact_budget": "只比较了最早的 {budget} 个结果。", "field": "变化项",
+        "moves": "规则之间的转移", "examples": "示例", "before": "当前", "after": "修改后",
+        "field_rule": "规则", "field_template": "模板", "field_channels": "渠道顺序", "field_send_at": "发送时间",
+        "send_test": "发送测试给我", "test_channel": "测试渠道",
+        "test_sent": "测试消息已通过 {channel} 发送至 {to}（记录为测试，不计入报告）。",
+        "test_failed": "发送至 {to} 的测试未成功：{error}",
+        "no_test_address": "您的账号没有 {channel} 的地址：测试消息只发送到您账号中的邮箱（邮件渠道）。",
     },
 }
 

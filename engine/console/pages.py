@@ -1,6 +1,7 @@
 """The console's pages: each reads and acts through engine.desk (the same queries and actions as the /v1 API and
 the CLI) and renders one template of engine/console/templates. Outcome pages are here; the queue, candidates,
-dead letters and replies in pages_queue.py; rules, preview and the report in pages_rules.py."""
+dead letters and replies in pages_queue.py; rules, preview and the report in pages_rules.py; the impact of a rule
+change in pages_impact.py."""
 from __future__ import annotations
 
 from typing import Any
@@ -133,10 +134,11 @@ def add_routes(router: APIRouter, console: Console) -> None:
 
         return await run_in_threadpool(work)
 
-    from engine.console import pages_queue, pages_rules
+    from engine.console import pages_impact, pages_queue, pages_rules
 
     pages_queue.add_routes(router, console)
     pages_rules.add_routes(router, console)
+    pages_impact.add_routes(router, console)
 
 
 def _chosen(fields: dict[str, list[str]]) -> tuple[str, list[str]]:

@@ -1,6 +1,7 @@
 """Console pages about the rules: Rules (the rule set in use, the located errors of a refused reload, each rule's
 hits today), Preview (a rule's template in a chosen locale and channel over a
-stored or sample outcome, rendered through the pipeline, with SMS segments) and Report (engine.report's HTML page
+stored or sample outcome, rendered through the pipeline, with SMS segments, and "send a test to me":
+engine.desk.testsend) and Report (engine.report's HTML page
 for a period, today by default: each rule's performance; a rendering is served again for REPORT_TTL seconds)."""
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from engine import desk
-from engine.console.web import Console, Refused
+from engine.console.web import Console, Refused, Visitor, one
 from engine.desk.planning import find_rule, pinned
-from engine.model import Plan
+from engine.desk.testsend import operator_address, send_test
+from engine.model import ACCEPTED, Plan
 from engine.report import build_report
 from engine.report.dates import report_filters
 from engine.report.html import render_html
@@ -49,29 +51,68 @@ def add_routes(router: APIRouter, console: Console) -> None:
         return console.page(request, visitor, "rules.html.j2", version=rt.version, rules=ruleset.rules,
                             latest=rt.store.latest_ruleset(), errors=list(rt.last_reload_error), counts=counts)
 
+    def previewed(rule: str, locale: str, channel: str, outcome: str, text: str) -> tuple[Plan | None, str | None]:
+        """The preview's plan: `rule` over the stored outcome or the sample, in `locale`, `channel`'s message only."""
+        chosen = find_rule(rt.pipeline, rule)
+        data, error = _outcome(rt, outcome, text)
+        if chosen is None:
+            return None, f"no rule {rule!r}"
+        if data is None:
+            return None, error
+        if locale:
+            data = {**data, "candidate": {**(data.get("candidate") or {}), "locale": locale}}
+        plan = pinned(rt.pipeline, chosen).plan(data)
+        return (_only(plan, channel) if channel else plan), None
+
+    def preview_page(request: Request, visitor: Visitor, rule: str, locale: str, channel: str, outcome: str,
+                     sample: str, notice: str | None = None, error: str | None = None, status: int = 200) -> Response:
+        dep = rt.state.deployment
+        plan = None
+        text = sample or json.dumps(SAMPLE, ensure_ascii=False, indent=2)
+        if rule:
+            plan, failed = previewed(rule, locale, channel, outcome, text)
+            error = error or failed
+        email = visitor.account.email if visitor.account else None
+        testable = [c for c in sorted(dep.config.channels) if operator_address(c, email)]
+        return console.page(request, visitor, "preview.html.j2", status=422 if error is not None and status == 200 else status,
+                            notice=notice, error=error, rule_ids=[r.id for r in dep.ruleset.rules],
+                            channels=sorted(dep.config.channels), rule=rule, locale=locale, channel=channel,
+                            outcome=outcome, sample=text, plan=plan, testable=testable, my_email=email,
+                            locales=sorted({r.locale for r in dep.ruleset.rules} | {"zh-CN", "en"}))
+
     @router.get("/preview")
     def preview(request: Request, rule: str = "", locale: str = "", channel: str = "", outcome: str = "",
                 sample: str = "") -> Response:
-        visitor = console.signed_in(request)
-        dep = rt.state.deployment
-        rule_ids = [r.id for r in dep.ruleset.rules]
-        plan, error = None, None
-        text = sample or json.dumps(SAMPLE, ensure_ascii=False, indent=2)
-        if rule:
-            chosen = find_rule(rt.pipeline, rule)
-            data, error = _outcome(rt, outcome, text)
-            if chosen is None:
-                error = f"no rule {rule!r}"
-            elif data is not None:
-                if locale:
-                    data = {**data, "candidate": {**(data.get("candidate") or {}), "locale": locale}}
-                plan = pinned(rt.pipeline, chosen).plan(data)
-                if channel:
-                    plan = _only(plan, channel)
-        return console.page(request, visitor, "preview.html.j2", status=200 if error is None else 422, error=error,
-                            rule_ids=rule_ids, channels=sorted(dep.config.channels), rule=rule, locale=locale,
-                            channel=channel, outcome=outcome, sample=text, plan=plan,
-                            locales=sorted({r.locale for r in dep.ruleset.rules} | {"zh-CN", "en"}))
+        return preview_page(request, console.signed_in(request), rule, locale, channel, outcome, sample)
+
+    @router.post("/preview/test")
+    async def send_test_to_me(request: Request) -> Response:
+        """"Send a test to me": the previewed message for one channel, through that channel's real transport, to
+        the signed-in operator's own address; recorded as a test (audit log), never as a notification."""
+        visitor, fields = await console.posted(request, "approver")
+        rule, locale, outcome = one(fields, "rule"), one(fields, "locale"), one(fields, "outcome")
+        channel, sample = one(fields, "test_channel"), (fields.get("sample") or [""])[0]
+
+        def work() -> Response:
+            def again(notice: str | None = None, error: str | None = None, status: int = 200) -> Response:
+                return preview_page(request, visitor, rule, locale, channel, outcome, sample, notice, error, status)
+
+            to = operator_address(channel, visitor.account.email if visitor.account else None)
+            if to is None or visitor.actor is None:
+                return again(error=visitor.t("no_test_address", channel=channel or "-"), status=409)
+            plan, error = previewed(rule, locale, channel, outcome, sample)
+            transport, why = rt.state.transports.get(channel)
+            if plan is None or transport is None:
+                return again(error=error or why or f"channel {channel!r} cannot send", status=409)
+            try:
+                sent = send_test(rt.store, transport, plan, channel, to, rt.now(), visitor.actor, outcome or None)
+            except desk.ActionError as e:
+                return again(error=str(e), status=409)
+            if sent.status != ACCEPTED:
+                return again(error=visitor.t("test_failed", to=to, error=sent.error or sent.status), status=502)
+            return again(notice=visitor.t("test_sent", to=to, channel=channel))
+
+        return await run_in_threadpool(work)
 
     @router.get("/report")
     def report_page(request: Request, since: str = "", until: str = "") -> Response:

@@ -1,13 +1,16 @@
 """The impact of a rule change (`herald diff --rules NEW --since 7d`, and the console's page): the outcomes received
 in the last days are planned with the rules in use and with the proposed ones, at the same instant, and every
 outcome whose rule, template, channel order or send time would differ is counted, with examples. Nothing is
-stored or sent: both sides are `Pipeline.plan` of the same body."""
+stored or sent: both sides are `Pipeline.plan` of the same body. `proposed_rule_files` builds the proposed rule
+set of the console's page from one changed (or added) rule file."""
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from engine.model import Plan
@@ -107,3 +110,28 @@ def impact_text(imp: Impact) -> str:
         lines.append(f"  {e.outcome_id}:")
         lines += [f"    {f}: {e.old[f]} -> {e.new[f]}" for f in e.changed]
     return "\n".join(lines)
+
+
+MAX_RULES_TEXT = 256 * 1024  # characters of a proposed rule file typed or pasted at the console
+RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.ya?ml$")
+
+
+def proposed_rule_files(current: Sequence[Path], name: str, text: str, workdir: Path) -> list[Path]:
+    """The rule files of a proposed rule set: the `current` files (in their order) with the one named `name`
+    replaced by `text`, or `text` added as a new file `name` at its place by name. The text is written under
+    `workdir` (the caller's temporary directory); nothing else is touched. ValueError for a bad name or text."""
+    if not RULE_NAME.match(name):
+        raise ValueError("name: a rule file name such as 20-offers.yaml (letters, digits, '.', '_', '-')")
+    if len(text) > MAX_RULES_TEXT:
+        raise ValueError(f"rules: at most {MAX_RULES_TEXT} characters")
+    if not text.strip():
+        raise ValueError("rules: paste the changed rule file")
+    path = workdir / name
+    path.write_text(text, encoding="utf-8")
+    files = list(current)
+    for i, f in enumerate(files):
+        if f.name == name:
+            files[i] = path
+            return files
+    at = next((i for i, f in enumerate(files) if f.name > name), len(files))
+    return [*files[:at], path, *files[at:]]

@@ -263,3 +263,36 @@ def test_phone_layout_and_chinese(tmp_path, served):
         phone.save_screenshot(str(SHOTS / "approvals-phone-zh.png"))
     finally:
         phone.quit()
+
+
+def test_the_impact_of_a_rule_change(browser, served):
+    """The Impact page: the rule file in use is shown to edit; the changed one is compared over the outcomes of the
+    last days (what would now go to another rule), and an invalid one shows its located errors instead."""
+    root, url = served
+    post(url, [outcome("imp-1", candidate={"name": "Kai", "email": "kai@example.com"})])  # reject: rule `now`
+    wait_until(browser, lambda d: sent_to(root, "imp-1"), timeout=30)
+    as_user(browser, url, "vic")  # read-only: a viewer may compare
+    browser.get(url + "/console/impact")
+    rules = by_css(browser, "#rules")
+    assert "id: now" in rules.get_attribute("value") and by_css(browser, "#name").get_attribute("value") == "10-rules.yaml"
+    changed = rules.get_attribute("value").replace("match: {decision: hold}", "match: {decision: [hold, reject]}")
+    browser.execute_script("arguments[0].value = arguments[1]", rules, changed)
+    submit(browser, by_css(browser, "#compare"))
+    assert "would be treated differently" in by_css(browser, "#impact-summary").text
+    assert "now -> later" in by_css(browser, "#impact-moves").text
+    assert by_css(browser, "#impact-examples").text.count("later") >= 1
+    check_page(browser, "impact")
+    browser.execute_script("arguments[0].value = arguments[1]", by_css(browser, "#rules"), "version: 1\nrules: [oops")
+    submit(browser, by_css(browser, "#compare"))
+    problems = by_css(browser, "#problems").text
+    assert "10-rules.yaml" in problems and not browser.find_elements("css selector", "#impact")
+
+
+def test_send_a_test_to_me_from_the_preview(browser, served):
+    root, url = served
+    as_user(browser, url, "ann")
+    browser.get(url + "/console/preview?rule=now&locale=en&channel=email")
+    submit(browser, by_css(browser, "#send-test"))
+    assert "Test sent to ann@example.com" in notice(browser)
+    mine = [m for m in outbox(root) if m["to"] == "ann@example.com"]
+    assert len(mine) == 1 and mine[0]["subject"].startswith("[TEST] ") and mine[0]["meta"]["test"] is True

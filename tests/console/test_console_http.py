@@ -255,3 +255,50 @@ def test_route_cancel_reschedule_send_now_and_mark_handled(tmp_path, daemons):
         assert store.get_reply(reply).handled_at is not None
         actions = {(a.action, a.actor) for oid in ("um-1", "q-1", "q-2", "q-3") for a in store.audit_for(oid)}
         assert {("route", "ann"), ("cancel", "ann"), ("reschedule", "ann"), ("send_now", "ann")} <= actions
+
+
+def test_send_a_test_to_me_goes_to_the_operator_only_and_is_never_counted(tmp_path, daemons):
+    """Preview's "send a test to me": the rendered message goes through the channel's real transport (the outbox
+    here) to the signed-in operator's own e-mail address, marked as a test, recorded in the audit log as a test;
+    no notification, attempt or event is stored, so the report counts nothing. A viewer may not; a channel the
+    account has no address for is refused."""
+    from daemon_support import outbox
+
+    d = daemons(console_deployment(tmp_path))
+    store = d.runtime.store
+    with client(d.url) as c, client(d.url) as viewer:
+        sign_in(c, "ann"), sign_in(viewer, "vic")
+        page = c.get("/console/preview?rule=now&locale=en&channel=email")
+        assert page.status_code == 200 and 'id="send-test"' in page.text and "ann@example.com" in page.text
+        fields = {"rule": "now", "locale": "en", "outcome": "", "sample": re.search(
+            r'<textarea id="sample" name="sample"[^>]*>([^<]*)</textarea>', page.text).group(1).replace("&#34;", '"')}
+        r = c.post("/console/preview/test", data={"csrf": csrf_of(page.text), "test_channel": "email", **fields})
+        assert r.status_code == 200 and "Test sent to ann@example.com" in r.text, r.text[-2000:]
+        [sent] = outbox(tmp_path)
+        assert sent["to"] == "ann@example.com" and sent["subject"].startswith("[TEST] ")
+        assert "Hello 张伟" in sent["body"] and sent["meta"]["test"] is True and sent["meta"]["actor"] == "ann"
+        r = c.post("/console/preview/test", data={"csrf": csrf_of(page.text), "test_channel": "sms", **fields})
+        assert r.status_code == 409 and "no address for sms" in r.text
+        r = viewer.post("/console/preview/test", data={"csrf": csrf_of(viewer.get("/console/preview").text),
+                                                        "test_channel": "email", **fields})
+        assert r.status_code == 403
+    assert len(outbox(tmp_path)) == 1
+    [entry] = store.audit_page()
+    assert (entry.action, entry.actor, entry.target) == ("send_test", "ann", "email: ann@example.com")
+    assert entry.detail["test"] is True and entry.detail["status"] == "accepted" and entry.outcome_id is None
+    assert store.notifications_page() == [] and store.event_counts_between(("queued", "sent"), 0, 4e9) == []
+
+
+def test_impact_of_a_server_path_is_an_admins(tmp_path, daemons):
+    """Pointing the Impact page at rules on the server is an admin's; the same rules change nothing."""
+    d = daemons(console_deployment(tmp_path))
+    with client(d.url) as viewer, client(d.url) as admin:
+        sign_in(viewer, "vic"), sign_in(admin, "root")
+        assert 'id="path"' not in viewer.get("/console/impact").text
+        r = _form(viewer, "/console/impact", name="10-rules.yaml", rules="version: 1\n", days="7",
+                  path=str(tmp_path / "rules"))
+        assert r.status_code == 403
+        r = _form(admin, "/console/impact", name="10-rules.yaml", rules="", days="7", path=str(tmp_path / "rules"))
+        assert r.status_code == 200 and "0 of 0 outcome(s)" in r.text, r.text[-1500:]
+        assert _form(admin, "/console/impact", name="../x.yaml", rules="v", days="7").status_code == 422
+        assert _form(admin, "/console/impact", name="x.yaml", rules="version: 1\n", days="400").status_code == 422

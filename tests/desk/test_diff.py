@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from click.testing import CliRunner
 from daemon_support import RULES, make_deployment, outcome
 
@@ -64,3 +65,19 @@ def test_herald_diff_command(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["diff", "--rules", str(new), "--since", "soon", "--config",
                                   str(root / "herald.yaml")])
     assert r.exit_code == 2 and "duration" in r.output
+
+
+def test_proposed_rule_files_replace_one_by_name_or_add_it_in_order(tmp_path):
+    from engine.desk.diff import proposed_rule_files
+
+    current = [tmp_path / "rules" / n for n in ("10-a.yaml", "30-c.yaml")]
+    work = tmp_path / "work"
+    work.mkdir()
+    assert proposed_rule_files(current, "30-c.yaml", "version: 1\n", work) == [current[0], work / "30-c.yaml"]
+    assert proposed_rule_files(current, "20-b.yaml", "version: 1\n", work) == [current[0], work / "20-b.yaml",
+                                                                               current[1]]
+    assert (work / "20-b.yaml").read_text() == "version: 1\n"
+    for name, text in (("../x.yaml", "v"), ("x.txt", "v"), ("a.yaml", " \n"), ("a.yaml", "x" * 300_000)):
+        with pytest.raises(ValueError):
+            proposed_rule_files(current, name, text, work)
+    assert sorted(p.name for p in work.iterdir()) == ["20-b.yaml", "30-c.yaml"]  # nothing written outside
