@@ -112,9 +112,6 @@ class Desk(SqlStore):
         time; in [since, until) when given, of `states` and `channel` when given (key: that time, id)."""
         due = "coalesce(next_attempt_at, send_at)"
         where, params = ["1 = 1"], []  # type: list[str], list[Any]
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params += list(states)
         if channel:
             where.append("channel = ?")
             params.append(channel)
@@ -127,8 +124,17 @@ class Desk(SqlStore):
         if after is not None:
             where.append(f"({due} > ? OR ({due} = ? AND id > ?))")
             params += [float(after[0]), float(after[0]), str(after[1])]
-        rows = self._all(f"SELECT * FROM notifications WHERE {' AND '.join(where)} ORDER BY {due}, id LIMIT ?",
-                         (*params, _limit(limit)))
+        n = _limit(limit)
+        if len(states) <= 1:
+            cond = " AND ".join(where + ["state = ?"] * len(states))
+            rows = self._all(f"SELECT * FROM notifications WHERE {cond} ORDER BY {due}, id LIMIT ?",
+                             (*params, *states, n))
+        else:  # each state read in order on its (state, due time) index, merged: never a sort of all of them
+            part = (f"SELECT * FROM (SELECT *, {due} AS due_key FROM notifications WHERE state = ? AND "
+                    f"{' AND '.join(where)} ORDER BY {due}, id LIMIT ?) AS s{{}}")
+            rows = self._all(" UNION ALL ".join(part.format(i) for i in range(len(states)))
+                             + " ORDER BY due_key, id LIMIT ?",
+                             tuple(v for st in states for v in (st, *params, n)) + (n,))
         return [_notification(r) for r in rows]
 
     def dead_letters_page(self, *, after: int | None = None, limit: int = 50,

@@ -1,5 +1,6 @@
 """Indexes for the console's pages at a million notifications (issue 15's 200 ms): the queue by state and due
-time (Today's next sends and failures, /v1/queue), replies by notification (a candidate's history), events of a
+time (Today's next sends and failures, /v1/queue), held and unmatched outcomes in the order they came (Approvals,
+Unmatched), replies by notification (a candidate's history), events of a
 day covered by kind, time, rule and channel (Today's and Rules' counts read the index alone), and the candidate
 search: each outcome's name, e-mail and phone digits extracted on insert into a trigram full-text table
 (`outcome_search`, FTS5 with the trigram tokenizer: a substring `LIKE` of three characters or more reads the
@@ -10,7 +11,7 @@ from typing import Any
 
 from engine.store.migrations_desk import statements
 
-NAME = "console indexes: queue by state and due time, replies by notification, day counts, candidate search"
+NAME = "console indexes: queue and outcomes in order, replies by notification, day counts, candidate search"
 
 # What a search reads of an outcome's body: name, e-mail (lower case) and the phone's digits, joined by a unit
 # separator (a query never spans two of them unless it holds one).
@@ -24,6 +25,8 @@ _SCHEMA = f"""
 CREATE INDEX IF NOT EXISTS notifications_by_state_due ON notifications (state, coalesce(next_attempt_at, send_at), id);
 CREATE INDEX IF NOT EXISTS notifications_by_due ON notifications (coalesce(next_attempt_at, send_at), id);
 CREATE INDEX IF NOT EXISTS replies_by_notification ON replies (notification_id, id);
+CREATE INDEX IF NOT EXISTS outcomes_by_status_time ON outcomes (status, state, received_at, id);
+DROP INDEX IF EXISTS outcomes_by_status;
 CREATE INDEX IF NOT EXISTS events_by_kind_day ON events (kind, at, rule_id, channel);
 DROP INDEX IF EXISTS events_by_kind;
 CREATE VIRTUAL TABLE IF NOT EXISTS outcome_search USING fts5 (who, tokenize = 'trigram');

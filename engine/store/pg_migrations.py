@@ -287,6 +287,8 @@ _CONSOLE = r"""
 CREATE INDEX notifications_by_state_due ON notifications (state, (coalesce(next_attempt_at, send_at)), id);
 CREATE INDEX notifications_by_due ON notifications ((coalesce(next_attempt_at, send_at)), id);
 CREATE INDEX replies_by_notification ON replies (notification_id, id);
+CREATE INDEX outcomes_by_status_time ON outcomes (status, state, received_at, id);
+DROP INDEX IF EXISTS outcomes_by_status;
 CREATE INDEX events_by_kind_day ON events (kind, at, rule_id, channel);
 DROP INDEX IF EXISTS events_by_kind;
 CREATE OR REPLACE FUNCTION herald_who(raw text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -322,7 +324,7 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(9, "lease claim numbers and shared rate limits", _sql(_LEASES)),
     PgMigration(10, migrations_vocabulary.NAME, migrations_vocabulary.apply_pg),
     PgMigration(11, "HR alert lines raised by any replica, posted by the leader", _sql(_ALERTS)),
-    PgMigration(12, "console indexes: queue by state and due time, replies by notification, day counts, candidate "
+    PgMigration(12, "console indexes: queue and outcomes in order, replies by notification, day counts, candidate "
                     "search", _console),
 )
 

@@ -51,6 +51,13 @@ def test_notifications_page_by_time_state_and_channel(store: Store):
     store.cancel("d#1", at=T0)
     assert ids(store.notifications_page(states=["scheduled"])) == ["a#1", "b#1", "c#1"]
     assert ids(store.notifications_page(states=["cancelled"])) == ["d#1"]
+    store.cancel("a#1", at=T0)  # several states: merged in order, paged, filtered like one
+    both = ["cancelled", "scheduled"]
+    assert ids(store.notifications_page(states=both)) == ["a#1", "b#1", "c#1", "d#1"]
+    head = store.notifications_page(states=both, limit=3)
+    assert ids(head) == ["a#1", "b#1", "c#1"]
+    assert ids(store.notifications_page(states=both, after=(head[-1].next_attempt_at, head[-1].id))) == ["d#1"]
+    assert ids(store.notifications_page(states=both, channel="email", until=T0 + 50)) == ["c#1"]
 
 
 def test_find_outcomes_by_id_name_email_and_phone(store: Store):
