@@ -43,7 +43,7 @@ class Impact:
     by_field: dict[str, int]
     moves: dict[str, int]  # "old rule -> new rule": how many outcomes
     examples: tuple[OutcomeDiff, ...]
-    truncated: bool = False  # more outcomes than the budget: only the newest were compared
+    truncated: bool = False  # more outcomes than the budget: only the oldest ones (up to it) were compared
 
 
 def _side(p: Plan) -> dict[str, Any]:

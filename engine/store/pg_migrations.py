@@ -280,9 +280,11 @@ CREATE TABLE alerts (
 """
 
 
-# The console's indexes (engine/store/migrations_console.py says why): the queue by state and due time, replies by
-# notification, a day's events covered, and the candidate search on herald_who(raw) (name and e-mail in lower case,
-# phone digits), a trigram index with pg_trgm, else (no extension, no right to create it) a prefix index.
+# The console's indexes (engine/store/migrations_console.py says why): the queue by state and due time, outcomes by
+# status in the order they came, replies by notification, a day's events covered, and the candidate search on
+# herald_who(raw) (name and e-mail in lower case, phone digits) with a pg_trgm index. Without the extension (not
+# installed, or no right to create it) the search keeps its meaning (a part of a name, an e-mail, a phone number)
+# and reads every outcome: a prefix index could not serve a part, and a search that finds less is not offered.
 _CONSOLE = r"""
 CREATE INDEX notifications_by_state_due ON notifications (state, (coalesce(next_attempt_at, send_at)), id);
 CREATE INDEX notifications_by_due ON notifications ((coalesce(next_attempt_at, send_at)), id);
@@ -308,7 +310,7 @@ def _console(conn: Any) -> None:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
             conn.execute("CREATE INDEX outcomes_search ON outcomes USING gin (herald_who(raw) gin_trgm_ops)")
     except psycopg.Error:
-        conn.execute("CREATE INDEX outcomes_search ON outcomes (herald_who(raw) text_pattern_ops)")
+        pass  # no pg_trgm: the search scans (see above); `herald db upgrade` after installing it does not redo this
 
 
 PG_MIGRATIONS: tuple[PgMigration, ...] = (

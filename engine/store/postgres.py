@@ -76,7 +76,7 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
 
     def _search(self, texts: Sequence[str]) -> tuple[list[str], list[Any]]:
         """Conditions on outcomes, one per text: a LIKE on herald_who(raw) (name and e-mail in lower case, phone
-        digits: pg_migrations.py), which reads its pg_trgm index (a prefix index where pg_trgm is missing)."""
+        digits: pg_migrations.py), which reads its pg_trgm index (without pg_trgm: a scan)."""
         return ["herald_who(raw) LIKE ? ESCAPE '\\'" for _ in texts], [_like(t) for t in texts]
 
     def __init__(self, url: str, *, migrations: Sequence[PgMigration] = PG_MIGRATIONS, min_size: int = 1,
