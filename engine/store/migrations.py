@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 
 from sqlite_utils import Database
 
-from engine.store import (migrations_console, migrations_desk, migrations_leases, migrations_sources,
-                          migrations_suppressions, migrations_tracking, migrations_vocabulary)
+from engine.store import (migrations_console, migrations_desk, migrations_hours, migrations_leases,
+                          migrations_sources, migrations_suppressions, migrations_tracking, migrations_vocabulary)
 from engine.store.errors import SchemaVersionError, StoreError
 
 
@@ -184,6 +184,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, migrations_leases.NAME, migrations_leases.apply),
     Migration(8, migrations_vocabulary.NAME, migrations_vocabulary.apply),
     Migration(9, migrations_console.NAME, migrations_console.apply),
+    Migration(10, migrations_hours.NAME, migrations_hours.apply),
 )
 
 

@@ -155,6 +155,25 @@ def test_replies_of_an_outcome_and_paged(store: Store):
     assert store.get_reply(r1).handled_at == T0 + 3
 
 
+def test_event_counts_between_any_range_counts_every_event_once(store: Store):
+    """Whole hours (read from the per-hour counts where a backend keeps them) and the minutes at both edges (read
+    from the events) add up to what a count of the events in the range gives, for aligned and unaligned ranges."""
+    store.accept_outcomes([item(f"e{i}", note=plan(send_at=T0, rule=f"r{i % 2}")) for i in range(4)], at=T0 - 7200)
+    added = []
+    for k in range(40):
+        at, kind, nid = T0 + k * 700.0, ("sent", "delivered", "failed")[k % 3], f"e{k % 4}#1"
+        store.add_event(nid, kind, at=at, channel=("email", "sms")[k % 2])
+        added.append((at, kind, f"r{k % 4 % 2}", ("email", "sms")[k % 2]))
+    kinds = ("sent", "delivered")
+    for lo, hi in ((T0, T0 + 3600 * 5), (T0 + 100, T0 + 3600 * 6 + 250), (T0 + 3700, T0 + 3800), (T0 - 1, T0 + 1e5)):
+        want: dict = {}
+        for at, kind, rule, channel in added:
+            if lo <= at < hi and kind in kinds:
+                want[(kind, rule, channel)] = want.get((kind, rule, channel), 0) + 1
+        got = {(c.kind, c.rule_id, c.channel): c.count for c in store.event_counts_between(kinds, lo, hi)}
+        assert got == want, (lo, hi)
+
+
 def test_event_counts_between_and_count_status(store: Store):
     """The console's Today: a day's events by kind, rule and channel; how many outcomes wait, by status."""
     store.accept_outcomes([item("c1", note=plan(send_at=T0)), item("c2", note=plan(send_at=T0)),

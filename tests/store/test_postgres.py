@@ -132,6 +132,7 @@ def test_both_backends_offer_the_same_methods_and_tables(pg, tmp_path):
     sqlite_only = {"sqlite_sequence"}  # and the candidate search's FTS5 table with its shadow tables (PostgreSQL:
     sqlite_only |= {"outcome_search", *(f"outcome_search_{s}" for s in ("content", "data", "docsize", "idx",
                                                                           "config"))}  # an index on outcomes)
+    sqlite_only.add("event_hours")  # per-hour event counts: one writer only (engine/store/migrations_hours.py)
     with SQLiteStore(tmp_path / "h.db") as s:
         conn = s._db().conn
         lite = {t: {c[1] for c in conn.execute(f"PRAGMA table_info({t})")}
