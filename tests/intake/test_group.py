@@ -71,14 +71,7 @@ def test_a_store_error_reaches_every_caller_of_its_group_and_the_next_group_stil
         raise RuntimeError("store unavailable")
 
     gc = GroupCommit(run)
-    answers, errors, threads = _run_concurrently(gc, 4)
-    first_started.wait(10)
-    for t in threads[1:]:
-        t.start()
-    _wait(lambda: len(gc._queue) == 3)
-    release.set()
-    for t in threads:
-        t.join(10)
+    answers, errors = _first_alone_then_three(gc, first_started, release)
     assert answers == {0: "ok"} and sorted(errors) == [1, 2, 3]
     assert all(str(e) == "store unavailable" for e in errors.values())
     with pytest.raises(RuntimeError):
@@ -89,7 +82,13 @@ def test_a_store_error_reaches_every_caller_of_its_group_and_the_next_group_stil
 def _one_group_of_three(gc: GroupCommit, calls: list, first_started: threading.Event,
                         release: threading.Event) -> None:
     """Drives `gc` to a commit of one caller, then one of three (the last group held three)."""
-    _answers, errors, threads = _run_concurrently(gc, 4)
+    _answers, errors = _first_alone_then_three(gc, first_started, release)
+    assert errors == {} and [sorted(c) for c in calls] == [[0], [1, 2, 3]]
+
+
+def _first_alone_then_three(gc: GroupCommit, first_started: threading.Event, release: threading.Event) -> tuple:
+    """Four callers: the first commits alone (held inside `run` until `release`), the other three queue behind it."""
+    answers, errors, threads = _run_concurrently(gc, 4)
     first_started.wait(10)
     for t in threads[1:]:
         t.start()
@@ -97,7 +96,7 @@ def _one_group_of_three(gc: GroupCommit, calls: list, first_started: threading.E
     release.set()
     for t in threads:
         t.join(10)
-    assert errors == {} and [sorted(c) for c in calls] == [[0], [1, 2, 3]]
+    return answers, errors
 
 
 def _gated_run(calls: list) -> tuple:
