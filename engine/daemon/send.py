@@ -176,11 +176,12 @@ class Sender:
         labels: dict[str, str] = {}
         with self._holding(rows):
             outcomes = self.rt.store.get_outcomes([n.outcome_id for n in rows]) if rows else {}
+            suppressed = self._suppressed_among(rows, outcomes)
             ready: list[Ready] = []
             for n in rows:
                 if stopping():
                     break
-                got = self._prepare(n, outcomes.get(n.outcome_id))
+                got = self._prepare(n, outcomes.get(n.outcome_id), suppressed)
                 if isinstance(got, str):
                     labels[n.id] = got
                     self._let_go([n.id])
@@ -235,9 +236,22 @@ class Sender:
             return None
         return attempt
 
-    def _prepare(self, n: NotificationRow, row: OutcomeRow | None) -> Ready | str:
-        """A claimed notification checked (still sendable, window open, channel, address, consent) and rendered:
-        ready for its attempt, or the result when it is not sent now (recorded here, each in its own transaction)."""
+    def _suppressed_among(self, rows: Sequence[NotificationRow], outcomes: Mapping[str, OutcomeRow]) -> set:
+        """The (channel, address) pairs of the batch that are suppressed: one query for the batch, not one a row
+        (each is a round trip on PostgreSQL). Looked up where each row used to be, before any send of the batch."""
+        pairs = []
+        for n in rows:
+            row = outcomes.get(n.outcome_id)
+            if row is not None and n.channel in CHANNEL_ADDRESS:
+                to = lookup(row.data(), CHANNEL_ADDRESS[n.channel])
+                if to:
+                    pairs.append((n.channel, str(to)))
+        return self.rt.store.suppressed_among(pairs) if pairs else set()
+
+    def _prepare(self, n: NotificationRow, row: OutcomeRow | None, suppressed: set) -> Ready | str:
+        """A claimed notification checked (still sendable, window open, channel, address, consent: `suppressed`,
+        the batch's suppressed (channel, address) pairs) and rendered: ready for its attempt, or the result when it
+        is not sent now (recorded here, each in its own transaction)."""
         rt, store = self.rt, self.rt.store
         state = rt.state
         now = rt.now()
@@ -262,7 +276,7 @@ class Sender:
         to = address(n.channel, outcome, getattr(state.deployment.config.channels.get(n.channel), "settings", None))
         if not to:
             return self._fallback(n, outcome, f"no {CHANNEL_ADDRESS.get(n.channel)} for {n.channel}", now, "no_address")
-        if n.channel in CHANNEL_ADDRESS and store.suppression(n.channel, to) is not None:
+        if n.channel in CHANNEL_ADDRESS and (n.channel, to) in suppressed:
             return self._suppressed(n, outcome, to, now)
         rendered = self._render(n, outcome, state)
         if isinstance(rendered, RenderFailed):
@@ -315,12 +329,13 @@ class Sender:
         rt, store = self.rt, self.rt.store
         n, outcome, transport = r.n, r.outcome, r.transport
         if result.status == ACCEPTED:
+            # no receipt will ever come from a transport that reports none: acceptance counts as delivery (recorded
+            # with the send), so escalate_after does not fire
+            assumed = None if reports_delivery(transport) else {"assumed": True,
+                                                                 "why": f"{transport.name} reports no receipts"}
             sent = store.mark_sent(n.id, at=done, attempt_id=attempt.id, result=result,
-                                   await_read=transport.name in READ_RECEIPTS, owner=n.lease_owner, claim=n.claims)
-            if result.provider_id and not reports_delivery(transport):
-                # no receipt will ever come: count acceptance as delivery, so escalate_after does not fire
-                store.record_receipt(result.provider_id, "delivered", at=done, channel=n.channel,
-                                     detail={"assumed": True, "why": f"{transport.name} reports no receipts"})
+                                   await_read=transport.name in READ_RECEIPTS, owner=n.lease_owner, claim=n.claims,
+                                   assumed=assumed)
 
             def accepted() -> str:
                 if not sent:

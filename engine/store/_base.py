@@ -260,3 +260,26 @@ class SqlStore:
         if cur.rowcount:
             self._add_event(conn, nid, kind, t, None, {"reason": reason}, f"{kind}:{nid}")
         return bool(cur.rowcount)
+
+    def _receipt(self, conn: Any, aid: int, nid: str, ch: str, idx: int, provider_id: str | None, kind: str, t: float,
+                 detail: Mapping[str, Any] | None, dedupe_key: str | None) -> None:
+        """record_receipt once its attempt is known (id, notification, channel and its index): the event, and on the
+        current channel the state moved forward (or on, for undelivered)."""
+        key = dedupe_key or (f"receipt:{aid}:{kind}" if kind in ("delivered", "undelivered", "read")
+                             else f"receipt:{aid}:{kind}:{t!r}")
+        if not self._add_event(conn, nid, kind, t, ch, dict(detail or {}, provider_id=provider_id), key):
+            return
+        cur = f"id = ? AND channel_index = {int(idx)}"
+        if kind == "delivered":
+            self._x(conn, f"UPDATE notifications SET state = 'delivered', delivered_at = coalesce(delivered_at, ?), "
+                         f"escalate_at = CASE WHEN await_read = 1 THEN escalate_at END, updated_at = ? "
+                         f"WHERE {cur} AND state IN ('sent', 'failed')", (t, t, nid))
+        elif kind == "read":
+            self._x(conn, f"UPDATE notifications SET state = 'read', read_at = coalesce(read_at, ?), "
+                         f"delivered_at = coalesce(delivered_at, ?), escalate_at = NULL, updated_at = ? "
+                         f"WHERE {cur} AND state IN ('sent', 'delivered', 'failed')", (t, t, t, nid))
+        elif kind == "undelivered":
+            more = self._x(conn, f"UPDATE notifications SET escalate_at = ?, updated_at = ? WHERE {cur} "
+                                f"AND state = 'sent' AND channel_index + 1 < channel_count", (t, t, nid)).rowcount
+            if not more and self._q(conn, f"SELECT 1 FROM notifications WHERE {cur} AND state = 'sent'", (nid,)):
+                self._terminate(conn, nid, "failed", "failed", t, "undelivered on the last channel", ("sent",))

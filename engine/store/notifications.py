@@ -9,7 +9,7 @@ the next instant with work, and reading notifications with their attempts and ev
 from __future__ import annotations
 
 from typing import Any
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from engine.model import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
 from engine.store._base import _LIVE, _NOT_PAUSED, LEASE_HELD, SqlStore, _event, _notification, _now, _row, lease_params
@@ -111,27 +111,33 @@ class Notifications(SqlStore):
                          (notification_id,)) is not None
 
     def _sent(self, conn: Any, nid: str, t: float, provider_id: str | None, await_read: bool | None,
-              recovered: bool = False, from_state: str = "sending") -> bool:
-        rows = self._q(conn, """UPDATE notifications SET state = 'sent', sent_at = ?, lease_owner = NULL,
+              recovered: bool = False, from_state: str = "sending", owner: str | None = None,
+              claim: int | None = None) -> Mapping[str, Any] | None:
+        """'sent' from `from_state` (with an owner: only under its claim), its events; the row's channel and index
+        (None: nothing changed)."""
+        held = " AND lease_owner = ? AND (? IS NULL OR claims = ?)" if owner is not None else ""
+        rows = self._q(conn, f"""UPDATE notifications SET state = 'sent', sent_at = ?, lease_owner = NULL,
             lease_until = NULL, next_attempt_at = NULL, last_error = NULL, updated_at = ?,
             await_read = coalesce(?, await_read),
             escalate_at = CASE WHEN escalate_after_s IS NOT NULL AND channel_index + 1 < channel_count
                                THEN ? + escalate_after_s END,
             late = CASE WHEN deadline_at IS NOT NULL AND ? > deadline_at THEN 1 ELSE late END
-            WHERE id = ? AND state = ? RETURNING channel, channel_index, late""",
-                       (t, t, None if await_read is None else int(await_read), t, t, nid, from_state))
+            WHERE id = ? AND state = ?{held} RETURNING channel, channel_index, late""",
+                       (t, t, None if await_read is None else int(await_read), t, t, nid, from_state,
+                        *((owner, claim, claim) if owner is not None else ())))
         if not rows:
-            return False
+            return None
         r = rows[0]
         detail = {"provider_id": provider_id, **({"recovered": True} if recovered else {})}
         self._add_event(conn, nid, "sent", t, r["channel"], detail, f"sent:{nid}:{r['channel_index']}")
         if r["late"]:
             self._add_event(conn, nid, "late", t, r["channel"], None, f"late:{nid}")
-        return True
+        return r
 
     def mark_sent(self, notification_id: str, at: Instant | None = None, provider_id: str | None = None, *,
                   attempt_id: int | None = None, result: SendResult | None = None,
-                  await_read: bool = False, owner: str | None = None, claim: int | None = None) -> bool:
+                  await_read: bool = False, owner: str | None = None, claim: int | None = None,
+                  assumed: Mapping[str, Any] | None = None) -> bool:
         """The provider took it: 'sending' -> 'sent', the attempt accepted, a 'sent' event, all in one transaction.
 
         await_read: the channel reports reads, so only a read (not a delivery) stops escalation to the next
@@ -143,25 +149,40 @@ class Notifications(SqlStore):
         attempt's channel: the provider has it, sending it again would be a duplicate); one claimed again (by
         another dispatcher, or by the same owner under a later claim number) is left to that claim, and a
         'possible_duplicate' event records this attempt (False).
+
+        assumed (with attempt_id and a provider id): the transport reports no receipts, so its delivery is recorded
+        in the same transaction, with this detail, as record_receipt(provider id, 'delivered') would record it.
         """
         t = _now(at)
         pid = provider_id or (result.provider_id if result else None)
         with self._write() as conn:
             self._finish_result(conn, attempt_id, result, ACCEPTED, t, provider_id=pid)
-            if owner is None:
-                if self._sent(conn, notification_id, t, pid, await_read):
-                    return True
-            elif (lost := self._sent_by_owner(conn, notification_id, t, pid, await_read, owner, claim,
-                                              attempt_id)) is None:
-                return True
-            elif lost:
-                return False
-            st = self._q(conn, "SELECT state FROM notifications WHERE id = ?", (notification_id,))
-            if attempt_id is not None and st and st[0]["state"] in ("cancelled", "expired"):
-                # it went out although it was stopped meanwhile: keep that on record
-                self._add_event(conn, notification_id, "sent", t, None, {"provider_id": pid, "after": st[0]["state"]},
-                                f"sent:attempt:{attempt_id}")
-            return False
+            sent, where = self._mark_sent(conn, notification_id, t, pid, attempt_id, await_read, owner, claim)
+            if assumed is not None and attempt_id is not None and pid:
+                if where is None:
+                    where = self._q(conn, "SELECT channel, channel_index FROM attempts WHERE id = ?", (attempt_id,))[0]
+                self._receipt(conn, attempt_id, notification_id, where["channel"], where["channel_index"], pid,
+                              "delivered", t, assumed, None)
+        return sent
+
+    def _mark_sent(self, conn: Any, nid: str, t: float, pid: str | None, attempt_id: int | None, await_read: bool,
+                   owner: str | None, claim: int | None) -> tuple[bool, Mapping[str, Any] | None]:
+        """mark_sent's transition: whether it was marked sent, and the row's channel and index when known."""
+        if owner is None:
+            if (row := self._sent(conn, nid, t, pid, await_read)) is not None:
+                return True, row
+        elif (row := self._sent(conn, nid, t, pid, await_read, owner=owner, claim=claim)) is not None:
+            return True, row  # still under its claim: one UPDATE, the common case
+        elif (lost := self._sent_by_owner(conn, nid, t, pid, await_read, owner, claim, attempt_id)) is None:
+            return True, None
+        elif lost:
+            return False, None
+        st = self._q(conn, "SELECT state FROM notifications WHERE id = ?", (nid,))
+        if attempt_id is not None and st and st[0]["state"] in ("cancelled", "expired"):
+            # it went out although it was stopped meanwhile: keep that on record
+            self._add_event(conn, nid, "sent", t, None, {"provider_id": pid, "after": st[0]["state"]},
+                            f"sent:attempt:{attempt_id}")
+        return False, None
 
     def _sent_by_owner(self, conn: Any, nid: str, t: float, pid: str | None, await_read: bool, owner: str,
                        claim: int | None, attempt_id: int | None) -> bool | None:
@@ -173,10 +194,11 @@ class Notifications(SqlStore):
             return False
         state, holder, idx = rows[0]["state"], rows[0]["lease_owner"], rows[0]["channel_index"]
         if state == "sending" and holder == owner and (claim is None or rows[0]["claims"] == claim):
-            return None if self._sent(conn, nid, t, pid, await_read) else False
+            return None if self._sent(conn, nid, t, pid, await_read) is not None else False
         a = self._q(conn, "SELECT channel_index FROM attempts WHERE id = ?", (attempt_id,)) if attempt_id else []
         if state == "scheduled" and a and a[0]["channel_index"] == idx:  # lease returned, not claimed again
-            return None if self._sent(conn, nid, t, pid, await_read, recovered=True, from_state="scheduled") else False
+            sent = self._sent(conn, nid, t, pid, await_read, recovered=True, from_state="scheduled")
+            return None if sent is not None else False
         if state == "sending" or (state in ("sent", "delivered", "read") and attempt_id is not None):
             self._add_event(conn, nid, "possible_duplicate", t, None,
                             {"provider_id": pid, "owner": owner, "claim": claim, "holder": holder,

@@ -2,7 +2,7 @@
 schema in migrations_suppressions.py. Addresses are normalised so that one person is one entry."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,20 @@ class Suppressions(SqlStore):
         rows = self._all("SELECT * FROM suppressions WHERE channel = ? AND address = ?",
                          (channel, normal_address(address)))
         return _row(rows[0]) if rows else None
+
+    def suppressed_among(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (channel, address) pairs are suppressed, in one query (a dispatcher's batch); each pair
+        comes back as it was given."""
+        wanted: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for channel, address in pairs:
+            wanted.setdefault((channel, normal_address(address)), []).append((channel, address))
+        if not wanted:
+            return set()
+        keys = list(wanted)
+        rows = self._all(f"SELECT channel, address FROM suppressions WHERE "
+                         f"{' OR '.join('(channel = ? AND address = ?)' for _ in keys)}",
+                         [v for k in keys for v in k])
+        return {given for r in rows for given in wanted.get((r["channel"], r["address"]), ())}
 
     def suppressions(self, channel: str | None = None, limit: int = 1000) -> list[SuppressionRow]:
         """Entries, newest first (of one channel, when given)."""

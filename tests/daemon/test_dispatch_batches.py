@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from daemon_support import make_deployment, outbox, outcome
 
 from engine.channels.base import ACCEPTED, Envelope, SendResult
@@ -99,5 +101,45 @@ def test_claims_waiting_in_a_batch_are_heartbeated_and_never_taken_back(tmp_path
         for i in range(4):
             n = store.get_notification(f"w-{i}#1").notification
             assert (n.state, n.claims) == ("delivered", 1)  # sent once, under its first claim (assumed delivered)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_send_costs_eight_statements_on_either_backend(tmp_path, request, backend):
+    # every statement is a round trip on PostgreSQL: a batch of ten sends (on a transport without receipts, so
+    # each is assumed delivered) issues the claim, the outcomes and the suppressions of the batch, then per send:
+    # the outcome re-check, the claim's update and the attempt's INSERT (begin_attempt), the attempt finished,
+    # the notification sent, its 'sent' event, its 'delivered' event and the notification delivered
+    target = str(tmp_path / "herald.db") if backend == "sqlite" else request.getfixturevalue("pg").create_database()
+    root = make_deployment(tmp_path, dispatch="{workers: 1}")
+    store = open_store(target)
+    rt = Runtime(load_deployment([str(root)]), store, Frozen())
+    try:
+        rt.intake([outcome(f"s-{i}") for i in range(10)], "test")
+        statements: list[str] = []
+        depth = [0]
+        for name in ("_q", "_x", "_xm", "_all"):
+            real = getattr(store, name)
+
+            def counted(*args, _real=real):
+                if not depth[0]:  # one statement: _all runs its SELECT through _q
+                    statements.append(args[1] if len(args) > 1 and isinstance(args[1], str) else args[0])
+                depth[0] += 1
+                try:
+                    return _real(*args)
+                finally:
+                    depth[0] -= 1
+
+            setattr(store, name, counted)
+        assert Dispatcher(rt).tick("w:0", housekeeping=False) == 10
+        assert len(outbox(root)) == 10
+        assert len(statements) <= 3 + 10 * 8, "\n".join(statements)
+        for i in range(10):
+            d = store.get_notification(f"s-{i}#1")
+            assert d.notification.state == "delivered"
+            assert [e.kind for e in d.events] == ["queued", "sent", "delivered"]
+            assert [(a.status, a.attempt_key) for a in d.attempts] == [(ACCEPTED, f"s-{i}#1:0:1")]
+            assert d.notification.attempt_count == 1
     finally:
         store.close()

@@ -37,6 +37,16 @@ def test_suppress_is_idempotent_and_keeps_who_and_why(store):  # both backends (
     assert store.unsuppress("email", "ann@example.com") and not store.unsuppress("email", "ann@example.com")
     assert store.suppressions() == []
 
+def test_suppressed_among_answers_a_batch_in_one_query_as_the_pairs_were_given(store):  # both backends
+    store.suppress("email", "ann@example.com", at=T0)
+    store.suppress("sms", "+8613800000000", at=T0)
+    pairs = [("email", "Ann@Example.COM "), ("email", "bo@example.com"), ("sms", "138-0000-0000"),
+             ("email", "ann@example.com"), ("sms", "ann@example.com")]
+    assert store.suppressed_among(pairs) == {("email", "Ann@Example.COM "), ("sms", "138-0000-0000"),
+                                             ("email", "ann@example.com")}
+    assert store.suppressed_among([]) == set()
+
+
 
 def test_a_suppressed_notification_ends_suppressed(store):
     msg = (Message("email", "hello", subject="s"),)
