@@ -33,7 +33,8 @@ from engine.store.rows import (
 PENDING = "pending"
 # With an owner (and a claim number), a transition applies only to the claim that owner holds: state 'sending',
 # leased to it, not claimed again since. Without (None): any state listed, as before leases.
-LEASE_HELD = ("(? IS NULL OR (state = 'sending' AND lease_owner = ?)) AND (? IS NULL OR claims = ?)")
+LEASE_HELD = ("(CAST(? AS TEXT) IS NULL OR (state = 'sending' AND lease_owner = ?)) "
+              "AND (CAST(? AS INTEGER) IS NULL OR claims = ?)")
 
 
 def lease_params(owner: str | None, claim: int | None) -> tuple:
@@ -200,15 +201,21 @@ class SqlStore:
         """One standalone SELECT outside any transaction of ours."""
         raise NotImplementedError
 
-    def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Runs one statement in `conn`'s transaction; the result has `.rowcount`."""
+    def _x(self, conn: Any, sql: str, params: Sequence[Any] = (), *, prepared: bool = False) -> Any:
+        """Runs one statement in `conn`'s transaction; the result has `.rowcount`.
+
+        prepared: a statement of the send path, run a few times for every notification sent: a backend that can
+        (PostgreSQL) binds its parameters server-side and prepares it once per connection, so it is not parsed and
+        planned again each time. Its SQL then types every parameter that nothing else types: a parameter only
+        compared with NULL is written CAST(? AS TEXT) IS NULL (LEASE_HELD)."""
         raise NotImplementedError
 
     def _xm(self, conn: Any, sql: str, seq: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError
 
-    def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
-        """Runs one statement in `conn`'s transaction and returns its rows."""
+    def _q(self, conn: Any, sql: str, params: Sequence[Any] = (), *,
+           prepared: bool = False) -> list[Mapping[str, Any]]:
+        """Runs one statement in `conn`'s transaction and returns its rows (`prepared`: as for _x)."""
         raise NotImplementedError
 
     # -- shared internals
@@ -222,9 +229,10 @@ class SqlStore:
         cur = self._x(
             conn,
             "INSERT OR IGNORE INTO events (notification_id, outcome_id, kind, channel, at, detail, rule_id, "
-            "ruleset_version, template, variant, dedupe_key) SELECT id, outcome_id, ?, coalesce(?, channel), ?, ?, "
-            "rule_id, ruleset_version, template, variant, ? FROM notifications WHERE id = ?",
-            (kind, channel, at, _j(detail), dedupe_key, nid))
+            "ruleset_version, template, variant, dedupe_key) SELECT id, outcome_id, CAST(? AS TEXT), "
+            "coalesce(?, channel), CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), rule_id, ruleset_version, template, "
+            "variant, CAST(? AS TEXT) FROM notifications WHERE id = ?",
+            (kind, channel, at, _j(detail), dedupe_key, nid), prepared=True)
         return cur.rowcount == 1
 
     def _finish(self, conn: Any, attempt_id: int | None, status: str, at: float,
@@ -235,7 +243,7 @@ class SqlStore:
             raise StoreError(f"attempt status {status!r}: use accepted, recoverable or permanent")
         self._x(conn, "UPDATE attempts SET status = ?, provider_id = coalesce(?, provider_id), error = ?, code = ?, "
                       "finished_at = ? WHERE id = ? AND status = 'pending'",
-                (status, provider_id, error, code, at, attempt_id))
+                (status, provider_id, error, code, at, attempt_id), prepared=True)
 
     def _finish_result(self, conn: Any, attempt_id: int | None, result: SendResult | None,
                        default: str, at: float, error: str | None = None, code: str | None = None,
@@ -273,7 +281,7 @@ class SqlStore:
         if kind == "delivered":
             self._x(conn, f"UPDATE notifications SET state = 'delivered', delivered_at = coalesce(delivered_at, ?), "
                          f"escalate_at = CASE WHEN await_read = 1 THEN escalate_at END, updated_at = ? "
-                         f"WHERE {cur} AND state IN ('sent', 'failed')", (t, t, nid))
+                         f"WHERE {cur} AND state IN ('sent', 'failed')", (t, t, nid), prepared=True)
         elif kind == "read":
             self._x(conn, f"UPDATE notifications SET state = 'read', read_at = coalesce(read_at, ?), "
                          f"delivered_at = coalesce(delivered_at, ?), escalate_at = NULL, updated_at = ? "

@@ -77,7 +77,8 @@ class Attempts(SqlStore):
         with self._write() as conn:
             o = self._q(conn, f"SELECT o.state, o.rev, o.approved, (SELECT outcome_rev FROM notifications "
                               f"WHERE id = ?) AS outcome_rev FROM outcomes o WHERE o.id = "
-                              f"(SELECT outcome_id FROM notifications WHERE id = ?){self._FOR_SHARE}", (nid, nid))
+                              f"(SELECT outcome_id FROM notifications WHERE id = ?){self._FOR_SHARE}", (nid, nid),
+                        prepared=True)
             # no outcome row: withdrawn (no notification at all: StoreError from _claimed_row)
             rev = o[0]["outcome_rev"] if o else self._claimed_row(conn, nid)["outcome_rev"]
             stopped = _stopped(o[0] if o else None, rev)
@@ -92,12 +93,12 @@ class Attempts(SqlStore):
                       WHERE a.notification_id = notifications.id AND a.channel_index = notifications.channel_index
                         AND a.status = 'pending')
                     RETURNING channel_index, attempt_count""",
-                               (now, until, until, nid, channel, *lease_params(owner, claim)))
+                               (now, until, until, nid, channel, *lease_params(owner, claim)), prepared=True)
                 got = self._q(conn, "INSERT OR IGNORE INTO attempts (notification_id, channel, channel_index, "
                                     "transport, attempt_key, started_at, template_hash) VALUES (?,?,?,?,?,?,?) "
                                     "RETURNING *", (nid, channel, rows[0]["channel_index"], transport,
                                                     f"{nid}:{rows[0]['channel_index']}:{rows[0]['attempt_count']}",
-                                                    now, template_hash)) if rows else []
+                                                    now, template_hash), prepared=True) if rows else []
                 if got:
                     return _row(AttemptRow, got[0])
                 n = self._claimed_row(conn, nid)

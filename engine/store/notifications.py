@@ -41,7 +41,7 @@ class Notifications(SqlStore):
                              WHERE n.state = 'scheduled' AND n.next_attempt_at <= ? AND {_LIVE} AND o.approved = 1
                                AND {_NOT_PAUSED}
                              ORDER BY n.next_attempt_at LIMIT ?{self._SKIP_LOCKED})
-                RETURNING *""", (owner, t + float(lease_seconds), t, t, int(limit)))
+                RETURNING *""", (owner, t + float(lease_seconds), t, t, int(limit)), prepared=True)
         return sorted((_notification(r) for r in rows), key=lambda n: (n.next_attempt_at or 0.0, n.id))
 
     def release_expired_leases(self, now: Instant) -> int:
@@ -115,7 +115,7 @@ class Notifications(SqlStore):
               claim: int | None = None) -> Mapping[str, Any] | None:
         """'sent' from `from_state` (with an owner: only under its claim), its events; the row's channel and index
         (None: nothing changed)."""
-        held = " AND lease_owner = ? AND (? IS NULL OR claims = ?)" if owner is not None else ""
+        held = " AND lease_owner = ? AND (CAST(? AS INTEGER) IS NULL OR claims = ?)" if owner is not None else ""
         rows = self._q(conn, f"""UPDATE notifications SET state = 'sent', sent_at = ?, lease_owner = NULL,
             lease_until = NULL, next_attempt_at = NULL, last_error = NULL, updated_at = ?,
             await_read = coalesce(?, await_read),
@@ -124,7 +124,7 @@ class Notifications(SqlStore):
             late = CASE WHEN deadline_at IS NOT NULL AND ? > deadline_at THEN 1 ELSE late END
             WHERE id = ? AND state = ?{held} RETURNING channel, channel_index, late""",
                        (t, t, None if await_read is None else int(await_read), t, t, nid, from_state,
-                        *((owner, claim, claim) if owner is not None else ())))
+                        *((owner, claim, claim) if owner is not None else ())), prepared=True)
         if not rows:
             return None
         r = rows[0]

@@ -143,7 +143,8 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEve
             if conn.in_transaction:
                 conn.execute("COMMIT")
 
-    def _q(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
+    def _q(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), *,
+           prepared: bool = False) -> list[Mapping[str, Any]]:  # sqlite3 keeps its own statement cache
         cur = conn.cursor()
         cur.row_factory = sqlite3.Row
         return cur.execute(sql, params).fetchall()
@@ -151,7 +152,8 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEve
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
         return self._q(self._db().conn, sql, params)
 
-    def _x(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _x(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = (), *,
+           prepared: bool = False) -> sqlite3.Cursor:
         return conn.execute(sql, params)
 
     def _xm(self, conn: sqlite3.Connection, sql: str, seq: Sequence[Sequence[Any]]) -> None:

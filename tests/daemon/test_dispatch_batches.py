@@ -122,12 +122,12 @@ def test_a_send_costs_eight_statements_on_either_backend(tmp_path, request, back
         for name in ("_q", "_x", "_xm", "_all"):
             real = getattr(store, name)
 
-            def counted(*args, _real=real):
+            def counted(*args, _real=real, **kw):
                 if not depth[0]:  # one statement: _all runs its SELECT through _q
                     statements.append(args[1] if len(args) > 1 and isinstance(args[1], str) else args[0])
                 depth[0] += 1
                 try:
-                    return _real(*args)
+                    return _real(*args, **kw)
                 finally:
                     depth[0] -= 1
 

@@ -218,3 +218,29 @@ def test_a_provider_block_is_on_the_databases_clock_so_replicas_with_skewed_cloc
     finally:
         for s in stores:
             s.close()
+
+
+def _send_path(store: PostgresStore, n: int) -> None:
+    store.accept_outcomes([item(f"p-{i}") for i in range(n)], at=T0)
+    for row in store.claim_due(T0 + 1, n, "w", 30):
+        a = store.begin_attempt(row.id, row.channel, "outbox", at=T0 + 2, owner="w", claim=row.claims,
+                                lease_seconds=30)
+        assert store.mark_sent(row.id, at=T0 + 3, provider_id=f"m-{row.id}", attempt_id=a.id, owner="w",
+                               claim=row.claims, assumed={"assumed": True})
+
+
+@pytest.mark.parametrize("listen, prepared", [(True, True), (False, False)])
+def test_the_send_path_is_prepared_once_per_connection_unless_polling_only(pg, listen, prepared):
+    # the statements a send runs, bound server-side and prepared on the connection (not parsed and planned for
+    # every notification); with listen off (PgBouncer in transaction mode) nothing is prepared
+    with PostgresStore(pg.create_database(), max_size=1, listen=listen) as store:
+        _send_path(store, 3)
+        with store._conn() as conn:
+            names = [r["statement"] for r in conn.execute("SELECT statement FROM pg_prepared_statements")]
+        for i in range(3):
+            d = store.get_notification(f"p-{i}#1")
+            assert d.notification.state == "delivered" and [e.kind for e in d.events] == ["queued", "sent", "delivered"]
+    kinds = ("INSERT INTO attempts", "UPDATE attempts SET status", "UPDATE notifications SET state = 'sent'",
+             "INSERT INTO events", "UPDATE notifications SET state = 'sending'")
+    found = {k for k in kinds for s in names if k in " ".join(s.split())}
+    assert found == (set(kinds) if prepared else set()), names
