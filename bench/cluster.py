@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +93,12 @@ def records() -> list[dict]:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu() -> float:
+    """CPU seconds of this process (the load generator and the sink)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def wait_until(cond, timeout: float, step: float = 0.1) -> bool:
@@ -193,6 +198,7 @@ def bench_lag(tmp: Path, pg, hook: str, rate: float, seconds: float) -> dict:
                     time.sleep(min(float(r.headers.get("Retry-After", "0.05") or 0.05), 0.2))
                 assert r.status_code == 202 and r.json()["items"][0]["status"] == "matched", r.text
 
+    cpu0 = [cpu_seconds(s.proc.pid) for s in serves] + [pg.cpu_seconds(), process_cpu()]
     try:
         start = time.perf_counter()
         threads = [threading.Thread(target=post, args=(k, start)) for k in range(senders)]
@@ -202,6 +208,8 @@ def bench_lag(tmp: Path, pg, hook: str, rate: float, seconds: float) -> dict:
             t.join()
         achieved = len(payloads) / (time.perf_counter() - start)
         wait_until(lambda: len({g[0] for g in Sink.got}) >= len(payloads), timeout=120)
+        wall = time.perf_counter() - start
+        cpu1 = [cpu_seconds(s.proc.pid) for s in serves] + [pg.cpu_seconds(), process_cpu()]
     finally:
         for s in serves:
             s.stop()
@@ -210,7 +218,8 @@ def bench_lag(tmp: Path, pg, hook: str, rate: float, seconds: float) -> dict:
         first.setdefault(nid, t)
     lags = sorted(first[k] - posted[k] for k in first if k in posted)
     q = statistics.quantiles(lags, n=100)
-    return {"n": len(payloads), "sent": len(lags), "p50": q[49], "p99": q[98], "max": lags[-1], "achieved": achieved}
+    return {"n": len(payloads), "sent": len(lags), "p50": q[49], "p99": q[98], "max": lags[-1], "achieved": achieved,
+            "cpu": [(b - a) / wall for a, b in zip(cpu0, cpu1, strict=True)]}
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -322,77 +331,98 @@ def verdict(ok: bool) -> str:
     return "target met" if ok else "TARGET MISSED"
 
 
+PARTS = ("intake", "dispatch", "lag", "report")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
+    ap.add_argument("--only", action="append", choices=PARTS, metavar="PART",
+                    help=f"run only this part (repeatable; one of {', '.join(PARTS)}; `--only lag` takes about a "
+                         "minute); the others are left out of the table")
+    ap.add_argument("--lag-seconds", type=float, default=None, help="how long the lag run posts (default 20, quick 5)")
     args = ap.parse_args()
     q = args.quick
+    parts = set(args.only or PARTS)
     intake_n, disp_n, lag_s = (2000, 1000, 5.0) if q else (10_000, 4000, 20.0)
+    lag_s = args.lag_seconds or lag_s
     rep_n = 100_000 if q else 1_000_000
     if pg_cluster.find_bin() is None:
         raise SystemExit("PostgreSQL (initdb, pg_ctl) is not installed: apt-get install postgresql")
     print(f"herald cluster benchmark ({os.cpu_count()} CPUs{', quick' if q else ''}; PostgreSQL {pg_cluster.find_bin()}, "
-          "fsync on)", flush=True)
+          f"fsync on; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
     pg = pg_cluster.start(durable=True)
     assert pg is not None
     server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{server.server_address[1]}"
     rows = []
+    intake = runs = lag = report = None
     try:
         with tempfile.TemporaryDirectory(prefix="herald-cluster-") as d:
             tmp = Path(d)
-            intake = bench_intake(tmp, pg, hook, intake_n)
-            print(f"intake done: {intake}", flush=True)
-            tmpl = ingest_template(tmp, pg, hook, disp_n)
-            runs = [bench_dispatch(tmp, pg, hook, tmpl, disp_n, k) for k in (1, 2, 3)]
-            print(f"dispatch done: {[round(r['rate']) for r in runs]}", flush=True)
-            lag = bench_lag(tmp, pg, hook, 200.0, lag_s)
-            print(f"lag done: p99 {lag['p99']:.3f} s", flush=True)
-            empty = pg.create_database("claim")
-            from engine.store import open_store
+            if "intake" in parts:
+                intake = bench_intake(tmp, pg, hook, intake_n)
+                print(f"intake done: {intake}", flush=True)
+            if "dispatch" in parts:
+                tmpl = ingest_template(tmp, pg, hook, disp_n)
+                runs = [bench_dispatch(tmp, pg, hook, tmpl, disp_n, k) for k in (1, 2, 3)]
+                print(f"dispatch done: {[round(r['rate']) for r in runs]}", flush=True)
+            if "lag" in parts:
+                lag = bench_lag(tmp, pg, hook, 200.0, lag_s)
+                print(f"lag done: p99 {lag['p99']:.3f} s", flush=True)
+            if "report" in parts:
+                empty = pg.create_database("claim")
+                from engine.store import open_store
 
-            open_store(empty).close()
-            claim_empty = bench_claim(empty)
-            url, gen_s = build_report_db(pg, rep_n, 5)
-            print(f"report data generated in {gen_s:.0f} s", flush=True)
-            report = bench_report(url, tmp)
-            claim_full = bench_claim(url)
+                open_store(empty).close()
+                claim_empty = bench_claim(empty)
+                url, gen_s = build_report_db(pg, rep_n, 5)
+                print(f"report data generated in {gen_s:.0f} s", flush=True)
+                report = bench_report(url, tmp)
+                claim_full = bench_claim(url)
     finally:
         server.shutdown()
         pg.stop()
-    rows.append(("durable intake, batches of 100, SQLite (1 daemon)", f"{intake['sqlite']:,.0f} outcomes/s", "", ""))
-    rows.append(("durable intake, batches of 100, PostgreSQL (1 replica)", f"{intake['postgresql']:,.0f} outcomes/s",
-                 ">= 2,000/s", verdict(intake["postgresql"] >= 2000)))
-    rows.append(("  PostgreSQL / SQLite", f"{intake['postgresql'] / intake['sqlite']:.2f}x", "", ""))
-    one = runs[0]["rate"]
-    for r in runs:
-        cpu = " ".join(f"{c * 100:.0f}%" for c in r["cpu"])
-        rows.append((f"dispatch to a webhook sink, {r['replicas']} replica(s) ({r['sent']:,} sent)",
-                     f"{r['rate']:,.0f} sends/s", "", f"CPU per replica: {cpu}"))
-        if r["replicas"] > 1:
-            rows.append((f"  {r['replicas']} replicas / 1", f"{r['rate'] / one:.2f}x",
-                         ">= 0.8x" if r["replicas"] == 3 else "",
-                         verdict(r["rate"] >= 0.8 * one) if r["replicas"] == 3 else ""))
-    dups = sum(r["dup_deliveries"] + r["dup_attempts"] for r in runs)
-    rows.append(("  duplicate claims (deliveries, attempts) over the 3 runs", f"{dups}", "0",
-                 verdict(dups == 0 and all(r["done"] for r in runs))))
-    rows.append((f"dispatch lag at 200/s over 3 replicas ({lag['sent']:,} of {lag['n']:,}; posted at "
-                 f"{lag['achieved']:.0f}/s): p50", f"{lag['p50'] * 1000:,.0f} ms", "", ""))
-    rows.append(("  p99 (POST to delivery)", f"{lag['p99'] * 1000:,.0f} ms", "< 1 s",
-                 verdict(lag["p99"] < 1.0 and lag["sent"] >= lag["n"])))
-    rows.append((f"herald report, {rep_n:,} notifications / {rep_n * 5:,} events, in process",
-                 f"{report['in_process']:.2f} s", "< 5 s", verdict(report["in_process"] < 5)))
-    rows.append(("  the same as the command (`herald --store URL report`, the table)", f"{report['cli']:.2f} s",
-                 "< 5 s", verdict(report["cli"] < 5)))
-    rows.append(("claim of 10 due beside 0 finished notifications (median)", f"{claim_empty * 1000:.1f} ms", "", ""))
-    rows.append((f"claim of 10 due beside {rep_n:,} finished notifications", f"{claim_full * 1000:.1f} ms", "",
-                 f"{claim_full / claim_empty:.2f}x the empty table"))
+    if intake is not None:
+        rows.append(("durable intake, batches of 100, SQLite (1 daemon)", f"{intake['sqlite']:,.0f} outcomes/s", "", ""))
+        rows.append(("durable intake, batches of 100, PostgreSQL (1 replica)",
+                     f"{intake['postgresql']:,.0f} outcomes/s", ">= 2,000/s", verdict(intake["postgresql"] >= 2000)))
+        rows.append(("  PostgreSQL / SQLite", f"{intake['postgresql'] / intake['sqlite']:.2f}x", "", ""))
+    if runs is not None:
+        one = runs[0]["rate"]
+        for r in runs:
+            cpu = " ".join(f"{c * 100:.0f}%" for c in r["cpu"])
+            rows.append((f"dispatch to a webhook sink, {r['replicas']} replica(s) ({r['sent']:,} sent)",
+                         f"{r['rate']:,.0f} sends/s", "", f"CPU per replica: {cpu}"))
+            if r["replicas"] > 1:
+                rows.append((f"  {r['replicas']} replicas / 1", f"{r['rate'] / one:.2f}x",
+                             ">= 0.8x" if r["replicas"] == 3 else "",
+                             verdict(r["rate"] >= 0.8 * one) if r["replicas"] == 3 else ""))
+        dups = sum(r["dup_deliveries"] + r["dup_attempts"] for r in runs)
+        rows.append(("  duplicate claims (deliveries, attempts) over the 3 runs", f"{dups}", "0",
+                     verdict(dups == 0 and all(r["done"] for r in runs))))
+    if lag is not None:
+        rows.append((f"dispatch lag at 200/s over 3 replicas ({lag['sent']:,} of {lag['n']:,}; posted at "
+                     f"{lag['achieved']:.0f}/s): p50", f"{lag['p50'] * 1000:,.0f} ms", "", ""))
+        rows.append(("  p99 (POST to delivery)", f"{lag['p99'] * 1000:,.0f} ms", "< 1 s",
+                     verdict(lag["p99"] < 1.0 and lag["sent"] >= lag["n"])))
+        rows.append(("  CPU over the lag run: replicas, PostgreSQL, this process (load and sink)",
+                     " ".join(f"{c * 100:.0f}%" for c in lag["cpu"]), "", ""))
+    if report is not None:
+        rows.append((f"herald report, {rep_n:,} notifications / {rep_n * 5:,} events, in process",
+                     f"{report['in_process']:.2f} s", "< 5 s", verdict(report["in_process"] < 5)))
+        rows.append(("  the same as the command (`herald --store URL report`, the table)", f"{report['cli']:.2f} s",
+                     "< 5 s", verdict(report["cli"] < 5)))
+        rows.append(("claim of 10 due beside 0 finished notifications (median)", f"{claim_empty * 1000:.1f} ms", "",
+                     ""))
+        rows.append((f"claim of 10 due beside {rep_n:,} finished notifications", f"{claim_full * 1000:.1f} ms", "",
+                     f"{claim_full / claim_empty:.2f}x the empty table"))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':<{width}}  {'value':>18}  {'target':<11}  result")
     for name, value, target, v in rows:
         print(f"{name:<{width}}  {value:>18}  {target:<11}  {v}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

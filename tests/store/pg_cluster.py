@@ -71,6 +71,22 @@ class Cluster:
         if r.returncode != 0:
             raise RuntimeError(f"{tool} failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the server's processes (the postmaster and its children; a benchmark's share
+        of a run is the difference between two readings)."""
+        total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+        pid = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(proc.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://herald@/{db}?host={self.root}&port={self.port}"
 
