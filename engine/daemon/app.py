@@ -129,9 +129,10 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     # The two intake routes first: the router tries the routes in order, and these take most requests (the
     # routes and routers after them were tried one by one, 53 regular-expression matches a request).
-    from engine.daemon.sources import sources_router
+    from engine.daemon.sources import source_route
 
-    app.include_router(sources_router(runtime, read_body))  # ATS webhooks: authenticated by the provider's signature
+    # ATS webhooks (authenticated by the provider's signature): ahead of FastAPI's documentation routes too
+    app.router.routes.insert(0, source_route(runtime, read_body))
 
     _component, request_body = outcome_request_schema()
 
