@@ -226,6 +226,12 @@ MEMO_ENTRIES = 4096     # verdicts kept per pattern (the memo starts over when f
 def memo_search(regex: Any) -> Callable[[str], bool]:
     """Whether `regex` finds a match in a text, remembered per short text: RE2's Python binding costs
     microseconds a call, and routed fields (role, stage, source, ...) repeat the same few values."""
+    return _memo_parts(regex)[1]
+
+
+def _memo_parts(regex: Any) -> tuple[Callable[[str], bool | None], Callable[[str], bool]]:
+    """memo_search's memo lookup (the verdict, or None when not remembered) and the search itself: a
+    compiled `matches` asks the memo's C-level get first and calls the search only when it has nothing."""
     search = regex.search
     memo: dict[str, bool] = {}
     get = memo.get
@@ -240,7 +246,7 @@ def memo_search(regex: Any) -> Callable[[str], bool]:
                 memo[text] = hit
         return hit
 
-    return found
+    return get, found
 
 
 def _token(node: Tree | Token) -> Token:
@@ -365,8 +371,10 @@ class _Gen:
         if op == "contains":
             return f"_contains({self.value(left)}, {self.value(right)})"
         if op == "matches":
-            t = self.temp()
-            return f"(type({t} := {self.value(left)}) is str and {self.const(memo_search(node.regex))}({t}))"
+            t, h = self.temp(), self.temp()
+            known, found = _memo_parts(node.regex)
+            return (f"(type({t} := {self.value(left)}) is str and ({h} if ({h} := {self.const(known)}({t})) "
+                    f"is not None else {self.const(found)}({t})))")
         # startswith / endswith
         t, u = self.temp(), self.temp()
         return (f"(type({t} := {self.value(left)}) is str and type({u} := {self.value(right)}) is str"
@@ -419,17 +427,34 @@ class _Gen:
 
 
 def _compile(node: _Op) -> Callable[[Mapping], bool]:
+    """The predicate for `node`. Its constants (literals, sets, regexes) are closure cells of a function made
+    by a factory compiled once per shape of expression: the rules of a large rule set share a few code
+    objects and one namespace instead of one each (10,000 of them were megabytes that no CPU cache held)."""
     gen = _Gen()
     body = gen.cond(node)
-    source = ("def _when(o):\n"
-              "    try:\n"
-              "        _get = o.get\n"
-              f"        return {body}\n"
-              "    except Exception:\n"
-              "        return False\n")
-    namespace = dict(_RUNTIME, **gen.consts)
+    names = tuple(gen.consts)
+    make = _factory(names, body) if len(body) <= SHARED_BODY_CHARS else _make_factory(names, body)
+    return make(*gen.consts.values())
+
+
+SHARED_BODY_CHARS = 4096  # longer expressions are compiled on their own (the factory cache holds no huge texts)
+
+
+def _make_factory(names: tuple[str, ...], body: str) -> Callable[..., Callable[[Mapping], bool]]:
+    source = (f"def _make({', '.join(names)}):\n"
+              "    def _when(o):\n"
+              "        try:\n"
+              "            _get = o.get\n"
+              f"            return {body}\n"
+              "        except Exception:\n"
+              "            return False\n"
+              "    return _when\n")
+    namespace: dict[str, Any] = dict(_RUNTIME)
     exec(compile(source, "<when>", "exec"), namespace)  # noqa: S102 - generated from our own tree only
-    return namespace["_when"]
+    return namespace["_make"]
+
+
+_factory = lru_cache(maxsize=1024)(_make_factory)
 
 
 # ---------------------------------------------------------------- numeric ranges (for the router's interval tables)
