@@ -104,15 +104,17 @@ class Span:
 
 
 class Chain:
-    """Rules with a `when` of any kind, tried in order (by Router.route: `tests` holds (rule, predicate)
+    """Rules with a `when` of any kind, tried in order (by Router.route: the first `rule` and its predicate
+    `holds` in slots of their own, the most common chain being one rule long; then `more`, (rule, predicate)
     pairs); then `rest`."""
 
-    __slots__ = ("rest", "rules", "tests")
+    __slots__ = ("holds", "more", "rest", "rule", "rules")
 
     def __init__(self, rules: Sequence[Rule], rest: Entry):
         self.rules = tuple(rules)
-        self.tests: tuple[tuple[Rule, Callable[[Mapping[str, Any]], bool]], ...] = tuple(
+        tests: tuple[tuple[Rule, Callable[[Mapping[str, Any]], bool]], ...] = tuple(
             (rule, rule.predicate or _always) for rule in rules)  # no predicate: the rule's `when` is always true
+        (self.rule, self.holds), self.more = tests[0], tests[1:]
         self.rest = rest
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import sys
+from sys import intern
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -188,7 +188,7 @@ class Router:
             self._default: Any = self._compiler.entry(self._upto_sure(list(constant)))
             for key, hits in (varying[0].items() if varying else ()):
                 merged = self._upto_sure(sorted(set(hits) | set(constant)))
-                key = tuple(sys.intern(v) if v.__class__ is str else v for v in key)  # one copy of each text
+                key = tuple(intern(v) if v.__class__ is str else v for v in key)  # one copy of each text
                 self._entries[key] = self._compiler.entry(merged)
         else:
             self._default = _MISS
@@ -251,7 +251,9 @@ class Router:
                     return entry.rule
                 entry = entry.miss
             elif entry.__class__ is Chain:
-                for rule, holds in entry.tests:
+                if entry.holds(outcome):
+                    return entry.rule
+                for rule, holds in entry.more:
                     if holds(outcome):
                         return rule
                 entry = entry.rest
@@ -277,7 +279,9 @@ class Router:
         if plain and self.cache_limit:
             if len(self._entries) >= self.cache_limit:
                 self._entries.clear()
-            self._entries[raw_key] = entry
+            # kept with one shared copy of each text: the cache's keys then hold a few hundred strings, not
+            # six per key taken from the outcomes met, and a hit compares against strings the CPU has cached
+            self._entries[tuple([v if v is None else intern(v) for v in raw_key])] = entry
         return entry
 
     def explain(self, outcome: Mapping) -> list[tuple[Rule, str | None]]:
