@@ -9,19 +9,11 @@ import pytest
 from daemon_support import outbox, wait_for
 from engine.sources.greenhouse import KIND, sign
 from engine.sources.base import SourceRequest
-from fake_ats import FakeATS, hexmac, payload, payload_json
-from sources_support import SECRET, source_deployment
+from fake_ats import hexmac, payload, payload_json
+from sources_support import source_deployment
 
 pytestmark = pytest.mark.slow
 
-
-
-@pytest.fixture
-def gh(monkeypatch):
-    monkeypatch.setenv("GH_SECRET", SECRET)
-    ats = FakeATS("greenhouse", SECRET)
-    yield ats
-    ats.close()
 
 
 def test_signature_is_sha256_space_hex_of_the_raw_body():

@@ -6,18 +6,10 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from fake_ats import FakeATS, payload
-from sources_support import SECRET, source_deployment
+from fake_ats import payload
+from sources_support import source_deployment
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def gh(monkeypatch):
-    monkeypatch.setenv("GH_SECRET", SECRET)
-    ats = FakeATS("greenhouse", SECRET)
-    yield ats
-    ats.close()
 
 
 def test_the_source_route_is_a_plain_route_tried_first(tmp_path, daemons, gh):
