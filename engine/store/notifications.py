@@ -12,7 +12,18 @@ from typing import Any
 from collections.abc import Mapping, Sequence
 
 from engine.model import ACCEPTED, PERMANENT, RECOVERABLE, SendResult
-from engine.store._base import _LIVE, _NOT_PAUSED, LEASE_HELD, SqlStore, _event, _notification, _now, _row, lease_params
+from engine.store._base import (
+    _LIVE,
+    _NOT_PAUSED,
+    LEASE_HELD,
+    SqlStore,
+    _event,
+    _j,
+    _notification,
+    _now,
+    _row,
+    lease_params,
+)
 from engine.store.rows import (
     NOTIFICATION_STATES,
     AttemptRow,
@@ -157,6 +168,10 @@ class Notifications(SqlStore):
         pid = provider_id or (result.provider_id if result else None)
         with self._write() as conn:
             self._finish_result(conn, attempt_id, result, ACCEPTED, t, provider_id=pid)
+            if (assumed is not None and attempt_id is not None and pid and owner is not None
+                    and self._sent_delivered(conn, notification_id, t, pid, await_read, owner, claim, attempt_id,
+                                             assumed)):
+                return True
             sent, where = self._mark_sent(conn, notification_id, t, pid, attempt_id, await_read, owner, claim)
             if assumed is not None and attempt_id is not None and pid:
                 if where is None:
@@ -164,6 +179,37 @@ class Notifications(SqlStore):
                 self._receipt(conn, attempt_id, notification_id, where["channel"], where["channel_index"], pid,
                               "delivered", t, assumed, None)
         return sent
+
+    def _sent_delivered(self, conn: Any, nid: str, t: float, pid: str, await_read: bool, owner: str,
+                        claim: int | None, attempt_id: int, assumed: Mapping[str, Any]) -> bool:
+        """mark_sent with its assumed delivery, the common case (still under the claim) in two statements instead of
+        four: ONE UPDATE from 'sending' to 'delivered' (sent_at and delivered_at now; escalation kept only where a
+        read is awaited, as 'sent' then 'delivered' would leave it), then ONE INSERT of its events in their order
+        ('sent', 'late' when past the deadline, 'delivered'), with the keys and details of _sent and _receipt.
+        False (nothing changed) when the claim is not held: mark_sent goes the general way."""
+        reads = None if await_read is None else int(await_read)
+        rows = self._q(conn, """UPDATE notifications SET state = 'delivered', sent_at = ?,
+            delivered_at = coalesce(delivered_at, ?), lease_owner = NULL, lease_until = NULL, next_attempt_at = NULL,
+            last_error = NULL, updated_at = ?, await_read = coalesce(?, await_read),
+            escalate_at = CASE WHEN coalesce(?, await_read) = 1 AND escalate_after_s IS NOT NULL
+                                    AND channel_index + 1 < channel_count THEN ? + escalate_after_s END,
+            late = CASE WHEN deadline_at IS NOT NULL AND ? > deadline_at THEN 1 ELSE late END
+            WHERE id = ? AND state = 'sending' AND lease_owner = ? AND (CAST(? AS INTEGER) IS NULL OR claims = ?)
+            RETURNING channel_index""", (t, t, t, reads, reads, t, t, nid, owner, claim, claim), prepared=True)
+        if not rows:
+            return False
+        idx = rows[0]["channel_index"]
+        self._x(conn, """INSERT OR IGNORE INTO events (notification_id, outcome_id, kind, channel, at, detail, rule_id,
+                ruleset_version, template, variant, dedupe_key)
+            SELECT n.id, n.outcome_id, k.column2, n.channel, CAST(? AS DOUBLE PRECISION), k.column3, n.rule_id,
+                   n.ruleset_version, n.template, n.variant, k.column4
+            FROM notifications n, (VALUES (1, 'sent', CAST(? AS TEXT), CAST(? AS TEXT)),
+                                          (2, 'late', NULL, CAST(? AS TEXT)),
+                                          (3, 'delivered', CAST(? AS TEXT), CAST(? AS TEXT))) k
+            WHERE n.id = ? AND (k.column2 <> 'late' OR n.late = 1) ORDER BY k.column1""",
+                (t, _j({"provider_id": pid}), f"sent:{nid}:{idx}", f"late:{nid}",
+                 _j(dict(assumed, provider_id=pid)), f"receipt:{attempt_id}:delivered", nid), prepared=True)
+        return True
 
     def _mark_sent(self, conn: Any, nid: str, t: float, pid: str | None, attempt_id: int | None, await_read: bool,
                    owner: str | None, claim: int | None) -> tuple[bool, Mapping[str, Any] | None]:

@@ -554,3 +554,34 @@ def test_a_change_between_claim_and_attempt_start_cancels_and_nothing_is_begun(s
     assert (d.notification.state, d.attempts) == ("cancelled", ())
     assert [e.detail["reason"] for e in d.events if e.kind == "cancelled"] == [
         f"outcome {'withdrawn' if change == 'withdraw' else 'amended'} before sending"]
+
+
+@pytest.mark.parametrize("await_read", [False, True])
+def test_sent_with_its_assumed_delivery_is_what_sent_then_delivered_was(store, await_read):
+    # mark_sent(assumed=...) under the claim (one UPDATE, one INSERT) against mark_sent then record_receipt (the
+    # general way, no owner): the same states, times, escalation and events, in the same order (late included)
+    for oid in ("fast", "slow"):
+        store.accept_outcomes([item(oid, note=plan(deadline_at=T0 + 5, escalate_after=600))], at=T0)
+    got = {}
+    for row in store.claim_due(T0 + 1, 2, "w", 30):
+        a = store.begin_attempt(row.id, row.channel, "webhook", at=T0 + 9, owner="w", claim=row.claims)
+        why = {"assumed": True, "why": "webhook reports no receipts"}
+        if row.id.startswith("fast"):
+            assert store.mark_sent(row.id, at=T0 + 10, provider_id=f"p-{row.id}", attempt_id=a.id,
+                                   await_read=await_read, owner="w", claim=row.claims, assumed=why)
+        else:
+            assert store.mark_sent(row.id, at=T0 + 10, provider_id=f"p-{row.id}", attempt_id=a.id,
+                                   await_read=await_read)
+            assert store.record_receipt(f"p-{row.id}", "delivered", at=T0 + 10, detail=why) == row.id
+        d = store.get_notification(row.id)
+        n = d.notification
+        got[row.id[:4]] = ((n.state, n.sent_at, n.delivered_at, n.escalate_at, n.late, n.lease_owner, n.await_read),
+                           [(e.kind, e.at, e.channel, e.detail) for e in d.events],
+                           [(x.status, x.provider_id) for x in d.attempts])
+    fast, slow = got["fast"], got["slow"]
+    assert fast[0] == slow[0] and fast[0][0] == "delivered" and fast[0][4]
+    assert (fast[0][3] is not None) == await_read  # escalation kept only while a read is awaited
+    assert [e[0] for e in fast[1]] == ["queued", "sent", "late", "delivered"]
+    assert [(k, at, ch, {x: y for x, y in (det or {}).items() if x != "provider_id"}) for k, at, ch, det in fast[1]] == \
+        [(k, at, ch, {x: y for x, y in (det or {}).items() if x != "provider_id"}) for k, at, ch, det in slow[1]]
+    assert fast[2] == [("accepted", "p-fast#1")] and slow[2] == [("accepted", "p-slow#1")]

@@ -240,7 +240,7 @@ def test_the_send_path_is_prepared_once_per_connection_unless_polling_only(pg, l
         for i in range(3):
             d = store.get_notification(f"p-{i}#1")
             assert d.notification.state == "delivered" and [e.kind for e in d.events] == ["queued", "sent", "delivered"]
-    kinds = ("INSERT INTO attempts", "UPDATE attempts SET status", "UPDATE notifications SET state = 'sent'",
+    kinds = ("INSERT INTO attempts", "UPDATE attempts SET status", "UPDATE notifications SET state = 'delivered'",
              "INSERT INTO events", "UPDATE notifications SET state = 'sending'")
     found = {k for k in kinds for s in names if k in " ".join(s.split())}
     assert found == (set(kinds) if prepared else set()), names
