@@ -49,7 +49,10 @@ rules:
 
 
 class Sink(BaseHTTPRequestHandler):
-    """The webhook receiver: records (notification, Idempotency-Key, arrival time) of every POST, no dedup."""
+    """The webhook receiver: records (notification, Idempotency-Key, arrival time) of every POST, no dedup.
+    HTTP/1.1 with keep-alive, as a receiver usually is (each sending thread of a replica keeps its connection)."""
+
+    protocol_version = "HTTP/1.1"
 
     lock = threading.Lock()
     got: ClassVar[list[tuple[str, str, float]]] = []

@@ -58,7 +58,8 @@ class Receiver:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if rcv.delay:
                     time.sleep(rcv.delay)
-                rcv.requests.append({"path": self.path, "headers": dict(self.headers), "raw": raw})
+                rcv.requests.append({"path": self.path, "headers": dict(self.headers), "raw": raw,
+                                     "peer": self.client_address})
                 if rcv.secret is not None and not verify_signature(
                         rcv.secret, self.headers.get("X-Herald-Timestamp"), raw,
                         self.headers.get("X-Herald-Signature")):
@@ -107,6 +108,22 @@ def make(url: str, **settings) -> WebhookTransport:
     cfg: dict[str, Any] = {"url": url, "secret": SECRET, "timeout": 5}
     cfg.update(settings)
     return WebhookTransport("webhook", cfg)
+
+
+def test_a_thread_reuses_its_connection_until_close(receiver):
+    # keep-alive: one connection per sending thread (not a client and a connection per message); after close()
+    # a send still goes, on a connection of its own
+    t = make(receiver.url())
+    for i in range(3):
+        assert t.send(envelope(attempt_key=f"n-1:webhook:{i}")).status == ACCEPTED
+    other = threading.Thread(target=lambda: t.send(envelope(attempt_key="n-1:webhook:other")))
+    other.start()
+    other.join(10)
+    peers = [r["peer"] for r in receiver.requests]
+    assert len(set(peers[:3])) == 1 and peers[3] not in peers[:3]
+    t.close()
+    assert t.send(envelope(attempt_key="n-1:webhook:after")).status == ACCEPTED
+    assert receiver.requests[-1]["peer"] not in peers
 
 
 def test_success_signed_and_recorded(receiver):
