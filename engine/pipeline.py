@@ -128,6 +128,11 @@ class Pipeline:
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
         self.base_extras = plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
+        # id(rule) -> (rule, the address keys of its channels, its extras): what plan() needs of a rule, made once
+        self._rules: dict[int, tuple[Rule, tuple[str, ...], dict[str, Any]]] = {}
+        # (id(rule), candidate.timezone) -> (rule, Scheduler), for rules whose window does not depend on the
+        # candidate (scheduler() worked it out once)
+        self._by_zone: dict[tuple[int, str | None], tuple[Rule, Scheduler]] = {}
 
     def extras_for(self, rule: Rule | None) -> dict[str, Any]:
         """What templates see for `rule`'s outcomes: the rule file's `company:` over herald.yaml's (dry-run and
@@ -158,8 +163,20 @@ class Pipeline:
         version = self.router.ruleset.version
         if rule is None or template is None:
             return Plan(oid, UNMATCHED if status == MATCHED else status, rule_version=version, outcome=outcome)
-        channels, skipped = reachable_channels(rule, outcome)
-        prefs = locale_prefs(rule, outcome)
+        parts = self._rules.get(id(rule))
+        if parts is None or parts[0] is not rule:
+            parts = self._rule_parts(rule)
+        cand = outcome.get("candidate")
+        if cand.__class__ is not dict:
+            cand = {}
+        for key in parts[1]:  # the usual case, every address there: the rule's channels as they are
+            if not cand.get(key):
+                channels, skipped = reachable_channels(rule, outcome)
+                break
+        else:
+            channels, skipped = rule.channels, ()
+        mine = cand.get("locale")  # locale_prefs(rule, outcome), the candidate read once
+        prefs = preferences(mine if mine.__class__ is str and mine.strip() else None, rule.locale)
         variant = template if rule.variants else None
         templates = self.deployment.templates
         if status == HELD:
@@ -170,7 +187,7 @@ class Pipeline:
                         skipped_channels=skipped, outcome=outcome)
         now = self.clock()
         full = self.render_channels == "all"
-        extras = self.extras_for(rule)
+        extras = parts[2]
         if links:
             extras = {**extras, "links": {**extras["links"], **links}}
         if previous is not None:
@@ -182,7 +199,10 @@ class Pipeline:
             chosen = templates.resolve(template, prefs)
         occurred = outcome.get("occurred_at")
         occurred = parse_instant(occurred) if occurred else None
-        sched = self.scheduler(rule, outcome)(occurred or now, now, approved_at,
+        zone = cand.get("timezone")
+        kept = self._by_zone.get((id(rule), zone)) if zone is None or zone.__class__ is str else None
+        scheduler = kept[1] if kept is not None and kept[0] is rule else self.scheduler(rule, outcome)
+        sched = scheduler(occurred or now, now, approved_at,
                                                max(len(channels), 1) if full else 1)
         if status == MATCHED and (not channels or sched.send_at is None):
             # nothing can be sent: the outcome waits for a person, in dry-run as in the daemon
@@ -194,6 +214,15 @@ class Pipeline:
                     channels=channels, skipped_channels=skipped, send_at=sched.send_at,
                     deadline_at=sched.deadline_at, escalations=tuple(sched.escalations), late=sched.late,
                     messages=messages, error=error or sched.error, outcome=outcome)
+
+    def _rule_parts(self, rule: Rule) -> tuple[Rule, tuple[str, ...], dict[str, Any]]:
+        """What plan() needs of `rule` whatever the outcome: the candidate fields its channels address (see
+        reachable_channels) and its extras (extras_for); kept per rule."""
+        if len(self._rules) >= 4096:
+            self._rules.clear()
+        keys = tuple(key for key in map(_ADDRESS_KEYS.get, rule.channels) if key is not None)
+        got = self._rules[id(rule)] = (rule, keys, self.extras_for(rule))
+        return got
 
     def scheduler(self, rule: Rule, outcome: Mapping) -> Scheduler:
         """What schedules `rule`'s message to this candidate (engine.schedule.timing.Scheduler): one per rule,
@@ -209,6 +238,13 @@ class Pipeline:
             if len(self._schedulers) >= 4096:
                 self._schedulers.clear()
             kept = self._schedulers[key] = (rule, window, Scheduler(rule.timing, windows, tz))
+        cand = outcome.get("candidate")
+        zone = cand.get("timezone") if cand.__class__ is dict else None
+        if windows is self.windows and (zone is None or zone.__class__ is str):
+            # the scheduler depends on the rule and the candidate's time zone only: plan() finds it by those
+            if len(self._by_zone) >= 4096:
+                self._by_zone.clear()
+            self._by_zone[(id(rule), zone)] = (rule, kept[2])
         return kept[2]
 
     def admit(self, gate: Gate, result: GateResult, raw: str | bytes | None = None) -> Plan:
@@ -317,6 +353,24 @@ def _pieces(key: tuple) -> tuple[str, str]:
     return got
 
 
+_ISO: dict[int, tuple[datetime, str]] = {}  # id(instant) -> (the instant, its isoformat()): see _iso
+_ISO_LIMIT = 4096
+
+
+def _iso(t: datetime) -> str:
+    """t.isoformat(), remembered for the instant object itself: the scheduler hands the same object to every
+    outcome that waits for the same opening of a window (the per-stretch cache of next_open), and writing a
+    zone-aware instant costs more than the rest of the line. The entry holds the instant, so its id stays its."""
+    got = _ISO.get(id(t))
+    if got is not None and got[0] is t:
+        return got[1]
+    if len(_ISO) >= _ISO_LIMIT:
+        _ISO.clear()
+    text = t.isoformat()
+    _ISO[id(t)] = (t, text)
+    return text
+
+
 def plan_line(plan: Plan) -> str:
     """plan_json(plan) as one line of JSON text, exactly as json.dumps(..., ensure_ascii=False) writes it.
 
@@ -331,7 +385,7 @@ def plan_line(plan: Plan) -> str:
     head, tail = _PIECES.get(key) or _pieces(key)
     out = ['{"outcome": ', _text(plan.outcome_id), head]
     if plan.send_at is not None:
-        out += ', "send_at": "', plan.send_at.isoformat(), '"'
+        out += ', "send_at": "', _iso(plan.send_at), '"'
     out.append(tail)
     if plan.deadline_at is not None:
         out += ', "deadline": "', plan.deadline_at.isoformat(), '", "late": ', "true" if plan.late else "false"

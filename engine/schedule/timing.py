@@ -19,6 +19,7 @@ HORIZON_DAYS = 800  # next_open gives up (None) when a window does not open with
 _DAY = timedelta(days=1)
 _SECOND = timedelta(seconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
 _US_PER_MIN = 60_000_000
 _WINDOW_KEYS = ("days", "hours", "holidays")
 
@@ -426,9 +427,14 @@ def next_open(start: datetime, window: Window, tz: ZoneInfo) -> datetime | None:
     return _next_open_cached(start, window, tz, _verdicts(window, tz))
 
 
-def _next_open_cached(start: datetime, window: Window, tz: ZoneInfo, verdicts: dict) -> datetime | None:
-    """next_open for an aware `start`, with `verdicts` the (window, tz) cache (_verdicts)."""
-    n = (start - _EPOCH) // _BUCKET
+def _next_open_cached(start: datetime, window: Window, tz: ZoneInfo, verdicts: dict,
+                      local: datetime | None = None) -> datetime | None:
+    """next_open for an aware `start`, with `verdicts` the (window, tz) cache (_verdicts); `local`: start in tz,
+    when the caller has it (start.astimezone(tz))."""
+    if start.tzinfo is UTC:  # the stretch's number from the calendar fields: no timedelta arithmetic
+        n = (start.toordinal() - _EPOCH_ORDINAL) * 96 + start.hour * 4 + start.minute // 15
+    else:
+        n = (start - _EPOCH) // _BUCKET
     got = verdicts.get(n)
     if got is None:
         if len(verdicts) >= _BUCKET_LIMIT:
@@ -439,7 +445,7 @@ def _next_open_cached(start: datetime, window: Window, tz: ZoneInfo, verdicts: d
             for k in range(n + 1, last):
                 verdicts[k] = got
     if got is _OPEN:
-        return start.astimezone(tz)
+        return start.astimezone(tz) if local is None else local
     if got is _MIXED:
         return _next_open_exact(start, window, tz)
     return got
@@ -560,11 +566,12 @@ class Scheduler:
         except OverflowError:
             return Schedule(occurred_at, None, None, error="the time is out of range (beyond year 9999)")
 
-    def _place(self, t: datetime) -> datetime | None:
-        """The first instant at or after aware `t` in the window, in the zone (t itself without a window)."""
+    def _place(self, t: datetime, local: datetime | None = None) -> datetime | None:
+        """The first instant at or after aware `t` in the window, in the zone (t itself without a window);
+        `local`: t.astimezone(self.tz) when the caller has it already."""
         if self.window is None or self.verdicts is None:
-            return t.astimezone(self.tz)
-        return _next_open_cached(t, self.window, self.tz, self.verdicts)
+            return t.astimezone(self.tz) if local is None else local
+        return _next_open_cached(t, self.window, self.tz, self.verdicts, local)
 
     def _schedule(self, occurred_at: datetime, now: datetime, approved_at: datetime | None,
                   channels: int) -> Schedule:
@@ -580,7 +587,7 @@ class Scheduler:
         if self.error is not None:
             return Schedule(start, None, deadline_at, error=self.error)
         now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
-        send_at = self._place(base if base >= now_utc else now_utc)
+        send_at = self._place(base, start) if base >= now_utc else self._place(now_utc)
         late = send_at is not None and deadline_utc is not None and send_at > deadline_utc
         escalations: list[datetime] = []
         prev = send_at

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.model import Plan
 from engine.pipeline import plan_json, plan_line
+from engine.schedule.timing import parse_instant
 
 SH = ZoneInfo("Asia/Shanghai")
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -63,6 +64,7 @@ windows:
 defaults:
   channels: [dingtalk, sms, email]
   timezone: Asia/Shanghai
+  locale: zh-CN
 rules:
   - id: office
     match: {decision: reject}
@@ -111,6 +113,60 @@ def test_kept_schedulers_plan_as_a_fresh_pipeline_does(deployment_root, people):
 
 
 
+addresses = st.fixed_dictionaries({}, optional={"email": st.sampled_from(["ann@example.com", ""]),
+                                                "phone": st.sampled_from(["+8613800000000", ""]),
+                                                "dingtalk_userid": st.sampled_from(["d", "", None])})
+
+
+@settings(max_examples=60, deadline=None)
+@given(people=st.lists(st.tuples(
+    st.sampled_from(["reject", "pass"]), addresses,
+    st.sampled_from([None, "", " ", "en", "en-US", "zh-CN", 5]),
+    st.sampled_from([None, "Asia/Shanghai", "Europe/Berlin", 7]),
+    st.booleans()), min_size=1, max_size=12))
+def test_plan_reads_the_candidate_as_the_plain_functions_do(deployment_root, people):
+    """Pipeline.plan reads the candidate once for channels, locale and time zone, and keeps per rule what does
+    not depend on it; each plan equals what reachable_channels, locale_prefs, extras_for and scheduler() give."""
+    from engine.pipeline import Pipeline, locale_prefs, reachable_channels
+
+    now = datetime(2026, 9, 28, 8, 0, tzinfo=UTC)
+    pipe = Pipeline(deployment_root, now=now, render_channels="all")
+    for n, (decision, cand, loc, zone, as_dict) in enumerate(people):
+        cand = dict(cand, name="Ann")
+        if loc is not None:
+            cand["locale"] = loc
+        if zone is not None:
+            cand["timezone"] = zone
+        outcome = {"id": f"o{n}", "occurred_at": "2026-09-28T10:00:00+08:00", "decision": decision,
+                   "candidate": cand if as_dict else [cand]}
+        plan = pipe.plan(outcome)
+        rule, template = pipe.route(outcome)
+        channels, skipped = reachable_channels(rule, outcome)
+        chosen = deployment_root.templates.resolve(template, locale_prefs(rule, outcome))
+        assert (plan.channels, plan.skipped_channels) == (channels, skipped)
+        assert (plan.locale, plan.file) == (chosen.locale, chosen.path)
+        if channels:
+            sched = pipe.scheduler(rule, outcome)(parse_instant(outcome["occurred_at"]), now, None, len(channels))
+            assert (plan.send_at, plan.deadline_at, plan.escalations) == \
+                (sched.send_at, sched.deadline_at, tuple(sched.escalations))
+            assert plan.send_at.tzinfo == sched.send_at.tzinfo
+            assert [m.body for m in plan.messages] == [
+                deployment_root.templates.render(template, locale_prefs(rule, outcome), ch, outcome,
+                                                 extras=pipe.extras_for(rule)).message.body for ch in channels]
+
+
+def test_an_instant_written_again_is_written_as_isoformat_writes_it():
+    """plan_line remembers the text of an instant object it wrote (the scheduler shares one opening among many
+    outcomes): the same object, equal instants in other zones, and more instants than it keeps are all exact."""
+    from engine.pipeline import _ISO_LIMIT
+
+    shared = datetime(2026, 11, 23, 9, 0, tzinfo=SH)
+    for n in range(_ISO_LIMIT * 2 + 3):
+        t = [shared, shared.astimezone(UTC), (shared + timedelta(minutes=n)).astimezone(ZoneInfo("Europe/Berlin"))][n % 3]
+        plan = Plan(f"o{n}", "matched", rule="r", template="t", locale=None, channels=("email",), send_at=t)
+        assert plan_line(plan) == json.dumps(plan_json(plan), ensure_ascii=False)
+
+
 @pytest.fixture(scope="module")
 def deployment_root(tmp_path_factory):
     from engine.config.deployment import load_deployment
@@ -120,6 +176,9 @@ def deployment_root(tmp_path_factory):
     (root / "templates" / "any").mkdir(parents=True)
     (root / "rules" / "10.yaml").write_text(SCHEDULED_RULES, encoding="utf-8")
     (root / "templates" / "any" / "generic.j2").write_text(SCHEDULED_TEMPLATE, encoding="utf-8")
+    for locale, hello in (("zh-CN", "您好"), ("en", "Hello")):  # the rule's locale, a candidate's, the bare file
+        (root / "templates" / "any" / f"generic.{locale}.j2").write_text(SCHEDULED_TEMPLATE.replace("Hi", hello),
+                                                                         encoding="utf-8")
     dep = load_deployment([str(root)])
     assert dep.ok, [d.format() for d in dep.diagnostics]
     return dep

@@ -544,6 +544,10 @@ def test_cached_next_open_equals_the_exact_answer(base, w, zone, steps):
         got, want = next_open(start, w, tz), _next_open_exact(start, w, tz)
         assert utc(got) == utc(want), (start, got, want)
         assert got is None or (got.tzinfo is tz and got.utcoffset() == want.utcoffset())
+        # a start in UTC (what the Scheduler passes) finds its stretch from its calendar fields
+        got = next_open(start.astimezone(UTC), w, tz)
+        assert utc(got) == utc(want), (start, got, want)
+        assert got is None or (got.tzinfo is tz and got.utcoffset() == want.utcoffset())
 
 
 def test_a_closed_stretch_shares_one_opening_and_an_open_one_gives_the_start():
@@ -559,3 +563,15 @@ def test_a_closed_stretch_shares_one_opening_and_an_open_one_gives_the_start():
     assert next_open(at("2026-11-23T09:05:00+08:00"), odd, SH) == at("2026-11-23T09:10:00+08:00")
     assert next_open(at("2026-11-23T09:12:00+08:00"), odd, SH) == at("2026-11-23T09:12:00+08:00")
     assert next_open(at("2026-11-23T09:20:00+08:00"), odd, SH) == at("2026-11-30T09:10:00+08:00")
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.sampled_from([UTC, SH])))
+def test_a_start_finds_its_own_fifteen_minute_stretch(start):
+    """The stretch a start falls in, worked out from a UTC start's calendar fields (no timedelta arithmetic),
+    is the one of (start - epoch) // 15 minutes: the first verdict a fresh cache stores is under that number."""
+    from engine.schedule.timing import _BUCKET, _EPOCH, _next_open_cached
+
+    verdicts: dict = {}
+    _next_open_cached(start, window(BUSINESS), SH, verdicts)
+    assert next(iter(verdicts)) == (start - _EPOCH) // _BUCKET
