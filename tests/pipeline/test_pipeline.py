@@ -144,9 +144,13 @@ def test_plan_reads_the_candidate_as_the_plain_functions_do(deployment_root, peo
         channels, skipped = reachable_channels(rule, outcome)
         chosen = deployment_root.templates.resolve(template, locale_prefs(rule, outcome))
         assert (plan.channels, plan.skipped_channels) == (channels, skipped)
+        assert (plan.outcome_id, plan.rule, plan.rule_version, plan.template, plan.variant, plan.warning) == \
+            (f"o{n}", rule.id, pipe.router.ruleset.version, template, None, None)
+        assert plan.outcome is outcome and plan.status in ("matched", "unmatched")
         assert (plan.locale, plan.file) == (chosen.locale, chosen.path)
         if channels:
             sched = pipe.scheduler(rule, outcome)(parse_instant(outcome["occurred_at"]), now, None, len(channels))
+            assert (plan.late, plan.error) == (sched.late, sched.error)
             assert (plan.send_at, plan.deadline_at, plan.escalations) == \
                 (sched.send_at, sched.deadline_at, tuple(sched.escalations))
             assert plan.send_at.tzinfo == sched.send_at.tzinfo
@@ -195,3 +199,32 @@ def test_plan_line_pieces_kept_per_rule_and_template_stay_exact(batch):
         plan = Plan(oid, status, rule=rule, template="reject/x", locale="zh-CN", channels=chans, file=file,
                     send_at=send_at, deadline_at=deadline, skipped_channels=chans[1:])
         assert plan_line(plan) == json.dumps(plan_json(plan), ensure_ascii=False)
+
+
+def test_plan_fields_keep_the_order_pipeline_plan_passes_them_in():
+    """Pipeline.plan builds its Plan positionally (cheaper per outcome): a field added or moved must be added there."""
+    from dataclasses import fields
+
+    assert [f.name for f in fields(Plan)] == [
+        "outcome_id", "status", "rule", "rule_version", "template", "variant", "locale", "file", "channels",
+        "skipped_channels", "send_at", "deadline_at", "escalations", "late", "messages", "error", "warning", "outcome"]
+
+
+zones = st.sampled_from([UTC, SH, ZoneInfo("Europe/Berlin"), ZoneInfo("America/St_Johns"), ZoneInfo("Asia/Kathmandu"),
+                         ZoneInfo("Africa/Monrovia"),  # +00:44:30 before 1972: an offset with seconds
+                         timezone(timedelta(hours=-3, minutes=-30)), timezone(timedelta(seconds=3723, microseconds=5)),
+                         timezone(timedelta(0))])
+
+
+@settings(max_examples=600, deadline=None)
+@given(t=st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.one_of(st.none(), zones)),
+       whole=st.booleans())
+def test_isoformat_from_pieces_is_isoformat(t, whole):
+    """pipeline.isoformat writes an instant from its date, time of day and offset, each written once: the same
+    text as datetime.isoformat, in any zone (offsets with seconds, folds) and for naive instants."""
+    from engine.pipeline import isoformat
+
+    if whole:
+        t = t.replace(microsecond=0)
+    assert isoformat(t) == t.isoformat()
+    assert isoformat(t.replace(fold=1)) == t.replace(fold=1).isoformat()
