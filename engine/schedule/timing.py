@@ -543,7 +543,7 @@ class Scheduler:
     for the window and zone. The pipeline keeps one per (rule, time zone, calendar) and calls it for every
     outcome of that kind; schedule() makes one for a single call."""
 
-    __slots__ = ("deadline", "delay", "error", "escalate_after", "tz", "verdicts", "window")
+    __slots__ = ("deadline", "delay", "error", "escalate_after", "now", "tz", "verdicts", "window")
 
     def __init__(self, timing: Timing, windows: Mapping[str, Window], tz: ZoneInfo) -> None:
         self.tz = tz
@@ -554,6 +554,7 @@ class Scheduler:
         self.error = None if timing.window is None or self.window is not None else \
             f'unknown window "{timing.window}"{did_you_mean(timing.window, windows)}'
         self.verdicts = _verdicts(self.window, tz) if self.window is not None else None
+        self.now: tuple[datetime, datetime] | None = None  # (now, now in UTC) of the last call: a dry-run's is fixed
 
     def __call__(self, occurred_at: datetime, now: datetime, approved_at: datetime | None = None,
                  channels: int = 1) -> Schedule:
@@ -586,7 +587,12 @@ class Scheduler:
         deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
         if self.error is not None:
             return Schedule(start, None, deadline_at, error=self.error)
-        now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
+        kept = self.now
+        if kept is not None and kept[0] is now:
+            now_utc = kept[1]
+        else:
+            now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
+            self.now = (now, now_utc)
         send_at = self._place(base, start) if base >= now_utc else self._place(now_utc)
         late = send_at is not None and deadline_utc is not None and send_at > deadline_utc
         escalations: list[datetime] = []
