@@ -89,7 +89,7 @@ def parse_text(raw: str | bytes, where: str | None = None) -> Item:
     except UnicodeDecodeError as e:
         return Item(raw, error=f"not UTF-8: {e.reason} at byte {e.start}", where=where)
     try:
-        return Item(raw, decode_json(text), where=where)
+        return Item(raw, decode_json(text), None, where)  # (positional: cheaper, once per outcome)
     except (ValueError, RecursionError) as e:
         return Item(raw, error=f"not JSON: {e}", where=where)
 

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from collections.abc import Callable
 
 from engine.intake.decode import Item, parse_text
 from engine.rules.schemas import fast_check, jsonschema_validator
@@ -90,11 +91,15 @@ def _nested(attributes: dict) -> bool:
     return False
 
 
+_CHECKS: dict[bool, Callable[[Any], bool]] = {}  # printable -> fast_check("outcome", printable), looked up once
+
+
 def check_record(record: Any, printable: bool = False) -> GateResult:
     """Schema check of one parsed record; fast when valid, names the field when not. `printable`: every string
     of the record is known to be made of printable characters (judge knows it from the text): the compiled
     check for such records, which skips the patterns that only refuse unprintable characters."""
-    if fast_check("outcome", printable)(record):  # compiled once (cached), then one call
+    check = _CHECKS.get(printable) or _CHECKS.setdefault(printable, fast_check("outcome", printable))
+    if check(record):  # compiled once, then one call
         attributes = record.get("attributes")
         if attributes and _nested(attributes) and _deeper_than(attributes, MAX_ATTRIBUTE_DEPTH):
             return GateResult(INVALID, None, record["id"],

@@ -160,3 +160,13 @@ def test_remembering_text_gives_the_verdicts_of_remembering_records(lines):
     for line in lines:
         a, b = by_text.line(line), by_record.admit(parse_line(line))
         assert (a.status, a.outcome_id, a.outcome, a.previous) == (b.status, b.outcome_id, b.outcome, b.previous)
+
+
+def test_check_record_uses_the_compiled_outcome_check_for_either_kind_of_record():
+    """check_record looks its predicate up once per kind (printable or not): the one fast_check compiled."""
+    from engine.intake import gate
+    from engine.rules.schemas import fast_check
+
+    for printable in (False, True):
+        assert gate.check_record(sample_outcome(), printable).status == gate.OK
+        assert gate._CHECKS[printable] is fast_check("outcome", printable)
