@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import yaml
 
 from engine.rules.suggest import did_you_mean
+from engine.rules.yamlpos import CoreResolver
 from engine.errors import Diagnostic, Loc
 from engine.model import DECISIONS
 
@@ -42,11 +43,7 @@ class _HeaderLoader(yaml.SafeLoader):
     """YAML 1.2 core-schema scalars, as in the rule files: `no` and `on` stay strings."""
 
 
-try:
-    from engine.rules.yamlpos import _Resolver as _CoreResolver
-    _HeaderLoader.yaml_implicit_resolvers = dict(_CoreResolver.yaml_implicit_resolvers)
-except ImportError:  # pragma: no cover
-    pass
+_HeaderLoader.yaml_implicit_resolvers = dict(CoreResolver.yaml_implicit_resolvers)
 
 
 def _split_pairs(body: str) -> tuple[list, str | None]:

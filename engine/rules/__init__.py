@@ -17,7 +17,7 @@ _EXPORTS = {
                 "schema", "template_fields"),
     "suggest": ("did_you_mean",),
     "when": ("FieldRange", "field_range", "parse_when"),
-    "yamlpos": ("Document", "load_yaml_file"),
+    "yamlpos": ("CoreResolver", "Document", "load_yaml_file"),
 }
 __all__ = exported(_EXPORTS)
 

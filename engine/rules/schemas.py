@@ -73,10 +73,10 @@ def fast_check(name: str, printable: bool = False) -> Callable[[Any], bool]:
     where the schema keeps to the keywords it knows, else fastjsonschema's validator. `printable`: for values
     whose strings are all printable (see compile_check), which may skip what cannot fail on them."""
     from engine.intake.schemafast import Unsupported, compile_check
-    from engine.schedule.timing import _parse_instant_text
+    from engine.schedule.timing import parse_instant_text
 
     try:  # the parsed instant (a datetime is always true) or None serves as the format's verdict
-        return compile_check(schema(name), {"date-time": _parse_instant_text}, printable)
+        return compile_check(schema(name), {"date-time": parse_instant_text}, printable)
     except Unsupported:
         validate = fast_validator(name)
 

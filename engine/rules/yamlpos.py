@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - pure-Python fallback
 YamlPath = tuple  # of str | int
 
 
-class _Resolver(Resolver):
+class CoreResolver(Resolver):
     """YAML 1.2 core-schema scalars: `no`, `on`, `09:00` and dates stay strings (no Norway problem).
 
     resolve() is PyYAML's without path resolvers (herald has none): it runs once per scalar, and a
@@ -48,32 +48,32 @@ class _Resolver(Resolver):
         return "tag:yaml.org,2002:seq" if kind is yaml.SequenceNode else "tag:yaml.org,2002:map"
 
 
-_Resolver.yaml_implicit_resolvers = {}
-_Resolver.add_implicit_resolver(
+CoreResolver.yaml_implicit_resolvers = {}
+CoreResolver.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_Resolver.add_implicit_resolver(
+CoreResolver.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
-_Resolver.add_implicit_resolver(
+CoreResolver.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
     list("-+0123456789."))
-_Resolver.add_implicit_resolver(
+CoreResolver.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
 
 
 if LIBYAML:
-    class _Loader(CParser, _Resolver):
+    class _Loader(CParser, CoreResolver):
         def __init__(self, stream: Any) -> None:
             CParser.__init__(self, stream)
-            _Resolver.__init__(self)
+            CoreResolver.__init__(self)
 else:  # pragma: no cover
-    class _Loader(Reader, Scanner, Parser, Composer, _Resolver):  # type: ignore[no-redef]  # the pure-Python loader, same name
+    class _Loader(Reader, Scanner, Parser, Composer, CoreResolver):  # type: ignore[no-redef]  # the pure-Python loader, same name
         def __init__(self, stream: Any) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
             Parser.__init__(self)
             Composer.__init__(self)
-            _Resolver.__init__(self)
+            CoreResolver.__init__(self)
 
 
 @dataclass

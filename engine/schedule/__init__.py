@@ -12,7 +12,7 @@ from engine.exports import exported, resolve
 _EXPORTS = {
     "clock": ("Clock", "RealClock", "make_clock", "publish_clock", "store_clock", "withdraw_clock"),
     "timing": ("Scheduler", "check_timezone", "for_candidate", "in_window", "load_timezone", "next_open",
-               "parse_duration", "parse_instant", "parse_window", "windows_for"),
+               "parse_duration", "parse_instant", "parse_instant_text", "parse_window", "windows_for"),
 }
 __all__ = exported(_EXPORTS)
 

@@ -481,16 +481,17 @@ def _next_open_exact(start: datetime, window: Window, tz: ZoneInfo) -> datetime 
 def parse_instant(text: Any) -> datetime | None:
     """An RFC 3339 / ISO 8601 instant with an offset ('Z' accepted); None when invalid or naive."""
     if text.__class__ is str:
-        return _parse_instant_text(text)  # memoised: the gate and the scheduler both ask for each outcome
+        return parse_instant_text(text)  # memoised: the gate and the scheduler both ask for each outcome
     if isinstance(text, datetime):
         return text if text.utcoffset() is not None else None
     if not isinstance(text, str):
         return None
-    return _parse_instant_text.__wrapped__(text)
+    return parse_instant_text.__wrapped__(text)
 
 
 @lru_cache(maxsize=8192)
-def _parse_instant_text(text: str) -> datetime | None:
+def parse_instant_text(text: str) -> datetime | None:
+    """parse_instant for a str (memoised): the schema checks' `date-time` verdict, a datetime or None."""
     try:  # the usual form, as it comes
         got = datetime.fromisoformat(text)
         if got.utcoffset() is not None:
