@@ -9,13 +9,14 @@
   generate_series, not through the API), in process and as the command;
 - the hot queue: a claim with 1,000,000 finished notifications in the table, against an empty table.
 
+The webhook sink is the replica tests' receiver (tests/store/cluster_support.py, every delivery counted).
+
 PostgreSQL is a throwaway cluster (tests/store/pg_cluster.py, fsync on) in a temporary directory. This machine has
 2 cores shared with other jobs: compare the ratios inside one run. `--quick` is a smaller run (about 2 minutes).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,16 +25,16 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "store")]
+sys.path[:0] = [str(ROOT), *(str(ROOT / "tests" / d) for d in ("store", "daemon", "channels"))]
 
 import pg_cluster  # noqa: E402
+from cluster_support import Receiver  # noqa: E402 - the replica tests' webhook receiver: counts every delivery
+from loopback import Serving  # noqa: E402
 from daemon import HERALD, TEMPLATE, Serve, bodies, example_records, post_all  # noqa: E402
 
 RULES = """version: 1
@@ -48,31 +49,14 @@ rules:
 """
 
 
-class Sink(BaseHTTPRequestHandler):
-    """The webhook receiver: records (notification, Idempotency-Key, arrival time) of every POST, no dedup.
-    HTTP/1.1 with keep-alive, as a receiver usually is (each sending thread of a replica keeps its connection), and
-    TCP_NODELAY as servers set it: without it the body of each answer, written after its headers, waits for the
-    client's delayed ACK (about 40 ms) on a kept connection."""
+class Sink(Receiver):
+    """The replica tests' receiver (every delivery counted in Receiver.got, no dedup), over HTTP/1.1 with keep-alive,
+    as a receiver usually is (each sending thread of a replica keeps its connection), and TCP_NODELAY as servers set
+    it: without it the body of each answer, written after its headers, waits for the client's delayed ACK (about
+    40 ms) on a kept connection."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-
-    lock = threading.Lock()
-    got: ClassVar[list[tuple[str, str, float]]] = []
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with Sink.lock:
-            Sink.got.append((body["notification"], self.headers["Idempotency-Key"], time.time()))
-        out = json.dumps({"id": body["attempt_key"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
 
 
 def deployment(root: Path, store: str, hook: str, delay: str) -> Path:
@@ -155,19 +139,19 @@ def bench_dispatch(tmp: Path, pg, hook: str, template_db: str, n: int, replicas:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     url = pg.url(name)
     root = deployment(tmp / f"dispatch-{replicas}", url, hook, "0s")
-    Sink.got = []
+    Receiver.reset(delay=0)
     serves = [Serve(root) for _ in range(replicas)]
     cpu0 = [cpu_seconds(s.proc.pid) for s in serves]
     t0 = time.monotonic()
     try:
-        done = wait_until(lambda: len({g[0] for g in Sink.got}) >= n, timeout=600)
+        done = wait_until(lambda: len({g[0] for g in Receiver.got}) >= n, timeout=600)
         wall = time.monotonic() - t0
         cpu = [(cpu_seconds(s.proc.pid) - c) / wall for s, c in zip(serves, cpu0, strict=True)]
         time.sleep(0.5)  # a straggling repeat would arrive now
     finally:
         for s in serves:
             s.stop()
-    got = list(Sink.got)
+    got = list(Receiver.got)
     times = sorted(t for _, _, t in got)
     per_notification = Counter(nid for nid, _, _ in got)
     with psycopg.connect(url) as conn:
@@ -182,7 +166,7 @@ def bench_dispatch(tmp: Path, pg, hook: str, template_db: str, n: int, replicas:
 def bench_lag(tmp: Path, pg, hook: str, rate: float, seconds: float) -> dict:
     url = pg.create_database("lag")
     root = deployment(tmp / "lag", url, hook, "0s")
-    Sink.got = []
+    Receiver.reset(delay=0)
     serves = [Serve(root, "--upgrade-store")]
     serves += [Serve(root) for _ in range(2)]
     payloads = bodies(records(), "lag", int(rate * seconds))
@@ -196,7 +180,7 @@ def bench_lag(tmp: Path, pg, hook: str, rate: float, seconds: float) -> dict:
                 wait = start + i / rate - time.perf_counter()
                 if wait > 0:
                     time.sleep(wait)
-                posted[f"lag-{i}#1"] = time.time()
+                posted[f"lag-{i}#1"] = time.monotonic()  # the receiver's clock
                 for _ in range(50):
                     r = c.post(serves[i % len(serves)].url + "/v1/outcomes", content=payloads[i])
                     if r.status_code != 503:
@@ -213,14 +197,14 @@ def bench_lag(tmp: Path, pg, hook: str, rate: float, seconds: float) -> dict:
         for t in threads:
             t.join()
         achieved = len(payloads) / (time.perf_counter() - start)
-        wait_until(lambda: len({g[0] for g in Sink.got}) >= len(payloads), timeout=120)
+        wait_until(lambda: len({g[0] for g in Receiver.got}) >= len(payloads), timeout=120)
         wall = time.perf_counter() - start
         cpu1 = [cpu_seconds(s.proc.pid) for s in serves] + [pg.cpu_seconds(), process_cpu()]
     finally:
         for s in serves:
             s.stop()
     first: dict[str, float] = {}
-    for nid, _, t in Sink.got:
+    for nid, _, t in Receiver.got:
         first.setdefault(nid, t)
     lags = sorted(first[k] - posted[k] for k in first if k in posted)
     q = statistics.quantiles(lags, n=100)
@@ -359,13 +343,11 @@ def main() -> None:
           f"fsync on; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
     pg = pg_cluster.start(durable=True)
     assert pg is not None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    hook = f"http://127.0.0.1:{server.server_address[1]}"
     rows = []
     intake = runs = lag = report = None
     try:
-        with tempfile.TemporaryDirectory(prefix="herald-cluster-") as d:
+        with Serving(Sink) as sink, tempfile.TemporaryDirectory(prefix="herald-cluster-") as d:
+            hook = sink.url
             tmp = Path(d)
             if "intake" in parts:
                 intake = bench_intake(tmp, pg, hook, intake_n)
@@ -388,7 +370,6 @@ def main() -> None:
                 report = bench_report(url, tmp)
                 claim_full = bench_claim(url)
     finally:
-        server.shutdown()
         pg.stop()
     if intake is not None:
         rows.append(("durable intake, batches of 100, SQLite (1 daemon)", f"{intake['sqlite']:,.0f} outcomes/s", "", ""))

@@ -3,6 +3,7 @@
 - every `# type: ignore[code]` and `# noqa: CODE` in engine/ and cli.py names its codes and says why
   (`# type: ignore[attr-defined]  # reason`, `# noqa: BLE001 - reason`);
 - no test puts folders on `sys.path` by hand: pytest's `pythonpath` setting in pyproject.toml does it;
+- every benchmark script starts from a clone (its imports resolve from any directory);
 - each package's `__init__` says in its docstring what it owns and exports its public names (`__all__`), each
   of which resolves.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ast
 import importlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -142,3 +144,15 @@ def test_a_package_exports_without_importing_its_submodules():
                          timeout=60).stdout.splitlines()
     assert out[0] == "['engine.rules.when']"
     assert out[1] == "True False"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("[a-z]*.py")))
+def test_each_benchmark_starts_from_a_clone(script, tmp_path):
+    """`make bench-NAME` runs `python bench/NAME.py`: its imports (the engine, and the test helpers it shares, such
+    as the replica tests' webhook receiver in bench/cluster.py) resolve from any directory, with no PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage:")
