@@ -6,7 +6,7 @@ HERALD := $(VENV)/bin/herald
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-validate bench-dryrun bench-daemon bench-report bench-peers bench-sources bench-cluster bench-console venv clean
+.PHONY: run test lint screenshots bench bench-validate bench-dryrun bench-daemon bench-report bench-peers bench-sources bench-cluster bench-console venv clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# The browser tests (headless Chromium) writing the README's screenshots to docs/screenshots/; any other run of the
+# tests writes them to a temporary directory and leaves the tree as it was.
+screenshots: $(STAMP)
+	HERALD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/console/test_console_browser.py
 
 # Each benchmark prints its figures, ratios against baselines measured in the same run, and
 # "target met" / "TARGET MISSED" lines. About 15 minutes in all on 2 cores.

@@ -1,17 +1,22 @@
 """The browser harness for the console: Debian's headless Chromium driven by Selenium (through Debian's
-chromedriver) against a real `herald serve` subprocess on loopback; screenshots go to docs/screenshots/.
+chromedriver) against a real `herald serve` subprocess on loopback. Screenshots go to a temporary directory, so a
+test run leaves the tree as it was; `HERALD_SCREENSHOTS=docs/screenshots` (what `make screenshots` sets) writes the
+README's instead.
 
 Skipped, saying so, where chromium or chromedriver is missing (`.ci/run` installs both)."""
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS_ENV = "HERALD_SCREENSHOTS"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
 MISSING = None if CHROMIUM and DRIVER else ("chromium or chromedriver is not installed (apt-get install -y chromium "
@@ -50,13 +55,26 @@ def browser(tmp_path: Path) -> Iterator:
         driver.quit()
 
 
+@cache
+def _scratch() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="herald-screenshots-")  # removed when the test process ends
+
+
+def shots_dir() -> Path:
+    """Where screenshots go: $HERALD_SCREENSHOTS (a relative path is taken from the repository root), else this
+    run's temporary directory."""
+    asked = os.environ.get(SHOTS_ENV)
+    shots = REPO / asked if asked else Path(_scratch().name)
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
 def screenshot(driver, name: str) -> Path:
-    """Saves the whole page as docs/screenshots/NAME.png (the README shows them) and checks it is a real page."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """Saves the whole page as NAME.png in shots_dir() and checks it is a real page."""
     height = driver.execute_script("return Math.max(document.body.scrollHeight, 600)")
     width = driver.get_window_size()["width"]
     driver.set_window_size(width, min(int(height) + 120, 3000))
-    path = SHOTS / f"{name}.png"
+    path = shots_dir() / f"{name}.png"
     png = driver.get_screenshot_as_png()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, name
     path.write_bytes(png)

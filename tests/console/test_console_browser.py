@@ -1,6 +1,7 @@
 """The console in a real browser (headless Chromium through Selenium) against a real `herald serve` subprocess:
 sign-in, approving and withdrawing held outcomes, pause and resume, resubmitting a dead letter, a candidate's
-history, CSRF and roles, accessibility basics. Each page's screenshot is saved to docs/screenshots/ (README).
+history, CSRF and roles, accessibility basics. Each page's screenshot is saved (browser_support.shots_dir: a temporary
+directory, or docs/screenshots/ for the README with `make screenshots`).
 
 One daemon and one browser serve the whole module (each test uses its own outcome ids)."""
 from __future__ import annotations
@@ -10,7 +11,8 @@ import secrets
 
 import pytest
 
-from browser_support import MISSING, SHOTS, new_browser, screenshot, sign_in, unlabelled_controls, wait_until
+from browser_support import (MISSING, REPO, SHOTS_ENV, new_browser, screenshot, shots_dir, sign_in, unlabelled_controls,
+                             wait_until)
 from console_support import PASSWORDS, console_deployment
 from daemon_support import ServeProcess, outbox, outcome, post
 
@@ -91,6 +93,24 @@ def test_sign_in(browser, served):
     assert "Wrong name or password" in by_css(browser, "[role=alert]").text
     as_user(browser, url, "ann")
     assert "ann" in by_css(browser, ".me").text
+
+
+def test_screenshots_leave_the_tree_alone_unless_asked(browser, served, monkeypatch, tmp_path):
+    """A test run writes its screenshots to a temporary directory; HERALD_SCREENSHOTS (`make screenshots`) names
+    where the README's go."""
+    _root, url = served
+    readme = REPO / "docs" / "screenshots" / "sign-in.png"
+    before = readme.stat().st_mtime_ns
+    browser.delete_all_cookies()
+    browser.get(url + "/console/login")
+    monkeypatch.delenv(SHOTS_ENV, raising=False)
+    path = screenshot(browser, "sign-in")
+    assert REPO not in path.parents and path.is_file()
+    assert readme.stat().st_mtime_ns == before
+    monkeypatch.setenv(SHOTS_ENV, str(tmp_path / "asked"))
+    assert screenshot(browser, "sign-in") == tmp_path / "asked" / "sign-in.png"
+    assert (tmp_path / "asked" / "sign-in.png").stat().st_size > 5_000
+    assert readme.stat().st_mtime_ns == before
 
 
 def test_approve_a_held_outcome_and_its_message_reaches_the_outbox(browser, served):
@@ -260,7 +280,7 @@ def test_phone_layout_and_chinese(tmp_path, served):
         assert "待审批" in phone.page_source and "王芳" in phone.page_source
         assert phone.execute_script("return window.innerWidth") == 390
         assert phone.execute_script("return document.documentElement.scrollWidth") <= 390  # no sideways scroll
-        phone.save_screenshot(str(SHOTS / "approvals-phone-zh.png"))
+        phone.save_screenshot(str(shots_dir() / "approvals-phone-zh.png"))
     finally:
         phone.quit()
 
