@@ -94,10 +94,8 @@ def _nested(attributes: dict) -> bool:
 _CHECKS: dict[bool, Callable[[Any], bool]] = {}  # printable -> fast_check("outcome", printable), looked up once
 
 
-def check_record(record: Any, printable: bool = False) -> GateResult:
-    """Schema check of one parsed record; fast when valid, names the field when not. `printable`: every string
-    of the record is known to be made of printable characters (judge knows it from the text): the compiled
-    check for such records, which skips the patterns that only refuse unprintable characters."""
+def _schema_verdict(record: Any, printable: bool) -> GateResult:
+    """Schema check of one parsed record; fast when valid, names the field when not. `printable`: see check_record."""
     check = _CHECKS.get(printable) or _CHECKS.setdefault(printable, fast_check("outcome", printable))
     if check(record):  # compiled once, then one call
         attributes = record.get("attributes")
@@ -114,15 +112,29 @@ def check_record(record: Any, printable: bool = False) -> GateResult:
     return GateResult(INVALID, None, rid, message, field)
 
 
-_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # the only way a JSON text can spell a lone surrogate
+# a lone surrogate in a JSON text: a `\u` escape, or (a Python str, herald used as a library) the character itself
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_LONE_SURROGATE = "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)"
 
 
 def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string of `value` (a key or a value, at any depth) holds a surrogate: UTF-8 cannot encode one."""
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return True
     return False
+
+
+def check_record(record: Any, printable: bool = False) -> GateResult:
+    """The gate's verdict on a record given as a value (Pipeline.run_records, Gate.record: herald as a library):
+    the schema, then lone surrogates, as judge gives it on a JSON text. `printable`: every string of the record is
+    known to be made of printable characters (then it holds no surrogate either): the compiled check for such
+    records, which skips the patterns that only refuse unprintable characters."""
+    result = _schema_verdict(record, printable)
+    if result.status == OK and not printable and _has_lone_surrogate(record):
+        return GateResult(INVALID, None, result.outcome_id, _LONE_SURROGATE, "")
+    return result
 
 
 def plain_text(text: str) -> bool:
@@ -142,11 +154,10 @@ def judge(item: Item) -> GateResult:
     raw = item.raw
     text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
     printable = plain_text(text)  # item.record was decoded from item.raw (engine.intake.decode)
-    result = check_record(record, printable)
-    # a lone surrogate is written as a `\u` escape (a printable text holds none)
+    result = _schema_verdict(record, printable)
+    # only a text that spells a surrogate can hold one (a printable text holds none): the record is walked then
     if result.status == OK and not printable and _SURROGATE.search(text) and _has_lone_surrogate(record):
-        return GateResult(INVALID, None, result.outcome_id,
-                          "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)", "")
+        return GateResult(INVALID, None, result.outcome_id, _LONE_SURROGATE, "")
     return result
 
 

@@ -228,3 +228,32 @@ def test_isoformat_from_pieces_is_isoformat(t, whole):
         t = t.replace(microsecond=0)
     assert isoformat(t) == t.isoformat()
     assert isoformat(t.replace(fold=1)) == t.replace(fold=1).isoformat()
+
+
+@pytest.mark.parametrize("where", ["name", "key", "list"])
+def test_a_raw_lone_surrogate_is_refused_as_the_escaped_one_is(deployment_root, where):
+    """herald as a library: a record given as a value (Pipeline.run_records, Gate.record) or as a Python str holding
+    the surrogate itself gets the verdict its \\u-escaped JSON text gets; a proper pair (an emoji) passes."""
+    from engine.intake.gate import Gate
+    from engine.pipeline import Pipeline
+
+    def record(text: str) -> dict:
+        rec = {"id": "s-1", "decision": "reject", "candidate": {"name": "Ann", "email": "ann@example.com"}}
+        if where == "name":
+            rec["candidate"]["name"] = f"Ann{text}"
+        elif where == "key":
+            rec["attributes"] = {f"k{text}": 1}
+        else:
+            rec["attributes"] = {"tags": ["a", [f"b{text}"]]}
+        return rec
+
+    now = datetime(2026, 9, 28, 8, 0, tzinfo=UTC)
+    for lone in ("\ud800", "\udfff"):
+        escaped = next(Pipeline(deployment_root, now=now).run_lines([json.dumps(record(lone))]))
+        assert escaped.status == "invalid" and "unpaired UTF-16 surrogate" in (escaped.error or "")
+        as_value = next(Pipeline(deployment_root, now=now).run_records([record(lone)]))
+        as_str = next(Pipeline(deployment_root, now=now).run_lines([json.dumps(record(lone), ensure_ascii=False)]))
+        assert (as_value.status, as_value.error) == (as_str.status, as_str.error) == (escaped.status, escaped.error)
+        assert Gate().record(record(lone)).error == escaped.error
+    pair = next(Pipeline(deployment_root, now=now).run_records([record("\U0001f600")]))
+    assert pair.status == "matched", pair.error
