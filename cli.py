@@ -374,8 +374,9 @@ def serve(host: str | None, port: int | None, time_scale: float, start_at: str |
           upgrade_store: bool, paths: tuple, config_path: str | None) -> None:
     """Run the daemon: HTTP intake, scheduler, dispatcher, hot reload of rules and templates.
 
-    Refuses to start when the rules are invalid (exit 1). Stops cleanly on SIGTERM or Ctrl-C (exit 0);
-    SIGHUP reloads the rules. Without server.auth it listens on loopback only.
+    Refuses to start when the rules are invalid (exit 1). Stops cleanly on SIGTERM or Ctrl-C (exit 0); a second
+    one while it stops exits at once (128 + the signal's number). SIGHUP reloads the rules. Without server.auth
+    it listens on loopback only.
     """
     from engine.daemon import Daemon, DaemonError, setup_logging
 

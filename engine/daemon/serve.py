@@ -1,4 +1,5 @@
-"""`herald serve`: open the store, start dispatcher and reloader, serve HTTP with uvicorn, stop cleanly on SIGTERM."""
+"""`herald serve`: open the store, start dispatcher and reloader, serve HTTP with uvicorn, stop cleanly on SIGTERM
+(and at once on a second SIGTERM or SIGINT while stopping)."""
 from __future__ import annotations
 
 import fcntl
@@ -11,7 +12,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from engine.schedule.clock import RealClock, make_clock, publish_clock, withdraw_clock
@@ -127,6 +129,7 @@ class Daemon:
         self.sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._signals = 0  # SIGTERM/SIGINT received by run()
 
     # -- start
 
@@ -186,28 +189,37 @@ class Daemon:
             log.warning("no server.auth configured: intake takes unauthenticated requests, allowed only because "
                         "the daemon listens on loopback %s", self.host)
 
-    def _server(self) -> uvicorn.Server:
+    def _server(self, on_signal: Callable[[int], None] | None = None) -> uvicorn.Server:
+        """The HTTP server; `on_signal` takes the SIGTERM and SIGINT uvicorn catches while it serves (in the main
+        thread), instead of uvicorn's own handling (which ignores a second SIGTERM)."""
         import uvicorn
 
         from engine.daemon.app import create_app
 
         config = uvicorn.Config(create_app(self.runtime), log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=10, server_header=False)
-        self.server = uvicorn.Server(config)
+        if on_signal is None:
+            self.server = uvicorn.Server(config)
+            return self.server
+        handle = on_signal
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                handle(sig)  # (uvicorn's own would also raise the signal again once it has stopped serving)
+
+        self.server = Server(config)
         return self.server
 
     # -- run in the foreground (herald serve)
 
     def run(self) -> int:
-        """Serves until SIGTERM or SIGINT, then stops cleanly; returns the exit code (0)."""
+        """Serves until SIGTERM or SIGINT, then stops cleanly; returns the exit code (0). A second SIGTERM or SIGINT
+        while it stops ends the process at once (see _on_signal)."""
         sock = self.bind()
-        server = self._server()
-
-        def early_exit(*_: object) -> None:  # before uvicorn takes the signals over (and after: it re-raises them here)
-            server.should_exit = True
-
-        signal.signal(signal.SIGTERM, early_exit)
-        signal.signal(signal.SIGINT, early_exit)
+        server = self._server(self._on_signal)
+        # before uvicorn takes the signals over, and after it gives them back (while stopping)
+        signal.signal(signal.SIGTERM, lambda sig, _frame: self._on_signal(sig))
+        signal.signal(signal.SIGINT, lambda sig, _frame: self._on_signal(sig))
         reloader = self.reloader
         if hasattr(signal, "SIGHUP") and reloader is not None:
             signal.signal(signal.SIGHUP, lambda *_: reloader.request("SIGHUP"))
@@ -221,6 +233,21 @@ class Daemon:
             # handlers it installed, not for an ignored signal).
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return 0
+
+    def _on_signal(self, sig: int) -> None:
+        """SIGTERM or SIGINT in run(): the first stops cleanly (HTTP, then the sends in flight, up to 30 s); a second
+        one while stopping (the store unreachable, a provider hanging) exits at once, 128 + the signal's number:
+        the sends in flight are abandoned, their claims come back when their leases end."""
+        self._signals += 1
+        if self._signals == 1:
+            if self.server is not None:
+                self.server.should_exit = True
+            return
+        log.error("second %s while stopping: exiting now, without waiting for sends in flight (their claims come "
+                  "back when their leases end)", signal.Signals(sig).name)
+        withdraw_clock(self._clock_file)
+        sys.stderr.flush()
+        os._exit(128 + sig)
 
     # -- run in a thread (tests, embedding)
 

@@ -1,4 +1,5 @@
-"""`herald serve` as a process: SIGHUP reload, SIGTERM with a send in flight, and SIGKILL in a stream of outcomes."""
+"""`herald serve` as a process: SIGHUP reload, SIGTERM with a send in flight, a second signal while stopping, and
+SIGKILL in a stream of outcomes."""
 from __future__ import annotations
 
 import collections
@@ -6,6 +7,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 import httpx
@@ -16,16 +18,18 @@ from daemon_support import RULES, TEMPLATE, ServeProcess, make_deployment, outbo
 from engine.store import SQLiteStore
 
 
-@pytest.fixture
-def slow_hook():
-    """A loopback webhook receiver that takes 1.5 s to answer 200."""
-    arrived = threading.Event()
+HOOKED_RULES = ("version: 1\nrules:\n  - id: hooked\n    match: {decision: reject}\n    template: any/generic\n"
+                "    channels: [webhook]\n    locale: en\n    timezone: UTC\n")
+
+
+def hook_handler(arrived: threading.Event, wait: Callable[[], object]) -> type[BaseHTTPRequestHandler]:
+    """A loopback webhook receiver's handler: takes the POST, sets `arrived`, calls `wait`, then answers 200."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             arrived.set()
-            time.sleep(1.5)
+            wait()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -34,16 +38,21 @@ def slow_hook():
         def log_message(self, *args):
             pass
 
-    with Serving(Handler) as server:
+    return Handler
+
+
+@pytest.fixture
+def slow_hook():
+    """A loopback webhook receiver that takes 1.5 s to answer 200."""
+    arrived = threading.Event()
+    with Serving(hook_handler(arrived, lambda: time.sleep(1.5))) as server:
         yield server.url + "/hook", arrived
 
 
 @pytest.mark.slow
 def test_sighup_reloads_and_sigterm_finishes_the_send_in_flight(tmp_path, slow_hook):
     url, arrived = slow_hook
-    rules = "version: 1\nrules:\n  - id: hooked\n    match: {decision: reject}\n    template: any/generic\n" \
-            "    channels: [webhook]\n    locale: en\n    timezone: UTC\n"
-    root = make_deployment(tmp_path, rules=rules, channels=f"  webhook: {{transport: webhook, url: '{url}'}}")
+    root = make_deployment(tmp_path, rules=HOOKED_RULES, channels=f"  webhook: {{transport: webhook, url: '{url}'}}")
     proc = ServeProcess(root)
     try:
         base = proc.wait_ready()
@@ -64,6 +73,33 @@ def test_sighup_reloads_and_sigterm_finishes_the_send_in_flight(tmp_path, slow_h
         n = s.get_notification("term-1#1")
         assert n.notification.state in ("sent", "delivered"), proc.log()
         assert [a.status for a in n.attempts] == ["accepted"] and n.attempts[0].provider_id == "hook-1"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_while_stopping_stops_at_once(tmp_path, sig):
+    """The first signal stops cleanly, waiting (up to 30 s) for the send in flight; a second one, while it waits,
+    ends the process at once with 128 + the signal's number, and says so."""
+    arrived, release = threading.Event(), threading.Event()
+    with Serving(hook_handler(arrived, lambda: release.wait(60))) as hook:
+        root = make_deployment(tmp_path, rules=HOOKED_RULES,
+                               channels=f"  webhook: {{transport: webhook, url: '{hook.url}/hook', timeout: 60}}")
+        proc = ServeProcess(root)
+        try:
+            base = proc.wait_ready()
+            assert httpx.post(base + "/v1/outcomes", json=outcome("hang-1")).status_code == 202
+            assert arrived.wait(15), proc.log()
+            proc.proc.send_signal(sig)
+            wait_for(lambda: "waiting for sends in flight" in proc.log(), timeout=15)
+            assert proc.proc.poll() is None, proc.log()  # the first signal waits for the send
+            proc.proc.send_signal(sig)
+            assert proc.proc.wait(10) == 128 + sig, proc.log()
+            said = f"second {signal.Signals(sig).name} while stopping: exiting now"
+            wait_for(lambda: said in proc.log(), timeout=10)  # (the last lines may still be on their way)
+        finally:
+            release.set()
+            proc.stop()
+    assert "stopped" not in proc.log().split("exiting now", 1)[1]
 
 
 def _stream(base: str, start: int, acked: list, stop: threading.Event) -> None:

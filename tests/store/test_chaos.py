@@ -2,9 +2,10 @@
 while one replica is killed with kill -9 (and started again) and another is stopped with SIGTERM. A webhook
 receiver that does not deduplicate counts deliveries: none lost, a repeat carries the same Idempotency-Key, every
 replica sent some. And PostgreSQL itself stopped for 10 s under load: intake answers 503 with Retry-After, nothing
-accepted is lost, sending resumes by itself."""
+accepted is lost, sending resumes by itself. With PostgreSQL down, a second SIGTERM stops a replica at once."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -172,3 +173,36 @@ def test_postgresql_stopped_for_10_s_under_load(tmp_path: Path):
     assert set(answers) <= {0, 200, 201, 202, 503}, dict(answers)  # refused with 503, never a 500
     assert healthy == [True, True]
     print(f"\noutage: {dict(answers)} answers, {len(accepted)} outcomes accepted, {len(Receiver.got)} deliveries")
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_stops_at_once_while_postgresql_is_down(tmp_path: Path):
+    """With PostgreSQL down, a clean stop waits on the store (giving claims back) for seconds; a second SIGTERM
+    meanwhile ends the replica at once, exit 143, saying so."""
+    cluster = pg_cluster.start()
+    if cluster is None:
+        pytest.skip("PostgreSQL is not installed")
+    try:
+        url = cluster.create_database()
+        Receiver.reset()
+        with Serving(Receiver) as hook:
+            root = pg_deployment(tmp_path / "d", url, hook.url, "{poll_interval: 0.1s, lease: 30s}")
+            replica = ServeProcess(root, "--upgrade-store")
+            try:
+                replica.wait_ready()
+                cluster.stop_server()
+                try:
+                    replica.proc.send_signal(signal.SIGTERM)
+                    wait_for(lambda: "waiting for sends in flight" in replica.log(), timeout=15)
+                    replica.proc.send_signal(signal.SIGTERM)
+                    started = time.monotonic()
+                    assert replica.proc.wait(10) == 128 + signal.SIGTERM, replica.log()
+                    assert time.monotonic() - started < 5, replica.log()
+                    wait_for(lambda: "second SIGTERM while stopping: exiting now" in replica.log(), timeout=10)
+                finally:
+                    cluster.start_server()
+            finally:
+                replica.stop()
+        assert "INFO    stopped" not in replica.log()
+    finally:
+        cluster.stop()
