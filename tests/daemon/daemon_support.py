@@ -169,6 +169,7 @@ class ServeProcess:
                                      env={**os.environ, **(env or {})})
         self.lines: list[str] = []
         self.url: str | None = None
+        self._sigterm_sent = False
         self._seen = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
         _started.append(self)
@@ -194,11 +195,17 @@ class ServeProcess:
             self.proc.kill()
         self.proc.wait(10)
 
-    def terminate(self, grace: float = 30.0) -> int:
-        """SIGTERM, up to `grace` seconds for the clean stop, then kill -9: never left running. The exit code
-        (0: stopped cleanly; -9: it had to be killed)."""
-        if self.proc.poll() is None:
+    def sigterm(self) -> None:
+        """SIGTERM once (the clean stop); never a second, which would stop it at once (exit 143)."""
+        if not self._sigterm_sent and self.proc.poll() is None:
+            self._sigterm_sent = True
             self.proc.terminate()
+
+    def terminate(self, grace: float = 30.0) -> int:
+        """SIGTERM (unless sent already), up to `grace` seconds for the clean stop, then kill -9: never left running.
+        The exit code (0: stopped cleanly; -9: it had to be killed)."""
+        if self.proc.poll() is None:
+            self.sigterm()
             try:
                 return self.proc.wait(grace)
             except subprocess.TimeoutExpired:

@@ -71,7 +71,7 @@ def test_three_replicas_kill_9_and_sigterm_lose_nothing(pg, tmp_path: Path):
                     replicas[0].wait_ready(60)
                 if start >= 2 * TOTAL // 3 and not stopped:
                     stopped = True
-                    replicas[1].proc.terminate()  # SIGTERM: a clean stop, sends in flight finished, claims given back
+                    replicas[1].sigterm()  # SIGTERM: a clean stop, sends in flight finished, claims given back
                 _post(replicas, k, [outcome(i) for i in ids[start:start + BATCH]])
             assert killed and stopped and len(started_all) == 4
             expected = {f"{i}#1" for i in ids}
@@ -81,8 +81,7 @@ def test_three_replicas_kill_9_and_sigterm_lose_nothing(pg, tmp_path: Path):
             elapsed = time.monotonic() - started
         finally:
             for r in started_all:
-                if r.proc.poll() is None:
-                    r.proc.terminate()
+                r.sigterm()  # all stopping at once (a second SIGTERM would cut a stop short)
             for r in started_all:
                 r.terminate(30)  # kill -9 after 30 s: never leave a replica running after the test
             logs = [r.log() for r in started_all]

@@ -108,7 +108,7 @@ def test_sigterm_gives_claims_back_at_once(pg, tmp_path: Path):
             a.wait_ready(60)
             _post(a.url, [outcome(f"t-{i}") for i in range(10)])
             assert Receiver.arrived.wait(30)  # a batch of 10 claimed, the first being sent
-            a.proc.terminate()
+            a.sigterm()
             assert a.proc.wait(30) == 0
             claimed = query(url, "SELECT count(*) FROM notifications WHERE state = 'sending'")[0][0]
             scheduled = query(url, "SELECT count(*) FROM notifications WHERE state = 'scheduled'")[0][0]
