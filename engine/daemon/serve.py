@@ -228,10 +228,11 @@ class Daemon:
             server.run(sockets=[sock])
         finally:
             self.stop()
-            # Stopped: a SIGTERM sent again now (a supervisor or test repeating itself) must not turn the clean
-            # exit into a death by signal while the interpreter winds down (it restores the default action for
-            # handlers it installed, not for an ignored signal).
+            # Stopped: a SIGTERM (or SIGINT) sent again now (a supervisor or test repeating itself) must neither
+            # count as the second signal nor turn the clean exit into a death by signal while the interpreter winds
+            # down (it restores the default action for handlers it installed, not for an ignored signal).
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return 0
 
     def _on_signal(self, sig: int) -> None:
