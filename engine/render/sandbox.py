@@ -10,14 +10,14 @@ from collections.abc import Callable, Mapping
 
 from jinja2 import filters as jinja_filters
 from jinja2 import nodes
-from jinja2.compiler import CodeGenerator
+from jinja2.compiler import CodeGenerator, optimizeconst
 from jinja2.exceptions import SecurityError, TemplateRuntimeError, UndefinedError
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.runtime import ChainableUndefined, Undefined
 from jinja2.utils import missing, pass_context, pass_environment, pass_eval_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine.render.budget import active, charge, charge_printed, charge_printed_total, charge_size, charge_to
+from engine.render.budget import _SMALL, active, charge, charge_printed, charge_printed_total, charge_size, charge_to
 
 __all__ = ["GLOBAL_NAMES", "HTML_ENV", "TEXT_ENV", "build_context", "plain"]
 
@@ -94,7 +94,7 @@ def _finalize(value: Any) -> Any:
     if value is None:
         return ""
     if value.__class__ is str:  # the common case, first
-        if len(value) > 64:
+        if len(value) > _SMALL:
             charge_printed(value)
         return value
     if value.__class__ is int:
@@ -201,10 +201,22 @@ def _budgeted_join(fn: Callable, pass_arg: Any) -> Callable:
             return fn(first, value, d, *args, **kwargs) if args or kwargs else fn(first, value, d)
         if isinstance(value, (list, tuple)):  # what _check_filter_args charges for `join`
             size = len(d) * len(value) if d.__class__ is str or isinstance(d, str) else 0
+            # plain text joined with a plain separator in a text block: `d.join(value)` is what the filter
+            # returns (str(d).join(map(str, value))), without the map and the str() of every item
+            plain = d.__class__ is str and not args and not kwargs and not first.autoescape
             for item in value:
-                if item.__class__ is str or isinstance(item, str):
+                if item.__class__ is str:
                     size += len(item)
+                elif isinstance(item, str):
+                    size += len(item)
+                    plain = False
+                else:
+                    plain = False
             charge_to(slot, size)
+            if plain:
+                result = d.join(value)
+                charge_to(slot, len(result))
+                return result
         result = fn(first, value, d, *args, **kwargs) if args or kwargs else fn(first, value, d)
         if isinstance(result, (str, list, tuple, dict)):  # what charge() counts
             charge_to(slot, len(result))
@@ -244,8 +256,53 @@ def _budgeted_filter(name: str, fn: Callable) -> Callable:
     return _passing(pass_arg, budgeted_passed)
 
 
+_DICT_ATTRS = frozenset(dir(dict))
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
+_ABSENT = object()
+
+
 class _BudgetCodeGenerator(CodeGenerator):
-    """Jinja's code generator, with `a ~ b` measured (environment.measured) before it is joined."""
+    """Jinja's code generator, with `a ~ b` measured (environment.measured) before it is joined, and two
+    fast paths written inline into the compiled template (no Python call in the common case):
+
+    - `x.name` on a plain dict whose value under "name" is plain data (the outcome's fields): that value,
+      as `_Sandbox.getattr` answers it; anything else (another type, a dict attribute such as `items`, a
+      missing key, a callable) goes through `environment.getattr`, the sandbox's checks.
+    - `{{ value }}` in a text block: a string of at most `_SMALL` characters is printed as it is, as
+      `_finalize` does; anything else through `environment.finalize`, the sandbox's checks and charges.
+
+    Both use two scratch locals (`_hg_o`, `_hg_v`; Jinja's own names all begin `l_`, `t_` or `_block`)
+    assigned inside the expression, so nested uses are each complete before the outer one reads them."""
+
+    def write_commons(self) -> None:
+        super().write_commons()
+        self.writeline("_hg_plain = environment.plain_types")
+
+    @optimizeconst
+    def visit_Getattr(self, node: nodes.Getattr, frame: Any) -> None:  # noqa: N802 - Jinja's visitor name
+        if self.environment.is_async or node.attr in _DICT_ATTRS:
+            super().visit_Getattr(node, frame)
+            return
+        self.write("(_hg_v if (_hg_o := ")
+        self.visit(node.node, frame)
+        self.write(f").__class__ is dict and (_hg_v := _hg_o.get({node.attr!r}, missing)).__class__ in _hg_plain"
+                   f" else environment.getattr(_hg_o, {node.attr!r}))")
+
+    @staticmethod
+    def _inline_finalize(frame: Any, finalize: Any) -> bool:
+        return not frame.eval_ctx.volatile and not frame.eval_ctx.autoescape and finalize.src == "environment.finalize("
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Any, finalize: Any) -> None:
+        if self._inline_finalize(frame, finalize):
+            self.write("(_hg_v if (_hg_v := ")
+        else:
+            super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Any, finalize: Any) -> None:
+        if self._inline_finalize(frame, finalize):
+            self.write(f").__class__ is str and len(_hg_v) <= {_SMALL} else str(environment.finalize(_hg_v)))")
+        else:
+            super()._output_child_post(node, frame, finalize)
 
     def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:  # noqa: N802 - Jinja's visitor name
         if frame.eval_ctx.volatile:
@@ -261,16 +318,12 @@ class _BudgetCodeGenerator(CodeGenerator):
         self.write(")))")
 
 
-_DICT_ATTRS = frozenset(dir(dict))
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
-_ABSENT = object()
-
-
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, with methods wrapped so they cannot be printed and sizes capped."""
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
     code_generator_class = _BudgetCodeGenerator
+    plain_types = _PLAIN_TYPES  # what the compiled templates' inline getattr hands out as it is
 
     def _wrap(self, value: Any, label: str) -> Any:
         if callable(value) and not isinstance(value, (Undefined, _Callable, type)):
@@ -373,8 +426,8 @@ def _date(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return str(value)
 
 
-def _make_env(autoescape: bool) -> _Sandbox:
-    env = _Sandbox(autoescape=autoescape, undefined=_LenientUndefined, finalize=_finalize,
+def _make_env(autoescape: bool, env_class: type[_Sandbox] = _Sandbox) -> _Sandbox:
+    env = env_class(autoescape=autoescape, undefined=_LenientUndefined, finalize=_finalize,
                    keep_trailing_newline=False, auto_reload=False, cache_size=0, optimized=False)
     env.globals.clear()
     env.globals.update({

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
 from jinja2.runtime import Context, EvalContext
+from jinja2.utils import missing
 
 from engine.rules.suggest import did_you_mean
 from engine.errors import Diagnostic, Loc, sort_diagnostics
@@ -230,32 +231,59 @@ def _new_context(template: Any, data: Mapping, channel: str | None = None) -> Co
     return Context(template.environment, parent, template.name, template.blocks, template.globals)
 
 
+class _Parent(dict):
+    """A render context's data (Context.parent) in which an absent name reads as Jinja's `missing`: its bound
+    `__getitem__` answers what Context.resolve_or_missing answers while the context has no `vars`, in C."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> Any:
+        return missing
+
+
 class _BlockContexts:
     """Contexts for running one block of a template without top-level code (the single-block fast path):
     what `_new_context` builds, with the parts that never change between renders worked out once. In that
-    path nothing adds blocks (only a parent template, which is top-level code, does): the block map is shared."""
+    path nothing adds blocks (only a parent template, which is top-level code, does): the block map is shared.
 
-    __slots__ = ("autoescape", "blocks", "environment", "globals", "globals_keys", "name")
+    Nothing writes `context.vars` either (only top-level code does), so the context's `resolve_or_missing`
+    (which the compiled block calls for every name it reads) is the parent's own lookup. The eval context is
+    shared too when the template has no `{% autoescape %}` (the only statement that changes it)."""
 
-    def __init__(self, template: Any) -> None:
-        self.environment = template.environment
+    __slots__ = ("autoescape", "eval_ctx", "globals", "globals_keys", "proto")
+
+    def __init__(self, template: Any, modifies_eval_ctx: bool = True) -> None:
+        environment = template.environment
         self.globals = template.globals
         self.globals_keys = tuple(template.globals)
-        self.name = template.name
-        self.blocks = {k: [v] for k, v in template.blocks.items()}
-        probe = EvalContext(self.environment, self.name)  # the autoescape setting Jinja works out per name
+        probe = EvalContext(environment, template.name)  # the autoescape setting Jinja works out per name
         self.autoescape = probe.autoescape
+        self.eval_ctx = None if modifies_eval_ctx else probe
+        # the attributes every context starts with; new() copies them and adds its own
+        self.proto = {"environment": environment, "name": template.name,
+                      "blocks": {k: [v] for k, v in template.blocks.items()}}
 
     def new(self, data: Mapping, channel: str, extras: Mapping | None = None) -> Context:
-        """A Context equal to _new_context(template, {**data, **extras}, channel)'s (one dict built)."""
-        parent = {**self.globals, **data, **extras} if extras else {**self.globals, **data}
+        """A Context equal to _new_context(template, {**data, **extras}, channel)'s, but for the parent's type
+        and the context's `resolve_or_missing` (see the class)."""
+        parent = _Parent(self.globals)
+        parent.update(data)
+        if extras:
+            parent.update(extras)
         parent["channel"] = channel
-        eval_ctx = _new_object(EvalContext)
-        eval_ctx.__dict__.update(environment=self.environment, autoescape=self.autoescape, volatile=False)
+        eval_ctx = self.eval_ctx
+        if eval_ctx is None:
+            eval_ctx = _new_object(EvalContext)
+            eval_ctx.__dict__.update(environment=self.proto["environment"], autoescape=self.autoescape, volatile=False)
+        attrs = self.proto.copy()
+        attrs["parent"] = parent
+        attrs["vars"] = {}
+        attrs["eval_ctx"] = eval_ctx
+        attrs["exported_vars"] = set()
+        attrs["globals_keys"] = set(self.globals_keys)
+        attrs["resolve_or_missing"] = parent.__getitem__
         ctx = _new_object(Context)
-        ctx.__dict__.update(parent=parent, vars={}, environment=self.environment, eval_ctx=eval_ctx,
-                            exported_vars=set(), name=self.name, globals_keys=set(self.globals_keys),
-                            blocks=self.blocks)
+        ctx.__dict__ = attrs
         return ctx
 
 
@@ -486,8 +514,9 @@ class TemplateStore:
             template = self._compiled(entry, html)
             if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
                     and main in template.blocks:
+                modifies = entry.ast is None or next(entry.ast.find_all(nodes.EvalContextModifier), None) is not None
                 return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main],
-                                    _BlockContexts(template))
+                                    _BlockContexts(template, modifies))
         return _ChannelPlan(decisions, main, tuple(wanted))
 
     def render(self, name: str, locale_prefs: tuple[str | None, ...], channel: str, context: Mapping,

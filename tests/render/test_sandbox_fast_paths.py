@@ -109,12 +109,29 @@ def test_block_contexts_equal_jinjas_context(tmp_path, html):
         contexts = _BlockContexts(template)
     else:
         template, contexts = plan.template, plan.contexts
-    data = {"candidate": {"name": "Li"}, "decision": "reject"}
+    data = {"candidate": {"name": "Li"}, "decision": "reject", "position": None}
     ours, jinjas = contexts.new(data, channel), _new_context(template, data, channel)
     assert type(ours) is type(jinjas)
     mine, theirs = dict(vars(ours)), dict(vars(jinjas))
     assert vars(mine.pop("eval_ctx")) == vars(theirs.pop("eval_ctx"))
+    # the fast context's own name lookup (the parent's, in C) answers as Jinja's method does
+    resolve = mine.pop("resolve_or_missing")
+    for name in ("candidate", "position", "channel", "range", "nothing", "self"):
+        assert resolve(name) is jinjas.resolve_or_missing(name)
     assert mine == theirs
+
+
+@pytest.mark.parametrize("source, shared", [
+    ("{% block dingtalk %}Hi {{ candidate.name }}{% endblock %}", True),
+    ("{% block dingtalk %}{% autoescape true %}<{{ candidate.name }}>{% endautoescape %}{% endblock %}", False),
+])
+def test_block_contexts_share_the_eval_context_only_when_nothing_changes_it(tmp_path, source, shared):
+    """A template with `{% autoescape %}` changes its eval context while it runs: each render gets its own."""
+    _store, plan = _contexts_of(tmp_path, source)
+    data = {"candidate": {"name": "<Li>"}, "decision": "reject"}
+    first, second = plan.contexts.new(data, "dingtalk"), plan.contexts.new(data, "dingtalk")
+    assert (first.eval_ctx is second.eval_ctx) is shared
+    assert "".join(plan.block(first)) == "".join(plan.block(second))
 
 
 @given(name=st.text(max_size=20), missing=st.booleans())
