@@ -214,7 +214,7 @@ def charge_to(slot: _Slot, size: int) -> None:
     if size > slot.limits.output_chars:
         raise BudgetExceeded("value")
     slot.spent += size
-    if slot.spent > slot.limits.allocation_chars:
+    if slot.spent > slot.limits.output_chars * ALLOCATION_FACTOR:  # limits.allocation_chars, without the call
         raise BudgetExceeded("built")
 
 

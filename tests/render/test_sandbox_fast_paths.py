@@ -109,14 +109,14 @@ def test_block_contexts_equal_jinjas_context(tmp_path, html):
         contexts = _BlockContexts(template)
     else:
         template, contexts = plan.template, plan.contexts
-    data = {"candidate": {"name": "Li"}, "decision": "reject", "position": None}
+    data = {"candidate": {"name": "Li"}, "decision": "reject", "position": None, "range": "data's own"}
     ours, jinjas = contexts.new(data, channel), _new_context(template, data, channel)
     assert type(ours) is type(jinjas)
     mine, theirs = dict(vars(ours)), dict(vars(jinjas))
     assert vars(mine.pop("eval_ctx")) == vars(theirs.pop("eval_ctx"))
     # the fast context's own name lookup (the parent's, in C) answers as Jinja's method does
     resolve = mine.pop("resolve_or_missing")
-    for name in ("candidate", "position", "channel", "range", "nothing", "self"):
+    for name in ("candidate", "position", "channel", "range", "dict", "nothing", "self"):
         assert resolve(name) is jinjas.resolve_or_missing(name)
     assert mine == theirs
 
@@ -169,3 +169,14 @@ def test_extras_given_apart_render_as_the_merged_context(tmp_path_factory, extra
     apart = store.render("t", (), channel, outcome, main_only=main_only, extras=extras)
     merged = store.render("t", (), channel, build_context(outcome, extras, trusted=True), main_only=main_only)
     assert (apart.message, apart.error, apart.code) == (merged.message, merged.error, merged.code)
+
+
+@pytest.mark.parametrize("text, tidy", [
+    ("\n a \n\tb\t\n\n\n\nc  \n", "a\n\tb\n\nc"), ("x\ty\n", "x\ty"), ("a\t\n b", "a\n b"),
+    ("一 \n二\t\n\n\n三", "一\n二\n\n三"), ("一\t二", "一\t二"), ("a \n", "a"),
+])
+def test_tidy_drops_trailing_blanks_and_blank_runs_in_text_blocks(text, tidy):
+    from engine.render.templates import _TRAILING_WS_RE, _BLANK_RUN_RE, _tidy
+
+    assert _tidy(text, "dingtalk") == tidy == _BLANK_RUN_RE.sub("\n\n", _TRAILING_WS_RE.sub("\n", text.strip()))
+    assert _tidy(text, "webhook") == _tidy(text, "email_html") == text.strip()
