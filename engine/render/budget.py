@@ -209,13 +209,22 @@ def active() -> _Slot | None:
     return slot if slot is not None and slot.active else None
 
 
-def charge_to(slot: _Slot, size: int) -> None:
-    """charge_size for a render known to be in progress (`active()` gave its slot)."""
-    if size > slot.limits.output_chars:
+def charge_to(slot: _Slot, size: int, then: int = 0) -> None:
+    """charge_size for a render known to be in progress (`active()` gave its slot); `then`, when given, is
+    charged after it as a second value (a filter's result after its arguments), in the same call."""
+    output = slot.limits.output_chars
+    allocation = output * ALLOCATION_FACTOR  # limits.allocation_chars, without the call
+    if size > output:
         raise BudgetExceeded("value")
     slot.spent += size
-    if slot.spent > slot.limits.output_chars * ALLOCATION_FACTOR:  # limits.allocation_chars, without the call
+    if slot.spent > allocation:
         raise BudgetExceeded("built")
+    if then:  # (the same three steps for the second value)
+        if then > output:
+            raise BudgetExceeded("value")
+        slot.spent += then
+        if slot.spent > allocation:
+            raise BudgetExceeded("built")
 
 
 def charge(value: Any) -> Any:

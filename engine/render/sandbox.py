@@ -199,24 +199,24 @@ def _budgeted_join(fn: Callable, pass_arg: Any) -> Callable:
         slot = active()
         if slot is None:
             return fn(first, value, d, *args, **kwargs) if args or kwargs else fn(first, value, d)
+        if value.__class__ is list and d.__class__ is str and not args and not kwargs and not first.autoescape:
+            # plain text joined with a plain separator in a text block: `d.join(value)` is what the filter
+            # returns (str(d).join(map(str, value))), without the map and the str() of every item; charged
+            # as below
+            size = len(d) * len(value)
+            for item in value:
+                if item.__class__ is not str:
+                    break
+                size += len(item)
+            else:  # the result's length is known before it is built: the items and one separator fewer
+                charge_to(slot, size, size - len(d) if value else 0)
+                return d.join(value)
         if isinstance(value, (list, tuple)):  # what _check_filter_args charges for `join`
             size = len(d) * len(value) if d.__class__ is str or isinstance(d, str) else 0
-            # plain text joined with a plain separator in a text block: `d.join(value)` is what the filter
-            # returns (str(d).join(map(str, value))), without the map and the str() of every item
-            plain = d.__class__ is str and not args and not kwargs and not first.autoescape
             for item in value:
-                if item.__class__ is str:
+                if item.__class__ is str or isinstance(item, str):
                     size += len(item)
-                elif isinstance(item, str):
-                    size += len(item)
-                    plain = False
-                else:
-                    plain = False
             charge_to(slot, size)
-            if plain:
-                result = d.join(value)
-                charge_to(slot, len(result))
-                return result
         result = fn(first, value, d, *args, **kwargs) if args or kwargs else fn(first, value, d)
         if isinstance(result, (str, list, tuple, dict)):  # what charge() counts
             charge_to(slot, len(result))
