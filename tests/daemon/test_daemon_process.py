@@ -120,6 +120,21 @@ def _stream(base: str, start: int, acked: list, stop: threading.Event) -> None:
         client.close()
 
 
+
+@contextlib.contextmanager
+def _streaming(base: str, starts: list[int], acked: list[str]):
+    """One client per id in `starts` posting outcomes (_stream) until the block ends; then stopped and joined."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=_stream, args=(base, start, acked, stop)) for start in starts]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+
 @pytest.mark.slow
 def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
     # every message waits 1 s, so a burst of 800 falls due at once and the kill lands mid-dispatch
@@ -128,17 +143,13 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
     first = ServeProcess(root)
     try:
         base = first.wait_ready()
-        stop = threading.Event()
-        t = threading.Thread(target=_stream, args=(base, 0, acked, stop))
-        t.start()
-        for b in range(8):
-            r = httpx.post(base + "/v1/outcomes", json=[outcome(f"burst-{b}-{i}") for i in range(100)], timeout=30)
-            acked += [item["id"] for item in r.json()["items"] if item["status"] == "matched"]
-        wait_for(lambda: len(list((root / "outbox").rglob("*.json"))) >= 200, timeout=30, step=0.005)
-        first.proc.kill()  # SIGKILL: intake and dispatch both busy
-        first.proc.wait(10)
-        stop.set()
-        t.join(10)
+        with _streaming(base, [0], acked):
+            for b in range(8):
+                r = httpx.post(base + "/v1/outcomes", json=[outcome(f"burst-{b}-{i}") for i in range(100)], timeout=30)
+                acked += [item["id"] for item in r.json()["items"] if item["status"] == "matched"]
+            wait_for(lambda: len(list((root / "outbox").rglob("*.json"))) >= 200, timeout=30, step=0.005)
+            first.proc.kill()  # SIGKILL: intake and dispatch both busy
+            first.proc.wait(10)
     finally:
         first.stop()
     with SQLiteStore(root / "herald.db") as s:
@@ -148,12 +159,8 @@ def test_kill_9_mid_stream_loses_nothing_and_sends_nothing_twice(tmp_path):
     second = ServeProcess(root)
     try:
         base = second.wait_ready()
-        stop = threading.Event()
-        t = threading.Thread(target=_stream, args=(base, 100_000, acked, stop))
-        t.start()
-        wait_for(lambda: len(acked) > before, timeout=30)  # the restarted daemon takes intake again
-        stop.set()
-        t.join(10)
+        with _streaming(base, [100_000], acked):
+            wait_for(lambda: len(acked) > before, timeout=30)  # the restarted daemon takes intake again
         with SQLiteStore(root / "herald.db") as s:
             wait_for(lambda: _all_sent(s), timeout=60)
     finally:
@@ -181,16 +188,10 @@ def test_kill_9_among_group_committed_single_posts_loses_no_acknowledged_outcome
     serve = ServeProcess(root)
     try:
         base = serve.wait_ready()
-        stop = threading.Event()
-        threads = [threading.Thread(target=_stream, args=(base, 1 + k * 100_000, acked, stop)) for k in range(4)]
-        for t in threads:
-            t.start()
-        wait_for(lambda: len(acked) >= 200, timeout=60, step=0.005)
-        serve.proc.kill()
-        serve.proc.wait(10)
-        stop.set()
-        for t in threads:
-            t.join(10)
+        with _streaming(base, [1 + k * 100_000 for k in range(4)], acked):
+            wait_for(lambda: len(acked) >= 200, timeout=60, step=0.005)
+            serve.proc.kill()
+            serve.proc.wait(10)
     finally:
         serve.stop()
     with SQLiteStore(root / "herald.db") as s:
