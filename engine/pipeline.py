@@ -12,7 +12,7 @@ from engine.config.deployment import Deployment
 from engine.intake.decode import Item, parse_text
 from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
-from engine.render.locales import candidate_locale, preferences
+from engine.render.locales import candidate_locale, locale_of, preferences
 from engine.render.sandbox import plain
 from engine.render.templates import TemplateFile, TemplateStore
 from engine.routing.router import Router, choose_variant
@@ -175,8 +175,7 @@ class Pipeline:
                 break
         else:
             channels, skipped = rule.channels, ()
-        mine = cand.get("locale")  # locale_prefs(rule, outcome), the candidate read once
-        prefs = preferences(mine if mine.__class__ is str and mine.strip() else None, rule.locale)
+        prefs = preferences(locale_of(cand), rule.locale)  # locale_prefs(rule, outcome), the candidate read once
         variant = template if rule.variants else None
         templates = self.deployment.templates
         if status == HELD:
@@ -199,11 +198,7 @@ class Pipeline:
             chosen = templates.resolve(template, prefs)
         occurred = outcome.get("occurred_at")
         occurred = parse_instant(occurred) if occurred else None
-        zone = cand.get("timezone")
-        kept = self._by_zone.get((id(rule), zone)) if zone is None or zone.__class__ is str else None
-        scheduler = kept[1] if kept is not None and kept[0] is rule else self.scheduler(rule, outcome)
-        sched = scheduler(occurred or now, now, approved_at,
-                                               max(len(channels), 1) if full else 1)
+        sched = self.scheduler(rule, outcome)(occurred or now, now, approved_at, max(len(channels), 1) if full else 1)
         if status == MATCHED and (not channels or sched.send_at is None):
             # nothing can be sent: the outcome waits for a person, in dry-run as in the daemon
             why = "the candidate has no address for any of the rule's channels" if not channels else \
@@ -228,6 +223,13 @@ class Pipeline:
         """What schedules `rule`'s message to this candidate (engine.schedule.timing.Scheduler): one per rule,
         time zone (the candidate's, else the rule's) and window (a `holidays: candidate` window takes the
         candidate's calendar), made once."""
+        cand = outcome.get("candidate")
+        zone = cand.get("timezone") if cand.__class__ is dict else None
+        plain_zone = zone is None or zone.__class__ is str
+        if plain_zone:  # found by the rule and the candidate's zone alone when the window's calendar is not theirs
+            known = self._by_zone.get((id(rule), zone))
+            if known is not None and known[0] is rule:
+                return known[1]
         tz = timezone_for(rule, outcome)
         name = rule.timing.window
         windows = windows_for(self.windows, name, outcome)  # holidays: candidate
@@ -238,10 +240,8 @@ class Pipeline:
             if len(self._schedulers) >= 4096:
                 self._schedulers.clear()
             kept = self._schedulers[key] = (rule, window, Scheduler(rule.timing, windows, tz))
-        cand = outcome.get("candidate")
-        zone = cand.get("timezone") if cand.__class__ is dict else None
-        if windows is self.windows and (zone is None or zone.__class__ is str):
-            # the scheduler depends on the rule and the candidate's time zone only: plan() finds it by those
+        if windows is self.windows and plain_zone:
+            # the scheduler depends on the rule and the candidate's time zone only: found by those next time
             if len(self._by_zone) >= 4096:
                 self._by_zone.clear()
             self._by_zone[(id(rule), zone)] = (rule, kept[2])

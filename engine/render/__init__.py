@@ -11,7 +11,7 @@ from engine.exports import exported, resolve
 
 _EXPORTS = {
     "budget": ("DEFAULT_LIMITS", "limits_from_config"),
-    "locales": ("candidate_locale", "chain", "preferences"),
+    "locales": ("candidate_locale", "chain", "locale_of", "preferences"),
     "sandbox": ("build_context", "plain"),
     "sms": ("SMS_TRANSPORTS", "check_sms_templates", "sms_mapping", "template_params"),
     "templates": ("TemplateFile", "TemplateStore"),

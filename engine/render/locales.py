@@ -58,7 +58,12 @@ def chain(tag: str) -> tuple[str, ...]:
 def candidate_locale(outcome: Mapping[str, Any]) -> str | None:
     """The candidate's locale when the outcome gives a non-blank one."""
     cand = outcome.get("candidate")
-    mine = cand.get("locale") if cand.__class__ is dict else None
+    return locale_of(cand) if cand.__class__ is dict else None
+
+
+def locale_of(candidate: Mapping[str, Any]) -> str | None:
+    """The locale of a candidate (the outcome's `candidate` object) when it is a non-blank string."""
+    mine = candidate.get("locale")
     return mine if mine.__class__ is str and mine.strip() else None
 
 
