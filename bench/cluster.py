@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT), *(str(ROOT / "tests" / d) for d in ("store", "daemon"
 import pg_cluster  # noqa: E402
 from cluster_support import Receiver  # noqa: E402 - the replica tests' webhook receiver: counts every delivery
 from loopback import Serving  # noqa: E402
-from daemon import HERALD, TEMPLATE, Serve, bodies, example_records, post_all  # noqa: E402
+from daemon import HERALD, TEMPLATE, Serve, bodies, cpu_seconds, example_records, post_all  # noqa: E402
 
 RULES = """version: 1
 rules:
@@ -78,11 +78,6 @@ def records() -> list[dict]:
         rec["candidate"] = dict(rec["candidate"], email=rec["candidate"].get("email") or "x@example.com")
         out.append(rec)
     return out
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu() -> float:

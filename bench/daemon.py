@@ -86,6 +86,12 @@ class Serve:
             self.proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def example_records() -> list[dict]:
     """The valid records of examples/outcomes.jsonl, approved (so each is routed, rendered and scheduled)."""
     from engine.intake.gate import OK, check_record

@@ -44,7 +44,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import ROOT, Serve, bodies, example_records, run_clients
+from daemon import ROOT, Serve, bodies, cpu_seconds, example_records, run_clients
 
 SECRET = "bench-greenhouse-secret"
 PAYLOAD = ROOT / "tests" / "sources" / "payloads" / "greenhouse_reject_candidate.json"
@@ -93,15 +93,6 @@ def commit_latency(directory: Path, n: int = 200) -> float:
         took.append(time.perf_counter() - start)
     db.close()
     return statistics.median(took)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (every thread), from /proc (0.0 where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def post_all(url: str, requests: list[tuple[bytes, dict]], clients: int) -> tuple[float, int]:
