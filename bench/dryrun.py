@@ -20,6 +20,10 @@ catch-alls (see bench/_gen.py), then prints, in one run (best of N for each figu
 (e) the render budget: end to end at 1,000 rules with every render budgeted (the default) and unguarded
     (TemplateStore.limits = None), runs alternated, best of each, by wall clock and by CPU time;
     target: it costs <= 5% (CPU time: what other processes on the machine do not inflate);
+(f) against the commit before (--against, default the last release 8ea434f): end to end at 1,000 rules,
+    this tree and that commit's (exported with git archive) each in a process of its own on the same
+    outcomes and rules, rounds alternated, best round of each, CPU time (bench/_against.py); target:
+    this round's work costs <= 5% (issues 10 and 13);
 (d) the gate alone: jsonschema (Draft202012Validator.is_valid, as herald configures it and without the
     format checker), the fastjsonschema-compiled validator, herald's own compiled check
     (engine.intake.schemafast, which the gate uses), and herald's gate.check_record, on the same records.
@@ -62,6 +66,8 @@ CPU = time.process_time  # the routing figures' clock (see best_of)
 ROUTING_FLATNESS = 0.5
 E2E_TARGET = 20_000
 BUDGET_COST = 0.05  # the render budget may cost at most 5% end to end
+BEFORE = "8ea434f"  # the last release: the commit before this round's work (issues 10 and 13 compare against it)
+AGAINST_COST = 0.05  # this round's changes may cost at most 5% end to end against BEFORE, same run
 HOT_BLOCK = 2_000
 HOT_PASSES = 50
 
@@ -191,6 +197,9 @@ def main() -> int:
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess run")
     ap.add_argument("--profile", action="store_true", help="print profiles even when targets are met")
     ap.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    ap.add_argument("--against", default=BEFORE, metavar="REV",
+                    help=f"commit to compare end to end against in the same run (default {BEFORE}, the last "
+                         "release; 'none' to skip)")
     args = ap.parse_args()
     n_out = args.outcomes or (10_000 if args.quick else 100_000)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([10, 1000] if args.quick else [10, 100, 1000, 10_000])
@@ -442,6 +451,11 @@ def main() -> int:
                   f"{budget_row['unguarded']:,.0f} outcomes/s (wall); per CPU second {budget_row['guarded_cpu']:,.0f} "
                   f"vs {budget_row['unguarded_cpu']:,.0f}", flush=True)
 
+        # ---------------------------------------------------------------- (f) against the commit before
+        against_row = None
+        if args.against != "none" and 1000 in deps:
+            against_row = against(args.against, deps[1000][0], outcomes_file, e2e_repeats, n_out)
+
         # ---------------------------------------------------------------- (b) through the CLI
         e2e_rows.sort(key=lambda r: r["rules"])
         cli_row = None
@@ -555,6 +569,15 @@ def main() -> int:
             print(f"   (wall clock: {cost_wall:.1%}, {budget_row['guarded']:,.0f} guarded vs "
                   f"{budget_row['unguarded']:,.0f} unguarded outcomes/s; guarded >= {E2E_TARGET:,}/s: "
                   f"{'yes' if budget_row['guarded'] >= E2E_TARGET else 'NO'})")
+        if against_row and "error" not in against_row:
+            cost = 1 - against_row["this"] / against_row["before"]
+            ok = cost <= AGAINST_COST
+            print(f"{'target met' if ok else 'TARGET MISSED'}: end to end at 1,000 rules this tree does "
+                  f"{against_row['this']:,.0f} outcomes per CPU second, {against_row['rev']} "
+                  f"{against_row['before']:,.0f} in the same run: {cost:+.1%} of its speed lost "
+                  f"(target <= {AGAINST_COST:.0%})")
+        elif against_row:
+            print(f"against {against_row['rev']}: not measured ({against_row['error']})")
         if (prof_needed or args.profile) and time.perf_counter() - started < 200:
             if "e2e" in prof_needed or args.profile:
                 n = 1000 if 1000 in deps else sizes[-1]
@@ -581,6 +604,30 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def against(rev: str, rules: Path, outcomes: Path, rounds: int, n_out: int) -> dict:
+    """End to end at 1,000 rules, this tree against `rev`'s, in the same run (bench/_against.py)."""
+    import _against
+
+    print(f"\n## end to end against {rev} (each tree in its own process, same outcomes and rules, "
+          f"{rounds} rounds alternated, CPU time, best round)\n")
+    with _against.temporary() as tmp:
+        try:
+            before = _against.export(rev, Path(tmp))
+        except (subprocess.CalledProcessError, OSError) as exc:
+            reason = getattr(exc, "stderr", b"") or str(exc)
+            reason = reason.decode(errors="replace").strip() if isinstance(reason, bytes) else reason
+            return {"rev": rev, "error": f"cannot export {rev}: {reason[:200]}"}
+        try:
+            got = _against.compare({"this": ROOT, rev: before}, rules, outcomes, rounds)
+        except RuntimeError as exc:
+            return {"rev": rev, "error": str(exc)}
+    for label, r in got.items():
+        rates = ", ".join(f"{rate(n_out, s):,.0f}" for s in r["rounds"])
+        print(f"  {label:>8}: {rate(n_out, r['best']):,.0f} outcomes per CPU second (rounds: {rates}) "
+              f"{r['statuses']}", flush=True)
+    return {"rev": rev, "this": rate(n_out, got["this"]["best"]), "before": rate(n_out, got[rev]["best"])}
 
 
 def _parsed(lines) -> list:
