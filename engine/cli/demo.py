@@ -154,13 +154,19 @@ def _wait(proc: subprocess.Popen, reader: threading.Thread) -> int:
     return code
 
 
-def _stop(proc: subprocess.Popen, reader: threading.Thread) -> int:
-    print("\nstopping herald serve (SIGTERM) ...", flush=True)
+def _stop(proc: subprocess.Popen, reader: threading.Thread, grace: float = 40.0) -> int:
+    """Stop the daemon: SIGTERM, then up to `grace` seconds for it to finish its sends; a second Ctrl-C in
+    that time (or the time running out) kills it, which the store is built to survive (an interrupted send
+    is sent again on the next start, with the same idempotency key)."""
+    print("\nstopping herald serve (SIGTERM; Ctrl-C again to kill it now) ...", flush=True)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            code = proc.wait(40)
-        except subprocess.TimeoutExpired:
+            code = proc.wait(grace)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+            why = "a second Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"still running after {grace:g} s"
+            print(f"{why}: killing herald serve (SIGKILL); anything it was sending is sent again on the next "
+                  "start", flush=True)
             proc.kill()
             code = proc.wait()
     else:

@@ -51,3 +51,40 @@ def test_demo_clock_waits_for_the_examples_to_be_in_the_past(ruleset):
     now = datetime.fromisoformat("2026-10-01T10:00:00+08:00")
     got, why = demo_start(ruleset, max(now, latest))
     assert latest > now and got >= latest and "clock starts at its next opening" in why
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_while_the_daemon_stops_kills_it_without_a_traceback(capsys):
+    """`make run`: the first Ctrl-C sends SIGTERM and waits for the daemon to finish its sends; a second one
+    in that wait used to end the demo with a KeyboardInterrupt traceback and leave the daemon running."""
+    import _thread
+    import subprocess
+    import sys
+    import threading
+
+    from engine.cli.demo import _stop
+
+    slow = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                             "print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert slow.stdout is not None and slow.stdout.readline() == "ready\n"  # SIGTERM is ignored from here on
+        reader = threading.Thread(target=lambda: None)
+        reader.start()
+        # the second Ctrl-C: raised in this (the main) thread while _stop waits for the process
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        try:
+            code = _stop(slow, reader)
+        except KeyboardInterrupt:
+            pytest.fail("the second Ctrl-C escaped the demo's stop (a traceback for the user)")
+        finally:
+            timer.cancel()
+        assert code == 1
+        assert slow.poll() == -9  # killed, not left behind
+        out = capsys.readouterr().out
+        assert "a second Ctrl-C: killing herald serve (SIGKILL)" in out
+        assert "herald serve exited with -9" in out
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
