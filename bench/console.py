@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import statistics
+import re
 import sys
 import tempfile
 import time
@@ -109,8 +110,15 @@ def check_covered(client: httpx.Client, paths: list[str]) -> None:
     for path, ops in doc.get("paths", {}).items():
         if "get" not in ops or "desk" not in ops["get"].get("tags", []):
             continue
-        prefix = path.split("{")[0]
-        assert any(t == path or (prefix != path and t.startswith(prefix)) for t in timed), f"not timed: {path}"
+        assert any(template_matches(path, t) for t in timed), f"not timed: {path}"
+
+
+def template_matches(template: str, path: str) -> bool:
+    """Whether `path` is an instance of the OpenAPI path `template` (each `{name}` one whole segment):
+    `/v1/notifications/x` is one of `/v1/notifications/{id}`, not of `/v1/notifications/{id}/events`."""
+    pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part)
+                      for part in re.split(r"(\{[^}/]*\})", template))
+    return re.fullmatch(pattern, path) is not None
 
 
 def main() -> None:
