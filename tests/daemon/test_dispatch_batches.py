@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from daemon_support import make_deployment, outbox, outcome
+from store_support import statements_run
 
 from engine.channels.base import ACCEPTED, Envelope, SendResult
 from engine.config.deployment import load_deployment
@@ -117,22 +118,8 @@ def test_a_send_costs_six_statements_on_either_backend(tmp_path, request, backen
     rt = Runtime(load_deployment([str(root)]), store, Frozen())
     try:
         rt.intake([outcome(f"s-{i}") for i in range(10)], "test")
-        statements: list[str] = []
-        depth = [0]
-        for name in ("_q", "_x", "_xm", "_all"):
-            real = getattr(store, name)
-
-            def counted(*args, _real=real, **kw):
-                if not depth[0]:  # one statement: _all runs its SELECT through _q
-                    statements.append(args[1] if len(args) > 1 and isinstance(args[1], str) else args[0])
-                depth[0] += 1
-                try:
-                    return _real(*args, **kw)
-                finally:
-                    depth[0] -= 1
-
-            setattr(store, name, counted)
-        assert Dispatcher(rt).tick("w:0", housekeeping=False) == 10
+        with statements_run(store) as statements:
+            assert Dispatcher(rt).tick("w:0", housekeeping=False) == 10
         assert len(outbox(root)) == 10
         assert len(statements) <= 3 + 10 * 6, "\n".join(statements)
         for i in range(10):

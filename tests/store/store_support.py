@@ -1,7 +1,11 @@
-"""Builders shared by the store tests: a fixed instant, a planned notification, an accepted outcome."""
+"""Builders shared by the store tests: a fixed instant, a planned notification, an accepted outcome; and a
+counter of the SQL statements a store runs."""
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from typing import Any
 
 from engine.model import Message
 from engine.store import Accepted, PlannedNotification
@@ -22,3 +26,30 @@ def item(oid: str, *, note: PlannedNotification | None = None, with_plan: bool =
         note = plan()
     return Accepted(id=oid, raw=raw, decision="reject", stage="first_round", role="backend",
                     notification=note, **kw)
+
+
+@contextlib.contextmanager
+def statements_run(store: Any) -> Iterator[list[str]]:
+    """The SQL text of each statement `store` runs inside the block (either backend: every statement goes
+    through its _q, _x, _xm or _all; one that calls another, as _all calls _q, counts once)."""
+    seen: list[str] = []
+    depth = [0]
+    names = ("_q", "_x", "_xm", "_all")
+    for name in names:
+        real = getattr(store, name)
+
+        def counted(*args: Any, _real: Any = real, **kw: Any) -> Any:
+            if not depth[0]:
+                seen.append(args[1] if len(args) > 1 and isinstance(args[1], str) else args[0])
+            depth[0] += 1
+            try:
+                return _real(*args, **kw)
+            finally:
+                depth[0] -= 1
+
+        setattr(store, name, counted)
+    try:
+        yield seen
+    finally:
+        for name in names:
+            delattr(store, name)  # the instance attributes go: the class's methods answer again

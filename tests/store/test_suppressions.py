@@ -12,6 +12,7 @@ from engine.model import Message
 from engine.store import Accepted, PlannedNotification, SQLiteStore
 from engine.store.migrations import MIGRATIONS
 from engine.store.suppressions import normal_address
+from store_support import statements_run
 
 T0 = 1_800_000_000.0
 
@@ -42,9 +43,13 @@ def test_suppressed_among_answers_a_batch_in_one_query_as_the_pairs_were_given(s
     store.suppress("sms", "+8613800000000", at=T0)
     pairs = [("email", "Ann@Example.COM "), ("email", "bo@example.com"), ("sms", "138-0000-0000"),
              ("email", "ann@example.com"), ("sms", "ann@example.com")]
-    assert store.suppressed_among(pairs) == {("email", "Ann@Example.COM "), ("sms", "138-0000-0000"),
-                                             ("email", "ann@example.com")}
-    assert store.suppressed_among([]) == set()
+    with statements_run(store) as statements:
+        found = store.suppressed_among(pairs)
+    assert found == {("email", "Ann@Example.COM "), ("sms", "138-0000-0000"), ("email", "ann@example.com")}
+    assert len(statements) == 1, statements
+    with statements_run(store) as statements:
+        assert store.suppressed_among([]) == set()
+    assert statements == []  # nothing to ask
 
 
 
