@@ -9,8 +9,8 @@ from typing import Any
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
-from engine.intake.decode import Item, parse_text
-from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge
+from engine.intake.decode import Item
+from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, judge_text
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, locale_of, preferences
 from engine.render.sandbox import plain
@@ -129,10 +129,8 @@ class Pipeline:
         company.update(self.deployment.config.company or {})
         self.base_extras = plain({"company": company, "links": dict(TEMPLATE_EXTRAS["links"]), **self.extras})
         # id(rule) -> (rule, the address keys of its channels, its extras): what plan() needs of a rule, made once
-        self._rules: dict[int, tuple[Rule, tuple[str, ...], dict[str, Any]]] = {}
-        # (id(rule), candidate.timezone) -> (rule, Scheduler), for rules whose window does not depend on the
-        # candidate (scheduler() worked it out once)
-        self._by_zone: dict[tuple[int, str | None], tuple[Rule, Scheduler]] = {}
+        # (the last: candidate.timezone -> Scheduler, for a rule whose window does not depend on the candidate)
+        self._rules: dict[int, tuple[Rule, tuple[str, ...], dict[str, Any], dict[str | None, Scheduler]]] = {}
 
     def extras_for(self, rule: Rule | None) -> dict[str, Any]:
         """What templates see for `rule`'s outcomes: the rule file's `company:` over herald.yaml's (dry-run and
@@ -198,25 +196,31 @@ class Pipeline:
             chosen = templates.resolve(template, prefs)
         occurred = outcome.get("occurred_at")
         occurred = parse_instant(occurred) if occurred else None
-        sched = self.scheduler(rule, outcome)(occurred or now, now, approved_at, max(len(channels), 1) if full else 1)
-        if status == MATCHED and (not channels or sched.send_at is None):
+        zone = cand.get("timezone")  # the scheduler kept per rule and candidate zone, else scheduler() finds it
+        scheduler = parts[3].get(zone) if zone is None or zone.__class__ is str else None
+        if scheduler is None:
+            scheduler = self.scheduler(rule, outcome)
+        send_at, deadline_at, late, escalations, why_not = scheduler.times(
+            occurred or now, now, approved_at, max(len(channels), 1) if full else 1)
+        if status == MATCHED and (not channels or send_at is None):
             # nothing can be sent: the outcome waits for a person, in dry-run as in the daemon
             why = "the candidate has no address for any of the rule's channels" if not channels else \
-                (sched.error or "no send time")
+                (why_not or "no send time")
             status, error = UNMATCHED, f"rule {rule.id} matched, but {why}"
         # every field in Plan's order (rule .. late, messages, error, warning, outcome): a call with 17 keywords
         # costs about 5,000 instructions more per outcome than this one
         return Plan(oid, status, rule.id, version, template, variant, chosen.locale if chosen else None,
-                    chosen.path if chosen else None, channels, skipped, sched.send_at, sched.deadline_at,
-                    tuple(sched.escalations), sched.late, messages, error or sched.error, None, outcome)
+                    chosen.path if chosen else None, channels, skipped, send_at, deadline_at,
+                    escalations, late, messages, error or why_not, None, outcome)
 
-    def _rule_parts(self, rule: Rule) -> tuple[Rule, tuple[str, ...], dict[str, Any]]:
+    def _rule_parts(self, rule: Rule) -> tuple[Rule, tuple[str, ...], dict[str, Any], dict[str | None, Scheduler]]:
         """What plan() needs of `rule` whatever the outcome: the candidate fields its channels address (see
-        reachable_channels) and its extras (extras_for); kept per rule."""
+        reachable_channels), its extras (extras_for), and its schedulers by candidate time zone where the
+        window does not depend on the candidate (scheduler() fills it in); kept per rule."""
         if len(self._rules) >= 4096:
             self._rules.clear()
         keys = tuple(key for key in map(_ADDRESS_KEYS.get, rule.channels) if key is not None)
-        got = self._rules[id(rule)] = (rule, keys, self.extras_for(rule))
+        got = self._rules[id(rule)] = (rule, keys, self.extras_for(rule), {})
         return got
 
     def scheduler(self, rule: Rule, outcome: Mapping) -> Scheduler:
@@ -226,10 +230,13 @@ class Pipeline:
         cand = outcome.get("candidate")
         zone = cand.get("timezone") if cand.__class__ is dict else None
         plain_zone = zone is None or zone.__class__ is str
+        parts = self._rules.get(id(rule))
+        if parts is None or parts[0] is not rule:
+            parts = self._rule_parts(rule)
         if plain_zone:  # found by the rule and the candidate's zone alone when the window's calendar is not theirs
-            known = self._by_zone.get((id(rule), zone))
-            if known is not None and known[0] is rule:
-                return known[1]
+            known = parts[3].get(zone)
+            if known is not None:
+                return known
         tz = timezone_for(rule, outcome)
         name = rule.timing.window
         windows = windows_for(self.windows, name, outcome)  # holidays: candidate
@@ -242,9 +249,10 @@ class Pipeline:
             kept = self._schedulers[key] = (rule, window, Scheduler(rule.timing, windows, tz))
         if windows is self.windows and plain_zone:
             # the scheduler depends on the rule and the candidate's time zone only: found by those next time
-            if len(self._by_zone) >= 4096:
-                self._by_zone.clear()
-            self._by_zone[(id(rule), zone)] = (rule, kept[2])
+            by_zone = parts[3]
+            if len(by_zone) >= 1024:
+                by_zone.clear()
+            by_zone[zone] = kept[2]
         return kept[2]
 
     def admit(self, gate: Gate, result: GateResult, raw: str | bytes | None = None) -> Plan:
@@ -274,11 +282,11 @@ class Pipeline:
     def run_lines(self, lines: Iterable[str]) -> Iterator[Plan]:
         """Intake of JSON lines through every stage, one plan per non-blank line, in input order."""
         gate = self.gate()
+        admit = self.admit
         for line in lines:
             if not line.strip():
                 continue
-            item = parse_text(line)
-            yield self.admit(gate, judge(item), item.raw)
+            yield admit(gate, judge_text(line), line)  # judge(parse_text(line)), no Item made
 
     def run_items(self, items: Iterable[Item]) -> Iterator[Plan]:
         """Intake of decoded items (engine.intake.decode: files, bodies) through every stage, in order."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
-from engine.intake.decode import Item, parse_text
+from engine.intake.decode import Item, decode_json, parse_text
 from engine.rules.schemas import fast_check, jsonschema_validator
 from engine.safetext import SINGLE_LINE_PATTERN, TEXT_PATTERNS, escape_controls, first_control
 from engine.schedule.timing import check_timezone, load_timezone
@@ -148,12 +148,24 @@ def judge(item: Item) -> GateResult:
     """The stateless verdict on one decoded input: invalid (with why and the field) or ok."""
     if item.error is not None:
         return GateResult(INVALID, None, None, item.error, "")
-    record = item.record
+    raw = item.raw
+    return _judge_decoded(item.record, raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
+
+
+def judge_text(text: str) -> GateResult:
+    """judge(parse_text(text)) for a JSON text given as a str (a dry-run line), without the Item between."""
+    try:
+        record = decode_json(text)
+    except (ValueError, RecursionError) as e:  # parse_text's error, word for word
+        return GateResult(INVALID, None, None, f"not JSON: {e}", "")
+    return _judge_decoded(record, text)
+
+
+def _judge_decoded(record: Any, text: str) -> GateResult:
+    """The verdict on `record`, decoded from the JSON text `text`."""
     if record.__class__ is not dict:
         return GateResult(INVALID, None, None, "an outcome must be a JSON object", "")
-    raw = item.raw
-    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-    printable = plain_text(text)  # item.record was decoded from item.raw (engine.intake.decode)
+    printable = "\\" not in text and text.isprintable()  # plain_text(text), inline: once per outcome
     result = _schema_verdict(record, printable)
     # only a text that spells a surrogate can hold one (a printable text holds none): the record is walked then
     if result.status == OK and not printable and _SURROGATE.search(text) and _has_lone_surrogate(record):

@@ -560,13 +560,24 @@ class Scheduler:
     def __call__(self, occurred_at: datetime, now: datetime, approved_at: datetime | None = None,
                  channels: int = 1) -> Schedule:
         """The Schedule of one notification (see schedule())."""
+        return Schedule(*self._times(occurred_at, now, approved_at, channels, True))
+
+    def times(self, occurred_at: datetime, now: datetime, approved_at: datetime | None = None,
+              channels: int = 1) -> tuple[datetime | None, datetime | None, bool, tuple, str | None]:
+        """(send_at, deadline_at, late, escalations, error) of the Schedule __call__ gives, without making
+        it, nor its `start` (the pipeline's plan reads only these, once per outcome)."""
+        return self._times(occurred_at, now, approved_at, channels, False)[1:]
+
+    def _times(self, occurred_at: datetime, now: datetime, approved_at: datetime | None, channels: int,
+               with_start: bool) -> tuple:
+        """Schedule's fields in its order; `start` None unless with_start."""
         for t in (occurred_at, now, approved_at):
             if t is not None and t.tzinfo.__class__ is not timezone and t.utcoffset() is None:
                 raise ValueError("schedule needs aware datetimes")
         try:
-            return self._schedule(occurred_at, now, approved_at, channels)
+            return self._schedule(occurred_at, now, approved_at, channels, with_start)
         except OverflowError:
-            return Schedule(occurred_at, None, None, error="the time is out of range (beyond year 9999)")
+            return occurred_at, None, None, False, (), "the time is out of range (beyond year 9999)"
 
     def _place(self, t: datetime, local: datetime | None = None) -> datetime | None:
         """The first instant at or after aware `t` in the window, in the zone (t itself without a window);
@@ -576,18 +587,19 @@ class Scheduler:
         return _next_open_cached(t, self.window, self.tz, self.verdicts, local)
 
     def _schedule(self, occurred_at: datetime, now: datetime, approved_at: datetime | None,
-                  channels: int) -> Schedule:
+                  channels: int, with_start: bool) -> tuple:
         # arithmetic on UTC: durations are elapsed time, DST or not
         tz = self.tz
         occurred = occurred_at if occurred_at.tzinfo is UTC else occurred_at.astimezone(UTC)
         base = occurred if approved_at is None else max(occurred, approved_at.astimezone(UTC))
         if self.delay is not None:
             base = base + self.delay
-        start = base.astimezone(tz)
+        # the start in the zone, when asked for or when there is no window to place it in (it is send_at then)
+        start = base.astimezone(tz) if with_start or self.window is None else None
         deadline_utc = occurred + self.deadline if self.deadline is not None else None
         deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
         if self.error is not None:
-            return Schedule(start, None, deadline_at, error=self.error)
+            return (start if with_start else None), None, deadline_at, False, (), self.error
         kept = self.now
         if kept is not None and kept[0] is now:
             now_utc = kept[1]
@@ -595,7 +607,14 @@ class Scheduler:
             now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
             self.now = (now, now_utc)
         send_at = self._place(base, start) if base >= now_utc else self._place(now_utc)
-        late = send_at is not None and deadline_utc is not None and send_at > deadline_utc
+        if send_at is None or deadline_at is None:
+            late = False
+        elif send_at.fold or deadline_at.fold or send_at.tzinfo is not deadline_at.tzinfo:
+            late = send_at > deadline_utc  # compared as instants (a UTC side)
+        else:
+            # both on tz's clock, neither the second pass through a repeated hour: their wall times are in the
+            # order of the instants (one zone: Python compares the wall times, no offsets worked out)
+            late = send_at > deadline_at
         escalations: list[datetime] = []
         prev = send_at
         if self.escalate_after is not None:
@@ -605,4 +624,4 @@ class Scheduler:
                 prev = self._place(prev.astimezone(UTC) + self.escalate_after)
                 if prev is not None:
                     escalations.append(prev)
-        return Schedule(start, send_at, deadline_at, late, tuple(escalations))
+        return (start if with_start else None), send_at, deadline_at, late, tuple(escalations), None

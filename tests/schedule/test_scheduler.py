@@ -102,3 +102,39 @@ def test_out_of_range_and_unknown_window_are_values_as_before():
     got = Scheduler(odd, windows_, tz)(far - timedelta(days=9), far - timedelta(days=9))
     assert got.send_at is None and got.error.startswith('unknown window "bussines-hours"')
     same(got, plain_schedule(odd, windows_, far - timedelta(days=9), tz, far - timedelta(days=9)))
+
+
+def test_late_across_a_repeated_hour_is_judged_on_the_instants():
+    """`late` compares send_at and deadline_at on the zone's wall clock only when neither is the second pass
+    through a repeated hour (fold=1): Berlin's 2026-10-25 02:00-03:00 runs twice, and a send at 02:50 (first
+    pass) is before a deadline at 02:20 (second pass)."""
+    tz = ZoneInfo("Europe/Berlin")
+    occurred = datetime(2026, 10, 25, 0, 40, tzinfo=UTC)  # 02:40 CEST
+    now = occurred - timedelta(hours=1)
+    cases = [(timedelta(minutes=10), timedelta(minutes=40), False),  # send 02:50 (fold 0), deadline 02:20 (fold 1)
+             (timedelta(minutes=50), timedelta(minutes=40), True),   # send 02:30 (fold 1), deadline 02:20 (fold 1)
+             (timedelta(minutes=40), timedelta(minutes=10), True),   # send 02:20 (fold 1), deadline 02:50 (fold 0)
+             (timedelta(minutes=5), timedelta(minutes=15), False)]   # both in the first pass
+    for delay, deadline, late in cases:
+        timing = Timing(delay=delay, deadline=deadline)
+        got = Scheduler(timing, {}, tz)(occurred, now)
+        same(got, plain_schedule(timing, {}, occurred, tz, now))
+        assert got.late is late
+        assert Scheduler(timing, {}, tz).times(occurred, now) == (got.send_at, got.deadline_at, got.late,
+                                                                   got.escalations, got.error)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(w=windows(), zone=st.sampled_from(ZONES), name=st.sampled_from([None, "p", "missing"]), delay=durations,
+       deadline=durations, escalate=durations, data=st.data())
+def test_times_are_the_schedules_fields(w, zone, name, delay, deadline, escalate, data):
+    """Scheduler.times (what the pipeline reads) equals the Schedule's fields, instant for instant."""
+    tz = ZoneInfo(zone)
+    timing = Timing(delay=delay or timedelta(0), window=name, deadline=deadline, escalate_after=escalate)
+    kept = Scheduler(timing, {"p": w}, tz)
+    occurred = data.draw(starts()).astimezone(data.draw(offsets))
+    now = occurred + timedelta(minutes=data.draw(st.integers(-3 * 1440, 3 * 1440)))
+    channels = data.draw(st.integers(1, 4))
+    want = kept(occurred, now, None, channels)
+    send_at, deadline_at, late, escalations, error = kept.times(occurred, now, None, channels)
+    same(Schedule(want.start, send_at, deadline_at, late, escalations, error), want)
