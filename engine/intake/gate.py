@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
 from engine.intake.decode import Item, decode_json, parse_text
-from engine.rules.schemas import fast_check, jsonschema_validator
+from engine.rules.schemas import fast_check, jsonschema_validator, schema
 from engine.safetext import SINGLE_LINE_PATTERN, TEXT_PATTERNS, escape_controls, first_control
-from engine.schedule.timing import check_timezone, load_timezone
+from engine.schedule.timing import check_timezone, load_timezone, parse_instant_text
 from engine.model import quick_init
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+_FORMATS = {"date-time": parse_instant_text}  # as fast_check compiles them
 
 OK = "ok"
 INVALID = "invalid"
@@ -35,14 +40,44 @@ class GateResult:
     previous: dict | None = None
 
 
-def field_error(record: Any) -> tuple[str, str]:
-    """(field path, message) for the most relevant schema violation of `record`."""
+# id(subschema) -> (the subschema, the outcome validator, that validator for the subschema); the outcome schema
+# is loaded once (schemas.schema is cached), so this holds one entry per node of it
+_NODE_VALIDATORS: dict[int, tuple[Any, Any, Any]] = {}
+
+
+def _best_error(record: Any) -> tuple[ValidationError | None, list]:
+    """jsonschema's best_match over the outcome schema's errors for `record`, and its path from the record.
+
+    jsonschema walks the whole record (a fraction of a millisecond); when the compiled checks find one node
+    whose own keywords fail (schemafast.violations: the usual bad record), every error is that node's, and
+    jsonschema is asked about that node alone: the same errors in the same order, so the same best match."""
     from jsonschema.exceptions import best_match
 
-    err = best_match(jsonschema_validator("outcome").iter_errors(record))
+    from engine.intake.schemafast import Unsupported, violations
+
+    validator = jsonschema_validator("outcome")
+    try:
+        nodes = violations(schema("outcome"), record, _FORMATS)
+    except Unsupported:
+        nodes = []
+    if len(nodes) == 1:
+        where, sub, value = nodes[0]
+        kept = _NODE_VALIDATORS.get(id(sub))
+        if kept is None or kept[0] is not sub or kept[1] is not validator:
+            kept = _NODE_VALIDATORS[id(sub)] = (sub, validator, validator.evolve(schema=sub))
+        err = best_match(kept[2].iter_errors(value))
+        if err is not None:  # (always: the node fails)
+            return err, [*where, *err.absolute_path]
+    err = best_match(validator.iter_errors(record))
+    return err, list(err.absolute_path) if err is not None else []
+
+
+def field_error(record: Any) -> tuple[str, str]:
+    """(field path, message) for the most relevant schema violation of `record`."""
+    err, at = _best_error(record)
     if err is None:
         return "", "invalid outcome"
-    path = ".".join(str(p) for p in err.absolute_path)
+    path = ".".join(str(p) for p in at)
     if err.validator == "required":
         missing = [k for k in err.validator_value if isinstance(err.instance, dict) and k not in err.instance]
         name = ".".join(filter(None, [path, missing[0] if missing else ""]))

@@ -230,3 +230,46 @@ def compile_check(schema: Any, formats: dict[str, Callable[[str], Any]] | None =
     check = scope["check"]
     check.source = source
     return check
+
+
+_NO_FORMATS: dict[str, Callable[[str], Any]] = {}
+_NODE_CHECKS: dict[int, tuple[Any, Any, Callable[[Any], bool], Callable[[Any], bool]]] = {}
+
+
+def _node_checks(schema: Any, formats: dict[str, Callable[[str], Any]]) -> tuple[Callable[[Any], bool],
+                                                                                 Callable[[Any], bool]]:
+    """(the whole check of `schema`, the check of its own keywords only: each property's and item's schema
+    taken as true), compiled once per schema object (the entry holds it, so its id stays its)."""
+    got = _NODE_CHECKS.get(id(schema))
+    if got is None or got[0] is not schema:
+        own = schema
+        if isinstance(schema, dict):
+            own = {k: v for k, v in schema.items() if k != "items"}
+            if isinstance(schema.get("properties"), dict):
+                own["properties"] = dict.fromkeys(schema["properties"], True)
+        if len(_NODE_CHECKS) >= 1024:
+            _NODE_CHECKS.clear()
+        got = _NODE_CHECKS[id(schema)] = (schema, formats, compile_check(schema, formats), compile_check(own, formats))
+    return got[2], got[3]
+
+
+def violations(schema: Any, value: Any, formats: dict[str, Callable[[str], Any]] | None = None,
+               path: tuple = ()) -> list[tuple[tuple, Any, Any]]:
+    """Where `value` breaks `schema`: (path, subschema, the value there) of every node whose own keywords
+    fail (type, enum, lengths, pattern, format, required and unknown keys), in document order; a subtree the
+    compiled check accepts is not entered. Raises Unsupported as compile_check does."""
+    whole, own = _node_checks(schema, formats if formats is not None else _NO_FORMATS)
+    if whole(value):
+        return []
+    out = [] if own(value) else [(path, schema, value)]
+    if not isinstance(schema, dict):
+        return out
+    props = schema.get("properties")
+    if isinstance(props, dict) and isinstance(value, dict):
+        for key, sub in props.items():
+            if key in value:
+                out += violations(sub, value[key], formats, (*path, key))
+    if "items" in schema and isinstance(value, list):
+        for i, item in enumerate(value):
+            out += violations(schema["items"], item, formats, (*path, i))
+    return out

@@ -207,3 +207,44 @@ def test_the_gate_s_verdict_does_not_depend_on_how_the_text_was_written(changes,
         return
     # a lone surrogate, escaped or the character itself in a str, gets check_record's verdict too
     assert (got.status, got.field, got.error) == (general.status, general.field, general.error)
+
+
+def plain_field_error(record) -> tuple[str, str]:
+    """engine.intake.gate.field_error as it was: jsonschema's best match over the whole record's errors."""
+    from jsonschema.exceptions import best_match
+
+    from engine.intake import gate
+
+    err = best_match(JS.iter_errors(record))
+    real = gate._best_error
+    try:  # the message built from that error, by field_error's own wording
+        gate._best_error = lambda _record: (err, list(err.absolute_path) if err is not None else [])
+        return gate.field_error(record)
+    finally:
+        gate._best_error = real
+
+
+@settings(max_examples=600, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(st.sampled_from(ODD), st.just("<delete>"),
+                                                                        st.text(max_size=6))), min_size=1, max_size=4),
+       top=st.one_of(st.none(), st.none(), st.none(), st.sampled_from([[], "x", 1, None])))
+def test_field_error_names_what_jsonschema_s_best_match_names(changes, top):
+    """field_error asks jsonschema about the one failing node alone (schemafast.violations) when there is one:
+    the same field and message as jsonschema's best match over the whole record, on any mix of changes."""
+    from engine.intake.gate import field_error
+
+    record = changed(sample_outcome(), changes)
+    if top is not None:
+        record = top
+    assert field_error(record) == plain_field_error(record)
+
+
+def test_violations_name_each_failing_node_in_document_order():
+    from engine.intake.schemafast import violations
+
+    record = changed(sample_outcome(), [(("decision",), "maybe"), (("candidate", "email"), "x"),
+                                        (("candidate", "nope"), 1), (("feedback", "strengths"), ["a", 2])])
+    got = [(path, value) for path, _sub, value in violations(schema("outcome"), record)]
+    assert got == [(("decision",), "maybe"), (("candidate",), record["candidate"]), (("candidate", "email"), "x"),
+                   (("feedback", "strengths", 1), 2)]
+    assert violations(schema("outcome"), sample_outcome()) == []
