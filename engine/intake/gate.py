@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from collections.abc import Callable
 
 from engine.intake.decode import Item, decode_json, parse_text
@@ -13,9 +13,6 @@ from engine.rules.schemas import fast_check, jsonschema_validator, schema
 from engine.safetext import SINGLE_LINE_PATTERN, TEXT_PATTERNS, escape_controls, first_control
 from engine.schedule.timing import check_timezone, load_timezone, parse_instant_text
 from engine.model import quick_init
-
-if TYPE_CHECKING:
-    from jsonschema.exceptions import ValidationError
 
 _FORMATS = {"date-time": parse_instant_text}  # as fast_check compiles them
 
@@ -45,8 +42,9 @@ class GateResult:
 _NODE_VALIDATORS: dict[int, tuple[Any, Any, Any]] = {}
 
 
-def _best_error(record: Any) -> tuple[ValidationError | None, list]:
-    """jsonschema's best_match over the outcome schema's errors for `record`, and its path from the record.
+def _best_error(record: Any) -> tuple[Any, list]:
+    """jsonschema's best_match over the outcome schema's errors for `record` (a ValidationError, or None), and
+    its path from the record.
 
     jsonschema walks the whole record (a fraction of a millisecond); when the compiled checks find one node
     whose own keywords fail (schemafast.violations: the usual bad record), every error is that node's, and

@@ -17,7 +17,7 @@ import re
 import re._parser as sre_parse  # type: ignore[import-not-found]  # a character class's items (see _unprintable_only)
 from functools import lru_cache
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "examples", "default",
                          "deprecated", "readOnly", "writeOnly"})
@@ -82,7 +82,7 @@ class Unsupported(ValueError):
 
 
 class _Gen:
-    def __init__(self, formats: dict[str, Callable[[str], bool]], printable: bool = False):
+    def __init__(self, formats: Mapping[str, Callable[[str], Any]], printable: bool = False):
         self.formats = formats
         self.printable = printable
         self.lines: list[str] = []
@@ -212,7 +212,7 @@ class _Gen:
                 self.lines.pop()
 
 
-def compile_check(schema: Any, formats: dict[str, Callable[[str], Any]] | None = None,
+def compile_check(schema: Any, formats: Mapping[str, Callable[[str], Any]] | None = None,
                   printable: bool = False) -> Callable[[Any], bool]:
     """A predicate: True when `schema` accepts the value. Raises Unsupported for keywords it does not know.
 
@@ -236,7 +236,7 @@ _NO_FORMATS: dict[str, Callable[[str], Any]] = {}
 _NODE_CHECKS: dict[int, tuple[Any, Any, Callable[[Any], bool], Callable[[Any], bool]]] = {}
 
 
-def _node_checks(schema: Any, formats: dict[str, Callable[[str], Any]]) -> tuple[Callable[[Any], bool],
+def _node_checks(schema: Any, formats: Mapping[str, Callable[[str], Any]]) -> tuple[Callable[[Any], bool],
                                                                                  Callable[[Any], bool]]:
     """(the whole check of `schema`, the check of its own keywords only: each property's and item's schema
     taken as true), compiled once per schema object (the entry holds it, so its id stays its)."""
@@ -253,7 +253,7 @@ def _node_checks(schema: Any, formats: dict[str, Callable[[str], Any]]) -> tuple
     return got[2], got[3]
 
 
-def violations(schema: Any, value: Any, formats: dict[str, Callable[[str], Any]] | None = None,
+def violations(schema: Any, value: Any, formats: Mapping[str, Callable[[str], Any]] | None = None,
                path: tuple = ()) -> list[tuple[tuple, Any, Any]]:
     """Where `value` breaks `schema`: (path, subschema, the value there) of every node whose own keywords
     fail (type, enum, lengths, pattern, format, required and unknown keys), in document order; a subtree the

@@ -607,7 +607,7 @@ class Scheduler:
             now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
             self.now = (now, now_utc)
         send_at = self._place(base, start) if base >= now_utc else self._place(now_utc)
-        if send_at is None or deadline_at is None:
+        if send_at is None or deadline_at is None or deadline_utc is None:  # (deadline_at is None exactly then)
             late = False
         elif send_at.fold or deadline_at.fold or send_at.tzinfo is not deadline_at.tzinfo:
             late = send_at > deadline_utc  # compared as instants (a UTC side)
