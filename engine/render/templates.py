@@ -4,7 +4,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,10 @@ class _Parent(dict):
         return missing
 
 
+_NO_VARS: Mapping = MappingProxyType({})  # a block-only render never writes context.vars (only top-level code
+_NO_EXPORTS: frozenset = frozenset()      # does): shared, and read-only, so a write would fail, never leak
+
+
 class _BlockContexts:
     """Contexts for running one block of a template without top-level code (the single-block fast path):
     what `_new_context` builds, with the parts that never change between renders worked out once. In that
@@ -249,46 +254,63 @@ class _BlockContexts:
 
     Nothing writes `context.vars` either (only top-level code does), so the context's `resolve_or_missing`
     (which the compiled block calls for every name it reads) is the parent's own lookup. The eval context is
-    shared too when the template has no `{% autoescape %}` (the only statement that changes it)."""
+    shared too when the template has no `{% autoescape %}` (the only statement that changes it).
 
-    __slots__ = ("autoescape", "eval_ctx", "globals", "proto")
+    The shared attributes live on a Context subclass made for the template (a render's context holds only
+    its own four), and the template's globals (range, dict, namespace) are not copied into each parent: a
+    name the data and extras lack is looked up in them by the parent's `__missing__` (what Jinja's parent,
+    {**globals, **data}, answers for every name)."""
+
+    __slots__ = ("autoescape", "context_class", "eval_ctx", "parent_class")
 
     def __init__(self, template: Any, modifies_eval_ctx: bool = True) -> None:
         environment = template.environment
-        self.globals = tuple(template.globals.items())
         probe = EvalContext(environment, template.name)  # the autoescape setting Jinja works out per name
         self.autoescape = probe.autoescape
         self.eval_ctx = None if modifies_eval_ctx else probe
-        # the attributes every context starts with; new() copies them and adds its own
-        self.proto = {"environment": environment, "name": template.name, "globals_keys": set(template.globals),
-                      "blocks": {k: [v] for k, v in template.blocks.items()}}  # (Jinja only reads globals_keys)
+        shared = {"environment": environment, "name": template.name, "globals_keys": set(template.globals),
+                  "blocks": {k: [v] for k, v in template.blocks.items()},  # (Jinja only reads globals_keys)
+                  "vars": _NO_VARS, "exported_vars": _NO_EXPORTS, "__slots__": ()}
+        if self.eval_ctx is not None:
+            shared["eval_ctx"] = self.eval_ctx
+        self.context_class = type("BlockContext", (Context,), shared)
+        fallback = dict(template.globals).get
+
+        def __missing__(self: dict, key: str) -> Any:  # noqa: N807 - the dict hook
+            return fallback(key, missing)
+
+        self.parent_class = type("BlockParent", (_Parent,), {"__slots__": (), "__missing__": __missing__})
 
     def new(self, data: Mapping, channel: str, extras: Mapping | None = None) -> Context:
-        """A Context equal to _new_context(template, {**data, **extras}, channel)'s, but for the parent's type
-        and the context's `resolve_or_missing` (see the class)."""
-        parent = _Parent(data)  # a copy of the data's own table (cheaper than inserting it key by key)
+        """A Context answering as _new_context(template, {**data, **extras}, channel)'s does: every attribute
+        equal but `vars` and `exported_vars` (empty, read-only), the parent without the globals (its lookup
+        finds them), and the context's `resolve_or_missing` (see the class)."""
+        parent = self.parent_class(data)  # a copy of the data's own table (cheaper than inserting it key by key)
         if extras:
             parent.update(extras)
-        for key, value in self.globals:  # what {**globals, **data, **extras} keeps of the globals
-            if key not in parent:
-                parent[key] = value
         parent["channel"] = channel
-        eval_ctx = self.eval_ctx
-        if eval_ctx is None:
+        ctx = _new_object(self.context_class)
+        if self.eval_ctx is None:
             eval_ctx = _new_object(EvalContext)
-            eval_ctx.__dict__.update(environment=self.proto["environment"], autoescape=self.autoescape, volatile=False)
-        attrs = self.proto.copy()
-        attrs["parent"] = parent
-        attrs["vars"] = {}
-        attrs["eval_ctx"] = eval_ctx
-        attrs["exported_vars"] = set()
-        attrs["resolve_or_missing"] = parent.__getitem__
-        ctx = _new_object(Context)
-        ctx.__dict__ = attrs
+            eval_ctx.__dict__.update(environment=ctx.environment, autoescape=self.autoescape, volatile=False)
+            ctx.__dict__ = {"parent": parent, "resolve_or_missing": parent.__getitem__, "eval_ctx": eval_ctx}
+        else:
+            ctx.__dict__ = {"parent": parent, "resolve_or_missing": parent.__getitem__}
         return ctx
 
 
 _new_object = object.__new__
+_set_dict = object.__setattr__  # (a frozen dataclass refuses its own __setattr__)
+
+
+def _fields_of(cls: type, **values: Any) -> dict:
+    """Every field of dataclass `cls` with its default, then `values`: what its __init__ would set but the
+    fields left to fill (None here)."""
+    out = {f.name: f.default for f in fields(cls)}
+    out.update(values)
+    if MISSING in out.values():
+        raise TypeError(f"{cls.__name__}: a field without a default is not given")
+    return out
 
 
 @dataclass(frozen=True)
@@ -303,6 +325,7 @@ class _ChannelPlan:
     template: Any = None  # set for the single-block fast path
     block: Any = None
     contexts: _BlockContexts | None = None
+    made: tuple = ()  # (RenderResult's fields, Message's fields) but the message and the body: see _instance
 
 
 @dataclass(frozen=True)
@@ -516,8 +539,10 @@ class TemplateStore:
             if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
                     and main in template.blocks:
                 modifies = entry.ast is None or next(entry.ast.find_all(nodes.EvalContextModifier), None) is not None
+                made = (_fields_of(RenderResult, template=file, locale=file.locale, message=None),
+                        _fields_of(Message, channel=channel, body=None))
                 return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main],
-                                    _BlockContexts(template, modifies))
+                                    _BlockContexts(template, modifies), made)
         return _ChannelPlan(decisions, main, tuple(wanted))
 
     def render(self, name: str, locale_prefs: tuple[str | None, ...], channel: str, context: Mapping,
@@ -583,8 +608,18 @@ class TemplateStore:
                 return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}",
                                     "template-render", line)
             body = _tidy(text, main)
-            if channel != "sms":
-                return RenderResult(file, file.locale, Message(channel, body), None)
+            if channel != "sms":  # RenderResult(file, file.locale, Message(channel, body), None), made as its
+                # __init__ makes it (the instance's dict, filled) from the plan's copy of the fields
+                result_fields, message_fields = plan.made
+                message = _new_object(Message)
+                values = message_fields.copy()
+                values["body"] = body
+                _set_dict(message, "__dict__", values)
+                result = _new_object(RenderResult)
+                values = result_fields.copy()
+                values["message"] = message
+                _set_dict(result, "__dict__", values)
+                return result
             rendered = {main: (body, None, None)}
         else:
             ctx: Mapping = {**context, **extras, "channel": channel} if extras else \

@@ -111,14 +111,22 @@ def test_block_contexts_equal_jinjas_context(tmp_path, html):
         template, contexts = plan.template, plan.contexts
     data = {"candidate": {"name": "Li"}, "decision": "reject", "position": None, "range": "data's own"}
     ours, jinjas = contexts.new(data, channel), _new_context(template, data, channel)
-    assert type(ours) is type(jinjas)
-    mine, theirs = dict(vars(ours)), dict(vars(jinjas))
-    assert vars(mine.pop("eval_ctx")) == vars(theirs.pop("eval_ctx"))
-    # the fast context's own name lookup (the parent's, in C) answers as Jinja's method does
-    resolve = mine.pop("resolve_or_missing")
-    for name in ("candidate", "position", "channel", "range", "dict", "nothing", "self"):
-        assert resolve(name) is jinjas.resolve_or_missing(name)
-    assert mine == theirs
+    assert isinstance(ours, type(jinjas))
+    theirs = dict(vars(jinjas))
+    assert set(theirs) <= set(dir(ours))
+    assert vars(ours.eval_ctx) == vars(theirs.pop("eval_ctx"))
+    # the fast context's own name lookup (the parent's, in C) answers as Jinja's method does, globals included
+    for name in ("candidate", "position", "channel", "range", "dict", "namespace", "nothing", "self"):
+        assert ours.resolve_or_missing(name) is jinjas.resolve_or_missing(name)
+        assert ours.resolve(name) == jinjas.resolve(name) or name in ("nothing", "self")
+    # the parent holds the data (the globals are looked up, not copied); vars and exports empty and read-only
+    assert dict(theirs.pop("parent")) == {**dict(template.globals), **dict(ours.parent)}
+    assert ours.vars == theirs.pop("vars") == {} and ours.exported_vars == theirs.pop("exported_vars") == set()
+    with pytest.raises(TypeError):
+        ours.vars["x"] = 1
+    with pytest.raises(AttributeError):
+        ours.exported_vars.add("x")
+    assert {name: getattr(ours, name) for name in theirs} == theirs
 
 
 @pytest.mark.parametrize("source, shared", [
@@ -180,3 +188,31 @@ def test_tidy_drops_trailing_blanks_and_blank_runs_in_text_blocks(text, tidy):
 
     assert _tidy(text, "dingtalk") == tidy == _BLANK_RUN_RE.sub("\n\n", _TRAILING_WS_RE.sub("\n", text.strip()))
     assert _tidy(text, "webhook") == _tidy(text, "email_html") == text.strip()
+
+
+@pytest.mark.parametrize("channel", ["dingtalk", "webhook", "sms"])
+def test_fast_path_result_is_what_the_classes_make(tmp_path, channel):
+    """The single-block fast path fills RenderResult and Message from the plan's copy of their fields: the
+    same instances (fields, their order, equality, hash) as their own __init__ makes."""
+    from engine.model import Message
+    from engine.render.templates import RenderResult
+
+    store, plan = _contexts_of(tmp_path, "{% block " + channel + " %} Hi {{ candidate.name }} {% endblock %}", channel)
+    assert plan.block is not None
+    got = store.render("t", (), channel, {"decision": "reject", "candidate": {"name": "Li"}}, main_only=True)
+    file = store.resolve("t", ())
+    chars = (5, 1) if channel == "sms" else (None, None)
+    want = RenderResult(file, None, Message(channel, "Hi Li", sms_chars=chars[0], sms_segments=chars[1]), None)
+    assert type(got) is RenderResult and type(got.message) is Message
+    assert list(vars(got).items()) == list(vars(want).items())
+    assert list(vars(got.message).items()) == list(vars(want.message).items())
+    assert got == want and hash(got.message) == hash(want.message) and got.ok
+
+
+def test_fields_of_refuses_a_field_left_without_a_value():
+    from engine.model import Message
+    from engine.render.templates import _fields_of
+
+    with pytest.raises(TypeError):
+        _fields_of(Message, channel="sms")
+    assert _fields_of(Message, channel="sms", body="b")["subject"] is None
