@@ -169,7 +169,13 @@ def _finish(slot: _Slot, ticket: list) -> None:
         return
     except IndexError:
         pass
-    while True:  # the watchdog took it: its exception is set (it holds the lock until then) or delivered
+    _withdraw(slot)
+
+
+def _withdraw(slot: _Slot) -> None:
+    """The end of a render whose ticket the watchdog took: its exception is set (the watchdog holds the lock
+    until then) or delivered; withdrawn here if still pending, consumed if delivered on the way out."""
+    while True:
         try:
             with _lock:
                 _set_async_exc(slot.tid, ctypes.py_object())  # withdraw it if still pending
@@ -195,11 +201,15 @@ def guarded(limits: RenderLimits, fn: Callable[..., T], *args: Any, **kwargs: An
     slot.ticket = ticket = [True]
     try:
         try:
-            return fn(*args, **kwargs)
-        finally:
-            _finish(slot, ticket)
-    except BudgetExceeded:  # possibly delivered before _finish ran to its end: run it again (idempotent;
-        _finish(slot, ticket)  # the watchdog raises at most once per render, so nothing is pending now)
+            return fn(*args, **kwargs) if kwargs else fn(*args)
+        finally:  # _finish(slot, ticket), its common case inline
+            slot.active = False
+            try:
+                ticket.pop()  # the watchdog never took it, and now never will
+            except IndexError:
+                _withdraw(slot)
+    except BudgetExceeded:  # possibly delivered before the finally ran to its end: _finish (idempotent; the
+        _finish(slot, ticket)  # watchdog raises at most once per render, so nothing is pending after it)
         raise
 
 

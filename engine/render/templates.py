@@ -190,8 +190,18 @@ _TRAILING_WS_RE = re.compile(r"[ \t]+\n")
 def _tidy(text: str, block: str) -> str:
     """Strip the block; in text blocks (not webhook, not html) drop trailing spaces and blank-line runs."""
     text = text.strip()
-    if block == "webhook" or _is_html_block(block):
+    if _verbatim(block):
         return text
+    return _tidy_lines(text)
+
+
+def _verbatim(block: str) -> bool:
+    """A block whose text is only stripped by _tidy (webhook JSON, HTML)."""
+    return block == "webhook" or _is_html_block(block)
+
+
+def _tidy_lines(text: str) -> str:
+    """_tidy of a stripped text block: trailing spaces and tabs dropped, blank-line runs made one blank line."""
     if " \n" in text or ("\t" in text and "\t\n" in text):  # the expressions only where they can change something
         # (a search for one character is a memchr; for two, a scan of the text)
         text = _TRAILING_WS_RE.sub("\n", text)
@@ -325,7 +335,8 @@ class _ChannelPlan:
     template: Any = None  # set for the single-block fast path
     block: Any = None
     contexts: _BlockContexts | None = None
-    made: tuple = ()  # (RenderResult's fields, Message's fields) but the message and the body: see _instance
+    made: tuple = ()  # (RenderResult's fields, Message's fields) but the message and the body (see _render_plan)
+    verbatim: bool = False  # _verbatim(main): the text is only stripped
 
 
 @dataclass(frozen=True)
@@ -542,7 +553,7 @@ class TemplateStore:
                 made = (_fields_of(RenderResult, template=file, locale=file.locale, message=None),
                         _fields_of(Message, channel=channel, body=None))
                 return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main],
-                                    _BlockContexts(template, modifies), made)
+                                    _BlockContexts(template, modifies), made, _verbatim(main))
         return _ChannelPlan(decisions, main, tuple(wanted))
 
     def render(self, name: str, locale_prefs: tuple[str | None, ...], channel: str, context: Mapping,
@@ -607,7 +618,7 @@ class TemplateStore:
                 where = f"{file.path}:{line}" if line else file.path
                 return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}",
                                     "template-render", line)
-            body = _tidy(text, main)
+            body = text.strip() if plan.verbatim else _tidy_lines(text.strip())  # _tidy(text, main)
             if channel != "sms":  # RenderResult(file, file.locale, Message(channel, body), None), made as its
                 # __init__ makes it (the instance's dict, filled) from the plan's copy of the fields
                 result_fields, message_fields = plan.made
