@@ -299,7 +299,7 @@ class _BlockContexts:
         if extras:
             parent.update(extras)
         parent["channel"] = channel
-        ctx = _new_object(self.context_class)
+        ctx: Context = _new_object(self.context_class)
         if self.eval_ctx is None:
             eval_ctx = _new_object(EvalContext)
             eval_ctx.__dict__.update(environment=ctx.environment, autoescape=self.autoescape, volatile=False)
