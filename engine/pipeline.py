@@ -17,7 +17,7 @@ from engine.render.sandbox import plain
 from engine.render.templates import TemplateFile, TemplateStore
 from engine.routing.router import Router, choose_variant
 from engine.rules.schemas import TEMPLATE_EXTRAS
-from engine.schedule.timing import Scheduler, load_timezone, parse_instant, windows_for
+from engine.schedule.timing import Scheduler, load_timezone, parse_instant, parse_instant_text, windows_for
 
 MATCHED = "matched"
 UNMATCHED = "unmatched"
@@ -150,6 +150,8 @@ class Pipeline:
         rule = self.router.route(outcome)
         if rule is None:
             return None, None
+        if not rule.variants:  # (choose_variant's answer then, without its call)
+            return rule, rule.template
         return rule, choose_variant(rule, str(outcome.get("id", "")))
 
     def plan(self, outcome: Mapping[str, Any], approved_at: datetime | None = None, status: str = MATCHED,
@@ -195,7 +197,8 @@ class Pipeline:
         if chosen is None:
             chosen = templates.resolve(template, prefs)
         occurred = outcome.get("occurred_at")
-        occurred = parse_instant(occurred) if occurred else None
+        occurred = (parse_instant_text(occurred) if occurred.__class__ is str else parse_instant(occurred)) \
+            if occurred else None
         zone = cand.get("timezone")  # the scheduler kept per rule and candidate zone, else scheduler() finds it
         scheduler = parts[3].get(zone) if zone is None or zone.__class__ is str else None
         if scheduler is None:
@@ -266,6 +269,9 @@ class Pipeline:
         return self._admitted(result)
 
     def _admitted(self, result: GateResult) -> Plan:
+        outcome = result.outcome
+        if result.status == OK and outcome is not None:  # the usual verdict first
+            return self.plan(outcome)
         if result.status == INVALID:
             return Plan(result.outcome_id, INVALID, error=result.error)
         if result.status == DUPLICATE:

@@ -196,7 +196,7 @@ class _Gen:
         if extra is not True and extra is not False:
             raise Unsupported("additionalProperties as a schema")
         keys = []
-        if required:
+        if required:  # then each required key is there: read as v[key], no absence to test
             keys.append(f"not {self.name('Q', frozenset(required))} <= {v}.keys()")
         if extra is False:
             keys.append(f"not {v}.keys() <= {self.name('K', frozenset(props))}")
@@ -205,9 +205,10 @@ class _Gen:
             self.emit(depth + 1, "return False")
         for key, sub in props.items():
             child = self.name("v")
-            self.emit(depth, f"{child} = {v}.get({key!r}, _ABSENT)")
+            there = key in required
+            self.emit(depth, f"{child} = {v}[{key!r}]" if there else f"{child} = {v}.get({key!r}, _ABSENT)")
             mark = len(self.lines)
-            self.node(sub, child, depth, guard=f"{child} is not _ABSENT")
+            self.node(sub, child, depth, guard="" if there else f"{child} is not _ABSENT")
             if len(self.lines) == mark:  # nothing to check under this key
                 self.lines.pop()
 

@@ -560,24 +560,25 @@ class Scheduler:
     def __call__(self, occurred_at: datetime, now: datetime, approved_at: datetime | None = None,
                  channels: int = 1) -> Schedule:
         """The Schedule of one notification (see schedule())."""
-        return Schedule(*self._times(occurred_at, now, approved_at, channels, True))
+        send_at, deadline_at, late, escalations, error, start = self.times(occurred_at, now, approved_at, channels,
+                                                                          True)
+        return Schedule(start, send_at, deadline_at, late, escalations, error)
 
     def times(self, occurred_at: datetime, now: datetime, approved_at: datetime | None = None,
-              channels: int = 1) -> tuple[datetime | None, datetime | None, bool, tuple, str | None]:
-        """(send_at, deadline_at, late, escalations, error) of the Schedule __call__ gives, without making
-        it, nor its `start` (the pipeline's plan reads only these, once per outcome)."""
-        return self._times(occurred_at, now, approved_at, channels, False)[1:]
-
-    def _times(self, occurred_at: datetime, now: datetime, approved_at: datetime | None, channels: int,
-               with_start: bool) -> tuple:
-        """Schedule's fields in its order; `start` None unless with_start."""
-        for t in (occurred_at, now, approved_at):
-            if t is not None and t.tzinfo.__class__ is not timezone and t.utcoffset() is None:
-                raise ValueError("schedule needs aware datetimes")
+              channels: int = 1, with_start: bool = False) -> tuple:
+        """(send_at, deadline_at, late, escalations, error) of the Schedule __call__ gives, without making it, nor
+        its `start` unless with_start (then start comes last): the pipeline's plan reads these, once per outcome."""
+        # each of the three aware (or None); a fixed-offset one (what parse_instant gives) known so without a call
+        if ((occurred_at is not None and occurred_at.tzinfo.__class__ is not timezone and occurred_at.utcoffset() is None)
+                or (now is not None and now.tzinfo.__class__ is not timezone and now.utcoffset() is None)
+                or (approved_at is not None and approved_at.tzinfo.__class__ is not timezone
+                    and approved_at.utcoffset() is None)):
+            raise ValueError("schedule needs aware datetimes")
         try:
             return self._schedule(occurred_at, now, approved_at, channels, with_start)
         except OverflowError:
-            return occurred_at, None, None, False, (), "the time is out of range (beyond year 9999)"
+            out = None, None, False, (), "the time is out of range (beyond year 9999)"
+            return (*out, occurred_at) if with_start else out
 
     def _place(self, t: datetime, local: datetime | None = None) -> datetime | None:
         """The first instant at or after aware `t` in the window, in the zone (t itself without a window);
@@ -599,14 +600,21 @@ class Scheduler:
         deadline_utc = occurred + self.deadline if self.deadline is not None else None
         deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
         if self.error is not None:
-            return (start if with_start else None), None, deadline_at, False, (), self.error
+            return (None, deadline_at, False, (), self.error, start) if with_start else \
+                (None, deadline_at, False, (), self.error)
         kept = self.now
         if kept is not None and kept[0] is now:
             now_utc = kept[1]
         else:
             now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
             self.now = (now, now_utc)
-        send_at = self._place(base, start) if base >= now_utc else self._place(now_utc)
+        window, verdicts = self.window, self.verdicts
+        send_at: datetime | None
+        if window is None or verdicts is None:  # self._place, inline (once per outcome)
+            send_at = (base.astimezone(tz) if start is None else start) if base >= now_utc else now_utc.astimezone(tz)
+        else:
+            send_at = _next_open_cached(base, window, tz, verdicts, start) if base >= now_utc else \
+                _next_open_cached(now_utc, window, tz, verdicts)
         if send_at is None or deadline_at is None or deadline_utc is None:  # (deadline_at is None exactly then)
             late = False
         elif send_at.fold or deadline_at.fold or send_at.tzinfo is not deadline_at.tzinfo:
@@ -615,13 +623,17 @@ class Scheduler:
             # both on tz's clock, neither the second pass through a repeated hour: their wall times are in the
             # order of the instants (one zone: Python compares the wall times, no offsets worked out)
             late = send_at > deadline_at
-        escalations: list[datetime] = []
-        prev = send_at
-        if self.escalate_after is not None:
+        escalations: tuple = ()
+        if self.escalate_after is not None and channels > 1:
+            steps: list[datetime] = []
+            prev: datetime | None = send_at
             for _ in range(1, channels):
                 if prev is None:
                     break
                 prev = self._place(prev.astimezone(UTC) + self.escalate_after)
                 if prev is not None:
-                    escalations.append(prev)
-        return (start if with_start else None), send_at, deadline_at, late, tuple(escalations), None
+                    steps.append(prev)
+            escalations = tuple(steps)
+        if with_start:
+            return send_at, deadline_at, late, escalations, None, start
+        return send_at, deadline_at, late, escalations, None
