@@ -203,6 +203,14 @@ class _Gen:
         if keys:
             self.emit(depth, f"if {' or '.join(keys)}:")
             self.emit(depth + 1, "return False")
+        plain = extra is False and bool(props) and not required and all(map(self.plain_string, props.values()))
+        if plain:
+            # every property only a string, and no other key: an object whose values are all exact str passes;
+            # the property checks below run (and decide) at the first value that is not one
+            item = self.name("s")
+            self.emit(depth, f"for {item} in {v}.values():")
+            self.emit(depth + 1, f"if {item}.__class__ is not str:")
+            depth += 2
         for key, sub in props.items():
             child = self.name("v")
             there = key in required
@@ -211,6 +219,19 @@ class _Gen:
             self.node(sub, child, depth, guard="" if there else f"{child} is not _ABSENT")
             if len(self.lines) == mark:  # nothing to check under this key
                 self.lines.pop()
+        if plain:
+            self.emit(depth, "break")
+
+    def plain_string(self, schema: Any) -> bool:
+        """Whether `schema` checks nothing but a string type here: no length, enum, format, or a pattern the
+        printable variant leaves out."""
+        if not isinstance(schema, dict) or schema.get("type") != "string":
+            return False
+        rest = set(schema) - ANNOTATIONS - {"type"}
+        if rest == {"pattern"} and self.printable and isinstance(schema["pattern"], str):
+            banned = _banned_class(schema["pattern"])
+            return banned is not None and _unprintable_only(banned)
+        return not rest
 
 
 def compile_check(schema: Any, formats: Mapping[str, Callable[[str], Any]] | None = None,

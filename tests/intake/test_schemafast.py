@@ -88,15 +88,26 @@ def test_verdicts_agree_with_jsonschema(changes, top):
     ({"type": "object", "required": ["a"], "additionalProperties": False, "properties": {"a": {"type": "integer"}}},
      [{"a": 1}], [{}, {"a": "1"}, {"a": 1, "b": 2}, [], "a"]),
     ({"properties": {"a": False}}, [{}, {"b": 1}, 5], [{"a": 1}]),
+    # only string properties, no other key: one loop over the values, the property checks at a non-str one
+    ({"type": "object", "additionalProperties": False, "properties": {"a": {"type": "string"}, "b": {"type": "string"}}},
+     [{}, {"a": "x"}, {"a": "x", "b": ""}, {"b": type("S", (str,), {})("sub")}], [{"a": 1}, {"a": "x", "b": None},
+                                                                                   {"c": "x"}, {"b": ["x"]}, []]),
     (True, [1, None, "x"], []),
     (False, [], [1, None, "x"]),
 ])
 def test_keywords(sub, good, bad):
-    check = compile_check(sub)
-    for value in good:
-        assert check(value) is True, value
-    for value in bad:
-        assert check(value) is False, value
+    for check in (compile_check(sub), compile_check(sub, printable=True)):
+        for value in good:
+            assert check(value) is True, value
+        for value in bad:
+            assert check(value) is False, value
+
+
+def test_an_object_of_plain_strings_is_checked_in_one_loop():
+    """position's and next_step's properties are strings only (their patterns ban unprintables): the printable
+    check reads their values in one loop; the full check, which keeps the patterns, reads each property."""
+    assert PRINTABLE_CHECK.source.count(".values():") == 2
+    assert CHECK.source.count(".values():") == 0
 
 
 def test_formats_come_from_the_caller():
