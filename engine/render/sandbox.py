@@ -266,8 +266,9 @@ class _BudgetCodeGenerator(CodeGenerator):
     fast paths written inline into the compiled template (no Python call in the common case):
 
     - `x.name` on a plain dict whose value under "name" is plain data (the outcome's fields): that value,
-      as `_Sandbox.getattr` answers it; anything else (another type, a dict attribute such as `items`, a
-      missing key, a callable) goes through `environment.getattr`, the sandbox's checks.
+      as `_Sandbox.getattr` answers it; a key the dict lacks, the environment's undefined, as it answers
+      that too; anything else (another type, a dict attribute such as `items`, a callable) goes through
+      `environment.getattr`, the sandbox's checks.
     - `{{ value }}` in a text block: a string of at most `_SMALL` characters is printed as it is, as
       `_finalize` does; anything else through `environment.finalize`, the sandbox's checks and charges.
 
@@ -286,6 +287,7 @@ class _BudgetCodeGenerator(CodeGenerator):
         self.write("(_hg_v if (_hg_o := ")
         self.visit(node.node, frame)
         self.write(f").__class__ is dict and (_hg_v := _hg_o.get({node.attr!r}, missing)).__class__ in _hg_plain"
+                   f" else undefined(obj=_hg_o, name={node.attr!r}) if _hg_o.__class__ is dict and _hg_v is missing"
                    f" else environment.getattr(_hg_o, {node.attr!r}))")
 
     @staticmethod
@@ -303,6 +305,44 @@ class _BudgetCodeGenerator(CodeGenerator):
             self.write(f").__class__ is str and len(_hg_v) <= {_SMALL} else str(environment.finalize(_hg_v)))")
         else:
             super()._output_child_post(node, frame, finalize)
+
+    def visit_Output(self, node: nodes.Output, frame: Any) -> None:  # noqa: N802 - Jinja's visitor name
+        """Jinja's visit_Output, but in a generator (root or block function: no buffer) the pieces of one
+        output node are yielded joined, in one `yield concat((...))`, not one yield each: a generator's
+        resumption costs more than the join, and every consumer joins the pieces anyway."""
+        if frame.buffer is not None or self.environment.is_async or frame.require_output_check:
+            super().visit_Output(node, frame)
+            return
+        finalize = self._make_finalize()
+        body: list = []  # Jinja's grouping: runs of constants (lists of text) and nodes evaluated at runtime
+        for child in node.nodes:
+            try:
+                if not (finalize.const or isinstance(child, nodes.TemplateData)):
+                    raise nodes.Impossible()
+                const = self._output_child_to_const(child, frame, finalize)
+            except (nodes.Impossible, Exception):
+                body.append(child)
+                continue
+            if body and isinstance(body[-1], list):
+                body[-1].append(const)
+            else:
+                body.append([const])
+        if len(body) < 2:
+            super().visit_Output(node, frame)
+            return
+        self.writeline("yield concat((")
+        self.indent()
+        for item in body:
+            if isinstance(item, list):
+                self.writeline(self._output_const_repr(item) + ",")
+            else:
+                self.newline(item)
+                self._output_child_pre(item, frame, finalize)
+                self.visit(item, frame)
+                self._output_child_post(item, frame, finalize)
+                self.write(",")
+        self.outdent()
+        self.writeline("))")
 
     def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:  # noqa: N802 - Jinja's visitor name
         if frame.eval_ctx.volatile:

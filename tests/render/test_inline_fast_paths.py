@@ -1,5 +1,6 @@
 """The fast paths the sandbox's code generator writes into compiled templates (engine.render.sandbox.
-_BudgetCodeGenerator: `x.name` on plain dicts, `{{ value }}` of short strings) against the same sandbox compiling
+_BudgetCodeGenerator: `x.name` on plain dicts, `{{ value }}` of short strings, one joined yield per output
+node) against the same sandbox compiling
 with Jinja's own code for both: for random data and templates, the same text or the same error, and the same
 size charged to the render's budget."""
 from __future__ import annotations
@@ -23,6 +24,7 @@ class _JinjasCode(_BudgetCodeGenerator):
     visit_Getattr = CodeGenerator.visit_Getattr  # noqa: N815 - Jinja's visitor name
     _output_child_pre = CodeGenerator._output_child_pre
     _output_child_post = CodeGenerator._output_child_post
+    visit_Output = CodeGenerator.visit_Output  # noqa: N815 - Jinja's visitor name (one yield per piece)
 
 
 class _Reference(_Sandbox):
@@ -98,3 +100,43 @@ def test_the_generated_code_takes_the_fast_paths():
     assert "environment.getattr(" in reference and "environment.finalize(" in reference
     assert "_hg_o.get('name', missing)" in ours and "len(_hg_v) <= 64" in ours
     assert TEXT_ENV.from_string(source).render(candidate={"name": "Li"}) == "Li"
+
+
+def test_an_output_node_is_one_yield_of_its_pieces():
+    source = "{% block b %}Hi {{ d.a }}, {{ d.b }}!{% if d.c %}[{{ d.c }}]{% endif %}{% endblock %}"
+    pieces = list(TEXT_ENV.from_string(source).blocks["b"](TEXT_ENV.from_string(source).new_context({"d": {
+        "a": "A", "b": "B", "c": "C"}})))
+    assert pieces == ["Hi A, B!", "[C]"]
+    assert list(REF_TEXT.from_string(source).blocks["b"](REF_TEXT.from_string(source).new_context({"d": {
+        "a": "A", "b": "B", "c": "C"}}))) == ["Hi ", "A", ", ", "B", "!", "[", "C", "]"]
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_a_failing_piece_of_a_joined_output_is_located_at_its_own_line(tmp_path, html):
+    """An error in the middle of one output node spanning lines: the same template line as Jinja's code names."""
+    from engine.render.templates import _frame_line
+
+    source = "{% block b %}A {{ d.a }}\nB {{ d.b }}\nC {{ d.c ** 1000 }}\nD {{ d.a }}{% endblock %}"
+    lines = []
+    for env in (HTML_ENV, REF_HTML) if html else (TEXT_ENV, REF_TEXT):
+        template = env.from_string(source)
+        with pytest.raises(Exception) as info:  # noqa: PT011 - the sandbox's own refusal, whatever its type
+            list(template.blocks["b"](template.new_context({"d": {"a": "x", "b": "y", "c": 10}})))
+        lines.append(_frame_line(info.value, "<template>", template))
+    assert lines == [3, 3]
+
+
+class _NoGetattr(_Sandbox):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        raise AssertionError(f"environment.getattr({attribute!r}) called")
+
+
+def test_a_key_a_dict_lacks_is_undefined_without_the_sandboxs_getattr():
+    """`d.note` of a dict without "note": the environment's undefined, made in the compiled code (as
+    _Sandbox.getattr makes it), chaining and printing as empty text."""
+    env = _make_env(False, _NoGetattr)
+    template = env.from_string("[{{ d.note }}][{{ 'y' if d.note else 'n' }}][{{ d.a }}]")
+    assert template.render(d={"a": "A"}) == "[][n][A]"
+    assert TEXT_ENV.from_string("{{ d.note is defined }}").render(d={}) == "False"
+    with pytest.raises(AssertionError):
+        env.from_string("{{ d.items }}").render(d={})  # a dict attribute: the sandbox's checks, as before
