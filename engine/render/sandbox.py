@@ -320,7 +320,7 @@ class _BudgetCodeGenerator(CodeGenerator):
                 if not (finalize.const or isinstance(child, nodes.TemplateData)):
                     raise nodes.Impossible()
                 const = self._output_child_to_const(child, frame, finalize)
-            except (nodes.Impossible, Exception):
+            except Exception:  # noqa: BLE001 - as Jinja: not constant (Impossible), or an error easier to report at runtime
                 body.append(child)
                 continue
             if body and isinstance(body[-1], list):
