@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
 from engine.intake.decode import Item
-from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, judge_text
+from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, judged_text
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, locale_of, preferences
 from engine.render.sandbox import plain
@@ -288,11 +288,17 @@ class Pipeline:
     def run_lines(self, lines: Iterable[str]) -> Iterator[Plan]:
         """Intake of JSON lines through every stage, one plan per non-blank line, in input order."""
         gate = self.gate()
-        admit = self.admit
+        admit, check_in, plan = self.admit, gate.check_in, self.plan
         for line in lines:
             if not line.strip():
                 continue
-            yield admit(gate, judge_text(line), line)  # judge(parse_text(line)), no Item made
+            record, problem = judged_text(line)  # judge(parse_text(line)), no Item made
+            if problem is None and self.outside_vocabulary is None:
+                # admit(gate, GateResult(OK, record, id), line) without making the ok verdict
+                other = check_in(record["id"], record, line)
+                yield plan(record) if other is None else self._admitted(other)
+            else:
+                yield admit(gate, problem or GateResult(OK, record, record["id"]), line)
 
     def run_items(self, items: Iterable[Item]) -> Iterator[Plan]:
         """Intake of decoded items (engine.intake.decode: files, bodies) through every stage, in order."""

@@ -129,6 +129,11 @@ _CHECKS: dict[bool, Callable[[Any], bool]] = {}  # printable -> fast_check("outc
 
 def _schema_verdict(record: Any, printable: bool) -> GateResult:
     """Schema check of one parsed record; fast when valid, names the field when not. `printable`: see check_record."""
+    return _schema_problem(record, printable) or GateResult(OK, record, record["id"])
+
+
+def _schema_problem(record: Any, printable: bool) -> GateResult | None:
+    """_schema_verdict when it is not ok; None when it is (no value made for the usual verdict)."""
     check = _CHECKS.get(printable) or _CHECKS.setdefault(printable, fast_check("outcome", printable))
     if check(record):  # compiled once, then one call
         attributes = record.get("attributes")
@@ -139,7 +144,7 @@ def _schema_verdict(record: Any, printable: bool) -> GateResult:
         if tz is not None and load_timezone(tz) is None:  # never silently replaced by the rule's zone
             return GateResult(INVALID, None, record["id"], f"candidate.timezone: {check_timezone(tz)}",
                               "candidate.timezone")
-        return GateResult(OK, record, record["id"])
+        return None
     field, message = field_error(record)
     rid = record.get("id") if isinstance(record, dict) and isinstance(record.get("id"), str) else None
     return GateResult(INVALID, None, rid, message, field)
@@ -181,29 +186,37 @@ def judge(item: Item) -> GateResult:
     """The stateless verdict on one decoded input: invalid (with why and the field) or ok."""
     if item.error is not None:
         return GateResult(INVALID, None, None, item.error, "")
-    raw = item.raw
-    return _judge_decoded(item.record, raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
+    record, raw = item.record, item.raw
+    return _problem(record, raw if isinstance(raw, str) else raw.decode("utf-8", "replace")) or \
+        GateResult(OK, record, record["id"])
 
 
 def judge_text(text: str) -> GateResult:
     """judge(parse_text(text)) for a JSON text given as a str (a dry-run line), without the Item between."""
+    record, problem = judged_text(text)
+    return problem or GateResult(OK, record, record["id"])
+
+
+def judged_text(text: str) -> tuple[Any, GateResult | None]:
+    """judge_text without the usual verdict's value: (the record, None) when it is ok, else (whatever was
+    decoded, the verdict); Pipeline.run_lines goes on with the record itself."""
     try:
         record = decode_json(text)
     except (ValueError, RecursionError) as e:  # parse_text's error, word for word
-        return GateResult(INVALID, None, None, f"not JSON: {e}", "")
-    return _judge_decoded(record, text)
+        return None, GateResult(INVALID, None, None, f"not JSON: {e}", "")
+    return record, _problem(record, text)
 
 
-def _judge_decoded(record: Any, text: str) -> GateResult:
-    """The verdict on `record`, decoded from the JSON text `text`."""
+def _problem(record: Any, text: str) -> GateResult | None:
+    """The verdict on `record`, decoded from the JSON text `text`, when it is not ok; None when it is."""
     if record.__class__ is not dict:
         return GateResult(INVALID, None, None, "an outcome must be a JSON object", "")
     printable = "\\" not in text and text.isprintable()  # plain_text(text), inline: once per outcome
-    result = _schema_verdict(record, printable)
+    problem = _schema_problem(record, printable)
     # only a text that spells a surrogate can hold one (a printable text holds none): the record is walked then
-    if result.status == OK and not printable and _SURROGATE.search(text) and _has_lone_surrogate(record):
-        return GateResult(INVALID, None, result.outcome_id, _LONE_SURROGATE, "")
-    return result
+    if problem is None and not printable and _SURROGATE.search(text) and _has_lone_surrogate(record):
+        return GateResult(INVALID, None, record["id"], _LONE_SURROGATE, "")
+    return problem
 
 
 def parse_line(line: str | bytes) -> GateResult:
@@ -230,6 +243,11 @@ class Gate:
         rid, record = result.outcome_id, result.outcome
         if rid is None or record is None:  # (an ok verdict always carries its outcome and id)
             return result
+        return self.check_in(rid, record, raw) or result
+
+    def check_in(self, rid: str, record: dict, raw: str | bytes | None = None) -> GateResult | None:
+        """admit for an outcome the stateless gate found ok (`rid` its id): its verdict in this stream when that is
+        no longer ok (duplicate, amended, held), else None."""
         kept: str | bytes | dict = record if raw is None else raw
         before = self.seen.get(rid)
         if before is not None:
@@ -244,7 +262,7 @@ class Gate:
         self.seen[rid] = kept
         if record.get("approved", True) is False:
             return GateResult(HELD, record, rid)
-        return result
+        return None
 
     def item(self, item: Item) -> GateResult:
         """The verdict on one decoded input (engine.intake.decode.Item) in this stream."""

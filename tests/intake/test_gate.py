@@ -170,3 +170,21 @@ def test_check_record_uses_the_compiled_outcome_check_for_either_kind_of_record(
     for printable in (False, True):
         assert gate.check_record(sample_outcome(), printable).status == gate.OK
         assert gate._CHECKS[printable] is fast_check("outcome", printable)
+
+
+@given(lines=_same_id_lines)
+@settings(max_examples=200)
+def test_check_in_is_admit_for_an_ok_outcome(lines):
+    """Gate.check_in (an ok outcome's verdict in the stream, None while it stays ok) against Gate.admit."""
+    from engine.intake.gate import judge_text
+
+    by_admit, by_check_in = Gate(), Gate()
+    for line in lines:
+        result = judge_text(line)
+        want = by_admit.admit(result, line)
+        got = by_check_in.check_in(result.outcome_id, result.outcome, line) if result.status == OK else result
+        if got is None:
+            assert want is result
+        else:
+            assert (got.status, got.outcome_id, got.outcome, got.previous) == \
+                (want.status, want.outcome_id, want.outcome, want.previous)

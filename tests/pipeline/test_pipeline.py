@@ -257,3 +257,32 @@ def test_a_raw_lone_surrogate_is_refused_as_the_escaped_one_is(deployment_root, 
         assert Gate().record(record(lone)).error == escaped.error
     pair = next(Pipeline(deployment_root, now=now).run_records([record("\U0001f600")]))
     assert pair.status == "matched", pair.error
+
+
+_stream = st.lists(st.one_of(
+    st.builds(lambda oid, decision, approved, pad: (
+        f'{{"id": "{oid}",{pad}"decision": "{decision}", "occurred_at": "2026-09-28T10:00:00+08:00", '
+        f'"candidate": {{"name": "Ann", "email": "ann@example.com"}}'
+        + ("" if approved is None else f', "approved": {json.dumps(approved)}') + "}"),
+        oid=st.sampled_from(["a", "b", "c"]), decision=st.sampled_from(["reject", "pass", "maybe"]),
+        approved=st.sampled_from([None, True, False]), pad=st.sampled_from([" ", "  "])),
+    st.sampled_from(["", "  ", "{", "[]", '{"id": "a", "id": "a"}', '{"id": "\\u0007", "decision": "pass"}'])),
+    min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=_stream)
+def test_run_lines_plans_as_each_line_admitted_through_the_gate(deployment_root, lines):
+    """run_lines goes on with an ok record itself (Gate.check_in, no ok verdict made): the same plans, line for
+    line, as the plain way in, Pipeline.admit(gate, judge(parse_text(line)), line), with duplicates, amendments,
+    held, invalid and undecodable lines mixed."""
+    from engine.intake.decode import parse_text
+    from engine.intake.gate import Gate, judge
+    from engine.pipeline import Pipeline
+
+    now = datetime(2026, 9, 28, 8, 0, tzinfo=UTC)
+    pipe = Pipeline(deployment_root, now=now, render_channels="all")
+    got = list(pipe.run_lines(lines))
+    gate = Gate()
+    want = [pipe.admit(gate, judge(parse_text(line)), line) for line in lines if line.strip()]
+    assert [(plan_line(p), p.messages, p.outcome) for p in got] == [(plan_line(p), p.messages, p.outcome) for p in want]
