@@ -10,6 +10,10 @@ A candidate list (rules in evaluation order, as an index entry holds them) becom
   `lo <= x < hi`, two comparisons; a run of one range of another shape stays a `Chain`);
 - `Chain`: candidates with any other `when`, tried in order.
 
+Where every entry of a complete index ends within one table on the same top-level field (a Rule, None, a
+Span or a Ranges whose every outcome is a rule or None), `flat_table` lays each out as one tuple, bisected
+in place by the router's generated `find` (see `flat_table`).
+
 Each `Ranges`, `Span` or `Chain` knows what comes after it (`miss`, `rest`); Router.route loops until it
 has a rule or None, testing a Span's band, a Chain's rules and a table on a top-level field itself (one
 call less, measured) and asking a table on a nested field's `step(outcome)` for the winning rule, None, or
@@ -155,6 +159,48 @@ def compile_entry(rules: Sequence[Rule]) -> Entry:
         else:
             entry = Chain(step[1], entry)
     return entry
+
+
+def _final(entry: Entry) -> bool:
+    return entry is None or entry.__class__ is Rule
+
+
+def _as_table(entry: Entry) -> Entry:
+    """`entry`, or for a Chain of one range on a top-level field (`score >= 60`), the same as a Ranges."""
+    if entry.__class__ is Chain and not entry.more:
+        rng = field_range(entry.rule.predicate)
+        if rng is not None and "." not in rng.path:
+            return Ranges([(entry.rule, rng)], entry.rest)
+    return entry
+
+
+def table_field(entry: Entry) -> str | bool | None:
+    """The top-level field `entry` reads when `flat_table` can lay it out: None for a Rule or None (no field),
+    False when it cannot (a Chain of anything but one range, a nested field, exact points, or anything but a
+    rule or None after it)."""
+    if _final(entry):
+        return None
+    entry = _as_table(entry)
+    if entry.__class__ is Span:
+        return entry.name if _final(entry.miss) else False
+    if (entry.__class__ is Ranges and entry.name is not None and entry.points is None and _final(entry.miss)
+            and all(_final(g) for g in entry.gaps)):
+        return entry.name
+    return False
+
+
+def flat_table(entry: Entry) -> tuple:
+    """`entry` (one `table_field` accepts) as one tuple `(search, miss, n, bounds..., gaps...)`, n = 3 +
+    len(bounds): for a number x (not NaN) of its field the answer is `t[search(t, x, 3, n) + n - 3]`, else
+    `miss`. One object per outcome instead of an entry, its bounds and its gaps (three cache lines where
+    thousands of entries do not fit the CPU's cache); a Rule or None is a table with no bounds."""
+    if _final(entry):
+        return (bisect_right, entry, 3, entry)
+    entry = _as_table(entry)
+    if entry.__class__ is Span:
+        return (bisect_right, entry.miss, 5, entry.lo, entry.hi, entry.miss, entry.rule, entry.miss)
+    assert entry.__class__ is Ranges
+    return (entry.search, entry.miss, 3 + len(entry.bounds), *entry.bounds, *entry.gaps)
 
 
 class Compiler:

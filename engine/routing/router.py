@@ -8,8 +8,10 @@ runs of numeric ranges on one field, else the rules with a `when` in order.
 When one group holds every rule that names a field (the others are catch-alls), the index is complete:
 each key maps to its compiled entry with the catch-alls merged in, a missing key to the catch-alls'
 entry, so routing is one tuple, one dict lookup and at most one bisect, with nothing learnt at run
-time. Otherwise an outcome's candidates are the union of one lookup per group, and a decision cache,
-keyed on the values of every field any `match` names, keeps the compiled entry for each key met. On a
+time; when every entry is then one table on the same field, each is laid out as one flat tuple that the
+generated lookup bisects itself (entries.flat_table). Otherwise an outcome's candidates are the union of
+one lookup per group, and a decision cache, keyed on the values of every field any `match` names, keeps
+the compiled entry for each key met. On a
 miss of that cache, the group lookups are first dispatched on the field that spares the most of them
 (with `decision` pinned by every rule, only the groups holding the outcome's decision are looked up),
 and the compiled entry is kept by the combination of group hits, which far fewer keys than the cache
@@ -25,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.model import Rule, RuleSet
-from engine.routing.entries import Chain, Compiler, Entry, Span
+from engine.routing.entries import Chain, Compiler, Entry, Span, flat_table, table_field
 
 CACHE_LIMIT = 200_000  # decision-cache entries before it is cleared (0: no caching)
 _MISS: Any = object()  # not in the decision cache yet
@@ -59,11 +61,14 @@ def _raw_ok(key: tuple) -> bool:
     return True
 
 
-def _finder(fields: Sequence[str], get: Callable, default: Any, miss: Callable) -> Callable[[Mapping], Any]:
+def _finder(fields: Sequence[str], get: Callable, default: Any, miss: Callable,
+            table: str | None = None) -> Callable[[Mapping], Any]:
     """A function giving an outcome's entry: it reads the raw values of `fields` into a key (each parent
     mapping such as candidate or attributes fetched once; a parent that is not a mapping reads as
     empty), then looks the key up with `get` (default: `default`); `miss(key)` answers a key `get`
-    cannot hash (a list or mapping among the values) or does not hold (`default` is _MISS)."""
+    cannot hash (a list or mapping among the values) or does not hold (`default` is _MISS). With
+    `table` (a top-level field), `get` gives `flat_table`s and the function gives the rule (or None) the
+    table holds for the outcome's value of that field: lookup and table in one call, every key alike."""
     parents: dict = {}
     lines = ["def find(o):"]
     values = []
@@ -87,7 +92,18 @@ def _finder(fields: Sequence[str], get: Callable, default: Any, miss: Callable) 
               "        entry = get(k, default)",
               "    except TypeError:",
               "        return miss(k)"]
-    lines += ["    return entry"] if default is not _MISS else ["    return miss(k) if entry is default else entry"]
+    if table is not None:  # a flat table (engine.routing.entries.flat_table), bisected in place
+        lines += ["    n = entry[2]",
+                  "    if n == 3:",  # no bounds: a rule (or None), the field not read
+                  "        return entry[1]",
+                  f"    x = o.get({table!r})",
+                  "    if (x.__class__ is float or x.__class__ is int) and x == x:",
+                  "        return entry[entry[0](entry, x, 3, n) + n - 3]",
+                  "    return entry[1]"]
+    elif default is _MISS:
+        lines.append("    return miss(k) if entry is default else entry")
+    else:
+        lines.append("    return entry")
     scope: dict = {"_sub": _sub, "_EMPTY": {}, "get": get, "default": default, "miss": miss}
     exec(compile("\n".join(lines) + "\n", "<herald-router-find>", "exec"), scope)  # noqa: S102 - field names only
     return scope["find"]
@@ -192,7 +208,26 @@ class Router:
                 self._entries[key] = self._compiler.entry(merged)
         else:
             self._default = _MISS
-        self._find = _finder(fields, self._entries.get, self._default, self._entry)
+        self.table = self._table_field()
+        if self.table is not None:  # every entry one table on the same field: flat tables, see entries.flat_table
+            flat: dict[int, tuple] = {}  # by entry: shared entries share their table
+            tables = {}
+            for key, entry in self._entries.items():
+                if id(entry) not in flat:
+                    flat[id(entry)] = flat_table(entry)
+                tables[key] = flat[id(entry)]
+            self._find = _finder(fields, tables.get, flat_table(self._default), self._entry, self.table)
+        else:
+            self._find = _finder(fields, self._entries.get, self._default, self._entry)
+
+    def _table_field(self) -> str | None:
+        """The one top-level field every entry of a complete index reads, when each entry (and the default)
+        is a table `flat_table` lays out; else None (the entries are walked by `route`)."""
+        if not self.complete:
+            return None
+        read = {table_field(entry) for entry in (self._default, *self._entries.values())}
+        read.discard(None)  # a rule or None: no field read
+        return next(iter(read)) if len(read) == 1 and False not in read else None  # type: ignore[return-value]
 
     def _upto_sure(self, indices: list) -> tuple:
         """A group's rule indices up to the first rule without `when`: it matches whenever the group's
@@ -242,7 +277,7 @@ class Router:
 
     def route(self, outcome: Mapping) -> Rule | None:
         """The first rule that matches `outcome`, or None."""
-        entry = self._find(outcome)
+        entry = self._find(outcome)  # with flat tables (self.table), already the rule (or None)
         while entry.__class__ is not Rule and entry is not None:
             # Chains and Spans are tried here rather than in a method: one call less (measured)
             if entry.__class__ is Span:

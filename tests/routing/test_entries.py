@@ -192,3 +192,57 @@ def test_the_memo_of_compiled_lists_is_bounded():
         assert isinstance(compiler.entry(indices), (Chain, Ranges))
         assert len(compiler.memo) <= 2
     assert compiler.entry((0, 1)) is compiler.entry((0, 1))
+
+
+# ---------------------------------------------------------------- flat tables (a complete index of tables on one field)
+
+band_st = st.tuples(st.sampled_from(["-5", "0", "0.5", "10", "59.9", "60"]),
+                    st.sampled_from(["0.5", "10", "60", "60.0", "100", "1e999"]))
+flat_when_st = st.one_of(st.none(), band_st.map(lambda b: f"score >= {b[0]} and score < {b[1]}"),
+                         st.sampled_from(["score >= 60", "score < 10", "score > 10", "score <= 60"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["backend", "sales", "ops"]), flat_when_st, st.integers(-1, 1)),
+                min_size=1, max_size=20),
+       st.one_of(st.none(), flat_when_st), st.lists(outcome_st(), min_size=1, max_size=25))
+def test_flat_tables_agree_with_the_naive_loop(spec, catch_all, outcomes):
+    """Ranges on `score` only, each run ending in a rule or nothing: every entry is laid out as one flat
+    table, looked up and bisected by the generated find, for known keys and the default alike."""
+    full = [({"role": [role]}, when, prio) for role, when, prio in spec]
+    if catch_all is not None:
+        full.append(({}, catch_all, -2))
+    ordered, router = _router(full)
+    assert router.complete
+    entries = (router._default, *router._entries.values())
+    tables = [e for e in entries if isinstance(e, (Span, Ranges))]
+    if tables and not any(isinstance(e, Chain) or (isinstance(e, Ranges) and e.points) for e in entries):
+        assert router.table == "score"  # (one range of another shape alone is a Chain: walked)
+    for o in outcomes + [{"role": "backend", "score": s} for s in NUMBERS if s != "absent"]:
+        assert router.route(o) is naive(ordered, o), o
+
+
+def test_bands_under_a_catch_all_are_flat_tables():
+    rules = (_rule(0, {"role": ["backend"]}, "score >= 60 and score < 80"),
+             _rule(1, {"role": ["backend"]}, "score >= 70 and score < 90"),
+             _rule(2, {"role": ["sales"]}, "score >= 10 and score < 20"), _rule(3, {}, None))
+    router = Router(RuleSet(rules, {}, "v"))
+    assert router.table == "score"
+    want = {("backend", 65): 0, ("backend", 85): 1, ("backend", 95): 3, ("sales", 10): 2, ("sales", 20): 3,
+            ("ops", 15): 3, ("backend", math.nan): 3, ("backend", True): 3, ("backend", "70"): 3}
+    for (role, score), i in want.items():
+        assert router.route({"role": role, "score": score}) is rules[i], (role, score)
+    assert router.route({"role": ["backend"], "score": 65}) is rules[3]  # unhashable: the default, walked
+
+
+def test_flat_tables_only_where_every_entry_is_one_table_on_one_field():
+    def table(*whens):
+        rules = tuple(_rule(i, {"role": [role]}, w) for i, (role, w) in enumerate(whens)) + (_rule(99, {}, None),)
+        return Router(RuleSet(rules, {}, "v")).table
+    assert table(("backend", "score >= 60")) == "score"
+    assert table(("backend", "score >= 60"), ("sales", 'stage == "a"')) is None  # a Chain
+    assert table(("backend", "score >= 60"), ("sales", "attributes.level >= 3")) is None  # a nested field
+    assert table(("backend", "score >= 60"), ("sales", "level >= 3")) is None  # two fields
+    assert table(("backend", "score > 10 and score <= 20"), ("backend", "score == 10")) is None  # exact points
+    assert table(("backend", "score >= 60"), ("backend", "level >= 3")) is None  # a table after a table
+    assert table(("backend", None)) is None  # nothing to bisect: the entries are rules
