@@ -227,7 +227,8 @@ class Router:
             return None
         read = {table_field(entry) for entry in (self._default, *self._entries.values())}
         read.discard(None)  # a rule or None: no field read
-        return next(iter(read)) if len(read) == 1 and False not in read else None  # type: ignore[return-value]
+        field = read.pop() if len(read) == 1 else None
+        return field if isinstance(field, str) else None  # False: an entry flat_table cannot lay out
 
     def _upto_sure(self, indices: list) -> tuple:
         """A group's rule indices up to the first rule without `when`: it matches whenever the group's
