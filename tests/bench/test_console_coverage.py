@@ -3,7 +3,6 @@ is an instance of it (each `{name}` one whole segment), not when it merely start
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def template_matches():
-    sys.path.insert(0, str(ROOT / "bench"))  # console.py imports its sibling report.py, as `make bench-console` runs it
-    try:
-        spec = importlib.util.spec_from_file_location("bench_console", ROOT / "bench" / "console.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    # (console.py finds its sibling report.py itself, as `make bench-console` runs it from anywhere)
+    spec = importlib.util.spec_from_file_location("bench_console", ROOT / "bench" / "console.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module.template_matches
 
 
