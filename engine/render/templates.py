@@ -310,7 +310,6 @@ class _BlockContexts:
 
 
 _new_object = object.__new__
-_set_dict = object.__setattr__  # (a frozen dataclass refuses its own __setattr__)
 
 
 def _fields_of(cls: type, **values: Any) -> dict:
@@ -619,28 +618,28 @@ class TemplateStore:
                 return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}",
                                     "template-render", line)
             body = text.strip() if plan.verbatim else _tidy_lines(text.strip())  # _tidy(text, main)
-            if channel != "sms":  # RenderResult(file, file.locale, Message(channel, body), None), made as its
-                # __init__ makes it (the instance's dict, filled) from the plan's copy of the fields
-                result_fields, message_fields = plan.made
-                message = _new_object(Message)
-                values = message_fields.copy()
-                values["body"] = body
-                _set_dict(message, "__dict__", values)
-                result = _new_object(RenderResult)
-                values = result_fields.copy()
-                values["message"] = message
-                _set_dict(result, "__dict__", values)
-                return result
-            rendered = {main: (body, None, None)}
-        else:
-            ctx: Mapping = {**context, **extras, "channel": channel} if extras else \
-                context if context.get("channel") == channel else {**context, "channel": channel}
-            rendered = self._render_blocks(entry, plan.wanted, ctx)
-            for b in plan.wanted:
-                text, err, line = rendered[b]
-                if err is not None:
-                    where = f"{file.path}:{line}" if line else file.path
-                    return RenderResult(file, file.locale, None, f"{where}: block {b}: {err}", "template-render", line)
+            # RenderResult(file, file.locale, Message(channel, body, ...), None), made as their __init__ makes
+            # them (the instance's dict, filled) from the plan's copy of the fields
+            result_fields, message_fields = plan.made
+            message = _new_object(Message)
+            values = message.__dict__  # (made empty, on first use)
+            values.update(message_fields)
+            values["body"] = body
+            if channel == "sms":
+                values["sms_chars"], values["sms_segments"] = sms_length(body)
+            result = _new_object(RenderResult)
+            values = result.__dict__
+            values.update(result_fields)
+            values["message"] = message
+            return result
+        ctx: Mapping = {**context, **extras, "channel": channel} if extras else \
+            context if context.get("channel") == channel else {**context, "channel": channel}
+        rendered = self._render_blocks(entry, plan.wanted, ctx)
+        for b in plan.wanted:
+            text, err, line = rendered[b]
+            if err is not None:
+                where = f"{file.path}:{line}" if line else file.path
+                return RenderResult(file, file.locale, None, f"{where}: block {b}: {err}", "template-render", line)
         body = rendered[main][0]
         subject = " ".join(rendered["subject"][0].split()) if "subject" in rendered else None
         html = rendered["email_html"][0] if "email_html" in rendered else None
