@@ -269,7 +269,9 @@ class _BlockContexts:
     The shared attributes live on a Context subclass made for the template (a render's context holds only
     its own four), and the template's globals (range, dict, namespace) are not copied into each parent: a
     name the data and extras lack is looked up in them by the parent's `__missing__` (what Jinja's parent,
-    {**globals, **data}, answers for every name)."""
+    {**globals, **data}, answers for every name). A copy of the parent would lose them: Jinja copies it only
+    for `context.derived()`, which a block-only template calls for a scoped block (no fast path then) and
+    for a callable taking the context (none in the sandbox's globals and filters)."""
 
     __slots__ = ("autoescape", "context_class", "eval_ctx", "parent_class")
 
@@ -546,9 +548,12 @@ class TemplateStore:
         if len(wanted) == 1:
             html = _is_html_block(main)
             template = self._compiled(entry, html)
+            # (not with a scoped block inside: Jinja runs it in context.derived(), a copy of the parent, and the
+            # fast path's parent holds no globals; see _BlockContexts)
             if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
-                    and main in template.blocks:
-                modifies = entry.ast is None or next(entry.ast.find_all(nodes.EvalContextModifier), None) is not None
+                    and main in template.blocks and entry.ast is not None \
+                    and not any(b.scoped for b in entry.ast.find_all(nodes.Block)):
+                modifies = next(entry.ast.find_all(nodes.EvalContextModifier), None) is not None
                 made = (_fields_of(RenderResult, template=file, locale=file.locale, message=None),
                         _fields_of(Message, channel=channel, body=None))
                 return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main],

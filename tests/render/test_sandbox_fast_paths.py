@@ -216,3 +216,15 @@ def test_fields_of_refuses_a_field_left_without_a_value():
     with pytest.raises(TypeError):
         _fields_of(Message, channel="sms")
     assert _fields_of(Message, channel="sms", body="b")["subject"] is None
+
+
+def test_a_scoped_block_inside_the_channels_block_sees_the_globals(tmp_path):
+    """Jinja runs a scoped block in context.derived(), a copy of the parent: the fast path's parent, which
+    looks the globals up rather than holding them, would lose range(); such a template takes the plain path."""
+    source = ("{% block dingtalk %}A{% for i in range(2) %}{% block inner scoped %}[{{ i }}{{ range(2) | list }}"
+              "{{ candidate.name }}{{ channel }}]{% endblock %}{% endfor %}{% endblock %}")
+    store, plan = _contexts_of(tmp_path, source)
+    result = store.render("t", (), "dingtalk", {"decision": "reject", "candidate": {"name": "Li"}}, main_only=True)
+    assert result.error is None
+    assert result.message.body == "A[0[0, 1]Lidingtalk][1[0, 1]Lidingtalk]"
+    assert plan.block is None  # the plain path
