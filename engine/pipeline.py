@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, timedelta, timezone, tzinfo, UTC
 from zoneinfo import ZoneInfo
 from typing import Any
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -17,7 +17,7 @@ from engine.render.sandbox import plain
 from engine.render.templates import TemplateFile, TemplateStore
 from engine.routing.router import Router, choose_variant
 from engine.rules.schemas import TEMPLATE_EXTRAS
-from engine.schedule.timing import Scheduler, load_timezone, parse_instant, parse_instant_text, windows_for
+from engine.schedule.timing import Scheduler, load_timezone, parse_instant, parse_instant_text, steady_offset, windows_for
 
 MATCHED = "matched"
 UNMATCHED = "unmatched"
@@ -391,33 +391,63 @@ def _iso(t: datetime) -> str:
     return text
 
 
-_DATES: dict[int, str] = {}    # toordinal() -> "YYYY-MM-DD"
 _TIMES: dict[int, str] = {}    # second of the day -> "HH:MM:SS"
 _OFFSETS: dict[timedelta, str] = {}  # utcoffset() -> "+HH:MM" (as isoformat writes it)
+# zone -> {toordinal(): ("YYYY-MM-DDT", the offset as isoformat writes it) for every wall time of that local date,
+# or None where the offset changes near it (steady_offset)}: a ZoneInfo's utcoffset() costs more than the rest
+_ZONE_DAYS: dict[tzinfo, dict[int, tuple[str, str] | None]] = {}
 
 
 def isoformat(t: datetime) -> str:
-    """t.isoformat(), from pieces written once: the date, the time of day and the offset (datetime.isoformat
+    """t.isoformat(), from pieces written once: the date and the offset per zone and local date where the offset
+    holds all day (_ZONE_DAYS; a ZoneInfo's utcoffset() is not asked), the time of day per second (datetime.isoformat
     formats all three from scratch, several times the cost of the rest of a dry-run line). Instants with a
     fraction of a second, and naive ones, go to isoformat itself."""
-    off = t.utcoffset()
-    if off is None or t.microsecond:
+    tz = t.tzinfo
+    if tz is None or t.microsecond:
         return t.isoformat()
-    day = _DATES.get(t.toordinal())
-    if day is None:
-        if len(_DATES) >= 4096:
-            _DATES.clear()
-        day = _DATES[t.toordinal()] = t.date().isoformat()
+    try:
+        days = _ZONE_DAYS.get(tz)
+    except TypeError:  # a tzinfo of some other class that cannot be hashed (never one kept there)
+        days = None
+    got = days.get(t.toordinal()) if days is not None else None
+    if got is None:
+        got = _day_parts(t)
+        if got is None:
+            return t.isoformat()
+    head, zone = got
     second = (t.hour * 60 + t.minute) * 60 + t.second
     clock = _TIMES.get(second)
     if clock is None:
         clock = _TIMES[second] = t.time().isoformat()
+    return head + clock + zone
+
+
+def _day_parts(t: datetime) -> tuple[str, str] | None:
+    """("YYYY-MM-DDT", offset text) of aware, whole-second `t` (None: its tzinfo gives no offset), kept in
+    _ZONE_DAYS for its zone and local date when that offset holds all day: always for a fixed-offset
+    timezone, for a ZoneInfo when no change of offset falls near the date (steady_offset)."""
+    off = t.utcoffset()
+    if off is None:
+        return None
     zone = _OFFSETS.get(off)
     if zone is None:
         if len(_OFFSETS) >= 1024:
             _OFFSETS.clear()
-        zone = _OFFSETS[off] = t.isoformat()[len(day) + 1 + len(clock):]
-    return day + "T" + clock + zone
+        zone = _OFFSETS[off] = t.isoformat()[len(t.date().isoformat()) + 1 + len(t.time().isoformat()):]
+    got = (t.date().isoformat() + "T", zone)
+    tz, n = t.tzinfo, t.toordinal()
+    if type(tz) is timezone or type(tz) is ZoneInfo:
+        days = _ZONE_DAYS.get(tz)
+        if days is None:
+            if len(_ZONE_DAYS) >= 256:
+                _ZONE_DAYS.clear()
+            days = _ZONE_DAYS[tz] = {}
+        if n not in days:
+            if len(days) >= 4096:
+                days.clear()
+            days[n] = got if type(tz) is timezone or steady_offset(tz, n) == off else None
+    return got
 
 
 def plan_line(plan: Plan) -> str:

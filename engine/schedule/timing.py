@@ -372,6 +372,25 @@ def _transition(u: datetime, until: datetime, tz: ZoneInfo, off: timedelta) -> d
     return None
 
 
+def steady_offset(tz: ZoneInfo, day: int) -> timedelta | None:
+    """The UTC offset of every wall time on the local date whose ordinal is `day` (date.toordinal()) in tz, when
+    no change of offset falls within two days of it (a wall time is then neither skipped nor repeated, and its
+    offset is the one around it, fold or not); None when one does, or near the ends of the calendar.
+
+    Offsets are less than a day, so the date's wall times are instants within (day - 1, day + 2) in UTC;
+    rests on _year_transitions' assumption (no change and change back within one day)."""
+    try:
+        lo = datetime.combine(date.fromordinal(day - 2), time(), UTC)
+        hi = datetime.combine(date.fromordinal(day + 3), time(), UTC)
+        for year in range(lo.year, hi.year + 1):
+            for change in _year_transitions(tz, year):
+                if lo <= change <= hi:
+                    return None
+        return _offset(lo + 2 * _DAY, tz)
+    except (OverflowError, ValueError):
+        return None
+
+
 # A 15-minute stretch of UTC time is, for a given window and zone, almost always wholly open or wholly
 # closed (windows open on whole or half hours, offsets are multiples of 15 minutes). next_open caches
 # that per stretch: open -> the start itself, closed -> the one instant the window next opens. Stretches

@@ -230,6 +230,50 @@ def test_isoformat_from_pieces_is_isoformat(t, whole):
     assert isoformat(t.replace(fold=1)) == t.replace(fold=1).isoformat()
 
 
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Africa/Monrovia"])
+def test_isoformat_on_and_around_days_the_offset_changes_is_isoformat(zone):
+    """The offset pipeline.isoformat keeps per zone and local date (where it holds all day): every quarter hour of
+    the days around a change of offset, both folds, twice (the second time from what the first kept)."""
+    from engine.pipeline import isoformat
+
+    tz = ZoneInfo(zone)
+    for year in (1971, 2026):
+        for month, day in ((3, 29), (10, 25), (3, 8), (11, 1), (4, 5), (10, 4), (1, 1)):
+            start = datetime(year, month, day) - timedelta(days=2)
+            for k in range(4 * 96):
+                for fold in (0, 1):
+                    t = (start + k * timedelta(minutes=15)).replace(tzinfo=tz, fold=fold)
+                    assert isoformat(t) == t.isoformat()
+                    assert isoformat(t) == t.isoformat()
+    monrovia = datetime(1972, 1, 7, 0, 0, tzinfo=ZoneInfo("Africa/Monrovia"))  # -00:44:30 -> +00:00
+    for k in range(-200, 200):
+        t = monrovia + k * timedelta(minutes=7)
+        assert isoformat(t) == t.isoformat()
+
+
+def test_isoformat_of_an_instant_in_a_zone_of_another_kind_is_isoformat():
+    """A tzinfo of the caller's own class (unhashable here, with a fold-dependent offset) is written by isoformat
+    itself, each time: only timezone and ZoneInfo offsets are kept per date."""
+    from datetime import tzinfo
+
+    from engine.pipeline import isoformat
+
+    class Odd(tzinfo):
+        __hash__ = None  # type: ignore[assignment]
+
+        def utcoffset(self, dt):
+            return timedelta(hours=1 + dt.fold, seconds=dt.minute)
+
+        def dst(self, dt):
+            return None
+
+    for minute in (0, 7, 59):
+        for fold in (0, 1):
+            t = datetime(2026, 3, 29, 2, minute, tzinfo=Odd(), fold=fold)
+            assert isoformat(t) == t.isoformat()
+            assert isoformat(t) == t.isoformat()
+
+
 @pytest.mark.parametrize("where", ["name", "key", "list"])
 def test_a_raw_lone_surrogate_is_refused_as_the_escaped_one_is(deployment_root, where):
     """herald as a library: a record given as a value (Pipeline.run_records, Gate.record) or as a Python str holding

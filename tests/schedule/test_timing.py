@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.model import Timing, Window
 from engine.schedule.timing import (
+    steady_offset,
     Schedule, check_holidays, check_timezone, format_duration, in_window, is_open_day, load_timezone,
     next_open, parse_duration, parse_hours, parse_instant, parse_window, schedule,
 )
@@ -575,3 +576,30 @@ def test_a_start_finds_its_own_fifteen_minute_stretch(start):
     verdicts: dict = {}
     _next_open_cached(start, window(BUSINESS), SH, verdicts)
     assert next(iter(verdicts)) == (start - _EPOCH) // _BUCKET
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(zone=st.sampled_from([*ZONES, "Africa/Monrovia", "Asia/Kathmandu"]),
+       day=st.one_of(st.sampled_from(TRANSITIONS).map(lambda t: t.toordinal()),
+                     st.integers(date(1900, 1, 1).toordinal(), date(2040, 1, 1).toordinal())),
+       near=st.integers(-3, 3))
+def test_a_steady_offset_is_the_offset_of_every_wall_time_of_the_day(zone, day, near):
+    """steady_offset(tz, day) is what utcoffset() gives for every wall time of that date (each quarter hour, both
+    folds) whenever it answers; it does not answer on a day the offset changes."""
+    tz = ZoneInfo(zone)
+    day += near
+    got = steady_offset(tz, day)
+    start = datetime.combine(date.fromordinal(day), datetime.min.time())
+    offsets = {(start + k * 15 * MINUTE).replace(tzinfo=tz, fold=fold).utcoffset() for k in range(96) for fold in (0, 1)}
+    if got is not None:
+        assert offsets == {got}
+    if len(offsets) > 1:
+        assert got is None
+
+
+def test_steady_offset_near_the_ends_of_the_calendar_is_no_answer():
+    tz = ZoneInfo("Europe/Berlin")
+    assert steady_offset(tz, date.max.toordinal()) is None
+    assert steady_offset(tz, date.min.toordinal()) is None
+    assert steady_offset(tz, date(2026, 3, 29).toordinal()) is None  # spring forward
+    assert steady_offset(tz, date(2026, 7, 1).toordinal()) == timedelta(hours=2)
