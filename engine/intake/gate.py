@@ -9,12 +9,12 @@ from typing import Any
 from collections.abc import Callable
 
 from engine.intake.decode import Item, decode_json, parse_text
-from engine.rules.schemas import fast_check, jsonschema_validator, schema
+from engine.rules.schemas import check_formats, fast_check, jsonschema_validator, schema
 from engine.safetext import SINGLE_LINE_PATTERN, TEXT_PATTERNS, escape_controls, first_control
-from engine.schedule.timing import check_timezone, load_timezone, parse_instant_text
+from engine.schedule.timing import check_timezone, load_timezone
 from engine.model import quick_init
 
-_FORMATS = {"date-time": parse_instant_text}  # as fast_check compiles them
+_FORMATS = check_formats()  # as fast_check compiles them
 
 OK = "ok"
 INVALID = "invalid"
@@ -175,13 +175,6 @@ def check_record(record: Any, printable: bool = False) -> GateResult:
     return result
 
 
-def plain_text(text: str) -> bool:
-    """Whether a JSON text holds no backslash and only printable characters (str.isprintable: no control
-    character, line or paragraph separator, surrogate, or other unprintable one, not even as whitespace).
-    Then every string decoded from it is made of its own characters, no escapes: printable ones only."""
-    return "\\" not in text and text.isprintable()
-
-
 def judge(item: Item) -> GateResult:
     """The stateless verdict on one decoded input: invalid (with why and the field) or ok."""
     if item.error is not None:
@@ -211,7 +204,9 @@ def _problem(record: Any, text: str) -> GateResult | None:
     """The verdict on `record`, decoded from the JSON text `text`, when it is not ok; None when it is."""
     if record.__class__ is not dict:
         return GateResult(INVALID, None, None, "an outcome must be a JSON object", "")
-    printable = "\\" not in text and text.isprintable()  # plain_text(text), inline: once per outcome
+    # no backslash and only printable characters (str.isprintable: no control character, line or paragraph
+    # separator, surrogate, or other unprintable one): every string decoded from it is its own characters
+    printable = "\\" not in text and text.isprintable()
     problem = _schema_problem(record, printable)
     # only a text that spells a surrogate can hold one (a printable text holds none): the record is walked then
     if problem is None and not printable and _SURROGATE.search(text) and _has_lone_surrogate(record):

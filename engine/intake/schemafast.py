@@ -261,9 +261,9 @@ _NODE_CHECKS: dict[int, tuple[Any, Any, Callable[[Any], bool], Callable[[Any], b
 def _node_checks(schema: Any, formats: Mapping[str, Callable[[str], Any]]) -> tuple[Callable[[Any], bool],
                                                                                  Callable[[Any], bool]]:
     """(the whole check of `schema`, the check of its own keywords only: each property's and item's schema
-    taken as true), compiled once per schema object (the entry holds it, so its id stays its)."""
+    taken as true), compiled once per schema object and formats (the entry holds both, so their ids stay theirs)."""
     got = _NODE_CHECKS.get(id(schema))
-    if got is None or got[0] is not schema:
+    if got is None or got[0] is not schema or got[1] is not formats:
         own = schema
         if isinstance(schema, dict):
             own = {k: v for k, v in schema.items() if k != "items"}

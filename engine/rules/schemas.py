@@ -68,15 +68,23 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
 
 
 @cache
+def check_formats() -> dict[str, Callable[[str], Any]]:
+    """The `format` checks of herald's compiled checks (one object, so caches keyed on it hit): a date-time is
+    what herald's instant parser reads (the parsed instant, always true, or None)."""
+    from engine.schedule.timing import parse_instant_text
+
+    return {"date-time": parse_instant_text}
+
+
+@cache
 def fast_check(name: str, printable: bool = False) -> Callable[[Any], bool]:
     """A predicate, True when the schema accepts a value: herald's own compiled check (engine.intake.schemafast)
     where the schema keeps to the keywords it knows, else fastjsonschema's validator. `printable`: for values
     whose strings are all printable (see compile_check), which may skip what cannot fail on them."""
     from engine.intake.schemafast import Unsupported, compile_check
-    from engine.schedule.timing import parse_instant_text
 
-    try:  # the parsed instant (a datetime is always true) or None serves as the format's verdict
-        return compile_check(schema(name), {"date-time": parse_instant_text}, printable)
+    try:
+        return compile_check(schema(name), check_formats(), printable)
     except Unsupported:
         validate = fast_validator(name)
 
