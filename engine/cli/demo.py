@@ -154,26 +154,37 @@ def _wait(proc: subprocess.Popen, reader: threading.Thread) -> int:
     return code
 
 
-def _stop(proc: subprocess.Popen, reader: threading.Thread, grace: float = 40.0) -> int:
-    """Stop the daemon: SIGTERM, then up to `grace` seconds for it to finish its sends; a second Ctrl-C in
-    that time (or the time running out) kills it, which the store is built to survive (an interrupted send
-    is sent again on the next start, with the same idempotency key)."""
-    print("\nstopping herald serve (SIGTERM; Ctrl-C again to kill it now) ...", flush=True)
+def _stop(proc: subprocess.Popen, reader: threading.Thread, grace: float = 40.0, hurry: float = 5.0) -> int:
+    """Stop the daemon: SIGTERM, then up to `grace` seconds for it to finish its sends. A second Ctrl-C in
+    that time sends the second SIGTERM, on which `herald serve` gives up its sends and exits at once (they are
+    sent again on the next start, with the same idempotency key); a daemon still running `hurry` seconds
+    later, or after `grace`, is killed."""
+    print("\nstopping herald serve (SIGTERM; Ctrl-C again to stop it now) ...", flush=True)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(grace)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
-            why = "a second Ctrl-C" if isinstance(exc, KeyboardInterrupt) else f"still running after {grace:g} s"
-            print(f"{why}: killing herald serve (SIGKILL); anything it was sending is sent again on the next "
-                  "start", flush=True)
-            proc.kill()
-            code = proc.wait()
+        except subprocess.TimeoutExpired:
+            code = _kill(proc, f"still running after {grace:g} s")
+        except KeyboardInterrupt:
+            print("a second Ctrl-C: stopping herald serve now (a second SIGTERM)", flush=True)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(hurry)
+            except subprocess.TimeoutExpired:
+                code = _kill(proc, f"still running {hurry:g} s after the second SIGTERM")
     else:
         code = proc.returncode
     reader.join(2)
     print(f"herald serve exited with {code}", flush=True)
     return 0 if code == 0 else 1
+
+
+def _kill(proc: subprocess.Popen, why: str) -> int:
+    print(f"{why}: killing herald serve (SIGKILL); anything it was sending is sent again on the next start",
+          flush=True)
+    proc.kill()
+    return proc.wait()
 
 
 if __name__ == "__main__":

@@ -53,38 +53,61 @@ def test_demo_clock_waits_for_the_examples_to_be_in_the_past(ruleset):
     assert latest > now and got >= latest and "clock starts at its next opening" in why
 
 
+_DAEMON = """
+import os, signal, time
+seen = []
+def on_term(sig, frame):
+    seen.append(sig)
+    print(f"SIGTERM {len(seen)}", flush=True)
+    if len(seen) == EXIT_ON:
+        os._exit(143)  # as herald serve on its second SIGTERM: gives up its sends, exits at once
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
 @pytest.mark.slow
-def test_a_second_ctrl_c_while_the_daemon_stops_kills_it_without_a_traceback(capsys):
+@pytest.mark.parametrize(("exit_on", "code", "killed"), [(2, 143, False), (0, -9, True)])
+def test_a_second_ctrl_c_while_the_daemon_stops_sends_the_second_sigterm_without_a_traceback(
+        capsys, exit_on, code, killed):
     """`make run`: the first Ctrl-C sends SIGTERM and waits for the daemon to finish its sends; a second one
-    in that wait used to end the demo with a KeyboardInterrupt traceback and leave the daemon running."""
-    import _thread
+    in that wait used to end the demo with a KeyboardInterrupt traceback and leave the daemon running. Now it
+    sends the second SIGTERM (herald serve then exits at once), and kills a daemon that still does not stop."""
     import subprocess
     import sys
     import threading
 
     from engine.cli.demo import _stop
 
-    slow = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                             "print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen([sys.executable, "-c", _DAEMON.replace("EXIT_ON", str(exit_on))],
+                              stdout=subprocess.PIPE, text=True)
+    real_wait = daemon.wait
+
+    def wait(timeout=None):
+        if daemon.wait is wait:  # the first wait, for the sends: the daemon has the first SIGTERM, then Ctrl-C
+            daemon.wait = real_wait  # type: ignore[method-assign]
+            assert daemon.stdout is not None and daemon.stdout.readline() == "SIGTERM 1\n"
+            raise KeyboardInterrupt
+        return real_wait(timeout)
+
     try:
-        assert slow.stdout is not None and slow.stdout.readline() == "ready\n"  # SIGTERM is ignored from here on
+        assert daemon.stdout is not None and daemon.stdout.readline() == "ready\n"
+        daemon.wait = wait  # type: ignore[method-assign]
         reader = threading.Thread(target=lambda: None)
         reader.start()
-        # the second Ctrl-C: raised in this (the main) thread while _stop waits for the process
-        timer = threading.Timer(0.5, _thread.interrupt_main)
-        timer.start()
         try:
-            code = _stop(slow, reader)
+            got = _stop(daemon, reader, hurry=2.0)
         except KeyboardInterrupt:
             pytest.fail("the second Ctrl-C escaped the demo's stop (a traceback for the user)")
-        finally:
-            timer.cancel()
-        assert code == 1
-        assert slow.poll() == -9  # killed, not left behind
+        assert got == 1
+        assert daemon.poll() == code  # stopped by the second SIGTERM, or killed: never left behind
         out = capsys.readouterr().out
-        assert "a second Ctrl-C: killing herald serve (SIGKILL)" in out
-        assert "herald serve exited with -9" in out
+        assert "a second Ctrl-C: stopping herald serve now (a second SIGTERM)" in out
+        assert ("killing herald serve (SIGKILL)" in out) is killed
+        assert f"herald serve exited with {code}" in out
     finally:
-        if slow.poll() is None:
-            slow.kill()
-            slow.wait()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
