@@ -58,7 +58,7 @@ class SourceEndpoint:
         request = Request(scope, receive_)
         body = await self.read_body(request)
         now = runtime.now()
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}  # ASGI: lower case
+        headers = dict(request.headers.items())  # lower-case names, as ASGI gives them
         query = scope.get("query_string", b"")
         req = SourceRequest(body, headers, dict(QueryParams(query)) if query else {}, now)
         take = functools.partial(receive, source, req, store=runtime.store, intake=_intake(runtime, request),
