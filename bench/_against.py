@@ -18,14 +18,12 @@ import json
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 11, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))  # as bench/dryrun.py's NOW
 
 
 def export(rev: str, dest: Path) -> Path:
@@ -43,9 +41,9 @@ def export(rev: str, dest: Path) -> Path:
 class _Child:
     """One tree's process: started, loaded and warmed in __init__, then one timed run per call."""
 
-    def __init__(self, tree: Path, rules: Path, outcomes: Path) -> None:
+    def __init__(self, tree: Path, rules: Path, outcomes: Path, now: datetime) -> None:
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", str(tree),
-                                      str(rules), str(outcomes)], stdin=subprocess.PIPE,
+                                      str(rules), str(outcomes), now.isoformat()], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, cwd=str(rules))
         self.ready = json.loads(self._line())  # {"engine": path, "statuses": {...}}
 
@@ -69,10 +67,11 @@ class _Child:
         self.proc.wait(timeout=60)
 
 
-def compare(trees: dict[str, Path], rules: Path, outcomes: Path, rounds: int) -> dict[str, dict]:
+def compare(trees: dict[str, Path], rules: Path, outcomes: Path, rounds: int, now: datetime) -> dict[str, dict]:
     """{label: {"best": CPU seconds of the best round, "rounds": [...], "statuses": {...}, "engine": path}}
-    for each tree, the trees' rounds alternated (`rules`: a deployment directory; `outcomes`: JSON lines)."""
-    children = {label: _Child(tree, rules, outcomes) for label, tree in trees.items()}
+    for each tree, the trees' rounds alternated (`rules`: a deployment directory; `outcomes`: JSON lines;
+    `now`: the dry-run's fixed clock)."""
+    children = {label: _Child(tree, rules, outcomes, now) for label, tree in trees.items()}
     try:
         times: dict[str, list[float]] = {label: [] for label in trees}
         for _ in range(rounds):
@@ -85,8 +84,9 @@ def compare(trees: dict[str, Path], rules: Path, outcomes: Path, rounds: int) ->
             child.close()
 
 
-def child(tree: str, rules: str, outcomes: str) -> None:
-    """The child's side: herald imported from `tree`, answering `run` lines until its input ends."""
+def child(tree: str, rules: str, outcomes: str, now_text: str) -> None:
+    """The child's side (started in `rules`): herald imported from `tree`, answering `run` lines until its
+    input ends."""
     sys.path.insert(0, tree)
     try:
         from engine.config.deployment import load_deployment
@@ -98,11 +98,11 @@ def child(tree: str, rules: str, outcomes: str) -> None:
     if not str(Path(engine.__file__).resolve()).startswith(str(Path(tree).resolve())):
         raise SystemExit(f"imported herald from {engine.__file__}, not from {tree}")
     lines = Path(outcomes).read_text(encoding="utf-8").split("\n")
-    with contextlib.chdir(rules):
-        dep = load_deployment([rules])
+    dep = load_deployment([rules])  # (the working directory is `rules`: template paths read as the CLI's)
+    now = datetime.fromisoformat(now_text)
 
     def run() -> Counter:
-        pipe = Pipeline(dep, now=NOW, render_channels="first")
+        pipe = Pipeline(dep, now=now, render_channels="first")
         buf = io.StringIO()
         statuses: Counter = Counter()
         for plan in pipe.run_lines(lines):
@@ -123,9 +123,5 @@ def child(tree: str, rules: str, outcomes: str) -> None:
         print(time.process_time() - t, flush=True)
 
 
-def temporary() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="herald-bench-against-")
-
-
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--child":
-    child(*sys.argv[2:5])
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--child":
+    child(*sys.argv[2:6])

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import statistics
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from starlette.routing import compile_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import DAY, T0, build
@@ -114,11 +114,10 @@ def check_covered(client: httpx.Client, paths: list[str]) -> None:
 
 
 def template_matches(template: str, path: str) -> bool:
-    """Whether `path` is an instance of the OpenAPI path `template` (each `{name}` one whole segment):
-    `/v1/notifications/x` is one of `/v1/notifications/{id}`, not of `/v1/notifications/{id}/events`."""
-    pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part)
-                      for part in re.split(r"(\{[^}/]*\})", template))
-    return re.fullmatch(pattern, path) is not None
+    """Whether `path` is an instance of the OpenAPI path `template` (each `{name}` one whole segment), as the
+    daemon's router (Starlette's compile_path) matches it: `/v1/notifications/x` is one of
+    `/v1/notifications/{id}`, not of `/v1/notifications/{id}/events`."""
+    return compile_path(template)[0].match(path) is not None
 
 
 def main() -> None:

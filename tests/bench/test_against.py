@@ -5,11 +5,13 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))  # a fixed clock, as the bench's
 
 
 def _load(name: str):
@@ -52,7 +54,7 @@ def test_compare_runs_each_tree_in_its_own_process_on_the_same_work(workload, tm
     _, outcomes, rules = workload
     copy = tmp_path / "copy"
     shutil.copytree(ROOT / "engine", copy / "engine", ignore=shutil.ignore_patterns("__pycache__"))
-    got = against.compare({"here": ROOT, "copy": copy}, rules, outcomes, rounds=2)
+    got = against.compare({"here": ROOT, "copy": copy}, rules, outcomes, rounds=2, now=NOW)
     assert got["here"]["engine"] == str(ROOT / "engine")
     assert got["copy"]["engine"] == str(copy / "engine")  # herald imported from the tree it was given
     assert got["here"]["statuses"] == got["copy"]["statuses"]
@@ -67,4 +69,4 @@ def test_a_tree_without_herald_is_an_error_not_a_figure(workload, tmp_path):
     _, outcomes, rules = workload
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeError, match="ended"):
-        against.compare({"empty": tmp_path / "empty"}, rules, outcomes, rounds=1)
+        against.compare({"empty": tmp_path / "empty"}, rules, outcomes, rounds=1, now=NOW)
