@@ -38,7 +38,7 @@ def export(rev: str, dest: Path) -> Path:
     return tree
 
 
-class _Child:
+class Child:
     """One tree's process: started, loaded and warmed in __init__, then one timed run per call."""
 
     def __init__(self, tree: Path, rules: Path, outcomes: Path, now: datetime) -> None:
@@ -54,11 +54,25 @@ class _Child:
             raise RuntimeError(f"the child for {self.proc.args[3]} ended (exit {self.proc.wait()})")
         return line
 
-    def run(self) -> float:
+    def _ask(self, command: str) -> str:
         assert self.proc.stdin is not None
-        self.proc.stdin.write("run\n")
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
-        return float(self._line())
+        return self._line()
+
+    def run(self, guarded: bool = True) -> float:
+        """CPU seconds of one run of the whole file (`guarded`: the render budget on, as herald runs)."""
+        return self.run_both(guarded)[0]
+
+    def run_both(self, guarded: bool = True) -> tuple[float, float]:
+        """(CPU seconds, wall seconds) of one run of the whole file."""
+        cpu, wall = self._ask("run" if guarded else "run unguarded").split()
+        return float(cpu), float(wall)
+
+    def output(self, path: Path) -> None:
+        """One run, its jsonl output written to `path`."""
+        if self._ask(f"out {path}").strip() != "ok":
+            raise RuntimeError(f"the child for {self.proc.args[3]} did not write {path}")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -71,7 +85,7 @@ def compare(trees: dict[str, Path], rules: Path, outcomes: Path, rounds: int, no
     """{label: {"best": CPU seconds of the best round, "rounds": [...], "statuses": {...}, "engine": path}}
     for each tree, the trees' rounds alternated (`rules`: a deployment directory; `outcomes`: JSON lines;
     `now`: the dry-run's fixed clock)."""
-    children = {label: _Child(tree, rules, outcomes, now) for label, tree in trees.items()}
+    children = {label: Child(tree, rules, outcomes, now) for label, tree in trees.items()}
     try:
         times: dict[str, list[float]] = {label: [] for label in trees}
         for _ in range(rounds):
@@ -101,26 +115,33 @@ def child(tree: str, rules: str, outcomes: str, now_text: str) -> None:
     dep = load_deployment([rules])  # (the working directory is `rules`: template paths read as the CLI's)
     now = datetime.fromisoformat(now_text)
 
-    def run() -> Counter:
+    def run(buf: io.StringIO) -> Counter:
         pipe = Pipeline(dep, now=now, render_channels="first")
-        buf = io.StringIO()
         statuses: Counter = Counter()
         for plan in pipe.run_lines(lines):
             statuses[plan.status] += 1
             buf.write(plan_line(plan) + "\n")
         return statuses
 
-    statuses = run()  # warm: templates compiled, caches filled
+    statuses = run(io.StringIO())  # warm: templates compiled, caches filled
+    limits = dep.templates.limits
     gc.collect()
     gc.freeze()  # the outcome lines and the deployment, out of the collector's way (as bench/dryrun.py does)
     print(json.dumps({"engine": str(Path(engine.__file__).parent), "statuses": dict(statuses)}), flush=True)
     for command in sys.stdin:
-        if command.strip() != "run":
-            continue
-        gc.collect()
-        t = time.process_time()
-        run()
-        print(time.process_time() - t, flush=True)
+        verb, _, arg = command.strip().partition(" ")
+        if verb == "out":
+            buf = io.StringIO()
+            run(buf)
+            Path(arg).write_text(buf.getvalue(), encoding="utf-8")
+            print("ok", flush=True)
+        elif verb == "run":
+            dep.templates.limits = None if arg == "unguarded" else limits
+            gc.collect()
+            t, w = time.process_time(), time.perf_counter()
+            run(io.StringIO())
+            print(time.process_time() - t, time.perf_counter() - w, flush=True)
+            dep.templates.limits = limits
 
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--child":

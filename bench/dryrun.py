@@ -12,14 +12,17 @@ catch-alls (see bench/_gen.py), then prints, in one run (best of N for each figu
     the decision cache disabled (a dict that never keeps anything: every outcome is looked up in the
     index); checked against a naive first-match loop on a sample before timing;
 (b) end to end, in process: Pipeline(render_channels="first").run_lines + plan_line into
-    an io.StringIO (parse, gate, route, render, schedule, write), per rule count; and once through the
-    real CLI as a subprocess on the 1,000-rule set (its output compared with the in-process output);
+    an io.StringIO (parse, gate, route, render, schedule, write), per rule count, each rule count in a
+    process of its own that holds what a dry-run holds (one deployment, the input lines; bench/_against.py's
+    Child): this process also holds the other rule sets and what the routing figures left behind, and was
+    4-16% slower there; and once through the real CLI as a subprocess on the 1,000-rule set (its output
+    compared with the in-process output);
 (c) floors: json.loads of every line; one sandboxed Jinja2 render of one representative block per
     outcome; a naive first-match loop (match equality + `when`, rule by rule), timed on a sample
     of outcomes and given per second;
 (e) the render budget: end to end at 1,000 rules with every render budgeted (the default) and unguarded
-    (TemplateStore.limits = None), six runs of each alternated, best of each, by wall clock and by CPU time;
-    target: it costs <= 5% (CPU time: what other processes on the machine do not inflate);
+    (TemplateStore.limits = None), six runs of each alternated in the same process (b's), best of each, by wall
+    clock and by CPU time; target: it costs <= 5% (CPU time: what other processes on the machine do not inflate);
 (f) against the commit before (--against, default the last release 8ea434f): end to end at 1,000 rules,
     this tree and that commit's (exported with git archive) each in a process of its own on the same
     outcomes and rules, six rounds of each alternated, best round of each, CPU time (bench/_against.py); target:
@@ -390,71 +393,55 @@ def main() -> int:
         gc.freeze()
 
         # ---------------------------------------------------------------- (b) end to end in process
-        print("\n## end to end in process (Pipeline.run_lines + plan_line, render_channels=first)\n")
+        # Each rule count in a process of its own (bench/_against.py's Child, on this tree): one that holds what
+        # a dry-run holds, one deployment and the input lines. This process also holds the other rule sets and
+        # what the routing figures above left behind, and was 4-16% slower end to end in three full runs.
+        import _against
+
+        print("\n## end to end in process (Pipeline.run_lines + plan_line, render_channels=first; each rule count "
+              "in a process of its own)\n")
         e2e_rows = []
-        outputs = {}
         cli_n = 1000 if 1000 in deps else sizes[-1]
+        cli_expected = base / "in-process-out.jsonl"
+        budget_row = None
         order = e2e_sizes_full + [n for n in sizes if n not in e2e_sizes_full]
         for n in order:
-            dep = deps[n][1]
             if n not in e2e_sizes_full:
                 spent = time.perf_counter() - started
                 guess = 1.3 * n_out / min(r["rate"] for r in e2e_rows) if e2e_rows else 0
-                if spent + guess + (0 if args.no_cli else 25) > 175:
+                if spent + guess + (0 if args.no_cli else 25) > 240:
                     print(f"  {n:>6,} rules: skipped (time budget: {spent:.0f} s spent, ~{guess:.0f} s needed)")
                     continue
             reps = e2e_repeats if n in e2e_sizes_full else 1
-            statuses: Counter = Counter()
-
-            def e2e(dep=dep, statuses=statuses, n=n):
-                pipe = Pipeline(dep, now=NOW, render_channels="first")
-                buf = io.StringIO()
-                statuses.clear()
-                for plan in pipe.run_lines(lines):
-                    statuses[plan.status] += 1
-                    buf.write(plan_line(plan) + "\n")
-                if n == cli_n:
-                    outputs[n] = buf.getvalue()
-            t_e2e, c_e2e = best_of_both(e2e, reps)
-            e2e_rows.append({"rules": n, "rate": rate(n_out, t_e2e), "seconds": t_e2e, "reps": reps,
-                             "cpu_rate": rate(n_out, c_e2e), "statuses": dict(statuses)})
-            print(f"  {n:>6,} rules: {rate(n_out, t_e2e):,.0f} outcomes/s wall, {rate(n_out, c_e2e):,.0f} per CPU "
-                  f"second ({t_e2e:.2f} s, best of {reps}) {dict(statuses)}", flush=True)
-
-        # ---------------------------------------------------------------- (e) the render budget's cost
-        # The same end-to-end run at 1,000 rules with every render under its budget (the default) and
-        # unguarded (TemplateStore.limits = None), alternated so that machine noise hits both alike;
-        # timed by wall clock and by this process's CPU time (the watchdog thread's included), which
-        # other processes on a shared machine do not inflate.
-        budget_row = None
-        if 1000 in deps:
-            dep = deps[1000][1]
-            kept = dep.templates.limits
-            wall: dict = {"guarded": float("inf"), "unguarded": float("inf")}
-            rounds: dict = {"guarded": [], "unguarded": []}  # CPU rate of each round, printed: the noise shows
+            # (e) the render budget's cost, at 1,000 rules: runs with every render under its budget (the default)
+            # and unguarded (TemplateStore.limits = None) alternated in the same process, so that machine noise
+            # hits both alike; six rounds at least: the two differ by a few percent, which one noisy round hides
+            ab = n == 1000
+            rounds: dict = {"guarded": [], "unguarded": []}  # (CPU s, wall s) of each round
+            child = _against.Child(ROOT, deps[n][0], outcomes_file, NOW)
             try:
-                # six rounds at least: the two differ by a few percent, which one noisy round of four can hide
-                for _ in range(max(AB_ROUNDS, e2e_repeats)):
-                    for label, limits in (("unguarded", None), ("guarded", kept)):
-                        dep.templates.limits = limits
-                        gc.collect()
-                        t, c = time.perf_counter(), time.process_time()
-                        pipe = Pipeline(dep, now=NOW, render_channels="first")
-                        buf = io.StringIO()
-                        for plan in pipe.run_lines(lines):
-                            buf.write(plan_line(plan) + "\n")
-                        spent = time.process_time() - c
-                        wall[label] = min(wall[label], time.perf_counter() - t)
-                        rounds[label].append(rate(n_out, spent))
+                for _ in range(max(AB_ROUNDS, reps) if ab else reps):
+                    for guarded in ((False, True) if ab else (True,)):
+                        rounds["guarded" if guarded else "unguarded"].append(child.run_both(guarded))
+                if n == cli_n:
+                    child.output(cli_expected)
             finally:
-                dep.templates.limits = kept
-            budget_row = {**{k: rate(n_out, v) for k, v in wall.items()},
-                          **{f"{k}_cpu": max(v) for k, v in rounds.items()}}  # the best round of each
-            print(f"  render budget, 1,000 rules: guarded {budget_row['guarded']:,.0f} outcomes/s, unguarded "
-                  f"{budget_row['unguarded']:,.0f} outcomes/s (wall); per CPU second {budget_row['guarded_cpu']:,.0f} "
-                  f"vs {budget_row['unguarded_cpu']:,.0f}", flush=True)
-            for label, figures in rounds.items():
-                print(f"    {label:>9} rounds, per CPU second: {', '.join(f'{r:,.0f}' for r in figures)}")
+                child.close()
+            c_e2e = min(c for c, _ in rounds["guarded"])
+            t_e2e = min(w for _, w in rounds["guarded"])
+            statuses = child.ready["statuses"]
+            e2e_rows.append({"rules": n, "rate": rate(n_out, t_e2e), "seconds": t_e2e, "reps": len(rounds["guarded"]),
+                             "cpu_rate": rate(n_out, c_e2e), "statuses": statuses})
+            print(f"  {n:>6,} rules: {rate(n_out, t_e2e):,.0f} outcomes/s wall, {rate(n_out, c_e2e):,.0f} per CPU "
+                  f"second ({t_e2e:.2f} s, best of {len(rounds['guarded'])}) {statuses}", flush=True)
+            if ab:
+                budget_row = {label: rate(n_out, min(w for _, w in got)) for label, got in rounds.items()}
+                budget_row.update({f"{label}_cpu": rate(n_out, min(c for c, _ in got)) for label, got in rounds.items()})
+                print(f"  render budget, 1,000 rules: guarded {budget_row['guarded']:,.0f} outcomes/s, unguarded "
+                      f"{budget_row['unguarded']:,.0f} outcomes/s (wall); per CPU second {budget_row['guarded_cpu']:,.0f} "
+                      f"vs {budget_row['unguarded_cpu']:,.0f} (alternated in one process)", flush=True)
+                for label, got in rounds.items():
+                    print(f"    {label:>9} rounds, per CPU second: {', '.join(f'{rate(n_out, c):,.0f}' for c, _ in got)}")
 
         # ---------------------------------------------------------------- (f) against the commit before
         against_row = None
@@ -474,7 +461,7 @@ def main() -> int:
             t_cli = time.perf_counter() - t
             t_val = best_of(lambda: subprocess.run(herald_cmd() + ["validate"], cwd=d, capture_output=True), 2)
             produced = out_file.read_text(encoding="utf-8")
-            same = produced == outputs.get(cli_n)
+            same = cli_expected.exists() and produced == cli_expected.read_text(encoding="utf-8")
             cli_row = {"rules": cli_n, "seconds": t_cli, "validate": t_val, "rc": proc.returncode,
                        "lines": produced.count("\n"), "same": same}
             if proc.returncode != 0:
@@ -595,7 +582,8 @@ def main() -> int:
                     buf = io.StringIO()
                     for plan in pipe.run_lines(part):
                         buf.write(plan_line(plan) + "\n")
-                print(f"\n## profile: end to end, {n:,} rules, {len(part):,} outcomes\n")
+                e2e_part()  # warm, as the timed runs are (their first run is not timed)
+                print(f"\n## profile: end to end, {n:,} rules, {len(part):,} outcomes (warm)\n")
                 print(profile_top(e2e_part))
             if "routing" in prof_needed or args.profile:
                 n = sizes[-1]

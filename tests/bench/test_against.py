@@ -70,3 +70,31 @@ def test_a_tree_without_herald_is_an_error_not_a_figure(workload, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeError, match="ended"):
         against.compare({"empty": tmp_path / "empty"}, rules, outcomes, rounds=1, now=NOW)
+
+
+@pytest.mark.slow
+def test_the_child_writes_what_the_pipeline_writes_in_this_process(workload, tmp_path):
+    """bench/dryrun.py's end-to-end figures come from a Child on this tree: its output is the pipeline's."""
+    import contextlib
+    import io
+
+    from engine.config.deployment import load_deployment
+    from engine.pipeline import Pipeline, plan_line
+
+    _, outcomes, rules = workload
+    child = against.Child(ROOT, rules, outcomes, NOW)
+    try:
+        cpu, wall = child.run_both()
+        assert cpu > 0 and wall > 0
+        assert child.run(guarded=False) > 0  # the budget off for one run: still runs the whole file
+        child.output(tmp_path / "out.jsonl")
+    finally:
+        child.close()
+    with contextlib.chdir(rules):
+        dep = load_deployment([str(rules)])
+    buf = io.StringIO()
+    lines = outcomes.read_text(encoding="utf-8").split("\n")
+    for plan in Pipeline(dep, now=NOW, render_channels="first").run_lines(lines):
+        buf.write(plan_line(plan) + "\n")
+    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == buf.getvalue()
+    assert buf.getvalue().count("\n") == 300
