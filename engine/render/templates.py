@@ -150,6 +150,24 @@ class _Entry:
     compiled: dict = field(default_factory=dict)  # autoescape flag -> Template | Exception
     top_level: dict = field(default_factory=dict)  # autoescape flag -> has top-level set/macro/...
     plans: dict = field(default_factory=dict)  # (channel, main_only) -> _ChannelPlan | _Unrenderable
+    # (has a scoped block, has an eval-context modifier) of `ast`, found by one walk on first use (_ast_flags)
+    ast_flags: tuple[bool, bool] | None = None
+
+
+def _ast_flags(entry: _Entry) -> tuple[bool, bool]:
+    """Whether the file's syntax tree holds a scoped block, and an eval-context modifier ({% autoescape %});
+    found by one walk of the tree the first time a channel's plan asks (a walk costs about a millisecond, and
+    a file has a plan for each channel and mode)."""
+    flags = entry.ast_flags
+    if flags is None:
+        scoped = modifies = False
+        for node in entry.ast.find_all((nodes.Block, nodes.EvalContextModifier)):
+            if isinstance(node, nodes.Block):
+                scoped = scoped or bool(node.scoped)
+            else:
+                modifies = True
+        flags = entry.ast_flags = (scoped, modifies)
+    return flags
 
 
 def _display(path: Path) -> str:
@@ -551,9 +569,8 @@ class TemplateStore:
             # (not with a scoped block inside: Jinja runs it in context.derived(), a copy of the parent, and the
             # fast path's parent holds no globals; see _BlockContexts)
             if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
-                    and main in template.blocks and entry.ast is not None \
-                    and not any(b.scoped for b in entry.ast.find_all(nodes.Block)):
-                modifies = next(entry.ast.find_all(nodes.EvalContextModifier), None) is not None
+                    and main in template.blocks and entry.ast is not None and not _ast_flags(entry)[0]:
+                modifies = _ast_flags(entry)[1]
                 made = (_fields_of(RenderResult, template=file, locale=file.locale, message=None),
                         _fields_of(Message, channel=channel, body=None))
                 return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main],
