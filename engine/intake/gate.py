@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
-from engine.intake.decode import Item, decode_json, parse_text
+from engine.intake.decode import Item, _decode_exactly, jiter_json, parse_text
 from engine.rules.schemas import check_formats, fast_check, jsonschema_validator, schema
 from engine.safetext import SINGLE_LINE_PATTERN, TEXT_PATTERNS, escape_controls, first_control
 from engine.schedule.timing import check_timezone, load_timezone
@@ -124,17 +124,18 @@ def _nested(attributes: dict) -> bool:
     return False
 
 
-_CHECKS: dict[bool, Callable[[Any], bool]] = {}  # printable -> fast_check("outcome", printable), looked up once
+_CHECKS: dict[bool, Callable[[Any], bool]] = {}  # no_controls -> fast_check("outcome", no_controls), looked up once
 
 
-def _schema_verdict(record: Any, printable: bool) -> GateResult:
-    """Schema check of one parsed record; fast when valid, names the field when not. `printable`: see check_record."""
-    return _schema_problem(record, printable) or GateResult(OK, record, record["id"])
+def _schema_verdict(record: Any, no_controls: bool) -> GateResult:
+    """Schema check of one parsed record; fast when valid, names the field when not. `no_controls`: no string of
+    the record holds a control character or line separator (schemafast.CONTROLS; e.g. all are printable)."""
+    return _schema_problem(record, no_controls) or GateResult(OK, record, record["id"])
 
 
-def _schema_problem(record: Any, printable: bool) -> GateResult | None:
+def _schema_problem(record: Any, no_controls: bool) -> GateResult | None:
     """_schema_verdict when it is not ok; None when it is (no value made for the usual verdict)."""
-    check = _CHECKS.get(printable) or _CHECKS.setdefault(printable, fast_check("outcome", printable))
+    check = _CHECKS.get(no_controls) or _CHECKS.setdefault(no_controls, fast_check("outcome", no_controls))
     if check(record):  # compiled once, then one call
         attributes = record.get("attributes")
         if attributes and _nested(attributes) and _deeper_than(attributes, MAX_ATTRIBUTE_DEPTH):
@@ -152,6 +153,8 @@ def _schema_problem(record: Any, printable: bool) -> GateResult | None:
 
 # a lone surrogate in a JSON text: a `\u` escape, or (a Python str, herald used as a library) the character itself
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+# U+0080-U+009F (the C1 controls), U+2028 and U+2029 in UTF-8 (in valid UTF-8, 0xc2 and 0xe2 only ever lead)
+_C1_OR_SEPARATOR = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
 _LONE_SURROGATE = "a string holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)"
 
 
@@ -168,7 +171,7 @@ def check_record(record: Any, printable: bool = False) -> GateResult:
     """The gate's verdict on a record given as a value (Pipeline.run_records, Gate.record: herald as a library):
     the schema, then lone surrogates, as judge gives it on a JSON text. `printable`: every string of the record is
     known to be made of printable characters (then it holds no surrogate either): the compiled check for such
-    records, which skips the patterns that only refuse unprintable characters."""
+    records, which skips the patterns that only refuse control characters."""
     result = _schema_verdict(record, printable)
     if result.status == OK and not printable and _has_lone_surrogate(record):
         return GateResult(INVALID, None, result.outcome_id, _LONE_SURROGATE, "")
@@ -180,8 +183,11 @@ def judge(item: Item) -> GateResult:
     if item.error is not None:
         return GateResult(INVALID, None, None, item.error, "")
     record, raw = item.record, item.raw
-    return _problem(record, raw if isinstance(raw, str) else raw.decode("utf-8", "replace")) or \
-        GateResult(OK, record, record["id"])
+    if raw.__class__ is bytes and 92 not in raw:  # UTF-8 (it decoded) without a backslash: no escape, no surrogate
+        problem = _problem_utf8(record, raw)
+    else:
+        problem = _problem(record, raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
+    return problem or GateResult(OK, record, record["id"])
 
 
 def judge_text(text: str) -> GateResult:
@@ -194,10 +200,34 @@ def judged_text(text: str) -> tuple[Any, GateResult | None]:
     """judge_text without the usual verdict's value: (the record, None) when it is ok, else (whatever was
     decoded, the verdict); Pipeline.run_lines goes on with the record itself."""
     try:
-        record = decode_json(text)
+        data = text.encode()
+        record = jiter_json(data)
+    except Exception:  # noqa: BLE001 - refused by jiter (or a surrogate in the str): decode_json's exact path decides
+        return _judged_exactly(text)
+    return record, _problem_utf8(record, data)
+
+
+def _judged_exactly(text: str) -> tuple[Any, GateResult | None]:
+    """judged_text for a text jiter refused: json's C scanner decodes it (the value, or the error, of decode_json)."""
+    try:
+        record = _decode_exactly(text)
     except (ValueError, RecursionError) as e:  # parse_text's error, word for word
         return None, GateResult(INVALID, None, None, f"not JSON: {e}", "")
     return record, _problem(record, text)
+
+
+def _problem_utf8(record: Any, data: bytes) -> GateResult | None:
+    """_problem for a record decoded from the UTF-8 JSON text `data` by jiter_json, or from a `data` without a
+    backslash: no string of it holds a surrogate then (jiter's strings are UTF-8; without an escape every string is
+    its own UTF-8 bytes), and the walk for one is not needed."""
+    if record.__class__ is not dict:
+        return GateResult(INVALID, None, None, "an outcome must be a JSON object", "")
+    # no backslash: every string is its own bytes, where a decoded JSON text holds no C0 control (JSON refuses one
+    # unescaped); no DEL byte, and neither a C1 control nor a separator in UTF-8 (looked for only where their lead
+    # bytes 0xc2, 0xe2 occur at all): no string holds a character of schemafast.CONTROLS. (Integers: `in` on bytes
+    # is one memchr; a bytes operand would cost an exception inside it each time.)
+    return _schema_problem(record, not (92 in data or 127 in data or (
+        (0xC2 in data or 0xE2 in data) and _C1_OR_SEPARATOR.search(data) is not None)))
 
 
 def _problem(record: Any, text: str) -> GateResult | None:

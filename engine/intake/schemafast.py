@@ -6,15 +6,15 @@ with one set comparison each and folds a property's checks into one condition, w
 check of a typical outcome about 1.4x cheaper (bench/dryrun.py prints both). It knows only
 the keywords below and refuses (`Unsupported`) a schema using any other, so a schema change can
 never make it silently lenient: `engine.rules.schemas.fast_check` then falls back to fastjsonschema.
-For a value whose strings are known to be printable (the gate knows it from the JSON text: no backslash,
-str.isprintable), `printable=True` leaves out the patterns that ban only unprintable characters.
+For a value whose strings are known to hold no control character (C0, DEL, C1) nor line or paragraph separator
+(the gate knows it from the JSON text), `no_controls=True` leaves out the patterns that ban only those.
 Semantics follow JSON Schema 2020-12 as jsonschema implements them; a pattern's `$` means the end of
 the text (ECMA-262, as fastjsonschema has it, and as herald's jsonschema validator is told too).
 """
 from __future__ import annotations
 
 import re
-import re._parser as sre_parse  # type: ignore[import-not-found]  # a character class's items (see _unprintable_only)
+import re._parser as sre_parse  # type: ignore[import-not-found]  # a character class's items (see _controls_only)
 from functools import lru_cache
 from typing import Any
 from collections.abc import Callable, Mapping
@@ -55,10 +55,16 @@ def _banned_class(pattern: str) -> re.Pattern | None:
     return re.compile(f"[{m.group(1)}]") if m else None
 
 
-def _unprintable_only(banned: re.Pattern) -> bool:
-    """Whether every character the class `banned` matches is unprintable (not str.isprintable()): a text made
-    of printable characters then never holds one. False for a class of any other form than characters and
-    ranges (categories, negations): such a pattern is always checked."""
+# What a caller of the no_controls check vouches that no string holds: the C0 controls, DEL, the C1 controls, the
+# line and paragraph separators. All of them unprintable (a text of printable characters holds none), and the
+# gate proves their absence from a text's UTF-8 bytes in a few byte scans (gate._problem_utf8).
+CONTROLS = frozenset([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029])
+
+
+def _controls_only(banned: re.Pattern) -> bool:
+    """Whether every character the class `banned` matches is one of CONTROLS: a text without them then never
+    holds one. False for a class of any other form than characters and ranges (categories, negations): such a
+    pattern is always checked."""
     try:
         ((op, items),) = sre_parse.parse(banned.pattern)
     except (ValueError, re.error):
@@ -72,7 +78,7 @@ def _unprintable_only(banned: re.Pattern) -> bool:
             lo, hi = value
         else:
             return False
-        if any(chr(c).isprintable() for c in range(lo, hi + 1)):
+        if any(c not in CONTROLS for c in range(lo, hi + 1)):
             return False
     return True
 
@@ -82,9 +88,9 @@ class Unsupported(ValueError):
 
 
 class _Gen:
-    def __init__(self, formats: Mapping[str, Callable[[str], Any]], printable: bool = False):
+    def __init__(self, formats: Mapping[str, Callable[[str], Any]], no_controls: bool = False):
         self.formats = formats
-        self.printable = printable
+        self.no_controls = no_controls
         self.lines: list[str] = []
         self.scope: dict[str, Any] = {}
         self.n = 0
@@ -161,8 +167,8 @@ class _Gen:
             if not isinstance(pattern, str):
                 raise Unsupported(f"pattern {pattern!r}")
             banned = _banned_class(pattern)
-            if banned is not None and self.printable and _unprintable_only(banned):
-                pass  # only unprintable characters banned, and the caller vouches that the text has none
+            if banned is not None and self.no_controls and _controls_only(banned):
+                pass  # only CONTROLS banned, and the caller vouches that the text has none
             elif banned is not None:  # `^[^...]*$`: one scan for a banned character, no backtracking
                 rx = self.name("R", banned.search)
                 checks.append(f"{rx}({v}) is not None")
@@ -224,25 +230,25 @@ class _Gen:
 
     def plain_string(self, schema: Any) -> bool:
         """Whether `schema` checks nothing but a string type here: no length, enum, format, or a pattern the
-        printable variant leaves out."""
+        no_controls variant leaves out."""
         if not isinstance(schema, dict) or schema.get("type") != "string":
             return False
         rest = set(schema) - ANNOTATIONS - {"type"}
-        if rest == {"pattern"} and self.printable and isinstance(schema["pattern"], str):
+        if rest == {"pattern"} and self.no_controls and isinstance(schema["pattern"], str):
             banned = _banned_class(schema["pattern"])
-            return banned is not None and _unprintable_only(banned)
+            return banned is not None and _controls_only(banned)
         return not rest
 
 
 def compile_check(schema: Any, formats: Mapping[str, Callable[[str], Any]] | None = None,
-                  printable: bool = False) -> Callable[[Any], bool]:
+                  no_controls: bool = False) -> Callable[[Any], bool]:
     """A predicate: True when `schema` accepts the value. Raises Unsupported for keywords it does not know.
 
-    `formats` maps a format name to a function of the text whose truth is the verdict. `printable`: the
-    check for values whose every string is made of printable characters (str.isprintable; the gate knows it
-    from the text a record was decoded from): a pattern `^[^C]*$` whose class C holds only unprintable
-    characters (control characters, line and paragraph separators) cannot fail there and is left out."""
-    gen = _Gen(formats or {}, printable)
+    `formats` maps a format name to a function of the text whose truth is the verdict. `no_controls`: the
+    check for values whose strings hold none of CONTROLS (e.g. strings of printable characters; the gate knows
+    it from the text a record was decoded from): a pattern `^[^C]*$` whose class C holds only characters of
+    CONTROLS cannot fail there and is left out."""
+    gen = _Gen(formats or {}, no_controls)
     gen.emit(0, "def check(d):")
     gen.node(schema, "d", 1)
     gen.emit(1, "return True")

@@ -77,14 +77,14 @@ def check_formats() -> dict[str, Callable[[str], Any]]:
 
 
 @cache
-def fast_check(name: str, printable: bool = False) -> Callable[[Any], bool]:
+def fast_check(name: str, no_controls: bool = False) -> Callable[[Any], bool]:
     """A predicate, True when the schema accepts a value: herald's own compiled check (engine.intake.schemafast)
-    where the schema keeps to the keywords it knows, else fastjsonschema's validator. `printable`: for values
-    whose strings are all printable (see compile_check), which may skip what cannot fail on them."""
+    where the schema keeps to the keywords it knows, else fastjsonschema's validator. `no_controls`: for values
+    whose strings hold no control character (see compile_check), which may skip what cannot fail on them."""
     from engine.intake.schemafast import Unsupported, compile_check
 
     try:
-        return compile_check(schema(name), check_formats(), printable)
+        return compile_check(schema(name), check_formats(), no_controls)
     except Unsupported:
         validate = fast_validator(name)
 

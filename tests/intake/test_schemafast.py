@@ -96,7 +96,7 @@ def test_verdicts_agree_with_jsonschema(changes, top):
     (False, [], [1, None, "x"]),
 ])
 def test_keywords(sub, good, bad):
-    for check in (compile_check(sub), compile_check(sub, printable=True)):
+    for check in (compile_check(sub), compile_check(sub, no_controls=True)):
         for value in good:
             assert check(value) is True, value
         for value in bad:
@@ -167,7 +167,7 @@ def test_an_only_allowed_characters_pattern_gives_jsonschema_s_verdict(text):
 
 # ---------------------------------------------------------------- the check for printable text (the gate's fast path)
 
-PRINTABLE_CHECK = fast_check("outcome", printable=True)
+PRINTABLE_CHECK = fast_check("outcome", no_controls=True)
 printable_texts = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")),
                           max_size=8).filter(str.isprintable)
 
@@ -175,9 +175,9 @@ printable_texts = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cf
 def test_the_printable_check_leaves_out_only_the_unprintable_character_patterns():
     assert "R" in CHECK.source and PRINTABLE_CHECK.source.count("R") < CHECK.source.count("R")
     assert "is not None" not in PRINTABLE_CHECK.source  # every `^[^C]*$` of the schema bans unprintables only
-    kept = compile_check({"type": "string", "pattern": "^[^\\x00-\\x1fa]*$"}, printable=True)
+    kept = compile_check({"type": "string", "pattern": "^[^\\x00-\\x1fa]*$"}, no_controls=True)
     assert kept("abc") is False and "is not None" in kept.source  # `a` is printable: the pattern stays
-    assert compile_check({"type": "string", "pattern": "^[^\\s]*$"}, printable=True)("a b") is False
+    assert compile_check({"type": "string", "pattern": "^[^\\s]*$"}, no_controls=True)("a b") is False
 
 
 @settings(max_examples=400, deadline=None)
