@@ -178,6 +178,9 @@ def test_the_printable_check_leaves_out_only_the_unprintable_character_patterns(
     kept = compile_check({"type": "string", "pattern": "^[^\\x00-\\x1fa]*$"}, no_controls=True)
     assert kept("abc") is False and "is not None" in kept.source  # `a` is printable: the pattern stays
     assert compile_check({"type": "string", "pattern": "^[^\\s]*$"}, no_controls=True)("a b") is False
+    # unprintable, but not one of CONTROLS (what the gate proves absent from the bytes): the pattern stays
+    zero_width = compile_check({"type": "string", "pattern": "^[^\\u200b\\ufeff]*$"}, no_controls=True)
+    assert zero_width("a\u200bb") is False and "is not None" in zero_width.source
 
 
 @settings(max_examples=400, deadline=None)
