@@ -16,10 +16,10 @@ from typing import Any
 
 from engine.model import quick_init
 
-try:  # (the ignores: for mypy in an environment without jiter)
-    from jiter import from_json as _from_json  # type: ignore[import-not-found, unused-ignore]
+try:
+    from jiter import from_json as _from_json  # type: ignore[import-not-found, unused-ignore]  # mypy without jiter
 except ImportError:  # an environment installed before herald required jiter: json's C scanner alone (same values)
-    _from_json = None  # type: ignore[assignment, unused-ignore]
+    _from_json = None  # type: ignore[assignment, unused-ignore]  # then None: jiter_json raises, the exact path decodes
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NOT_PARSED = object()
@@ -59,7 +59,7 @@ def jiter_json(data: bytes) -> Any:
     repeated key, deeper than 200 levels, not UTF-8, not JSON, jiter missing), and then decode_json's exact path
     must decide. Where it returns, the value equals decode_json's in value and type, and no string in it holds
     a surrogate (jiter's strings are UTF-8)."""
-    return _from_json(data, allow_inf_nan=False, catch_duplicate_keys=True)  # type: ignore[misc, unused-ignore]
+    return _from_json(data, allow_inf_nan=False, catch_duplicate_keys=True)  # type: ignore[misc, unused-ignore]  # maybe None
 
 
 def decode_json(text: str) -> Any:
