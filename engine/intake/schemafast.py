@@ -201,15 +201,20 @@ class _Gen:
             raise Unsupported("properties / required of the wrong shape")
         if extra is not True and extra is not False:
             raise Unsupported("additionalProperties as a schema")
+        required = list(dict.fromkeys(required))
+        unread = [k for k in required if k not in props]  # required, but no property reads it
+        plain = extra is False and bool(props) and not required and all(map(self.plain_string, props.values()))
+        # no other key: counted where every property is read (a required one read as v[key]: check's `except
+        # KeyError` answers False when it is not there), instead of a set comparison over the object's keys
+        counted = extra is False and not plain and not unread
         keys = []
-        if required:  # then each required key is there: read as v[key], no absence to test
-            keys.append(f"not {self.name('Q', frozenset(required))} <= {v}.keys()")
-        if extra is False:
+        if unread:
+            keys.append(f"not {self.name('Q', frozenset(unread))} <= {v}.keys()")
+        if extra is False and not counted:
             keys.append(f"not {v}.keys() <= {self.name('K', frozenset(props))}")
         if keys:
             self.emit(depth, f"if {' or '.join(keys)}:")
             self.emit(depth + 1, "return False")
-        plain = extra is False and bool(props) and not required and all(map(self.plain_string, props.values()))
         if plain:
             # every property only a string, and no other key: an object whose values are all exact str passes;
             # the property checks below run (and decide) at the first value that is not one
@@ -217,16 +222,23 @@ class _Gen:
             self.emit(depth, f"for {item} in {v}.values():")
             self.emit(depth + 1, f"if {item}.__class__ is not str:")
             depth += 2
+        optional = []
         for key, sub in props.items():
             child = self.name("v")
             there = key in required
             self.emit(depth, f"{child} = {v}[{key!r}]" if there else f"{child} = {v}.get({key!r}, _ABSENT)")
             mark = len(self.lines)
             self.node(sub, child, depth, guard="" if there else f"{child} is not _ABSENT")
-            if len(self.lines) == mark:  # nothing to check under this key
+            if not there:
+                optional.append(child)
+            if len(self.lines) == mark and not there and not counted:  # nothing to check under this key
                 self.lines.pop()
         if plain:
             self.emit(depth, "break")
+        if counted:  # every key a property: as many keys as properties there
+            absent = f" + ({', '.join(optional)},).count(_ABSENT)" if optional else ""
+            self.emit(depth, f"if len({v}){absent} != {len(props)}:")
+            self.emit(depth + 1, "return False")
 
     def plain_string(self, schema: Any) -> bool:
         """Whether `schema` checks nothing but a string type here: no length, enum, format, or a pattern the
@@ -250,7 +262,12 @@ def compile_check(schema: Any, formats: Mapping[str, Callable[[str], Any]] | Non
     CONTROLS cannot fail there and is left out."""
     gen = _Gen(formats or {}, no_controls)
     gen.emit(0, "def check(d):")
-    gen.node(schema, "d", 1)
+    gen.emit(1, "try:")
+    gen.node(schema, "d", 2)
+    if gen.lines[-1] == "    try:":  # (a schema that accepts anything)
+        gen.emit(2, "pass")
+    gen.emit(1, "except KeyError:  # a required property is not there (read as d[key])")
+    gen.emit(2, "return False")
     gen.emit(1, "return True")
     scope = dict(gen.scope, _ABSENT=object())
     source = "\n".join(gen.lines) + "\n"

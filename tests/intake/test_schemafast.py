@@ -88,6 +88,18 @@ def test_verdicts_agree_with_jsonschema(changes, top):
     ({"type": "object", "required": ["a"], "additionalProperties": False, "properties": {"a": {"type": "integer"}}},
      [{"a": 1}], [{}, {"a": "1"}, {"a": 1, "b": 2}, [], "a"]),
     ({"properties": {"a": False}}, [{}, {"b": 1}, 5], [{"a": 1}]),
+    # no other key, counted (every property read; a required one as v[key], KeyError meaning "not there")
+    ({"type": "object", "required": ["a", "a"], "additionalProperties": False,
+      "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {}, "d": True}},
+     [{"a": 1}, {"a": 1, "b": "x"}, {"b": "x", "a": 1, "c": [None], "d": {}}],
+     [{}, {"b": "x"}, {"a": 1, "e": 2}, {"a": 1, "b": "x", "c": 1, "d": 1, "e": 1}, {"a": 1, 1: 2}, {"a": "1"}, 5]),
+    ({"type": "object", "additionalProperties": False, "properties": {"a": {}, "b": {"type": "object",
+      "required": ["x"], "additionalProperties": False, "properties": {"x": {}, "y": {}}}}},
+     [{}, {"a": 1}, {"b": {"x": 1}}, {"b": {"x": 1, "y": 2}, "a": 0}],
+     [{"c": 1}, {"b": {}}, {"b": {"y": 1}}, {"b": {"x": 1, "z": 1}}, {"b": {"x": 1}, "c": 1}]),
+    ({"required": ["z"], "additionalProperties": False, "properties": {"a": {}}}, [5, "x", None],
+     [{}, {"z": 1}, {"a": 1}, {"a": 1, "z": 1}]),  # required, but no property allows it: no object passes
+    ({"required": ["a"], "properties": {"a": {"type": "integer"}}}, [{"a": 1}, {"a": 1, "x": 2}, 5], [{}, {"a": "1"}]),
     # only string properties, no other key: one loop over the values, the property checks at a non-str one
     ({"type": "object", "additionalProperties": False, "properties": {"a": {"type": "string"}, "b": {"type": "string"}}},
      [{}, {"a": "x"}, {"a": "x", "b": ""}, {"b": type("S", (str,), {})("sub")}], [{"a": 1}, {"a": "x", "b": None},
