@@ -179,10 +179,12 @@ def dry_run(outcomes: BinaryIO, fmt: str, now: datetime | None, explain_id: str 
 
     dep = _load_or_exit(paths, config_path)
     pipe = Pipeline(dep, now=now, render_channels="all" if fmt == "text" else "first")
-    lines = list(items_of(outcomes.read(), getattr(outcomes, "name", "") or ""))  # exactly as ingest reads
-    gc.freeze()  # the deployment and the input live to the end: keep the collector from walking them
+    # read as ingest reads; JSON lines a chunk at a time, each outcome decoded as its turn comes: the input is
+    # never held whole, nor the outcomes decoded from it (the collector would walk them again and again)
+    items = items_of(outcomes, getattr(outcomes, "name", "") or "")
+    gc.freeze()  # the deployment lives to the end: keep the collector from walking it
     if explain_id is not None:
-        for item in lines:
+        for item in items:
             result = judge(item)
             if result.outcome_id == explain_id:
                 if result.outcome is None:
@@ -195,20 +197,19 @@ def dry_run(outcomes: BinaryIO, fmt: str, now: datetime | None, explain_id: str 
                 sys.exit(0)
         click.echo(f"no outcome with id {explain_id!r} in the input", err=True)
         sys.exit(1)
-    stderr_tty = sys.stderr.isatty()
-    bar = stderr_tty and len(lines) > 2000
+    bar = sys.stderr.isatty()
     summary = Summary()
-    out = sys.stdout
     if fmt == "jsonl":
-        for plan in progress(pipe.run_items(lines), len(lines), bar):
+        write = sys.stdout.write
+        for plan in progress(pipe.run_items(items), bar):
             summary.add(plan)
-            out.write(plan_line(plan) + "\n")
+            write(plan_line(plan) + "\n")
         for line in summary.lines(dep.ruleset_in_use):
             click.echo(line, err=True)
         return
     plans = []
     click.echo(TABLE_HEADER)
-    for plan in progress(pipe.run_items(lines), len(lines), bar):
+    for plan in progress(pipe.run_items(items), bar):
         summary.add(plan)
         plans.append(plan)
         click.echo(table_row(plan))

@@ -5,10 +5,13 @@ import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeVar
 
 from engine.model import Plan, RuleSet
 from engine.routing.router import Router, lookup
+
+T = TypeVar("T")
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-]{1,2})[A-Za-z0-9._%+-]*(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _PHONE = re.compile(r"(\+?\d{3,5})\d{4,}(\d{4})")
@@ -121,12 +124,17 @@ def explain_lines(router: Router, outcome: Mapping) -> list[str]:
     return out
 
 
-def progress(items: Iterable, total: int | None, enabled: bool) -> Iterable:
-    """Wrap `items` in a progress bar on stderr when `enabled` (a terminal and a long input)."""
-    if not enabled:
-        yield from items
-        return
+def progress(items: Iterable[T], enabled: bool, after: int = 2000) -> Iterable[T]:
+    """`items`, counted on stderr by a progress bar once more than `after` have gone by, when `enabled` (stderr is a
+    terminal). The input is read as it goes (engine.intake.decode.items_of), so how many there are is not known."""
+    return _counted(iter(items), after) if enabled else items
+
+
+def _counted(items: Iterator[T], after: int) -> Iterator[T]:
+    for _, item in zip(range(after), items, strict=False):  # range first: zip stops there, taking no more items
+        yield item
     import click
 
-    with click.progressbar(items, length=total, label="dry-run", file=sys.stderr) as bar:
+    with click.progressbar(items, label="dry-run", file=sys.stderr) as bar:
+        bar.update(after)
         yield from bar

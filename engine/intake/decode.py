@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.model import quick_init
 
@@ -172,22 +172,63 @@ def read_items(path: str | Path) -> Iterator[Item]:
     return items_of(data, p.name)
 
 
-def items_of(data: bytes, name: str = "") -> Iterator[Item]:
-    """Items of a file's bytes: JSON lines (always for a .jsonl or .ndjson name), one JSON list, or CSV with a
-    header row (a .csv name, or content that does not start like JSON). Every way in (dry-run, ingest, post) reads files with this."""
+CHUNK = 1 << 20  # bytes read at a time from a JSON-lines input (items_of)
+_LIST, _CSV, _LINES = "list", "csv", "lines"
+
+
+def _kind(head: bytes, name: str) -> str:
+    """What an input is, from its first bytes (whitespace aside) and its name: one JSON list of outcomes (unless
+    named .jsonl or .ndjson), CSV with a header row (a .csv name, or content that starts like neither a JSON list
+    nor an object, unless named as JSON), else JSON lines."""
     suffix = Path(name).suffix.lower() if name else ""
-    if suffix not in (".jsonl", ".ndjson") and data.lstrip().startswith(b"["):  # one JSON list of outcomes
-        items, _, error = split_body(data)
-        yield from ([Item(data, error=error, where="file")] if error else items)
-        return
-    if suffix == ".csv" or (suffix not in (".jsonl", ".json", ".ndjson") and data.strip()
-                            and not data.lstrip().startswith(b"{")):
-        yield from csv_items(data.decode("utf-8-sig"))
-        return
-    for n, line in enumerate(data.split(b"\n"), 1):
-        line = line.rstrip(b"\r")
-        if line.strip():
-            yield parse_text(line, where=f"line {n}")
+    start = head.lstrip()
+    if suffix not in (".jsonl", ".ndjson") and start.startswith(b"["):
+        return _LIST
+    if suffix == ".csv" or (suffix not in (".jsonl", ".json", ".ndjson") and start and not start.startswith(b"{")):
+        return _CSV
+    return _LINES
+
+
+def items_of(data: bytes | BinaryIO, name: str = "") -> Iterator[Item]:
+    """Items of a file, given as its bytes or as a binary file object: JSON lines (always for a .jsonl or .ndjson
+    name), one JSON list, or CSV with a header row (a .csv name, or content that does not start like JSON). Every
+    way in (dry-run, ingest, post) reads files with this.
+
+    JSON lines are read from a file object CHUNK bytes at a time, each item made as its line is reached: the input
+    is never held whole (a list or a CSV export is read whole: it is one document)."""
+    source: BinaryIO = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    head = b""
+    while not head.lstrip():  # enough to see how the input starts (or all of it: nothing but whitespace)
+        chunk = source.read(CHUNK)
+        if not chunk:
+            break
+        head += chunk
+    kind = _kind(head, name)
+    if kind == _LIST:
+        whole = head + source.read()
+        items, _, error = split_body(whole)
+        yield from ([Item(whole, error=error, where="file")] if error else items)
+    elif kind == _CSV:
+        yield from csv_items((head + source.read()).decode("utf-8-sig"))
+    else:
+        yield from _line_items(head, source)
+
+
+def _line_items(head: bytes, source: BinaryIO) -> Iterator[Item]:
+    """The items of JSON lines that start with `head` and go on in `source`: one per line that is not blank
+    (ASCII whitespace), a carriage return before the newline dropped, `where` its line number."""
+    n, rest = 0, head
+    while True:
+        chunk = source.read(CHUNK)
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop() if chunk else b""  # the last line may go on in the next chunk
+        for line in lines:
+            n += 1
+            line = line.rstrip(b"\r")
+            if line.strip():
+                yield parse_text(line, where=f"line {n}")
+        if not chunk:
+            return
 
 
 _BOOL = {"true": True, "yes": True, "1": True, "y": True, "false": False, "no": False, "0": False, "n": False}

@@ -330,3 +330,27 @@ def test_run_lines_plans_as_each_line_admitted_through_the_gate(deployment_root,
     gate = Gate()
     want = [pipe.admit(gate, judge(parse_text(line)), line) for line in lines if line.strip()]
     assert [(plan_line(p), p.messages, p.outcome) for p in got] == [(plan_line(p), p.messages, p.outcome) for p in want]
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=_stream, crlf=st.booleans())
+def test_run_items_plans_as_each_item_admitted_and_as_run_lines(deployment_root, lines, crlf):
+    """run_items (what dry-run reads files with) goes on with an ok outcome as run_lines does: the same plans as
+    Pipeline.admit(gate, judge(item), item.raw) item for item, and as run_lines over the same text."""
+    import io
+
+    from engine.intake.decode import items_of
+    from engine.intake.gate import Gate, judge
+    from engine.pipeline import Pipeline
+
+    now = datetime(2026, 9, 28, 8, 0, tzinfo=UTC)
+    data = ("\r\n" if crlf else "\n").join(lines).encode()
+    pipe = Pipeline(deployment_root, now=now, render_channels="all")
+    got = list(pipe.run_items(items_of(io.BytesIO(data), "in.jsonl")))
+    gate = Gate()
+    want = [pipe.admit(gate, judge(item), item.raw) for item in items_of(data, "in.jsonl")]
+    by_lines = list(pipe.run_lines(lines))
+
+    def seen(plans: list) -> list:
+        return [(plan_line(p), p.messages, p.outcome) for p in plans]
+    assert seen(got) == seen(want) == seen(by_lines)
