@@ -9,8 +9,10 @@ When one group holds every rule that names a field (the others are catch-alls), 
 each key maps to its compiled entry with the catch-alls merged in, a missing key to the catch-alls'
 entry, so routing is one tuple, one dict lookup and at most one bisect, with nothing learnt at run
 time; when every entry is then one table on the same field, each is laid out as one flat tuple that the
-generated lookup bisects itself (entries.flat_table). Otherwise an outcome's candidates are the union of
-one lookup per group, and a decision cache, keyed on the values of every field any `match` names, keeps
+generated lookup bisects itself (entries.flat_table). Otherwise, up to BITSET_RULES rules, an outcome's
+candidates are the AND of one bitmask per match field (engine.routing.bitsets) and the compiled entry is kept
+by that candidate set: nothing is learnt per combination of values. Beyond that (the masks grow with the
+rule set), an outcome's candidates are the union of one lookup per group, and a decision cache, keyed on the values of every field any `match` names, keeps
 the compiled entry for each key met. On a
 miss of that cache, the group lookups are first dispatched on the field that spares the most of them
 (with `decision` pinned by every rule, only the groups holding the outcome's decision are looked up),
@@ -27,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.model import Rule, RuleSet
+from engine.routing.bitsets import BITSET_RULES, field_masks, first_candidates, mask_finder, slow_mask
 from engine.routing.entries import Chain, Compiler, Entry, Span, flat_table, table_field
 
 CACHE_LIMIT = 200_000  # decision-cache entries before it is cleared (0: no caching)
@@ -61,16 +64,12 @@ def _raw_ok(key: tuple) -> bool:
     return True
 
 
-def _finder(fields: Sequence[str], get: Callable, default: Any, miss: Callable,
-            table: str | None = None) -> Callable[[Mapping], Any]:
-    """A function giving an outcome's entry: it reads the raw values of `fields` into a key (each parent
-    mapping such as candidate or attributes fetched once; a parent that is not a mapping reads as
-    empty), then looks the key up with `get` (default: `default`); `miss(key)` answers a key `get`
-    cannot hash (a list or mapping among the values) or does not hold (`default` is _MISS). With
-    `table` (a top-level field), `get` gives `flat_table`s and the function gives the rule (or None) the
-    table holds for the outcome's value of that field: lookup and table in one call, every key alike."""
+def _field_reads(fields: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Python source reading `fields` from an outcome `o`: lines fetching each parent mapping (candidate,
+    attributes) once into a variable (a parent that is not a mapping reads as empty; needs `_sub` and
+    `_EMPTY`), and an expression per field giving its raw value."""
     parents: dict = {}
-    lines = ["def find(o):"]
+    lines: list[str] = []
     values = []
     for path in fields:
         parts = path.split(".")
@@ -87,6 +86,19 @@ def _finder(fields: Sequence[str], get: Callable, default: Any, miss: Callable,
             lines.append(f"    {var} = {src}")
             lines.append(f"    {var} = {var} if {var}.__class__ is dict else _EMPTY")
         values.append(f"{parents[parent]}.get({parts[-1]!r})")
+    return lines, values
+
+
+def _finder(fields: Sequence[str], get: Callable, default: Any, miss: Callable,
+            table: str | None = None) -> Callable[[Mapping], Any]:
+    """A function giving an outcome's entry: it reads the raw values of `fields` into a key (each parent
+    mapping such as candidate or attributes fetched once; a parent that is not a mapping reads as
+    empty), then looks the key up with `get` (default: `default`); `miss(key)` answers a key `get`
+    cannot hash (a list or mapping among the values) or does not hold (`default` is _MISS). With
+    `table` (a top-level field), `get` gives `flat_table`s and the function gives the rule (or None) the
+    table holds for the outcome's value of that field: lookup and table in one call, every key alike."""
+    head, values = _field_reads(fields)
+    lines = ["def find(o):", *head]
     lines += [f"    k = ({', '.join(values)}{',' if len(values) == 1 else ''})",
               "    try:",
               "        entry = get(k, default)",
@@ -172,11 +184,12 @@ def _picker(positions: Sequence[int]) -> Callable[[tuple], tuple]:
 class Router:
     """First-match routing over a RuleSet (priority, then file, then position).
 
-    `cache_limit` bounds the decision cache (entries before it is cleared; 0: no cache); a complete
-    index has no cache to bound.
+    `cache_limit` bounds the decision cache, or with bitsets the entries kept by candidate set (entries before
+    it is cleared; 0: no cache); a complete index has no cache to bound. `bitsets`: route an incomplete index
+    by bitsets (engine.routing.bitsets) rather than through the decision cache; None: up to BITSET_RULES rules.
     """
 
-    def __init__(self, ruleset: RuleSet, cache_limit: int | None = None):
+    def __init__(self, ruleset: RuleSet, cache_limit: int | None = None, bitsets: bool | None = None):
         self.ruleset = ruleset
         self.rules: tuple = ruleset.rules
         self.cache_limit = CACHE_LIMIT if cache_limit is None else cache_limit
@@ -192,7 +205,7 @@ class Router:
         # (a function picking the group's fields out of the whole key, index, positions in the key)
         self._groups = [(_picker([pos[k] for k in keys]), {k: self._upto_sure(v) for k, v in index.items()},
                          tuple(pos[k] for k in keys)) for keys, index in groups.items()]
-        self._lookup = _dispatching_lookup(self._groups, len(fields))
+        self._lookup: Callable[[tuple], list] | None = None  # made on first use (see _hits): bitsets need none
         self._compiler = Compiler(self.rules)
         self._merged: dict[tuple, Entry] = {}  # compiled entries by combination of group hits (see _entry_of_hits)
         constant = tuple(groups[()][()]) if () in groups else ()
@@ -208,6 +221,8 @@ class Router:
                 self._entries[key] = self._compiler.entry(merged)
         else:
             self._default = _MISS
+        # without a complete index: candidates by bitsets up to BITSET_RULES rules, else the decision cache
+        self.bitsets = not self.complete and (len(self.rules) <= BITSET_RULES if bitsets is None else bitsets)
         self.table = self._table_field()
         if self.table is not None:  # every entry one table on the same field: flat tables, see entries.flat_table
             flat: dict[int, tuple] = {}  # by entry: shared entries share their table
@@ -217,8 +232,29 @@ class Router:
                     flat[id(entry)] = flat_table(entry)
                 tables[key] = flat[id(entry)]
             self._find = _finder(fields, tables.get, flat_table(self._default), self._entry, self.table)
+        elif self.bitsets:
+            self._masks = field_masks(self.rules, fields, match_value)
+            self._by_mask: dict[int, Entry] = {}  # compiled entries by candidate set (see engine.routing.bitsets)
+            head, values = _field_reads(fields)
+            self._find = mask_finder(head, values, self._masks, self._by_mask.get, self._entry_of_mask,
+                                     self._slow_entry, {"_sub": _sub, "_mv": match_value})
         else:
             self._find = _finder(fields, self._entries.get, self._default, self._entry)
+
+    def _entry_of_mask(self, mask: int) -> Entry:
+        """The compiled entry for a candidate set met for the first time (kept up to cache_limit sets)."""
+        entry = self._compiler.entry(first_candidates(mask, self.rules))
+        if self.cache_limit:
+            if len(self._by_mask) >= self.cache_limit:
+                self._by_mask.clear()
+            self._by_mask[mask] = entry
+        return entry
+
+    def _slow_entry(self, values: tuple) -> Entry:
+        """The entry for raw field values one of which cannot be hashed (a list or mapping)."""
+        mask = slow_mask(self._masks, values, match_value)
+        entry = self._by_mask.get(mask, _MISS)
+        return self._entry_of_mask(mask) if entry is _MISS else entry
 
     def _table_field(self) -> str | None:
         """The one top-level field every entry of a complete index reads, when each entry (and the default)
@@ -240,6 +276,8 @@ class Router:
 
     def _hits(self, key: tuple) -> list:
         """The non-empty hit lists of the groups whose index holds `key`'s values (match values of self.fields)."""
+        if self._lookup is None:
+            self._lookup = _dispatching_lookup(self._groups, len(self.fields))
         try:
             return self._lookup(key)
         except TypeError:  # an unhashable value: group by group, that group matching nothing

@@ -1,4 +1,5 @@
-"""The router: first-match order, the index and decision cache agree with a naive loop; the cache's limit; variants; explain."""
+"""The router: first-match order, the index, the bitsets and the decision cache agree with a naive loop; the
+caches' limits; variants; explain."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -48,12 +49,14 @@ outcome_st = st.tuples(st.sampled_from(VALUES["decision"] + [None, "hold", ["rej
 def test_router_agrees_with_naive_first_match(spec, outcomes):
     rules = [_rule(i, m, PREDICATES[p] if p is not None else None, prio) for i, (m, p, prio) in enumerate(spec)]
     ordered = sorted(rules, key=lambda r: (-r.priority, r.order))
-    router = Router(RuleSet(tuple(ordered), {}, "v"))
-    uncached = Router(router.ruleset, cache_limit=0)  # every outcome through the dispatched group lookups
-    for o in outcomes + outcomes:  # the second pass is served by the decision cache
+    router = Router(RuleSet(tuple(ordered), {}, "v"))  # bitsets, unless the index is complete
+    uncached = Router(router.ruleset, cache_limit=0)  # every outcome's candidate set compiled anew
+    cached = Router(router.ruleset, bitsets=False)  # the decision cache
+    cold = Router(router.ruleset, cache_limit=0, bitsets=False)  # every outcome through the dispatched group lookups
+    for o in outcomes + outcomes:  # the second pass is served by the caches
         want = naive(ordered, o)
-        assert router.route(o) is want
-        assert uncached.route(o) is want
+        for r in (router, uncached, cached, cold):
+            assert r.route(o) is want
 
 
 def test_true_and_one_are_different_values():
@@ -67,7 +70,7 @@ def test_true_and_one_are_different_values():
 
 def test_no_cache_gives_the_same_answers():
     rules = (_rule(0, {"decision": ["reject"]}, PREDICATES[0]), _rule(1, {"stage": ["a"]}))
-    router = Router(RuleSet(rules, {}, "v"), cache_limit=0)
+    router = Router(RuleSet(rules, {}, "v"), cache_limit=0, bitsets=False)
     assert not router.complete  # two groups of match fields: candidates merged per key
     assert router.route({"decision": "reject", "score": 70}).id == "r0"
     assert router.route({"decision": "reject", "stage": "a", "score": 10}).id == "r1"
@@ -77,7 +80,7 @@ def test_no_cache_gives_the_same_answers():
 
 def test_the_decision_cache_is_cleared_at_its_limit():
     rules = (_rule(0, {"decision": ["reject"]}), _rule(1, {"stage": ["a"]}))
-    router = Router(RuleSet(rules, {}, "v"), cache_limit=3)
+    router = Router(RuleSet(rules, {}, "v"), cache_limit=3, bitsets=False)
     for i in range(10):
         assert router.route({"decision": "reject", "stage": f"s{i}"}).id == "r0"
         assert len(router._entries) <= 3
@@ -87,7 +90,7 @@ def test_decision_cache_keys_share_one_copy_of_each_text():
     # the cache kept six strings per key taken from the outcomes met (megabytes at 40,000 keys, and a hit
     # compared against strings no CPU cache held); now each text once, whichever outcome brought it
     rules = (_rule(0, {"decision": ["reject"], "stage": ["a"]}), _rule(1, {"decision": ["reject"]}))
-    router = Router(RuleSet(rules, {}, "v"))
+    router = Router(RuleSet(rules, {}, "v"), bitsets=False)
     assert not router.complete
     for i in range(20):
         o = {"decision": "".join(["rej", "ect"]), "stage": "".join(["s", str(i % 4)]),
@@ -155,7 +158,7 @@ def test_a_miss_looks_up_only_the_groups_holding_the_dispatch_value():
 def test_a_miss_compiles_once_per_combination_of_group_hits():
     rules = (_rule(0, {"decision": ["reject"]}, PREDICATES[0]), _rule(1, {"stage": ["a"]}, PREDICATES[1]),
              _rule(2, {"decision": ["reject"], "candidate.locale": ["en"]}), _rule(3, {}))
-    router = Router(RuleSet(rules, {}, "v"), cache_limit=0)
+    router = Router(RuleSet(rules, {}, "v"), cache_limit=0, bitsets=False)
     entries = set()
     for i in range(50):  # fifty keys (the flag differs), two combinations of group hits
         for stage in ("a", "b"):
