@@ -10,7 +10,8 @@ catch-alls (see bench/_gen.py), then prints, in one run (best of N for each figu
 (a) routing alone: Router.route over pre-parsed dicts, outcomes per CPU second per rule count, warm (decision
     cache filled), first pass (a fresh router: the cache fills as it goes, like one dry-run), and with
     the decision cache disabled (a dict that never keeps anything: every outcome is looked up in the
-    index); checked against a naive first-match loop on a sample before timing;
+    index; up to 2,048 rules an incomplete index uses bitsets instead, see engine/routing/bitsets.py);
+    checked against a naive first-match loop on a sample before timing;
 (b) end to end, in process: Pipeline(render_channels="first").run_lines + plan_line into
     an io.StringIO (parse, gate, route, render, schedule, write), per rule count, each rule count in a
     process of its own that holds what a dry-run holds (one deployment, the input lines; bench/_against.py's
@@ -354,7 +355,8 @@ def main() -> int:
                   f"{r['keys']:,} | {h['specific']:,} / {h['when']:,} / {h['catch-all']:,} / {h['unmatched']:,} |")
         print("\n(no decision cache: Router(ruleset, cache_limit=0), so every route() looks its candidates up in "
               "the index; compiled candidate lists are still shared. A rule set whose non-catch-all rules all "
-              "match on the same fields gets a complete index and has no decision cache at all.)")
+              "match on the same fields gets a complete index and has no decision cache at all; up to 2,048 rules "
+              "an incomplete index is routed by bitsets, and cache_limit=0 keeps no entry by candidate set.)")
 
         # ---------------------------------------------------------------- (c) floor: one render per outcome
         tmpl = render_floor_template()
