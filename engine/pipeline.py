@@ -122,8 +122,8 @@ class Pipeline:
         self.vocabulary = self.deployment.ruleset.vocabulary or None
         self.outside_vocabulary = self.vocabulary.outside if self.vocabulary is not None else None
         self.windows = self.deployment.ruleset.windows
-        # (id(rule), zone, id(window)) -> (rule, window, its Scheduler); the entry holds the rule and window,
-        # so their ids stay theirs while it is kept
+        # (timing, zone, id(window)) -> (window, its Scheduler); the entry holds the window, so its id stays its
+        # while it is kept (a Scheduler depends on the timing, the windows and the zone only)
         self._schedulers: dict[tuple, tuple] = {}
         company = dict(TEMPLATE_EXTRAS["company"])
         company.update(self.deployment.config.company or {})
@@ -131,6 +131,7 @@ class Pipeline:
         # id(rule) -> (rule, the address keys of its channels, its extras): what plan() needs of a rule, made once
         # (the last: candidate.timezone -> Scheduler, for a rule whose window does not depend on the candidate)
         self._rules: dict[int, tuple[Rule, tuple[str, ...], dict[str, Any], dict[str | None, Scheduler]]] = {}
+        self._by_timing: dict[tuple, dict[str | None, Scheduler]] = {}  # (timing, rule's zone) -> the last of those
 
     def extras_for(self, rule: Rule | None) -> dict[str, Any]:
         """What templates see for `rule`'s outcomes: the rule file's `company:` over herald.yaml's (dry-run and
@@ -223,13 +224,21 @@ class Pipeline:
         if len(self._rules) >= 4096:
             self._rules.clear()
         keys = tuple(key for key in map(_ADDRESS_KEYS.get, rule.channels) if key is not None)
-        got = self._rules[id(rule)] = (rule, keys, self.extras_for(rule), {})
+        # schedulers by candidate zone, shared by the rules of equal timing and time zone (a Scheduler depends on
+        # nothing else): a thousand rules on the default timing meet each candidate zone once, not once each
+        shared = (rule.timing, rule.timezone)
+        by_zone = self._by_timing.get(shared)
+        if by_zone is None:
+            if len(self._by_timing) >= 4096:
+                self._by_timing.clear()
+            by_zone = self._by_timing[shared] = {}
+        got = self._rules[id(rule)] = (rule, keys, self.extras_for(rule), by_zone)
         return got
 
     def scheduler(self, rule: Rule, outcome: Mapping) -> Scheduler:
-        """What schedules `rule`'s message to this candidate (engine.schedule.timing.Scheduler): one per rule,
+        """What schedules `rule`'s message to this candidate (engine.schedule.timing.Scheduler): one per timing,
         time zone (the candidate's, else the rule's) and window (a `holidays: candidate` window takes the
-        candidate's calendar), made once."""
+        candidate's calendar), made once and shared by the rules of equal timing."""
         cand = outcome.get("candidate")
         zone = cand.get("timezone") if cand.__class__ is dict else None
         plain_zone = zone is None or zone.__class__ is str
@@ -244,19 +253,19 @@ class Pipeline:
         name = rule.timing.window
         windows = windows_for(self.windows, name, outcome)  # holidays: candidate
         window = windows.get(name) if name is not None else None
-        key = (id(rule), tz, id(window))
+        key = (rule.timing, tz, id(window))
         kept = self._schedulers.get(key)
         if kept is None:
             if len(self._schedulers) >= 4096:
                 self._schedulers.clear()
-            kept = self._schedulers[key] = (rule, window, Scheduler(rule.timing, windows, tz))
+            kept = self._schedulers[key] = (window, Scheduler(rule.timing, windows, tz))
         if windows is self.windows and plain_zone:
             # the scheduler depends on the rule and the candidate's time zone only: found by those next time
             by_zone = parts[3]
             if len(by_zone) >= 1024:
                 by_zone.clear()
-            by_zone[zone] = kept[2]
-        return kept[2]
+            by_zone[zone] = kept[1]
+        return kept[1]
 
     def admit(self, gate: Gate, result: GateResult, raw: str | bytes | None = None) -> Plan:
         """The plan for one gate verdict, with the vocabulary's warning when it has one (`raw`: the text its

@@ -74,8 +74,17 @@ rules:
     match: {decision: pass}
     template: any/generic
     timing: {delay: 1h, window: evenings, deadline: 3d, escalate_after: 90m}
+  - id: evenings-too
+    match: {decision: offer}
+    template: any/generic
+    timing: {delay: 1h, window: evenings, deadline: 3d, escalate_after: 90m}
+  - id: evenings-ny
+    match: {decision: hold}
+    template: any/generic
+    timezone: America/New_York
+    timing: {delay: 1h, window: evenings, deadline: 3d, escalate_after: 90m}
 """
-SCHEDULED_TEMPLATE = """{# herald: decisions=[reject, pass] #}
+SCHEDULED_TEMPLATE = """{# herald: decisions=[reject, pass, offer, hold] #}
 {% block subject %}Result{% endblock %}
 {% block dingtalk %}Hi {{ candidate.name }}{% endblock %}
 {% block sms %}Hi {{ candidate.name }}{% endblock %}
@@ -85,7 +94,7 @@ SCHEDULED_TEMPLATE = """{# herald: decisions=[reject, pass] #}
 
 @settings(max_examples=40, deadline=None)
 @given(people=st.lists(st.tuples(
-    st.sampled_from(["reject", "pass"]),
+    st.sampled_from(["reject", "pass", "offer", "hold"]),
     st.sampled_from([None, "Asia/Shanghai", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]),
     st.sampled_from([None, ("DE", "BE"), ("DE", "BY"), ("US", None), ("CN", None)]),
     st.integers(0, 60 * 24 * 40)), min_size=1, max_size=12))
@@ -111,6 +120,30 @@ def test_kept_schedulers_plan_as_a_fresh_pipeline_does(deployment_root, people):
     fresh = [plan_line(next(Pipeline(dep, now=now).run_lines([line]))) for line in lines]
     assert kept == fresh
 
+
+
+def test_rules_of_equal_timing_and_zone_share_their_schedulers(deployment_root):
+    """A Scheduler depends on the timing, the windows and the zone only: rules of equal timing share one per
+    candidate zone; without a candidate zone each rule's own zone counts."""
+    from engine.pipeline import Pipeline
+
+    pipe = Pipeline(deployment_root, now=datetime(2026, 9, 28, 8, 0, tzinfo=UTC))
+    rules = {r.id: r for r in deployment_root.ruleset.rules}
+
+    def outcome(decision, zone=None):
+        return {"id": "o", "decision": decision, "candidate": {"timezone": zone} if zone else {}}
+
+    berlin = pipe.scheduler(rules["evenings"], outcome("pass", "Europe/Berlin"))
+    assert pipe.scheduler(rules["evenings-too"], outcome("offer", "Europe/Berlin")) is berlin
+    assert pipe.scheduler(rules["evenings-ny"], outcome("hold", "Europe/Berlin")) is berlin
+    shanghai = pipe.scheduler(rules["evenings"], outcome("pass"))
+    new_york = pipe.scheduler(rules["evenings-ny"], outcome("hold"))
+    assert pipe.scheduler(rules["evenings-too"], outcome("offer")) is shanghai
+    assert (shanghai.tz, new_york.tz) == (ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"))
+    assert pipe.scheduler(rules["office"], outcome("reject", "Europe/Berlin")) is not berlin  # another timing
+    for decision, zone in [("offer", None), ("hold", None), ("offer", "Europe/Berlin"), ("hold", "Asia/Shanghai")]:
+        plan = pipe.plan(dict(outcome(decision, zone), occurred_at="2026-09-28T10:00:00+08:00"))
+        assert plan.send_at.tzinfo == ZoneInfo(zone or ("America/New_York" if decision == "hold" else "Asia/Shanghai"))
 
 
 addresses = st.fixed_dictionaries({}, optional={"email": st.sampled_from(["ann@example.com", ""]),
