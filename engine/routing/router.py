@@ -12,9 +12,9 @@ time; when every entry is then one table on the same field, each is laid out as 
 generated lookup bisects itself (entries.flat_table). Otherwise, up to BITSET_RULES rules, an outcome's
 candidates are the AND of one bitmask per match field (engine.routing.bitsets) and the compiled entry is kept
 by that candidate set: nothing is learnt per combination of values. Beyond that (the masks grow with the
-rule set), an outcome's candidates are the union of one lookup per group, and a decision cache, keyed on the values of every field any `match` names, keeps
-the compiled entry for each key met. On a
-miss of that cache, the group lookups are first dispatched on the field that spares the most of them
+rule set), an outcome's candidates are the union of one lookup per group, and a decision cache, keyed
+on the values of every field any `match` names, keeps the compiled entry for each key met. On a miss of
+that cache, the group lookups are first dispatched on the field that spares the most of them
 (with `decision` pinned by every rule, only the groups holding the outcome's decision are looked up),
 and the compiled entry is kept by the combination of group hits, which far fewer keys than the cache
 holds share (merging and compiling run once for each).
