@@ -594,7 +594,61 @@ class Scheduler:
                     and approved_at.utcoffset() is None)):
             raise ValueError("schedule needs aware datetimes")
         try:
-            return self._schedule(occurred_at, now, approved_at, channels, with_start)
+            # arithmetic on UTC: durations are elapsed time, DST or not
+            tz = self.tz
+            occurred = occurred_at if occurred_at.tzinfo is UTC else occurred_at.astimezone(UTC)
+            base = occurred if approved_at is None else max(occurred, approved_at.astimezone(UTC))
+            if self.delay is not None:
+                base = base + self.delay
+            # the start in the zone, when asked for or when there is no window to place it in (it is send_at then)
+            start = base.astimezone(tz) if with_start or self.window is None else None
+            deadline_utc = occurred + self.deadline if self.deadline is not None else None
+            deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
+            if self.error is not None:
+                return (None, deadline_at, False, (), self.error, start) if with_start else \
+                    (None, deadline_at, False, (), self.error)
+            kept = self.now
+            if kept is not None and kept[0] is now:
+                now_utc = kept[1]
+            else:
+                now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
+                self.now = (now, now_utc)
+            window, verdicts = self.window, self.verdicts
+            send_at: datetime | None
+            if window is None or verdicts is None:  # self._place, inline (once per outcome)
+                send_at = (base.astimezone(tz) if start is None else start) if base >= now_utc else now_utc.astimezone(tz)
+            elif base >= now_utc:  # _next_open_cached(base, ...), its stretch already judged: inline (base is UTC)
+                got = verdicts.get((base.toordinal() - _EPOCH_ORDINAL) * 96 + base.hour * 4 + base.minute // 15)
+                if got is _OPEN:
+                    send_at = base.astimezone(tz) if start is None else start
+                elif got.__class__ is datetime:
+                    send_at = got
+                else:  # not judged yet, or mixed
+                    send_at = _next_open_cached(base, window, tz, verdicts, start)
+            else:
+                send_at = _next_open_cached(now_utc, window, tz, verdicts)
+            if send_at is None or deadline_at is None or deadline_utc is None:  # (deadline_at is None exactly then)
+                late = False
+            elif send_at.fold or deadline_at.fold or send_at.tzinfo is not deadline_at.tzinfo:
+                late = send_at > deadline_utc  # compared as instants (a UTC side)
+            else:
+                # both on tz's clock, neither the second pass through a repeated hour: their wall times are in the
+                # order of the instants (one zone: Python compares the wall times, no offsets worked out)
+                late = send_at > deadline_at
+            escalations: tuple = ()
+            if self.escalate_after is not None and channels > 1:
+                steps: list[datetime] = []
+                prev: datetime | None = send_at
+                for _ in range(1, channels):
+                    if prev is None:
+                        break
+                    prev = self._place(prev.astimezone(UTC) + self.escalate_after)
+                    if prev is not None:
+                        steps.append(prev)
+                escalations = tuple(steps)
+            if with_start:
+                return send_at, deadline_at, late, escalations, None, start
+            return send_at, deadline_at, late, escalations, None
         except OverflowError:
             out = None, None, False, (), "the time is out of range (beyond year 9999)"
             return (*out, occurred_at) if with_start else out
@@ -605,54 +659,3 @@ class Scheduler:
         if self.window is None or self.verdicts is None:
             return t.astimezone(self.tz) if local is None else local
         return _next_open_cached(t, self.window, self.tz, self.verdicts, local)
-
-    def _schedule(self, occurred_at: datetime, now: datetime, approved_at: datetime | None,
-                  channels: int, with_start: bool) -> tuple:
-        # arithmetic on UTC: durations are elapsed time, DST or not
-        tz = self.tz
-        occurred = occurred_at if occurred_at.tzinfo is UTC else occurred_at.astimezone(UTC)
-        base = occurred if approved_at is None else max(occurred, approved_at.astimezone(UTC))
-        if self.delay is not None:
-            base = base + self.delay
-        # the start in the zone, when asked for or when there is no window to place it in (it is send_at then)
-        start = base.astimezone(tz) if with_start or self.window is None else None
-        deadline_utc = occurred + self.deadline if self.deadline is not None else None
-        deadline_at = deadline_utc.astimezone(tz) if deadline_utc is not None else None
-        if self.error is not None:
-            return (None, deadline_at, False, (), self.error, start) if with_start else \
-                (None, deadline_at, False, (), self.error)
-        kept = self.now
-        if kept is not None and kept[0] is now:
-            now_utc = kept[1]
-        else:
-            now_utc = now if now.tzinfo is UTC else now.astimezone(UTC)
-            self.now = (now, now_utc)
-        window, verdicts = self.window, self.verdicts
-        send_at: datetime | None
-        if window is None or verdicts is None:  # self._place, inline (once per outcome)
-            send_at = (base.astimezone(tz) if start is None else start) if base >= now_utc else now_utc.astimezone(tz)
-        else:
-            send_at = _next_open_cached(base, window, tz, verdicts, start) if base >= now_utc else \
-                _next_open_cached(now_utc, window, tz, verdicts)
-        if send_at is None or deadline_at is None or deadline_utc is None:  # (deadline_at is None exactly then)
-            late = False
-        elif send_at.fold or deadline_at.fold or send_at.tzinfo is not deadline_at.tzinfo:
-            late = send_at > deadline_utc  # compared as instants (a UTC side)
-        else:
-            # both on tz's clock, neither the second pass through a repeated hour: their wall times are in the
-            # order of the instants (one zone: Python compares the wall times, no offsets worked out)
-            late = send_at > deadline_at
-        escalations: tuple = ()
-        if self.escalate_after is not None and channels > 1:
-            steps: list[datetime] = []
-            prev: datetime | None = send_at
-            for _ in range(1, channels):
-                if prev is None:
-                    break
-                prev = self._place(prev.astimezone(UTC) + self.escalate_after)
-                if prev is not None:
-                    steps.append(prev)
-            escalations = tuple(steps)
-        if with_start:
-            return send_at, deadline_at, late, escalations, None, start
-        return send_at, deadline_at, late, escalations, None

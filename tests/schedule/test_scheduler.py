@@ -89,6 +89,10 @@ def test_a_kept_scheduler_gives_the_plain_schedule(w, zone, name, delay, deadlin
         # the same `now` object again (a dry-run's fixed clock: the scheduler keeps it in UTC), another outcome
         later = occurred + timedelta(minutes=data.draw(st.integers(0, 3 * 1440)))
         same(kept(later, now, approved, channels), plain_schedule(timing, windows_, later, tz, now, approved, channels))
+        # times(), as the pipeline asks (no start): its stretch now judged, send_at is read inline
+        for t in (occurred, later):
+            want_t = plain_schedule(timing, windows_, t, tz, now, approved, channels)
+            same(Schedule(want_t.start, *kept.times(t, now, approved, channels)), want_t)
         same(schedule(timing, windows_, occurred, tz, now, approved_at=approved, channels=channels), want)
 
 
