@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from engine.config.deployment import Deployment
 from engine.intake.decode import Item
-from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judge, judged_text
+from engine.intake.gate import AMENDED, DUPLICATE, HELD, INVALID, OK, Gate, GateResult, check_record, judged_item, judged_text
 from engine.model import CHANNEL_ADDRESS, Message, Plan, Rule
 from engine.render.locales import candidate_locale, locale_of, preferences
 from engine.render.sandbox import plain
@@ -316,13 +316,13 @@ class Pipeline:
         admit, check_in, plan = self.admit, gate.check_in, self.plan
         plain = self.outside_vocabulary is None
         for item in items:
-            result = judge(item)
-            rid, outcome = result.outcome_id, result.outcome
-            if result.status == OK and plain and rid is not None and outcome is not None:
-                other = check_in(rid, outcome, item.raw)  # admit(gate, result, item.raw) without the calls between
-                yield plan(outcome) if other is None else self._admitted(other)
+            record, problem = judged_item(item)  # judge(item), no ok verdict made
+            if problem is None and plain:
+                # admit(gate, GateResult(OK, record, id), item.raw) without making the ok verdict
+                other = check_in(record["id"], record, item.raw)
+                yield plan(record) if other is None else self._admitted(other)
             else:
-                yield admit(gate, result, item.raw)
+                yield admit(gate, problem or GateResult(OK, record, record["id"]), item.raw)
 
     def run_records(self, records: Iterable[Any]) -> Iterator[Plan]:
         gate = self.gate()

@@ -9,9 +9,10 @@ import csv
 import io
 import json
 import re
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from engine.model import quick_init
@@ -172,7 +173,6 @@ def read_items(path: str | Path) -> Iterator[Item]:
     return items_of(data, p.name)
 
 
-CHUNK = 1 << 20  # bytes read at a time from a JSON-lines input (items_of)
 _LIST, _CSV, _LINES = "list", "csv", "lines"
 
 
@@ -194,15 +194,15 @@ def items_of(data: bytes | BinaryIO, name: str = "") -> Iterator[Item]:
     name), one JSON list, or CSV with a header row (a .csv name, or content that does not start like JSON). Every
     way in (dry-run, ingest, post) reads files with this.
 
-    JSON lines are read from a file object CHUNK bytes at a time, each item made as its line is reached: the input
-    is never held whole (a list or a CSV export is read whole: it is one document)."""
+    JSON lines are read from a file object line by line, each item made as its line is reached: the input is never
+    held whole (a list or a CSV export is read whole: it is one document)."""
     source: BinaryIO = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     head = b""
-    while not head.lstrip():  # enough to see how the input starts (or all of it: nothing but whitespace)
-        chunk = source.read(CHUNK)
-        if not chunk:
+    while not head.lstrip():  # whole lines, up to the first that is not blank (or the end): how the input starts
+        line = source.readline()
+        if not line:
             break
-        head += chunk
+        head += line
     kind = _kind(head, name)
     if kind == _LIST:
         whole = head + source.read()
@@ -211,24 +211,17 @@ def items_of(data: bytes | BinaryIO, name: str = "") -> Iterator[Item]:
     elif kind == _CSV:
         yield from csv_items((head + source.read()).decode("utf-8-sig"))
     else:
-        yield from _line_items(head, source)
+        yield from _line_items(chain(io.BytesIO(head), source))
 
 
-def _line_items(head: bytes, source: BinaryIO) -> Iterator[Item]:
-    """The items of JSON lines that start with `head` and go on in `source`: one per line that is not blank
-    (ASCII whitespace), a carriage return before the newline dropped, `where` its line number."""
-    n, rest = 0, head
-    while True:
-        chunk = source.read(CHUNK)
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop() if chunk else b""  # the last line may go on in the next chunk
-        for line in lines:
-            n += 1
-            line = line.rstrip(b"\r")
-            if line.strip():
-                yield parse_text(line, where=f"line {n}")
-        if not chunk:
-            return
+def _line_items(lines: Iterable[bytes]) -> Iterator[Item]:
+    """The items of JSON lines (each with its newline, the last one perhaps without): one per line that is not blank
+    (ASCII whitespace), its carriage returns before the newline dropped, `where` its line number. (A binary file's
+    lines are found with memchr: a fifth of the cost of bytes.split.)"""
+    for n, line in enumerate(lines, 1):
+        line = line.rstrip(b"\r\n")  # (only the last byte can be a newline)
+        if line and not line.isspace():  # line.strip(), without a copy of the line
+            yield parse_text(line, where=f"line {n}")
 
 
 _BOOL = {"true": True, "yes": True, "1": True, "y": True, "false": False, "no": False, "0": False, "n": False}

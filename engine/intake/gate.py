@@ -180,14 +180,19 @@ def check_record(record: Any, printable: bool = False) -> GateResult:
 
 def judge(item: Item) -> GateResult:
     """The stateless verdict on one decoded input: invalid (with why and the field) or ok."""
+    record, problem = judged_item(item)
+    return problem or GateResult(OK, record, record["id"])
+
+
+def judged_item(item: Item) -> tuple[Any, GateResult | None]:
+    """judge without the usual verdict's value: (the record, None) when it is ok, else (whatever was decoded, the
+    verdict); Pipeline.run_items goes on with the record itself (as judged_text for run_lines)."""
     if item.error is not None:
-        return GateResult(INVALID, None, None, item.error, "")
+        return None, GateResult(INVALID, None, None, item.error, "")
     record, raw = item.record, item.raw
     if raw.__class__ is bytes and 92 not in raw:  # UTF-8 (it decoded) without a backslash: no escape, no surrogate
-        problem = _problem_utf8(record, raw)
-    else:
-        problem = _problem(record, raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
-    return problem or GateResult(OK, record, record["id"])
+        return record, _problem_utf8(record, raw)
+    return record, _problem(record, raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
 
 
 def judge_text(text: str) -> GateResult:

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from engine.config.deployment import load_deployment
-from engine.intake.decode import CHUNK
 from engine.pipeline import Pipeline, plan_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,11 +67,10 @@ def _env() -> dict:
 
 @pytest.mark.slow
 def test_dry_run_answers_before_its_input_ends(generated) -> None:
-    """A pipe that stays open after more than a chunk of JSON lines: the plans of what came are written while
-    the rest may still come (the input is read a chunk at a time, not whole before the first outcome)."""
+    """A pipe that stays open after 1,500 JSON lines: their plans are written while the rest may still come (the
+    input is read line by line, not whole before the first outcome)."""
     root, lines = generated
-    body = ("\n".join(lines) + "\n").encode()
-    body = body * (CHUNK // len(body) + 2)  # more than a chunk: the first one is read, and planned, in full
+    body = ("\n".join(lines) + "\n").encode()  # plans enough to fill the child's output buffer
     proc = subprocess.Popen([str(HERALD), "dry-run", "--outcomes", "-", "--format", "jsonl", "--now", NOW],
                             cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=_env())

@@ -188,3 +188,20 @@ def test_check_in_is_admit_for_an_ok_outcome(lines):
         else:
             assert (got.status, got.outcome_id, got.outcome, got.previous) == \
                 (want.status, want.outcome_id, want.outcome, want.previous)
+
+
+@given(lines=_same_id_lines, as_bytes=st.booleans())
+@settings(max_examples=100)
+def test_judged_item_is_judge_without_the_ok_verdict(lines, as_bytes):
+    """judged_item (what run_items goes on with): (the record, None) where judge is ok, else judge's verdict."""
+    from engine.intake.decode import parse_text
+    from engine.intake.gate import judge, judged_item
+
+    for line in [*lines, "not json", "[1]", '{"id": "\\u0007"}', '{"id": "x", "decision": "reject"}']:
+        item = parse_text(line.encode() if as_bytes else line)
+        want = judge(item)
+        record, problem = judged_item(item)
+        if problem is None:
+            assert want.status == OK and (want.outcome, want.outcome_id) == (record, record["id"])
+        else:
+            assert problem == want
