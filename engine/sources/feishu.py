@@ -66,7 +66,9 @@ def signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
 
 
 def decrypt(encrypt_key: str, data: str) -> bytes:
-    """The plain text of an `encrypt` value (EventError when it is not one made with this key)."""
+    """The plain text of an `encrypt` value; EventError when it is not base64 AES-256-CBC data or its PKCS#7
+    padding is wrong. Another key's text decrypts to garbage whose padding is valid about once in 256: the
+    caller's JSON decode refuses it then (plain_body)."""
     from cryptography.hazmat.primitives import padding
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 

@@ -11,7 +11,7 @@ import pytest
 from daemon_support import outbox, wait_for
 from engine.sources.base import EventError, SourceRequest
 from engine.sources.config import SourceConfig
-from engine.sources.feishu import KIND, WINDOW_S, decrypt
+from engine.sources.feishu import KIND, WINDOW_S, decrypt, encrypt, plain_body
 from fake_feishu import (APP_SECRET, ENCRYPT_KEY, VERIFICATION_TOKEN, FakeFeishu, feishu_payload, lark_signature,
                          seal)
 from sources_support import source_deployment
@@ -70,9 +70,29 @@ def test_decrypt_matches_the_documented_example_and_an_independent_encryption():
     assert decrypt("test key", "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk=") == b"hello world"
     plain = json.dumps(feishu_payload(STAGE), ensure_ascii=False).encode()
     assert decrypt(ENCRYPT_KEY, seal(ENCRYPT_KEY, plain)) == plain
-    for bad in ("not base64!", seal("other key", plain), "", "QUJD"):
+    # (another key's text with a fixed IV: with a random one, the garbage it decrypts to ends in a valid
+    # PKCS#7 padding about once in 256, and then only the JSON decode refuses it; see the test below)
+    for bad in ("not base64!", encrypt("other key", plain, bytes(16)), "", "QUJD"):
         with pytest.raises(EventError):
             decrypt(ENCRYPT_KEY, bad)
+
+
+def test_another_key_s_text_is_refused_even_where_its_padding_happens_to_be_valid():
+    """decrypt() refuses a wrong key by the padding, which garbage passes about once in 256; the body is refused
+    all the same, by the JSON decode of that garbage."""
+    plain = json.dumps(feishu_payload(STAGE), ensure_ascii=False).encode()
+    source = SourceConfig("feishu", "feishu", secret=ENCRYPT_KEY)
+    padded_ok = 0
+    for i in range(1024):
+        sealed = encrypt("other key", plain, i.to_bytes(16, "big"))
+        try:
+            decrypt(ENCRYPT_KEY, sealed)
+            padded_ok += 1
+        except EventError:
+            pass
+        with pytest.raises(EventError):
+            plain_body(SourceRequest(json.dumps({"encrypt": sealed}).encode()), source)
+    assert padded_ok > 0  # (the case this test is for happened among these 1,024 IVs)
 
 
 def test_the_url_challenge_is_answered_only_with_the_verification_token():
