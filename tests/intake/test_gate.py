@@ -205,3 +205,15 @@ def test_judged_item_is_judge_without_the_ok_verdict(lines, as_bytes):
             assert want.status == OK and (want.outcome, want.outcome_id) == (record, record["id"])
         else:
             assert problem == want
+
+
+def test_a_candidate_zone_found_once_is_not_looked_up_again_and_an_unknown_one_never_passes():
+    """The gate remembers the candidate.timezone values load_timezone found (_ZONES): a name it refused is never
+    kept, so it is refused every time, with the suggestion."""
+    from engine.intake import gate
+
+    for _ in range(2):
+        assert check_record(sample_outcome(candidate={"name": "x", "timezone": "Asia/Shanghai"})).status == OK
+        bad = check_record(sample_outcome(candidate={"name": "x", "timezone": "asia/shanghai"}))
+        assert bad.status == INVALID and bad.field == "candidate.timezone" and "Asia/Shanghai" in bad.error
+    assert "Asia/Shanghai" in gate._ZONES and "asia/shanghai" not in gate._ZONES
