@@ -21,6 +21,7 @@ try:
     from jiter import from_json as _from_json  # type: ignore[import-not-found, unused-ignore]  # mypy without jiter
 except ImportError:  # an environment installed before herald required jiter: json's C scanner alone (same values)
     _from_json = None  # type: ignore[assignment, unused-ignore]  # then None: jiter_json raises, the exact path decodes
+JITER = _from_json is not None  # whether the fast path is there at all (else not tried: an exception a line costs)
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NOT_PARSED = object()
@@ -66,10 +67,11 @@ def jiter_json(data: bytes) -> Any:
 def decode_json(text: str) -> Any:
     """The one JSON decoder of every way in: json.loads, except that NaN, Infinity and -Infinity and a key
     repeated in one object are errors (ValueError), never a value."""
-    try:
-        return jiter_json(text.encode())
-    except Exception:  # noqa: BLE001, S110 - refused by jiter (or a surrogate in the str): the exact path decides
-        pass
+    if JITER:
+        try:
+            return jiter_json(text.encode())
+        except Exception:  # noqa: BLE001, S110 - refused by jiter (or a surrogate in the str): the exact path decides
+            pass
     return _decode_exactly(text)
 
 
@@ -109,7 +111,7 @@ class Item:
 
 def parse_text(raw: str | bytes, where: str | None = None) -> Item:
     """One JSON document (an outcome) to an Item; bytes that are not UTF-8 or not JSON give an Item with `error`."""
-    if raw.__class__ is bytes:
+    if JITER and raw.__class__ is bytes:
         try:
             return Item(raw, jiter_json(raw), None, where)  # (jiter refuses what is not UTF-8)
         except Exception:  # noqa: BLE001, S110 - refused: decoded below, as always

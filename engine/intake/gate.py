@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
-from engine.intake.decode import Item, _decode_exactly, jiter_json, parse_text
+from engine.intake.decode import JITER, Item, _decode_exactly, jiter_json, parse_text
 from engine.rules.schemas import check_formats, fast_check, jsonschema_validator, schema
 from engine.safetext import SINGLE_LINE_PATTERN, TEXT_PATTERNS, escape_controls, first_control
 from engine.schedule.timing import check_timezone, load_timezone
@@ -207,6 +207,8 @@ def judge_text(text: str) -> GateResult:
 def judged_text(text: str) -> tuple[Any, GateResult | None]:
     """judge_text without the usual verdict's value: (the record, None) when it is ok, else (whatever was
     decoded, the verdict); Pipeline.run_lines goes on with the record itself."""
+    if not JITER:
+        return _judged_exactly(text)
     try:
         data = text.encode()
         record = jiter_json(data)

@@ -17,7 +17,7 @@ from engine.intake.decode import Item, _decode_exactly, decode_json, jiter_json,
 from engine.intake.schemafast import CONTROLS
 from engine.rules.schemas import sample_outcome
 
-pytestmark = pytest.mark.skipif(decode._from_json is None, reason="jiter is not installed")
+pytestmark = pytest.mark.skipif(not decode.JITER, reason="jiter is not installed")
 
 
 def same(a: Any, b: Any) -> bool:

@@ -217,3 +217,18 @@ def test_a_candidate_zone_found_once_is_not_looked_up_again_and_an_unknown_one_n
         bad = check_record(sample_outcome(candidate={"name": "x", "timezone": "asia/shanghai"}))
         assert bad.status == INVALID and bad.field == "candidate.timezone" and "Asia/Shanghai" in bad.error
     assert "Asia/Shanghai" in gate._ZONES and "asia/shanghai" not in gate._ZONES
+
+
+@pytest.mark.parametrize("text", ['{"id": "a", "decision": "pass", "candidate": {"name": "x"}}', '{"a": 1, "a": 2}',
+                                  '{"a": NaN}', '["\\ud800"]', '{"id": "\\u0085"}', "[1] x", "{"])
+def test_without_jiter_the_exact_path_alone_gives_the_same_values_and_verdicts(text, monkeypatch):
+    """An environment installed before herald required jiter (decode.JITER false) decodes and judges by json's C
+    scanner alone, without trying jiter on each line: the same value, verdict or error."""
+    from engine.intake import decode, gate
+
+    with_jiter = (decode.parse_text(text.encode("utf-8", "surrogatepass")), gate.judged_text(text))
+    monkeypatch.setattr(decode, "JITER", False)
+    monkeypatch.setattr(gate, "JITER", False)
+    monkeypatch.setattr(decode, "_from_json", None)  # (were it asked, it would raise)
+    without = (decode.parse_text(text.encode("utf-8", "surrogatepass")), gate.judged_text(text))
+    assert repr(with_jiter) == repr(without)
