@@ -1,6 +1,7 @@
 """HR-written message templates: scanning, locale resolution, rendering per channel in the sandbox, and template checks."""
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import re
@@ -110,6 +111,11 @@ def _segments(widths: list, single: int, multi: int) -> int:
 
 
 _GSM = _GSM_BASIC | _GSM_EXTENSION
+# a character outside both GSM sets: a search stops at the first (a set built of the text, as set.issuperset(text)
+# makes on Python 3.11, holds every character)
+_NOT_GSM_RE = re.compile("[^" + "".join(sorted(re.escape(c) for c in _GSM)) + "]")
+_utf16 = codecs.utf_16_le_encode  # (the codec itself: no look-up of its name; surrogatepass: a lone surrogate is
+# one unit, as it is one character here)
 
 
 def _even_segments(total: int, single: int, multi: int) -> int:
@@ -120,18 +126,20 @@ def _even_segments(total: int, single: int, multi: int) -> int:
 def sms_length(text: str) -> tuple[int, int]:
     """(characters, segments): GSM 03.38 septets (160 / 153 per part) or UTF-16 units (70 / 67 per part).
 
-    Set and max() scans in C for the usual texts (no escape pair, no character beyond the BMP: every
-    character one unit wide); a width per character only when some are two wide."""
+    Scans in C for the usual texts: a search for the first non-GSM character, then (GSM) a set scan for escape
+    pairs or (UCS-2) the UTF-16 encoding's length, which is the character count when no character lies beyond
+    the BMP (every character one unit wide); a width per character only when some are two wide."""
     text = text or ""
-    if _GSM.issuperset(text):
+    if _NOT_GSM_RE.search(text) is None:
         if _GSM_EXTENSION.isdisjoint(text):
             return len(text), _even_segments(len(text), 160, 153)
         widths = [2 if c in _GSM_EXTENSION else 1 for c in text]
         return sum(widths), _segments(widths, 160, 153)
-    if max(text) <= "\uffff":
-        return len(text), _even_segments(len(text), 70, 67)
+    units = len(_utf16(text, "surrogatepass")[0]) >> 1
+    if units == len(text):
+        return units, _even_segments(units, 70, 67)
     widths = [2 if ord(c) > 0xFFFF else 1 for c in text]
-    return sum(widths), _segments(widths, 70, 67)
+    return units, _segments(widths, 70, 67)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -609,6 +609,17 @@ def test_sms_length_equals_the_plain_count(parts: list) -> None:
     assert sms_length(text) == _plain_sms_length(text)
 
 
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet=st.one_of(
+    st.sampled_from(sorted(__import__("engine.render.templates", fromlist=["_GSM"])._GSM)),
+    st.sampled_from(["\ud800", "\udfff", "`", "\x00", "\u0394", "\u20ac", "\uffff", "\U00010000", "\U0010ffff"]),
+    st.characters()), max_size=400))
+def test_sms_length_equals_the_plain_count_for_any_text(text: str) -> None:
+    # every GSM character, lone surrogates (one UTF-16 unit each, as one character), the BMP's last character
+    # and the first and last beyond it, and any other character
+    assert sms_length(text) == _plain_sms_length(text)
+
 # -- robustness ------------------------------------------------------------------------------------
 
 FRAGMENTS = st.sampled_from([
