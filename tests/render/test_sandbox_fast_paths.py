@@ -190,6 +190,16 @@ def test_tidy_drops_trailing_blanks_and_blank_runs_in_text_blocks(text, tidy):
     assert _tidy(text, "webhook") == _tidy(text, "email_html") == text.strip()
 
 
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(["a", "一", " ", "\t", "\n", "\r", "\x0b"]), max_size=40))
+def test_tidy_lines_equals_the_expressions(text):
+    """The fast exits of _tidy_lines (one line; no trailing blank; no blank-line run) change nothing."""
+    from engine.render.templates import _TRAILING_WS_RE, _BLANK_RUN_RE, _tidy_lines
+
+    stripped = text.strip()
+    assert _tidy_lines(stripped) == _BLANK_RUN_RE.sub("\n\n", _TRAILING_WS_RE.sub("\n", stripped))
+
+
 @pytest.mark.parametrize("channel", ["dingtalk", "webhook", "sms"])
 def test_fast_path_result_is_what_the_classes_make(tmp_path, channel):
     """The single-block fast path fills RenderResult and Message from the plan's copy of their fields: the
