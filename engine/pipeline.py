@@ -62,12 +62,12 @@ def render_messages(templates: TemplateStore, template: str, prefs: tuple[str | 
     file: TemplateFile | None = None
     error: str | None = None
     for ch in channels:  # the template sees build_context(outcome, extras, trusted=True); render merges them
-        result = templates.render(template, prefs, ch, outcome, main_only=main_only, extras=extras)  # + `channel`
-        file = file or result.template
-        if result.error or result.message is None:  # (a result without an error has its message)
-            error = error or f"{ch}: {result.error}"
-            continue
-        messages.append(result.message)
+        used, message, failed = templates.render_message(template, prefs, ch, outcome, main_only, extras)  # + `channel`
+        file = file or used
+        if message is not None:
+            messages.append(message)
+        elif error is None and failed is not None:  # (a render without its message has its failure)
+            error = f"{ch}: {failed.error}"
     return tuple(messages), file, error
 
 

@@ -364,7 +364,7 @@ class _ChannelPlan:
     template: Any = None  # set for the single-block fast path
     block: Any = None
     contexts: _BlockContexts | None = None
-    made: tuple = ()  # (RenderResult's fields, Message's fields) but the message and the body (see _render_plan)
+    made: Mapping = field(default_factory=dict)  # Message's fields but the body (see _render_plan)
     verbatim: bool = False  # _verbatim(main): the text is only stripped
 
 
@@ -581,8 +581,7 @@ class TemplateStore:
             if not isinstance(template, Exception) and not entry.top_level.get(html, True) \
                     and main in template.blocks and entry.ast is not None and not _ast_flags(entry)[0]:
                 modifies = _ast_flags(entry)[1]
-                made = (_fields_of(RenderResult, template=file, locale=file.locale, message=None),
-                        _fields_of(Message, channel=channel, body=None))
+                made = _fields_of(Message, channel=channel, body=None)
                 return _ChannelPlan(decisions, main, tuple(wanted), template, template.blocks[main],
                                     _BlockContexts(template, modifies), made, _verbatim(main))
         return _ChannelPlan(decisions, main, tuple(wanted))
@@ -597,6 +596,17 @@ class TemplateStore:
         `main_only`: render just the channel's own block (no subject, no HTML part). The render runs
         under the store's budget (`limits`); going over it is an error naming the template and line.
         """
+        file, message, failed = self.render_message(name, locale_prefs, channel, context, main_only, extras)
+        if failed is not None:
+            return failed
+        assert file is not None  # (a message comes from a file)
+        return RenderResult(file, file.locale, message, None)
+
+    def render_message(self, name: str, locale_prefs: tuple[str | None, ...], channel: str, context: Mapping,
+                       main_only: bool = False, extras: Mapping | None = None
+                       ) -> tuple[TemplateFile | None, Message | None, RenderResult | None]:
+        """render() without the RenderResult of a success: (the file, the message, None) when it renders, else
+        (the file or None, None, the RenderResult with the error) (the dry-run's per-outcome call)."""
         try:  # the file and its plan for this channel, worked out once per (name, preferences, channel, mode)
             entry, plan = self._render_memo[(name, locale_prefs, channel, main_only)]
         except (KeyError, TypeError):  # not met yet, or unhashable preferences (not memoised)
@@ -606,14 +616,15 @@ class TemplateStore:
                 self._render_memo[(name, locale_prefs, channel, main_only)] = (entry, plan)
         if entry is None:
             hint = did_you_mean(name, self._entries)
-            return RenderResult(None, None, None, f'unknown template "{name}"{hint}', "template-unknown")
+            return None, None, RenderResult(None, None, None, f'unknown template "{name}"{hint}', "template-unknown")
         file = entry.file
         if plan.__class__ is _Unrenderable:
-            return RenderResult(file, file.locale, None, plan.error, "template-unrenderable")
+            return file, None, RenderResult(file, file.locale, None, plan.error, "template-unrenderable")
         decision = extras["decision"] if extras and "decision" in extras else context.get("decision")
         if decision.__class__ is str and decision not in plan.decisions:
-            return RenderResult(file, file.locale, None,
-                                f"template {name} ({file.path}) does not declare decision {decision}", "template-decision")
+            return file, None, RenderResult(
+                file, file.locale, None, f"template {name} ({file.path}) does not declare decision {decision}",
+                "template-decision")
         limits = self.limits
         if limits is None:
             return self._render_plan(entry, plan, channel, context, extras)
@@ -622,8 +633,8 @@ class TemplateStore:
         except BudgetExceeded as exc:
             line = self._line_of(entry, exc)
             where = f"{file.path}:{line}" if line else file.path
-            return RenderResult(file, file.locale, None, f"{where}: {limits.describe(exc.reason)}",
-                                "render-budget", line)
+            return file, None, RenderResult(file, file.locale, None, f"{where}: {limits.describe(exc.reason)}",
+                                            "render-budget", line)
 
     def _line_of(self, entry: _Entry, exc: BaseException) -> int | None:
         """The template line a render was stopped at (None when it is not known)."""
@@ -635,9 +646,10 @@ class TemplateStore:
         return None
 
     def _render_plan(self, entry: _Entry, plan: _ChannelPlan, channel: str, context: Mapping,
-                     extras: Mapping | None = None, limits: RenderLimits | None = None) -> RenderResult:
-        """Run a plan (the part of a render under the budget): `limits`, the budget it runs under (guarded's),
-        for the fast path's output check (None: unguarded)."""
+                     extras: Mapping | None = None, limits: RenderLimits | None = None
+                     ) -> tuple[TemplateFile, Message | None, RenderResult | None]:
+        """Run a plan (the part of a render under the budget), as render_message answers: `limits`, the budget
+        it runs under (guarded's), for the fast path's output check (None: unguarded)."""
         file = entry.file
         main = plan.main
         if plan.block is not None and plan.contexts is not None:  # one block, nothing at the top level
@@ -649,23 +661,18 @@ class TemplateStore:
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down
                 line = _frame_line(exc, file.path, plan.template)
                 where = f"{file.path}:{line}" if line else file.path
-                return RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}",
-                                    "template-render", line)
+                return file, None, RenderResult(file, file.locale, None, f"{where}: block {main}: {_short(exc)}",
+                                                "template-render", line)
             body = text.strip() if plan.verbatim else _tidy_lines(text.strip())  # _tidy(text, main)
-            # RenderResult(file, file.locale, Message(channel, body, ...), None), made as their __init__ makes
-            # them (the instance's dict, filled) from the plan's copy of the fields
-            result_fields, message_fields = plan.made
+            # Message(channel, body, ...), made as its __init__ makes it (the instance's dict, filled) from the
+            # plan's copy of the fields
             message = _new_object(Message)
             values = message.__dict__  # (made empty, on first use)
-            values.update(message_fields)
+            values.update(plan.made)
             values["body"] = body
             if channel == "sms":
                 values["sms_chars"], values["sms_segments"] = sms_length(body)
-            result = _new_object(RenderResult)
-            values = result.__dict__
-            values.update(result_fields)
-            values["message"] = message
-            return result
+            return file, message, None
         ctx: Mapping = {**context, **extras, "channel": channel} if extras else \
             context if context.get("channel") == channel else {**context, "channel": channel}
         rendered = self._render_blocks(entry, plan.wanted, ctx)
@@ -673,16 +680,16 @@ class TemplateStore:
             text, err, line = rendered[b]
             if err is not None:
                 where = f"{file.path}:{line}" if line else file.path
-                return RenderResult(file, file.locale, None, f"{where}: block {b}: {err}", "template-render", line)
+                return file, None, RenderResult(file, file.locale, None, f"{where}: block {b}: {err}",
+                                                "template-render", line)
         body = rendered[main][0]
         subject = " ".join(rendered["subject"][0].split()) if "subject" in rendered else None
         html = rendered["email_html"][0] if "email_html" in rendered else None
         sms_chars = sms_segments = None
         if channel == "sms":
             sms_chars, sms_segments = sms_length(body)
-        message = Message(channel=channel, body=body, subject=subject, html=html,
-                          sms_segments=sms_segments, sms_chars=sms_chars)
-        return RenderResult(file, file.locale, message, None)
+        return file, Message(channel=channel, body=body, subject=subject, html=html,
+                             sms_segments=sms_segments, sms_chars=sms_chars), None
 
     # -- checks ----------------------------------------------------------------------------------
 

@@ -663,3 +663,36 @@ def test_missing_directory_is_empty(tmp_path: Path) -> None:
     assert s.names() == [] and s.check() == []
     (d,) = s.check_usage("x", ["reject"], ["sms"], Loc("r.yaml", 1, 1))
     assert d.code == "unknown-template"
+
+
+# -- render_message (the dry-run's call) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, channel, context, main_only, code", [
+    ("t", "dingtalk", {"decision": "reject", "candidate": {"name": "Li"}}, True, None),      # the fast path
+    ("t", "email", {"decision": "reject", "candidate": {"name": "Li"}}, False, None),       # several blocks
+    ("t", "sms", {"decision": "reject", "candidate": {"name": "李"}}, True, None),
+    ("nope", "dingtalk", {"decision": "reject"}, True, "template-unknown"),
+    ("t", "webhook", {"decision": "reject"}, True, "template-unrenderable"),
+    ("t", "dingtalk", {"decision": "offer"}, True, "template-decision"),
+    ("t", "dingtalk", {"decision": "reject", "candidate": {"name": 1}, "boom": 0}, True, "template-render"),
+    ("big", "dingtalk", {"decision": "reject"}, True, "render-budget"),
+])
+def test_render_message_answers_as_render(tmp_path: Path, name, channel, context, main_only, code) -> None:
+    """(file, message, None) where render() succeeds, (file or None, None, render()'s result) where it fails."""
+    from engine.render.budget import RenderLimits
+
+    make_store(tmp_path, {
+        "t.j2": HEADER + "{% block subject %}S {{ candidate.name }}{% endblock %}"
+                         "{% block dingtalk %}Hi {{ candidate.name }}{{ 1 // boom if boom is defined }}{% endblock %}"
+                         "{% block sms %}Hi {{ candidate.name }}{% endblock %}"
+                         "{% block email %}Dear {{ candidate.name }}{% endblock %}",
+        "big.j2": HEADER + "{% block dingtalk %}{% for i in range(1000) %}{{ i }}{% endfor %}{% endblock %}"})
+    store = TemplateStore(tmp_path, RenderLimits(time_ms=200, output_chars=1000))
+    result = store.render(name, (), channel, context, main_only=main_only)
+    file, message, failed = store.render_message(name, (), channel, context, main_only)
+    assert result.code == code and file == result.template
+    if code is None:
+        assert failed is None and message == result.message and result.ok
+    else:
+        assert message is None and failed == result

@@ -202,8 +202,8 @@ def test_tidy_lines_equals_the_expressions(text):
 
 @pytest.mark.parametrize("channel", ["dingtalk", "webhook", "sms"])
 def test_fast_path_result_is_what_the_classes_make(tmp_path, channel):
-    """The single-block fast path fills RenderResult and Message from the plan's copy of their fields: the
-    same instances (fields, their order, equality, hash) as their own __init__ makes."""
+    """The single-block fast path fills Message from the plan's copy of its fields (render wraps it in a
+    RenderResult): the same instances (fields, their order, equality, hash) as their own __init__ makes."""
     from engine.model import Message
     from engine.render.templates import RenderResult
 
