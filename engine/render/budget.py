@@ -213,14 +213,8 @@ def guarded(limits: RenderLimits, fn: Callable[..., T], *args: Any, **kwargs: An
         raise
 
 
-def active() -> _Slot | None:
-    """This thread's render in progress under a budget (None: nothing to charge)."""
-    slot: _Slot | None = getattr(_local, "slot", None)
-    return slot if slot is not None and slot.active else None
-
-
 def charge_to(slot: _Slot, size: int, then: int = 0) -> None:
-    """charge_size for a render known to be in progress (`active()` gave its slot); `then`, when given, is
+    """charge_size for a render known to be in progress (the thread's slot, active); `then`, when given, is
     charged after it as a second value (a filter's result after its arguments), in the same call."""
     output = slot.limits.output_chars
     allocation = output * ALLOCATION_FACTOR  # limits.allocation_chars, without the call

@@ -17,7 +17,7 @@ from jinja2.runtime import ChainableUndefined, Undefined
 from jinja2.utils import missing, pass_context, pass_environment, pass_eval_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine.render.budget import _SMALL, active, charge, charge_printed, charge_printed_total, charge_size, charge_to
+from engine.render.budget import _SMALL, _local, charge, charge_printed, charge_printed_total, charge_size, charge_to
 
 __all__ = ["GLOBAL_NAMES", "HTML_ENV", "TEXT_ENV", "build_context", "plain"]
 
@@ -196,8 +196,8 @@ def _budgeted_join(fn: Callable, pass_arg: Any) -> Callable:
     build and unpack on the common call."""
 
     def budgeted(first: Any, value: Any, d: Any = "", *args: Any, **kwargs: Any) -> Any:
-        slot = active()
-        if slot is None:
+        slot = getattr(_local, "slot", None)  # this thread's render, charged when in progress (as charge() finds it)
+        if slot is None or not slot.active:
             return fn(first, value, d, *args, **kwargs) if args or kwargs else fn(first, value, d)
         if value.__class__ is list and d.__class__ is str and not args and not kwargs and not first.autoescape:
             # plain text joined with a plain separator in a text block: `d.join(value)` is what the filter
