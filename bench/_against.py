@@ -124,7 +124,8 @@ def child(tree: str, rules: str, outcomes: str, now_text: str) -> None:
         return statuses
 
     statuses = run(io.StringIO())  # warm: templates compiled, caches filled
-    limits = dep.templates.limits
+    budgeted = hasattr(dep.templates, "limits")  # (a tree before the render budget has none: always unguarded)
+    limits = dep.templates.limits if budgeted else None
     gc.collect()
     gc.freeze()  # the outcome lines and the deployment, out of the collector's way (as bench/dryrun.py does)
     print(json.dumps({"engine": str(Path(engine.__file__).parent), "statuses": dict(statuses)}), flush=True)
@@ -136,12 +137,14 @@ def child(tree: str, rules: str, outcomes: str, now_text: str) -> None:
             Path(arg).write_text(buf.getvalue(), encoding="utf-8")
             print("ok", flush=True)
         elif verb == "run":
-            dep.templates.limits = None if arg == "unguarded" else limits
+            if budgeted:
+                dep.templates.limits = None if arg == "unguarded" else limits
             gc.collect()
             t, w = time.process_time(), time.perf_counter()
             run(io.StringIO())
             print(time.process_time() - t, time.perf_counter() - w, flush=True)
-            dep.templates.limits = limits
+            if budgeted:
+                dep.templates.limits = limits
 
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--child":

@@ -98,3 +98,19 @@ def test_the_child_writes_what_the_pipeline_writes_in_this_process(workload, tmp
         buf.write(plan_line(plan) + "\n")
     assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == buf.getvalue()
     assert buf.getvalue().count("\n") == 300
+
+
+@pytest.mark.slow
+def test_the_release_before_the_render_budget_runs_as_a_child(workload, tmp_path):
+    """The default --against commit (8ea434f) has no TemplateStore.limits: its child must still answer (a child
+    that set the budget on every run ended at once there, and the comparison printed 'not measured')."""
+    _, outcomes, rules = workload
+    dryrun = _load("dryrun")
+    try:
+        tree = against.export(dryrun.BEFORE, tmp_path)
+    except subprocess.CalledProcessError:
+        pytest.skip(f"{dryrun.BEFORE} is not in this clone's history (a shallow clone)")
+    got = against.compare({"here": ROOT, "release": tree}, rules, outcomes, rounds=1, now=NOW)
+    assert got["release"]["engine"] == str(tree / "engine")
+    assert sum(got["release"]["statuses"].values()) == 300
+    assert got["release"]["best"] > 0
