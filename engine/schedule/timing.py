@@ -510,7 +510,8 @@ def parse_instant(text: Any) -> datetime | None:
 
 @lru_cache(maxsize=8192)
 def parse_instant_text(text: str) -> datetime | None:
-    """parse_instant for a str (memoised): the schema checks' `date-time` verdict, a datetime or None."""
+    """parse_instant for a str: the schema checks' `date-time` verdict, a datetime or None. Not memoised (the
+    texts rarely repeat): the gate's date-time check and Pipeline.plan each parse an outcome's occurred_at."""
     try:  # the usual form, as it comes
         got = datetime.fromisoformat(text)
         if got.utcoffset() is not None:
