@@ -179,7 +179,7 @@ def dry_run(outcomes: BinaryIO, fmt: str, now: datetime | None, explain_id: str 
 
     dep = _load_or_exit(paths, config_path)
     pipe = Pipeline(dep, now=now, render_channels="all" if fmt == "text" else "first")
-    # read as ingest reads; JSON lines a chunk at a time, each outcome decoded as its turn comes: the input is
+    # read as ingest reads; JSON lines one line at a time, each outcome decoded as its turn comes: the input is
     # never held whole, nor the outcomes decoded from it (the collector would walk them again and again)
     items = items_of(outcomes, getattr(outcomes, "name", "") or "")
     gc.freeze()  # the deployment lives to the end: keep the collector from walking it

@@ -296,33 +296,25 @@ class Pipeline:
 
     def run_lines(self, lines: Iterable[str]) -> Iterator[Plan]:
         """Intake of JSON lines through every stage, one plan per non-blank line, in input order."""
-        gate = self.gate()
-        admit, check_in, plan = self.admit, gate.check_in, self.plan
-        for line in lines:
-            if not line.strip():
-                continue
-            record, problem = judged_text(line)  # judge(parse_text(line)), no Item made
-            if problem is None and self.outside_vocabulary is None:
-                # admit(gate, GateResult(OK, record, id), line) without making the ok verdict
-                other = check_in(record["id"], record, line)
-                yield plan(record) if other is None else self._admitted(other)
-            else:
-                yield admit(gate, problem or GateResult(OK, record, record["id"]), line)
+        # judge(parse_text(line)), no Item made
+        return self._run((*judged_text(line), line) for line in lines if line.strip())
 
     def run_items(self, items: Iterable[Item]) -> Iterator[Plan]:
-        """Intake of decoded items (engine.intake.decode: files, bodies) through every stage, in order; the ok
-        verdict takes run_lines' short way (check_in, then plan)."""
+        """Intake of decoded items (engine.intake.decode: files, bodies) through every stage, in order."""
+        return self._run((*judged_item(item), item.raw) for item in items)
+
+    def _run(self, judged: Iterable[tuple[Any, GateResult | None, str | bytes]]) -> Iterator[Plan]:
+        """The plans of (record, the stateless gate's verdict when not ok, raw text) in order: an ok record goes on
+        through check_in and plan without an ok verdict made (admit's way, the usual case spared a GateResult)."""
         gate = self.gate()
         admit, check_in, plan = self.admit, gate.check_in, self.plan
         plain = self.outside_vocabulary is None
-        for item in items:
-            record, problem = judged_item(item)  # judge(item), no ok verdict made
+        for record, problem, raw in judged:
             if problem is None and plain:
-                # admit(gate, GateResult(OK, record, id), item.raw) without making the ok verdict
-                other = check_in(record["id"], record, item.raw)
+                other = check_in(record["id"], record, raw)
                 yield plan(record) if other is None else self._admitted(other)
             else:
-                yield admit(gate, problem or GateResult(OK, record, record["id"]), item.raw)
+                yield admit(gate, problem or GateResult(OK, record, record["id"]), raw)
 
     def run_records(self, records: Iterable[Any]) -> Iterator[Plan]:
         gate = self.gate()

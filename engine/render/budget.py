@@ -262,8 +262,13 @@ def charge_printed(value: Any) -> None:
         charge(value)
 
 
-def check_output(parts: list) -> None:
-    """The pieces of a rendered block, measured before they are joined."""
-    slot: _Slot | None = getattr(_local, "slot", None)
-    if slot is not None and slot.active and sum(map(len, parts)) > slot.limits.output_chars:
+def check_output(parts: list, limits: RenderLimits | None = None) -> None:
+    """The pieces of a rendered block, measured before they are joined: against `limits` (the budget the caller
+    runs under), else this thread's render in progress (none: not measured)."""
+    if limits is None:
+        slot: _Slot | None = getattr(_local, "slot", None)
+        if slot is None or not slot.active:
+            return
+        limits = slot.limits
+    if sum(map(len, parts)) > limits.output_chars:
         raise BudgetExceeded("output")

@@ -655,8 +655,8 @@ class TemplateStore:
         if plan.block is not None and plan.contexts is not None:  # one block, nothing at the top level
             try:
                 parts = list(plan.block(plan.contexts.new(context, channel, extras)))
-                if limits is not None and sum(map(len, parts)) > limits.output_chars:
-                    raise BudgetExceeded("output")  # check_output(parts), the limits known (not an Exception)
+                if limits is not None:  # (BudgetExceeded is not an Exception: it passes the except below)
+                    check_output(parts, limits)
                 text = "".join(parts)
             except Exception as exc:  # noqa: BLE001 - a template must never take herald down
                 line = _frame_line(exc, file.path, plan.template)

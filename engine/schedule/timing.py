@@ -510,8 +510,8 @@ def parse_instant(text: Any) -> datetime | None:
 
 @lru_cache(maxsize=8192)
 def parse_instant_text(text: str) -> datetime | None:
-    """parse_instant for a str: the schema checks' `date-time` verdict, a datetime or None. Not memoised (the
-    texts rarely repeat): the gate's date-time check and Pipeline.plan each parse an outcome's occurred_at."""
+    """parse_instant for a str (memoised): the schema checks' `date-time` verdict, a datetime or None. The gate's
+    date-time check parses an outcome's occurred_at; Pipeline.plan's call for the same text is a cache hit."""
     try:  # the usual form, as it comes
         got = datetime.fromisoformat(text)
         if got.utcoffset() is not None:
