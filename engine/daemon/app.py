@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -17,6 +17,7 @@ from engine import __version__
 from engine.daemon.auth import MAX_SKEW, TIMESTAMP_HEADER, request_target
 from engine.daemon.bodygate import BodyGate
 from engine.daemon.health import store_health
+from engine.daemon.query import one_value_each
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.desk.actions import ActionError
@@ -61,7 +62,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                   description="Tells interview candidates their result. Intake needs `Authorization: Bearer <token>` "
                               "or a signature header `sha256=<hex HMAC-SHA256 of METHOD\\nPATH?QUERY\\nTIMESTAMP\\nBODY>` with "
                               "`X-Herald-Timestamp` (Unix seconds, at most 5 minutes old) when server.auth "
-                              "is configured; /healthz and /metrics are open.")
+                              "is configured; /healthz and /metrics are open.",
+                  dependencies=[Depends(one_value_each)])  # a scalar query parameter given twice: 422
     app.state.runtime = runtime
     app.add_middleware(BodyGate, limit=lambda: runtime.state.deployment.config.server.max_concurrent_bodies)
 
