@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         rel = Path(str(item.path)).relative_to(root).as_posix() if Path(str(item.path)).is_relative_to(root) else ""
         if rel.startswith(TIME_SENSITIVE):
             item.add_marker(pytest.mark.timesensitive)
+
+
+@pytest.fixture(autouse=True)
+def _herald_log_handler_removed() -> Iterator[None]:
+    """A test that runs `herald serve` in-process installs herald's stderr handler on the root logger
+    (setup_logging); it goes with the test, so threads that outlive it (a test SMTP server's "EOF received")
+    do not print into the suite's output."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    added = [h for h in root.handlers if getattr(h, "_herald", False) and h not in before]
+    for h in added:
+        root.removeHandler(h)
+    if added:
+        root.setLevel(level)
 
 
 def write_files(root: Path, files: Mapping[str, str | None]) -> None:
