@@ -420,20 +420,24 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
     """
     import json
     from collections import Counter
+    from itertools import islice
 
     from engine.intake.batch import intake
-    from engine.intake.decode import read_items
+    from engine.intake.decode import items_of
 
     dep = _load_or_exit(paths, config_path)
-    items = list(read_items(file))
     pipe = _pipeline(dep, _clock(config_path, dep))
     counts: Counter = Counter()
     problems = []
+    total = 0
     show_bar = sys.stderr.isatty() and fmt == "text"
-    with _store(config_path, dep) as store, click.progressbar(length=len(items), label="ingesting", file=sys.stderr,
-                                                             hidden=not show_bar) as bar:
-        for start in range(0, len(items), batch):
-            chunk = items[start:start + batch]
+    # read a batch at a time (JSON lines never held whole); the bar follows the bytes read
+    with open(file, "rb") as fh, _store(config_path, dep) as store, click.progressbar(
+            length=max(1, os.fstat(fh.fileno()).st_size), label="ingesting", file=sys.stderr,
+            hidden=not show_bar) as bar:
+        items, done = items_of(fh, Path(file).name), 0
+        while chunk := list(islice(items, batch)):
+            total += len(chunk)
             for item, status in zip(chunk, intake(chunk, pipe, store, "file"), strict=False):
                 counts[status.status] += 1
                 if fmt == "jsonl":
@@ -444,7 +448,9 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
                     counts["outside the vocabulary"] += 1
                     if fmt != "jsonl":
                         problems.append(f"{item.where}: {status.id}: {status.outside_vocabulary}")
-            bar.update(len(chunk))
+            if show_bar and fh.seekable():  # (a pipe has no position)
+                bar.update(fh.tell() - done)
+                done = fh.tell()
         where = store.path
     for line in problems:
         click.echo(line, err=True)
@@ -452,7 +458,7 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
                         if counts[k])
     if counts["outside the vocabulary"]:
         summary += f"; {counts['outside the vocabulary']} outside the vocabulary"
-    click.echo(f"ingested {len(items)} item(s) from {file} into {where}: {summary or 'nothing'}", err=True)
+    click.echo(f"ingested {total} item(s) from {file} into {where}: {summary or 'nothing'}", err=True)
 
 
 @main.command()

@@ -168,11 +168,15 @@ def _split_array(text: str, i: int) -> list[Item]:
 # ------------------------------------------------------------------------------------- files to ingest
 
 def read_items(path: str | Path) -> Iterator[Item]:
-    """Items of a JSON-lines file, or of a CSV export with a header row (by extension, else by content)."""
+    """Items of a JSON-lines file, or of a CSV export with a header row (by extension, else by content), made as
+    they are reached (items_of): the file is opened now (a missing one fails here) and closed after its last item."""
     p = Path(path)
-    with open(p, "rb") as fh:
-        data = fh.read()
-    return items_of(data, p.name)
+    return _closing(open(p, "rb"), p.name)  # the generator closes it
+
+
+def _closing(fh: BinaryIO, name: str) -> Iterator[Item]:
+    with fh:
+        yield from items_of(fh, name)
 
 
 _LIST, _CSV, _LINES = "list", "csv", "lines"

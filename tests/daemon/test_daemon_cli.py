@@ -4,6 +4,10 @@ from __future__ import annotations
 import pytest
 
 import json
+import os
+import sqlite3
+import threading
+import time
 
 from click.testing import CliRunner
 
@@ -42,6 +46,41 @@ def test_ingest_json_lines_and_csv_through_the_gate(deploy):
     (deploy / "list.json").write_text(json.dumps([outcome("js-1"), outcome("js-2")]))
     r = run("ingest", str(deploy / "list.json"), "--config", str(deploy / "herald.yaml"))
     assert "2 matched" in r.output
+
+
+def _stored(db, outcome_id: str) -> bool:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT 1 FROM outcomes WHERE id = ?", (outcome_id,)).fetchone() is not None
+    except sqlite3.Error:  # not created yet
+        return False
+
+
+def test_ingest_stores_each_batch_as_it_is_read(deploy):
+    """`herald ingest` reads the file a batch at a time: a batch is in the store before the rest of the file exists
+    (a FIFO, written on only once the first batch is stored; ingest used to read the whole input first)."""
+    fifo = deploy / "o.jsonl"
+    os.mkfifo(fifo)
+    first_batch_stored = threading.Event()
+
+    def writer() -> None:
+        with open(fifo, "w", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(outcome(f"st-{i}")) + "\n" for i in range(3)))
+            fh.flush()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not first_batch_stored.is_set():
+                if _stored(deploy / "herald.db", "st-2"):
+                    first_batch_stored.set()
+                time.sleep(0.02)
+            fh.write(json.dumps(outcome("st-3")) + "\n")
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    r = run("ingest", str(fifo), "--batch", "3", "--config", str(deploy / "herald.yaml"))
+    t.join(timeout=90)
+    assert r.exit_code == 0, r.output
+    assert first_batch_stored.is_set(), "ingest stored nothing until the whole input was read"
+    assert "ingested 4 item(s)" in r.output and "4 matched" in r.output, r.output
 
 
 def test_unmatched_listed_retried_after_a_rule_edit_and_routed_by_hand(deploy):
