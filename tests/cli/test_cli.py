@@ -531,3 +531,22 @@ def test_herald_debug_shows_the_traceback(run_cli, tmp_path) -> None:
     (tmp_path / "herald.db").write_bytes(b"this is not a SQLite database " * 100)
     with pytest.raises(Exception, match="not a database"):
         run_cli(["unmatched"], cwd=tmp_path, env={"HERALD_DEBUG": "1"})
+
+
+@pytest.mark.slow
+def test_validate_reports_a_template_that_cannot_render_without_python_noise(tmp_path: Path) -> None:
+    """`{% set x = 5[::-1] %}` compiles to Python `5[::-1]`: validate reports it at the template's line, and the
+    compiler's SyntaxWarning (at a line of the generated code) no longer reaches stderr."""
+    import shutil
+
+    for part in ("rules", "templates"):
+        shutil.copytree(REPO / part, tmp_path / part)
+    path = tmp_path / "templates" / "reject" / "campus.j2"
+    path.write_text(path.read_text("utf-8").replace("{% block subject %}", "{% block subject %}{% set x = 5[::-1] %}",
+                                                    1), "utf-8")
+    proc = subprocess.run([str(HERALD), "validate", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env=_env())
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "campus.j2:3:1: error: block subject fails to render" in out and "not subscriptable" in out, out
+    assert "SyntaxWarning" not in out and "perhaps you missed a comma" not in out, out
