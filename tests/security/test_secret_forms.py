@@ -5,6 +5,8 @@ import base64
 import socket
 from typing import Any
 
+import pytest
+
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -36,6 +38,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# the test server takes AUTH on a plain loopback connection (to see the forms a client sends); aiosmtpd warns of it
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 def test_base64_forms_of_the_password_are_redacted_in_send_and_check() -> None:
     port = _free_port()
     controller = Controller(_Sink(), hostname="127.0.0.1", port=port, authenticator=echoing_authenticator,
