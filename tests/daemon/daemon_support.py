@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from engine.config.deployment import load_deployment
 HERALD = str(Path(sys.executable).with_name("herald"))
 TOKEN = "test-token-0123456"
 SECRET = "test-hmac-secret"
+API_NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()  # the `api` fixture's frozen clock (conftest.py)
 
 TEMPLATE = """{# herald: decisions=[reject, pass, offer, hold] #}
 {% block subject %}Interview result{% endblock %}

@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import json
 import warnings
-from datetime import UTC, datetime
 
 import httpx
 import pytest
-from daemon_support import TOKEN, make_deployment, outbox, outcome, post, wait_for
+from daemon_support import API_NOW, TOKEN, make_deployment, outbox, outcome, post, wait_for
 
-from engine.config.deployment import load_deployment
-from engine.daemon.app import create_app
-from engine.daemon.runtime import Runtime
-from engine.schedule.clock import Clock
-from engine.store import open_store
 
 with warnings.catch_warnings():  # starlette's TestClient warns about httpx at import
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()
-
-
-class Frozen(Clock):
-    def now(self) -> float:
-        return NOW
-
-
-@pytest.fixture
-def api(tmp_path, auth_env):
-    root = make_deployment(tmp_path, auth=True)
-    dep = load_deployment([str(root)])
-    store = open_store(tmp_path / "herald.db")
-    rt = Runtime(dep, store, Frozen())
-    client = TestClient(create_app(rt), headers={"Authorization": f"Bearer {TOKEN}", "X-Herald-Actor": "li.wei"})
-    yield client, store
-    store.close()
+NOW = API_NOW  # the `api` fixture's clock (tests/daemon/conftest.py)
 
 
 def test_listings_need_the_token_and_page_with_cursors(api):

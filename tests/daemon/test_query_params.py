@@ -3,39 +3,16 @@ list parameters (`rule`, `state`) still take many. Schemathesis found `/report?s
 the last value alone."""
 from __future__ import annotations
 
-import warnings
-from datetime import UTC, datetime
 from typing import Optional
 
 import pytest
-from daemon_support import TOKEN, make_deployment
 
-from engine.config.deployment import load_deployment
-from engine.daemon.app import create_app
 from engine.daemon.query import takes_many
-from engine.daemon.runtime import Runtime
-from engine.schedule.clock import Clock
-from engine.store import open_store
-
-with warnings.catch_warnings():  # starlette's TestClient warns about httpx at import
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
-NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()
-
-
-class Frozen(Clock):
-    def now(self) -> float:
-        return NOW
 
 
 @pytest.fixture
-def client(tmp_path, auth_env):
-    dep = load_deployment([str(make_deployment(tmp_path, auth=True))])
-    store = open_store(tmp_path / "herald.db")
-    yield TestClient(create_app(Runtime(dep, store, Frozen())),
-                     headers={"Authorization": f"Bearer {TOKEN}", "X-Herald-Actor": "li.wei"})
-    store.close()
+def client(api):
+    return api[0]
 
 
 @pytest.mark.parametrize("annotation, many", [  # Optional is typing.Union, `X | None` types.UnionType: both
