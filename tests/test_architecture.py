@@ -80,7 +80,7 @@ def _private_crossings(module: str, imports: list[tuple[int, str]]) -> list[tupl
     out = []
     for line, name in imports:
         parts = name.split(".")
-        if parts[0] != "engine" or len(parts) < 2 or _package(name) == own:
+        if parts[0] != "engine" or _package(name) == own:
             continue
         if any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts[1:]):
             out.append((line, name))
