@@ -142,7 +142,11 @@ def create_app(runtime: Runtime) -> FastAPI:
              "GetNotification": {"operationId": "get_notification",
                                  "parameters": {"notification_id": "$response.body#/items/0/notification"}},
              "Approve": {"operationId": "approve", "parameters": {"outcome_id": "$response.body#/items/0/id"}},
-             "Withdraw": {"operationId": "withdraw", "parameters": {"outcome_id": "$response.body#/items/0/id"}}}
+             "Withdraw": {"operationId": "withdraw", "parameters": {"outcome_id": "$response.body#/items/0/id"}},
+             **{name: {"operationId": op, "parameters": {"outcome_id": "$response.body#/items/0/id"}}
+                for name, op in (("Route", "route"), ("Preview", "preview"), ("History", "history"))},
+             **{name: {"operationId": op, "parameters": {"notification_id": "$response.body#/items/0/notification"}}
+                for name, op in (("Cancel", "cancel"), ("Reschedule", "reschedule"), ("SendNow", "send_now"))}}
 
     @app.post("/v1/outcomes", status_code=202, response_model=IntakeResponse, tags=["intake"],
               operation_id="post_outcomes", openapi_extra={"requestBody": request_body},

@@ -236,7 +236,12 @@ def tracking_router(store: Any, secret: str | bytes | None, clock: Any = None, *
         (413, "Body too large."), (422, "Not JSON, or a field is missing or wrong (it is named)."),
         (503, "The store is busy: retry later."))}
 
-    @router.post("/v1/replies", status_code=201, tags=["tracking"], responses=_errors)
+    reply_links = {"HandleReply": {"operationId": "handle_reply", "parameters": {"reply_id": "$response.body#/reply_id"}},
+                   "GetNotification": {"operationId": "get_notification",
+                                       "parameters": {"notification_id": "$response.body#/notification_id"}}}
+
+    @router.post("/v1/replies", status_code=201, tags=["tracking"], operation_id="post_reply",
+                 responses={201: {"description": "The reply is kept.", "links": reply_links}, **_errors})
     async def post_reply(request: Request) -> Any:
         """A candidate's reply from an inbound integration: JSON {notification_id | provider_id | phone | email,
         channel, content, at?}. 201 {reply_id, notification_id, matched}; a reply that matches no notification is
