@@ -790,6 +790,8 @@ def db_info(config_path: str | None) -> None:
                f"{pending}{newer})")
     for name, rows in info.tables:
         click.echo(f"  {name:<24} {rows:>12,}")
+    if info.search is not None:
+        click.echo(f"candidate search: {info.search}")
 
 
 @db.command("upgrade")
@@ -801,6 +803,9 @@ def db_upgrade(config_path: str | None) -> None:
     target, label = _store_target(config_path)
     with open_store(target, upgrade=True) as store:
         click.echo(f"store {label}: schema version {store.schema_version()}")
+        ensure = getattr(store, "ensure_search_index", None)  # PostgreSQL's optional pg_trgm index
+        if ensure is not None:
+            click.echo(f"candidate search: {ensure()}")
 
 
 @db.command("prune")

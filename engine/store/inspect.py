@@ -19,6 +19,7 @@ class StoreInfo:
     version: int  # the schema version the database has
     known: int  # the newest version this herald knows
     tables: tuple[tuple[str, int], ...]  # (table, rows), by name
+    search: str | None = None  # PostgreSQL: how the candidate search reads outcomes (pg_migrations.search_index)
 
 
 def describe(target: str | Path) -> StoreInfo:
@@ -50,7 +51,7 @@ def _describe_pg(url: str) -> StoreInfo:
     import psycopg
     from psycopg import sql
 
-    from engine.store.pg_migrations import PG_MIGRATIONS, current_version
+    from engine.store.pg_migrations import PG_MIGRATIONS, current_version, search_index
 
     try:
         conn = psycopg.connect(url, connect_timeout=10)
@@ -61,4 +62,5 @@ def _describe_pg(url: str) -> StoreInfo:
                                             "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")]
         counts = [conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(n))).fetchone() for n in names]
         tables = tuple(sorted((n, int(c[0]) if c else 0) for n, c in zip(names, counts, strict=True)))
-        return StoreInfo("postgresql", redact(url), current_version(conn), PG_MIGRATIONS[-1].version, tables)
+        return StoreInfo("postgresql", redact(url), current_version(conn), PG_MIGRATIONS[-1].version, tables,
+                         search_index(conn))

@@ -302,15 +302,45 @@ $$;
 
 
 def _console(conn: Any) -> None:
+    conn.execute(_CONSOLE)
+    _create_search_index(conn)
+
+
+SEARCH_INDEXED = "pg_trgm index"  # search_index's answers
+SEARCH_SCANS = "a scan of every outcome (no pg_trgm index; `herald db upgrade` creates it once pg_trgm can be created)"
+
+
+def _create_search_index(conn: Any) -> str | None:
+    """Creates pg_trgm and the candidate search's index; None when done, else why not (the extension is not
+    installed, or the role may not create it): the search then scans (see above)."""
     import psycopg
 
-    conn.execute(_CONSOLE)
     try:
         with conn.transaction():  # a savepoint: a refused extension leaves the migration's transaction usable
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-            conn.execute("CREATE INDEX outcomes_search ON outcomes USING gin (herald_who(raw) gin_trgm_ops)")
-    except psycopg.Error:
-        pass  # no pg_trgm: the search scans (see above); `herald db upgrade` after installing it does not redo this
+            conn.execute("CREATE INDEX IF NOT EXISTS outcomes_search ON outcomes "
+                         "USING gin (herald_who(raw) gin_trgm_ops)")
+    except psycopg.Error as e:
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return None
+
+
+def search_index(conn: Any) -> str:
+    """How the candidate search reads outcomes: SEARCH_INDEXED, or SEARCH_SCANS."""
+    row = conn.execute("SELECT to_regclass('outcomes_search') IS NOT NULL AS t").fetchone()
+    return SEARCH_INDEXED if (row["t"] if isinstance(row, dict) else row[0]) else SEARCH_SCANS
+
+
+def ensure_search_index(conn: Any) -> str:
+    """The candidate search's index, created when the store lacks it (pg_trgm could not be created when the console
+    migration ran, and can now): what `herald db upgrade` says of the search. Its build locks outcomes against
+    writes while it runs, which is why only `herald db upgrade` does it, never a replica's start."""
+    if search_index(conn) == SEARCH_INDEXED:
+        return SEARCH_INDEXED
+    if current_version(conn) < next(m.version for m in PG_MIGRATIONS if m.apply is _console):
+        return SEARCH_SCANS  # the console migration is pending: it creates the index
+    why = _create_search_index(conn)
+    return f"{SEARCH_INDEXED} (created now)" if why is None else f"{SEARCH_SCANS}: {why}"
 
 
 PG_MIGRATIONS: tuple[PgMigration, ...] = (

@@ -37,7 +37,7 @@ from engine.store.outcomes import Outcomes
 from engine.store.pg_listen import CHANNEL, Wakeups
 from engine.store.pg_alerts import StoreAlertQueue
 from engine.store.pg_ratelimit import StoreRateLimiter
-from engine.store.pg_migrations import PG_MIGRATIONS, PgMigration, current_version, migrate
+from engine.store.pg_migrations import PG_MIGRATIONS, PgMigration, current_version, ensure_search_index, migrate
 from engine.store.rulesets import RuleSets
 from engine.store.sources import SourceEvents
 from engine.store.suppressions import Suppressions
@@ -278,3 +278,9 @@ class PostgresStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceE
     def schema_version(self) -> int:
         with self._conn() as conn:
             return current_version(conn)
+
+    def ensure_search_index(self) -> str:
+        """`herald db upgrade`: the candidate search's pg_trgm index, created when missing and pg_trgm can be created
+        (pg_migrations.ensure_search_index); says how the search reads outcomes."""
+        with self._conn() as conn:
+            return ensure_search_index(conn)

@@ -81,3 +81,34 @@ def test_two_daemons_share_one_queue_and_send_each_outcome_once(pg, tmp_path):
     with open_store(url) as s:
         counts = s.notification_counts_by_state()
         assert counts["scheduled"] == counts["sending"] == counts["failed"] == 0, counts
+
+
+def test_db_upgrade_creates_the_search_index_pg_trgm_could_not_give_at_first(pg, tmp_path, run_cli):
+    """A store migrated where pg_trgm could not be created scans every outcome for a candidate search (here the
+    index and the extension dropped): `herald db info` says so, a role that may not create it is told why, and
+    `herald db upgrade` by one that may creates the index (once; again, it says it is there)."""
+    import psycopg
+
+    url = pg.create_database()
+    open_store(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        db = conn.info.dbname
+        conn.execute("DROP INDEX outcomes_search")
+        conn.execute("DROP EXTENSION pg_trgm")
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'clerk') THEN "
+                     "CREATE ROLE clerk LOGIN; END IF; END $$")
+        conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO clerk")
+        conn.execute(f'REVOKE CREATE ON DATABASE "{db}" FROM PUBLIC')
+    info = run_cli(["--store", url, "db", "info"], cwd=tmp_path)
+    assert "candidate search: a scan of every outcome (no pg_trgm index" in info.output, info.output
+    refused = run_cli(["--store", url.replace("herald@", "clerk@"), "db", "upgrade"], cwd=tmp_path)
+    assert refused.exit_code == 0, refused.output + refused.stderr
+    assert re.search(r"candidate search: a scan of every outcome .*: permission denied", refused.output), refused.output
+    up = run_cli(["--store", url, "db", "upgrade"], cwd=tmp_path)
+    assert up.exit_code == 0 and "candidate search: pg_trgm index (created now)" in up.output, up.output
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'outcomes_search'").fetchone()
+    assert row is not None and "gin_trgm_ops" in row[0]
+    again = run_cli(["--store", url, "db", "upgrade"], cwd=tmp_path).output
+    assert "candidate search: pg_trgm index\n" in again, again
+    assert "candidate search: pg_trgm index\n" in run_cli(["--store", url, "db", "info"], cwd=tmp_path).output
