@@ -803,9 +803,7 @@ def db_upgrade(config_path: str | None) -> None:
     target, label = _store_target(config_path)
     with open_store(target, upgrade=True) as store:
         click.echo(f"store {label}: schema version {store.schema_version()}")
-        ensure = getattr(store, "ensure_search_index", None)  # PostgreSQL's optional pg_trgm index
-        if ensure is not None:
-            click.echo(f"candidate search: {ensure()}")
+        click.echo(f"candidate search: {store.ensure_search_index()}")
 
 
 @db.command("prune")

@@ -19,7 +19,7 @@ class StoreInfo:
     version: int  # the schema version the database has
     known: int  # the newest version this herald knows
     tables: tuple[tuple[str, int], ...]  # (table, rows), by name
-    search: str | None = None  # PostgreSQL: how the candidate search reads outcomes (pg_migrations.search_index)
+    search: str | None = None  # how the candidate search reads outcomes (None: no search index yet)
 
 
 def describe(target: str | Path) -> StoreInfo:
@@ -35,6 +35,7 @@ def _describe_sqlite(path: Path) -> StoreInfo:
     from sqlite_utils import Database
 
     from engine.store.migrations import MIGRATIONS, current_version
+    from engine.store.migrations_console import SEARCH_FTS5
 
     if not path.is_file():
         raise StoreError(f"no store at {path}")
@@ -42,7 +43,8 @@ def _describe_sqlite(path: Path) -> StoreInfo:
     try:
         db = Database(conn)
         tables = tuple(sorted((t.name, t.count) for t in db.tables if not t.name.startswith("sqlite_")))
-        return StoreInfo("sqlite", str(path), current_version(db), MIGRATIONS[-1].version, tables)
+        search = SEARCH_FTS5 if db["outcome_search"].exists() else None  # (before the console's migration: none)
+        return StoreInfo("sqlite", str(path), current_version(db), MIGRATIONS[-1].version, tables, search)
     finally:
         conn.close()
 

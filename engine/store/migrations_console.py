@@ -12,6 +12,7 @@ from typing import Any
 from engine.store.migrations_desk import statements
 
 NAME = "console indexes: queue and outcomes in order, replies by notification, day counts, candidate search"
+SEARCH_FTS5 = "FTS5 trigram index"  # what `herald db upgrade` and `db info` say of SQLite's candidate search
 
 # What a search reads of an outcome's body: name, e-mail (lower case) and the phone's digits, joined by a unit
 # separator (a query never spans two of them unless it holds one).

@@ -26,6 +26,7 @@ from engine.store.desk import Desk
 from engine.store.errors import StoreError, StoreUnavailable
 from engine.store.events import Events
 from engine.store.migrations import MIGRATIONS, Migration, current_version, migrate
+from engine.store.migrations_console import SEARCH_FTS5
 from engine.store.notifications import Notifications
 from engine.store.outcomes import Outcomes
 from engine.store.rulesets import RuleSets
@@ -171,3 +172,7 @@ class SQLiteStore(Outcomes, Notifications, Attempts, Events, RuleSets, SourceEve
 
     def schema_version(self) -> int:
         return current_version(self._db())
+
+    def ensure_search_index(self) -> str:
+        """The candidate search's index: the FTS5 trigram table its migrations keep (always there)."""
+        return SEARCH_FTS5

@@ -112,3 +112,9 @@ def test_db_upgrade_creates_the_search_index_pg_trgm_could_not_give_at_first(pg,
     again = run_cli(["--store", url, "db", "upgrade"], cwd=tmp_path).output
     assert "candidate search: pg_trgm index\n" in again, again
     assert "candidate search: pg_trgm index\n" in run_cli(["--store", url, "db", "info"], cwd=tmp_path).output
+
+
+def test_db_upgrade_and_info_name_sqlites_search_index(tmp_path, run_cli):
+    db = str(tmp_path / "h.db")
+    assert "candidate search: FTS5 trigram index\n" in run_cli(["--store", db, "db", "upgrade"], cwd=tmp_path).output
+    assert "candidate search: FTS5 trigram index\n" in run_cli(["--store", db, "db", "info"], cwd=tmp_path).output
