@@ -17,7 +17,7 @@ from engine import __version__
 from engine.daemon.auth import MAX_SKEW, TIMESTAMP_HEADER, request_target
 from engine.daemon.bodygate import BodyGate
 from engine.daemon.health import store_health
-from engine.daemon.query import one_value_each
+from engine.daemon.query import as_sent, one_value_each
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.desk.actions import ActionError
@@ -277,7 +277,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                     if path.startswith("/v1/"):
                         for op in ops.values():
                             op["security"] = [{"bearer": []}, {"signature": []}]
-            app.openapi_schema = doc
+            app.openapi_schema = as_sent(doc)  # query parameters described as they travel (engine/daemon/query.py)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema

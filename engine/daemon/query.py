@@ -1,10 +1,17 @@
-"""Query strings: a parameter that takes one value must be given once.
+"""Query strings: a parameter that takes one value must be given once, and the OpenAPI document describes query
+parameters as they travel.
 
 Starlette keeps every value of a repeated query parameter and FastAPI hands a scalar parameter the last of them,
 so `/report?stage=offer&stage=onsite` used to answer for `onsite` alone, silently. `one_value_each` is an
 app-wide dependency: when a route's scalar query parameter is given more than once, the request is refused with
 422 naming it (the same Problem as any other refused parameter). Parameters declared as lists (`rule`, `state`)
 are repeated by design and left alone.
+
+`as_sent` rewrites the query parameters of the OpenAPI document FastAPI generates to what a query string can carry:
+an optional `str | None` is `anyOf: [string, null]` there, but no query string sends null (an absent parameter is
+None), so it is the string schema alone; a list of strings is sent as one value or the parameter repeated, so it is
+`type: [array, string]`. The document then says what the daemon accepts, and schemathesis judges the text it sent
+against it (it keeps the generated value for any other type, and reported `?role=0.0` as a schema violation).
 """
 from __future__ import annotations
 
@@ -65,3 +72,24 @@ def one_value_each(request: Request) -> None:
         if count > 1:
             raise RequestValidationError([{"loc": ("query", name), "type": "repeated",
                                            "msg": f"given {count} times; it takes one value"}])
+
+
+def as_sent(doc: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document `doc` (changed in place, and returned) with its query parameters' schemas as sent."""
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            for param in operation.get("parameters", ()) if isinstance(operation, dict) else ():
+                if param.get("in") == "query" and isinstance(param.get("schema"), dict):
+                    param["schema"] = _as_sent(param["schema"])
+    return doc
+
+
+def _as_sent(schema: dict[str, Any]) -> dict[str, Any]:
+    branches = schema.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+        value = next(b for b in branches if b != {"type": "null"})
+        if "enum" not in value and "const" not in value:  # (null would have to join an enum: left as it is)
+            schema = {**{k: v for k, v in schema.items() if k != "anyOf"}, **value}
+    if schema.get("type") == "array" and schema.get("items", {}).get("type") == "string":
+        schema = {**schema, "type": ["array", "string"]}  # `?rule=a`: one value, or the parameter repeated
+    return schema
