@@ -11,6 +11,7 @@ submodule on first use (engine/exports.py), so `herald serve` without a console 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from engine.exports import exported, resolve
@@ -23,8 +24,8 @@ def __getattr__(name: str) -> Any:
     return resolve(__name__, _EXPORTS, name)
 
 
-def install(app: Any, runtime: Any) -> None:
-    """Mounts the console at /console on the daemon's FastAPI app."""
+def install(app: Any, runtime: Any, dependencies: Sequence[Any] = ()) -> None:
+    """Mounts the console at /console on the daemon's FastAPI app, its routes with the app's `dependencies`."""
     from engine.console.routes import console_router
     from engine.console.web import Console, Refused
 
@@ -35,4 +36,4 @@ def install(app: Any, runtime: Any) -> None:
     async def _refused(request: Any, exc: Refused) -> Any:
         return console.refused(request, exc)
 
-    app.include_router(console_router(console))
+    app.include_router(console_router(console), dependencies=list(dependencies))

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -17,7 +17,7 @@ from engine import __version__
 from engine.daemon.auth import MAX_SKEW, TIMESTAMP_HEADER, request_target
 from engine.daemon.bodygate import BodyGate
 from engine.daemon.health import store_health
-from engine.daemon.query import as_sent, one_value_each
+from engine.daemon.query import REFUSE_REPEATS, as_sent
 from engine.intake.decode import split_body
 from engine.store import StoreUnavailable
 from engine.desk.actions import ActionError
@@ -62,8 +62,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                   description="Tells interview candidates their result. Intake needs `Authorization: Bearer <token>` "
                               "or a signature header `sha256=<hex HMAC-SHA256 of METHOD\\nPATH?QUERY\\nTIMESTAMP\\nBODY>` with "
                               "`X-Herald-Timestamp` (Unix seconds, at most 5 minutes old) when server.auth "
-                              "is configured; /healthz and /metrics are open.",
-                  dependencies=[Depends(one_value_each)])  # a scalar query parameter given twice: 422
+                              "is configured; /healthz and /metrics are open.")
     app.state.runtime = runtime
     app.add_middleware(BodyGate, limit=lambda: runtime.state.deployment.config.server.max_concurrent_bodies)
 
@@ -180,23 +179,27 @@ def create_app(runtime: Runtime) -> FastAPI:
     from engine.tracking.routes import tracking_router
 
     tz = runtime.state.deployment.config.tracking.timezone
+    # REFUSE_REPEATS: a scalar query parameter given twice is 422 (engine/daemon/query.py), on every router and
+    # route with query parameters (test_every_route_with_query_parameters_refuses_repeats)
     app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
-                                       report_auth=runtime.state.auth.enabled, report_timezone=tz))
+                                       report_auth=runtime.state.auth.enabled, report_timezone=tz),
+                       dependencies=REFUSE_REPEATS)
 
     from engine.daemon.desk_routes import desk_router
 
-    app.include_router(desk_router(runtime, authorize, actor, read_body))  # before /v1/outcomes/{id:path}
+    app.include_router(desk_router(runtime, authorize, actor, read_body),  # before /v1/outcomes/{id:path}
+                       dependencies=REFUSE_REPEATS)
 
     from engine.console import install as install_console
 
-    install_console(app, runtime)  # /console: the HR team's pages (signed-in sessions, not the API's token)
+    install_console(app, runtime, REFUSE_REPEATS)  # /console: the HR team's pages (signed-in sessions, not the API's token)
 
     from engine.daemon.push import push_router
 
-    app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path
+    app.include_router(push_router(runtime), dependencies=REFUSE_REPEATS)  # Aliyun SMS pushes: authenticated by a secret in the path
 
     @app.post("/v1/outcomes/{outcome_id:path}/approve", response_model=ActionOut, tags=["outcomes"],
-              operation_id="approve", responses=_problems(401, 404, 409, 422, 503))
+              operation_id="approve", responses=_problems(401, 404, 409, 422, 503), dependencies=REFUSE_REPEATS)
     async def approve(outcome_id: str, request: Request, reason: str | None = None) -> Any:
         """Releases a held outcome: its notification is planned now (delays count from the approval). 409 for a
         withdrawn outcome or one already sent. The reason (query or JSON body) and the actor (X-Herald-Actor
@@ -207,7 +210,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return (await run_in_threadpool(runtime.approve, outcome_id, why, who)).as_dict()
 
     @app.post("/v1/outcomes/{outcome_id:path}/withdraw", response_model=ActionOut, tags=["outcomes"],
-              operation_id="withdraw", responses=_problems(401, 404, 409, 422, 503))
+              operation_id="withdraw", responses=_problems(401, 404, 409, 422, 503), dependencies=REFUSE_REPEATS)
     async def withdraw(outcome_id: str, request: Request, reason: str | None = None) -> Any:
         """The decision changed: queued notifications are cancelled and never sent. 409, changing nothing, when a
         message was already sent (the answer's `sent` lists what and when). Reason and actor as for approve."""

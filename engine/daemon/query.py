@@ -2,10 +2,11 @@
 parameters as they travel.
 
 Starlette keeps every value of a repeated query parameter and FastAPI hands a scalar parameter the last of them,
-so `/report?stage=offer&stage=onsite` used to answer for `onsite` alone, silently. `one_value_each` is an
-app-wide dependency: when a route's scalar query parameter is given more than once, the request is refused with
-422 naming it (the same Problem as any other refused parameter). Parameters declared as lists (`rule`, `state`)
-are repeated by design and left alone.
+so `/report?stage=offer&stage=onsite` used to answer for `onsite` alone, silently. `REFUSE_REPEATS` is the
+dependency that refuses such a request with 422 naming the parameter (RequestValidationError, so the same Problem
+as any other refused parameter); the app adds it to every router and route with query parameters. Parameters
+declared as lists (`rule`, `state`) are repeated by design and left alone. It is not app-wide: a FastAPI
+dependency costs ~30 us a request, and intake's POST has no query parameters.
 
 `as_sent` rewrites the query parameters of the OpenAPI document FastAPI generates to what a query string can carry:
 an optional `str | None` is `anyOf: [string, null]` there, but no query string sends null (an absent parameter is
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from types import UnionType
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 
 _MANY = (list, tuple, set, frozenset, Sequence)
@@ -41,26 +42,23 @@ def scalar_query_names(route: Any) -> tuple[str, ...]:
     """The names (aliases) of the route's query parameters that take one value, its dependencies' included."""
     known = getattr(route, _NAMES, None)
     if known is None:
-        known = _scalar_query_names(route)
+        names: list[str] = []
+        pending = [getattr(route, "dependant", None)]
+        while pending:  # the route's own parameters, then its dependencies' (Dependant.dependencies)
+            dependant = pending.pop()
+            if dependant is None:
+                continue
+            names += [f.alias for f in dependant.query_params if not takes_many(f.field_info.annotation)]
+            pending += dependant.dependencies
+        known = tuple(dict.fromkeys(names))
         if route is not None:
             setattr(route, _NAMES, known)
     return known
 
 
-def _scalar_query_names(route: Any) -> tuple[str, ...]:
-    names: list[str] = []
-    pending = [getattr(route, "dependant", None)]
-    while pending:  # the route's own parameters, then its dependencies' (Dependant.dependencies)
-        dependant = pending.pop()
-        if dependant is None:
-            continue
-        names += [f.alias for f in dependant.query_params if not takes_many(f.field_info.annotation)]
-        pending += dependant.dependencies
-    return tuple(dict.fromkeys(names))
-
-
-def one_value_each(request: Request) -> None:
-    """Refuses (422, the parameter named) a scalar query parameter given more than once."""
+async def one_value_each(request: Request) -> None:
+    """Refuses (422, the parameter named) a scalar query parameter given more than once. (Async: FastAPI runs a
+    plain function dependency in its thread pool.)"""
     if not request.scope.get("query_string"):
         return
     names = scalar_query_names(request.scope.get("route"))
@@ -72,6 +70,9 @@ def one_value_each(request: Request) -> None:
         if count > 1:
             raise RequestValidationError([{"loc": ("query", name), "type": "repeated",
                                            "msg": f"given {count} times; it takes one value"}])
+
+
+REFUSE_REPEATS = [Depends(one_value_each)]  # for `dependencies=` of a router, an include_router or a route
 
 
 def as_sent(doc: dict[str, Any]) -> dict[str, Any]:
