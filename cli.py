@@ -449,8 +449,9 @@ def ingest(file: str, batch: int, fmt: str, paths: tuple, config_path: str | Non
                     if fmt != "jsonl":
                         problems.append(f"{item.where}: {status.id}: {status.outside_vocabulary}")
             if show_bar and fh.seekable():  # (a pipe has no position)
-                bar.update(fh.tell() - done)
-                done = fh.tell()
+                at = fh.tell()
+                bar.update(at - done)
+                done = at
         where = store.path
     for line in problems:
         click.echo(line, err=True)

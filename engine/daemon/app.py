@@ -180,7 +180,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     tz = runtime.state.deployment.config.tracking.timezone
     # REFUSE_REPEATS: a scalar query parameter given twice is 422 (engine/daemon/query.py), on every router and
-    # route with query parameters (test_every_route_with_query_parameters_refuses_repeats)
+    # route with query parameters (test_every_documented_scalar_query_parameter_given_twice_is_refused)
     app.include_router(tracking_router(runtime.store, runtime.tracking_key, runtime.clock, authorize=authorize,
                                        report_auth=runtime.state.auth.enabled, report_timezone=tz),
                        dependencies=REFUSE_REPEATS)
@@ -196,7 +196,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     from engine.daemon.push import push_router
 
-    app.include_router(push_router(runtime), dependencies=REFUSE_REPEATS)  # Aliyun SMS pushes: authenticated by a secret in the path
+    app.include_router(push_router(runtime))  # Aliyun SMS pushes: authenticated by a secret in the path (no query)
 
     @app.post("/v1/outcomes/{outcome_id:path}/approve", response_model=ActionOut, tags=["outcomes"],
               operation_id="approve", responses=_problems(401, 404, 409, 422, 503), dependencies=REFUSE_REPEATS)

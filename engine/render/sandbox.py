@@ -491,13 +491,12 @@ def _make_env(autoescape: bool, env_class: type[_Sandbox] = _Sandbox) -> _Sandbo
 
 TEXT_ENV = _make_env(False)
 HTML_ENV = _make_env(True)
+GLOBAL_NAMES = frozenset({"range", "dict", "namespace", "self", "super"})
 
 # Jinja writes a slice as a Python subscript, so `{% set x = 5[::-1] %}` compiles to `5[::-1]`, and Python's compiler
 # warns on stderr ("'int' object is not subscriptable; perhaps you missed a comma?") at a line of the generated
 # code. The render fails on it anyway and validate reports it at the template's line: the warning is noise.
-SYNTAX_NOISE = r".*; perhaps you missed a comma\?"
-warnings.filterwarnings("ignore", SYNTAX_NOISE, SyntaxWarning)
-GLOBAL_NAMES = frozenset({"range", "dict", "namespace", "self", "super"})
+warnings.filterwarnings("ignore", r".*; perhaps you missed a comma\?", SyntaxWarning)
 
 def plain(value: Any, depth: int = 0) -> Any:
     if depth > 30:

@@ -321,14 +321,14 @@ def _create_search_index(conn: Any) -> str | None:
             conn.execute("CREATE INDEX IF NOT EXISTS outcomes_search ON outcomes "
                          "USING gin (herald_who(raw) gin_trgm_ops)")
     except psycopg.Error as e:
-        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        return text.splitlines()[0] if text else type(e).__name__
     return None
 
 
 def search_index(conn: Any) -> str:
     """How the candidate search reads outcomes: SEARCH_INDEXED, or SEARCH_SCANS."""
-    row = conn.execute("SELECT to_regclass('outcomes_search') IS NOT NULL AS t").fetchone()
-    return SEARCH_INDEXED if (row["t"] if isinstance(row, dict) else row[0]) else SEARCH_SCANS
+    return SEARCH_INDEXED if _exists(conn, "outcomes_search") else SEARCH_SCANS
 
 
 def ensure_search_index(conn: Any) -> str:
@@ -361,14 +361,15 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
 )
 
 
-def _has_table(conn: Any) -> bool:
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS t").fetchone()
+def _exists(conn: Any, relation: str) -> bool:
+    """Whether the table or index `relation` exists (`conn` gives dict rows or tuples)."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS t", (relation,)).fetchone()
     return bool(row["t"] if isinstance(row, dict) else row[0])
 
 
 def current_version(conn: Any) -> int:
     """The schema version recorded in the database; 0 for an empty one."""
-    if not _has_table(conn):
+    if not _exists(conn, "schema_migrations"):
         return 0
     row = conn.execute("SELECT coalesce(max(version), 0) AS v FROM schema_migrations").fetchone()
     return int(row["v"] if isinstance(row, dict) else row[0])
