@@ -227,13 +227,33 @@ class Daemon:
         try:
             server.run(sockets=[sock])
         finally:
-            self.stop()
+            self._stop_awake()
             # Stopped: a SIGTERM (or SIGINT) sent again now (a supervisor or test repeating itself) must neither
             # count as the second signal nor turn the clean exit into a death by signal while the interpreter winds
             # down (it restores the default action for handlers it installed, not for an ignored signal).
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         return 0
+
+    def _stop_awake(self) -> None:
+        """stop() from the main thread, which waits for it in slices of 0.1 s instead of sleeping in a join (up to
+        30 s for a send in flight): the kernel hands a signal to any thread that does not block it, and Python runs
+        the handler in the main thread only when that thread runs again, so a second SIGTERM taken by a worker
+        thread would otherwise wait for the send. stop()'s exception, if any, is raised here."""
+        failed: list[BaseException] = []
+
+        def stop() -> None:
+            try:
+                self.stop()
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread below
+                failed.append(e)
+
+        stopping = threading.Thread(target=stop, name="herald-stop")
+        stopping.start()
+        while stopping.is_alive():
+            stopping.join(0.1)
+        if failed:
+            raise failed[0]
 
     def _on_signal(self, sig: int) -> None:
         """SIGTERM or SIGINT in run(): the first stops cleanly (HTTP, then the sends in flight, up to 30 s); a second
