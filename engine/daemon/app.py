@@ -71,10 +71,22 @@ def create_app(runtime: Runtime) -> FastAPI:
         return JSONResponse({"error": exc.error, "field": exc.field, "dead_letter": exc.dead_letter},
                             status_code=exc.code, headers=exc.headers)
 
+    def console_page(request: Request, status: int, key: str, headers: dict | None = None, **fields: object) -> Any:
+        """The console's own error page for a request to /console (a browser shows it), else None: the API's
+        answers stay JSON Problems."""
+        console = getattr(app.state, "console", None)
+        path = request.url.path
+        if console is None or not (path == "/console" or path.startswith("/console/")):
+            return None
+        from engine.console.web import Refused
+        return console.refused(request, Refused(status, key, headers, **fields))
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:  # unknown path, method
-        return JSONResponse({"error": str(exc.detail), "field": None, "dead_letter": None},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:  # unknown path, method
+        headers = getattr(exc, "headers", None)
+        page = console_page(request, exc.status_code, "not_found" if exc.status_code == 404 else "error", headers)
+        return page or JSONResponse({"error": str(exc.detail), "field": None, "dead_letter": None},
+                                    status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(ActionError)
     async def _action(_request: Request, exc: ActionError) -> JSONResponse:
@@ -86,13 +98,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         return JSONResponse({"error": str(exc), "field": exc.field, "dead_letter": None}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        """A parameter FastAPI refused (a limit out of range, an empty rule...): one Problem naming it."""
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Any:
+        """A parameter FastAPI refused (a limit out of range, an empty rule, one given twice...): one Problem
+        naming it (the console's error page naming it, for a console page)."""
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
         field = ".".join(loc) or None
-        return JSONResponse({"error": f"{field or 'request'}: {first.get('msg', 'invalid')}", "field": field,
-                             "dead_letter": None}, status_code=422)
+        error = f"{field or 'request'}: {first.get('msg', 'invalid')}"
+        return console_page(request, 422, "bad_parameter", detail=error) or JSONResponse(
+            {"error": error, "field": field, "dead_letter": None}, status_code=422)
 
     @app.exception_handler(DeskError)
     async def _desk(_request: Request, exc: DeskError) -> JSONResponse:

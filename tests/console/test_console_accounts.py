@@ -2,13 +2,14 @@
 hashes, `herald user add`, signed cookies and CSRF tokens, the sign-in limit, Accept-Language."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from engine.config.settings import load_config
 from engine.console.accounts import SignInLimiter, check_password, hash_password, user_entry
-from engine.console.i18n import pick_language
+from engine.console.i18n import TEXT, pick_language
 from engine.console.session import Signer
 
 HERALD = str(Path(sys.executable).with_name("herald"))
@@ -131,3 +132,12 @@ def test_language_from_accept_language():
     assert pick_language("de-DE, fr;q=0.5") == "en"
     assert pick_language("de;q=1, zh;q=0.7, en;q=0.5") == "zh-CN"
     assert pick_language("en;q=bad, zh") == "zh-CN"
+
+
+def test_every_console_text_has_both_languages_with_the_same_fields():
+    """A key in one language only falls back to English for a Chinese reader; a field named differently raises
+    KeyError when the page is rendered."""
+    fields = {lang: {key: set(re.findall(r"\{(\w+)\}", text)) for key, text in table.items()}
+              for lang, table in TEXT.items()}
+    assert set(fields["en"]) == set(fields["zh-CN"]), set(fields["en"]) ^ set(fields["zh-CN"])
+    assert {k: v for k, v in fields["en"].items() if fields["zh-CN"][k] != v} == {}

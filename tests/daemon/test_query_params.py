@@ -34,13 +34,25 @@ def test_which_annotations_take_many(annotation, many):
     ("get", "/v1/audit", "action=approve&action=withdraw", "action"),
     ("get", "/v1/held", "cursor=a&cursor=b", "cursor"),
     ("post", "/v1/outcomes/x1/approve", "reason=a&reason=b", "reason"),
-    ("get", "/console/login", "next=/console/&next=/console/queue", "next"),  # the console's routes too
 ])
 def test_a_scalar_parameter_given_twice_is_refused_naming_it(client, method, path, query, field):
     r = client.request(method.upper(), f"{path}?{query}")
     assert r.status_code == 422, (r.status_code, r.text[:300])
     body = r.json()
     assert body["field"] == field and "given 2 times" in body["error"], body
+
+
+@pytest.mark.parametrize("path, status, says", [
+    ("/console/login?next=/console/&next=/console/queue", 422, "next: given 2 times; it takes one value"),
+    ("/console/dead-letters/abc", 422, "dead_id: "),  # a path parameter FastAPI refuses
+    ("/console/no-such-page", 404, "Nothing here."),
+])
+def test_the_console_refuses_a_bad_address_with_its_own_page(client, path, status, says):
+    """A browser on the console gets the console's error page, naming the parameter, not the API's JSON."""
+    r = client.get(path, headers={"Accept-Language": "en"}, follow_redirects=False)
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    assert r.headers["content-type"].startswith("text/html"), r.headers
+    assert 'id="refused"' in r.text and says in r.text, r.text[-800:]
 
 
 @pytest.mark.parametrize("path, query", [
