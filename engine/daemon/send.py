@@ -496,7 +496,7 @@ class Sender:
 
     def _window_overridden(self, n: NotificationRow) -> bool:
         detail = self.rt.store.get_notification(n.id)
-        return detail is not None and window_overridden(detail.events)
+        return detail is not None and window_overridden(detail.events, detail.attempts)
 
     def placed(self, n: NotificationRow, outcome: Mapping, t: float) -> float:
         """`t`, moved into the send window of the notification's rule (as the rule stands now), if it has one."""

@@ -15,7 +15,7 @@ from engine.intake.batch import ItemStatus
 from engine.intake.decode import Item, split_body
 from engine.intake.gate import INVALID, judge
 from engine.pipeline import Pipeline
-from engine.store import ALL_CHANNELS, EventRow, NotificationRow, PauseRow, ReplyRow, Store
+from engine.store import ALL_CHANNELS, AttemptRow, EventRow, NotificationRow, PauseRow, ReplyRow, Store
 
 MAX_AHEAD = 366 * 86400.0  # a reschedule goes at most a year ahead
 OVERRIDE = "override_window"  # a send_now event's detail: the operator sent it inside a closed send window
@@ -119,12 +119,14 @@ def send_now(store: Store, notification_id: str, now: float, actor: str | None =
     return _current(store, notification_id, window_closed_until=closed_until, override_window=override)
 
 
-def window_overridden(events: Sequence[EventRow]) -> bool:
+def window_overridden(events: Sequence[EventRow], attempts: Sequence[AttemptRow] = ()) -> bool:
     """Whether a notification's last "send now" or reschedule (its `events`, oldest first) was an operator's
-    send now that overrode a closed window: the dispatcher then sends it inside the window."""
+    send now that overrode a closed window, not yet spent: the dispatcher then sends it inside the window. The
+    override covers the send it was asked for: once an attempt started after it (`attempts`), a retry or a
+    fallback keeps the window again (it went at 18:00 after downtime, a day after the operator's override)."""
     for e in reversed(events):
         if e.kind in ("send_now", "rescheduled"):
-            return bool(e.detail and e.detail.get(OVERRIDE))
+            return bool(e.detail and e.detail.get(OVERRIDE)) and not any(a.started_at >= e.at for a in attempts)
     return False
 
 

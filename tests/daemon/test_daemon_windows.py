@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 
 from daemon_support import make_deployment, outbox, outcome, post, wait_for
+from loopback import Serving
 
 
 RULES = """version: 1
@@ -79,3 +81,42 @@ def test_send_now_in_a_closed_window_waits_unless_the_operator_overrides(tmp_pat
     assert n["state"] == "scheduled" and n["next_attempt_at"].startswith("2026-12-08T09:00:00")
     audit = d.runtime.store.audit_for("sn-2")
     assert [(a.action, a.actor, a.detail["override_window"]) for a in audit] == [("send_now", "hr-li", True)]
+
+
+def test_an_override_covers_the_send_it_was_for_not_a_retry_after_downtime(tmp_path, daemons):
+    """Monday 20:00 UTC, window closed: the operator's send now with override_window goes at once, the webhook
+    answers 503, and the retry is placed at Tuesday 09:00. The daemon is down all Tuesday's window and comes back
+    at 18:00: the overdue retry waits for Wednesday 09:00; the override was spent on the send it was asked for."""
+    posts: list[int] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            posts.append(503 if not posts else 200)
+            self.send_response(posts[-1])
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"id": "hook-1"}')
+
+        def log_message(self, *args):
+            pass
+
+    with Serving(Hook) as hook:
+        rules = RULES.replace("delay: 30m", "delay: 0s").replace("channels: [email, sms]", "channels: [webhook]")
+        root = make_deployment(tmp_path, rules=rules, channels=f"  webhook: {{transport: webhook, url: '{hook.url}/h'}}")
+        first = daemons(root, start_at=at("2026-12-07T20:00:00+00:00"))
+        assert post(first.url, outcome("ov-1", occurred_at="2026-12-07T20:00:00Z")).json()["items"][0]["notification"]
+        forced = httpx.post(first.url + "/v1/notifications/ov-1%231/send-now", params={"override_window": "true"},
+                            timeout=10).json()
+        assert forced["override_window"] is True
+        wait_for(lambda: detail(first, "ov-1#1")["attempts"] and detail(first, "ov-1#1")["state"] == "scheduled")
+        n = detail(first, "ov-1#1")
+        assert posts == [503] and n["next_attempt_at"].startswith("2026-12-08T09:00:00"), n
+        first.shutdown()
+
+        second = daemons(root, start_at=at("2026-12-08T18:00:00+00:00"))
+        wait_for(lambda: any(e["kind"] == "deferred" for e in detail(second, "ov-1#1")["events"])
+                 or len(posts) > 1, timeout=20)
+        n = detail(second, "ov-1#1")
+        assert posts == [503], n  # not sent at 18:00
+        assert n["state"] == "scheduled" and n["next_attempt_at"].startswith("2026-12-09T09:00:00"), n
