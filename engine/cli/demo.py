@@ -146,8 +146,16 @@ def _where(cfg: Config, url: str, scale: float) -> str:
 
 
 def _wait(proc: subprocess.Popen, reader: threading.Thread) -> int:
+    """Waits for the daemon in slices (as `herald serve` waits for its stop): Ctrl-C is turned into
+    KeyboardInterrupt only when the main thread runs, and a wait in waitpid(2) wakes only if the signal is handed
+    to the main thread, not to the reader thread."""
     try:
-        code = proc.wait()
+        while True:
+            try:
+                code = proc.wait(0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
     except KeyboardInterrupt:
         return _stop(proc, reader)
     reader.join(2)
