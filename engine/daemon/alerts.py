@@ -10,8 +10,9 @@ recipients, e.g. e-mail to a team), batched.
 
 The daemon raises an alert when an outcome waits unmatched, a notification failed on every channel, a
 notification went out after its deadline, or a reload was refused. Replicas sharing a PostgreSQL store put their
-lines in the store's queue (Store.alert_queue()) and only the leader takes and posts them, so HR hears from one
-replica, paced once. Alerts from any thread are collected and
+lines in the store's queue (Store.alert_queue()) and only the leader reads and posts them, so HR hears from one
+replica, paced once; a line leaves the queue only once its message was posted (or refused for good), so a leader
+that dies holding lines leaves them to the next one. Alerts from any thread are collected and
 posted by the Alerter's own thread: the first one after a quiet spell waits a few seconds (`gather`) so a
 burst goes as one message, and two messages are at least `interval` apart (a robot takes 20 a minute). A
 failed post is logged, never raised; a recoverable failure keeps the lines for the next message, which waits
@@ -60,14 +61,15 @@ class Alerter:
                  wall: Callable[[], float] = time.time):
         self._settings = settings
         self._transport = transport
-        # replicas sharing a store: lines go to the store's queue (any replica), the leader takes and posts them
+        # replicas sharing a store: lines go to the store's queue (any replica), the leader reads and posts them, then deletes them
         self._queue = queue
         self._leader = leader
         self._wall = wall
         self.gather = gather  # seconds the first alert after a quiet spell waits for others; None: interval / 10, <= 5
         self._clock = clock
         self._cond = threading.Condition()
-        self._pending: list[tuple[str, str]] = []
+        self._pending: list[tuple[str, str, int | None]] = []  # (kind, line, its id in the store's queue or None)
+        self._finished: set[int] = set()  # queue ids posted (or refused for good) whose delete has not gone through
         self._dropped = 0
         self._first_at: float | None = None
         self._last_sent: float | None = None
@@ -104,7 +106,7 @@ class Alerter:
                     return
                 if not self._pending:
                     self._first_at = self._clock()
-                self._pending.append((kind, line))
+                self._pending.append((kind, line, None))
                 self._cond.notify_all()
         except Exception:
             log.exception("alert not queued")
@@ -126,6 +128,7 @@ class Alerter:
             self._thread = None
         if self._pending:
             self.flush(force=True)
+        self._finish()
 
     def due_at(self) -> float | None:
         """When the pending lines may go (monotonic seconds), or None when nothing is pending."""
@@ -142,15 +145,23 @@ class Alerter:
             return due
 
     def _pull(self) -> None:
-        """The leader takes the lines every replica queued in the store into its own pending ones (others: none)."""
+        """The leader reads the lines every replica queued in the store into its own pending ones (others: none;
+        a replica no longer leader lets go of the lines it read, which stay in the queue for the next leader)."""
         if self._queue is None:
             return
         try:
-            if not self._leader():
-                return
+            leads = self._leader()
+            with self._cond:
+                if not leads:
+                    if self._pending:
+                        self._pending, self._first_at = [], None
+                    self._finished.clear()
+                    return
+            self._finish()
             with self._cond:
                 room = MAX_PENDING - len(self._pending)
-            lines = self._queue.take(room)
+                held = {qid for _, _, qid in self._pending if qid is not None} | self._finished
+            lines = self._queue.peek(room, held)
         except Exception as e:  # noqa: BLE001 - the store is busy or gone: the lines wait there
             log.warning("alerts: queued lines not read: %s", e)
             return
@@ -158,7 +169,22 @@ class Alerter:
             with self._cond:
                 if not self._pending:
                     self._first_at = self._clock()
-                self._pending.extend(lines)
+                self._pending.extend((kind, line, qid) for qid, kind, line in lines)
+
+    def _finish(self) -> None:
+        """Deletes from the store's queue the lines whose message went (or was refused for good); a delete that
+        fails is tried again on the next look (meanwhile they are not read again)."""
+        with self._cond:
+            ids = set(self._finished)
+        if not ids or self._queue is None:
+            return
+        try:
+            self._queue.done(ids)
+        except Exception as e:  # noqa: BLE001 - the store is busy or gone: tried again next time
+            log.warning("alerts: posted lines not yet removed from the queue: %s", e)
+            return
+        with self._cond:
+            self._finished -= ids
 
     def _run(self) -> None:
         while True:
@@ -192,12 +218,16 @@ class Alerter:
                 taken, self._pending, self._dropped = list(self._pending), [], 0
                 self._first_at = None
                 self._last_sent = self._clock()
-            result = self._post(lines, max(more, 0))
+            result = self._post([(kind, line) for kind, line, _ in lines], max(more, 0))
             if result is not None and result.status == RECOVERABLE:
                 with self._cond:  # try again with the next message, not before the channel said it may
                     self._pending = (taken + self._pending)[:MAX_PENDING]
                     self._first_at = self._first_at or self._clock()
                     self._hold_until = self._clock() + result.retry_after if result.retry_after else None
+            else:  # posted, or refused for good (logged): out of the store's queue
+                with self._cond:
+                    self._finished.update(qid for _, _, qid in taken if qid is not None)
+                self._finish()
             return result
         except Exception:  # an alert must never break intake or dispatch
             log.exception("alert not sent")

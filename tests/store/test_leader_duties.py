@@ -115,3 +115,52 @@ def test_alerts_raised_by_any_replica_are_posted_by_the_leader_only(pg, tmp_path
                 rt.store.close()
     assert (leader.alerts.sent, other.alerts.sent) == (len(Hook.got), 0), Hook.got
     assert "".join(Hook.got).count("n-1#1") == 1
+
+
+def test_alert_lines_a_leader_read_but_did_not_post_are_posted_by_the_next_leader(pg):
+    """Leader A reads two queued lines and dies before posting them (its Alerter is dropped, never stopped): they
+    are still in the queue, and B, leader next, posts them. A line posted is deleted from the queue; a recoverable
+    refusal keeps it; a permanent one (logged) deletes it. Driven by hand: _pull is the thread's look at the queue."""
+    from daemon_support import ScriptedTransport
+
+    from engine.channels.base import ACCEPTED, PERMANENT, RECOVERABLE
+    from engine.config.settings import AlertSettings
+    from engine.daemon.alerts import Alerter
+
+    url = pg.create_database()
+    stores = [open_store(url), open_store(url)]
+    settings = AlertSettings("hr", (), 60.0)
+    left = "SELECT count(*) AS n FROM alerts"
+
+    def alerter(store, transport, leads) -> Alerter:
+        return Alerter(lambda: settings, lambda _name: (transport, None), gather=0.0, queue=store.alert_queue(),
+                       leader=lambda: leads[0])
+    try:
+        a_leads, b_leads = [True], [False]
+        a = alerter(stores[0], ScriptedTransport("hr", ACCEPTED), a_leads)
+        a.add("failed", "n-1#1 failed on every channel")
+        a.add("late", "n-2#1 sent late")
+        a._pull()
+        assert [line for _, line, _ in a._pending] == ["n-1#1 failed on every channel", "n-2#1 sent late"]
+        a_leads[0], b_leads[0] = False, True  # A dies holding them (never posted); B leads
+
+        hook = ScriptedTransport("hr", RECOVERABLE, ACCEPTED)
+        b = alerter(stores[1], hook, b_leads)
+        b._pull()
+        assert b.flush(force=True).status == RECOVERABLE and stores[1]._all(left)[0]["n"] == 2  # kept
+        b._pull()  # nothing read twice while held
+        assert len(b._pending) == 2
+        assert b.flush(force=True).status == ACCEPTED
+        assert "n-1#1" in hook.sent[-1].body and "n-2#1" in hook.sent[-1].body
+        assert stores[1]._all(left)[0]["n"] == 0  # posted: out of the queue
+
+        a._pull()  # A, back and no longer leader, lets go of what it had read: nothing posted twice by it
+        assert a._pending == [] and a.flush(force=True) is None
+
+        refused = alerter(stores[1], ScriptedTransport("hr", PERMANENT), b_leads)
+        refused.add("late", "n-3#1 sent late")
+        refused._pull()
+        assert refused.flush(force=True).status == PERMANENT and stores[1]._all(left)[0]["n"] == 0
+    finally:
+        for s in stores:
+            s.close()
