@@ -61,7 +61,8 @@ class Alerter:
                  wall: Callable[[], float] = time.time):
         self._settings = settings
         self._transport = transport
-        # replicas sharing a store: lines go to the store's queue (any replica), the leader reads and posts them, then deletes them
+        # replicas sharing a store: lines go to the store's queue (any replica); the leader reads and posts them,
+        # then deletes them
         self._queue = queue
         self._leader = leader
         self._wall = wall
