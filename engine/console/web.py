@@ -199,6 +199,15 @@ class Console:
             raise Refused(403, "csrf")
         return fields
 
+    def error_page(self, request: Request, status: int, key: str, headers: dict | None = None,
+                   **fields: object) -> Response | None:
+        """The console's page for an error the app met before a console route ran (an unknown console page, a
+        parameter FastAPI refused): for a request to /console only, else None (the API answers JSON)."""
+        path = request.url.path
+        if path != "/console" and not path.startswith("/console/"):
+            return None
+        return self.refused(request, Refused(status, key, headers, **fields))
+
     def refused(self, request: Request, exc: Refused) -> Response:
         """The page for a refused request (a redirect for a visitor who must sign in)."""
         if exc.status in (301, 302, 303, 307):

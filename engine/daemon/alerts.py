@@ -151,13 +151,11 @@ class Alerter:
         if self._queue is None:
             return
         try:
-            leads = self._leader()
-            with self._cond:
-                if not leads:
-                    if self._pending:
-                        self._pending, self._first_at = [], None
+            if not self._leader():
+                with self._cond:  # not (or no longer) the leader: what it read stays in the queue for the next one
+                    self._pending, self._first_at = [], None
                     self._finished.clear()
-                    return
+                return
             self._finish()
             with self._cond:
                 room = MAX_PENDING - len(self._pending)

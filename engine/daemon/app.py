@@ -72,14 +72,10 @@ def create_app(runtime: Runtime) -> FastAPI:
                             status_code=exc.code, headers=exc.headers)
 
     def console_page(request: Request, status: int, key: str, headers: dict | None = None, **fields: object) -> Any:
-        """The console's own error page for a request to /console (a browser shows it), else None: the API's
+        """The console's own error page for a request to /console (Console.error_page), else None: the API's
         answers stay JSON Problems."""
         console = getattr(app.state, "console", None)
-        path = request.url.path
-        if console is None or not (path == "/console" or path.startswith("/console/")):
-            return None
-        from engine.console.web import Refused
-        return console.refused(request, Refused(status, key, headers, **fields))
+        return None if console is None else console.error_page(request, status, key, headers, **fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Any:  # unknown path, method
@@ -151,15 +147,15 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     _component, request_body = outcome_request_schema()
 
-    links = {"GetOutcome": {"operationId": "get_outcome", "parameters": {"outcome_id": "$response.body#/items/0/id"}},
-             "GetNotification": {"operationId": "get_notification",
-                                 "parameters": {"notification_id": "$response.body#/items/0/notification"}},
-             "Approve": {"operationId": "approve", "parameters": {"outcome_id": "$response.body#/items/0/id"}},
-             "Withdraw": {"operationId": "withdraw", "parameters": {"outcome_id": "$response.body#/items/0/id"}},
-             **{name: {"operationId": op, "parameters": {"outcome_id": "$response.body#/items/0/id"}}
-                for name, op in (("Route", "route"), ("Preview", "preview"), ("History", "history"))},
+    # the answer's first outcome id and notification id lead to every operation taking one (schemathesis follows)
+    on_outcome = ("GetOutcome", "get_outcome"), ("Approve", "approve"), ("Withdraw", "withdraw"), ("Route", "route"), \
+        ("Preview", "preview"), ("History", "history")
+    on_notification = ("GetNotification", "get_notification"), ("Cancel", "cancel"), ("Reschedule", "reschedule"), \
+        ("SendNow", "send_now")
+    links = {**{name: {"operationId": op, "parameters": {"outcome_id": "$response.body#/items/0/id"}}
+                for name, op in on_outcome},
              **{name: {"operationId": op, "parameters": {"notification_id": "$response.body#/items/0/notification"}}
-                for name, op in (("Cancel", "cancel"), ("Reschedule", "reschedule"), ("SendNow", "send_now"))}}
+                for name, op in on_notification}}
 
     @app.post("/v1/outcomes", status_code=202, response_model=IntakeResponse, tags=["intake"],
               operation_id="post_outcomes", openapi_extra={"requestBody": request_body},

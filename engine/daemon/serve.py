@@ -11,6 +11,8 @@ import sqlite3
 import sys
 import threading
 import time
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -239,21 +241,12 @@ class Daemon:
         """stop() from the main thread, which waits for it in slices of 0.1 s instead of sleeping in a join (up to
         30 s for a send in flight): the kernel hands a signal to any thread that does not block it, and Python runs
         the handler in the main thread only when that thread runs again, so a second SIGTERM taken by a worker
-        thread would otherwise wait for the send. stop()'s exception, if any, is raised here."""
-        failed: list[BaseException] = []
-
-        def stop() -> None:
-            try:
-                self.stop()
-            except BaseException as e:  # noqa: BLE001 - handed to the main thread below
-                failed.append(e)
-
-        stopping = threading.Thread(target=stop, name="herald-stop")
-        stopping.start()
-        while stopping.is_alive():
-            stopping.join(0.1)
-        if failed:
-            raise failed[0]
+        thread would otherwise wait for the send. stop()'s exception, if any, is raised here (Future.result)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="herald-stop") as pool:
+            stopping = pool.submit(self.stop)
+            while not stopping.done():
+                futures.wait([stopping], timeout=0.1)
+            stopping.result()
 
     def _on_signal(self, sig: int) -> None:
         """SIGTERM or SIGINT in run(): the first stops cleanly (HTTP, then the sends in flight, up to 30 s); a second
